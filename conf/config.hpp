@@ -1,0 +1,174 @@
+// TOML configuration -> validated, immutable Config.
+//
+// Every error names the key, the line (when toml11 knows it) and the reason,
+// e.g. "pgmux.toml:12: [pgmux] default_pool_size: must be >= 1, got 0".
+// Unknown keys are errors (a typo must not silently fall back to a default).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pgmux::conf {
+
+using Duration = std::chrono::milliseconds;
+
+enum class PoolMode { session, transaction, statement };
+enum class AuthType { trust, md5, scram_sha_256, hba };
+enum class TlsMode { disable, allow, prefer, require, verify_ca, verify_full };
+enum class ReadRouting { off, explicit_, automatic };
+enum class LoadBalance { least_outstanding, round_robin, random };
+enum class ReplicaFallback { primary, error };
+enum class TargetSessionAttrs { any, read_write, read_only, prefer_standby };
+
+std::string_view to_string(PoolMode m);
+std::string_view to_string(AuthType t);
+std::string_view to_string(TlsMode m);
+std::string_view to_string(ReadRouting r);
+
+// "15s", "10min", "1h", "250ms", "2d", "0s"; also "0" (zero). No negatives.
+std::optional<Duration> parse_duration(std::string_view s);
+// "16MB", "512kB", "1GB", "100" (bytes).
+std::optional<uint64_t> parse_bytes(std::string_view s);
+std::string format_duration(Duration d);
+
+struct ListenAddr {
+  bool is_unix = false;
+  std::string host;  // TCP: IPv4/IPv6 literal or "*" / "0.0.0.0" / "::"
+  uint16_t port = 0;
+  std::string path;  // unix: socket path
+  std::string text;  // as written, for logs
+};
+
+struct HostPort {
+  std::string host;
+  uint16_t port = 5432;
+};
+
+struct DatabaseConfig {
+  std::string name;    // the key clients use ("*" = fallback for any name)
+  std::string host = "127.0.0.1";  // may be a unix socket directory (starts with '/')
+  uint16_t port = 5432;
+  std::string dbname;  // name on the server; empty = the client's database name
+  std::optional<std::string> user;      // forced server user
+  std::optional<std::string> password;  // password for the server login
+  std::optional<PoolMode> pool_mode;
+  std::optional<int> pool_size;
+  std::optional<int> min_pool_size;
+  std::optional<int> reserve_pool_size;
+  std::optional<int> max_db_connections;
+  std::string connect_query;  // run once on each new server connection
+  std::vector<HostPort> replicas;
+  ReadRouting read_routing = ReadRouting::off;
+  LoadBalance load_balance = LoadBalance::least_outstanding;
+  std::optional<Duration> max_replica_lag;   // time bound
+  std::optional<uint64_t> max_replica_lag_bytes;
+  ReplicaFallback replica_fallback = ReplicaFallback::primary;
+  Duration health_check_interval = std::chrono::seconds(1);
+  bool read_your_writes = true;
+  std::optional<TargetSessionAttrs> target_session_attrs;
+};
+
+struct UserConfig {
+  std::string name;
+  std::optional<PoolMode> pool_mode;
+  std::optional<int> max_user_connections;
+};
+
+struct AuthConfig {
+  AuthType type = AuthType::scram_sha_256;
+  std::string file;        // resolved to an absolute path when relative
+  std::string query = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1";
+  bool query_set = false;  // auth_query enabled when the key is present
+  std::string query_user;
+  std::string hba_file;
+};
+
+struct TlsConfig {
+  TlsMode mode = TlsMode::disable;
+  std::string cert, key, ca;
+  std::string protocols = "tlsv1.2,tlsv1.3";
+  std::string ciphers;  // empty = OpenSSL default
+};
+
+struct AdminConfig {
+  std::vector<std::string> users;
+  std::vector<std::string> stats_users;
+  std::string metrics_listen;  // empty = off
+};
+
+struct LogConfig {
+  std::string level = "info";  // trace, debug, info, warn, error, critical, off
+  std::string file;            // empty = stderr
+  bool connections = true;
+  bool disconnections = true;
+};
+
+struct Config {
+  std::string source;  // file path (or origin name) it was loaded from
+
+  std::vector<ListenAddr> listen;  // default: 127.0.0.1:6432
+  int workers = 1;                 // 0 = one per core (resolved at load)
+  PoolMode pool_mode = PoolMode::transaction;
+  int max_client_conn = 10000;
+  int default_pool_size = 20;
+  int min_pool_size = 0;
+  int reserve_pool_size = 0;
+  Duration reserve_pool_timeout = std::chrono::seconds(5);
+  int max_db_connections = 0;
+  int max_user_connections = 0;
+  int max_prepared_statements = 200;
+  std::string server_reset_query = "DISCARD ALL";
+  bool server_reset_query_always = false;
+  std::string server_check_query = "SELECT 1";  // empty string = disabled
+  Duration server_check_delay = std::chrono::seconds(30);
+  Duration server_connect_timeout = std::chrono::seconds(15);
+  Duration server_login_retry = std::chrono::seconds(15);
+  Duration server_idle_timeout = std::chrono::minutes(10);
+  Duration server_lifetime = std::chrono::hours(1);
+  Duration query_timeout{0};
+  Duration query_wait_timeout = std::chrono::minutes(2);
+  Duration client_idle_timeout{0};
+  Duration client_login_timeout = std::chrono::seconds(60);
+  Duration idle_transaction_timeout{0};
+  Duration shutdown_timeout = std::chrono::seconds(30);
+  uint32_t max_packet_size = 64u * 1024u * 1024u;  // cap on one message's length
+  int max_startup_params = 64;
+  int max_concurrent_logins = 1000;
+  Duration auth_failure_delay{0};
+
+  AuthConfig auth;
+  TlsConfig tls;                 // client side; default disable
+  TlsConfig server_tls;          // towards PostgreSQL; default prefer
+  AdminConfig admin;
+  LogConfig log;
+
+  std::map<std::string, DatabaseConfig, std::less<>> databases;
+  std::map<std::string, UserConfig, std::less<>> users;
+
+  // The database entry for a client's database name: exact key, else "*",
+  // else nullptr.
+  const DatabaseConfig* find_database(std::string_view name) const;
+  const UserConfig* find_user(std::string_view name) const;
+  // Effective values after per-database and per-user overrides.
+  PoolMode effective_pool_mode(const DatabaseConfig& db, std::string_view user) const;
+  int effective_pool_size(const DatabaseConfig& db) const;
+};
+
+struct LoadResult {
+  std::shared_ptr<const Config> config;  // null on error
+  std::string error;                     // "<source>:<line>: <key>: <reason>"
+};
+
+LoadResult load_file(const std::string& path);
+// `source` names the origin in error messages; relative paths inside the
+// config are resolved against `base_dir` (empty = current directory).
+LoadResult load_string(std::string_view toml_text, const std::string& source,
+                       const std::string& base_dir = {});
+
+}  // namespace pgmux::conf

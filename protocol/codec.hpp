@@ -1,0 +1,138 @@
+// PostgreSQL v3 wire framing: pure functions over byte spans, no I/O.
+//
+// Every decoder answers ok / need_more / invalid and consumes nothing until a
+// unit is complete. Declared lengths are validated before any body is read.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace pgmux::proto {
+
+using ByteSpan = std::span<const uint8_t>;
+
+inline ByteSpan as_bytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+inline std::string_view as_chars(ByteSpan b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+enum class Result { ok, need_more, invalid };
+
+constexpr uint32_t kProtocolV3 = 196608;  // 3.0
+constexpr uint32_t kCancelRequestCode = 80877102;
+constexpr uint32_t kSslRequestCode = 80877103;
+constexpr uint32_t kGssEncRequestCode = 80877104;
+
+// PostgreSQL's own cap on startup packets (MAX_STARTUP_PACKET_LENGTH).
+constexpr size_t kMaxStartupPacket = 10000;
+constexpr size_t kMaxStartupParams = 64;
+// Default cap on a regular message's declared length (configurable by callers).
+constexpr uint32_t kDefaultMaxMessage = 64u * 1024u * 1024u;
+
+inline uint32_t read_u32(const uint8_t* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
+inline uint16_t read_u16(const uint8_t* p) { return uint16_t((p[0] << 8) | p[1]); }
+
+// ---------------------------------------------------------------------------
+// Regular (typed) messages: 1 type byte + int32 length (includes itself).
+
+struct Frame {
+  char type = 0;
+  uint32_t length = 0;  // declared length, includes the 4 length bytes
+  size_t total() const { return size_t(length) + 1; }
+  uint32_t body_length() const { return length - 4; }
+};
+
+struct FrameResult {
+  Result result = Result::need_more;
+  Frame frame;
+};
+
+// Looks at the header at the start of `buf`. ok only when the whole message
+// (header + body) is inside buf. invalid when the declared length is < 4 or
+// > max_len. need_more otherwise (also when only the header is present).
+FrameResult peek_frame(ByteSpan buf, uint32_t max_len = kDefaultMaxMessage);
+
+// ---------------------------------------------------------------------------
+// Streaming splitter for forwarding: never needs a whole message in memory.
+//
+// Feed arbitrary chunks; next() returns pieces, each consuming some prefix of
+// the remaining chunk. A message is reported as one `header` piece followed by
+// zero or more `body` pieces (the last has last_of_message = true; a message
+// with an empty body gets a single header piece with last_of_message = true).
+// Header bytes split across chunks are kept internally (at most 5 bytes).
+class StreamFramer {
+ public:
+  enum class Kind { need_more, header, body, invalid };
+  struct Piece {
+    Kind kind = Kind::need_more;
+    size_t consumed = 0;           // bytes of the chunk this piece used
+    char type = 0;                 // message type (header and body pieces)
+    uint32_t body_length = 0;      // declared length - 4
+    ByteSpan data;                 // body bytes inside the chunk (body pieces)
+    bool last_of_message = false;  // this piece ends the message
+  };
+
+  explicit StreamFramer(uint32_t max_len = kDefaultMaxMessage) : max_len_(max_len) {}
+
+  // Returns the next piece from `chunk` (which must start right after what
+  // earlier calls consumed). need_more means the whole chunk was consumed
+  // (consumed == chunk.size()) and more input is needed. invalid: declared
+  // length < 4 or > max_len; the stream cannot continue.
+  Piece next(ByteSpan chunk);
+
+  // True between messages (no partial header or body pending).
+  bool at_boundary() const { return header_have_ == 0 && remaining_ == 0 && !in_body_; }
+  void reset() { header_have_ = 0; remaining_ = 0; in_body_ = false; }
+  void set_max_len(uint32_t max_len) { max_len_ = max_len; }
+
+ private:
+  uint32_t max_len_;
+  uint8_t header_[5] = {};
+  size_t header_have_ = 0;
+  bool in_body_ = false;
+  char type_ = 0;
+  uint32_t body_len_ = 0;
+  uint32_t remaining_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// Startup phase packets (no type byte): StartupMessage, SSLRequest,
+// GSSENCRequest, CancelRequest.
+
+enum class StartupKind { startup, ssl_request, gssenc_request, cancel };
+
+struct StartupPacket {
+  StartupKind kind = StartupKind::startup;
+  uint32_t protocol = 0;  // StartupMessage: requested protocol version
+  std::vector<std::pair<std::string, std::string>> params;  // in order sent
+  uint32_t cancel_pid = 0;
+  uint32_t cancel_key = 0;
+  size_t consumed = 0;  // bytes the packet occupies
+  std::string error;    // human-readable reason when invalid
+
+  // Value of a startup parameter, or nullptr.
+  const std::string* param(std::string_view name) const;
+};
+
+// Parses one startup-phase packet at the start of buf. Rules:
+// - length < 8 or > max_len -> invalid; body not yet complete -> need_more.
+// - SSLRequest/GSSENCRequest/CancelRequest must have exactly their fixed size
+//   (8, 8, 16) -> else invalid.
+// - StartupMessage: major version must be 3 (minor may be > 0; the caller
+//   negotiates). Then name/value C-string pairs terminated by an empty name;
+//   every string NUL-terminated inside the packet; no trailing bytes after the
+//   terminator; no empty values for "user"; at most max_params pairs;
+//   "user" is required. Violations -> invalid with `error` set.
+Result parse_startup(ByteSpan buf, StartupPacket& out, size_t max_len = kMaxStartupPacket,
+                     size_t max_params = kMaxStartupParams);
+
+}  // namespace pgmux::proto

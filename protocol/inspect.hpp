@@ -1,0 +1,97 @@
+// Inspectors for the messages the pooler must understand. Each takes the
+// message BODY (without type byte and length) and validates it fully: a
+// malformed body returns std::nullopt / false, never reads out of bounds.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/builders.hpp"
+#include "protocol/codec.hpp"
+
+namespace pgmux::proto {
+
+// Bounds-checked cursor over a message body.
+class Reader {
+ public:
+  explicit Reader(ByteSpan body) : b_(body) {}
+  bool u8(uint8_t& v);
+  bool i16(int16_t& v);
+  bool i32(int32_t& v);
+  bool u32(uint32_t& v);
+  bool cstr(std::string_view& v);          // up to NUL (NUL consumed, not included)
+  bool bytes(size_t n, std::string_view& v);
+  std::string_view rest();                 // remaining bytes, consumes them
+  bool at_end() const { return pos_ == b_.size(); }
+  size_t remaining() const { return b_.size() - pos_; }
+
+ private:
+  ByteSpan b_;
+  size_t pos_ = 0;
+};
+
+// 'R' Authentication*: code and the bytes after it.
+struct AuthRequest {
+  int32_t code = -1;  // 0 ok, 3 cleartext, 5 md5, 10 SASL, 11 SASL continue, 12 SASL final
+  std::string_view data;  // md5: 4-byte salt; SASL: mechanism list; 11/12: payload
+};
+std::optional<AuthRequest> parse_auth_request(ByteSpan body);
+// SASL mechanism list of an AuthenticationSASL (code 10) payload.
+std::optional<std::vector<std::string>> parse_sasl_mechanisms(std::string_view data);
+
+// 'S' ParameterStatus
+struct ParameterStatusMsg {
+  std::string_view name, value;
+};
+std::optional<ParameterStatusMsg> parse_parameter_status(ByteSpan body);
+
+// 'K' BackendKeyData
+struct BackendKey {
+  uint32_t pid = 0, key = 0;
+};
+std::optional<BackendKey> parse_backend_key_data(ByteSpan body);
+
+// 'Z' ReadyForQuery: 'I', 'T' or 'E'.
+std::optional<char> parse_ready_for_query(ByteSpan body);
+
+// 'E' / 'N' fields. Unknown field codes are skipped.
+std::optional<ErrorFields> parse_error_fields(ByteSpan body);
+
+// 'C' CommandComplete tag.
+std::optional<std::string_view> parse_command_complete(ByteSpan body);
+
+// Frontend 'p' as SASLInitialResponse: mechanism + data (length -1 = absent).
+struct SaslInitial {
+  std::string_view mechanism;
+  std::string_view data;
+  bool has_data = false;
+};
+std::optional<SaslInitial> parse_sasl_initial_response(ByteSpan body);
+// Frontend 'p' as PasswordMessage (cleartext or md5): the NUL-terminated string.
+std::optional<std::string_view> parse_password_message(ByteSpan body);
+
+// Frontend 'Q' Query: the SQL text.
+std::optional<std::string_view> parse_query(ByteSpan body);
+
+// Frontend extended-protocol messages (used by transaction pooling).
+struct ParseMsg {
+  std::string_view statement, query;
+  std::vector<uint32_t> param_types;
+};
+std::optional<ParseMsg> parse_parse(ByteSpan body);
+struct BindMsg {
+  std::string_view portal, statement;  // names only; the rest is forwarded as is
+  size_t statement_offset = 0;         // offset of the statement name in body
+};
+std::optional<BindMsg> parse_bind(ByteSpan body);
+struct DescribeOrClose {
+  char kind = 0;  // 'S' statement or 'P' portal
+  std::string_view name;
+};
+std::optional<DescribeOrClose> parse_describe(ByteSpan body);
+std::optional<DescribeOrClose> parse_close(ByteSpan body);
+
+}  // namespace pgmux::proto
