@@ -1,1 +1,203 @@
+// Server pools keyed by (database, user): logic only, no sockets.
+//
+// Connections are injected through the PoolServer / PoolClient interfaces and
+// new server connections are requested from a Connector, so every rule here
+// (FIFO waiting, limits, reserve, timeouts, login backoff) is unit-tested
+// without I/O or sleeps. A Pool belongs to exactly one worker loop.
 #pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pool/list.hpp"
+#include "protocol/builders.hpp"
+
+namespace pgmux::pool {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+using Duration = std::chrono::milliseconds;
+using Params = std::vector<std::pair<std::string, std::string>>;
+
+class Pool;
+class PoolClient;
+
+// Where a server connection is in its life. Changed only by Pool::set_state,
+// which also moves it between the pool's lists.
+enum class ServerState {
+  none,        // not in a pool (new, or removed)
+  connecting,  // TCP connect + login in progress
+  idle,        // logged in, clean, available
+  active,      // linked to a client
+  resetting,   // client gone; rollback / reset query in progress
+};
+const char* to_string(ServerState s);
+
+class PoolServer {
+ public:
+  virtual ~PoolServer() = default;
+  // The pool wants this connection gone (idle timeout, lifetime, connect
+  // timeout). The implementation must call Pool::remove (now or later).
+  virtual void pool_close(const char* reason) = 0;
+
+  ServerState state() const { return state_; }
+  Pool* pool() const { return pool_; }
+  PoolClient* client() const { return client_; }
+  TimePoint created_at() const { return created_; }
+  TimePoint state_since() const { return since_; }
+  uint64_t id() const { return id_; }
+
+  ListHook<PoolServer> pool_hook;
+
+ private:
+  friend class Pool;
+  ServerState state_ = ServerState::none;
+  Pool* pool_ = nullptr;
+  PoolClient* client_ = nullptr;
+  TimePoint created_{};
+  TimePoint since_{};
+  uint64_t id_ = 0;
+};
+
+enum class ClientWait { none, welcome, server };
+
+class PoolClient {
+ public:
+  virtual ~PoolClient() = default;
+  // Server parameters are known: the client can finish its login.
+  virtual void pool_welcome_ready() = 0;
+  // A server was linked to this client after it waited.
+  virtual void pool_server_assigned(PoolServer* server) = 0;
+  // Waiting failed (timeout, server login failing): the error to send.
+  virtual void pool_wait_failed(const proto::ErrorFields& error) = 0;
+
+  ClientWait waiting() const { return wait_; }
+  TimePoint wait_since() const { return wait_since_; }
+  ListHook<PoolClient> pool_hook;
+
+ private:
+  friend class Pool;
+  ClientWait wait_ = ClientWait::none;
+  TimePoint wait_since_{};
+  Pool* wait_pool_ = nullptr;
+};
+
+// Opens server connections for a pool. open_server must create the
+// connection and call pool.add_connecting(server) before returning true;
+// false means it cannot even try (the reason is in `error`).
+class Connector {
+ public:
+  virtual ~Connector() = default;
+  virtual bool open_server(Pool& pool, proto::ErrorFields& error) = 0;
+  virtual TimePoint now() const = 0;
+};
+
+// A limit shared by several pools (max_db_connections, max_user_connections).
+struct SharedLimit {
+  int max = 0;  // 0 = unlimited
+  int count = 0;
+  bool full() const { return max > 0 && count >= max; }
+};
+
+struct PoolSettings {
+  int pool_size = 20;
+  int min_pool_size = 0;
+  int reserve_pool_size = 0;
+  Duration reserve_pool_timeout{5000};
+  Duration query_wait_timeout{120000};  // 0 = wait forever
+  Duration server_connect_timeout{15000};
+  Duration server_login_retry{15000};
+  Duration server_idle_timeout{600000};  // 0 = never
+  Duration server_lifetime{3600000};     // 0 = unlimited
+};
+
+struct PoolCounts {
+  size_t connecting = 0, idle = 0, active = 0, resetting = 0;
+  size_t waiting_welcome = 0, waiting_server = 0;
+  size_t total_servers() const { return connecting + idle + active + resetting; }
+};
+
+enum class Acquire { assigned, queued, failed };
+
+class Pool {
+ public:
+  Pool(std::string database, std::string user, PoolSettings settings, Connector& connector,
+       SharedLimit* db_limit = nullptr, SharedLimit* user_limit = nullptr);
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  const std::string& database() const { return database_; }
+  const std::string& user() const { return user_; }
+  const PoolSettings& settings() const { return settings_; }
+  void update_settings(const PoolSettings& s);
+  PoolCounts counts() const;
+
+  // --- servers --------------------------------------------------------------
+  void add_connecting(PoolServer* s);
+  // Login finished: `params` are the server's ParameterStatus values, cached
+  // as the welcome for clients. The server becomes idle and serves waiters.
+  void server_login_ok(PoolServer* s, Params params);
+  // Login (or connect) failed: the server leaves the pool; waiting clients
+  // get the error, and new attempts wait server_login_retry.
+  void server_login_failed(PoolServer* s, const proto::ErrorFields& error);
+  // The linked client is gone and the connection must be cleaned first.
+  void begin_reset(PoolServer* s);
+  // The server is clean and reusable (after its client or a reset).
+  void release(PoolServer* s);
+  // The server is gone (closed, died, not reusable); any state.
+  void remove(PoolServer* s);
+
+  // --- clients --------------------------------------------------------------
+  bool welcome_ready() const { return have_welcome_; }
+  const Params& welcome() const { return welcome_; }
+  // True when the welcome is ready now; else the client is queued and gets
+  // pool_welcome_ready or pool_wait_failed later.
+  bool wait_welcome(PoolClient* c);
+  // A server for the client: assigned now (`out` set), queued (callback
+  // later), or failed now (`error` set, e.g. during login backoff).
+  Acquire acquire(PoolClient* c, PoolServer*& out, proto::ErrorFields& error);
+  // The client stops waiting (it disconnected).
+  void cancel_wait(PoolClient* c);
+
+  // Timeouts, reserve, min_pool_size, idle and lifetime closing.
+  void tick();
+  // Close every idle server (RECONNECT, shutdown).
+  void close_idle(const char* reason);
+
+ private:
+  void set_state(PoolServer* s, ServerState st);
+  List<PoolServer, &PoolServer::pool_hook>* list_for(ServerState st);
+  void link(PoolServer* s, PoolClient* c);
+  void enqueue(PoolClient* c, ClientWait w);
+  void dequeue(PoolClient* c);
+  void serve_waiters();
+  void open_as_needed();
+  bool can_open(bool use_reserve) const;
+  void fail_waiters(const proto::ErrorFields& e, bool welcome_only);
+  bool in_backoff() const;
+
+  std::string database_, user_;
+  PoolSettings settings_;
+  Connector& connector_;
+  SharedLimit* db_limit_;
+  SharedLimit* user_limit_;
+
+  List<PoolServer, &PoolServer::pool_hook> connecting_, idle_, active_, resetting_;
+  List<PoolClient, &PoolClient::pool_hook> wait_welcome_, wait_server_;
+
+  bool have_welcome_ = false;
+  Params welcome_;
+  bool in_failure_ = false;  // last login failed; backoff until retry_at_
+  TimePoint retry_at_{};
+  proto::ErrorFields last_error_;
+  uint64_t next_server_id_ = 1;
+  bool serving_ = false;  // re-entrancy guard for serve_waiters
+};
+
+}  // namespace pgmux::pool

@@ -1,0 +1,300 @@
+#include "pool/pool.hpp"
+
+namespace pgmux::pool {
+
+const char* to_string(ServerState s) {
+  switch (s) {
+    case ServerState::none: return "none";
+    case ServerState::connecting: return "connecting";
+    case ServerState::idle: return "idle";
+    case ServerState::active: return "active";
+    case ServerState::resetting: return "resetting";
+  }
+  return "?";
+}
+
+Pool::Pool(std::string database, std::string user, PoolSettings settings, Connector& connector,
+           SharedLimit* db_limit, SharedLimit* user_limit)
+    : database_(std::move(database)),
+      user_(std::move(user)),
+      settings_(settings),
+      connector_(connector),
+      db_limit_(db_limit),
+      user_limit_(user_limit) {}
+
+Pool::~Pool() {
+  // Owners close every connection before destroying a pool; unlink defensively
+  // so no object keeps a dangling pointer to us.
+  for (auto* l : {&connecting_, &idle_, &active_, &resetting_}) {
+    while (PoolServer* s = l->front()) set_state(s, ServerState::none);
+  }
+  while (PoolClient* c = wait_welcome_.front()) dequeue(c);
+  while (PoolClient* c = wait_server_.front()) dequeue(c);
+}
+
+void Pool::update_settings(const PoolSettings& s) {
+  settings_ = s;
+  open_as_needed();
+}
+
+PoolCounts Pool::counts() const {
+  PoolCounts c;
+  c.connecting = connecting_.size();
+  c.idle = idle_.size();
+  c.active = active_.size();
+  c.resetting = resetting_.size();
+  c.waiting_welcome = wait_welcome_.size();
+  c.waiting_server = wait_server_.size();
+  return c;
+}
+
+List<PoolServer, &PoolServer::pool_hook>* Pool::list_for(ServerState st) {
+  switch (st) {
+    case ServerState::connecting: return &connecting_;
+    case ServerState::idle: return &idle_;
+    case ServerState::active: return &active_;
+    case ServerState::resetting: return &resetting_;
+    case ServerState::none: return nullptr;
+  }
+  return nullptr;
+}
+
+// The only place a server's state changes: list membership and the shared
+// limits follow it, so they cannot drift apart.
+void Pool::set_state(PoolServer* s, ServerState st) {
+  ServerState old = s->state_;
+  if (old == st) return;
+  if (auto* l = list_for(old)) l->remove(s);
+  if (auto* l = list_for(st)) l->push_back(s);
+  if (old == ServerState::none && st != ServerState::none) {
+    if (db_limit_) ++db_limit_->count;
+    if (user_limit_) ++user_limit_->count;
+    s->pool_ = this;
+  } else if (old != ServerState::none && st == ServerState::none) {
+    if (db_limit_) --db_limit_->count;
+    if (user_limit_) --user_limit_->count;
+    s->pool_ = nullptr;
+  }
+  if (st != ServerState::active) s->client_ = nullptr;
+  s->state_ = st;
+  s->since_ = connector_.now();
+}
+
+void Pool::add_connecting(PoolServer* s) {
+  s->id_ = next_server_id_++;
+  s->created_ = connector_.now();
+  set_state(s, ServerState::connecting);
+}
+
+void Pool::server_login_ok(PoolServer* s, Params params) {
+  welcome_ = std::move(params);
+  have_welcome_ = true;
+  in_failure_ = false;
+  set_state(s, ServerState::idle);
+  serve_waiters();
+  // Clients waiting for the welcome can finish their login now. A callback
+  // may re-enter the pool (acquire), so pop one at a time.
+  while (PoolClient* c = wait_welcome_.front()) {
+    dequeue(c);
+    c->pool_welcome_ready();
+  }
+}
+
+void Pool::server_login_failed(PoolServer* s, const proto::ErrorFields& error) {
+  set_state(s, ServerState::none);
+  in_failure_ = true;
+  retry_at_ = connector_.now() + settings_.server_login_retry;
+  last_error_ = error;
+  // Server waiters can still be served by connections that exist; only fail
+  // them when nothing is left that could ever serve them.
+  bool none_left = connecting_.empty() && idle_.empty() && active_.empty() && resetting_.empty();
+  fail_waiters(error, /*welcome_only=*/!none_left);
+}
+
+void Pool::begin_reset(PoolServer* s) { set_state(s, ServerState::resetting); }
+
+void Pool::release(PoolServer* s) {
+  set_state(s, ServerState::idle);
+  serve_waiters();
+}
+
+void Pool::remove(PoolServer* s) {
+  if (s->state_ == ServerState::none) return;
+  set_state(s, ServerState::none);
+  open_as_needed();
+}
+
+bool Pool::wait_welcome(PoolClient* c) {
+  if (have_welcome_) return true;
+  if (in_backoff() && connecting_.empty()) {
+    c->pool_wait_failed(last_error_);
+    return false;
+  }
+  enqueue(c, ClientWait::welcome);
+  open_as_needed();
+  return false;
+}
+
+Acquire Pool::acquire(PoolClient* c, PoolServer*& out, proto::ErrorFields& error) {
+  out = nullptr;
+  // Waiters first: a newcomer never overtakes a queued client.
+  if (!idle_.empty() && wait_server_.empty()) {
+    // LIFO: the most recently used connection is the warmest, and the
+    // least used ones age out through server_idle_timeout.
+    PoolServer* s = idle_.back();
+    link(s, c);
+    out = s;
+    return Acquire::assigned;
+  }
+  bool none_left = connecting_.empty() && idle_.empty() && active_.empty() && resetting_.empty();
+  if (in_backoff() && none_left) {
+    error = last_error_;
+    return Acquire::failed;
+  }
+  enqueue(c, ClientWait::server);
+  open_as_needed();
+  serve_waiters();
+  return c->wait_ == ClientWait::none ? Acquire::assigned : Acquire::queued;
+}
+
+void Pool::cancel_wait(PoolClient* c) {
+  if (c->wait_ != ClientWait::none && c->wait_pool_ == this) dequeue(c);
+}
+
+void Pool::link(PoolServer* s, PoolClient* c) {
+  set_state(s, ServerState::active);
+  s->client_ = c;
+}
+
+void Pool::enqueue(PoolClient* c, ClientWait w) {
+  c->wait_ = w;
+  c->wait_since_ = connector_.now();
+  c->wait_pool_ = this;
+  (w == ClientWait::welcome ? wait_welcome_ : wait_server_).push_back(c);
+}
+
+void Pool::dequeue(PoolClient* c) {
+  if (c->wait_ == ClientWait::welcome) wait_welcome_.remove(c);
+  else if (c->wait_ == ClientWait::server) wait_server_.remove(c);
+  c->wait_ = ClientWait::none;
+  c->wait_pool_ = nullptr;
+}
+
+void Pool::serve_waiters() {
+  if (serving_) return;  // a callback re-entered; the outer loop continues
+  serving_ = true;
+  while (!idle_.empty() && !wait_server_.empty()) {
+    PoolClient* c = wait_server_.front();
+    dequeue(c);
+    PoolServer* s = idle_.back();
+    link(s, c);
+    c->pool_server_assigned(s);
+  }
+  serving_ = false;
+}
+
+bool Pool::in_backoff() const { return in_failure_ && connector_.now() < retry_at_; }
+
+bool Pool::can_open(bool use_reserve) const {
+  size_t total = connecting_.size() + idle_.size() + active_.size() + resetting_.size();
+  size_t limit = size_t(settings_.pool_size) + (use_reserve ? size_t(settings_.reserve_pool_size) : 0);
+  if (total >= limit) return false;
+  if (db_limit_ && db_limit_->full()) return false;
+  if (user_limit_ && user_limit_->full()) return false;
+  return true;
+}
+
+void Pool::open_as_needed() {
+  if (in_backoff()) return;
+  bool use_reserve = false;
+  if (settings_.reserve_pool_size > 0 && !wait_server_.empty()) {
+    use_reserve =
+        connector_.now() - wait_server_.front()->wait_since_ >= settings_.reserve_pool_timeout;
+  }
+  for (;;) {
+    size_t needed = wait_server_.size() + (wait_welcome_.empty() ? 0 : 1);
+    if (connecting_.size() >= needed) return;
+    if (!can_open(use_reserve)) return;
+    proto::ErrorFields error;
+    if (!connector_.open_server(*this, error)) {
+      // Nothing to try with (e.g. no credentials yet): tell the waiters.
+      fail_waiters(error, false);
+      return;
+    }
+  }
+}
+
+void Pool::fail_waiters(const proto::ErrorFields& e, bool welcome_only) {
+  while (PoolClient* c = wait_welcome_.front()) {
+    dequeue(c);
+    c->pool_wait_failed(e);
+  }
+  if (welcome_only) return;
+  while (PoolClient* c = wait_server_.front()) {
+    dequeue(c);
+    c->pool_wait_failed(e);
+  }
+}
+
+void Pool::tick() {
+  TimePoint now = connector_.now();
+  if (in_failure_ && now >= retry_at_) in_failure_ = false;
+
+  if (settings_.query_wait_timeout.count() > 0) {
+    proto::ErrorFields e;
+    e.severity = "ERROR";
+    e.sqlstate = proto::sqlstate::kProtocolViolation;
+    e.message = "query_wait_timeout";
+    e.detail = "no server connection became available within query_wait_timeout";
+    for (auto* l : {&wait_server_, &wait_welcome_}) {
+      while (PoolClient* c = l->front()) {
+        if (now - c->wait_since_ < settings_.query_wait_timeout) break;
+        dequeue(c);
+        c->pool_wait_failed(e);
+      }
+    }
+  }
+
+  std::vector<PoolServer*> doomed;
+  for (PoolServer* s = connecting_.front(); s; s = decltype(connecting_)::next(s)) {
+    if (settings_.server_connect_timeout.count() > 0 &&
+        now - s->since_ >= settings_.server_connect_timeout)
+      doomed.push_back(s);
+  }
+  for (PoolServer* s : doomed) s->pool_close("server_connect_timeout");
+  doomed.clear();
+
+  size_t total = connecting_.size() + idle_.size() + active_.size() + resetting_.size();
+  for (PoolServer* s = idle_.front(); s; s = decltype(idle_)::next(s)) {
+    if (settings_.server_lifetime.count() > 0 && now - s->created_ >= settings_.server_lifetime) {
+      doomed.push_back(s);
+    } else if (settings_.server_idle_timeout.count() > 0 &&
+               now - s->since_ >= settings_.server_idle_timeout &&
+               total - doomed.size() > size_t(settings_.min_pool_size)) {
+      doomed.push_back(s);
+    }
+  }
+  for (PoolServer* s : doomed) {
+    s->pool_close(now - s->created_ >= settings_.server_lifetime && settings_.server_lifetime.count() > 0
+                      ? "server_lifetime"
+                      : "server_idle_timeout");
+  }
+
+  if (have_welcome_ && !in_backoff()) {
+    for (;;) {
+      size_t total_now = connecting_.size() + idle_.size() + active_.size() + resetting_.size();
+      if (total_now >= size_t(settings_.min_pool_size) || !can_open(false)) break;
+      proto::ErrorFields error;
+      if (!connector_.open_server(*this, error)) break;
+    }
+  }
+  open_as_needed();
+}
+
+void Pool::close_idle(const char* reason) {
+  std::vector<PoolServer*> doomed;
+  for (PoolServer* s = idle_.front(); s; s = decltype(idle_)::next(s)) doomed.push_back(s);
+  for (PoolServer* s : doomed) s->pool_close(reason);
+}
+
+}  // namespace pgmux::pool

@@ -1,0 +1,512 @@
+#include "src/client.hpp"
+
+#include <spdlog/spdlog.h>
+#include <strings.h>
+
+#include <cstring>
+
+#include "auth/crypto.hpp"
+#include "auth/md5.hpp"
+#include "protocol/inspect.hpp"
+#include "src/params.hpp"
+#include "src/server.hpp"
+#include "src/worker.hpp"
+
+namespace pgmux {
+
+namespace {
+constexpr size_t kMaxAuthMessage = 16 * 1024;  // SASL/password messages are tiny
+
+proto::ErrorFields fatal(const char* sqlstate, std::string message) {
+  proto::ErrorFields e;
+  e.severity = "FATAL";
+  e.sqlstate = sqlstate;
+  e.message = std::move(message);
+  return e;
+}
+}  // namespace
+
+ClientConnection::ClientConnection(Worker& w, Socket::Kind kind)
+    : worker_(w),
+      socket_(w.loop(), kind, this),
+      id_(w.next_id()),
+      framer_(w.config().max_packet_size) {}
+
+ClientConnection::~ClientConnection() = default;
+
+void ClientConnection::start() {
+  peer_ = socket_.peer_name();
+  login_started_ = worker_.now();
+  worker_.client_started(this);
+  socket_.set_nodelay();
+  if (worker_.config().log.connections)
+    spdlog::info("C-{} connection from {}", id_, peer_);
+  if (socket_.read_start() != 0) close(CloseReason::client_gone);
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+
+void ClientConnection::on_read(Socket&, IoBufferPtr buf, size_t n) {
+  switch (state_) {
+    case State::startup:
+    case State::auth:
+      handle_login_bytes(buf->data, n);
+      return;
+    case State::idle:
+      handle_idle_data(std::move(buf), n);
+      return;
+    case State::linked:
+      forward_to_server(std::move(buf), 0, n);
+      return;
+    case State::wait_welcome:
+    case State::wait_server:
+    case State::syncing:
+      // Reading is stopped in these states; bytes here would be a bug.
+      spdlog::error("C-{} unexpected data while {}", id_, int(state_));
+      close(CloseReason::internal_error);
+      return;
+    case State::closing:
+      return;
+  }
+}
+
+void ClientConnection::on_read_end(Socket&, int status) {
+  if (status != UV_EOF && status != UV_ECONNRESET)
+    spdlog::debug("C-{} read error: {}", id_, uv_strerror(status));
+  close(CloseReason::client_gone);
+}
+
+void ClientConnection::on_drained(Socket&) {
+  if (server_) server_->resume_reading();
+}
+
+void ClientConnection::on_write_error(Socket&, int status) {
+  spdlog::debug("C-{} write error: {}", id_, uv_strerror(status));
+  close(CloseReason::client_gone);
+}
+
+void ClientConnection::on_closed(Socket&) {
+  worker_.client_finished(this);
+  delete this;
+}
+
+void ClientConnection::resume_reading() {
+  if (state_ == State::linked && socket_.read_start() != 0) close(CloseReason::client_gone);
+}
+
+// ---------------------------------------------------------------------------
+// Startup and authentication
+
+void ClientConnection::handle_login_bytes(const uint8_t* data, size_t n) {
+  inbuf_.append(reinterpret_cast<const char*>(data), n);
+  while (state_ == State::startup || state_ == State::auth) {
+    proto::ByteSpan in = proto::as_bytes(inbuf_);
+    if (state_ == State::startup) {
+      proto::StartupPacket p;
+      auto r = proto::parse_startup(in, p, proto::kMaxStartupPacket,
+                                    size_t(worker_.config().max_startup_params));
+      if (r == proto::Result::need_more) return;
+      if (r == proto::Result::invalid) {
+        protocol_error("invalid startup packet: " + p.error);
+        return;
+      }
+      inbuf_.erase(0, p.consumed);
+      if (!handle_startup_packet(p)) return;
+    } else {
+      auto fr = proto::peek_frame(in, kMaxAuthMessage);
+      if (fr.result == proto::Result::need_more) return;
+      if (fr.result == proto::Result::invalid) {
+        protocol_error("invalid message length during authentication");
+        return;
+      }
+      std::string msg = inbuf_.substr(0, fr.frame.total());
+      inbuf_.erase(0, fr.frame.total());
+      if (!handle_auth_message(fr.frame.type, proto::as_bytes(msg).subspan(5))) return;
+    }
+  }
+  if (!inbuf_.empty() && state_ != State::closing) {
+    // A client must wait for AuthenticationOk/ReadyForQuery before sending
+    // queries; anything else at this point is a protocol violation.
+    protocol_error("unexpected data before login completed");
+  }
+}
+
+bool ClientConnection::handle_startup_packet(const proto::StartupPacket& p) {
+  switch (p.kind) {
+    case proto::StartupKind::ssl_request:
+    case proto::StartupKind::gssenc_request:
+      // No TLS/GSS on this listener: the client may continue in plaintext.
+      if (!inbuf_.empty()) {
+        protocol_error("data sent after SSLRequest before the response");
+        return false;
+      }
+      send(std::string("N"));
+      return true;
+    case proto::StartupKind::cancel:
+      worker_.handle_cancel(p.cancel_pid, p.cancel_key);
+      close(CloseReason::cancel_request);
+      return false;
+    case proto::StartupKind::startup:
+      break;
+  }
+
+  if (const std::string* u = p.param("user")) user_ = *u;
+  const std::string* db = p.param("database");
+  database_ = (db && !db->empty()) ? *db : user_;
+
+  std::string out;
+  // Protocol 3.x with x > 0, or _pq_ options: say what we support.
+  std::vector<std::string> unrecognized;
+  for (auto& [k, v] : p.params)
+    if (k.rfind("_pq_.", 0) == 0) unrecognized.push_back(k);
+  if ((p.protocol & 0xFFFF) != 0 || !unrecognized.empty())
+    proto::negotiate_protocol_version(out, 0, unrecognized);
+  if (!out.empty()) send(std::move(out));
+
+  if (p.param("replication")) {
+    auto e = fatal(proto::sqlstate::kFeatureNotSupported,
+                   "replication connections are not supported by pgmux");
+    close(CloseReason::unsupported, &e);
+    return false;
+  }
+  if (!worker_.accept_more_clients()) {
+    auto e = fatal(proto::sqlstate::kTooManyConnections,
+                   "no more connections allowed (max_client_conn)");
+    close(CloseReason::too_many_clients, &e);
+    return false;
+  }
+  worker_.count_client(this);
+  counted_ = true;
+
+  for (auto& [k, v] : p.params) {
+    if (k == "user" || k == "database" || k.rfind("_pq_.", 0) == 0) continue;
+    if (k == "options") {
+      std::string err;
+      if (!parse_options(v, err)) {
+        auto e = fatal(proto::sqlstate::kFeatureNotSupported, err);
+        close(CloseReason::unsupported, &e);
+        return false;
+      }
+      continue;
+    }
+    if (!valid_parameter_name(k)) {
+      auto e = fatal(proto::sqlstate::kFeatureNotSupported, "unsupported startup parameter: " + k);
+      close(CloseReason::unsupported, &e);
+      return false;
+    }
+    set_param(desired_, k, v);
+  }
+  begin_auth();
+  return state_ == State::auth;
+}
+
+bool ClientConnection::parse_options(const std::string& options, std::string& error) {
+  std::vector<std::pair<std::string, std::string>> settings;
+  if (!parse_options_string(options, settings, error)) return false;
+  for (auto& [k, v] : settings) set_param(desired_, k, v);
+  return true;
+}
+
+void ClientConnection::begin_auth() {
+  const conf::Config& cfg = worker_.config();
+  const conf::DatabaseConfig* db = cfg.find_database(database_);
+  const auth::Userlist* users = worker_.userlist();
+  const auth::Secret* secret = users ? users->find(user_) : nullptr;
+
+  if (!db) fail_reason_ = "unknown database \"" + database_ + "\"";
+  else if (users && !secret) fail_reason_ = "unknown user \"" + user_ + "\"";
+  else if (!users && cfg.auth.type != conf::AuthType::trust) fail_reason_ = "no userlist loaded";
+  mock_ = !fail_reason_.empty();
+
+  state_ = State::auth;
+  std::string out;
+  conf::AuthType type = cfg.auth.type;
+  if (type == conf::AuthType::trust) {
+    if (mock_) auth_failed(fail_reason_);
+    else auth_succeeded();
+    return;
+  }
+  bool use_scram = type == conf::AuthType::scram_sha_256 ||
+                   (type == conf::AuthType::md5 && secret && secret->kind == auth::SecretKind::scram);
+  if (!use_scram) {
+    method_ = Method::md5;
+    auth::random_bytes(md5_salt_, sizeof(md5_salt_));
+    if (!mock_) {
+      if (secret->kind == auth::SecretKind::md5)
+        md5_expected_ = auth::md5_response_from_hash(secret->text, md5_salt_);
+      else
+        md5_expected_ = auth::md5_response(user_, secret->text, md5_salt_);
+    }
+    proto::auth_md5(out, md5_salt_);
+  } else {
+    method_ = Method::scram;
+    if (!mock_ && secret->kind == auth::SecretKind::md5) {
+      fail_reason_ = "the userlist holds an md5 hash for \"" + user_ +
+                     "\", which cannot verify SCRAM; store a SCRAM verifier or plain password";
+      mock_ = true;
+    }
+    if (mock_) {
+      scram_.emplace(auth::ScramServer::mock(user_));
+    } else if (secret->kind == auth::SecretKind::scram) {
+      scram_.emplace(secret->scram);
+      from_verifier_ = true;
+    } else {
+      scram_.emplace(worker_.verifier_for_plain(user_, secret->text));
+    }
+    proto::auth_sasl(out, {"SCRAM-SHA-256"});
+  }
+  send(std::move(out));
+}
+
+bool ClientConnection::handle_auth_message(char type, proto::ByteSpan body) {
+  if (type != 'p') {
+    protocol_error(std::string("expected a password message, got '") + type + "'");
+    return false;
+  }
+  if (method_ == Method::md5) {
+    auto pw = proto::parse_password_message(body);
+    if (!pw) {
+      protocol_error("malformed password message");
+      return false;
+    }
+    if (mock_) auth_failed(fail_reason_);
+    else if (auth::constant_time_equal(*pw, md5_expected_)) auth_succeeded();
+    else auth_failed("password does not match (md5)");
+    return false;
+  }
+  if (method_ != Method::scram || !scram_) {
+    protocol_error("unexpected password message");
+    return false;
+  }
+  std::string reply, err;
+  if (!scram_first_done_) {
+    auto init = proto::parse_sasl_initial_response(body);
+    if (!init || !init->has_data) {
+      protocol_error("malformed SASLInitialResponse");
+      return false;
+    }
+    if (!scram_->handle_client_first(init->mechanism, init->data, reply, err)) {
+      auth_failed(mock_ ? fail_reason_ : "SCRAM: " + err);
+      return false;
+    }
+    scram_first_done_ = true;
+    std::string out;
+    proto::auth_sasl_continue(out, reply);
+    send(std::move(out));
+    return true;
+  }
+  if (!scram_->handle_client_final(proto::as_chars(body), reply, err)) {
+    auth_failed(mock_ ? fail_reason_ : "SCRAM: " + err);
+    return false;
+  }
+  std::string out;
+  proto::auth_sasl_final(out, reply);
+  send(std::move(out));
+  if (from_verifier_) worker_.remember_scram_keys(user_, scram_->keys());
+  scram_.reset();
+  auth_succeeded();
+  return false;
+}
+
+void ClientConnection::auth_failed(const std::string& log_reason) {
+  spdlog::warn("C-{} login failed for user \"{}\" database \"{}\" from {}: {}", id_, user_,
+               database_, peer_, log_reason);
+  // One message for unknown user, unknown database and wrong password.
+  auto e = fatal(proto::sqlstate::kInvalidPassword,
+                 "password authentication failed for user \"" + user_ + "\"");
+  close(CloseReason::auth_failed, &e);
+}
+
+void ClientConnection::auth_succeeded() {
+  const conf::DatabaseConfig* db = worker_.config().find_database(database_);
+  pool_user_ = (db && db->user) ? *db->user : user_;
+  pool_ = &worker_.pool_for(PoolKey{database_, pool_user_}, *db);
+  state_ = State::wait_welcome;
+  socket_.read_stop();
+  if (pool_->wait_welcome(this)) send_welcome();
+}
+
+void ClientConnection::pool_welcome_ready() {
+  if (state_ == State::wait_welcome) send_welcome();
+}
+
+void ClientConnection::send_welcome() {
+  // What the client is told is what it will get: the pool's server values,
+  // overridden by what the client asked for (applied with SET on link).
+  pool::Params told = pool_->welcome();
+  for (auto& [k, v] : desired_) {
+    if (auto* cur = find_param(told, k)) *cur = v;
+  }
+  for (auto& [k, v] : told) {
+    if (!find_param(desired_, k)) desired_.emplace_back(k, v);
+  }
+  std::string out;
+  proto::auth_ok(out);
+  for (auto& [k, v] : told) proto::parameter_status(out, k, v);
+  worker_.register_cancel_key(this, cancel_pid_, cancel_key_);
+  proto::backend_key_data(out, cancel_pid_, cancel_key_);
+  proto::ready_for_query(out, 'I');
+  send(std::move(out));
+  state_ = State::idle;
+  worker_.client_logged_in(this);
+  if (worker_.config().log.connections)
+    spdlog::info("C-{} login ok: user \"{}\" database \"{}\" from {}", id_, user_, database_, peer_);
+  if (socket_.read_start() != 0) close(CloseReason::client_gone);
+}
+
+// ---------------------------------------------------------------------------
+// Logged in
+
+void ClientConnection::handle_idle_data(IoBufferPtr buf, size_t n) {
+  // Terminate before any query: no server needed.
+  if (framer_.at_boundary() && buf->data[0] == 'X') {
+    close(CloseReason::client_terminate);
+    return;
+  }
+  pending_ = std::move(buf);
+  pending_len_ = n;
+  state_ = State::wait_server;
+  socket_.read_stop();
+  acquire_server();
+}
+
+void ClientConnection::acquire_server() {
+  pool::PoolServer* s = nullptr;
+  proto::ErrorFields err;
+  switch (pool_->acquire(this, s, err)) {
+    case pool::Acquire::assigned:
+      if (s) pool_server_assigned(s);  // else the pool already called us
+      return;
+    case pool::Acquire::queued:
+      return;
+    case pool::Acquire::failed:
+      err.severity = "FATAL";
+      close(CloseReason::wait_failed, &err);
+      return;
+  }
+}
+
+void ClientConnection::pool_server_assigned(pool::PoolServer* s) {
+  server_ = static_cast<ServerConnection*>(s);
+  state_ = State::syncing;
+  server_->link(this);  // calls server_ready / server_sync_failed, maybe now
+}
+
+void ClientConnection::pool_wait_failed(const proto::ErrorFields& error) {
+  proto::ErrorFields e = error;
+  e.severity = "FATAL";
+  close(CloseReason::wait_failed, &e);
+}
+
+void ClientConnection::server_ready() {
+  state_ = State::linked;
+  if (pending_) {
+    size_t n = pending_len_;
+    pending_len_ = 0;
+    forward_to_server(std::move(pending_), 0, n);
+    if (state_ != State::linked) return;
+  }
+  if (!server_ || !server_->write_backlogged()) {
+    if (socket_.read_start() != 0) close(CloseReason::client_gone);
+  }
+}
+
+void ClientConnection::server_sync_failed(const proto::ErrorFields& e) {
+  server_ = nullptr;  // the server cleans itself up
+  proto::ErrorFields f = e;
+  f.severity = "FATAL";
+  close(CloseReason::server_gone, &f);
+}
+
+void ClientConnection::server_lost(const proto::ErrorFields& e) {
+  server_ = nullptr;
+  close(CloseReason::server_gone, &e);
+}
+
+void ClientConnection::parameter_changed(std::string_view name, std::string_view value) {
+  set_param(desired_, name, value);
+}
+
+void ClientConnection::forward_to_server(IoBufferPtr buf, size_t offset, size_t n) {
+  proto::ByteSpan chunk(buf->data + offset, n);
+  size_t pos = 0;
+  while (pos < chunk.size()) {
+    auto piece = framer_.next(chunk.subspan(pos));
+    if (piece.kind == proto::StreamFramer::Kind::invalid) {
+      protocol_error("invalid message length");
+      return;
+    }
+    if (piece.kind == proto::StreamFramer::Kind::header) {
+      if (piece.type == 'X') {
+        // Forward what came before Terminate; the session ends here.
+        if (pos > 0) server_->forward(std::move(buf), offset, pos);
+        close(CloseReason::client_terminate);
+        return;
+      }
+      server_->count_request(piece.type);
+    }
+    if (piece.kind == proto::StreamFramer::Kind::need_more) break;
+    pos += piece.consumed;
+  }
+  server_->forward(std::move(buf), offset, n);
+  if (server_ && server_->write_backlogged()) socket_.read_stop();
+}
+
+void ClientConnection::deliver(IoBufferPtr buf, size_t offset, size_t n) {
+  if (state_ == State::closing) return;
+  if (socket_.write(std::move(buf), offset, n) != 0) close(CloseReason::client_gone);
+}
+
+void ClientConnection::deliver(std::string&& data) {
+  if (state_ == State::closing) return;
+  if (socket_.write(std::move(data)) != 0) close(CloseReason::client_gone);
+}
+
+void ClientConnection::send(std::string&& data) {
+  if (socket_.write(std::move(data)) != 0 && state_ != State::closing)
+    close(CloseReason::client_gone);
+}
+
+void ClientConnection::protocol_error(const std::string& what) {
+  spdlog::warn("C-{} protocol violation from {}: {}", id_, peer_, what);
+  auto e = fatal(proto::sqlstate::kProtocolViolation, "protocol violation: " + what);
+  close(CloseReason::protocol_violation, &e);
+}
+
+// ---------------------------------------------------------------------------
+// The one cleanup path
+
+void ClientConnection::close(CloseReason reason, const proto::ErrorFields* error) {
+  if (state_ == State::closing) return;
+  State was = state_;
+  state_ = State::closing;
+  if (error) {
+    std::string out;
+    proto::error_response(out, *error);
+    socket_.write(std::move(out));
+  }
+  if (pool_) pool_->cancel_wait(this);
+  if (server_) {
+    ServerConnection* s = server_;
+    server_ = nullptr;
+    s->unlink_client();
+  }
+  pending_.reset();
+  if (cancel_pid_) worker_.unregister_cancel_key(cancel_pid_);
+  if (counted_) {
+    worker_.uncount_client(this);
+    counted_ = false;
+  }
+  bool quiet = reason == CloseReason::cancel_request ||
+               (was == State::startup && user_.empty() && reason == CloseReason::client_gone);
+  if (!quiet && worker_.config().log.disconnections) {
+    if (error)
+      spdlog::info("C-{} closing ({}): {}", id_, to_string(reason), error->message);
+    else
+      spdlog::info("C-{} closing ({})", id_, to_string(reason));
+  }
+  socket_.close_after_flush();
+}
+
+}  // namespace pgmux

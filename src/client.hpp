@@ -1,0 +1,121 @@
+// One connection from an application to pgmux.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "auth/scram.hpp"
+#include "pool/pool.hpp"
+#include "protocol/builders.hpp"
+#include "protocol/codec.hpp"
+#include "src/socket.hpp"
+
+namespace pgmux {
+
+class Worker;
+class ServerConnection;
+enum class CloseReason;
+
+class ClientConnection final : public SocketOwner, public pool::PoolClient {
+ public:
+  enum class State {
+    startup,       // reading the startup packet (and SSL/GSS requests)
+    auth,          // password exchange in progress
+    wait_welcome,  // authenticated; waiting for the pool's server parameters
+    idle,          // logged in, no server
+    wait_server,   // a message arrived; waiting for a server from the pool
+    syncing,       // linked; server is being brought to our parameters
+    linked,        // forwarding both ways
+    closing,
+  };
+
+  ClientConnection(Worker& w, Socket::Kind kind);
+  ~ClientConnection() override;
+
+  Socket& socket() { return socket_; }
+  void start();
+
+  // --- from the linked server ----------------------------------------------
+  void deliver(IoBufferPtr buf, size_t offset, size_t n);
+  void deliver(std::string&& data);
+  bool write_backlogged() const { return socket_.queued() > 0; }
+  void resume_reading();  // the server drained what we sent it
+  void server_ready();                                // parameters in sync
+  void server_sync_failed(const proto::ErrorFields& e);  // a SET was refused
+  void server_lost(const proto::ErrorFields& e);         // the server died
+  // The server saw ParameterStatus: the client now has this value.
+  void parameter_changed(std::string_view name, std::string_view value);
+  const pool::Params& desired_params() const { return desired_; }
+
+  // Ends the connection; `error` (if any) is sent first.
+  void close(CloseReason reason, const proto::ErrorFields* error = nullptr);
+  State state() const { return state_; }
+  uint64_t id() const { return id_; }
+  const std::string& user() const { return user_; }
+  const std::string& database() const { return database_; }
+  pool::TimePoint login_started() const { return login_started_; }
+  ServerConnection* server() const { return server_; }
+
+  // pool::PoolClient
+  void pool_welcome_ready() override;
+  void pool_server_assigned(pool::PoolServer* server) override;
+  void pool_wait_failed(const proto::ErrorFields& error) override;
+
+  pool::ListHook<ClientConnection> all_hook;
+  pool::ListHook<ClientConnection> login_hook;
+
+ private:
+  // SocketOwner
+  void on_read(Socket& s, IoBufferPtr buf, size_t n) override;
+  void on_read_end(Socket& s, int status) override;
+  void on_drained(Socket& s) override;
+  void on_write_error(Socket& s, int status) override;
+  void on_closed(Socket& s) override;
+
+  void handle_login_bytes(const uint8_t* data, size_t n);
+  bool handle_startup_packet(const proto::StartupPacket& p);
+  bool handle_auth_message(char type, proto::ByteSpan body);
+  void begin_auth();
+  void auth_succeeded();
+  void auth_failed(const std::string& log_reason);
+  void send_welcome();
+  void handle_idle_data(IoBufferPtr buf, size_t n);
+  void forward_to_server(IoBufferPtr buf, size_t offset, size_t n);
+  void acquire_server();
+  void send(std::string&& data);
+  void protocol_error(const std::string& what);
+  bool parse_options(const std::string& options, std::string& error);
+  void set_desired(std::string_view name, std::string_view value);
+
+  Worker& worker_;
+  Socket socket_;
+  uint64_t id_;
+  State state_ = State::startup;
+  std::string peer_;
+  std::string user_, database_, pool_user_;
+  pool::Pool* pool_ = nullptr;
+  ServerConnection* server_ = nullptr;
+  pool::TimePoint login_started_;
+
+  std::string inbuf_;  // startup/auth phase only
+  proto::StreamFramer framer_;
+  IoBufferPtr pending_;  // bytes read while waiting for a server
+  size_t pending_len_ = 0;
+
+  // authentication
+  enum class Method { none, md5, scram } method_ = Method::none;
+  bool mock_ = false;  // unknown user or database: fail after the exchange
+  std::string fail_reason_;
+  uint8_t md5_salt_[4] = {};
+  std::string md5_expected_;
+  std::optional<auth::ScramServer> scram_;
+  bool scram_first_done_ = false;
+  bool from_verifier_ = false;  // SCRAM against a stored verifier: keys usable for pass-through
+  bool refused_too_many_ = false;
+
+  pool::Params desired_;  // session parameters the client asked for / was told
+  uint32_t cancel_pid_ = 0, cancel_key_ = 0;
+  bool counted_ = false;  // counted against max_client_conn
+};
+
+}  // namespace pgmux

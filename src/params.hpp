@@ -1,0 +1,30 @@
+// Session parameters (GUCs) as name/value lists. GUC names are
+// case-insensitive ("DateStyle" == "datestyle").
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "pool/pool.hpp"
+
+namespace pgmux {
+
+bool param_name_equal(std::string_view a, std::string_view b);
+std::string* find_param(pool::Params& p, std::string_view name);
+const std::string* find_param(const pool::Params& p, std::string_view name);
+void set_param(pool::Params& p, std::string_view name, std::string_view value);
+// Names a client may set at startup: letters, digits, '_' and '.'.
+bool valid_parameter_name(std::string_view name);
+// Server-reported parameters that cannot (or must not) be SET by pgmux.
+bool read_only_parameter(std::string_view name);
+// libpq's "options": "-c name=value" / "--name=value" separated by
+// whitespace, backslash escapes a character. Anything else is refused.
+bool parse_options_string(std::string_view options,
+                          std::vector<std::pair<std::string, std::string>>& out,
+                          std::string& error);
+// SET statement that gives `name` the value `value` (quoted literal).
+std::string set_statement(std::string_view name, std::string_view value);
+
+}  // namespace pgmux

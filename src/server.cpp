@@ -1,0 +1,658 @@
+#include "src/server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+#include "auth/md5.hpp"
+#include "protocol/builders.hpp"
+#include "src/client.hpp"
+#include "src/params.hpp"
+#include "src/worker.hpp"
+
+namespace pgmux {
+
+namespace {
+constexpr size_t kMaxWatchedMessage = 64 * 1024;  // ParameterStatus, ReadyForQuery
+constexpr uint32_t kMaxLoginMessage = 1024 * 1024;
+
+enum Purpose { kPurposeLogin = 1, kPurposeSync = 2, kPurposeReset = 3 };
+
+proto::ErrorFields server_error(const char* sqlstate, std::string message) {
+  proto::ErrorFields e;
+  e.severity = "FATAL";
+  e.sqlstate = sqlstate;
+  e.message = std::move(message);
+  return e;
+}
+}  // namespace
+
+ServerConnection::ServerConnection(Worker& w, pool::Pool&, const conf::DatabaseConfig& db,
+                                   std::string user, std::string dbname)
+    : worker_(w),
+      db_(db),
+      user_(std::move(user)),
+      dbname_(std::move(dbname)),
+      host_(db.host),
+      name_("S-" + std::to_string(w.next_id())),
+      port_(db.port),
+      socket_(w.loop(), (!db.host.empty() && db.host[0] == '/') ? Socket::Kind::pipe
+                                                                 : Socket::Kind::tcp,
+              this),
+      framer_(w.config().max_packet_size) {}
+
+ServerConnection::~ServerConnection() = default;
+
+bool ServerConnection::start(proto::ErrorFields& error) {
+  if (socket_.kind() == Socket::Kind::pipe) {
+    state_ = State::connecting;
+    socket_.connect_unix(host_ + "/.s.PGSQL." + std::to_string(port_));
+    return true;
+  }
+  sockaddr_in a4{};
+  sockaddr_in6 a6{};
+  if (uv_ip4_addr(host_.c_str(), port_, &a4) == 0) {
+    connect_to(reinterpret_cast<const sockaddr*>(&a4));
+    return true;
+  }
+  if (uv_ip6_addr(host_.c_str(), port_, &a6) == 0) {
+    connect_to(reinterpret_cast<const sockaddr*>(&a6));
+    return true;
+  }
+  state_ = State::resolving;
+  resolve_req_ = new uv_getaddrinfo_t;
+  resolve_req_->data = this;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  int rc = uv_getaddrinfo(worker_.loop(), resolve_req_, on_resolved, host_.c_str(), nullptr, &hints);
+  if (rc != 0) {
+    delete resolve_req_;
+    resolve_req_ = nullptr;
+    error = server_error(proto::sqlstate::kConnectionFailure,
+                         "cannot resolve server host \"" + host_ + "\": " + uv_strerror(rc));
+    return false;
+  }
+  return true;
+}
+
+void ServerConnection::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
+  auto* self = static_cast<ServerConnection*>(req->data);
+  delete req;
+  if (!self) {  // the connection was closed meanwhile
+    uv_freeaddrinfo(res);
+    return;
+  }
+  self->resolve_req_ = nullptr;
+  if (status != 0 || !res) {
+    uv_freeaddrinfo(res);
+    self->login_failed(server_error(proto::sqlstate::kConnectionFailure,
+                                    "cannot resolve server host \"" + self->host_ +
+                                        "\": " + uv_strerror(status)));
+    return;
+  }
+  sockaddr_storage ss{};
+  std::memcpy(&ss, res->ai_addr, res->ai_addrlen);
+  uv_freeaddrinfo(res);
+  if (ss.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&ss)->sin_port = htons(self->port_);
+  else reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(self->port_);
+  self->connect_to(reinterpret_cast<const sockaddr*>(&ss));
+}
+
+void ServerConnection::connect_to(const sockaddr* addr) {
+  state_ = State::connecting;
+  int rc = socket_.connect(addr);
+  if (rc != 0) {
+    login_failed(server_error(proto::sqlstate::kConnectionFailure,
+                              "cannot connect to server " + host_ + ":" + std::to_string(port_) +
+                                  ": " + uv_strerror(rc)));
+  }
+}
+
+void ServerConnection::on_connected(Socket&, int status) {
+  if (state_ != State::connecting) return;
+  if (status != 0) {
+    login_failed(server_error(proto::sqlstate::kConnectionFailure,
+                              "cannot connect to server " + host_ + ":" + std::to_string(port_) +
+                                  ": " + uv_strerror(status)));
+    return;
+  }
+  socket_.set_nodelay();
+  state_ = State::login;
+  if (socket_.read_start() != 0) {
+    login_failed(server_error(proto::sqlstate::kConnectionFailure, "cannot read from server"));
+    return;
+  }
+  send_startup();
+}
+
+void ServerConnection::send_startup() {
+  std::string out;
+  proto::startup_message(out, {{"user", user_}, {"database", dbname_}});
+  send(std::move(out));
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+
+void ServerConnection::on_read(Socket&, IoBufferPtr buf, size_t n) {
+  switch (state_) {
+    case State::linked:
+      forward_to_client(std::move(buf), n);
+      return;
+    case State::login:
+    case State::internal:
+    case State::idle:
+      inbuf_.append(reinterpret_cast<const char*>(buf->data), n);
+      buf.reset();
+      process_buffered();
+      return;
+    default:
+      return;
+  }
+}
+
+bool ServerConnection::process_buffered() {
+  while (!inbuf_.empty()) {
+    if (state_ != State::login && state_ != State::internal && state_ != State::idle) break;
+    auto fr = proto::peek_frame(proto::as_bytes(inbuf_), kMaxLoginMessage);
+    if (fr.result == proto::Result::need_more) return true;
+    if (fr.result == proto::Result::invalid) {
+      fail("invalid message from server");
+      return false;
+    }
+    std::string msg = inbuf_.substr(0, fr.frame.total());
+    inbuf_.erase(0, fr.frame.total());
+    proto::ByteSpan body = proto::as_bytes(msg).subspan(5);
+    bool ok = true;
+    switch (state_) {
+      case State::login:
+        ok = handle_login_message(fr.frame.type, body);
+        break;
+      case State::internal:
+        ok = handle_internal_message(fr.frame.type, body);
+        break;
+      case State::idle:
+        // Asynchronous messages while nobody is linked.
+        if (fr.frame.type == 'S') {
+          if (auto ps = proto::parse_parameter_status(body)) note_parameter(ps->name, ps->value);
+        } else if (fr.frame.type == 'E') {
+          auto f = proto::parse_error_fields(body);
+          spdlog::warn("{} idle server sent error: {}", name_, f ? f->message : "(malformed)");
+        }
+        break;
+      default:
+        break;
+    }
+    if (!ok) return false;
+  }
+  // A client linked while bytes were still buffered gets them as they are.
+  if (state_ == State::linked && !inbuf_.empty() && client_) {
+    std::string rest;
+    rest.swap(inbuf_);
+    client_->deliver(std::move(rest));
+  }
+  return true;
+}
+
+void ServerConnection::note_parameter(std::string_view name, std::string_view value) {
+  set_param(params_, name, value);
+}
+
+bool ServerConnection::handle_login_message(char type, proto::ByteSpan body) {
+  switch (type) {
+    case 'R':
+      return handle_auth(body);
+    case 'S': {
+      auto ps = proto::parse_parameter_status(body);
+      if (!ps) {
+        fail("malformed ParameterStatus from server");
+        return false;
+      }
+      note_parameter(ps->name, ps->value);
+      return true;
+    }
+    case 'K': {
+      auto k = proto::parse_backend_key_data(body);
+      if (!k) {
+        fail("malformed BackendKeyData from server");
+        return false;
+      }
+      key_ = *k;
+      return true;
+    }
+    case 'E': {
+      auto f = proto::parse_error_fields(body);
+      proto::ErrorFields e = f ? *f : server_error(proto::sqlstate::kConnectionFailure, "malformed error");
+      e.message = "server login failed: " + e.message;
+      login_failed(e);
+      return false;
+    }
+    case 'N':
+    case 'v':  // NegotiateProtocolVersion: we ask for 3.0 and no options
+      return true;
+    case 'Z': {
+      auto st = proto::parse_ready_for_query(body);
+      if (!st) {
+        fail("malformed ReadyForQuery from server");
+        return false;
+      }
+      tx_status_ = *st;
+      login_complete();
+      return true;
+    }
+    default:
+      login_failed(server_error(proto::sqlstate::kProtocolViolation,
+                                std::string("unexpected message '") + type + "' during server login"));
+      return false;
+  }
+}
+
+bool ServerConnection::handle_auth(proto::ByteSpan body) {
+  auto req = proto::parse_auth_request(body);
+  if (!req) {
+    fail("malformed authentication request from server");
+    return false;
+  }
+  const auth::Userlist* users = worker_.userlist();
+  const auth::Secret* secret = users ? users->find(user_) : nullptr;
+  std::optional<std::string> password;
+  if (db_.password) password = *db_.password;
+  else if (secret && secret->kind == auth::SecretKind::plain) password = secret->text;
+
+  auto no_credentials = [&](const char* method) {
+    login_failed(server_error(proto::sqlstate::kInvalidPassword,
+                              std::string("server requested ") + method +
+                                  " authentication, but pgmux has no usable secret for user \"" +
+                                  user_ + "\""));
+    return false;
+  };
+
+  std::string out;
+  switch (req->code) {
+    case 0:  // AuthenticationOk
+      scram_.reset();
+      return true;
+    case 3:  // cleartext
+      if (!password) return no_credentials("cleartext password");
+      proto::password_message(out, *password);
+      break;
+    case 5: {  // md5
+      if (req->data.size() != 4) {
+        fail("malformed md5 salt from server");
+        return false;
+      }
+      const uint8_t* salt = reinterpret_cast<const uint8_t*>(req->data.data());
+      if (password) proto::password_message(out, auth::md5_response(user_, *password, salt));
+      else if (secret && secret->kind == auth::SecretKind::md5)
+        proto::password_message(out, auth::md5_response_from_hash(secret->text, salt));
+      else return no_credentials("md5");
+      break;
+    }
+    case 10: {  // SASL
+      auto mechs = proto::parse_sasl_mechanisms(req->data);
+      bool has_scram = false;
+      if (mechs)
+        for (auto& m : *mechs) has_scram |= (m == "SCRAM-SHA-256");
+      if (!has_scram) {
+        login_failed(server_error(proto::sqlstate::kFeatureNotSupported,
+                                  "server offers no supported SASL mechanism"));
+        return false;
+      }
+      if (password) {
+        scram_.emplace(auth::ScramClient::with_password(*password));
+      } else if (const auth::ScramKeys* keys = worker_.scram_keys(user_)) {
+        scram_.emplace(auth::ScramClient::with_keys(*keys));
+      } else {
+        return no_credentials("SCRAM");
+      }
+      proto::sasl_initial_response(out, scram_->mechanism(), scram_->client_first());
+      break;
+    }
+    case 11: {
+      if (!scram_) {
+        fail("unexpected SASLContinue from server");
+        return false;
+      }
+      std::string final_msg, err;
+      if (!scram_->handle_server_first(req->data, final_msg, err)) {
+        login_failed(server_error(proto::sqlstate::kInvalidPassword, "server SCRAM: " + err));
+        return false;
+      }
+      proto::sasl_response(out, final_msg);
+      break;
+    }
+    case 12: {
+      std::string err;
+      if (!scram_ || !scram_->handle_server_final(req->data, err)) {
+        login_failed(server_error(proto::sqlstate::kInvalidPassword,
+                                  "server SCRAM signature invalid: " + err));
+        return false;
+      }
+      return true;
+    }
+    default:
+      login_failed(server_error(proto::sqlstate::kFeatureNotSupported,
+                                "server requested unsupported authentication method " +
+                                    std::to_string(req->code)));
+      return false;
+  }
+  send(std::move(out));
+  return true;
+}
+
+void ServerConnection::login_failed(proto::ErrorFields e) {
+  if (state_ == State::closing) return;
+  spdlog::warn("{} login to {}:{} as \"{}\" failed: {}", name_, host_, port_, user_, e.message);
+  pool::Pool* p = pool();
+  state_ = State::closing;
+  if (p) p->server_login_failed(this, e);
+  socket_.close();
+}
+
+void ServerConnection::login_complete() {
+  spdlog::debug("{} logged in to {}:{} as \"{}\" (backend pid {})", name_, host_, port_, user_,
+                key_.pid);
+  if (!db_.connect_query.empty()) {
+    run_internal({db_.connect_query}, kPurposeLogin);
+    return;
+  }
+  state_ = State::idle;
+  if (pool()) pool()->server_login_ok(this, params_);
+}
+
+// ---------------------------------------------------------------------------
+// pgmux's own queries: connect_query, parameter sync, rollback and reset.
+
+void ServerConnection::run_internal(std::deque<std::string> queries, int purpose) {
+  internal_queries_ = std::move(queries);
+  internal_purpose_ = purpose;
+  internal_error_.reset();
+  state_ = State::internal;
+  std::string out;
+  proto::query(out, internal_queries_.front());
+  send(std::move(out));
+}
+
+bool ServerConnection::handle_internal_message(char type, proto::ByteSpan body) {
+  switch (type) {
+    case 'S': {
+      auto ps = proto::parse_parameter_status(body);
+      if (!ps) {
+        fail("malformed ParameterStatus from server");
+        return false;
+      }
+      note_parameter(ps->name, ps->value);
+      if (internal_purpose_ == kPurposeSync && client_) {
+        // The client learns the value as the server normalised it.
+        client_->parameter_changed(ps->name, ps->value);
+        std::string out;
+        proto::parameter_status(out, ps->name, ps->value);
+        client_->deliver(std::move(out));
+      }
+      return true;
+    }
+    case 'E': {
+      auto f = proto::parse_error_fields(body);
+      internal_error_ = f ? *f : server_error(proto::sqlstate::kInternalError, "malformed error");
+      return true;
+    }
+    case 'Z': {
+      auto st = proto::parse_ready_for_query(body);
+      if (!st) {
+        fail("malformed ReadyForQuery from server");
+        return false;
+      }
+      tx_status_ = *st;
+      internal_queries_.pop_front();
+      if (!internal_error_ && !internal_queries_.empty()) {
+        std::string out;
+        proto::query(out, internal_queries_.front());
+        send(std::move(out));
+        return true;
+      }
+      internal_done();
+      return true;
+    }
+    case 'C': case 'T': case 'D': case 'I': case 'N': case 'A':
+      return true;
+    default:
+      fail("unexpected message in response to an internal query");
+      return false;
+  }
+}
+
+void ServerConnection::internal_done() {
+  int purpose = internal_purpose_;
+  internal_purpose_ = 0;
+  switch (purpose) {
+    case kPurposeLogin:
+      if (internal_error_) {
+        proto::ErrorFields e = *internal_error_;
+        e.message = "connect_query failed: " + e.message;
+        login_failed(e);
+        return;
+      }
+      state_ = State::idle;
+      if (pool()) pool()->server_login_ok(this, params_);
+      return;
+    case kPurposeSync:
+      if (!client_) {  // the client left while we were syncing
+        state_ = State::linked;
+        unlink_client();
+        return;
+      }
+      if (internal_error_) {
+        ClientConnection* c = client_;
+        client_ = nullptr;
+        state_ = State::linked;
+        c->server_sync_failed(*internal_error_);
+        unlink_client();
+        return;
+      }
+      state_ = State::linked;
+      client_->server_ready();
+      return;
+    case kPurposeReset:
+      if (internal_error_) {
+        spdlog::warn("{} reset failed: {}", name_, internal_error_->message);
+        close("reset query failed");
+        return;
+      }
+      set_by_us_.clear();
+      state_ = State::idle;
+      if (pool()) pool()->release(this);
+      return;
+    default:
+      return;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Linking
+
+void ServerConnection::link(ClientConnection* c) {
+  client_ = c;
+  std::string sql;
+  std::vector<std::pair<std::string, std::string>> newly_set;
+  for (auto& [k, v] : c->desired_params()) {
+    if (read_only_parameter(k)) continue;
+    const std::string* cur = find_param(params_, k);
+    bool reported = cur != nullptr;
+    if (!cur) cur = find_param(set_by_us_, k);
+    if (cur && *cur == v) continue;
+    if (!sql.empty()) sql += "; ";
+    sql += set_statement(k, v);
+    if (!reported) newly_set.emplace_back(k, v);
+  }
+  if (sql.empty()) {
+    state_ = State::linked;
+    c->server_ready();
+    return;
+  }
+  // Non-reported settings are remembered as SET (a failure makes the
+  // whole statement roll back, and the connection is then reset anyway).
+  for (auto& [k, v] : newly_set) set_param(set_by_us_, k, v);
+  run_internal({sql}, kPurposeSync);
+}
+
+void ServerConnection::forward(IoBufferPtr buf, size_t offset, size_t n) {
+  if (state_ == State::closing) return;
+  int rc = socket_.write(std::move(buf), offset, n);
+  if (rc != 0) fail("write to server failed");
+}
+
+void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
+  proto::ByteSpan chunk(buf->data, n);
+  size_t pos = 0;
+  while (pos < chunk.size()) {
+    auto piece = framer_.next(chunk.subspan(pos));
+    using K = proto::StreamFramer::Kind;
+    if (piece.kind == K::invalid) {
+      fail("invalid message length from server");
+      return;
+    }
+    if (piece.kind == K::need_more) break;
+    if (piece.kind == K::header) {
+      watched_type_ = (piece.type == 'Z' || piece.type == 'S') ? piece.type : 0;
+      msg_acc_.clear();
+    } else if (piece.kind == K::body && watched_type_) {
+      if (msg_acc_.size() + piece.data.size() <= kMaxWatchedMessage)
+        msg_acc_.append(proto::as_chars(piece.data));
+      else
+        watched_type_ = 0;
+    }
+    if (piece.last_of_message && watched_type_) {
+      proto::ByteSpan body = proto::as_bytes(msg_acc_);
+      if (watched_type_ == 'Z') {
+        if (auto st = proto::parse_ready_for_query(body)) tx_status_ = *st;
+        if (pending_z_ > 0) --pending_z_;
+      } else if (auto ps = proto::parse_parameter_status(body)) {
+        note_parameter(ps->name, ps->value);
+        if (client_) client_->parameter_changed(ps->name, ps->value);
+      }
+      watched_type_ = 0;
+    }
+    pos += piece.consumed;
+  }
+  if (!client_) return;
+  client_->deliver(std::move(buf), 0, n);
+  if (client_ && client_->write_backlogged()) {
+    socket_.read_stop();
+    read_paused_ = true;
+  }
+}
+
+void ServerConnection::resume_reading() {
+  if (read_paused_ && state_ == State::linked) {
+    read_paused_ = false;
+    if (socket_.read_start() != 0) fail("cannot read from server");
+  }
+}
+
+void ServerConnection::unlink_client() {
+  client_ = nullptr;
+  if (state_ == State::internal && internal_purpose_ == kPurposeSync) return;  // finishes later
+  if (state_ != State::linked) {
+    close("client left during an internal query");
+    return;
+  }
+  if (read_paused_) {
+    read_paused_ = false;
+    socket_.read_start();
+  }
+  bool clean = pending_z_ == 0 && !unsynced_ && framer_.at_boundary() && inbuf_.empty();
+  if (!clean) {
+    // Mid-query or mid-COPY: the only safe thing is a fresh connection.
+    close("client left with a query in progress");
+    return;
+  }
+  std::deque<std::string> q;
+  if (tx_status_ != 'I') q.push_back("ROLLBACK");
+  const conf::Config& cfg = worker_.config();
+  if (!cfg.server_reset_query.empty()) q.push_back(cfg.server_reset_query);
+  if (q.empty()) {
+    state_ = State::idle;
+    if (pool()) pool()->release(this);
+    return;
+  }
+  if (pool()) pool()->begin_reset(this);
+  run_internal(std::move(q), kPurposeReset);
+}
+
+// ---------------------------------------------------------------------------
+// Ending
+
+void ServerConnection::on_read_end(Socket&, int status) {
+  if (state_ == State::login || state_ == State::connecting) {
+    login_failed(server_error(proto::sqlstate::kConnectionFailure,
+                              std::string("server closed the connection during login: ") +
+                                  uv_strerror(status)));
+    return;
+  }
+  fail(status == UV_EOF ? "server closed the connection" : uv_strerror(status));
+}
+
+void ServerConnection::on_drained(Socket&) {
+  if (client_) client_->resume_reading();
+}
+
+void ServerConnection::on_write_error(Socket&, int status) { fail(uv_strerror(status)); }
+
+void ServerConnection::fail(const char* reason) {
+  if (state_ == State::closing) return;
+  if (state_ == State::login || state_ == State::connecting || state_ == State::resolving) {
+    login_failed(server_error(proto::sqlstate::kConnectionFailure, reason));
+    return;
+  }
+  if (client_) {
+    ClientConnection* c = client_;
+    client_ = nullptr;
+    c->server_lost(server_error(proto::sqlstate::kConnectionFailure,
+                                std::string("server connection lost: ") + reason));
+  }
+  close(reason);
+}
+
+void ServerConnection::pool_close(const char* reason) {
+  if (state_ == State::connecting || state_ == State::login || state_ == State::resolving) {
+    login_failed(server_error(proto::sqlstate::kConnectionFailure, reason));
+    return;
+  }
+  close(reason);
+}
+
+void ServerConnection::close(const char* reason) {
+  if (state_ == State::closing) return;
+  spdlog::info("{} closing ({}:{}, user \"{}\"): {}", name_, host_, port_, user_, reason);
+  state_ = State::closing;
+  if (resolve_req_) {
+    resolve_req_->data = nullptr;
+    uv_cancel(reinterpret_cast<uv_req_t*>(resolve_req_));
+    resolve_req_ = nullptr;
+  }
+  if (pool()) pool()->remove(this);
+  if (client_) {
+    ClientConnection* c = client_;
+    client_ = nullptr;
+    c->server_lost(server_error(proto::sqlstate::kConnectionFailure,
+                                std::string("server connection closed: ") + reason));
+  }
+  // Be polite to PostgreSQL when we are the ones ending it.
+  std::string out;
+  proto::terminate(out);
+  socket_.write(std::move(out));
+  socket_.close();
+}
+
+void ServerConnection::on_closed(Socket&) {
+  worker_.server_finished(this);
+  delete this;
+}
+
+void ServerConnection::send(std::string&& data) {
+  if (state_ == State::closing) return;
+  if (socket_.write(std::move(data)) != 0) fail("write to server failed");
+}
+
+}  // namespace pgmux

@@ -1,0 +1,129 @@
+// One connection from pgmux to a PostgreSQL server.
+#pragma once
+
+#include <uv.h>
+
+#include <deque>
+#include <optional>
+#include <string>
+
+#include "auth/scram.hpp"
+#include "conf/config.hpp"
+#include "pool/pool.hpp"
+#include "protocol/codec.hpp"
+#include "protocol/inspect.hpp"
+#include "src/socket.hpp"
+
+namespace pgmux {
+
+class Worker;
+class ClientConnection;
+
+class ServerConnection final : public SocketOwner, public pool::PoolServer {
+ public:
+  enum class State {
+    resolving,   // looking up the host name
+    connecting,  // TCP / unix connect in progress
+    login,       // startup + authentication
+    internal,    // running pgmux's own queries (connect_query, SETs, reset)
+    idle,        // in the pool, nobody linked
+    linked,      // forwarding for a client
+    closing,
+  };
+
+  ServerConnection(Worker& w, pool::Pool& pool, const conf::DatabaseConfig& db,
+                   std::string user, std::string dbname);
+  ~ServerConnection() override;
+
+  // Starts resolving/connecting; false (error set) when it cannot even start.
+  bool start(proto::ErrorFields& error);
+
+  // A client was linked by the pool: bring session parameters in line with
+  // what the client expects, then tell it (ClientConnection::server_ready).
+  void link(ClientConnection* c);
+  // Client bytes to forward as they are.
+  void forward(IoBufferPtr buf, size_t offset, size_t n);
+  // The linked client is gone: roll back / reset and return to the pool if
+  // the connection is at a clean boundary, else close it.
+  void unlink_client();
+  // Backpressure: the client drained its write queue.
+  void resume_reading();
+  bool write_backlogged() const { return socket_.queued() > 0; }
+  // Bookkeeping of what the server still owes: every Query, Sync and
+  // FunctionCall is answered by exactly one ReadyForQuery.
+  void count_request(char type) {
+    switch (type) {
+      case 'Q': case 'S': case 'F': ++pending_z_; unsynced_ = false; break;
+      case 'P': case 'B': case 'E': case 'D': case 'C': case 'H': unsynced_ = true; break;
+      default: break;
+    }
+  }
+
+  void close(const char* reason);
+  State state() const { return state_; }
+  uint32_t backend_pid() const { return key_.pid; }
+  uint32_t backend_key() const { return key_.key; }
+  const std::string& host() const { return host_; }
+  uint16_t port() const { return port_; }
+  const std::string& name() const { return name_; }
+  ClientConnection* linked_client() const { return client_; }
+
+  // pool::PoolServer
+  void pool_close(const char* reason) override;
+
+  pool::ListHook<ServerConnection> all_hook;
+
+ private:
+  // SocketOwner
+  void on_read(Socket& s, IoBufferPtr buf, size_t n) override;
+  void on_read_end(Socket& s, int status) override;
+  void on_drained(Socket& s) override;
+  void on_write_error(Socket& s, int status) override;
+  void on_connected(Socket& s, int status) override;
+  void on_closed(Socket& s) override;
+
+  static void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res);
+  void connect_to(const sockaddr* addr);
+  void send_startup();
+  bool process_buffered();  // complete messages in inbuf_ (login/internal/idle)
+  bool handle_login_message(char type, proto::ByteSpan body);
+  bool handle_internal_message(char type, proto::ByteSpan body);
+  bool handle_auth(proto::ByteSpan body);
+  void login_failed(proto::ErrorFields e);
+  void login_complete();
+  void run_internal(std::deque<std::string> queries, int purpose);
+  void internal_done();
+  void forward_to_client(IoBufferPtr buf, size_t n);
+  void note_parameter(std::string_view name, std::string_view value);
+  void send(std::string&& data);
+  void fail(const char* reason);
+
+  Worker& worker_;
+  const conf::DatabaseConfig& db_;
+  std::string user_, dbname_, host_, name_;
+  uint16_t port_;
+  Socket socket_;
+  State state_ = State::resolving;
+  uv_getaddrinfo_t* resolve_req_ = nullptr;
+  ClientConnection* client_ = nullptr;
+
+  std::string inbuf_;  // whole messages while not forwarding
+  proto::StreamFramer framer_;
+  std::string msg_acc_;  // body of a small message being watched (S, Z)
+  char watched_type_ = 0;
+
+  std::optional<auth::ScramClient> scram_;
+  proto::BackendKey key_;
+  pool::Params params_;         // ParameterStatus values as the server reported
+  pool::Params set_by_us_;      // non-reported settings pgmux SET (cleared by reset)
+  char tx_status_ = 'I';
+  int pending_z_ = 0;        // ReadyForQuery messages still owed to the client
+  bool unsynced_ = false;    // extended-protocol messages sent since the last Sync
+  bool read_paused_ = false;
+
+  std::deque<std::string> internal_queries_;
+  int internal_purpose_ = 0;
+  std::optional<proto::ErrorFields> internal_error_;
+};
+
+}  // namespace pgmux

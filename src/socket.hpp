@@ -1,0 +1,119 @@
+// Thin RAII layer over libuv streams (TCP and unix sockets).
+//
+// - Read buffers come from a per-thread free list only while data is in
+//   flight: libuv asks for one when the socket is readable, so an idle
+//   connection holds none.
+// - Writes try uv_try_write first; only the unwritten tail is queued, and the
+//   queued bytes keep their buffer alive (no copy of forwarded data).
+// - uv_close is called exactly once; the owner is told in on_closed, after
+//   which the Socket may be destroyed.
+// TLS (a later issue) plugs in below this interface: the owner only ever sees
+// plaintext through on_read and write.
+#pragma once
+
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace pgmux {
+
+// A fixed-size I/O buffer from the per-thread free list.
+struct IoBuffer {
+  static constexpr size_t kSize = 16 * 1024;
+  IoBuffer* next_free = nullptr;
+  uint8_t data[kSize];
+};
+
+struct IoBufferReturn {
+  void operator()(IoBuffer* b) const;
+};
+using IoBufferPtr = std::unique_ptr<IoBuffer, IoBufferReturn>;
+IoBufferPtr acquire_io_buffer();
+size_t io_buffers_outstanding();  // for tests and stats
+
+class Socket;
+
+class SocketOwner {
+ public:
+  virtual ~SocketOwner() = default;
+  // `buf` holds `n` new bytes at buf->data; the owner may keep the buffer.
+  virtual void on_read(Socket& s, IoBufferPtr buf, size_t n) = 0;
+  // UV_EOF or an error: the peer is gone (the owner decides how to close).
+  virtual void on_read_end(Socket& s, int status) = 0;
+  // Every queued write has been flushed (backpressure release).
+  virtual void on_drained(Socket& s) { (void)s; }
+  virtual void on_write_error(Socket& s, int status) = 0;
+  virtual void on_connected(Socket& s, int status) { (void)s; (void)status; }
+  // The handle is closed; the owner may delete the socket (and itself).
+  virtual void on_closed(Socket& s) = 0;
+};
+
+class Socket {
+ public:
+  enum class Kind { tcp, pipe };
+
+  Socket(uv_loop_t* loop, Kind kind, SocketOwner* owner);
+  ~Socket();
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+
+  uv_stream_t* stream() { return &h_.stream; }
+  uv_handle_t* handle() { return &h_.handle; }
+  Kind kind() const { return kind_; }
+
+  // Server side: accept a pending connection from `listener`.
+  int accept_from(uv_stream_t* listener);
+  // Client side: connect to an address or a unix socket path.
+  int connect(const sockaddr* addr);
+  int connect_unix(const std::string& path);
+
+  int read_start();
+  void read_stop();
+  bool reading() const { return reading_; }
+
+  // Sends n bytes of buf (taking ownership of the buffer) / a string.
+  // Returns 0 or a libuv error; on error the caller closes.
+  int write(IoBufferPtr buf, size_t offset, size_t n);
+  int write(std::string&& data);
+  size_t queued() const;  // bytes waiting in the write queue
+
+  void close();
+  // Closes once every queued write has reached the kernel (so a final error
+  // message is not cancelled by uv_close), or at once if nothing is queued.
+  void close_after_flush();
+  bool closing() const { return closing_; }
+  void set_owner(SocketOwner* owner) { owner_ = owner; }
+
+  // "ip:port" of the peer, or "unix" for unix sockets.
+  std::string peer_name() const;
+  void set_nodelay();
+
+ private:
+  struct WriteReq;
+  static void alloc_cb(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void read_cb(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
+  static void write_cb(uv_write_t* req, int status);
+  static void close_cb(uv_handle_t* h);
+  static void connect_cb(uv_connect_t* req, int status);
+  static void shutdown_cb(uv_shutdown_t* req, int status);
+  int write_tail(const uint8_t* data, size_t n, IoBufferPtr buf, std::string* str);
+
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h_;
+  Kind kind_;
+  SocketOwner* owner_;
+  IoBuffer* reading_buf_ = nullptr;  // handed to libuv in alloc_cb
+  uv_connect_t* connect_req_ = nullptr;
+  bool reading_ = false;
+  bool closing_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace pgmux

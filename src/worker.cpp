@@ -1,0 +1,395 @@
+#include "src/worker.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "auth/crypto.hpp"
+#include "protocol/builders.hpp"
+
+namespace pgmux {
+
+const char* to_string(CloseReason r) {
+  switch (r) {
+    case CloseReason::client_terminate: return "client terminated";
+    case CloseReason::client_gone: return "client disconnected";
+    case CloseReason::login_timeout: return "client_login_timeout";
+    case CloseReason::auth_failed: return "authentication failed";
+    case CloseReason::protocol_violation: return "protocol violation";
+    case CloseReason::too_many_clients: return "max_client_conn reached";
+    case CloseReason::wait_failed: return "no server available";
+    case CloseReason::server_gone: return "server connection lost";
+    case CloseReason::shutdown: return "shutdown";
+    case CloseReason::internal_error: return "internal error";
+    case CloseReason::cancel_request: return "cancel request";
+    case CloseReason::unsupported: return "unsupported request";
+  }
+  return "?";
+}
+
+// ---------------------------------------------------------------------------
+// Listeners
+
+class Listener {
+ public:
+  Listener(Worker& w, conf::ListenAddr addr) : worker_(w), addr_(std::move(addr)) {
+    std::memset(&h_, 0, sizeof(h_));
+  }
+  ~Listener() = default;
+
+  bool start() {
+    int rc;
+    if (addr_.is_unix) {
+      uv_pipe_init(worker_.loop(), &h_.pipe, 0);
+      h_.handle.data = this;
+      open_ = true;
+      ::unlink(addr_.path.c_str());  // a stale socket file from a previous run
+      rc = uv_pipe_bind(&h_.pipe, addr_.path.c_str());
+      if (rc == 0) ::chmod(addr_.path.c_str(), 0777);
+    } else {
+      uv_tcp_init(worker_.loop(), &h_.tcp);
+      h_.handle.data = this;
+      open_ = true;
+      sockaddr_storage ss{};
+      std::string host = addr_.host;
+      if (host == "*" || host.empty()) host = "::";
+      rc = uv_ip4_addr(host.c_str(), addr_.port, reinterpret_cast<sockaddr_in*>(&ss));
+      if (rc != 0) rc = uv_ip6_addr(host.c_str(), addr_.port, reinterpret_cast<sockaddr_in6*>(&ss));
+      if (rc == 0) rc = uv_tcp_bind(&h_.tcp, reinterpret_cast<const sockaddr*>(&ss), 0);
+      if (rc != 0 && addr_.host == "*") {
+        // No IPv6 on this host: fall back to all IPv4 addresses.
+        uv_ip4_addr("0.0.0.0", addr_.port, reinterpret_cast<sockaddr_in*>(&ss));
+        rc = uv_tcp_bind(&h_.tcp, reinterpret_cast<const sockaddr*>(&ss), 0);
+      }
+    }
+    if (rc == 0) rc = uv_listen(&h_.stream, 1024, on_connection);
+    if (rc != 0) {
+      spdlog::critical("cannot listen on {}: {}", addr_.text, uv_strerror(rc));
+      return false;
+    }
+    spdlog::info("listening on {}", addr_.text);
+    return true;
+  }
+
+  void stop() {
+    if (!open_) return;
+    open_ = false;
+    uv_close(&h_.handle, nullptr);
+    if (addr_.is_unix) ::unlink(addr_.path.c_str());
+  }
+
+ private:
+  static void on_connection(uv_stream_t* server, int status) {
+    auto* self = static_cast<Listener*>(server->data);
+    if (status < 0) {
+      spdlog::error("accept on {} failed: {}", self->addr_.text, uv_strerror(status));
+      return;
+    }
+    auto* c = new ClientConnection(self->worker_,
+                                   self->addr_.is_unix ? Socket::Kind::pipe : Socket::Kind::tcp);
+    if (c->socket().accept_from(server) != 0) {
+      c->close(CloseReason::client_gone);
+      return;
+    }
+    if (self->worker_.shutting_down_) {
+      c->close(CloseReason::shutdown);
+      return;
+    }
+    c->start();
+  }
+
+  Worker& worker_;
+  conf::ListenAddr addr_;
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h_;
+  bool open_ = false;
+};
+
+// ---------------------------------------------------------------------------
+// Cancel requests go to the server on a fresh connection, with the server's
+// own key, like libpq does; nothing is read back.
+
+class CancelSender final : public SocketOwner {
+ public:
+  CancelSender(Worker& w, const std::string& host, uint16_t port, uint32_t pid, uint32_t key)
+      : socket_(w.loop(), (!host.empty() && host[0] == '/') ? Socket::Kind::pipe : Socket::Kind::tcp,
+                this) {
+    proto::cancel_request(packet_, pid, key);
+    if (socket_.kind() == Socket::Kind::pipe) {
+      socket_.connect_unix(host + "/.s.PGSQL." + std::to_string(port));
+      return;
+    }
+    sockaddr_storage ss{};
+    int rc = uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&ss));
+    if (rc != 0) rc = uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&ss));
+    if (rc == 0) rc = socket_.connect(reinterpret_cast<const sockaddr*>(&ss));
+    if (rc != 0) {
+      spdlog::warn("cancel: cannot connect to {}:{}: {}", host, port, uv_strerror(rc));
+      socket_.close();
+    }
+  }
+
+ private:
+  void on_connected(Socket&, int status) override {
+    if (status != 0) {
+      spdlog::warn("cancel: connect failed: {}", uv_strerror(status));
+      socket_.close();
+      return;
+    }
+    socket_.write(std::move(packet_));
+    socket_.close_after_flush();
+  }
+  void on_read(Socket&, IoBufferPtr, size_t) override {}
+  void on_read_end(Socket&, int) override { socket_.close(); }
+  void on_write_error(Socket&, int) override { socket_.close(); }
+  void on_closed(Socket&) override { delete this; }
+
+  Socket socket_;
+  std::string packet_;
+};
+
+// ---------------------------------------------------------------------------
+
+Worker::Worker(std::shared_ptr<const conf::Config> config,
+               std::shared_ptr<const auth::Userlist> userlist)
+    : config_(std::move(config)), userlist_(std::move(userlist)) {
+  uv_loop_init(&loop_);
+  uv_timer_init(&loop_, &tick_timer_);
+  tick_timer_.data = this;
+}
+
+Worker::~Worker() {
+  pools_.clear();
+  uv_loop_close(&loop_);
+}
+
+bool Worker::start() {
+  for (const auto& a : config_->listen) {
+    auto l = std::make_unique<Listener>(*this, a);
+    bool ok = l->start();
+    listeners_.push_back(std::move(l));
+    if (!ok) return false;
+  }
+  uv_timer_start(&tick_timer_, on_tick, 100, 100);
+  return true;
+}
+
+int Worker::run() { return uv_run(&loop_, UV_RUN_DEFAULT); }
+
+void Worker::on_tick(uv_timer_t* t) { static_cast<Worker*>(t->data)->tick(); }
+
+void Worker::tick() {
+  auto now = this->now();
+  auto login_timeout = config_->client_login_timeout;
+  if (login_timeout.count() > 0) {
+    while (ClientConnection* c = logging_in_.front()) {
+      if (now - c->login_started() < login_timeout) break;
+      proto::ErrorFields e;
+      e.severity = "FATAL";
+      e.sqlstate = proto::sqlstate::kProtocolViolation;
+      e.message = "client_login_timeout";
+      logging_in_.remove(c);
+      c->close(CloseReason::login_timeout, &e);
+    }
+  }
+  for (auto& [key, entry] : pools_) entry.pool->tick();
+  if (shutting_down_) maybe_finish_shutdown();
+}
+
+pool::Pool& Worker::pool_for(const PoolKey& key, const conf::DatabaseConfig& db) {
+  auto it = pools_.find(key);
+  if (it != pools_.end()) return *it->second.pool;
+  const conf::Config& cfg = *config_;
+  pool::PoolSettings s;
+  s.pool_size = cfg.effective_pool_size(db);
+  s.min_pool_size = db.min_pool_size.value_or(cfg.min_pool_size);
+  s.reserve_pool_size = db.reserve_pool_size.value_or(cfg.reserve_pool_size);
+  s.reserve_pool_timeout = cfg.reserve_pool_timeout;
+  s.query_wait_timeout = cfg.query_wait_timeout;
+  s.server_connect_timeout = cfg.server_connect_timeout;
+  s.server_login_retry = cfg.server_login_retry;
+  s.server_idle_timeout = cfg.server_idle_timeout;
+  s.server_lifetime = cfg.server_lifetime;
+  auto& dbl = db_limits_[key.database];
+  dbl.max = db.max_db_connections.value_or(cfg.max_db_connections);
+  auto& ul = user_limits_[key.user];
+  const conf::UserConfig* uc = cfg.find_user(key.user);
+  ul.max = (uc && uc->max_user_connections) ? *uc->max_user_connections : cfg.max_user_connections;
+  PoolEntry e;
+  e.pool = std::make_unique<pool::Pool>(key.database, key.user, s, *this, &dbl, &ul);
+  e.db = &db;
+  spdlog::info("pool {}/{} created (pool_size {})", key.database, key.user, s.pool_size);
+  return *pools_.emplace(key, std::move(e)).first->second.pool;
+}
+
+bool Worker::open_server(pool::Pool& pool, proto::ErrorFields& error) {
+  auto it = pools_.find(PoolKey{pool.database(), pool.user()});
+  if (it == pools_.end()) {
+    error.severity = "FATAL";
+    error.sqlstate = proto::sqlstate::kInternalError;
+    error.message = "pool has no configuration";
+    return false;
+  }
+  const conf::DatabaseConfig& db = *it->second.db;
+  std::string dbname = db.dbname.empty() ? pool.database() : db.dbname;
+  auto* s = new ServerConnection(*this, pool, db, pool.user(), dbname);
+  servers_.push_back(s);
+  pool.add_connecting(s);
+  if (!s->start(error)) {
+    pool.remove(s);
+    s->close("cannot start");
+    return false;
+  }
+  return true;
+}
+
+bool Worker::accept_more_clients() const {
+  return counted_clients_ < size_t(config_->max_client_conn);
+}
+void Worker::count_client(ClientConnection*) { ++counted_clients_; }
+void Worker::uncount_client(ClientConnection*) { --counted_clients_; }
+
+void Worker::client_started(ClientConnection* c) {
+  clients_.push_back(c);
+  logging_in_.push_back(c);
+}
+
+void Worker::client_logged_in(ClientConnection* c) {
+  if (logging_in_.contains(c)) logging_in_.remove(c);
+}
+
+void Worker::client_finished(ClientConnection* c) {
+  if (logging_in_.contains(c)) logging_in_.remove(c);
+  if (clients_.contains(c)) clients_.remove(c);
+  if (shutting_down_) maybe_finish_shutdown();
+}
+
+void Worker::server_finished(ServerConnection* s) {
+  if (servers_.contains(s)) servers_.remove(s);
+  if (shutting_down_) maybe_finish_shutdown();
+}
+
+void Worker::register_cancel_key(ClientConnection* c, uint32_t& pid, uint32_t& key) {
+  do {
+    pid = auth::random_u32() & 0x7fffffffu;
+  } while (pid == 0 || cancel_keys_.count(pid));
+  key = auth::random_u32();
+  cancel_keys_[pid] = {c, key};
+}
+
+void Worker::unregister_cancel_key(uint32_t pid) { cancel_keys_.erase(pid); }
+
+void Worker::handle_cancel(uint32_t pid, uint32_t key) {
+  auto it = cancel_keys_.find(pid);
+  uint32_t expected = it == cancel_keys_.end() ? ~key : it->second.second;
+  std::string_view a(reinterpret_cast<const char*>(&expected), 4);
+  std::string_view b(reinterpret_cast<const char*>(&key), 4);
+  if (it == cancel_keys_.end() || !auth::constant_time_equal(a, b)) {
+    spdlog::info("cancel request with an unknown key ignored");
+    return;
+  }
+  ClientConnection* c = it->second.first;
+  ServerConnection* s = c->server();
+  // Only a server linked to this very client receives the cancel.
+  if (!s || s->linked_client() != c || s->state() != ServerConnection::State::linked) {
+    spdlog::info("C-{} cancel request: no query running", c->id());
+    return;
+  }
+  spdlog::info("C-{} cancel request forwarded to {}", c->id(), s->name());
+  new CancelSender(*this, s->host(), s->port(), s->backend_pid(), s->backend_key());
+}
+
+void Worker::remember_scram_keys(const std::string& user, const auth::ScramKeys& keys) {
+  scram_keys_[user] = keys;
+}
+
+const auth::ScramKeys* Worker::scram_keys(const std::string& user) const {
+  auto it = scram_keys_.find(user);
+  return it == scram_keys_.end() ? nullptr : &it->second;
+}
+
+const auth::ScramVerifier& Worker::verifier_for_plain(const std::string& user,
+                                                      const std::string& password) {
+  auto it = plain_verifiers_.find(user);
+  if (it != plain_verifiers_.end() && it->second.first == password) return it->second.second;
+  auto& slot = plain_verifiers_[user];
+  slot.first = password;
+  slot.second = auth::make_scram_verifier(auth::scram_prepare_password(password));
+  return slot.second;
+}
+
+void Worker::reload() {
+  const std::string& file = config_->auth.file;
+  if (file.empty()) return;
+  auto r = auth::load_userlist(file);
+  if (!r.list) {
+    spdlog::error("reload: userlist {} not reloaded: {}", file, r.error);
+    return;
+  }
+  userlist_ = r.list;
+  plain_verifiers_.clear();
+  spdlog::info("reload: userlist {} reloaded ({} users)", file, userlist_->users.size());
+}
+
+void Worker::shutdown_gracefully() {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  shutdown_deadline_ = now() + config_->shutdown_timeout;
+  spdlog::info("shutting down: no new connections, waiting up to {} for clients",
+               conf::format_duration(config_->shutdown_timeout));
+  for (auto& l : listeners_) l->stop();
+  maybe_finish_shutdown();
+}
+
+void Worker::maybe_finish_shutdown() {
+  // Idle clients (no server, not mid-login) can go now.
+  std::vector<ClientConnection*> idle;
+  for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c)) {
+    auto st = c->state();
+    if (st == ClientConnection::State::idle || st == ClientConnection::State::startup ||
+        st == ClientConnection::State::auth)
+      idle.push_back(c);
+  }
+  proto::ErrorFields e;
+  e.severity = "FATAL";
+  e.sqlstate = proto::sqlstate::kAdminShutdown;
+  e.message = "pgmux is shutting down";
+  for (ClientConnection* c : idle) c->close(CloseReason::shutdown, &e);
+  bool deadline = now() >= shutdown_deadline_;
+  if (deadline) {
+    std::vector<ClientConnection*> all;
+    for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c)) all.push_back(c);
+    for (ClientConnection* c : all) c->close(CloseReason::shutdown, &e);
+  }
+  for (auto& [k, entry] : pools_) entry.pool->close_idle("shutdown");
+  bool clients_left = false;
+  for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c))
+    if (c->state() != ClientConnection::State::closing) clients_left = true;
+  if (!clients_left) shutdown_now();
+}
+
+void Worker::shutdown_now() {
+  shutting_down_ = true;
+  for (auto& l : listeners_) l->stop();
+  std::vector<ClientConnection*> all;
+  for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c)) all.push_back(c);
+  proto::ErrorFields e;
+  e.severity = "FATAL";
+  e.sqlstate = proto::sqlstate::kAdminShutdown;
+  e.message = "pgmux is shutting down";
+  for (ClientConnection* c : all) c->close(CloseReason::shutdown, &e);
+  std::vector<ServerConnection*> servers;
+  for (ServerConnection* s = servers_.front(); s; s = decltype(servers_)::next(s)) servers.push_back(s);
+  for (ServerConnection* s : servers) s->close("shutdown");
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&tick_timer_)))
+    uv_close(reinterpret_cast<uv_handle_t*>(&tick_timer_), nullptr);
+  if (on_stopped) on_stopped();
+}
+
+}  // namespace pgmux

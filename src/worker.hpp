@@ -1,0 +1,140 @@
+// A worker owns one libuv loop and every connection and pool on it.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "auth/scram.hpp"
+#include "auth/userlist.hpp"
+#include "conf/config.hpp"
+#include "pool/list.hpp"
+#include "pool/pool.hpp"
+#include "src/client.hpp"
+#include "src/server.hpp"
+
+namespace pgmux {
+
+class Listener;
+
+// Why a connection ends: decides the log line, what the peer is told, and
+// whether a linked server connection may be reused.
+enum class CloseReason {
+  client_terminate,     // client sent Terminate
+  client_gone,          // client socket EOF / error
+  login_timeout,        // client_login_timeout
+  auth_failed,          // wrong password / unknown user / unknown database
+  protocol_violation,   // malformed packet from the client
+  too_many_clients,     // max_client_conn
+  wait_failed,          // query_wait_timeout or server login failing
+  server_gone,          // linked server died
+  shutdown,             // pgmux shutting down
+  internal_error,
+  cancel_request,       // a cancel connection is done
+  unsupported,          // a feature we refuse (e.g. replication connections)
+};
+const char* to_string(CloseReason r);
+
+struct PoolKey {
+  std::string database;  // the client's database name
+  std::string user;      // the server-side user
+  bool operator<(const PoolKey& o) const {
+    return std::tie(database, user) < std::tie(o.database, o.user);
+  }
+};
+
+class Worker : public pool::Connector {
+ public:
+  Worker(std::shared_ptr<const conf::Config> config,
+         std::shared_ptr<const auth::Userlist> userlist);
+  ~Worker() override;
+
+  uv_loop_t* loop() { return &loop_; }
+  const conf::Config& config() const { return *config_; }
+  std::shared_ptr<const conf::Config> config_ptr() const { return config_; }
+  const auth::Userlist* userlist() const { return userlist_.get(); }
+
+  // Binds every configured listen address; false (with a logged reason) if
+  // any fails.
+  bool start();
+  int run();
+  // Graceful: stop accepting, let sessions finish up to shutdown_timeout.
+  void shutdown_gracefully();
+  // Immediate: close everything and stop the loop.
+  void shutdown_now();
+  // Re-read the userlist (SIGHUP); the rest of reload lands with the
+  // operations issue.
+  void reload();
+
+  // --- used by connections ----------------------------------------------
+  pool::Pool& pool_for(const PoolKey& key, const conf::DatabaseConfig& db);
+  bool accept_more_clients() const;
+  void count_client(ClientConnection* c);
+  void uncount_client(ClientConnection* c);
+  void client_started(ClientConnection* c);
+  void client_logged_in(ClientConnection* c);
+  void client_finished(ClientConnection* c);
+  // Issues a fresh BackendKeyData for the client and registers it.
+  void register_cancel_key(ClientConnection* c, uint32_t& pid, uint32_t& key);
+  void unregister_cancel_key(uint32_t pid);
+  void handle_cancel(uint32_t pid, uint32_t key);
+  void server_finished(ServerConnection* s);
+  // SCRAM keys recovered from a client's login, for pass-through.
+  void remember_scram_keys(const std::string& user, const auth::ScramKeys& keys);
+  const auth::ScramKeys* scram_keys(const std::string& user) const;
+  // A verifier for a plaintext userlist password, computed once.
+  const auth::ScramVerifier& verifier_for_plain(const std::string& user,
+                                                const std::string& password);
+
+  // pool::Connector
+  bool open_server(pool::Pool& pool, proto::ErrorFields& error) override;
+  pool::TimePoint now() const override { return pool::Clock::now(); }
+
+  uint64_t next_id() { return ++last_id_; }
+  // Called once everything is closed after a shutdown (closes signal handles
+  // so the loop can end).
+  std::function<void()> on_stopped;
+  size_t client_count() const { return clients_.size(); }
+
+ private:
+  static void on_tick(uv_timer_t* t);
+  void tick();
+  void maybe_finish_shutdown();
+
+  uv_loop_t loop_{};
+  uv_timer_t tick_timer_{};
+  std::shared_ptr<const conf::Config> config_;
+  std::shared_ptr<const auth::Userlist> userlist_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+
+  struct PoolEntry {
+    std::unique_ptr<pool::Pool> pool;
+    const conf::DatabaseConfig* db = nullptr;  // points into config_
+  };
+  std::map<PoolKey, PoolEntry> pools_;
+  std::map<std::string, pool::SharedLimit, std::less<>> db_limits_, user_limits_;
+  std::map<std::string, auth::ScramKeys, std::less<>> scram_keys_;
+  std::map<std::string, std::pair<std::string, auth::ScramVerifier>, std::less<>> plain_verifiers_;
+  std::unordered_map<uint32_t, std::pair<ClientConnection*, uint32_t>> cancel_keys_;
+  pool::List<ClientConnection, &ClientConnection::all_hook> clients_;
+  pool::List<ClientConnection, &ClientConnection::login_hook> logging_in_;  // FIFO by start
+  pool::List<ServerConnection, &ServerConnection::all_hook> servers_;
+  size_t counted_clients_ = 0;  // against max_client_conn
+  uint64_t last_id_ = 0;
+  bool shutting_down_ = false;
+  pool::TimePoint shutdown_deadline_{};
+
+  friend class Listener;
+  friend class ClientConnection;
+  friend class ServerConnection;
+};
+
+}  // namespace pgmux
