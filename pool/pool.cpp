@@ -13,6 +13,14 @@ const char* to_string(ServerState s) {
   return "?";
 }
 
+PoolServer::~PoolServer() {
+  if (pool_) pool_->set_state(this, ServerState::none);
+}
+
+PoolClient::~PoolClient() {
+  if (wait_pool_) wait_pool_->cancel_wait(this);
+}
+
 Pool::Pool(std::string database, std::string user, PoolSettings settings, Connector& connector,
            SharedLimit* db_limit, SharedLimit* user_limit)
     : database_(std::move(database)),

@@ -40,7 +40,8 @@ const char* to_string(ServerState s);
 
 class PoolServer {
  public:
-  virtual ~PoolServer() = default;
+  // Leaves its pool if still in one, so no list keeps a dangling pointer.
+  virtual ~PoolServer();
   // The pool wants this connection gone (idle timeout, lifetime, connect
   // timeout). The implementation must call Pool::remove (now or later).
   virtual void pool_close(const char* reason) = 0;
@@ -68,7 +69,8 @@ enum class ClientWait { none, welcome, server };
 
 class PoolClient {
  public:
-  virtual ~PoolClient() = default;
+  // Leaves the wait queue if still in one.
+  virtual ~PoolClient();
   // Server parameters are known: the client can finish its login.
   virtual void pool_welcome_ready() = 0;
   // A server was linked to this client after it waited.
@@ -171,6 +173,7 @@ class Pool {
   void close_idle(const char* reason);
 
  private:
+  friend class PoolServer;
   void set_state(PoolServer* s, ServerState st);
   List<PoolServer, &PoolServer::pool_hook>* list_for(ServerState st);
   void link(PoolServer* s, PoolClient* c);

@@ -1,0 +1,336 @@
+// Pool logic without sockets: a fake connector and a hand-driven clock.
+#include <catch2/catch.hpp>
+
+#include <memory>
+#include <vector>
+
+#include "pool/pool.hpp"
+
+using namespace pgmux::pool;
+using namespace std::chrono_literals;
+namespace proto = pgmux::proto;
+
+namespace {
+
+struct FakeServer : PoolServer {
+  std::vector<std::string> closes;
+  void pool_close(const char* reason) override {
+    closes.emplace_back(reason);
+    if (pool()) pool()->remove(this);
+  }
+};
+
+struct FakeClient : PoolClient {
+  int welcomed = 0;
+  PoolServer* assigned = nullptr;
+  std::vector<std::string> errors;
+  void pool_welcome_ready() override { ++welcomed; }
+  void pool_server_assigned(PoolServer* s) override { assigned = s; }
+  void pool_wait_failed(const proto::ErrorFields& e) override { errors.push_back(e.message); }
+};
+
+struct FakeConnector : Connector {
+  TimePoint t = TimePoint{} + 1h;
+  std::vector<std::unique_ptr<FakeServer>> servers;
+  bool refuse = false;
+  bool open_server(Pool& pool, proto::ErrorFields& error) override {
+    if (refuse) {
+      error.message = "no credentials";
+      return false;
+    }
+    servers.push_back(std::make_unique<FakeServer>());
+    pool.add_connecting(servers.back().get());
+    return true;
+  }
+  TimePoint now() const override { return t; }
+  FakeServer* last() { return servers.back().get(); }
+};
+
+PoolSettings settings(int size) {
+  PoolSettings s;
+  s.pool_size = size;
+  s.query_wait_timeout = 2000ms;
+  s.server_connect_timeout = 1000ms;
+  s.server_login_retry = 3000ms;
+  s.server_idle_timeout = 10000ms;
+  s.server_lifetime = 60000ms;
+  return s;
+}
+
+Params welcome() { return {{"server_version", "15.0"}}; }
+
+// Logs in every connecting server.
+void login_all(Pool& p, FakeConnector& c) {
+  for (auto& s : c.servers)
+    if (s->state() == ServerState::connecting) p.server_login_ok(s.get(), welcome());
+}
+
+}  // namespace
+
+TEST_CASE("first client waits for the welcome; one connection is opened") {
+  FakeConnector c;
+  Pool p("app", "alice", settings(5), c);
+  FakeClient a, b;
+  CHECK_FALSE(p.wait_welcome(&a));
+  CHECK_FALSE(p.wait_welcome(&b));
+  REQUIRE(c.servers.size() == 1);  // one login is enough for every waiter
+  CHECK(p.counts().waiting_welcome == 2);
+  p.server_login_ok(c.last(), welcome());
+  CHECK(a.welcomed == 1);
+  CHECK(b.welcomed == 1);
+  CHECK(p.welcome_ready());
+  CHECK(p.welcome()[0].first == "server_version");
+  CHECK(p.counts().idle == 1);
+  FakeClient late;
+  CHECK(p.wait_welcome(&late));  // cached from now on
+}
+
+TEST_CASE("acquire takes an idle server, LIFO, and release returns it") {
+  FakeConnector c;
+  Pool p("app", "alice", settings(5), c);
+  FakeClient a, b, d;
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  REQUIRE(p.acquire(&a, s, e) == Acquire::queued);
+  REQUIRE(p.acquire(&b, s, e) == Acquire::queued);
+  REQUIRE(c.servers.size() == 2);
+  login_all(p, c);
+  REQUIRE(a.assigned != nullptr);
+  REQUIRE(b.assigned != nullptr);
+  CHECK(a.assigned != b.assigned);
+  CHECK(a.assigned->client() == &a);
+  CHECK(p.counts().active == 2);
+  c.t += 1s;
+  p.release(a.assigned);
+  c.t += 1s;
+  p.release(b.assigned);
+  REQUIRE(p.acquire(&d, s, e) == Acquire::assigned);
+  CHECK(s == b.assigned);  // most recently released first
+  CHECK(s->state() == ServerState::active);
+}
+
+TEST_CASE("clients beyond pool_size wait in FIFO order") {
+  FakeConnector c;
+  Pool p("app", "alice", settings(2), c);
+  std::vector<FakeClient> cl(6);
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  for (auto& x : cl) REQUIRE(p.acquire(&x, s, e) == Acquire::queued);
+  CHECK(c.servers.size() == 2);  // bounded by pool_size
+  login_all(p, c);
+  CHECK(cl[0].assigned);
+  CHECK(cl[1].assigned);
+  CHECK_FALSE(cl[2].assigned);
+  CHECK(p.counts().waiting_server == 4);
+  for (size_t i = 2; i < cl.size(); ++i) {
+    PoolServer* srv = cl[i - 2].assigned;
+    p.begin_reset(srv);
+    CHECK(srv->state() == ServerState::resetting);
+    CHECK_FALSE(cl[i].assigned);  // not before the reset finished
+    p.release(srv);
+    CHECK(cl[i].assigned == srv);
+    for (size_t j = i + 1; j < cl.size(); ++j) CHECK_FALSE(cl[j].assigned);
+  }
+  CHECK(c.servers.size() == 2);
+}
+
+TEST_CASE("a newcomer never overtakes a waiting client") {
+  FakeConnector c;
+  Pool p("app", "alice", settings(1), c);
+  FakeClient a, b, n;
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  p.acquire(&a, s, e);
+  login_all(p, c);
+  REQUIRE(a.assigned);
+  REQUIRE(p.acquire(&b, s, e) == Acquire::queued);
+  p.release(a.assigned);
+  CHECK(b.assigned);
+  REQUIRE(p.acquire(&n, s, e) == Acquire::queued);
+}
+
+TEST_CASE("query_wait_timeout fails waiting clients in order") {
+  FakeConnector c;
+  Pool p("app", "alice", settings(1), c);
+  FakeClient a, b, d;
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  p.acquire(&a, s, e);
+  login_all(p, c);
+  p.acquire(&b, s, e);
+  c.t += 1500ms;
+  p.acquire(&d, s, e);
+  c.t += 600ms;  // b waited 2.1 s, d 0.6 s
+  p.tick();
+  REQUIRE(b.errors.size() == 1);
+  CHECK(b.errors[0] == "query_wait_timeout");
+  CHECK(d.errors.empty());
+  CHECK(p.counts().waiting_server == 1);
+  c.t += 2s;
+  p.tick();
+  CHECK(d.errors.size() == 1);
+}
+
+TEST_CASE("cancel_wait removes a client from the queue") {
+  FakeConnector c;
+  Pool p("app", "alice", settings(1), c);
+  FakeClient a, b, d;
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  p.acquire(&a, s, e);
+  login_all(p, c);
+  p.acquire(&b, s, e);
+  p.acquire(&d, s, e);
+  p.cancel_wait(&b);
+  CHECK(b.waiting() == ClientWait::none);
+  p.release(a.assigned);
+  CHECK_FALSE(b.assigned);
+  CHECK(d.assigned);
+}
+
+TEST_CASE("login failure fails welcome waiters and starts the backoff") {
+  FakeConnector c;
+  Pool p("app", "alice", settings(3), c);
+  FakeClient a, b;
+  p.wait_welcome(&a);
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  p.acquire(&b, s, e);
+  proto::ErrorFields err;
+  err.message = "server login failed: password authentication failed";
+  for (auto& srv : c.servers) p.server_login_failed(srv.get(), err);
+  CHECK(a.errors.size() == 1);
+  CHECK(b.errors.size() == 1);  // nothing left that could serve it
+  // During the backoff new clients fail at once, without a new attempt.
+  size_t opened = c.servers.size();
+  FakeClient n;
+  CHECK(p.acquire(&n, s, e) == Acquire::failed);
+  CHECK(e.message == err.message);
+  CHECK(c.servers.size() == opened);
+  c.t += 3001ms;
+  p.tick();
+  FakeClient m;
+  CHECK(p.acquire(&m, s, e) == Acquire::queued);
+  CHECK(c.servers.size() == opened + 1);
+}
+
+TEST_CASE("a connector that cannot even try fails the waiters") {
+  FakeConnector c;
+  c.refuse = true;
+  Pool p("app", "alice", settings(3), c);
+  FakeClient a;
+  p.wait_welcome(&a);
+  REQUIRE(a.errors.size() == 1);
+  CHECK(a.errors[0] == "no credentials");
+}
+
+TEST_CASE("server_connect_timeout closes connections stuck in login") {
+  FakeConnector c;
+  Pool p("app", "alice", settings(2), c);
+  FakeClient a;
+  p.wait_welcome(&a);
+  c.t += 999ms;
+  p.tick();
+  CHECK(c.last()->closes.empty());
+  c.t += 2ms;
+  p.tick();
+  REQUIRE(c.servers[0]->closes.size() == 1);
+  CHECK(c.servers[0]->closes[0] == "server_connect_timeout");
+  // The waiter is still there, so a new connection is attempted.
+  CHECK(c.servers.size() == 2);
+}
+
+TEST_CASE("idle timeout keeps min_pool_size; lifetime closes old servers") {
+  FakeConnector c;
+  auto st = settings(4);
+  st.min_pool_size = 1;
+  Pool p("app", "alice", st, c);
+  std::vector<FakeClient> cl(3);
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  for (auto& x : cl) p.acquire(&x, s, e);
+  login_all(p, c);
+  for (auto& x : cl) p.release(x.assigned);
+  CHECK(p.counts().idle == 3);
+  c.t += 10001ms;
+  p.tick();
+  CHECK(p.counts().idle == 1);  // min_pool_size kept
+  c.t += 60s;
+  p.tick();
+  // The survivor exceeded server_lifetime; min_pool_size opens a fresh one.
+  CHECK(p.counts().idle == 0);
+  CHECK(p.counts().connecting == 1);
+}
+
+TEST_CASE("min_pool_size is filled once the pool has logged in") {
+  FakeConnector c;
+  auto st = settings(5);
+  st.min_pool_size = 3;
+  Pool p("app", "alice", st, c);
+  p.tick();
+  CHECK(c.servers.empty());  // no credentials known yet
+  FakeClient a;
+  p.wait_welcome(&a);
+  login_all(p, c);
+  p.tick();
+  CHECK(p.counts().total_servers() == 3);
+}
+
+TEST_CASE("reserve pool opens after reserve_pool_timeout") {
+  FakeConnector c;
+  auto st = settings(1);
+  st.reserve_pool_size = 2;
+  st.reserve_pool_timeout = 500ms;
+  Pool p("app", "alice", st, c);
+  FakeClient a, b, d;
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  p.acquire(&a, s, e);
+  login_all(p, c);
+  p.acquire(&b, s, e);
+  p.tick();
+  CHECK(c.servers.size() == 1);
+  c.t += 600ms;
+  p.tick();
+  CHECK(c.servers.size() == 2);
+  login_all(p, c);
+  CHECK(b.assigned);
+}
+
+TEST_CASE("shared limits bound pools together") {
+  FakeConnector c;
+  SharedLimit db{3, 0};
+  std::vector<FakeClient> cl(4);  // outlive the pools that queue them
+  Pool p1("app", "alice", settings(5), c, &db, nullptr);
+  Pool p2("app", "bob", settings(5), c, &db, nullptr);
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  p1.acquire(&cl[0], s, e);
+  p1.acquire(&cl[1], s, e);
+  p2.acquire(&cl[2], s, e);
+  p2.acquire(&cl[3], s, e);
+  CHECK(db.count == 3);
+  CHECK(c.servers.size() == 3);
+  // A server leaving frees a slot (here its own pool's waiter takes it).
+  p1.remove(c.servers[0].get());
+  CHECK(db.count == 3);
+  CHECK(c.servers.size() == 4);
+}
+
+TEST_CASE("remove from any state keeps the lists consistent") {
+  FakeConnector c;
+  Pool p("app", "alice", settings(3), c);
+  FakeClient a, b;
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  p.acquire(&a, s, e);
+  p.acquire(&b, s, e);
+  login_all(p, c);
+  p.begin_reset(a.assigned);
+  p.remove(a.assigned);
+  p.remove(b.assigned);
+  CHECK(p.counts().total_servers() == 0);
+  CHECK(a.assigned->state() == ServerState::none);
+  CHECK(a.assigned->pool() == nullptr);
+  p.remove(a.assigned);  // idempotent
+}
