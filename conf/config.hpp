@@ -2,7 +2,10 @@
 //
 // Every error names the key, the line (when toml11 knows it) and the reason,
 // e.g. "pgmux.toml:12: [pgmux] default_pool_size: must be >= 1, got 0".
-// Unknown keys are errors (a typo must not silently fall back to a default).
+// Unknown keys are errors (a typo must not silently fall back to a default):
+// "pgmux.toml:3: unknown key 'defualt_pool_size' in [pgmux] (did you mean
+// 'default_pool_size'?)". TOML syntax errors are condensed to one line:
+// "pgmux.toml:2: syntax error: <toml11's reason>: <the offending line>".
 #pragma once
 
 #include <chrono>
@@ -30,12 +33,21 @@ std::string_view to_string(PoolMode m);
 std::string_view to_string(AuthType t);
 std::string_view to_string(TlsMode m);
 std::string_view to_string(ReadRouting r);
+std::string_view to_string(LoadBalance b);
+std::string_view to_string(ReplicaFallback f);
+std::string_view to_string(TargetSessionAttrs t);
 
 // "15s", "10min", "1h", "250ms", "2d", "0s"; also "0" (zero). No negatives.
+// Units (case-sensitive, as in PostgreSQL): ms, s, sec, min, h, d; spaces
+// between number and unit are allowed. "m" is rejected (minutes or months?).
 std::optional<Duration> parse_duration(std::string_view s);
-// "16MB", "512kB", "1GB", "100" (bytes).
+// "16MB", "512kB", "1GB", "100" (bytes). Units B, kB/KB, MB, GB, TB, 1024-based.
 std::optional<uint64_t> parse_bytes(std::string_view s);
+// Largest unit that is exact: 250ms -> "250ms", 600000ms -> "10min", 0 -> "0s".
+// The result is accepted by parse_duration.
 std::string format_duration(Duration d);
+// Largest unit that is exact: "64MB", "1536kB", "100B". Accepted by parse_bytes.
+std::string format_bytes(uint64_t n);
 
 struct ListenAddr {
   bool is_unix = false;
@@ -162,9 +174,14 @@ struct Config {
 
 struct LoadResult {
   std::shared_ptr<const Config> config;  // null on error
-  std::string error;                     // "<source>:<line>: <key>: <reason>"
+  // One line: "<source>:<line>: [table] key: <reason>"; ":<line>" is absent
+  // when the problem has no place in the file (e.g. "no [databases] defined").
+  // With several problems, the first one in file order is reported.
+  std::string error;
 };
 
+// Never throws. A missing file: "<path>: cannot open: <strerror>". Relative
+// paths inside the file are resolved against the file's directory.
 LoadResult load_file(const std::string& path);
 // `source` names the origin in error messages; relative paths inside the
 // config are resolved against `base_dir` (empty = current directory).

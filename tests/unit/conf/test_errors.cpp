@@ -1,0 +1,455 @@
+// Rejected configurations: every error names the source, the line of the
+// offending value, the table and key, and the reason.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "conf/config.hpp"
+#include "conf_test_util.hpp"
+
+using namespace pgmux::conf;
+using namespace pgmux::conf::test;
+using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
+
+TEST_CASE("no databases", "[conf][errors]") {
+  CHECK(err("") == "t.toml: no [databases] defined (add one, e.g. [databases.app] with host and port)");
+  CHECK(err("# only a comment\n\n") ==
+        "t.toml: no [databases] defined (add one, e.g. [databases.app] with host and port)");
+  CHECK(err("[auth]\ntype = \"trust\"\n") ==
+        "t.toml: no [databases] defined (add one, e.g. [databases.app] with host and port)");
+  CHECK(err("[auth]\ntype = \"trust\"\n\n[databases]\n") ==
+        "t.toml:4: [databases]: no [databases] defined: the table is empty (add e.g. [databases.app])");
+  CHECK(err("databases = 5\n[auth]\ntype = \"trust\"\n") == "t.toml:1: [databases]: expected a table, got an integer");
+  CHECK(err("[auth]\ntype = \"trust\"\n[[databases]]\nhost = \"x\"\n") ==
+        "t.toml:3: [databases]: expected a table, got an array (write [databases], not [[databases]])");
+}
+
+TEST_CASE("errors are reported in file order", "[conf][errors]") {
+  // Two problems: the one on the earlier line wins, whatever the table order.
+  CHECK(err("[log]\nlevel = \"loud\"\n[pgmux]\nworkers = -1\n" + kMin) ==
+        "t.toml:2: [log] level: must be one of \"trace\", \"debug\", \"info\", \"warn\", \"error\", \"critical\", "
+        "\"off\"; got \"loud\"");
+  CHECK(err("[pgmux]\nworkers = -1\n[log]\nlevel = \"loud\"\n" + kMin) ==
+        "t.toml:2: [pgmux] workers: must be between 0 and 1024, got -1");
+  // A problem without a line (missing [databases]) comes after the others.
+  CHECK(err("[pgmux]\n\n\nworkers = -1\n") == "t.toml:4: [pgmux] workers: must be between 0 and 1024, got -1");
+}
+
+TEST_CASE("unknown keys and tables", "[conf][errors][unknown]") {
+  CHECK(err("[pgmux]\nworkers = 2\ndefualt_pool_size = 5\n" + kMin) ==
+        "t.toml:3: unknown key 'defualt_pool_size' in [pgmux] (did you mean 'default_pool_size'?)");
+  CHECK(err("[pgmux]\nfrobnicate = 1\n" + kMin) == "t.toml:2: unknown key 'frobnicate' in [pgmux]");
+  CHECK(err("[pgmux]\nauth_type = \"md5\"\n" + kMin) ==
+        "t.toml:2: unknown key 'auth_type' in [pgmux] (in pgmux this is 'type' in [auth])");
+  CHECK(err("[pgmux]\nlisten_port = 6432\n" + kMin) ==
+        "t.toml:2: unknown key 'listen_port' in [pgmux] (in pgmux this is 'listen' in [pgmux], e.g. listen = "
+        "[\"127.0.0.1:6432\"])");
+  CHECK(err("[auth]\ntype = \"trust\"\nfiel = \"x\"\n[databases.app]\n") ==
+        "t.toml:3: unknown key 'fiel' in [auth] (did you mean 'file'?)");
+  CHECK(err("[tls]\nmdoe = \"disable\"\n" + kMin) == "t.toml:2: unknown key 'mdoe' in [tls] (did you mean 'mode'?)");
+  CHECK(err("[server_tls]\ncert_file = \"x\"\n" + kMin) == "t.toml:2: unknown key 'cert_file' in [server_tls]");
+  CHECK(err("[admin]\nuser = [\"a\"]\n" + kMin) == "t.toml:2: unknown key 'user' in [admin] (did you mean 'users'?)");
+  CHECK(err("[log]\nlevle = \"info\"\n" + kMin) == "t.toml:2: unknown key 'levle' in [log] (did you mean 'level'?)");
+  CHECK(err(kMin + "hots = \"x\"\n") == "t.toml:5: unknown key 'hots' in [databases.app] (did you mean 'host'?)");
+  CHECK(err(kMin + "[databases.\"*\"]\nprot = 1\n") ==
+        "t.toml:6: unknown key 'prot' in [databases.\"*\"] (did you mean 'port'?)");
+  CHECK(err(kMin + "[users.alice]\npool_mod = \"session\"\n") ==
+        "t.toml:6: unknown key 'pool_mod' in [users.alice] (did you mean 'pool_mode'?)");
+  CHECK(err(kMin + "[users.alice]\npool_size = 3\n") == "t.toml:6: unknown key 'pool_size' in [users.alice]");
+  // A nested table is an unknown key too; the line is the table header's.
+  CHECK(err(kMin + "[databases.app.extra]\nx = 1\n") == "t.toml:5: unknown key 'extra' in [databases.app]");
+  // Inline table: the line of the key inside it.
+  CHECK(err("[auth]\ntype = \"trust\"\n[databases]\napp = { host = \"h\", prt = 1 }\n") ==
+        "t.toml:4: unknown key 'prt' in [databases.app] (did you mean 'port'?)");
+}
+
+TEST_CASE("unknown top-level tables and keys", "[conf][errors][unknown]") {
+  CHECK(err(kMin + "[pgbouncer]\nlisten_port = 6432\n") == "t.toml:5: unknown table [pgbouncer]");
+  CHECK(err(kMin + "[databse]\n") == "t.toml:5: unknown table [databse] (did you mean [databases]?)");
+  CHECK(err(kMin + "[user.alice]\n") == "t.toml:5: unknown table [user] (did you mean [users]?)");
+  CHECK(err("workers = 4\n" + kMin) ==
+        "t.toml:1: unknown key 'workers' at the top level (settings belong in a table: put it under [pgmux])");
+  CHECK(err("mode = \"require\"\n" + kMin) ==
+        "t.toml:1: unknown key 'mode' at the top level (settings belong in a table: put it under [tls])");
+  CHECK(err("logfile = \"x\"\n" + kMin) ==
+        "t.toml:1: unknown key 'logfile' at the top level (in pgmux this is 'file' in [log])");
+  CHECK(err("x = 1\n" + kMin) == "t.toml:1: unknown key 'x' at the top level");
+}
+
+TEST_CASE("wrong value types", "[conf][errors][types]") {
+  CHECK(err("[pgmux]\ndefault_pool_size = \"20\"\n" + kMin) ==
+        "t.toml:2: [pgmux] default_pool_size: expected an integer, got a string (write 20 without quotes)");
+  CHECK(err("[pgmux]\ndefault_pool_size = \"many\"\n" + kMin) ==
+        "t.toml:2: [pgmux] default_pool_size: expected an integer, got a string");
+  CHECK(err("[pgmux]\nmax_client_conn = 1.5\n" + kMin) ==
+        "t.toml:2: [pgmux] max_client_conn: expected an integer, got a float");
+  CHECK(err("[pgmux]\nworkers = true\n" + kMin) == "t.toml:2: [pgmux] workers: expected an integer, got a boolean");
+  CHECK(err("[pgmux]\nserver_reset_query_always = \"yes\"\n" + kMin) ==
+        "t.toml:2: [pgmux] server_reset_query_always: expected a boolean (true or false), got a string");
+  CHECK(err("[pgmux]\nserver_reset_query = 1\n" + kMin) ==
+        "t.toml:2: [pgmux] server_reset_query: expected a string, got an integer");
+  CHECK(err("[pgmux]\npool_mode = [\"session\"]\n" + kMin) ==
+        "t.toml:2: [pgmux] pool_mode: expected a string, got an array");
+  CHECK(err("[pgmux]\nlisten = 6432\n" + kMin) ==
+        "t.toml:2: [pgmux] listen: expected an array of strings, got an integer");
+  CHECK(err("[pgmux]\nlisten = [\"127.0.0.1:6432\",\n  6433]\n" + kMin) ==
+        "t.toml:3: [pgmux] listen: expected an array of strings, found an integer");
+  CHECK(err("[pgmux]\nquery_timeout = 1979-05-27\n" + kMin) ==
+        "t.toml:2: [pgmux] query_timeout: expected a duration string such as \"15s\", got a date/time");
+  CHECK(err("[pgmux]\nquery_timeout = 1.5\n" + kMin) ==
+        "t.toml:2: [pgmux] query_timeout: expected a duration string such as \"15s\", got a float");
+  CHECK(err("[pgmux]\nmax_packet_size = true\n" + kMin) ==
+        "t.toml:2: [pgmux] max_packet_size: expected a size such as \"64MB\" or a number of bytes, got a boolean");
+  CHECK(err("[auth]\ntype = 5\n[databases.app]\n") == "t.toml:2: [auth] type: expected a string, got an integer");
+  CHECK(err("[log]\nconnections = 1\n" + kMin) ==
+        "t.toml:2: [log] connections: expected a boolean (true or false), got an integer");
+  CHECK(err("[admin]\nusers = \"admin\"\nstats_users = [1]\n" + kMin) ==
+        "t.toml:3: [admin] stats_users: expected an array of strings, found an integer");
+  CHECK(err(kMin + "port = \"5432\"\n") ==
+        "t.toml:5: [databases.app] port: expected an integer, got a string (write 5432 without quotes)");
+  CHECK(err(kMin + "replicas = [[\"a\"]]\n") ==
+        "t.toml:5: [databases.app] replicas: expected an array of strings, found an array");
+  CHECK(err(kMin + "read_your_writes = \"true\"\n") ==
+        "t.toml:5: [databases.app] read_your_writes: expected a boolean (true or false), got a string");
+  CHECK(err(kMin + "max_replica_lag = true\n") ==
+        "t.toml:5: [databases.app] max_replica_lag: expected a duration such as \"10s\" or a byte size such as "
+        "\"16MB\", got a boolean");
+  CHECK(err("pgmux = 1\n" + kMin) == "t.toml:1: [pgmux]: expected a table, got an integer");
+  CHECK(err("[[pgmux]]\n" + kMin) == "t.toml:1: [pgmux]: expected a table, got an array (write [pgmux], not [[pgmux]])");
+  CHECK(err("[auth]\ntype = \"trust\"\n[databases]\napp = \"host=127.0.0.1 port=5432\"\n") ==
+        "t.toml:4: [databases] app: expected a table ([databases.app]), got a string; PgBouncer connection strings "
+        "are written as keys: host = ..., port = ...");
+  CHECK(err(kMin + "[users]\nalice = \"session\"\n") ==
+        "t.toml:6: [users] alice: expected a table ([users.alice]), got a string");
+  CHECK(err(kMin + "[users]\n\"\" = 1\n") == "t.toml:6: [users] \"\": expected a table ([users.\"\"]), got an integer");
+}
+
+TEST_CASE("enum values list the allowed spellings", "[conf][errors][enum]") {
+  CHECK(err("[pgmux]\npool_mode = \"sesion\"\n" + kMin) ==
+        "t.toml:2: [pgmux] pool_mode: must be one of \"session\", \"transaction\", \"statement\"; got \"sesion\"");
+  CHECK(err("[pgmux]\npool_mode = \"Session\"\n" + kMin) ==
+        "t.toml:2: [pgmux] pool_mode: must be one of \"session\", \"transaction\", \"statement\"; got \"Session\"");
+  CHECK(err("[auth]\ntype = \"plain\"\n[databases.app]\n") ==
+        "t.toml:2: [auth] type: must be one of \"trust\", \"md5\", \"scram-sha-256\", \"hba\"; got \"plain\"");
+  CHECK(err("[tls]\nmode = \"on\"\n" + kMin) ==
+        "t.toml:2: [tls] mode: must be one of \"disable\", \"allow\", \"prefer\", \"require\", \"verify-ca\", "
+        "\"verify-full\"; got \"on\"");
+  CHECK(err("[server_tls]\nmode = \"verify_full\"\n" + kMin) ==
+        "t.toml:2: [server_tls] mode: must be one of \"disable\", \"allow\", \"prefer\", \"require\", \"verify-ca\", "
+        "\"verify-full\"; got \"verify_full\"");
+  CHECK(err(kMin + "read_routing = \"automatic\"\n") ==
+        "t.toml:5: [databases.app] read_routing: must be one of \"off\", \"explicit\", \"auto\"; got \"automatic\"");
+  CHECK(err(kMin + "load_balance = \"round_robin\"\n") ==
+        "t.toml:5: [databases.app] load_balance: must be one of \"least-outstanding\", \"round-robin\", \"random\"; "
+        "got \"round_robin\"");
+  CHECK(err(kMin + "replica_fallback = \"none\"\n") ==
+        "t.toml:5: [databases.app] replica_fallback: must be one of \"primary\", \"error\"; got \"none\"");
+  CHECK(err(kMin + "target_session_attrs = \"primary\"\n") ==
+        "t.toml:5: [databases.app] target_session_attrs: must be one of \"any\", \"read-write\", \"read-only\", "
+        "\"prefer-standby\"; got \"primary\"");
+  CHECK(err(kMin + "pool_mode = \"tx\"\n") ==
+        "t.toml:5: [databases.app] pool_mode: must be one of \"session\", \"transaction\", \"statement\"; got \"tx\"");
+  CHECK(err(kMin + "[users.bob]\npool_mode = \"\"\n") ==
+        "t.toml:6: [users.bob] pool_mode: must be one of \"session\", \"transaction\", \"statement\"; got \"\"");
+  CHECK(err("[log]\nlevel = \"verbose\"\n" + kMin) ==
+        "t.toml:2: [log] level: must be one of \"trace\", \"debug\", \"info\", \"warn\", \"error\", \"critical\", "
+        "\"off\"; got \"verbose\"");
+  CHECK(err("[log]\nlevel = \"INFO\"\n" + kMin) ==
+        "t.toml:2: [log] level: must be one of \"trace\", \"debug\", \"info\", \"warn\", \"error\", \"critical\", "
+        "\"off\"; got \"INFO\"");
+  CHECK(ok("[log]\nlevel = \"warning\"\n" + kMin)->log.level == "warn");  // spdlog's spelling, normalized
+}
+
+TEST_CASE("integer ranges", "[conf][errors][range]") {
+  CHECK(err("[pgmux]\ndefault_pool_size = 0\n" + kMin) == "t.toml:2: [pgmux] default_pool_size: must be >= 1, got 0");
+  CHECK(err("[pgmux]\nmax_client_conn = 0\n" + kMin) == "t.toml:2: [pgmux] max_client_conn: must be >= 1, got 0");
+  CHECK(err("[pgmux]\nmax_client_conn = 2147483648\n" + kMin) ==
+        "t.toml:2: [pgmux] max_client_conn: must be >= 1, got 2147483648");  // does not fit in an int
+  CHECK(err("[pgmux]\nmax_client_conn = 99999999999999999999999\n" + kMin) ==
+        "t.toml:2: [pgmux] max_client_conn: must be >= 1, got 99999999999999999999999");
+  CHECK(err("[pgmux]\nworkers = -1\n" + kMin) == "t.toml:2: [pgmux] workers: must be between 0 and 1024, got -1");
+  CHECK(err("[pgmux]\nworkers = 1025\n" + kMin) == "t.toml:2: [pgmux] workers: must be between 0 and 1024, got 1025");
+  for (const char* key : {"min_pool_size", "reserve_pool_size", "max_db_connections", "max_user_connections",
+                          "max_prepared_statements"}) {
+    CHECK(err(std::string("[pgmux]\n") + key + " = -1\n" + kMin) ==
+          std::string("t.toml:2: [pgmux] ") + key + ": must be >= 0, got -1");
+  }
+  CHECK(err("[pgmux]\nmax_startup_params = 0\n" + kMin) == "t.toml:2: [pgmux] max_startup_params: must be >= 1, got 0");
+  CHECK(err("[pgmux]\nmax_concurrent_logins = 0\n" + kMin) ==
+        "t.toml:2: [pgmux] max_concurrent_logins: must be >= 1, got 0");
+  CHECK(err(kMin + "port = 0\n") == "t.toml:5: [databases.app] port: must be between 1 and 65535, got 0");
+  CHECK(err(kMin + "port = 65536\n") == "t.toml:5: [databases.app] port: must be between 1 and 65535, got 65536");
+  CHECK(err(kMin + "pool_size = 0\n") == "t.toml:5: [databases.app] pool_size: must be >= 1, got 0");
+  CHECK(err(kMin + "min_pool_size = -1\n") == "t.toml:5: [databases.app] min_pool_size: must be >= 0, got -1");
+  CHECK(err(kMin + "reserve_pool_size = -2\n") == "t.toml:5: [databases.app] reserve_pool_size: must be >= 0, got -2");
+  CHECK(err(kMin + "max_db_connections = -3\n") ==
+        "t.toml:5: [databases.app] max_db_connections: must be >= 0, got -3");
+  CHECK(err(kMin + "[users.a]\nmax_user_connections = -1\n") ==
+        "t.toml:6: [users.a] max_user_connections: must be >= 0, got -1");
+}
+
+TEST_CASE("pool size consistency", "[conf][errors][range]") {
+  CHECK(err("[pgmux]\ndefault_pool_size = 5\nmin_pool_size = 6\n" + kMin) ==
+        "t.toml:3: [pgmux] min_pool_size: min_pool_size (6) must not exceed default_pool_size (5)");
+  CHECK(err("[pgmux]\ndefault_pool_size = 5\n" + kMin + "min_pool_size = 6\n") ==
+        "t.toml:7: [databases.app] min_pool_size: min_pool_size (6) must not exceed pool_size (5)");
+  CHECK(err("[pgmux]\nmin_pool_size = 4\n" + kMin + "pool_size = 3\n") ==
+        "t.toml:7: [databases.app] pool_size: min_pool_size (4) must not exceed pool_size (3)");
+  CHECK(err(kMin + "pool_size = 3\nmin_pool_size = 4\n") ==
+        "t.toml:6: [databases.app] min_pool_size: min_pool_size (4) must not exceed pool_size (3)");
+  // A database's own pool_size lifts the global limit.
+  CHECK(ok("[pgmux]\ndefault_pool_size = 2\n" + kMin + "pool_size = 10\nmin_pool_size = 5\n"));
+}
+
+TEST_CASE("durations in the file", "[conf][errors][duration]") {
+  CHECK(err("[pgmux]\nserver_idle_timeout = 600\n" + kMin) ==
+        "t.toml:2: [pgmux] server_idle_timeout: expected a duration string with a unit, e.g. \"15s\" or \"250ms\"; "
+        "got the integer 600 (write \"600s\" if you mean seconds)");
+  CHECK(err("[pgmux]\nquery_timeout = -5\n" + kMin) == "t.toml:2: [pgmux] query_timeout: must not be negative, got -5");
+  CHECK(err("[pgmux]\nquery_timeout = \"15\"\n" + kMin) ==
+        "t.toml:2: [pgmux] query_timeout: duration \"15\" needs a unit (ms, s, sec, min, h, d), e.g. \"15s\"");
+  CHECK(err("[pgmux]\nquery_timeout = \"5m\"\n" + kMin) ==
+        "t.toml:2: [pgmux] query_timeout: invalid duration \"5m\": \"m\" is ambiguous, write \"5min\" for minutes or "
+        "\"5ms\" for milliseconds");
+  CHECK(err("[pgmux]\nquery_timeout = \"1.5s\"\n" + kMin) ==
+        "t.toml:2: [pgmux] query_timeout: invalid duration \"1.5s\": fractions are not supported, use a smaller unit "
+        "(e.g. \"1500ms\" for 1.5s)");
+  CHECK(err("[pgmux]\nquery_timeout = \"-1s\"\n" + kMin) ==
+        "t.toml:2: [pgmux] query_timeout: must not be negative, got \"-1s\"");
+  CHECK(err("[pgmux]\nquery_timeout = \"5 mins\"\n" + kMin) ==
+        "t.toml:2: [pgmux] query_timeout: invalid duration \"5 mins\": unknown unit \"mins\" (use ms, s, sec, min, h, "
+        "d)");
+  CHECK(err("[pgmux]\nquery_timeout = \"5S\"\n" + kMin) ==
+        "t.toml:2: [pgmux] query_timeout: invalid duration \"5S\": unknown unit \"S\" (use ms, s, sec, min, h, d)");
+  CHECK(err("[pgmux]\nquery_timeout = \"\"\n" + kMin) ==
+        "t.toml:2: [pgmux] query_timeout: empty duration; write e.g. \"15s\"");
+  CHECK(err("[pgmux]\nquery_timeout = \"soon\"\n" + kMin) ==
+        "t.toml:2: [pgmux] query_timeout: invalid duration \"soon\": expected a number and a unit (ms, s, sec, min, "
+        "h, d), e.g. \"15s\"");
+  CHECK(err("[pgmux]\nquery_timeout = \"999999999999d\"\n" + kMin) ==
+        "t.toml:2: [pgmux] query_timeout: duration \"999999999999d\" is too large");
+  CHECK(err(kMin + "health_check_interval = \"0s\"\n") ==
+        "t.toml:5: [databases.app] health_check_interval: must be greater than 0");
+  CHECK(err(kMin + "health_check_interval = 0\n") ==
+        "t.toml:5: [databases.app] health_check_interval: must be greater than 0");
+
+  // Every duration key of [pgmux] goes through the same checks.
+  for (const char* key :
+       {"reserve_pool_timeout", "server_check_delay", "server_connect_timeout", "server_login_retry",
+        "server_idle_timeout", "server_lifetime", "query_timeout", "query_wait_timeout", "client_idle_timeout",
+        "client_login_timeout", "idle_transaction_timeout", "shutdown_timeout", "auth_failure_delay"}) {
+    INFO(key);
+    CHECK_THAT(err(std::string("[pgmux]\n\n") + key + " = 15\n" + kMin),
+               StartsWith(std::string("t.toml:3: [pgmux] ") + key + ": expected a duration string with a unit"));
+    CHECK(ok(std::string("[pgmux]\n") + key + " = \"7min\"\n" + kMin));
+  }
+}
+
+TEST_CASE("max_packet_size limits and formats", "[conf][errors][bytes]") {
+  CHECK(err("[pgmux]\nmax_packet_size = 1023\n" + kMin) ==
+        "t.toml:2: [pgmux] max_packet_size: must be between 1kB and 2147483647 bytes, got 1023");
+  CHECK(err("[pgmux]\nmax_packet_size = \"2GB\"\n" + kMin) ==
+        "t.toml:2: [pgmux] max_packet_size: must be between 1kB and 2147483647 bytes, got \"2GB\"");
+  CHECK(err("[pgmux]\nmax_packet_size = -1\n" + kMin) ==
+        "t.toml:2: [pgmux] max_packet_size: must not be negative, got -1");
+  CHECK(err("[pgmux]\nmax_packet_size = \"64mb\"\n" + kMin) ==
+        "t.toml:2: [pgmux] max_packet_size: invalid size \"64mb\": unknown unit \"mb\" (use B, kB, MB, GB, TB; units "
+        "are case-sensitive)");
+  CHECK(err("[pgmux]\nmax_packet_size = \"1.5MB\"\n" + kMin) ==
+        "t.toml:2: [pgmux] max_packet_size: invalid size \"1.5MB\": fractions are not supported, use a smaller unit "
+        "(e.g. \"1536kB\" for 1.5MB)");
+  CHECK(err("[pgmux]\nmax_packet_size = \"big\"\n" + kMin) ==
+        "t.toml:2: [pgmux] max_packet_size: invalid size \"big\": expected a number and a unit (B, kB, MB, GB, TB), "
+        "e.g. \"64MB\"");
+  CHECK(err("[pgmux]\nmax_packet_size = \"\"\n" + kMin) ==
+        "t.toml:2: [pgmux] max_packet_size: empty size; write e.g. \"64MB\"");
+  CHECK(err("[pgmux]\nmax_packet_size = \"99999999999999999999TB\"\n" + kMin) ==
+        "t.toml:2: [pgmux] max_packet_size: size \"99999999999999999999TB\" is too large");
+}
+
+TEST_CASE("max_replica_lag errors", "[conf][errors][replicas]") {
+  CHECK(err(kMin + "max_replica_lag = 10\n") ==
+        "t.toml:5: [databases.app] max_replica_lag: expected a duration such as \"10s\" or a byte size such as "
+        "\"16MB\", got the integer 10 (the unit decides which lag is bounded)");
+  CHECK(err(kMin + "max_replica_lag = \"10\"\n") ==
+        "t.toml:5: [databases.app] max_replica_lag: expected a duration such as \"10s\" or a byte size such as "
+        "\"16MB\", got \"10\"");
+  CHECK(err(kMin + "max_replica_lag = \"10m\"\n") ==
+        "t.toml:5: [databases.app] max_replica_lag: expected a duration such as \"10s\" or a byte size such as "
+        "\"16MB\", got \"10m\"");
+  CHECK(err(kMin + "max_replica_lag = \"16mb\"\n") ==
+        "t.toml:5: [databases.app] max_replica_lag: expected a duration such as \"10s\" or a byte size such as "
+        "\"16MB\", got \"16mb\"");
+}
+
+TEST_CASE("listen address errors", "[conf][errors][listen]") {
+  auto listen_err = [](const std::string& addr) {
+    return err("[pgmux]\nlisten = [\"127.0.0.1:6432\",\n  \"" + addr + "\"]\n" + kMin);
+  };
+  const std::string forms =
+      "expected \"host:port\", \"[ipv6]:port\", \"*:port\" or \"unix:/path/.s.PGSQL.6432\"";
+  CHECK(listen_err("127.0.0.1") == "t.toml:3: [pgmux] listen: invalid address \"127.0.0.1\": missing port; " + forms);
+  CHECK(listen_err("127.0.0.1:") ==
+        "t.toml:3: [pgmux] listen: invalid address \"127.0.0.1:\": missing port number after ':'");
+  CHECK(listen_err("127.0.0.1:0") ==
+        "t.toml:3: [pgmux] listen: invalid address \"127.0.0.1:0\": port must be between 1 and 65535, got 0");
+  CHECK(listen_err("127.0.0.1:65536") ==
+        "t.toml:3: [pgmux] listen: invalid address \"127.0.0.1:65536\": port must be between 1 and 65535, got 65536");
+  CHECK(listen_err("127.0.0.1:99999999999") ==
+        "t.toml:3: [pgmux] listen: invalid address \"127.0.0.1:99999999999\": port must be between 1 and 65535, got "
+        "99999999999");
+  CHECK(listen_err("127.0.0.1:64x") == "t.toml:3: [pgmux] listen: invalid address \"127.0.0.1:64x\": invalid port \"64x\"");
+  CHECK(listen_err(":6432") == "t.toml:3: [pgmux] listen: invalid address \":6432\": " + forms);
+  CHECK(listen_err("") == "t.toml:3: [pgmux] listen: invalid address \"\": " + forms);
+  CHECK(listen_err("::1:6432") ==
+        "t.toml:3: [pgmux] listen: invalid address \"::1:6432\": IPv6 addresses must be written in brackets, e.g. "
+        "\"[::1]:5432\"");
+  CHECK(listen_err("[::1]") == "t.toml:3: [pgmux] listen: invalid address \"[::1]\": missing port; " + forms);
+  CHECK(listen_err("[::1:6432") ==
+        "t.toml:3: [pgmux] listen: invalid address \"[::1:6432\": missing ']' after the IPv6 address");
+  CHECK(listen_err("[127.0.0.1]:6432") ==
+        "t.toml:3: [pgmux] listen: invalid address \"[127.0.0.1]:6432\": \"127.0.0.1\" is not an IPv6 address");
+  CHECK(listen_err("[::1]6432") == "t.toml:3: [pgmux] listen: invalid address \"[::1]6432\": expected ':' after ']'");
+  CHECK(listen_err("localhost:6432") ==
+        "t.toml:3: [pgmux] listen: invalid address \"localhost:6432\": listen host must be an IP address or \"*\", "
+        "got \"localhost\" (host names are not resolved)");
+  CHECK(listen_err("256.0.0.1:6432") ==
+        "t.toml:3: [pgmux] listen: invalid address \"256.0.0.1:6432\": listen host must be an IP address or \"*\", "
+        "got \"256.0.0.1\" (host names are not resolved)");
+  CHECK(listen_err("unix:") == "t.toml:3: [pgmux] listen: invalid address \"unix:\": missing socket path after \"unix:\"");
+  CHECK(listen_err("127.0.0.1:6432") == "t.toml:3: [pgmux] listen: \"127.0.0.1:6432\" is listed twice");
+  CHECK(err("[pgmux]\nlisten = []\n" + kMin) == "t.toml:2: [pgmux] listen: must list at least one address");
+  const std::string long_path = "/" + std::string(120, 'x');
+  CHECK(err("[pgmux]\nlisten = [\"unix:" + long_path + "\"]\n" + kMin) ==
+        "t.toml: [pgmux] listen: unix socket path \"" + long_path + "\" is too long (121 bytes, at most 107)");
+}
+
+TEST_CASE("replica address errors", "[conf][errors][replicas]") {
+  CHECK(err(kMin + "replicas = [\"::1:5433\"]\n") ==
+        "t.toml:5: [databases.app] replicas: invalid replica \"::1:5433\": IPv6 addresses must be written in "
+        "brackets, e.g. \"[::1]:5432\"");
+  CHECK(err(kMin + "replicas = [\n  \"a:5433\",\n  \"b:0\",\n]\n") ==
+        "t.toml:7: [databases.app] replicas: invalid replica \"b:0\": port must be between 1 and 65535, got 0");
+  CHECK(err(kMin + "replicas = [\"\"]\n") == "t.toml:5: [databases.app] replicas: invalid replica \"\": missing host");
+  CHECK(err(kMin + "replicas = [\":5433\"]\n") ==
+        "t.toml:5: [databases.app] replicas: invalid replica \":5433\": missing host");
+  CHECK(err(kMin + "replicas = [\"a b:5433\"]\n") ==
+        "t.toml:5: [databases.app] replicas: invalid replica \"a b:5433\": host must not contain whitespace");
+  CHECK(err(kMin + "replicas = [\"r:5433\", \"r:5433\"]\n") ==
+        "t.toml:5: [databases.app] replicas: \"r:5433\" is listed twice");
+  CHECK(err(kMin + "replicas = 5433\n") ==
+        "t.toml:5: [databases.app] replicas: expected an array of strings, got an integer");
+}
+
+TEST_CASE("database and user names", "[conf][errors][databases]") {
+  CHECK(err("[auth]\ntype = \"trust\"\n[databases.pgbouncer]\n") ==
+        "t.toml:3: [databases.pgbouncer]: the name \"pgbouncer\" is reserved for the admin console");
+  CHECK(err("[auth]\ntype = \"trust\"\n[databases.pgmux]\n") ==
+        "t.toml:3: [databases.pgmux]: the name \"pgmux\" is reserved for the admin console");
+  CHECK(err("[auth]\ntype = \"trust\"\n[databases.\"\"]\n") ==
+        "t.toml:3: [databases.\"\"]: the database name must not be empty");
+  CHECK(err(kMin + "[users.\"\"]\n") == "t.toml:5: [users.\"\"]: the user name must not be empty");
+  CHECK(err(kMin + "host = \"\"\n") == "t.toml:5: [databases.app] host: must not be empty");
+  CHECK(err(kMin + "user = \"\"\n") == "t.toml:5: [databases.app] user: must not be empty");
+}
+
+TEST_CASE("auth requirements", "[conf][errors][auth]") {
+  CHECK(err("[databases.app]\n") ==
+        "t.toml: [auth] file: required when type = \"scram-sha-256\" (the userlist file with \"user\" \"secret\" "
+        "lines), unless query is set");
+  CHECK(err("[auth]\n\ntype = \"md5\"\n[databases.app]\n") ==
+        "t.toml:3: [auth] file: required when type = \"md5\" (the userlist file with \"user\" \"secret\" lines), "
+        "unless query is set");
+  CHECK(err("[auth]\nquery_user = \"x\"\n[databases.app]\n") ==
+        "t.toml:1: [auth] file: required when type = \"scram-sha-256\" (the userlist file with \"user\" \"secret\" "
+        "lines), unless query is set");
+  CHECK(err("[auth]\ntype = \"hba\"\nfile = \"u\"\n[databases.app]\n") ==
+        "t.toml:2: [auth] hba_file: required when type = \"hba\"");
+  CHECK(err("[auth]\nquery = \"\"\n[databases.app]\n") == "t.toml:2: [auth] query: must not be empty");
+  // Satisfied requirements.
+  CHECK(ok("[auth]\ntype = \"md5\"\nfile = \"u\"\n[databases.app]\n"));
+  CHECK(ok("[auth]\ntype = \"md5\"\nquery = \"SELECT 1\"\n[databases.app]\n"));
+  CHECK(ok("[auth]\ntype = \"hba\"\nhba_file = \"h\"\n[databases.app]\n"));
+  CHECK(ok("[auth]\ntype = \"trust\"\n[databases.app]\n"));
+}
+
+TEST_CASE("TLS requirements", "[conf][errors][tls]") {
+  CHECK(err("[tls]\nmode = \"require\"\nkey = \"k\"\n" + kMin) == "t.toml:2: [tls] cert: required when mode = \"require\"");
+  CHECK(err("[tls]\nmode = \"prefer\"\ncert = \"c\"\n" + kMin) == "t.toml:2: [tls] key: required when mode = \"prefer\"");
+  CHECK(err("[tls]\nmode = \"allow\"\n" + kMin) == "t.toml:2: [tls] cert: required when mode = \"allow\"");
+  CHECK(err("[tls]\nmode = \"verify-full\"\ncert = \"c\"\nkey = \"k\"\n" + kMin) ==
+        "t.toml:2: [tls] ca: required when mode = \"verify-full\" (the CA that signs client certificates)");
+  CHECK(err("[tls]\nmode = \"verify-ca\"\ncert = \"c\"\nkey = \"k\"\n" + kMin) ==
+        "t.toml:2: [tls] ca: required when mode = \"verify-ca\" (the CA that signs client certificates)");
+  CHECK(err("[server_tls]\ncert = \"c\"\n" + kMin) == "t.toml:2: [server_tls] key: required when cert is set");
+  CHECK(err("[server_tls]\nmode = \"require\"\nkey = \"k\"\n" + kMin) ==
+        "t.toml:3: [server_tls] cert: required when key is set");
+  CHECK(err("[tls]\nprotocols = \"tls1.2\"\n" + kMin) ==
+        "t.toml:2: [tls] protocols: unknown protocol \"tls1.2\" (use tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, all, secure "
+        "or legacy, separated by commas)");
+  CHECK(err("[server_tls]\nprotocols = \" , \"\n" + kMin) ==
+        "t.toml:2: [server_tls] protocols: must name at least one protocol (use tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, "
+        "all, secure or legacy, separated by commas)");
+  // Satisfied requirements: server_tls needs no certificate, tls disable needs nothing.
+  CHECK(ok("[server_tls]\nmode = \"verify-full\"\n" + kMin));
+  CHECK(ok("[tls]\nmode = \"disable\"\n" + kMin));
+  CHECK(ok("[tls]\nprotocols = \"TLSv1.2, tlsv1.3\"\n" + kMin));
+  CHECK(ok("[tls]\nmode = \"require\"\ncert = \"c\"\nkey = \"k\"\n" + kMin));
+}
+
+TEST_CASE("admin and log errors", "[conf][errors][admin]") {
+  CHECK(err("[admin]\nusers = [\"a\", \"\"]\n" + kMin) == "t.toml:2: [admin] users: names must not be empty");
+  CHECK(err("[admin]\nusers = [\"a\", \"a\"]\n" + kMin) == "t.toml:2: [admin] users: \"a\" is listed twice");
+  CHECK(err("[admin]\nmetrics_listen = \"9127\"\n" + kMin) ==
+        "t.toml:2: [admin] metrics_listen: invalid address \"9127\": missing port; expected \"host:port\", "
+        "\"[ipv6]:port\", \"*:port\" or \"unix:/path/.s.PGSQL.6432\"");
+  CHECK(err("[admin]\nmetrics_listen = \"unix:/tmp/m.sock\"\n" + kMin) ==
+        "t.toml:2: [admin] metrics_listen: invalid address \"unix:/tmp/m.sock\": a unix socket is not supported "
+        "here; expected \"host:port\"");
+  CHECK(ok("[admin]\nmetrics_listen = \"[::]:9127\"\n" + kMin)->admin.metrics_listen == "[::]:9127");
+  CHECK(ok("[admin]\nmetrics_listen = \"\"\n" + kMin)->admin.metrics_listen.empty());
+}
+
+TEST_CASE("TOML syntax errors are condensed to one line with the line number", "[conf][errors][syntax]") {
+  CHECK(err("[pgmux]\nworkers = \n") ==
+        "t.toml:2: syntax error: missing value after key-value separator '=' (expected value, but got nothing): "
+        "workers =");
+  CHECK(err("a = 1\nb c\n") == "t.toml:2: syntax error: missing key-value separator `=` (should be `=`): b c");
+  CHECK(err("[pgmux]\nworkers = 1\nworkers = 2\n") ==
+        "t.toml:3: syntax error: value (\"workers\") already exists (line 2: value already exists here; line 3: "
+        "value defined twice)");
+  CHECK(err("[pgmux]\n[auth]\n[pgmux]\n") ==
+        "t.toml:3: syntax error: table (\"pgmux\") already exists (line 1: table already exists here; line 3: table "
+        "defined twice)");
+  CHECK(err("\n\n[databases.app\n") == "t.toml:3: syntax error: an invalid key appeared (is not a valid key): "
+                                       "[databases.app");
+  CHECK(err("[pgmux]\nserver_reset_query = \"DISCARD ALL\n") ==
+        "t.toml:2: syntax error: the next token is not a valid string: server_reset_query = \"DISCARD ALL");
+  CHECK(err("[pgmux]\nlisten = [\"a\",\n\"b\",\n") ==
+        "t.toml:4: syntax error: value having invalid format appeared in an array (line 2: array starts here; line "
+        "4: it is not a valid value)");
+  CHECK(err("[pgmux]\nworkers = 012\n") == "t.toml:2: syntax error: bad integer: leading zero: workers = 012");
+  CHECK(err("[pgmux]\nconnections = tru\n") ==
+        "t.toml:2: syntax error: the next token is not a boolean: connections = tru");
+  // No multi-line output, whatever the error.
+  for (const char* bad : {"=", "[", "[[a]", "a = {", "a = \"\\q\"", "a = 1979-13-45", "\xff = 1", "a.=1", "a = 0x"}) {
+    INFO(bad);
+    const auto e = err(bad);
+    CHECK_THAT(e, StartsWith("t.toml:1: syntax error: "));
+    CHECK(e.find('\n') == std::string::npos);
+  }
+}
+
+TEST_CASE("load_string never throws", "[conf][errors]") {
+  const char* inputs[] = {
+      "", "\n", "\0", "[", "]", "[[", "a=", "=", "\"", "'''", "a = [[[[[[[[1]]]]]]]]", "[a.b.c.d.e.f]",
+      "a = { b = { c = { d = 1 } } }", "[databases]\n\"\" = {}", "[databases.app]\nreplicas = [1, 2, 3]",
+  };
+  for (const char* text : inputs) {
+    INFO(text);
+    LoadResult r;
+    CHECK_NOTHROW(r = load_string(text, "x"));
+    CHECK((r.config == nullptr) != r.error.empty());
+  }
+}
