@@ -20,7 +20,7 @@ class MessageWriter {
   MessageWriter& i16(int16_t v);
   MessageWriter& i32(int32_t v);
   MessageWriter& u32(uint32_t v);
-  MessageWriter& cstr(std::string_view s);  // bytes + NUL
+  MessageWriter& cstr(std::string_view s);  // bytes up to the first NUL in s, + NUL
   MessageWriter& bytes(std::string_view s);  // raw bytes
   void finish();  // writes the length; must be called exactly once
 
@@ -29,7 +29,8 @@ class MessageWriter {
   size_t start_;  // offset of the length field
 };
 
-// Error and notice fields. Empty strings are omitted.
+// Error and notice fields. Empty strings are omitted. The builders send the
+// severity twice, as 'S' and as the non-localized 'V', like PostgreSQL does.
 struct ErrorFields {
   std::string severity = "ERROR";  // ERROR, FATAL, PANIC / WARNING, NOTICE, ...
   std::string sqlstate = "XX000";
@@ -57,6 +58,7 @@ constexpr const char* kIdleSessionTimeout = "57P05";
 void auth_ok(std::string& out);
 void auth_cleartext(std::string& out);
 void auth_md5(std::string& out, const uint8_t salt[4]);
+// Empty mechanism names are skipped (an empty string ends the list on the wire).
 void auth_sasl(std::string& out, const std::vector<std::string>& mechanisms);
 void auth_sasl_continue(std::string& out, std::string_view data);
 void auth_sasl_final(std::string& out, std::string_view data);
@@ -71,16 +73,19 @@ void command_complete(std::string& out, std::string_view tag);
 void empty_query_response(std::string& out);
 // RowDescription with text columns (type OID 25 = text), for the admin console.
 void row_description_text(std::string& out, const std::vector<std::string>& columns);
-// DataRow; a nullopt-like null is represented by `nulls[i] == true`.
+// DataRow; a nullopt-like null is represented by `nulls[i] == true`
+// (`nulls` may be shorter than `values`: missing entries mean not null).
 void data_row(std::string& out, const std::vector<std::string>& values,
               const std::vector<bool>& nulls = {});
 
 // --- frontend -> backend (pgmux acting as a client towards servers) --------
+// Pairs with an empty name are skipped (an empty name is the terminator).
 void startup_message(std::string& out, const std::vector<std::pair<std::string, std::string>>& params,
                      uint32_t protocol = 196608);
 void ssl_request(std::string& out);
 void cancel_request(std::string& out, uint32_t pid, uint32_t key);
 void password_message(std::string& out, std::string_view password);  // 'p' + cstr
+// Always sends the data with its length (never the -1 "no data" form).
 void sasl_initial_response(std::string& out, std::string_view mechanism, std::string_view data);
 void sasl_response(std::string& out, std::string_view data);
 void query(std::string& out, std::string_view sql);

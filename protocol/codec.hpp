@@ -58,7 +58,9 @@ struct FrameResult {
 
 // Looks at the header at the start of `buf`. ok only when the whole message
 // (header + body) is inside buf. invalid when the declared length is < 4 or
-// > max_len. need_more otherwise (also when only the header is present).
+// > max_len (decided as soon as the 5 header bytes are present). need_more
+// otherwise (also when only the header is present). `frame` is filled whenever
+// the 5 header bytes are present (also on invalid, for logging). Never allocates.
 FrameResult peek_frame(ByteSpan buf, uint32_t max_len = kDefaultMaxMessage);
 
 // ---------------------------------------------------------------------------
@@ -69,6 +71,22 @@ FrameResult peek_frame(ByteSpan buf, uint32_t max_len = kDefaultMaxMessage);
 // zero or more `body` pieces (the last has last_of_message = true; a message
 // with an empty body gets a single header piece with last_of_message = true).
 // Header bytes split across chunks are kept internally (at most 5 bytes).
+//
+// Progress guarantee: for a non-empty chunk every piece consumes >= 1 byte
+// (a header piece consumes the header bytes that were still missing, which is
+// at least the byte completing the header), so this loop always terminates:
+//   while (!chunk.empty()) {
+//     auto p = f.next(chunk);
+//     chunk = chunk.subspan(p.consumed);
+//     if (p.kind == StreamFramer::Kind::invalid) break;  // close the peer
+//     ...
+//   }
+// An empty chunk returns need_more with consumed == 0.
+// Body pieces reference the chunk (`data`, no copy); header pieces carry type
+// and body_length but no data.
+// invalid is terminal: it consumes the whole chunk (consumed == chunk.size())
+// and every later call returns invalid the same way until reset().
+// next() never allocates.
 class StreamFramer {
  public:
   enum class Kind { need_more, header, body, invalid };
@@ -89,9 +107,11 @@ class StreamFramer {
   // length < 4 or > max_len; the stream cannot continue.
   Piece next(ByteSpan chunk);
 
-  // True between messages (no partial header or body pending).
-  bool at_boundary() const { return header_have_ == 0 && remaining_ == 0 && !in_body_; }
-  void reset() { header_have_ = 0; remaining_ = 0; in_body_ = false; }
+  // True between messages (no partial header or body pending, not failed).
+  bool at_boundary() const { return header_have_ == 0 && remaining_ == 0 && !in_body_ && !failed_; }
+  // True after an invalid header was seen (until reset()).
+  bool failed() const { return failed_; }
+  void reset() { header_have_ = 0; remaining_ = 0; in_body_ = false; failed_ = false; }
   void set_max_len(uint32_t max_len) { max_len_ = max_len; }
 
  private:
@@ -102,6 +122,7 @@ class StreamFramer {
   char type_ = 0;
   uint32_t body_len_ = 0;
   uint32_t remaining_ = 0;
+  bool failed_ = false;
 };
 
 // ---------------------------------------------------------------------------
@@ -117,7 +138,8 @@ struct StartupPacket {
   uint32_t cancel_pid = 0;
   uint32_t cancel_key = 0;
   size_t consumed = 0;  // bytes the packet occupies
-  std::string error;    // human-readable reason when invalid
+  std::string error;    // short human-readable reason when invalid, no prefix
+                        // (e.g. "unsupported frontend protocol 2.0")
 
   // Value of a startup parameter, or nullptr.
   const std::string* param(std::string_view name) const;
@@ -132,6 +154,13 @@ struct StartupPacket {
 //   every string NUL-terminated inside the packet; no trailing bytes after the
 //   terminator; no empty values for "user"; at most max_params pairs;
 //   "user" is required. Violations -> invalid with `error` set.
+// - Unlike PostgreSQL (last value wins) a parameter name sent twice is
+//   invalid, so auth, routing and forwarding can never see different values.
+// - Once 8 bytes are present the request code is checked: a wrong fixed size
+//   for SSL/GSSENC/Cancel, an unknown 1234.x code or a protocol major != 3 is
+//   invalid at once, without waiting for the declared length to arrive.
+// On invalid, every field of `out` but `error` is reset; on need_more `out` is
+// reset. On ok, `consumed` is the declared length.
 Result parse_startup(ByteSpan buf, StartupPacket& out, size_t max_len = kMaxStartupPacket,
                      size_t max_params = kMaxStartupParams);
 
