@@ -217,6 +217,8 @@ void ClientConnection::begin_auth() {
   if (!db) fail_reason_ = "unknown database \"" + database_ + "\"";
   else if (users && !secret) fail_reason_ = "unknown user \"" + user_ + "\"";
   else if (!users && cfg.auth.type != conf::AuthType::trust) fail_reason_ = "no userlist loaded";
+  else if (cfg.auth.type != conf::AuthType::trust && secret && secret->text.empty())
+    fail_reason_ = "empty password in the userlist (like PostgreSQL, no password means no login)";
   mock_ = !fail_reason_.empty();
 
   state_ = State::auth;
@@ -321,6 +323,7 @@ void ClientConnection::auth_failed(const std::string& log_reason) {
 void ClientConnection::auth_succeeded() {
   const conf::DatabaseConfig* db = worker_.config().find_database(database_);
   pool_user_ = (db && db->user) ? *db->user : user_;
+  mode_ = worker_.config().effective_pool_mode(*db, user_);
   pool_ = &worker_.pool_for(PoolKey{database_, pool_user_}, *db);
   state_ = State::wait_welcome;
   socket_.read_stop();
@@ -410,6 +413,13 @@ void ClientConnection::server_ready() {
   if (!server_ || !server_->write_backlogged()) {
     if (socket_.read_start() != 0) close(CloseReason::client_gone);
   }
+}
+
+void ClientConnection::server_released() {
+  server_ = nullptr;
+  if (state_ != State::linked) return;
+  state_ = State::idle;
+  if (socket_.read_start() != 0) close(CloseReason::client_gone);
 }
 
 void ClientConnection::server_sync_failed(const proto::ErrorFields& e) {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "auth/scram.hpp"
+#include "conf/config.hpp"
 #include "pool/pool.hpp"
 #include "protocol/builders.hpp"
 #include "protocol/codec.hpp"
@@ -46,6 +47,11 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // The server saw ParameterStatus: the client now has this value.
   void parameter_changed(std::string_view name, std::string_view value);
   const pool::Params& desired_params() const { return desired_; }
+  conf::PoolMode mode() const { return mode_; }
+  // No partial client message has been forwarded.
+  bool at_message_boundary() const { return framer_.at_boundary(); }
+  // Transaction/statement pooling: the server went back to the pool.
+  void server_released();
 
   // Ends the connection; `error` (if any) is sent first.
   void close(CloseReason reason, const proto::ErrorFields* error = nullptr);
@@ -116,6 +122,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   pool::Params desired_;  // session parameters the client asked for / was told
   uint32_t cancel_pid_ = 0, cancel_key_ = 0;
   bool counted_ = false;  // counted against max_client_conn
+  conf::PoolMode mode_ = conf::PoolMode::session;
 };
 
 }  // namespace pgmux

@@ -101,9 +101,6 @@ int main(int argc, char** argv) {
   }
   ::signal(SIGPIPE, SIG_IGN);
   spdlog::info("pgmux {} starting with {}", PGMUX_VERSION, config_path);
-  if (cfg.pool_mode != pgmux::conf::PoolMode::session)
-    spdlog::warn("pool_mode \"{}\": only session pooling is implemented so far; running session pooling",
-                 pgmux::conf::to_string(cfg.pool_mode));
   if (cfg.workers > 1)
     spdlog::warn("workers = {}: only one worker is implemented so far", cfg.workers);
 

@@ -140,6 +140,13 @@ void ServerConnection::on_read(Socket&, IoBufferPtr buf, size_t n) {
     case State::linked:
       forward_to_client(std::move(buf), n);
       return;
+    case State::draining: {
+      bool release_point = false;
+      if (!scan_server_bytes(proto::ByteSpan(buf->data, n), release_point)) return;
+      if (in_copy_in_) close("client left during COPY");
+      else if (pending_z_ == 0 && framer_.at_boundary()) after_client_left();
+      return;
+    }
     case State::login:
     case State::internal:
     case State::idle:
@@ -473,6 +480,7 @@ void ServerConnection::internal_done() {
 
 void ServerConnection::link(ClientConnection* c) {
   client_ = c;
+  client_mode_ = c->mode();
   std::string sql;
   std::vector<std::pair<std::string, std::string>> newly_set;
   for (auto& [k, v] : c->desired_params()) {
@@ -502,20 +510,21 @@ void ServerConnection::forward(IoBufferPtr buf, size_t offset, size_t n) {
   if (rc != 0) fail("write to server failed");
 }
 
-void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
-  proto::ByteSpan chunk(buf->data, n);
+bool ServerConnection::scan_server_bytes(proto::ByteSpan chunk, bool& release_point) {
   size_t pos = 0;
   while (pos < chunk.size()) {
     auto piece = framer_.next(chunk.subspan(pos));
     using K = proto::StreamFramer::Kind;
     if (piece.kind == K::invalid) {
       fail("invalid message length from server");
-      return;
+      return false;
     }
     if (piece.kind == K::need_more) break;
     if (piece.kind == K::header) {
       watched_type_ = (piece.type == 'Z' || piece.type == 'S') ? piece.type : 0;
       msg_acc_.clear();
+      if (piece.type == 'G' || piece.type == 'W') in_copy_in_ = true;
+      release_point = false;  // more than a ReadyForQuery followed
     } else if (piece.kind == K::body && watched_type_) {
       if (msg_acc_.size() + piece.data.size() <= kMaxWatchedMessage)
         msg_acc_.append(proto::as_chars(piece.data));
@@ -527,6 +536,8 @@ void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
       if (watched_type_ == 'Z') {
         if (auto st = proto::parse_ready_for_query(body)) tx_status_ = *st;
         if (pending_z_ > 0) --pending_z_;
+        in_copy_in_ = false;
+        release_point = pending_z_ == 0 && !unsynced_;
       } else if (auto ps = proto::parse_parameter_status(body)) {
         note_parameter(ps->name, ps->value);
         if (client_) client_->parameter_changed(ps->name, ps->value);
@@ -535,12 +546,58 @@ void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
     }
     pos += piece.consumed;
   }
+  return true;
+}
+
+void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
+  bool release_point = false;
+  if (!scan_server_bytes(proto::ByteSpan(buf->data, n), release_point)) return;
   if (!client_) return;
   client_->deliver(std::move(buf), 0, n);
-  if (client_ && client_->write_backlogged()) {
+  if (!client_) return;  // delivery failed and the client closed
+  if (release_point && client_->mode() != conf::PoolMode::session &&
+      client_->at_message_boundary() && framer_.at_boundary()) {
+    if (tx_status_ == 'I') {
+      release_to_pool();
+      return;
+    }
+    if (client_->mode() == conf::PoolMode::statement) {
+      proto::ErrorFields e;
+      e.severity = "FATAL";
+      e.sqlstate = proto::sqlstate::kFeatureNotSupported;
+      e.message = "transaction blocks not allowed in statement pooling mode";
+      ClientConnection* c = client_;
+      client_ = nullptr;
+      c->server_lost(e);
+      state_ = State::linked;
+      unlink_client();
+      return;
+    }
+  }
+  if (client_->write_backlogged()) {
     socket_.read_stop();
     read_paused_ = true;
   }
+}
+
+// Transaction/statement pooling: the transaction is over, the client keeps
+// its session with pgmux and this connection serves someone else.
+void ServerConnection::release_to_pool() {
+  ClientConnection* c = client_;
+  client_ = nullptr;
+  c->server_released();
+  if (read_paused_) {
+    read_paused_ = false;
+    socket_.read_start();
+  }
+  const conf::Config& cfg = worker_.config();
+  if (cfg.server_reset_query_always && !cfg.server_reset_query.empty()) {
+    if (pool()) pool()->begin_reset(this);
+    run_internal({cfg.server_reset_query}, kPurposeReset);
+    return;
+  }
+  state_ = State::idle;
+  if (pool()) pool()->release(this);
 }
 
 void ServerConnection::resume_reading() {
@@ -561,22 +618,32 @@ void ServerConnection::unlink_client() {
     read_paused_ = false;
     socket_.read_start();
   }
-  bool clean = pending_z_ == 0 && !unsynced_ && framer_.at_boundary() && inbuf_.empty();
-  if (!clean) {
-    // Mid-query or mid-COPY: the only safe thing is a fresh connection.
+  if (unsynced_ || in_copy_in_) {
+    // Mid-pipeline or mid-COPY: the only safe thing is a fresh connection.
     close("client left with a query in progress");
     return;
   }
+  if (pending_z_ > 0 || !framer_.at_boundary()) {
+    // Let the running query finish, discarding its output, then clean up.
+    state_ = State::draining;
+    if (pool()) pool()->begin_reset(this);
+    return;
+  }
+  after_client_left();
+}
+
+void ServerConnection::after_client_left() {
   std::deque<std::string> q;
   if (tx_status_ != 'I') q.push_back("ROLLBACK");
   const conf::Config& cfg = worker_.config();
-  if (!cfg.server_reset_query.empty()) q.push_back(cfg.server_reset_query);
+  bool reset = client_mode_ == conf::PoolMode::session || cfg.server_reset_query_always;
+  if (reset && !cfg.server_reset_query.empty()) q.push_back(cfg.server_reset_query);
   if (q.empty()) {
     state_ = State::idle;
     if (pool()) pool()->release(this);
     return;
   }
-  if (pool()) pool()->begin_reset(this);
+  if (pool() && PoolServer::state() != pool::ServerState::resetting) pool()->begin_reset(this);
   run_internal(std::move(q), kPurposeReset);
 }
 

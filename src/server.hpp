@@ -28,6 +28,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
     internal,    // running pgmux's own queries (connect_query, SETs, reset)
     idle,        // in the pool, nobody linked
     linked,      // forwarding for a client
+    draining,    // client gone; discarding the rest of its replies
     closing,
   };
 
@@ -94,6 +95,12 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   void run_internal(std::deque<std::string> queries, int purpose);
   void internal_done();
   void forward_to_client(IoBufferPtr buf, size_t n);
+  // Scans server bytes: tracks ReadyForQuery, ParameterStatus and COPY;
+  // returns false (after failing the connection) on a framing error.
+  // `release_point` is set when a ReadyForQuery answered everything sent.
+  bool scan_server_bytes(proto::ByteSpan chunk, bool& release_point);
+  void release_to_pool();
+  void after_client_left();
   void note_parameter(std::string_view name, std::string_view value);
   void send(std::string&& data);
   void fail(const char* reason);
@@ -120,6 +127,8 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   int pending_z_ = 0;        // ReadyForQuery messages still owed to the client
   bool unsynced_ = false;    // extended-protocol messages sent since the last Sync
   bool read_paused_ = false;
+  bool in_copy_in_ = false;  // server waits for CopyData from the client
+  conf::PoolMode client_mode_ = conf::PoolMode::session;
 
   std::deque<std::string> internal_queries_;
   int internal_purpose_ = 0;
