@@ -111,6 +111,8 @@ class StreamFramer {
   bool at_boundary() const { return header_have_ == 0 && remaining_ == 0 && !in_body_ && !failed_; }
   // True after an invalid header was seen (until reset()).
   bool failed() const { return failed_; }
+  // Some bytes of a header are buffered, the rest has not arrived.
+  bool in_header() const { return header_have_ > 0; }
   void reset() { header_have_ = 0; remaining_ = 0; in_body_ = false; failed_ = false; }
   void set_max_len(uint32_t max_len) { max_len_ = max_len; }
 

@@ -9,6 +9,7 @@
 #include "auth/md5.hpp"
 #include "protocol/inspect.hpp"
 #include "src/params.hpp"
+#include "protocol/sql_commands.hpp"
 #include "src/server.hpp"
 #include "src/worker.hpp"
 
@@ -324,6 +325,7 @@ void ClientConnection::auth_succeeded() {
   const conf::DatabaseConfig* db = worker_.config().find_database(database_);
   pool_user_ = (db && db->user) ? *db->user : user_;
   mode_ = worker_.config().effective_pool_mode(*db, user_);
+  managed_ = mode_ != conf::PoolMode::session && worker_.config().max_prepared_statements > 0;
   pool_ = &worker_.pool_for(PoolKey{database_, pool_user_}, *db);
   state_ = State::wait_welcome;
   socket_.read_stop();
@@ -344,6 +346,7 @@ void ClientConnection::send_welcome() {
   for (auto& [k, v] : told) {
     if (!find_param(desired_, k)) desired_.emplace_back(k, v);
   }
+  login_params_ = desired_;
   std::string out;
   proto::auth_ok(out);
   for (auto& [k, v] : told) proto::parameter_status(out, k, v);
@@ -439,6 +442,10 @@ void ClientConnection::parameter_changed(std::string_view name, std::string_view
 }
 
 void ClientConnection::forward_to_server(IoBufferPtr buf, size_t offset, size_t n) {
+  if (managed_) {
+    forward_managed(std::move(buf), offset, n);
+    return;
+  }
   proto::ByteSpan chunk(buf->data + offset, n);
   size_t pos = 0;
   while (pos < chunk.size()) {
@@ -461,6 +468,364 @@ void ClientConnection::forward_to_server(IoBufferPtr buf, size_t offset, size_t 
   }
   server_->forward(std::move(buf), offset, n);
   if (server_ && server_->write_backlogged()) socket_.read_stop();
+}
+
+namespace {
+using Req = proto::ResponseTracker::Request;
+
+void append_message(std::string& out, char type, std::string_view body) {
+  proto::MessageWriter w(out, type);
+  w.bytes(body);
+  w.finish();
+}
+
+std::string parse_complete() {
+  std::string m;
+  append_message(m, '1', {});
+  return m;
+}
+
+std::string close_complete() {
+  std::string m;
+  append_message(m, '3', {});
+  return m;
+}
+
+// Messages whose content pgmux must see whole under transaction pooling.
+// Simple queries are looked at for PREPARE/EXECUTE/DEALLOCATE/DISCARD when
+// short enough to be one of those.
+bool inspected_type(char t, uint32_t body_len) {
+  return t == 'P' || t == 'B' || t == 'D' || t == 'C' || (t == 'Q' && body_len <= 64 * 1024);
+}
+
+std::string command_complete_and_ready(std::string_view tag, char status) {
+  std::string m;
+  proto::command_complete(m, tag);
+  proto::ready_for_query(m, status);
+  return m;
+}
+}  // namespace
+
+// Client bytes under transaction pooling with prepared statements. Most
+// chunks go out untouched (the common Bind/Execute/Sync of an unnamed
+// statement, simple queries); a chunk is rebuilt only when it carries a
+// message that names a statement.
+void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n) {
+  proto::ByteSpan chunk(buf->data + offset, n);
+  std::string out;
+  bool raw = held_.empty();  // output == input bytes so far
+  size_t raw_end = 0;        // raw: bytes of the chunk to send as they are
+  size_t pos = 0;
+  while (pos < chunk.size()) {
+    size_t start = pos;
+    auto piece = framer_.next(chunk.subspan(pos));
+    using K = proto::StreamFramer::Kind;
+    if (piece.kind == K::invalid) {
+      protocol_error("invalid message length");
+      return;
+    }
+    if (piece.kind == K::need_more) {
+      // The chunk ends inside a header: hold those bytes until the type is known.
+      if (framer_.in_header()) held_.append(proto::as_chars(chunk.subspan(start)));
+      break;
+    }
+    pos += piece.consumed;
+    proto::ByteSpan bytes = chunk.subspan(start, piece.consumed);
+    if (piece.kind == K::header) {
+      char t = piece.type;
+      if (t == 'X') {
+        if (raw) out.assign(proto::as_chars(chunk.subspan(0, raw_end)));
+        raw = false;
+        if (!out.empty()) server_->forward_copy(out);
+        close(CloseReason::client_terminate);
+        return;
+      }
+      if (inspected_type(t, piece.body_length)) {
+        if (raw) {
+          out.assign(proto::as_chars(chunk.subspan(0, raw_end)));
+          raw = false;
+        }
+        held_.clear();
+        accumulating_ = true;
+        acc_type_ = t;
+        acc_.clear();
+        pass_current_ = false;
+        if (piece.last_of_message) {  // no body: malformed for these types
+          protocol_error("empty extended-protocol message");
+          return;
+        }
+        continue;
+      }
+      pass_current_ = true;
+      switch (t) {
+        case 'Q': tracker_.sent(Req::query); break;
+        case 'S': tracker_.sent(Req::sync); break;
+        case 'F': tracker_.sent(Req::function_call); break;
+        case 'E': tracker_.sent(Req::execute); break;
+        default: break;
+      }
+      server_->count_request(t);
+      if (!held_.empty()) {
+        if (raw) {
+          out.assign(proto::as_chars(chunk.subspan(0, raw_end)));
+          raw = false;
+        }
+        out += held_;
+        held_.clear();
+      }
+      if (raw) raw_end = pos;
+      else out.append(proto::as_chars(bytes));
+      continue;
+    }
+    // body piece
+    if (accumulating_) {
+      if (acc_.size() + piece.data.size() > worker_.config().max_packet_size) {
+        protocol_error("message too large");
+        return;
+      }
+      acc_.append(proto::as_chars(piece.data));
+      if (piece.last_of_message) {
+        accumulating_ = false;
+        if (!process_message(acc_type_, acc_, out)) return;
+      }
+    } else if (pass_current_) {
+      if (raw) raw_end = pos;
+      else out.append(proto::as_chars(bytes));
+    }
+  }
+  if (raw) {
+    if (raw_end > 0) server_->forward(std::move(buf), offset, raw_end);
+  } else if (!out.empty()) {
+    server_->forward_copy(out);
+  }
+  flush_due_responses();
+  if (server_) server_->maybe_release();
+  if (server_ && server_->write_backlogged()) socket_.read_stop();
+}
+
+// pgmux's own answers (ParseComplete, CloseComplete) go out as soon as every
+// earlier request has been answered and the server is between messages.
+void ClientConnection::flush_due_responses() {
+  if (!tracker_.special() || !server_ || !server_->at_message_boundary()) return;
+  std::string due;
+  if (tracker_.take_due(due)) deliver(std::move(due));
+}
+
+void ClientConnection::emit_parse(const StatementRef& st, std::string& out, bool hidden) {
+  if (auto evicted = server_->statements().insert(st->id, st->server_name)) {
+    std::string body;
+    body.push_back('S');
+    body.append(*evicted);
+    body.push_back('\0');
+    append_message(out, 'C', body);
+    tracker_.sent(Req::close, /*hidden=*/true);
+    server_->count_request('C');
+  }
+  std::string body;
+  body.append(st->server_name);
+  body.push_back('\0');
+  body.append(st->query);
+  body.push_back('\0');
+  body.append(st->param_types);
+  append_message(out, 'P', body);
+  tracker_.sent(Req::parse, hidden, st->id);
+  server_->count_request('P');
+}
+
+bool ClientConnection::process_message(char type, const std::string& body_str, std::string& out) {
+  proto::ByteSpan body = proto::as_bytes(body_str);
+  auto pass = [&](Req r) {
+    append_message(out, type, body_str);
+    tracker_.sent(r);
+    server_->count_request(type);
+    return true;
+  };
+  auto lookup = [&](std::string_view name) -> const StatementRef* {
+    auto it = stmts_.find(std::string(name));
+    return it == stmts_.end() ? nullptr : &it->second;
+  };
+  auto ensure = [&](const StatementRef& st) {
+    if (!server_->statements().contains(st->id)) emit_parse(st, out, /*hidden=*/true);
+  };
+  switch (type) {
+    case 'P': {
+      auto m = proto::parse_parse(body);
+      if (!m) {
+        protocol_error("malformed Parse message");
+        return false;
+      }
+      if (m->statement.empty()) return pass(Req::parse);
+      size_t types_at = m->statement.size() + 1 + m->query.size() + 1;
+      std::string_view types(body_str.data() + types_at, body_str.size() - types_at);
+      StatementRef st = worker_.prepared().get(m->query, types);
+      stmts_[std::string(m->statement)] = st;
+      if (server_->statements().contains(st->id)) tracker_.synthetic(parse_complete());
+      else emit_parse(st, out, /*hidden=*/false);
+      return true;
+    }
+    case 'B': {
+      auto m = proto::parse_bind(body);
+      if (!m) {
+        protocol_error("malformed Bind message");
+        return false;
+      }
+      const StatementRef* st = m->statement.empty() ? nullptr : lookup(m->statement);
+      if (!st) return pass(Req::bind);
+      ensure(*st);
+      std::string nb;
+      nb.reserve(body_str.size() + (*st)->server_name.size());
+      nb.append(body_str, 0, m->statement_offset);
+      nb.append((*st)->server_name);
+      nb.push_back('\0');
+      nb.append(body_str, m->statement_offset + m->statement.size() + 1, std::string::npos);
+      append_message(out, 'B', nb);
+      tracker_.sent(Req::bind);
+      server_->count_request('B');
+      return true;
+    }
+    case 'D': {
+      auto m = proto::parse_describe(body);
+      if (!m) {
+        protocol_error("malformed Describe message");
+        return false;
+      }
+      if (m->kind == 'P') return pass(Req::describe_portal);
+      const StatementRef* st = m->name.empty() ? nullptr : lookup(m->name);
+      if (!st) return pass(Req::describe_stmt);
+      ensure(*st);
+      std::string nb = "S" + (*st)->server_name;
+      nb.push_back('\0');
+      append_message(out, 'D', nb);
+      tracker_.sent(Req::describe_stmt);
+      server_->count_request('D');
+      return true;
+    }
+    case 'C': {
+      auto m = proto::parse_close(body);
+      if (!m) {
+        protocol_error("malformed Close message");
+        return false;
+      }
+      if (m->kind == 'S' && !m->name.empty()) {
+        // The server copy stays for other clients; only this name goes.
+        stmts_.erase(std::string(m->name));
+        tracker_.synthetic(close_complete());
+        return true;
+      }
+      return pass(Req::close);
+    }
+    case 'Q':
+      return process_query(body_str, out);
+    default:
+      return pass(Req::query);  // not reached: only inspected types come here
+  }
+}
+
+// SQL-level prepared statements under transaction pooling. Every server
+// connection keeps its own PREPAREd names; pgmux re-runs a client's PREPARE
+// (hidden) on the server its EXECUTE lands on, and never lets a client run
+// or drop a statement another client prepared under the same name.
+bool ClientConnection::process_query(const std::string& body_str, std::string& out) {
+  auto q = proto::parse_query(proto::as_bytes(body_str));
+  auto forward_query = [&](uint64_t tag = 0) {
+    append_message(out, 'Q', body_str);
+    tracker_.sent(Req::query, false, tag);
+    server_->count_request('Q');
+    return true;
+  };
+  if (!q) return forward_query();
+  proto::SqlCommand cmd = proto::classify_sql_command(*q);
+  auto& on_server = server_->sql_prepared();
+  auto inject = [&](const std::string& sql, uint64_t tag) {
+    std::string body = sql;
+    body.push_back('\0');
+    append_message(out, 'Q', body);
+    tracker_.sent(Req::query, /*hidden=*/true, tag);
+    server_->count_request('Q');
+  };
+  auto deallocate_on_server = [&](const std::string& name) {
+    inject("DEALLOCATE " + quote_identifier(name), 0);
+    on_server.erase(name);
+  };
+  auto does_not_exist = [&](const std::string& name) {
+    proto::ErrorFields e;
+    e.sqlstate = "26000";
+    e.message = "prepared statement \"" + name + "\" does not exist";
+    std::string m;
+    proto::error_response(m, e);
+    proto::ready_for_query(m, server_->tx_status() == 'I' ? 'I' : 'E');
+    tracker_.synthetic(std::move(m));
+    return true;
+  };
+  switch (cmd.kind) {
+    case proto::SqlCommand::Kind::other:
+      return forward_query();
+    case proto::SqlCommand::Kind::prepare: {
+      StatementRef st = worker_.prepared().get(std::string("\x01sql\x01") + cmd.name + '\x01' +
+                                                   std::string(*q), {});
+      auto it = on_server.find(cmd.name);
+      if (it != on_server.end()) deallocate_on_server(cmd.name);
+      sql_stmts_[cmd.name] = st;
+      on_server[cmd.name] = st->id;
+      return forward_query(st->id | kSqlStatementTag);
+    }
+    case proto::SqlCommand::Kind::execute: {
+      auto mine = sql_stmts_.find(cmd.name);
+      auto it = on_server.find(cmd.name);
+      if (mine == sql_stmts_.end()) {
+        // Not ours: never run what another client prepared under this name.
+        if (it != on_server.end()) return does_not_exist(cmd.name);
+        return forward_query();
+      }
+      const StatementRef& st = mine->second;
+      if (it == on_server.end() || it->second != st->id) {
+        if (it != on_server.end()) deallocate_on_server(cmd.name);
+        // The PREPARE text is stored after the name in the registry key.
+        std::string prepare_sql = st->query.substr(st->query.rfind('\x01') + 1);
+        inject(prepare_sql, st->id | kSqlStatementTag);
+        on_server[cmd.name] = st->id;
+      }
+      return forward_query();
+    }
+    case proto::SqlCommand::Kind::deallocate: {
+      auto mine = sql_stmts_.find(cmd.name);
+      auto it = on_server.find(cmd.name);
+      if (mine == sql_stmts_.end()) {
+        if (it != on_server.end()) return does_not_exist(cmd.name);
+        return forward_query();
+      }
+      uint64_t id = mine->second->id;
+      sql_stmts_.erase(mine);
+      if (it != on_server.end() && it->second == id) {
+        on_server.erase(it);
+        return forward_query();
+      }
+      tracker_.synthetic(command_complete_and_ready("DEALLOCATE", server_->tx_status()));
+      return true;
+    }
+    case proto::SqlCommand::Kind::deallocate_all:
+      // Server copies stay for other clients; this client's names go.
+      stmts_.clear();
+      sql_stmts_.clear();
+      tracker_.synthetic(command_complete_and_ready("DEALLOCATE ALL", server_->tx_status()));
+      return true;
+    case proto::SqlCommand::Kind::discard_all: {
+      if (server_->tx_status() != 'I') return forward_query();  // the server refuses it
+      stmts_.clear();
+      sql_stmts_.clear();
+      // Session settings go back to what the client had at login.
+      std::string m;
+      for (auto& [k, v] : login_params_) {
+        const std::string* cur = find_param(desired_, k);
+        if (!cur || *cur != v) proto::parameter_status(m, k, v);
+      }
+      desired_ = login_params_;
+      m += command_complete_and_ready("DISCARD ALL", 'I');
+      tracker_.synthetic(std::move(m));
+      return true;
+    }
+  }
+  return forward_query();
 }
 
 void ClientConnection::deliver(IoBufferPtr buf, size_t offset, size_t n) {
@@ -500,7 +865,7 @@ void ClientConnection::close(CloseReason reason, const proto::ErrorFields* error
   if (server_) {
     ServerConnection* s = server_;
     server_ = nullptr;
-    s->unlink_client();
+    s->unlink_client(!managed_ || tracker_.empty());
   }
   pending_.reset();
   if (cancel_pid_) worker_.unregister_cancel_key(cancel_pid_);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <optional>
+#include <unordered_map>
 #include <string>
 
 #include "auth/scram.hpp"
@@ -9,6 +10,8 @@
 #include "pool/pool.hpp"
 #include "protocol/builders.hpp"
 #include "protocol/codec.hpp"
+#include "protocol/tracker.hpp"
+#include "src/prepared.hpp"
 #include "src/socket.hpp"
 
 namespace pgmux {
@@ -40,6 +43,8 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   void deliver(IoBufferPtr buf, size_t offset, size_t n);
   void deliver(std::string&& data);
   bool write_backlogged() const { return socket_.queued() > 0; }
+  proto::ResponseTracker& tracker() { return tracker_; }
+  bool managed() const { return managed_; }
   void resume_reading();  // the server drained what we sent it
   void server_ready();                                // parameters in sync
   void server_sync_failed(const proto::ErrorFields& e);  // a SET was refused
@@ -87,6 +92,13 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   void send_welcome();
   void handle_idle_data(IoBufferPtr buf, size_t n);
   void forward_to_server(IoBufferPtr buf, size_t offset, size_t n);
+  // Transaction pooling with prepared statements: rewrites statement names,
+  // prepares statements on servers that lack them, answers Close itself.
+  void forward_managed(IoBufferPtr buf, size_t offset, size_t n);
+  bool process_message(char type, const std::string& body, std::string& out);
+  void emit_parse(const StatementRef& st, std::string& out, bool hidden);
+  void flush_due_responses();
+  bool process_query(const std::string& body, std::string& out);
   void acquire_server();
   void send(std::string&& data);
   void protocol_error(const std::string& what);
@@ -123,6 +135,18 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   uint32_t cancel_pid_ = 0, cancel_key_ = 0;
   bool counted_ = false;  // counted against max_client_conn
   conf::PoolMode mode_ = conf::PoolMode::session;
+
+  // transaction pooling with prepared statements (see forward_managed)
+  bool managed_ = false;
+  proto::ResponseTracker tracker_;
+  std::unordered_map<std::string, StatementRef> stmts_;  // client name -> statement
+  std::unordered_map<std::string, StatementRef> sql_stmts_;  // SQL-level PREPARE names
+  pool::Params login_params_;  // what the client was told at login (for DISCARD ALL)
+  std::string held_;  // header bytes of a message whose type is not known yet
+  std::string acc_;   // body of a message being inspected
+  char acc_type_ = 0;
+  bool accumulating_ = false;
+  bool pass_current_ = false;  // the message in progress goes out unchanged
 };
 
 }  // namespace pgmux

@@ -103,6 +103,16 @@ bool parse_options_string(std::string_view options,
   return true;
 }
 
+std::string quote_identifier(std::string_view name) {
+  std::string s = "\"";
+  for (char c : name) {
+    if (c == '"') s.push_back('"');
+    s.push_back(c);
+  }
+  s.push_back('"');
+  return s;
+}
+
 std::string set_statement(std::string_view name, std::string_view value) {
   std::string s = "SET ";
   s.append(name);

@@ -24,6 +24,8 @@ bool read_only_parameter(std::string_view name);
 bool parse_options_string(std::string_view options,
                           std::vector<std::pair<std::string, std::string>>& out,
                           std::string& error);
+// "name" quoted as an SQL identifier.
+std::string quote_identifier(std::string_view name);
 // SET statement that gives `name` the value `value` (quoted literal).
 std::string set_statement(std::string_view name, std::string_view value);
 

@@ -39,7 +39,8 @@ ServerConnection::ServerConnection(Worker& w, pool::Pool&, const conf::DatabaseC
       socket_(w.loop(), (!db.host.empty() && db.host[0] == '/') ? Socket::Kind::pipe
                                                                  : Socket::Kind::tcp,
               this),
-      framer_(w.config().max_packet_size) {}
+      framer_(w.config().max_packet_size),
+      statements_(size_t(w.config().max_prepared_statements)) {}
 
 ServerConnection::~ServerConnection() = default;
 
@@ -467,6 +468,8 @@ void ServerConnection::internal_done() {
         return;
       }
       set_by_us_.clear();
+      statements_.clear();  // DISCARD ALL drops prepared statements too
+      sql_prepared_.clear();
       state_ = State::idle;
       if (pool()) pool()->release(this);
       return;
@@ -504,6 +507,12 @@ void ServerConnection::link(ClientConnection* c) {
   run_internal({sql}, kPurposeSync);
 }
 
+void ServerConnection::forward_copy(const std::string& data) {
+  if (state_ == State::closing) return;
+  int rc = socket_.write_copy(reinterpret_cast<const uint8_t*>(data.data()), data.size());
+  if (rc != 0) fail("write to server failed");
+}
+
 void ServerConnection::forward(IoBufferPtr buf, size_t offset, size_t n) {
   if (state_ == State::closing) return;
   int rc = socket_.write(std::move(buf), offset, n);
@@ -525,6 +534,10 @@ bool ServerConnection::scan_server_bytes(proto::ByteSpan chunk, bool& release_po
       msg_acc_.clear();
       if (piece.type == 'G' || piece.type == 'W') in_copy_in_ = true;
       release_point = false;  // more than a ReadyForQuery followed
+      if (client_ && client_->managed()) {
+        client_->tracker().on_server_message(piece.type);
+        if (piece.type == 'E') forget_unprepared(client_->tracker().take_unprepared());
+      }
     } else if (piece.kind == K::body && watched_type_) {
       if (msg_acc_.size() + piece.data.size() <= kMaxWatchedMessage)
         msg_acc_.append(proto::as_chars(piece.data));
@@ -549,14 +562,84 @@ bool ServerConnection::scan_server_bytes(proto::ByteSpan chunk, bool& release_po
   return true;
 }
 
+bool ServerConnection::rewrite_server_bytes(proto::ByteSpan chunk, bool& release_point,
+                                            std::string& out) {
+  proto::ResponseTracker& tracker = client_->tracker();
+  size_t pos = 0;
+  while (pos < chunk.size()) {
+    size_t start = pos;
+    auto piece = framer_.next(chunk.subspan(pos));
+    using K = proto::StreamFramer::Kind;
+    if (piece.kind == K::invalid) {
+      fail("invalid message length from server");
+      return false;
+    }
+    if (piece.kind == K::need_more) {
+      if (framer_.in_header()) held_header_.append(proto::as_chars(chunk.subspan(start)));
+      break;
+    }
+    pos += piece.consumed;
+    proto::ByteSpan bytes = chunk.subspan(start, piece.consumed);
+    if (piece.kind == K::header) {
+      watched_type_ = (piece.type == 'Z' || piece.type == 'S') ? piece.type : 0;
+      msg_acc_.clear();
+      if (piece.type == 'G' || piece.type == 'W') in_copy_in_ = true;
+      release_point = false;
+      hiding_ = tracker.on_server_message(piece.type) == proto::ResponseTracker::Action::hide;
+      if (!hiding_) {
+        out += held_header_;
+        out.append(proto::as_chars(bytes));
+      }
+      held_header_.clear();
+    } else {
+      if (watched_type_) {
+        if (msg_acc_.size() + piece.data.size() <= kMaxWatchedMessage)
+          msg_acc_.append(proto::as_chars(piece.data));
+        else
+          watched_type_ = 0;
+      }
+      if (!hiding_) out.append(proto::as_chars(bytes));
+    }
+    if (piece.last_of_message) {
+      if (watched_type_) {
+        proto::ByteSpan body = proto::as_bytes(msg_acc_);
+        if (watched_type_ == 'Z') {
+          if (auto st = proto::parse_ready_for_query(body)) tx_status_ = *st;
+          if (pending_z_ > 0) --pending_z_;
+          in_copy_in_ = false;
+          release_point = pending_z_ == 0 && !unsynced_;
+        } else if (auto ps = proto::parse_parameter_status(body)) {
+          note_parameter(ps->name, ps->value);
+          client_->parameter_changed(ps->name, ps->value);
+        }
+        watched_type_ = 0;
+      }
+      hiding_ = false;
+      tracker.take_due(out);
+    }
+  }
+  forget_unprepared(tracker.take_unprepared());
+  return true;
+}
+
 void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
   bool release_point = false;
-  if (!scan_server_bytes(proto::ByteSpan(buf->data, n), release_point)) return;
-  if (!client_) return;
-  client_->deliver(std::move(buf), 0, n);
+  proto::ByteSpan chunk(buf->data, n);
+  if (client_ && client_->managed() && (client_->tracker().special() || !held_header_.empty())) {
+    std::string out;
+    if (!rewrite_server_bytes(chunk, release_point, out)) return;
+    buf.reset();
+    if (!client_) return;
+    if (!out.empty()) client_->deliver(std::move(out));
+  } else {
+    if (!scan_server_bytes(chunk, release_point)) return;
+    if (!client_) return;
+    client_->deliver(std::move(buf), 0, n);
+  }
   if (!client_) return;  // delivery failed and the client closed
   if (release_point && client_->mode() != conf::PoolMode::session &&
-      client_->at_message_boundary() && framer_.at_boundary()) {
+      client_->at_message_boundary() && framer_.at_boundary() &&
+      (!client_->managed() || client_->tracker().empty())) {
     if (tx_status_ == 'I') {
       release_to_pool();
       return;
@@ -578,6 +661,27 @@ void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
     socket_.read_stop();
     read_paused_ = true;
   }
+}
+
+void ServerConnection::forget_unprepared(const std::vector<uint64_t>& tags) {
+  for (uint64_t tag : tags) {
+    if (tag & kSqlStatementTag) {
+      uint64_t id = tag & ~kSqlStatementTag;
+      for (auto it = sql_prepared_.begin(); it != sql_prepared_.end();) {
+        if (it->second == id) it = sql_prepared_.erase(it);
+        else ++it;
+      }
+    } else {
+      statements_.erase(tag);
+    }
+  }
+}
+
+void ServerConnection::maybe_release() {
+  if (state_ != State::linked || !client_ || client_->mode() == conf::PoolMode::session) return;
+  if (pending_z_ == 0 && !unsynced_ && tx_status_ == 'I' && framer_.at_boundary() &&
+      client_->at_message_boundary() && client_->tracker().empty())
+    release_to_pool();
 }
 
 // Transaction/statement pooling: the transaction is over, the client keeps
@@ -607,7 +711,7 @@ void ServerConnection::resume_reading() {
   }
 }
 
-void ServerConnection::unlink_client() {
+void ServerConnection::unlink_client(bool responses_tracked) {
   client_ = nullptr;
   if (state_ == State::internal && internal_purpose_ == kPurposeSync) return;  // finishes later
   if (state_ != State::linked) {
@@ -618,8 +722,9 @@ void ServerConnection::unlink_client() {
     read_paused_ = false;
     socket_.read_start();
   }
-  if (unsynced_ || in_copy_in_) {
-    // Mid-pipeline or mid-COPY: the only safe thing is a fresh connection.
+  if (unsynced_ || in_copy_in_ || !responses_tracked) {
+    // Mid-pipeline or mid-COPY, or statements being prepared: the only safe
+    // thing is a fresh connection.
     close("client left with a query in progress");
     return;
   }

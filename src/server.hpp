@@ -4,6 +4,8 @@
 #include <uv.h>
 
 #include <deque>
+#include <unordered_map>
+#include <vector>
 #include <optional>
 #include <string>
 
@@ -12,6 +14,7 @@
 #include "pool/pool.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/inspect.hpp"
+#include "src/prepared.hpp"
 #include "src/socket.hpp"
 
 namespace pgmux {
@@ -44,9 +47,12 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   void link(ClientConnection* c);
   // Client bytes to forward as they are.
   void forward(IoBufferPtr buf, size_t offset, size_t n);
+  void forward_copy(const std::string& data);
   // The linked client is gone: roll back / reset and return to the pool if
   // the connection is at a clean boundary, else close it.
-  void unlink_client();
+  // `responses_tracked`: the client's response tracker was empty, so the
+  // server's prepared-statement records are exact.
+  void unlink_client(bool responses_tracked = true);
   // Backpressure: the client drained its write queue.
   void resume_reading();
   bool write_backlogged() const { return socket_.queued() > 0; }
@@ -68,6 +74,16 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   uint16_t port() const { return port_; }
   const std::string& name() const { return name_; }
   ClientConnection* linked_client() const { return client_; }
+  ServerStatementCache& statements() { return statements_; }
+  // SQL-level PREPARE names on this connection -> statement id.
+  std::unordered_map<std::string, uint64_t>& sql_prepared() { return sql_prepared_; }
+  char tx_status() const { return tx_status_; }
+  // Transaction pooling: give the connection back if nothing is in flight
+  // (after requests pgmux answered itself).
+  void maybe_release();
+  void forget_unprepared(const std::vector<uint64_t>& tags);
+  // The server's framer is between messages (safe to insert our own).
+  bool at_message_boundary() const { return framer_.at_boundary(); }
 
   // pool::PoolServer
   void pool_close(const char* reason) override;
@@ -99,6 +115,9 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // returns false (after failing the connection) on a framing error.
   // `release_point` is set when a ReadyForQuery answered everything sent.
   bool scan_server_bytes(proto::ByteSpan chunk, bool& release_point);
+  // Same scan for a client whose responses are rewritten (hidden responses
+  // of injected requests, pgmux's own responses inserted): builds `out`.
+  bool rewrite_server_bytes(proto::ByteSpan chunk, bool& release_point, std::string& out);
   void release_to_pool();
   void after_client_left();
   void note_parameter(std::string_view name, std::string_view value);
@@ -118,6 +137,8 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   proto::StreamFramer framer_;
   std::string msg_acc_;  // body of a small message being watched (S, Z)
   char watched_type_ = 0;
+  bool hiding_ = false;       // the message in progress is not for the client
+  std::string held_header_;   // header bytes whose message type is not known yet
 
   std::optional<auth::ScramClient> scram_;
   proto::BackendKey key_;
@@ -130,6 +151,8 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   bool in_copy_in_ = false;  // server waits for CopyData from the client
   conf::PoolMode client_mode_ = conf::PoolMode::session;
 
+  ServerStatementCache statements_;
+  std::unordered_map<std::string, uint64_t> sql_prepared_;
   std::deque<std::string> internal_queries_;
   int internal_purpose_ = 0;
   std::optional<proto::ErrorFields> internal_error_;

@@ -154,6 +154,20 @@ int Socket::write(std::string&& data) {
   return rc;
 }
 
+int Socket::write_copy(const uint8_t* data, size_t n) {
+  if (closing_) return UV_EPIPE;
+  if (n == 0) return 0;
+  size_t done = 0;
+  if (uv_stream_get_write_queue_size(&h_.stream) == 0) {
+    uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(data)), unsigned(n));
+    int rc = uv_try_write(&h_.stream, &b, 1);
+    if (rc >= 0) done = size_t(rc);
+    else if (rc != UV_EAGAIN && rc != UV_ENOSYS) return rc;
+  }
+  if (done == n) return 0;
+  return write(std::string(reinterpret_cast<const char*>(data) + done, n - done));
+}
+
 // Tries to write directly; queues the unwritten tail, keeping its storage.
 // `str` (if any) is owned by this call.
 int Socket::write_tail(const uint8_t* data, size_t n, IoBufferPtr buf, std::string* str) {

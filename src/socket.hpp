@@ -78,6 +78,8 @@ class Socket {
   // Returns 0 or a libuv error; on error the caller closes.
   int write(IoBufferPtr buf, size_t offset, size_t n);
   int write(std::string&& data);
+  // Copies only what the kernel does not take at once.
+  int write_copy(const uint8_t* data, size_t n);
   size_t queued() const;  // bytes waiting in the write queue
 
   void close();

@@ -19,6 +19,7 @@
 #include "pool/list.hpp"
 #include "pool/pool.hpp"
 #include "src/client.hpp"
+#include "src/prepared.hpp"
 #include "src/server.hpp"
 
 namespace pgmux {
@@ -99,6 +100,7 @@ class Worker : public pool::Connector {
   pool::TimePoint now() const override { return pool::Clock::now(); }
 
   uint64_t next_id() { return ++last_id_; }
+  PreparedRegistry& prepared() { return prepared_; }
   // Called once everything is closed after a shutdown (closes signal handles
   // so the loop can end).
   std::function<void()> on_stopped;
@@ -128,6 +130,7 @@ class Worker : public pool::Connector {
   pool::List<ClientConnection, &ClientConnection::login_hook> logging_in_;  // FIFO by start
   pool::List<ServerConnection, &ServerConnection::all_hook> servers_;
   size_t counted_clients_ = 0;  // against max_client_conn
+  PreparedRegistry prepared_;
   uint64_t last_id_ = 0;
   bool shutting_down_ = false;
   pool::TimePoint shutdown_deadline_{};

@@ -1,0 +1,20 @@
+// Recognises the few SQL commands pgmux must act on under transaction
+// pooling: PREPARE / EXECUTE / DEALLOCATE (SQL-level prepared statements)
+// and DISCARD ALL. Only a query string holding exactly one such statement
+// is recognised; anything else is an ordinary query.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace pgmux::proto {
+
+struct SqlCommand {
+  enum class Kind { other, prepare, execute, deallocate, deallocate_all, discard_all };
+  Kind kind = Kind::other;
+  std::string name;  // statement name, case-folded unless it was quoted
+};
+
+SqlCommand classify_sql_command(std::string_view query);
+
+}  // namespace pgmux::proto

@@ -1,0 +1,65 @@
+#include "src/prepared.hpp"
+
+namespace pgmux {
+
+StatementRef PreparedRegistry::get(std::string_view query, std::string_view param_types) {
+  std::string key;
+  key.reserve(query.size() + 1 + param_types.size());
+  key.append(query);
+  key.push_back('\0');
+  key.append(param_types);
+  auto it = by_key_.find(key);
+  if (it != by_key_.end()) {
+    if (auto sp = it->second.lock()) return sp;
+  }
+  auto st = std::make_shared<PreparedStatement>();
+  st->id = next_id_++;
+  st->server_name = "pgmux_" + std::to_string(st->id);
+  st->query = std::string(query);
+  st->param_types = std::string(param_types);
+  by_key_[std::move(key)] = st;
+  if (by_key_.size() >= sweep_at_) {
+    // Forget statements no client holds any more.
+    for (auto i = by_key_.begin(); i != by_key_.end();) {
+      if (i->second.expired()) i = by_key_.erase(i);
+      else ++i;
+    }
+    sweep_at_ = by_key_.size() * 2 + 1024;
+  }
+  return st;
+}
+
+bool ServerStatementCache::contains(uint64_t id) {
+  auto it = index_.find(id);
+  if (it == index_.end()) return false;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return true;
+}
+
+std::optional<std::string> ServerStatementCache::insert(uint64_t id, const std::string& server_name) {
+  if (contains(id)) return std::nullopt;
+  lru_.emplace_front(id, server_name);
+  index_[id] = lru_.begin();
+  if (capacity_ > 0 && index_.size() > capacity_) {
+    auto victim = std::prev(lru_.end());
+    std::string name = std::move(victim->second);
+    index_.erase(victim->first);
+    lru_.erase(victim);
+    return name;
+  }
+  return std::nullopt;
+}
+
+void ServerStatementCache::erase(uint64_t id) {
+  auto it = index_.find(id);
+  if (it == index_.end()) return;
+  lru_.erase(it->second);
+  index_.erase(it);
+}
+
+void ServerStatementCache::clear() {
+  lru_.clear();
+  index_.clear();
+}
+
+}  // namespace pgmux

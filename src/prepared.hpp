@@ -1,0 +1,61 @@
+// Named prepared statements under transaction pooling.
+//
+// Clients name statements as they like; pgmux gives every distinct
+// (query, parameter types) one server-side name "pgmux_<id>" shared by all
+// clients of the worker, so a statement prepared on a server connection by
+// one client serves every other client that prepares the same text.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace pgmux {
+
+struct PreparedStatement {
+  uint64_t id = 0;
+  std::string server_name;
+  std::string query;
+  std::string param_types;  // wire bytes: int16 count + int32 OIDs
+};
+using StatementRef = std::shared_ptr<const PreparedStatement>;
+
+// Tracker tags: protocol-level statements use their id, SQL-level ones
+// have this bit set.
+constexpr uint64_t kSqlStatementTag = uint64_t(1) << 63;
+
+class PreparedRegistry {
+ public:
+  StatementRef get(std::string_view query, std::string_view param_types);
+  size_t size() const { return by_key_.size(); }
+
+ private:
+  std::unordered_map<std::string, std::weak_ptr<const PreparedStatement>> by_key_;
+  uint64_t next_id_ = 1;
+  size_t sweep_at_ = 1024;
+};
+
+// Which statements one server connection has prepared, least recently used
+// first out.
+class ServerStatementCache {
+ public:
+  explicit ServerStatementCache(size_t capacity = 200) : capacity_(capacity) {}
+  void set_capacity(size_t c) { capacity_ = c; }
+  bool contains(uint64_t id);  // and marks it recently used
+  // Records `id`; returns the server name of an evicted statement, if any.
+  std::optional<std::string> insert(uint64_t id, const std::string& server_name);
+  void erase(uint64_t id);
+  void clear();
+  size_t size() const { return index_.size(); }
+
+ private:
+  size_t capacity_;
+  std::list<std::pair<uint64_t, std::string>> lru_;  // front = most recent
+  std::unordered_map<uint64_t, std::list<std::pair<uint64_t, std::string>>::iterator> index_;
+};
+
+}  // namespace pgmux
