@@ -49,6 +49,7 @@ void ClientConnection::start() {
 // Reading
 
 void ClientConnection::on_read(Socket&, IoBufferPtr buf, size_t n) {
+  last_active_ms_ = uv_now(worker_.loop());
   switch (state_) {
     case State::startup:
     case State::auth:
@@ -355,6 +356,7 @@ void ClientConnection::send_welcome() {
   proto::ready_for_query(out, 'I');
   send(std::move(out));
   state_ = State::idle;
+  last_active_ms_ = uv_now(worker_.loop());
   worker_.client_logged_in(this);
   if (worker_.config().log.connections)
     spdlog::info("C-{} login ok: user \"{}\" database \"{}\" from {}", id_, user_, database_, peer_);

@@ -66,6 +66,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   const std::string& database() const { return database_; }
   pool::TimePoint login_started() const { return login_started_; }
   ServerConnection* server() const { return server_; }
+  uint64_t last_active_ms() const { return last_active_ms_; }
 
   // pool::PoolClient
   void pool_welcome_ready() override;
@@ -134,6 +135,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   pool::Params desired_;  // session parameters the client asked for / was told
   uint32_t cancel_pid_ = 0, cancel_key_ = 0;
   bool counted_ = false;  // counted against max_client_conn
+  uint64_t last_active_ms_ = 0;  // loop time of the last read
   conf::PoolMode mode_ = conf::PoolMode::session;
 
   // transaction pooling with prepared statements (see forward_managed)

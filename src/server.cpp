@@ -40,7 +40,8 @@ ServerConnection::ServerConnection(Worker& w, pool::Pool&, const conf::DatabaseC
                                                                  : Socket::Kind::tcp,
               this),
       framer_(w.config().max_packet_size),
-      statements_(size_t(w.config().max_prepared_statements)) {}
+      statements_(size_t(w.config().max_prepared_statements)),
+      loop_(w.loop()) {}
 
 ServerConnection::~ServerConnection() = default;
 
@@ -550,6 +551,7 @@ bool ServerConnection::scan_server_bytes(proto::ByteSpan chunk, bool& release_po
         if (auto st = proto::parse_ready_for_query(body)) tx_status_ = *st;
         if (pending_z_ > 0) --pending_z_;
         in_copy_in_ = false;
+        ready_since_ms_ = uv_now(loop_);
         release_point = pending_z_ == 0 && !unsynced_;
       } else if (auto ps = proto::parse_parameter_status(body)) {
         note_parameter(ps->name, ps->value);

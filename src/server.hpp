@@ -59,12 +59,18 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // Bookkeeping of what the server still owes: every Query, Sync and
   // FunctionCall is answered by exactly one ReadyForQuery.
   void count_request(char type) {
+    bool was_busy = pending_z_ > 0 || unsynced_;
     switch (type) {
       case 'Q': case 'S': case 'F': ++pending_z_; unsynced_ = false; break;
       case 'P': case 'B': case 'E': case 'D': case 'C': case 'H': unsynced_ = true; break;
       default: break;
     }
+    if (!was_busy && (pending_z_ > 0 || unsynced_)) busy_since_ms_ = uv_now(loop_);
   }
+  // For query_timeout / idle_transaction_timeout (loop milliseconds).
+  bool busy() const { return pending_z_ > 0 || unsynced_; }
+  uint64_t busy_since_ms() const { return busy_since_ms_; }
+  uint64_t ready_since_ms() const { return ready_since_ms_; }
 
   void close(const char* reason);
   State state() const { return state_; }
@@ -153,6 +159,9 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
 
   ServerStatementCache statements_;
   std::unordered_map<std::string, uint64_t> sql_prepared_;
+  uv_loop_t* loop_;
+  uint64_t busy_since_ms_ = 0;   // when the server started owing a reply
+  uint64_t ready_since_ms_ = 0;  // last ReadyForQuery
   std::deque<std::string> internal_queries_;
   int internal_purpose_ = 0;
   std::optional<proto::ErrorFields> internal_error_;

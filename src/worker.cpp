@@ -25,6 +25,7 @@ const char* to_string(CloseReason r) {
     case CloseReason::internal_error: return "internal error";
     case CloseReason::cancel_request: return "cancel request";
     case CloseReason::unsupported: return "unsupported request";
+    case CloseReason::timeout: return "timeout";
   }
   return "?";
 }
@@ -199,7 +200,49 @@ void Worker::tick() {
     }
   }
   for (auto& [key, entry] : pools_) entry.pool->tick();
+  if (++ticks_ % 5 == 0) check_client_timeouts();
   if (shutting_down_) maybe_finish_shutdown();
+}
+
+// client_idle_timeout, idle_transaction_timeout and query_timeout, with the
+// messages PgBouncer users know.
+void Worker::check_client_timeouts() {
+  const conf::Config& cfg = *config_;
+  uint64_t idle_ms = uint64_t(cfg.client_idle_timeout.count());
+  uint64_t idle_tx_ms = uint64_t(cfg.idle_transaction_timeout.count());
+  uint64_t query_ms = uint64_t(cfg.query_timeout.count());
+  if (!idle_ms && !idle_tx_ms && !query_ms) return;
+  uint64_t now_ms = uv_now(&loop_);
+  std::vector<std::pair<ClientConnection*, const char*>> doomed;
+  for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c)) {
+    auto st = c->state();
+    ServerConnection* s = c->server();
+    bool linked = st == ClientConnection::State::linked && s;
+    if (linked && s->busy()) {
+      if (query_ms && now_ms - s->busy_since_ms() >= query_ms) doomed.emplace_back(c, "query_timeout");
+      continue;
+    }
+    if (linked && s->tx_status() != 'I') {
+      if (idle_tx_ms && now_ms - std::max(s->ready_since_ms(), c->last_active_ms()) >= idle_tx_ms)
+        doomed.emplace_back(c, "idle_transaction_timeout");
+      continue;
+    }
+    if ((st == ClientConnection::State::idle || linked) && idle_ms &&
+        now_ms - c->last_active_ms() >= idle_ms)
+      doomed.emplace_back(c, "client_idle_timeout");
+  }
+  for (auto& [c, what] : doomed) {
+    proto::ErrorFields e;
+    e.severity = "FATAL";
+    e.sqlstate = proto::sqlstate::kProtocolViolation;
+    e.message = what;
+    ServerConnection* s = c->server();
+    c->close(CloseReason::timeout, &e);
+    // A server still running the query would drain it: stop it instead.
+    if (s && std::string_view(what) == "query_timeout" &&
+        s->state() == ServerConnection::State::draining)
+      s->close("query_timeout");
+  }
 }
 
 pool::Pool& Worker::pool_for(const PoolKey& key, const conf::DatabaseConfig& db) {

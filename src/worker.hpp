@@ -41,6 +41,7 @@ enum class CloseReason {
   internal_error,
   cancel_request,       // a cancel connection is done
   unsupported,          // a feature we refuse (e.g. replication connections)
+  timeout,              // query_timeout, client_idle_timeout, idle_transaction_timeout
 };
 const char* to_string(CloseReason r);
 
@@ -109,6 +110,8 @@ class Worker : public pool::Connector {
  private:
   static void on_tick(uv_timer_t* t);
   void tick();
+  void check_client_timeouts();
+  uint64_t ticks_ = 0;
   void maybe_finish_shutdown();
 
   uv_loop_t loop_{};
