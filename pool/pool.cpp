@@ -306,3 +306,23 @@ void Pool::close_idle(const char* reason) {
 }
 
 }  // namespace pgmux::pool
+
+namespace pgmux::pool {
+
+bool Pool::close_one_idle(const char* reason) {
+  PoolServer* s = idle_.front();  // idle_ is LIFO from the back: front is the oldest
+  if (!s) return false;
+  s->pool_close(reason);
+  return true;
+}
+
+bool Pool::starved_by_shared_limit() const {
+  if (wait_server_.empty() && wait_welcome_.empty()) return false;
+  size_t needed = wait_server_.size() + (wait_welcome_.empty() ? 0 : 1);
+  if (connecting_.size() >= needed) return false;
+  size_t total = connecting_.size() + idle_.size() + active_.size() + resetting_.size();
+  if (total >= size_t(settings_.pool_size)) return false;
+  return (db_limit_ && db_limit_->full()) || (user_limit_ && user_limit_->full());
+}
+
+}  // namespace pgmux::pool

@@ -171,6 +171,13 @@ class Pool {
   void tick();
   // Close every idle server (RECONNECT, shutdown).
   void close_idle(const char* reason);
+  // Close the least recently used idle server; false if none.
+  bool close_one_idle(const char* reason);
+  // Clients wait and this pool could open more, but a shared limit
+  // (max_db_connections / max_user_connections) is full.
+  bool starved_by_shared_limit() const;
+  SharedLimit* db_limit() const { return db_limit_; }
+  SharedLimit* user_limit() const { return user_limit_; }
 
  private:
   friend class PoolServer;

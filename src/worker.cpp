@@ -200,8 +200,30 @@ void Worker::tick() {
     }
   }
   for (auto& [key, entry] : pools_) entry.pool->tick();
+  balance_shared_limits();
   if (++ticks_ % 5 == 0) check_client_timeouts();
   if (shutting_down_) maybe_finish_shutdown();
+}
+
+// max_db_connections / max_user_connections span pools: a pool whose
+// clients wait while the shared limit is taken by idle servers of another
+// pool gets a slot by closing one of those idle servers.
+void Worker::balance_shared_limits() {
+  for (auto& [key, entry] : pools_) {
+    pool::Pool& starved = *entry.pool;
+    if (!starved.starved_by_shared_limit()) continue;
+    for (auto& [okey, other] : pools_) {
+      pool::Pool& donor = *other.pool;
+      if (&donor == &starved) continue;
+      bool shares = (starved.db_limit() && starved.db_limit() == donor.db_limit() &&
+                     starved.db_limit()->full()) ||
+                    (starved.user_limit() && starved.user_limit() == donor.user_limit() &&
+                     starved.user_limit()->full());
+      if (shares && donor.counts().idle > 0 && donor.counts().waiting_server == 0 &&
+          donor.close_one_idle("freeing a slot for another pool (shared connection limit)"))
+        break;
+    }
+  }
 }
 
 // client_idle_timeout, idle_transaction_timeout and query_timeout, with the

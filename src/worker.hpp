@@ -111,6 +111,7 @@ class Worker : public pool::Connector {
   static void on_tick(uv_timer_t* t);
   void tick();
   void check_client_timeouts();
+  void balance_shared_limits();
   uint64_t ticks_ = 0;
   void maybe_finish_shutdown();
 

@@ -334,3 +334,29 @@ TEST_CASE("remove from any state keeps the lists consistent") {
   CHECK(a.assigned->pool() == nullptr);
   p.remove(a.assigned);  // idempotent
 }
+
+TEST_CASE("a pool starved by a shared limit can take an idle slot from another pool") {
+  FakeConnector c;
+  SharedLimit db{2, 0};
+  std::vector<FakeClient> cl(3);
+  Pool p1("app", "alice", settings(5), c, &db, nullptr);
+  Pool p2("app", "bob", settings(5), c, &db, nullptr);
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  p1.acquire(&cl[0], s, e);
+  p1.acquire(&cl[1], s, e);
+  login_all(p1, c);
+  p1.release(cl[0].assigned);
+  p1.release(cl[1].assigned);
+  CHECK(db.count == 2);
+  CHECK_FALSE(p2.starved_by_shared_limit());
+  REQUIRE(p2.acquire(&cl[2], s, e) == Acquire::queued);
+  CHECK(p2.starved_by_shared_limit());
+  CHECK(p2.counts().total_servers() == 0);
+  REQUIRE(p1.close_one_idle("freeing a slot"));
+  CHECK(db.count == 1);  // p1 gave one back; p2 opens it on its next tick
+  p2.tick();
+  CHECK(p2.counts().connecting == 1);
+  CHECK(db.count == 2);
+  CHECK_FALSE(p2.starved_by_shared_limit());
+}
