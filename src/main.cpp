@@ -31,6 +31,25 @@ void usage(FILE* out) {
                PGMUX_VERSION);
 }
 
+std::string unsupported_settings(const pgmux::conf::Config& cfg) {
+  using namespace pgmux::conf;
+  if (cfg.auth.type == AuthType::hba) return "[auth] type = \"hba\" is not supported yet";
+  if (cfg.auth.query_set) return "[auth] query (auth_query) is not supported yet";
+  if (cfg.tls.mode != TlsMode::disable) return "[tls] mode other than \"disable\" is not supported yet";
+  if (cfg.server_tls.mode != TlsMode::disable && cfg.server_tls.mode != TlsMode::allow &&
+      cfg.server_tls.mode != TlsMode::prefer)
+    return "[server_tls] mode \"" + std::string(to_string(cfg.server_tls.mode)) +
+           "\" is not supported yet (TLS towards servers is not implemented; use prefer or disable)";
+  if (!cfg.admin.metrics_listen.empty()) return "[admin] metrics_listen is not supported yet";
+  for (const auto& [name, db] : cfg.databases) {
+    if (!db.replicas.empty() || db.read_routing != ReadRouting::off)
+      return "[databases." + name + "] replicas / read_routing are not supported yet";
+    if (db.target_session_attrs)
+      return "[databases." + name + "] target_session_attrs is not supported yet";
+  }
+  return {};
+}
+
 struct Signals {
   uv_signal_t term{}, intr{}, hup{};
 };
@@ -76,8 +95,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   const auto& cfg = *loaded.config;
-  if (cfg.auth.type == pgmux::conf::AuthType::hba) {
-    std::fprintf(stderr, "pgmux: invalid configuration: [auth] type = \"hba\" is not supported yet\n");
+  // Refuse settings whose feature has not landed rather than ignore them:
+  // a pooler that silently skips TLS or routing is worse than one that
+  // does not start.
+  std::string unsupported = unsupported_settings(cfg);
+  if (!unsupported.empty()) {
+    std::fprintf(stderr, "pgmux: invalid configuration: %s\n", unsupported.c_str());
     return 1;
   }
   std::shared_ptr<const pgmux::auth::Userlist> userlist;
@@ -102,7 +125,10 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   spdlog::info("pgmux {} starting with {}", PGMUX_VERSION, config_path);
   if (cfg.workers > 1)
-    spdlog::warn("workers = {}: only one worker is implemented so far", cfg.workers);
+    spdlog::warn("workers = {}: only one worker is implemented so far; running one", cfg.workers);
+  if (cfg.server_tls.mode != pgmux::conf::TlsMode::disable)
+    spdlog::info("[server_tls] mode \"{}\": TLS towards servers is not implemented yet; connecting in plaintext",
+                 pgmux::conf::to_string(cfg.server_tls.mode));
 
   pgmux::Worker worker(loaded.config, userlist);
   Signals sig;
