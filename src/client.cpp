@@ -215,48 +215,49 @@ void ClientConnection::begin_auth() {
   const conf::DatabaseConfig* db = cfg.find_database(database_);
   const auth::Userlist* users = worker_.userlist();
   const auth::Secret* secret = users ? users->find(user_) : nullptr;
+  auth_ = std::make_unique<AuthState>();
 
-  if (!db) fail_reason_ = "unknown database \"" + database_ + "\"";
-  else if (users && !secret) fail_reason_ = "unknown user \"" + user_ + "\"";
-  else if (!users && cfg.auth.type != conf::AuthType::trust) fail_reason_ = "no userlist loaded";
+  if (!db) auth_->fail_reason = "unknown database \"" + database_ + "\"";
+  else if (users && !secret) auth_->fail_reason = "unknown user \"" + user_ + "\"";
+  else if (!users && cfg.auth.type != conf::AuthType::trust) auth_->fail_reason = "no userlist loaded";
   else if (cfg.auth.type != conf::AuthType::trust && secret && secret->text.empty())
-    fail_reason_ = "empty password in the userlist (like PostgreSQL, no password means no login)";
-  mock_ = !fail_reason_.empty();
+    auth_->fail_reason = "empty password in the userlist (like PostgreSQL, no password means no login)";
+  auth_->mock = !auth_->fail_reason.empty();
 
   state_ = State::auth;
   std::string out;
   conf::AuthType type = cfg.auth.type;
   if (type == conf::AuthType::trust) {
-    if (mock_) auth_failed(fail_reason_);
+    if (auth_->mock) auth_failed(auth_->fail_reason);
     else auth_succeeded();
     return;
   }
   bool use_scram = type == conf::AuthType::scram_sha_256 ||
                    (type == conf::AuthType::md5 && secret && secret->kind == auth::SecretKind::scram);
   if (!use_scram) {
-    method_ = Method::md5;
-    auth::random_bytes(md5_salt_, sizeof(md5_salt_));
-    if (!mock_) {
+    auth_->method = Method::md5;
+    auth::random_bytes(auth_->md5_salt, sizeof(auth_->md5_salt));
+    if (!auth_->mock) {
       if (secret->kind == auth::SecretKind::md5)
-        md5_expected_ = auth::md5_response_from_hash(secret->text, md5_salt_);
+        auth_->md5_expected = auth::md5_response_from_hash(secret->text, auth_->md5_salt);
       else
-        md5_expected_ = auth::md5_response(user_, secret->text, md5_salt_);
+        auth_->md5_expected = auth::md5_response(user_, secret->text, auth_->md5_salt);
     }
-    proto::auth_md5(out, md5_salt_);
+    proto::auth_md5(out, auth_->md5_salt);
   } else {
-    method_ = Method::scram;
-    if (!mock_ && secret->kind == auth::SecretKind::md5) {
-      fail_reason_ = "the userlist holds an md5 hash for \"" + user_ +
+    auth_->method = Method::scram;
+    if (!auth_->mock && secret->kind == auth::SecretKind::md5) {
+      auth_->fail_reason = "the userlist holds an md5 hash for \"" + user_ +
                      "\", which cannot verify SCRAM; store a SCRAM verifier or plain password";
-      mock_ = true;
+      auth_->mock = true;
     }
-    if (mock_) {
-      scram_.emplace(auth::ScramServer::mock(user_));
+    if (auth_->mock) {
+      auth_->scram.emplace(auth::ScramServer::mock(user_));
     } else if (secret->kind == auth::SecretKind::scram) {
-      scram_.emplace(secret->scram);
-      from_verifier_ = true;
+      auth_->scram.emplace(secret->scram);
+      auth_->from_verifier = true;
     } else {
-      scram_.emplace(worker_.verifier_for_plain(user_, secret->text));
+      auth_->scram.emplace(worker_.verifier_for_plain(user_, secret->text));
     }
     proto::auth_sasl(out, {"SCRAM-SHA-256"});
   }
@@ -268,47 +269,47 @@ bool ClientConnection::handle_auth_message(char type, proto::ByteSpan body) {
     protocol_error(std::string("expected a password message, got '") + type + "'");
     return false;
   }
-  if (method_ == Method::md5) {
+  if (auth_->method == Method::md5) {
     auto pw = proto::parse_password_message(body);
     if (!pw) {
       protocol_error("malformed password message");
       return false;
     }
-    if (mock_) auth_failed(fail_reason_);
-    else if (auth::constant_time_equal(*pw, md5_expected_)) auth_succeeded();
+    if (auth_->mock) auth_failed(auth_->fail_reason);
+    else if (auth::constant_time_equal(*pw, auth_->md5_expected)) auth_succeeded();
     else auth_failed("password does not match (md5)");
     return false;
   }
-  if (method_ != Method::scram || !scram_) {
+  if (auth_->method != Method::scram || !auth_->scram) {
     protocol_error("unexpected password message");
     return false;
   }
   std::string reply, err;
-  if (!scram_first_done_) {
+  if (!auth_->scram_first_done) {
     auto init = proto::parse_sasl_initial_response(body);
     if (!init || !init->has_data) {
       protocol_error("malformed SASLInitialResponse");
       return false;
     }
-    if (!scram_->handle_client_first(init->mechanism, init->data, reply, err)) {
-      auth_failed(mock_ ? fail_reason_ : "SCRAM: " + err);
+    if (!auth_->scram->handle_client_first(init->mechanism, init->data, reply, err)) {
+      auth_failed(auth_->mock ? auth_->fail_reason : "SCRAM: " + err);
       return false;
     }
-    scram_first_done_ = true;
+    auth_->scram_first_done = true;
     std::string out;
     proto::auth_sasl_continue(out, reply);
     send(std::move(out));
     return true;
   }
-  if (!scram_->handle_client_final(proto::as_chars(body), reply, err)) {
-    auth_failed(mock_ ? fail_reason_ : "SCRAM: " + err);
+  if (!auth_->scram->handle_client_final(proto::as_chars(body), reply, err)) {
+    auth_failed(auth_->mock ? auth_->fail_reason : "SCRAM: " + err);
     return false;
   }
   std::string out;
   proto::auth_sasl_final(out, reply);
   send(std::move(out));
-  if (from_verifier_) worker_.remember_scram_keys(user_, scram_->keys());
-  scram_.reset();
+  if (auth_->from_verifier) worker_.remember_scram_keys(user_, auth_->scram->keys());
+  auth_->scram.reset();
   auth_succeeded();
   return false;
 }
@@ -323,6 +324,8 @@ void ClientConnection::auth_failed(const std::string& log_reason) {
 }
 
 void ClientConnection::auth_succeeded() {
+  auth_.reset();
+  std::string().swap(inbuf_);  // login is over: give the buffer back
   const conf::DatabaseConfig* db = worker_.config().find_database(database_);
   pool_user_ = (db && db->user) ? *db->user : user_;
   mode_ = worker_.config().effective_pool_mode(*db, user_);
@@ -343,9 +346,6 @@ void ClientConnection::send_welcome() {
   pool::Params told = pool_->welcome();
   for (auto& [k, v] : desired_) {
     if (auto* cur = find_param(told, k)) *cur = v;
-  }
-  for (auto& [k, v] : told) {
-    if (!find_param(desired_, k)) desired_.emplace_back(k, v);
   }
   login_params_ = desired_;
   std::string out;
@@ -601,6 +601,8 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
     server_->forward_copy(out);
   }
   flush_due_responses();
+  // Requests sent while the server skips to Sync after an error never run.
+  if (server_) server_->forget_unprepared(tracker_.take_unprepared());
   if (server_) server_->maybe_release();
   if (server_ && server_->write_backlogged()) socket_.read_stop();
 }
@@ -816,12 +818,14 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
       stmts_.clear();
       sql_stmts_.clear();
       // Session settings go back to what the client had at login.
-      std::string m;
-      for (auto& [k, v] : login_params_) {
-        const std::string* cur = find_param(desired_, k);
-        if (!cur || *cur != v) proto::parameter_status(m, k, v);
-      }
+      pool::Params before;
+      for_each_param([&](const std::string& k, const std::string& v) { before.emplace_back(k, v); });
       desired_ = login_params_;
+      std::string m;
+      for_each_param([&](const std::string& k, const std::string& v) {
+        const std::string* was = find_param(before, k);
+        if (!was || *was != v) proto::parameter_status(m, k, v);
+      });
       m += command_complete_and_ready("DISCARD ALL", 'I');
       tracker_.synthetic(std::move(m));
       return true;

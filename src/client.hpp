@@ -1,6 +1,7 @@
 // One connection from an application to pgmux.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <unordered_map>
 #include <string>
@@ -11,6 +12,7 @@
 #include "protocol/builders.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/tracker.hpp"
+#include "src/params.hpp"
 #include "src/prepared.hpp"
 #include "src/socket.hpp"
 
@@ -51,7 +53,20 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   void server_lost(const proto::ErrorFields& e);         // the server died
   // The server saw ParameterStatus: the client now has this value.
   void parameter_changed(std::string_view name, std::string_view value);
-  const pool::Params& desired_params() const { return desired_; }
+  // The session parameters the client expects, name and value: the pool's
+  // server values overridden by the client's own (startup, SET, options).
+  template <class F>
+  void for_each_param(F&& f) const {
+    if (pool_) {
+      for (const auto& [k, v] : pool_->welcome()) {
+        const std::string* mine = find_param(desired_, k);
+        f(k, mine ? *mine : v);
+      }
+    }
+    for (const auto& [k, v] : desired_) {
+      if (!pool_ || !find_param(pool_->welcome(), k)) f(k, v);
+    }
+  }
   conf::PoolMode mode() const { return mode_; }
   // No partial client message has been forwarded.
   bool at_message_boundary() const { return framer_.at_boundary(); }
@@ -121,18 +136,24 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   IoBufferPtr pending_;  // bytes read while waiting for a server
   size_t pending_len_ = 0;
 
-  // authentication
-  enum class Method { none, md5, scram } method_ = Method::none;
-  bool mock_ = false;  // unknown user or database: fail after the exchange
-  std::string fail_reason_;
-  uint8_t md5_salt_[4] = {};
-  std::string md5_expected_;
-  std::optional<auth::ScramServer> scram_;
-  bool scram_first_done_ = false;
-  bool from_verifier_ = false;  // SCRAM against a stored verifier: keys usable for pass-through
-  bool refused_too_many_ = false;
+  // Authentication state lives on the heap only while a login is in
+  // progress, so a logged-in idle client does not carry it.
+  enum class Method { none, md5, scram };
+  struct AuthState {
+    Method method = Method::none;
+    bool mock = false;  // unknown user or database: fail after the exchange
+    std::string fail_reason;
+    uint8_t md5_salt[4] = {};
+    std::string md5_expected;
+    std::optional<auth::ScramServer> scram;
+    bool scram_first_done = false;
+    bool from_verifier = false;  // SCRAM against a stored verifier: keys usable for pass-through
+  };
+  std::unique_ptr<AuthState> auth_;
 
-  pool::Params desired_;  // session parameters the client asked for / was told
+  // Only where the client differs from (or adds to) the pool's server values:
+  // an idle client holds a few strings, not a copy of every parameter.
+  pool::Params desired_;
   uint32_t cancel_pid_ = 0, cancel_key_ = 0;
   bool counted_ = false;  // counted against max_client_conn
   uint64_t last_active_ms_ = 0;  // loop time of the last read
@@ -143,7 +164,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   proto::ResponseTracker tracker_;
   std::unordered_map<std::string, StatementRef> stmts_;  // client name -> statement
   std::unordered_map<std::string, StatementRef> sql_stmts_;  // SQL-level PREPARE names
-  pool::Params login_params_;  // what the client was told at login (for DISCARD ALL)
+  pool::Params login_params_;  // desired_ at login (for DISCARD ALL)
   std::string held_;  // header bytes of a message whose type is not known yet
   std::string acc_;   // body of a message being inspected
   char acc_type_ = 0;

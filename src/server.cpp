@@ -487,16 +487,16 @@ void ServerConnection::link(ClientConnection* c) {
   client_mode_ = c->mode();
   std::string sql;
   std::vector<std::pair<std::string, std::string>> newly_set;
-  for (auto& [k, v] : c->desired_params()) {
-    if (read_only_parameter(k)) continue;
+  c->for_each_param([&](const std::string& k, const std::string& v) {
+    if (read_only_parameter(k)) return;
     const std::string* cur = find_param(params_, k);
     bool reported = cur != nullptr;
     if (!cur) cur = find_param(set_by_us_, k);
-    if (cur && *cur == v) continue;
+    if (cur && *cur == v) return;
     if (!sql.empty()) sql += "; ";
     sql += set_statement(k, v);
     if (!reported) newly_set.emplace_back(k, v);
-  }
+  });
   if (sql.empty()) {
     state_ = State::linked;
     c->server_ready();
