@@ -519,7 +519,10 @@ TEST_CASE("session: COPY in and out", "[session][copy]") {
 // m. Real clients: psql and pgbench
 
 TEST_CASE("session: psql and pgbench", "[session][clients]") {
-  Pgmux mux(session_config("scram-sha-256", plaintext_userlist(), "default_pool_size = 5\n"));
+  // The acceptance run: a session pool of 10 and a userlist of SCRAM
+  // verifiers only (so every server login is SCRAM pass-through).
+  Pgmux mux(session_config("scram-sha-256", userlist_line("scram_user", fixture().scram_user_verifier),
+                           "default_pool_size = 10\n"));
   const auto& fx = fixture();
 
   auto psql = run_process({fx.pg_bin + "/psql", mux.conninfo("app", "scram_user", "scram_pw"), "-X",
@@ -541,14 +544,14 @@ TEST_CASE("session: psql and pgbench", "[session][clients]") {
     REQUIRE(ir.exit_code == 0);
   }
 
-  // 10 clients over 5 session-pooled servers: half of them queue, none fails.
-  std::vector<std::string> run = {fx.pg_bin + "/pgbench", "-c", "10", "-j", "2", "-t", "50", "-S"};
+  // 50 clients over 10 session-pooled servers: most of them queue, none fails.
+  std::vector<std::string> run = {fx.pg_bin + "/pgbench", "-c", "50", "-j", "2", "-t", "100", "-S"};
   run.insert(run.end(), target.begin(), target.end());
   run.push_back("app");
   auto rr = run_process(run, env, 90s);
   INFO("pgbench output:\n" << rr.output);
   CHECK(rr.exit_code == 0);
-  CHECK_THAT(rr.output, Contains("number of transactions actually processed: 500/500"));
+  CHECK_THAT(rr.output, Contains("number of transactions actually processed: 5000/5000"));
   if (contains(rr.output, "number of failed transactions:")) {
     CHECK_THAT(rr.output, Contains("number of failed transactions: 0 "));
   }
@@ -694,6 +697,22 @@ TEST_CASE("session: unix socket", "[session][listen]") {
   auto c = connect(mux.unix_conninfo("app", "scram_user", "scram_pw"));
   CHECK(scalar(c.get(), "SELECT current_user") == "scram_user");
   c.reset();
+  mux.finish();
+}
+
+// ---------------------------------------------------------------------------
+// The "*" entry serves any database name that has no entry of its own, with
+// the server database named as the client asked.
+
+TEST_CASE("session: wildcard database entry", "[session][routing]") {
+  Pgmux mux(session_config("scram-sha-256", plaintext_userlist(), "",
+                           database_section("\"*\"")));
+  auto c = connect(mux.conninfo("app2", "scram_user", "scram_pw"));
+  CHECK(scalar(c.get(), "SELECT current_database()") == "app2");
+  auto a = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  CHECK(scalar(a.get(), "SELECT current_database()") == "app");
+  c.reset();
+  a.reset();
   mux.finish();
 }
 
