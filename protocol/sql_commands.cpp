@@ -1,10 +1,68 @@
 #include "protocol/sql_commands.hpp"
 
+#include <algorithm>
 #include <cctype>
 
 namespace pgmux::proto {
 
 namespace {
+
+// PostgreSQL's lexer: identifiers start with a letter, '_' or a non-ASCII
+// byte and go on with those, digits and '$'.
+bool ident_start(char c) {
+  unsigned char u = static_cast<unsigned char>(c);
+  return std::isalpha(u) || u == '_' || u >= 0x80;
+}
+bool ident_cont(char c) {
+  return ident_start(c) || std::isdigit(static_cast<unsigned char>(c)) || c == '$';
+}
+
+// s[i] starts "/*": the index after the matching "*/" (comments nest).
+size_t skip_block_comment(std::string_view s, size_t i) {
+  int depth = 0;
+  do {
+    if (s.compare(i, 2, "/*") == 0) {
+      ++depth;
+      i += 2;
+    } else if (s.compare(i, 2, "*/") == 0) {
+      --depth;
+      i += 2;
+    } else {
+      ++i;
+    }
+  } while (depth > 0 && i < s.size());
+  return std::min(i, s.size());
+}
+
+// s[i] is the opening quote: the index after the closing one. `backslash`:
+// an E'...' string, where a backslash escapes the next character.
+size_t skip_quoted(std::string_view s, size_t i, bool backslash) {
+  const char q = s[i++];
+  while (i < s.size()) {
+    if (backslash && s[i] == '\\') {
+      i += 2;
+    } else if (s[i] == q) {
+      if (i + 1 < s.size() && s[i + 1] == q) {
+        i += 2;
+      } else {
+        return i + 1;
+      }
+    } else {
+      ++i;
+    }
+  }
+  return s.size();
+}
+
+// The server truncates identifiers to NAMEDATALEN - 1 bytes, without
+// splitting a (UTF-8) character.
+void truncate_identifier(std::string& name) {
+  constexpr size_t kMaxIdentifier = 63;
+  if (name.size() <= kMaxIdentifier) return;
+  size_t n = kMaxIdentifier;
+  while (n > 0 && (static_cast<unsigned char>(name[n]) & 0xC0) == 0x80) --n;
+  name.resize(n);
+}
 
 struct Lexer {
   std::string_view s;
@@ -16,18 +74,7 @@ struct Lexer {
       if (s.compare(i, 2, "--") == 0) {
         while (i < s.size() && s[i] != '\n') ++i;
       } else if (s.compare(i, 2, "/*") == 0) {
-        int depth = 0;  // SQL block comments nest
-        do {
-          if (s.compare(i, 2, "/*") == 0) {
-            ++depth;
-            i += 2;
-          } else if (s.compare(i, 2, "*/") == 0) {
-            --depth;
-            i += 2;
-          } else {
-            ++i;
-          }
-        } while (depth > 0 && i < s.size());
+        i = skip_block_comment(s, i);
       } else {
         return;
       }
@@ -65,15 +112,34 @@ struct Lexer {
             continue;
           }
           ++i;
+          truncate_identifier(out);
           return !out.empty();
         }
         out.push_back(s[i++]);
       }
       return false;
     }
-    if (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) return false;
+    if (i < s.size() && !ident_start(s[i])) return false;
     out = word();
+    truncate_identifier(out);
     return !out.empty();
+  }
+
+  // PREPARE name: a parameter list or AS follows (not PREPARE TRANSACTION 'x').
+  bool at_paren_or_as() {
+    skip_space();
+    if (i < s.size() && s[i] == '(') return true;
+    size_t save = i;
+    bool as = word() == "as";
+    i = save;
+    return as;
+  }
+
+  // EXECUTE name: a parameter list may follow, then the statement ends.
+  bool execute_rest() {
+    skip_space();
+    if (i < s.size() && s[i] == '(') return single_statement();
+    return at_statement_end();
   }
 
   // Only a trailing ';' and comments may follow (one statement).
@@ -92,36 +158,32 @@ struct Lexer {
     size_t j = i;
     while (j < s.size()) {
       char c = s[j];
-      if (c == '\'' || c == '"') {
-        char q = c;
-        ++j;
-        while (j < s.size()) {
-          if (s[j] == q) {
-            if (j + 1 < s.size() && s[j + 1] == q) {
-              j += 2;
-              continue;
-            }
-            break;
-          }
-          ++j;
-        }
-        ++j;
-      } else if (c == '$') {
+      if (ident_start(c)) {
+        // A whole word, so that a '$' inside it starts no dollar quote.
         size_t k = j + 1;
-        while (k < s.size() && (std::isalnum(static_cast<unsigned char>(s[k])) || s[k] == '_')) ++k;
+        while (k < s.size() && ident_cont(s[k])) ++k;
+        bool escape_string = k == j + 1 && (c == 'e' || c == 'E') && k < s.size() && s[k] == '\'';
+        j = escape_string ? skip_quoted(s, k, true) : k;
+      } else if (c == '\'' || c == '"') {
+        j = skip_quoted(s, j, false);
+      } else if (c == '$') {
+        // $$ or $tag$; a tag is an identifier without '$'.
+        size_t k = j + 1;
+        if (k < s.size() && ident_start(s[k])) {
+          while (k < s.size() && ident_cont(s[k]) && s[k] != '$') ++k;
+        }
         if (k < s.size() && s[k] == '$') {
           std::string_view tag = s.substr(j, k - j + 1);
           size_t end = s.find(tag, k + 1);
           if (end == std::string_view::npos) return true;  // unterminated: the server errors
           j = end + tag.size();
         } else {
-          ++j;
+          ++j;  // a parameter ($1) or a stray '$'
         }
       } else if (s.compare(j, 2, "--") == 0) {
         while (j < s.size() && s[j] != '\n') ++j;
       } else if (s.compare(j, 2, "/*") == 0) {
-        size_t end = s.find("*/", j + 2);
-        j = end == std::string_view::npos ? s.size() : end + 2;
+        j = skip_block_comment(s, j);
       } else if (c == ';') {
         Lexer rest{s, j + 1};
         rest.skip_space();
@@ -141,10 +203,10 @@ SqlCommand classify_sql_command(std::string_view query) {
   Lexer lx{query};
   std::string first = lx.word();
   if (first == "prepare") {
-    if (!lx.identifier(cmd.name) || !lx.single_statement()) return {};
+    if (!lx.identifier(cmd.name) || !lx.at_paren_or_as() || !lx.single_statement()) return {};
     cmd.kind = SqlCommand::Kind::prepare;
   } else if (first == "execute") {
-    if (!lx.identifier(cmd.name) || !lx.single_statement()) return {};
+    if (!lx.identifier(cmd.name) || !lx.execute_rest()) return {};
     cmd.kind = SqlCommand::Kind::execute;
   } else if (first == "deallocate") {
     size_t save = lx.i;

@@ -2,28 +2,47 @@
 
 namespace pgmux::proto {
 
-void ResponseTracker::sent(Request r, bool hidden, uint64_t tag) {
+void ResponseTracker::sent(Request r, bool hidden, uint64_t tag, uint64_t client_tag) {
+  if (skipping_) {
+    // The server discards everything up to the next Sync after an error in
+    // an extended-protocol request: no response will come for this one.
+    if (r != Request::sync) {
+      if (tag) unprepared_.push_back(tag);
+      if (client_tag) unnamed_.push_back(client_tag);
+      return;
+    }
+    skipping_ = false;
+  }
   Entry e;
   e.req = r;
   e.hidden = hidden;
   e.tag = tag;
+  e.client_tag = client_tag;
   if (hidden) ++special_;
   q_.push_back(std::move(e));
 }
 
-void ResponseTracker::synthetic(std::string message) {
+void ResponseTracker::synthetic(std::string message, uint64_t client_tag) {
+  if (skipping_) {  // the server would have discarded the request
+    if (client_tag) unnamed_.push_back(client_tag);
+    return;
+  }
   Entry e;
   e.req = Request::parse;  // unused for synthetic entries
   e.is_synthetic = true;
+  e.client_tag = client_tag;
   e.message = std::move(message);
   ++special_;
   q_.push_back(std::move(e));
 }
 
 void ResponseTracker::pop_front() {
-  const Entry& e = q_.front();
+  const Entry& e = q_[head_];
   if (e.hidden || e.is_synthetic) --special_;
-  q_.pop_front();
+  if (++head_ == q_.size()) {
+    q_.clear();  // keeps capacity for the next requests
+    head_ = 0;
+  }
 }
 
 bool ResponseTracker::terminates(const Entry& e, char type) {
@@ -46,10 +65,10 @@ ResponseTracker::Action ResponseTracker::on_server_message(char type) {
   if (type == 'N' || type == 'A' || type == 'S') return Action::pass;
   // Synthetic entries at the head must have been taken with take_due first;
   // if not, they are skipped over here so the queue cannot stall.
-  while (!q_.empty() && q_.front().is_synthetic) pop_front();
-  if (q_.empty()) return Action::pass;  // unsolicited (e.g. FATAL at shutdown)
+  while (!empty() && front().is_synthetic) pop_front();
+  if (empty()) return Action::pass;  // unsolicited (e.g. FATAL at shutdown)
 
-  Entry& head = q_.front();
+  Entry& head = front();
   if (type == 'E') {
     bool simple = head.req == Request::query || head.req == Request::function_call ||
                   head.req == Request::sync;
@@ -60,22 +79,28 @@ ResponseTracker::Action ResponseTracker::on_server_message(char type) {
     }
     // The extended request failed: the server ignores everything up to the
     // next Sync, so nothing queued before it will be answered.
-    while (!q_.empty() && (q_.front().is_synthetic || q_.front().req != Request::sync)) {
-      if (q_.front().tag) unprepared_.push_back(q_.front().tag);
+    while (!empty() && (front().is_synthetic || front().req != Request::sync)) {
+      if (front().tag) unprepared_.push_back(front().tag);
+      if (front().client_tag) unnamed_.push_back(front().client_tag);
       pop_front();
     }
+    // No Sync sent yet: what the client sends until then is discarded too.
+    skipping_ = empty();
     return Action::pass;
   }
   Action a = head.hidden ? Action::hide : Action::pass;
   if (head.req == Request::describe_stmt && type == 't') head.got_param_desc = true;
-  if (terminates(head, type)) pop_front();
+  if (terminates(head, type)) {
+    if (head.req == Request::parse && head.tag) prepared_.push_back(head.tag);
+    pop_front();
+  }
   return a;
 }
 
 bool ResponseTracker::take_due(std::string& out) {
   bool any = false;
-  while (!q_.empty() && q_.front().is_synthetic) {
-    out += q_.front().message;
+  while (!empty() && front().is_synthetic) {
+    out += front().message;
     pop_front();
     any = true;
   }

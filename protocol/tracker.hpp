@@ -9,7 +9,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <vector>
 
@@ -35,10 +34,13 @@ class ResponseTracker {
   // `tag` (non-zero) marks a Parse whose statement pgmux records as prepared
   // on the server: if the Parse fails or is skipped after an error, the tag
   // is reported by take_unprepared so the record can be dropped.
-  void sent(Request r, bool hidden = false, uint64_t tag = 0);
+  // `client_tag` (non-zero) marks a Parse the client sent (forwarded or
+  // answered by pgmux): if it fails or is skipped, the client's statement
+  // name must not exist, and take_unnamed reports the tag.
+  void sent(Request r, bool hidden = false, uint64_t tag = 0, uint64_t client_tag = 0);
   // pgmux answers a request itself with this (complete) message, delivered
   // once every earlier request has been answered.
-  void synthetic(std::string message);
+  void synthetic(std::string message, uint64_t client_tag = 0);
 
   // A server message of `type` starts. Returns whether it goes to the client.
   // An ErrorResponse ends the current extended-protocol request and, as the
@@ -51,14 +53,21 @@ class ResponseTracker {
 
   // Tags of Parse requests that failed or were skipped since the last call.
   std::vector<uint64_t> take_unprepared() { return std::move(unprepared_); }
+  // Client tags of Parse requests that failed or were skipped.
+  std::vector<uint64_t> take_unnamed() { return std::move(unnamed_); }
+  // Tags of Parse requests the server answered with ParseComplete.
+  std::vector<uint64_t> take_prepared() { return std::move(prepared_); }
 
   // Nothing in flight.
-  bool empty() const { return q_.empty(); }
+  bool empty() const { return head_ == q_.size(); }
   // Something other than plain pass-through is queued (hidden or synthetic):
   // the caller must take the careful path for server output.
   bool special() const { return special_ > 0; }
   void clear() {
     q_.clear();
+    head_ = 0;
+    unprepared_.clear();
+    unnamed_.clear();
     special_ = 0;
     skipping_ = false;
   }
@@ -70,15 +79,22 @@ class ResponseTracker {
     bool is_synthetic = false;
     bool got_param_desc = false;  // describe_stmt: 't' seen
     uint64_t tag = 0;
+    uint64_t client_tag = 0;
     std::string message;          // synthetic response
   };
   static bool terminates(const Entry& e, char type);
   void pop_front();
 
-  std::deque<Entry> q_;
+  // A vector used as a queue (entries before head_ are done): an idle client
+  // holds no allocation, unlike std::deque which allocates when constructed.
+  std::vector<Entry> q_;
+  size_t head_ = 0;
+  Entry& front() { return q_[head_]; }
   size_t special_ = 0;
   bool skipping_ = false;  // after an error: waiting for the Sync's 'Z'
   std::vector<uint64_t> unprepared_;
+  std::vector<uint64_t> prepared_;
+  std::vector<uint64_t> unnamed_;
 };
 
 }  // namespace pgmux::proto
