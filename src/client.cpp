@@ -372,6 +372,7 @@ void ClientConnection::handle_idle_data(IoBufferPtr buf, size_t n) {
     close(CloseReason::client_terminate);
     return;
   }
+  if (managed_ && answer_without_server(buf->data, n)) return;
   pending_ = std::move(buf);
   pending_len_ = n;
   state_ = State::wait_server;
@@ -542,6 +543,21 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
         close(CloseReason::client_terminate);
         return;
       }
+      drop_current_ = false;
+      if (skip_to_sync_ && t != 'S') {
+        // After an error pgmux reported itself, the server would ignore
+        // everything up to Sync: so does pgmux.
+        if (raw) {
+          out.assign(proto::as_chars(chunk.subspan(0, raw_end)));
+          raw = false;
+        }
+        held_.clear();
+        drop_current_ = true;
+        pass_current_ = false;
+        accumulating_ = false;
+        continue;
+      }
+      if (t == 'S') skip_to_sync_ = false;
       if (inspected_type(t, piece.body_length)) {
         if (raw) {
           out.assign(proto::as_chars(chunk.subspan(0, raw_end)));
@@ -580,6 +596,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
       continue;
     }
     // body piece
+    if (drop_current_) continue;
     if (accumulating_) {
       if (acc_.size() + piece.data.size() > worker_.config().max_packet_size) {
         protocol_error("message too large");
@@ -603,8 +620,80 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
   flush_due_responses();
   // Requests sent while the server skips to Sync after an error never run.
   if (server_) server_->forget_unprepared(tracker_.take_unprepared());
+  forget_unnamed();
   if (server_) server_->maybe_release();
   if (server_ && server_->write_backlogged()) socket_.read_stop();
+}
+
+bool ClientConnection::answer_without_server(const uint8_t* data, size_t n) {
+  if (!framer_.at_boundary() || !held_.empty() || skip_to_sync_) return false;
+  struct Step {
+    char type;
+    std::string name;
+    StatementRef st;
+  };
+  std::vector<Step> steps;
+  size_t pos = 0;
+  while (pos < n) {
+    auto fr = proto::peek_frame(proto::ByteSpan(data + pos, n - pos), worker_.config().max_packet_size);
+    if (fr.result != proto::Result::ok) return false;
+    proto::ByteSpan body(data + pos + 5, fr.frame.body_length());
+    char t = fr.frame.type;
+    pos += fr.frame.total();
+    if (t == 'P') {
+      auto m = proto::parse_parse(body);
+      if (!m || m->statement.empty() || stmts_.count(std::string(m->statement))) return false;
+      size_t types_at = m->statement.size() + 1 + m->query.size() + 1;
+      std::string_view types(reinterpret_cast<const char*>(body.data()) + types_at,
+                             body.size() - types_at);
+      StatementRef st = worker_.prepared().get(m->query, types);
+      if (!worker_.prepared().proven(st->id)) return false;
+      steps.push_back({t, std::string(m->statement), st});
+    } else if (t == 'C') {
+      auto m = proto::parse_close(body);
+      if (!m || m->kind != 'S' || m->name.empty()) return false;
+      steps.push_back({t, std::string(m->name), nullptr});
+    } else if (t == 'S') {
+      if (pos != n) return false;  // Sync must end the chunk
+      steps.push_back({t, {}, nullptr});
+    } else {
+      return false;
+    }
+  }
+  if (steps.empty() || steps.back().type != 'S') return false;
+  std::string out;
+  for (auto& st : steps) {
+    if (st.type == 'P') {
+      stmts_[st.name] = st.st;
+      append_message(out, '1', {});
+    } else if (st.type == 'C') {
+      stmts_.erase(st.name);
+      append_message(out, '3', {});
+    } else {
+      proto::ready_for_query(out, 'I');
+    }
+  }
+  deliver(std::move(out));
+  return true;
+}
+
+// A client Parse the server refused or skipped defines no name.
+void ClientConnection::forget_unnamed() {
+  for (uint64_t tag : tracker_.take_unnamed()) {
+    auto it = unconfirmed_.find(tag);
+    if (it == unconfirmed_.end()) continue;
+    auto nt = name_tag_.find(it->second);
+    if (nt != name_tag_.end() && nt->second == tag) {
+      stmts_.erase(it->second);
+      name_tag_.erase(nt);
+    }
+    unconfirmed_.erase(it);
+  }
+  // Once nothing is in flight every remaining Parse has been answered.
+  if (tracker_.empty()) {
+    unconfirmed_.clear();
+    name_tag_.clear();
+  }
 }
 
 // pgmux's own answers (ParseComplete, CloseComplete) go out as soon as every
@@ -615,7 +704,8 @@ void ClientConnection::flush_due_responses() {
   if (tracker_.take_due(due)) deliver(std::move(due));
 }
 
-void ClientConnection::emit_parse(const StatementRef& st, std::string& out, bool hidden) {
+void ClientConnection::emit_parse(const StatementRef& st, std::string& out, bool hidden,
+                                  uint64_t client_tag) {
   if (auto evicted = server_->statements().insert(st->id, st->server_name)) {
     std::string body;
     body.push_back('S');
@@ -632,7 +722,7 @@ void ClientConnection::emit_parse(const StatementRef& st, std::string& out, bool
   body.push_back('\0');
   body.append(st->param_types);
   append_message(out, 'P', body);
-  tracker_.sent(Req::parse, hidden, st->id);
+  tracker_.sent(Req::parse, hidden, st->id, client_tag);
   server_->count_request('P');
 }
 
@@ -659,12 +749,26 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         return false;
       }
       if (m->statement.empty()) return pass(Req::parse);
+      if (stmts_.count(std::string(m->statement))) {
+        proto::ErrorFields e;
+        e.sqlstate = "42P05";
+        e.message = "prepared statement \"" + std::string(m->statement) + "\" already exists";
+        std::string msg;
+        proto::error_response(msg, e);
+        tracker_.synthetic(std::move(msg));
+        skip_to_sync_ = true;
+        return true;
+      }
       size_t types_at = m->statement.size() + 1 + m->query.size() + 1;
       std::string_view types(body_str.data() + types_at, body_str.size() - types_at);
       StatementRef st = worker_.prepared().get(m->query, types);
-      stmts_[std::string(m->statement)] = st;
-      if (server_->statements().contains(st->id)) tracker_.synthetic(parse_complete());
-      else emit_parse(st, out, /*hidden=*/false);
+      std::string name(m->statement);
+      stmts_[name] = st;
+      uint64_t ctag = next_parse_tag_++;
+      unconfirmed_[ctag] = name;
+      name_tag_[name] = ctag;
+      if (server_->statements().contains(st->id)) tracker_.synthetic(parse_complete(), ctag);
+      else emit_parse(st, out, /*hidden=*/false, ctag);
       return true;
     }
     case 'B': {
@@ -765,6 +869,16 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
     case proto::SqlCommand::Kind::other:
       return forward_query();
     case proto::SqlCommand::Kind::prepare: {
+      if (sql_stmts_.count(cmd.name)) {
+        proto::ErrorFields e;
+        e.sqlstate = "42P05";
+        e.message = "prepared statement \"" + cmd.name + "\" already exists";
+        std::string m;
+        proto::error_response(m, e);
+        proto::ready_for_query(m, server_->tx_status() == 'I' ? 'I' : 'E');
+        tracker_.synthetic(std::move(m));
+        return true;
+      }
       StatementRef st = worker_.prepared().get(std::string("\x01sql\x01") + cmd.name + '\x01' +
                                                    std::string(*q), {});
       auto it = on_server.find(cmd.name);
@@ -871,6 +985,8 @@ void ClientConnection::close(CloseReason reason, const proto::ErrorFields* error
   if (server_) {
     ServerConnection* s = server_;
     server_ = nullptr;
+    // A query still running would hold its locks until it ends: cancel it.
+    if (s->busy() && s->state() == ServerConnection::State::linked) worker_.cancel_server_query(s);
     s->unlink_client(!managed_ || tracker_.empty());
   }
   pending_.reset();

@@ -46,6 +46,9 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   void deliver(std::string&& data);
   bool write_backlogged() const { return socket_.queued() > 0; }
   proto::ResponseTracker& tracker() { return tracker_; }
+  // Drops statement names whose Parse failed or was skipped (reported by
+  // the tracker after an error).
+  void forget_unnamed();
   bool managed() const { return managed_; }
   void resume_reading();  // the server drained what we sent it
   void server_ready();                                // parameters in sync
@@ -112,9 +115,13 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // prepares statements on servers that lack them, answers Close itself.
   void forward_managed(IoBufferPtr buf, size_t offset, size_t n);
   bool process_message(char type, const std::string& body, std::string& out);
-  void emit_parse(const StatementRef& st, std::string& out, bool hidden);
+  void emit_parse(const StatementRef& st, std::string& out, bool hidden, uint64_t client_tag = 0);
   void flush_due_responses();
   bool process_query(const std::string& body, std::string& out);
+  // Parse of statements a server already accepted (+ Close) + Sync while no
+  // server is linked: answered by pgmux alone. False if the chunk is
+  // anything else.
+  bool answer_without_server(const uint8_t* data, size_t n);
   void acquire_server();
   void send(std::string&& data);
   void protocol_error(const std::string& what);
@@ -170,6 +177,14 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   char acc_type_ = 0;
   bool accumulating_ = false;
   bool pass_current_ = false;  // the message in progress goes out unchanged
+  // Parses not yet answered: client tag -> name, and the tag that last
+  // defined each such name, so a Parse the server skipped or refused
+  // leaves no name behind.
+  std::unordered_map<uint64_t, std::string> unconfirmed_;
+  std::unordered_map<std::string, uint64_t> name_tag_;
+  uint64_t next_parse_tag_ = 1;
+  bool skip_to_sync_ = false;  // pgmux answered an error: drop messages until Sync
+  bool drop_current_ = false;  // the message in progress is dropped
 };
 
 }  // namespace pgmux

@@ -19,10 +19,19 @@ StatementRef PreparedRegistry::get(std::string_view query, std::string_view para
   st->param_types = std::string(param_types);
   by_key_[std::move(key)] = st;
   if (by_key_.size() >= sweep_at_) {
-    // Forget statements no client holds any more.
+    // Forget statements no client holds any more (and their proven mark).
+    std::unordered_set<uint64_t> live;
     for (auto i = by_key_.begin(); i != by_key_.end();) {
-      if (i->second.expired()) i = by_key_.erase(i);
-      else ++i;
+      if (auto sp = i->second.lock()) {
+        live.insert(sp->id);
+        ++i;
+      } else {
+        i = by_key_.erase(i);
+      }
+    }
+    for (auto i = proven_.begin(); i != proven_.end();) {
+      if (live.count(*i)) ++i;
+      else i = proven_.erase(i);
     }
     sweep_at_ = by_key_.size() * 2 + 1024;
   }

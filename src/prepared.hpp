@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace pgmux {
 
@@ -32,9 +33,14 @@ class PreparedRegistry {
  public:
   StatementRef get(std::string_view query, std::string_view param_types);
   size_t size() const { return by_key_.size(); }
+  // A server has accepted this statement (ParseComplete) at least once, so a
+  // client's Parse of the same text can be answered without a server.
+  void mark_proven(uint64_t id) { proven_.insert(id); }
+  bool proven(uint64_t id) const { return proven_.count(id) != 0; }
 
  private:
   std::unordered_map<std::string, std::weak_ptr<const PreparedStatement>> by_key_;
+  std::unordered_set<uint64_t> proven_;
   uint64_t next_id_ = 1;
   size_t sweep_at_ = 1024;
 };

@@ -536,8 +536,15 @@ bool ServerConnection::scan_server_bytes(proto::ByteSpan chunk, bool& release_po
       if (piece.type == 'G' || piece.type == 'W') in_copy_in_ = true;
       release_point = false;  // more than a ReadyForQuery followed
       if (client_ && client_->managed()) {
-        client_->tracker().on_server_message(piece.type);
-        if (piece.type == 'E') forget_unprepared(client_->tracker().take_unprepared());
+        proto::ResponseTracker& tracker = client_->tracker();
+        tracker.on_server_message(piece.type);
+        if (piece.type == 'E') {
+          forget_unprepared(tracker.take_unprepared());
+          client_->forget_unnamed();
+        }
+        if (piece.type == '1')
+          for (uint64_t tag : tracker.take_prepared())
+            if (!(tag & kSqlStatementTag)) worker_.prepared().mark_proven(tag);
       }
     } else if (piece.kind == K::body && watched_type_) {
       if (msg_acc_.size() + piece.data.size() <= kMaxWatchedMessage)
@@ -621,43 +628,58 @@ bool ServerConnection::rewrite_server_bytes(proto::ByteSpan chunk, bool& release
     }
   }
   forget_unprepared(tracker.take_unprepared());
+  client_->forget_unnamed();
+  for (uint64_t tag : tracker.take_prepared())
+    if (!(tag & kSqlStatementTag)) worker_.prepared().mark_proven(tag);
   return true;
 }
 
 void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
   bool release_point = false;
   proto::ByteSpan chunk(buf->data, n);
-  if (client_ && client_->managed() && (client_->tracker().special() || !held_header_.empty())) {
-    std::string out;
+  std::string out;
+  bool rewritten = client_ && client_->managed() &&
+                   (client_->tracker().special() || !held_header_.empty());
+  if (rewritten) {
     if (!rewrite_server_bytes(chunk, release_point, out)) return;
-    buf.reset();
-    if (!client_) return;
+  } else if (!scan_server_bytes(chunk, release_point)) {
+    return;
+  }
+  if (!client_) return;
+  bool at_rest = release_point && client_->mode() != conf::PoolMode::session &&
+                 client_->at_message_boundary() && framer_.at_boundary() &&
+                 (!client_->managed() || client_->tracker().empty());
+  if (at_rest && tx_status_ != 'I' && client_->mode() == conf::PoolMode::statement) {
+    // Statement pooling cannot keep a transaction open: the client gets the
+    // error instead of BEGIN's ReadyForQuery (the last 6 bytes), and the
+    // transaction is rolled back before the server is reused.
+    constexpr size_t kReadyForQuerySize = 6;
+    if (rewritten) {
+      if (out.size() >= kReadyForQuerySize) out.resize(out.size() - kReadyForQuerySize);
+      if (!out.empty()) client_->deliver(std::move(out));
+    } else if (n > kReadyForQuerySize) {
+      client_->deliver(std::move(buf), 0, n - kReadyForQuerySize);
+    }
+    proto::ErrorFields e;
+    e.severity = "FATAL";
+    e.sqlstate = proto::sqlstate::kProtocolViolation;
+    e.message = "transaction blocks not allowed in statement pooling mode";
+    ClientConnection* c = client_;
+    client_ = nullptr;
+    if (c->state() != ClientConnection::State::closing) c->server_lost(e);
+    state_ = State::linked;
+    unlink_client();
+    return;
+  }
+  if (rewritten) {
     if (!out.empty()) client_->deliver(std::move(out));
   } else {
-    if (!scan_server_bytes(chunk, release_point)) return;
-    if (!client_) return;
     client_->deliver(std::move(buf), 0, n);
   }
   if (!client_) return;  // delivery failed and the client closed
-  if (release_point && client_->mode() != conf::PoolMode::session &&
-      client_->at_message_boundary() && framer_.at_boundary() &&
-      (!client_->managed() || client_->tracker().empty())) {
-    if (tx_status_ == 'I') {
-      release_to_pool();
-      return;
-    }
-    if (client_->mode() == conf::PoolMode::statement) {
-      proto::ErrorFields e;
-      e.severity = "FATAL";
-      e.sqlstate = proto::sqlstate::kFeatureNotSupported;
-      e.message = "transaction blocks not allowed in statement pooling mode";
-      ClientConnection* c = client_;
-      client_ = nullptr;
-      c->server_lost(e);
-      state_ = State::linked;
-      unlink_client();
-      return;
-    }
+  if (at_rest && tx_status_ == 'I') {
+    release_to_pool();
+    return;
   }
   if (client_->write_backlogged()) {
     socket_.read_stop();

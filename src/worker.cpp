@@ -258,12 +258,7 @@ void Worker::check_client_timeouts() {
     e.severity = "FATAL";
     e.sqlstate = proto::sqlstate::kProtocolViolation;
     e.message = what;
-    ServerConnection* s = c->server();
-    c->close(CloseReason::timeout, &e);
-    // A server still running the query would drain it: stop it instead.
-    if (s && std::string_view(what) == "query_timeout" &&
-        s->state() == ServerConnection::State::draining)
-      s->close("query_timeout");
+    c->close(CloseReason::timeout, &e);  // a running query is cancelled there
   }
 }
 
@@ -367,6 +362,10 @@ void Worker::handle_cancel(uint32_t pid, uint32_t key) {
     return;
   }
   spdlog::info("C-{} cancel request forwarded to {}", c->id(), s->name());
+  cancel_server_query(s);
+}
+
+void Worker::cancel_server_query(ServerConnection* s) {
   new CancelSender(*this, s->host(), s->port(), s->backend_pid(), s->backend_key());
 }
 

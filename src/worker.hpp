@@ -88,6 +88,8 @@ class Worker : public pool::Connector {
   void register_cancel_key(ClientConnection* c, uint32_t& pid, uint32_t& key);
   void unregister_cancel_key(uint32_t pid);
   void handle_cancel(uint32_t pid, uint32_t key);
+  // Cancels whatever the server is running (its own key, new connection).
+  void cancel_server_query(ServerConnection* s);
   void server_finished(ServerConnection* s);
   // SCRAM keys recovered from a client's login, for pass-through.
   void remember_scram_keys(const std::string& user, const auth::ScramKeys& keys);

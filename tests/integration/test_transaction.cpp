@@ -1,0 +1,1909 @@
+// Transaction and statement pooling against a real PostgreSQL (issue 3):
+// pgbench through a small transaction pool, named prepared statements shared
+// across server connections, pipelines with errors, COPY, clients that vanish
+// mid-transaction, parameters that follow their client, statement mode, every
+// timeout and limit, SQL-level PREPARE/EXECUTE and the prepared-statement LRU.
+//
+// Where a test checks isolation between clients it also checks that the
+// clients really shared server connections (pg_backend_pid()), so that the
+// test can fail. Several tests rely on pgmux handing out the most recently
+// released idle server before opening a new one (PgBouncer's default, LIFO):
+// a client that holds a server inside BEGIN then forces the next client onto
+// another one.
+//
+// Worker threads never use Catch assertions (not thread-safe): they collect
+// errors in an Errors list that the main thread checks. A Watchdog shuts the
+// sockets of its connections down when a test runs too long, so a pgmux that
+// never answers makes the test fail with a message instead of hanging until
+// ctest's timeout.
+#include <catch2/catch.hpp>
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <latch>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "harness.hpp"
+
+using namespace it;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::string unique_suffix() {
+  static std::atomic<int> counter{0};
+  static const unsigned seed = std::random_device{}();
+  return std::to_string(getpid()) + "_" + std::to_string(seed % 100000) + "_" +
+         std::to_string(counter++);
+}
+
+// A transaction-pooling (or `mode`) config for database `app`, SCRAM towards
+// the clients, the fixture's plaintext userlist (scram_user, md5_user,
+// cancel_user).
+PgmuxConfig tx_config(std::string extra_pgmux = {}, std::string extra_rest = {},
+                      std::string_view mode = "transaction") {
+  PgmuxConfig c;
+  c.pgmux = "pool_mode = \"" + std::string(mode) + "\"\n" + extra_pgmux;
+  c.rest = auth_section("scram-sha-256") + "\n" + database_section("app") + "\n" + extra_rest;
+  c.userlist = plaintext_userlist();
+  return c;
+}
+
+std::string join(const std::vector<std::string>& v, std::string_view sep = " ") {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) out += sep;
+    out += v[i];
+  }
+  return out;
+}
+
+bool any_of_contains(std::string_view text, std::initializer_list<std::string_view> needles) {
+  for (auto n : needles) {
+    if (contains(text, n)) return true;
+  }
+  return false;
+}
+
+// Thread-safe error collection for worker threads.
+class Errors {
+ public:
+  void add(std::string e) {
+    std::lock_guard<std::mutex> lock(m_);
+    v_.push_back(std::move(e));
+  }
+  size_t size() {
+    std::lock_guard<std::mutex> lock(m_);
+    return v_.size();
+  }
+  std::string summary(size_t max = 8) {
+    std::lock_guard<std::mutex> lock(m_);
+    std::string s = std::to_string(v_.size()) + " error(s)";
+    for (size_t i = 0; i < v_.size() && i < max; ++i) s += "\n  " + v_[i];
+    return s;
+  }
+
+ private:
+  std::mutex m_;
+  std::vector<std::string> v_;
+};
+
+// After `limit`, shuts down the sockets of every registered connection (and of
+// any registered later), so blocked libpq calls return with an error.
+class Watchdog {
+ public:
+  explicit Watchdog(std::chrono::milliseconds limit)
+      : deadline_(Clock::now() + limit), thread_([this] { run(); }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+  void add(PGconn* c) {
+    std::lock_guard<std::mutex> lock(m_);
+    if (fired_) kill(c);
+    conns_.insert(c);
+  }
+  void remove(PGconn* c) {
+    std::lock_guard<std::mutex> lock(m_);
+    conns_.erase(c);
+  }
+  bool fired() const { return fired_.load(); }
+
+ private:
+  static void kill(PGconn* c) {
+    int fd = PQsocket(c);
+    if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+  }
+  void run() {
+    std::unique_lock<std::mutex> lock(m_);
+    if (cv_.wait_until(lock, deadline_, [&] { return stop_; })) return;
+    fired_ = true;
+    for (PGconn* c : conns_) kill(c);
+  }
+
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::set<PGconn*> conns_;
+  bool stop_ = false;
+  std::atomic<bool> fired_{false};
+  Clock::time_point deadline_;
+  std::thread thread_;  // last: starts after everything above exists
+};
+
+// A libpq connection registered with a Watchdog for its lifetime.
+class WatchedConn {
+ public:
+  WatchedConn(Watchdog& wd, const std::string& conninfo) : wd_(&wd), conn_(connect_raw(conninfo)) {
+    if (conn_) wd_->add(conn_.get());
+  }
+  ~WatchedConn() { reset(); }
+  WatchedConn(const WatchedConn&) = delete;
+  WatchedConn& operator=(const WatchedConn&) = delete;
+
+  PGconn* get() const { return conn_.get(); }
+  bool ok() const { return conn_ && PQstatus(conn_.get()) == CONNECTION_OK; }
+  std::string error() const { return conn_ ? trim(PQerrorMessage(conn_.get())) : "no memory"; }
+  void reset() {
+    if (conn_) {
+      wd_->remove(conn_.get());
+      conn_.reset();
+    }
+  }
+
+ private:
+  Watchdog* wd_;
+  Conn conn_;
+};
+
+#define REQUIRE_CONN(c)                         \
+  do {                                          \
+    INFO("connect: " << (c).error());           \
+    REQUIRE((c).ok());                          \
+  } while (false)
+
+// Counts client backends matching `where` in pg_stat_activity every 10 ms
+// (direct superuser connection) and remembers the maximum.
+class BackendMonitor {
+ public:
+  explicit BackendMonitor(std::string where)
+      : where_(std::move(where)), thread_([this] { run(); }) {}
+  ~BackendMonitor() { stop(); }
+  void stop() {
+    done_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  int max() const { return max_.load(); }
+  int samples() const { return samples_.load(); }
+  const std::string& error() const { return error_; }  // after stop()
+
+ private:
+  void run() {
+    Conn su = connect_raw(conninfo_);
+    if (PQstatus(su.get()) != CONNECTION_OK) {
+      error_ = PQerrorMessage(su.get());
+      return;
+    }
+    const std::string sql =
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND (" +
+        where_ + ")";
+    while (!done_.load()) {
+      auto r = try_exec(su.get(), sql);
+      if (!r.ok) {
+        error_ = r.message;
+        return;
+      }
+      int n = std::stoi(r.rows.at(0).at(0));
+      int prev = max_.load();
+      while (n > prev && !max_.compare_exchange_weak(prev, n)) {
+      }
+      ++samples_;
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+
+  std::string where_;
+  std::string conninfo_ = superuser_conninfo();
+  std::atomic<bool> done_{false};
+  std::atomic<int> max_{0};
+  std::atomic<int> samples_{0};
+  std::string error_;
+  std::thread thread_;  // last
+};
+
+// A database of its own on the fixture's primary, owned by scram_user, so a
+// test can count its backends without seeing other tests' connections.
+// Dropped (WITH (FORCE)) by the destructor: declare it before the Pgmux.
+class ScratchDatabase {
+ public:
+  explicit ScratchDatabase(std::string_view tag) : name_("it_" + std::string(tag) + "_" + unique_suffix()) {
+    auto su = superuser();
+    exec(su.get(), "CREATE DATABASE " + name_ + " OWNER scram_user");
+    exec(su.get(), "GRANT ALL ON DATABASE " + name_ + " TO cancel_user, md5_user, trust_user");
+    auto in_db = superuser(name_);
+    exec(in_db.get(), "GRANT ALL ON SCHEMA public TO cancel_user, md5_user, trust_user");
+  }
+  ~ScratchDatabase() {
+    Conn su = connect_raw(superuser_conninfo());
+    if (PQstatus(su.get()) == CONNECTION_OK) {
+      try_exec(su.get(), "DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+    }
+  }
+  ScratchDatabase(const ScratchDatabase&) = delete;
+  ScratchDatabase& operator=(const ScratchDatabase&) = delete;
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+};
+
+// ---------------------------------------------------------------------------
+// libpq helpers (thread-safe, no assertions)
+
+QueryOutcome outcome(PGconn* conn, PGresult* r) {
+  QueryOutcome out;
+  if (!r) {
+    out.message = trim(PQerrorMessage(conn));
+    return out;
+  }
+  out.status = PQresultStatus(r);
+  out.ok = out.status == PGRES_TUPLES_OK || out.status == PGRES_COMMAND_OK ||
+           out.status == PGRES_EMPTY_QUERY;
+  if (const char* s = PQresultErrorField(r, PG_DIAG_SQLSTATE)) out.sqlstate = s;
+  out.message = trim(PQresultErrorMessage(r));
+  if (!out.ok && out.message.empty()) out.message = trim(PQerrorMessage(conn));
+  out.cmd_status = PQcmdStatus(r);
+  for (int i = 0; i < PQntuples(r); ++i) {
+    std::vector<std::string> row;
+    for (int j = 0; j < PQnfields(r); ++j) row.emplace_back(PQgetvalue(r, i, j));
+    out.rows.push_back(std::move(row));
+  }
+  return out;
+}
+
+QueryOutcome prepare(PGconn* c, const std::string& name, const std::string& sql, int nparams) {
+  Result r(PQprepare(c, name.c_str(), sql.c_str(), nparams, nullptr));
+  return outcome(c, r.get());
+}
+
+QueryOutcome exec_prepared(PGconn* c, const std::string& name,
+                           const std::vector<std::string>& params) {
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p.c_str());
+  Result r(PQexecPrepared(c, name.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
+                          nullptr, 0));
+  return outcome(c, r.get());
+}
+
+QueryOutcome exec_params(PGconn* c, const std::string& sql, const std::vector<std::string>& params) {
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p.c_str());
+  Result r(PQexecParams(c, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
+                        nullptr, nullptr, 0));
+  return outcome(c, r.get());
+}
+
+std::string describe_outcome(const QueryOutcome& o) {
+  if (o.ok) {
+    std::vector<std::string> rows;
+    for (const auto& r : o.rows) rows.push_back(join(r, "|"));
+    return "ok [" + join(rows, ",") + "]";
+  }
+  return "error " + o.sqlstate + ": " + o.message;
+}
+
+// A ParameterStatus value libpq has seen ("<none>" if none).
+std::string param(PGconn* c, const char* name) {
+  const char* v = PQparameterStatus(c, name);
+  return v ? v : "<none>";
+}
+
+// The single row of a successful query (empty vector when not exactly one).
+std::vector<std::string> one_row(const QueryOutcome& o) {
+  if (!o.ok || o.rows.size() != 1) return {};
+  return o.rows[0];
+}
+
+// Pipeline mode: queue statements.
+bool send_query(PGconn* c, const std::string& sql) {
+  return PQsendQueryParams(c, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
+}
+
+bool send_prepared(PGconn* c, const std::string& name, const std::vector<std::string>& params) {
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p.c_str());
+  return PQsendQueryPrepared(c, name.c_str(), static_cast<int>(values.size()), values.data(),
+                             nullptr, nullptr, 0) == 1;
+}
+
+// The next PQgetResult, waiting at most `timeout` for it to be available;
+// nullopt on timeout. (libpq's sockets are non-blocking underneath.)
+std::optional<Result> next_result(PGconn* c, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (PQconsumeInput(c) == 0) break;  // broken: PQgetResult reports it
+    if (!PQisBusy(c)) break;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    pollfd p{PQsocket(c), POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 100)));
+  }
+  return Result(PQgetResult(c));
+}
+
+// One word per result: "end" (PQgetResult's NULL), "rows:a|b,c|d",
+// "ok:<command tag>", "error:<SQLSTATE>", "aborted", "sync".
+std::string describe(PGresult* r) {
+  if (!r) return "end";
+  switch (PQresultStatus(r)) {
+    case PGRES_TUPLES_OK: {
+      std::string s = "rows:";
+      for (int i = 0; i < PQntuples(r); ++i) {
+        if (i) s += ",";
+        for (int j = 0; j < PQnfields(r); ++j) {
+          if (j) s += "|";
+          s += PQgetvalue(r, i, j);
+        }
+      }
+      return s;
+    }
+    case PGRES_COMMAND_OK:
+      return std::string("ok:") + PQcmdStatus(r);
+    case PGRES_FATAL_ERROR: {
+      const char* st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      return std::string("error:") + (st ? st : "?");
+    }
+    case PGRES_PIPELINE_ABORTED:
+      return "aborted";
+    case PGRES_PIPELINE_SYNC:
+      return "sync";
+    default:
+      return PQresStatus(PQresultStatus(r));
+  }
+}
+
+// Reads `n` results (NULLs included); stops early with "timeout". Error
+// messages go to `messages`.
+std::vector<std::string> read_results(PGconn* c, size_t n, std::vector<std::string>* messages = nullptr,
+                                      std::chrono::milliseconds timeout = 10s) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; ++i) {
+    auto r = next_result(c, timeout);
+    if (!r) {
+      out.push_back("timeout");
+      break;
+    }
+    out.push_back(describe(r->get()));
+    if (messages && *r && PQresultStatus(r->get()) == PGRES_FATAL_ERROR) {
+      messages->push_back(trim(PQresultErrorMessage(r->get())));
+    }
+  }
+  return out;
+}
+
+// `want` may hold "rows:*", which matches any rows result; the values are
+// appended to `caps`.
+bool matches(const std::vector<std::string>& got, const std::vector<std::string>& want,
+             std::vector<std::string>* caps = nullptr) {
+  bool ok = got.size() == want.size();
+  for (size_t i = 0; i < got.size() && i < want.size(); ++i) {
+    if (want[i] == "rows:*") {
+      if (got[i].rfind("rows:", 0) != 0) {
+        ok = false;
+        if (caps) caps->push_back("?");
+      } else if (caps) {
+        caps->push_back(got[i].substr(5));
+      }
+    } else if (got[i] != want[i]) {
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+// Waits until the connection's socket is readable (pgmux sent something or
+// closed it); returns the seconds waited, or -1 after `timeout`.
+double wait_readable(PGconn* c, std::chrono::milliseconds timeout) {
+  auto t0 = Clock::now();
+  pollfd p{PQsocket(c), POLLIN, 0};
+  int r = ::poll(&p, 1, static_cast<int>(timeout.count()));
+  return r > 0 ? seconds_since(t0) : -1;
+}
+
+// COPY <table> FROM STDIN with rows "i\tvalue-i"; returns an error or "".
+std::string copy_in(PGconn* c, const std::string& table, int rows) {
+  {
+    Result r(PQexec(c, ("COPY " + table + " FROM STDIN").c_str()));
+    if (!r || PQresultStatus(r.get()) != PGRES_COPY_IN) {
+      return "COPY FROM did not start: " + (r ? trim(PQresultErrorMessage(r.get())) : trim(PQerrorMessage(c)));
+    }
+  }
+  std::string chunk;
+  for (int i = 0; i < rows; ++i) {
+    chunk += std::to_string(i) + "\tvalue-" + std::to_string(i) + "\n";
+    if (chunk.size() > 8000 || i == rows - 1) {
+      if (PQputCopyData(c, chunk.data(), static_cast<int>(chunk.size())) != 1) {
+        return "PQputCopyData: " + trim(PQerrorMessage(c));
+      }
+      chunk.clear();
+    }
+  }
+  if (PQputCopyEnd(c, nullptr) != 1) return "PQputCopyEnd: " + trim(PQerrorMessage(c));
+  std::string err;
+  bool got = false;
+  while (Result r{PQgetResult(c)}) {
+    got = true;
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+      err = "COPY FROM ended with " + std::string(PQresStatus(PQresultStatus(r.get()))) + ": " +
+            trim(PQresultErrorMessage(r.get()));
+    } else if (std::string(PQcmdTuples(r.get())) != std::to_string(rows)) {
+      err = "COPY FROM reported " + std::string(PQcmdTuples(r.get())) + " rows";
+    }
+  }
+  if (!got) return "COPY FROM: no result: " + trim(PQerrorMessage(c));
+  return err;
+}
+
+// COPY <table> TO STDOUT; counts rows and sums the first column.
+std::string copy_out(PGconn* c, const std::string& table, long& rows, long long& id_sum) {
+  rows = 0;
+  id_sum = 0;
+  {
+    Result r(PQexec(c, ("COPY " + table + " TO STDOUT").c_str()));
+    if (!r || PQresultStatus(r.get()) != PGRES_COPY_OUT) {
+      return "COPY TO did not start: " + (r ? trim(PQresultErrorMessage(r.get())) : trim(PQerrorMessage(c)));
+    }
+  }
+  for (;;) {
+    char* buf = nullptr;
+    int n = PQgetCopyData(c, &buf, 0);
+    if (n > 0) {
+      ++rows;
+      id_sum += std::atoll(buf);
+      PQfreemem(buf);
+      continue;
+    }
+    if (n == -2) return "PQgetCopyData: " + trim(PQerrorMessage(c));
+    break;
+  }
+  std::string err;
+  while (Result r{PQgetResult(c)}) {
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+      err = "COPY TO ended with " + std::string(PQresStatus(PQresultStatus(r.get()))) + ": " +
+            trim(PQresultErrorMessage(r.get()));
+    }
+  }
+  return err;
+}
+
+// pgbench -i directly on PostgreSQL, then pgbench -M <mode> through pgmux
+// (transaction pool of 5) into a database of its own.
+void pgbench_through_transaction_pool(const std::string& mode, int clients, int per_client) {
+  const auto& fx = fixture();
+  ScratchDatabase db("bench");
+  const std::map<std::string, std::string> env = {{"PGPASSWORD", "scram_pw"}};
+  {
+    auto ir = run_process({fx.pg_bin + "/pgbench", "-i", "-s", "1", "-q", "-h", fx.pg_host, "-p",
+                           std::to_string(fx.pg_port), "-U", "scram_user", db.name()},
+                          env, 60s);
+    INFO("pgbench -i (direct) output:\n" << ir.output);
+    REQUIRE(ir.exit_code == 0);
+  }
+  Pgmux mux(tx_config("default_pool_size = 5\n",
+                      database_section("bench", "dbname = \"" + db.name() + "\"\n")));
+  BackendMonitor monitor("datname = '" + db.name() + "'");
+  const int total = clients * per_client;
+  auto rr = run_process({fx.pg_bin + "/pgbench", "-M", mode, "-c", std::to_string(clients), "-j",
+                         "2", "-t", std::to_string(per_client), "-n", "-h", "127.0.0.1", "-p",
+                         std::to_string(mux.port()), "-U", "scram_user", "bench"},
+                        env, 40s);
+  monitor.stop();
+  INFO("pgbench -M " << mode << (rr.timed_out ? " timed out after 40 s" : "") << ", output:\n"
+                      << rr.output);
+  INFO("server backends for the database: max " << monitor.max() << " over " << monitor.samples()
+                                                << " samples " << monitor.error());
+  CHECK(rr.exit_code == 0);
+  CHECK_THAT(rr.output, Contains("number of transactions actually processed: " +
+                                 std::to_string(total) + "/" + std::to_string(total)));
+  CHECK_THAT(rr.output, Contains("number of failed transactions: 0 ("));
+  CHECK(monitor.error().empty());
+  CHECK(monitor.max() <= 5);
+  CHECK(monitor.max() >= 1);
+  mux.finish();
+}
+
+// ---------------------------------------------------------------------------
+// Raw protocol (test 13)
+
+std::string be16(uint16_t v) {
+  std::string s(2, '\0');
+  s[0] = static_cast<char>((v >> 8) & 0xff);
+  s[1] = static_cast<char>(v & 0xff);
+  return s;
+}
+std::string cstr(std::string_view s) { return std::string(s) + '\0'; }
+std::string msg(char type, const std::string& payload) {
+  return std::string(1, type) + be32(static_cast<uint32_t>(payload.size() + 4)) + payload;
+}
+std::string parse_msg(std::string_view name, std::string_view sql) {
+  return msg('P', cstr(name) + cstr(sql) + be16(0));
+}
+std::string bind_msg(std::string_view portal, std::string_view stmt) {
+  return msg('B', cstr(portal) + cstr(stmt) + be16(0) + be16(0) + be16(0));
+}
+std::string describe_msg(char kind, std::string_view name) {
+  return msg('D', std::string(1, kind) + cstr(name));
+}
+std::string execute_msg(std::string_view portal) { return msg('E', cstr(portal) + be32(0)); }
+std::string close_msg(char kind, std::string_view name) {
+  return msg('C', std::string(1, kind) + cstr(name));
+}
+std::string sync_msg() { return msg('S', ""); }
+std::string flush_msg() { return msg('H', ""); }
+
+struct Replies {
+  std::string types;                 // one character per message, '!' = timeout/close
+  std::vector<std::string> errors;   // SQLSTATE: message
+  std::vector<std::string> values;   // first column of each DataRow
+};
+
+// Reads backend messages until ReadyForQuery (or, with until_z = false, until
+// `count` messages arrived).
+Replies read_replies(RawSocket& s, bool until_z = true, size_t count = 0,
+                     std::chrono::milliseconds timeout = 5s) {
+  Replies r;
+  for (int i = 0; i < 200; ++i) {
+    if (!until_z && r.types.size() >= count) break;
+    auto m = s.read_message(timeout);
+    if (!m) {
+      r.types += '!';
+      break;
+    }
+    if (m->type == 'N' || m->type == 'S') continue;  // notices, parameter status
+    r.types += m->type;
+    if (m->type == 'E') {
+      r.errors.push_back(error_field(m->payload, 'C') + ": " + error_field(m->payload, 'M'));
+    }
+    if (m->type == 'D' && m->payload.size() >= 6) {
+      const auto* p = reinterpret_cast<const unsigned char*>(m->payload.data());
+      int32_t len = static_cast<int32_t>((uint32_t{p[2]} << 24) | (uint32_t{p[3]} << 16) |
+                                         (uint32_t{p[4]} << 8) | uint32_t{p[5]});
+      r.values.push_back(len < 0 ? "NULL" : m->payload.substr(6, static_cast<size_t>(len)));
+    }
+    if (until_z && m->type == 'Z') break;
+  }
+  return r;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// 1. pgbench through a transaction pool of 5: 50 clients, no failures, never
+//    more than 5 server connections.
+//
+//    -M prepared is the hard one: pgbench prepares each command lazily with a
+//    *synchronous* PQprepare inside its event loop, so a client's Parse of
+//    "BEGIN" (outside any transaction) blocks the whole pgbench thread until
+//    pgmux answers it. If pgmux needs a free server for that Parse while all
+//    five are held, idle in transaction, by clients of the blocked threads,
+//    nothing moves any more (pgbench then times out here after 40 s).
+
+TEST_CASE("transaction: pgbench -M prepared over a pool of 5", "[transaction][pgbench]") {
+  pgbench_through_transaction_pool("prepared", 50, 200);
+}
+
+TEST_CASE("transaction: pgbench -M extended over a pool of 5", "[transaction][pgbench]") {
+  pgbench_through_transaction_pool("extended", 50, 100);
+}
+
+TEST_CASE("transaction: pgbench -M simple over a pool of 5", "[transaction][pgbench]") {
+  pgbench_through_transaction_pool("simple", 50, 100);
+}
+
+// ---------------------------------------------------------------------------
+// 2. Twenty clients use the same statement names over three server
+//    connections; each only ever gets its own statements.
+
+TEST_CASE("transaction: twenty clients share statement names over three servers",
+          "[transaction][prepared]") {
+  Pgmux mux(tx_config("default_pool_size = 3\n"));
+  Watchdog wd(25s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  constexpr int kClients = 20;
+  constexpr int kLoops = 50;
+  Errors errors;
+  std::mutex pids_mutex;
+  std::set<std::string> all_pids;
+  std::vector<int> pids_per_client(kClients, 0);
+  std::latch start(kClients);
+
+  auto client = [&](int i) {
+    auto fail = [&](const std::string& what) {
+      errors.add("client " + std::to_string(i) + ": " + what);
+    };
+    WatchedConn c(wd, ci);
+    start.arrive_and_wait();
+    if (!c.ok()) return fail("connect: " + c.error());
+    const long k = 1000L * (i + 1);
+    const bool bigint = i % 2 == 1;  // odd clients' s1 returns int8, even ones int4
+    const std::string s1 = bigint ? "SELECT ($1::int + " + std::to_string(k) + ")::bigint, pg_backend_pid()"
+                                  : "SELECT $1::int + " + std::to_string(k) + ", pg_backend_pid()";
+    // Two thirds of the clients share the text of s2, the others have their own.
+    const std::string suffix = i % 3 != 0 ? "-shared" : "-client" + std::to_string(i);
+    const std::string s2 = "SELECT $1::text || '" + suffix + "'";
+    std::set<std::string> pids;
+
+    auto p = prepare(c.get(), "s1", s1, 1);
+    if (!p.ok) return fail("prepare s1: " + describe_outcome(p));
+    p = prepare(c.get(), "s2", s2, 1);
+    if (!p.ok) return fail("prepare s2: " + describe_outcome(p));
+
+    for (int j = 0; j < kLoops; ++j) {
+      auto r = exec_prepared(c.get(), "s1", {std::to_string(j)});
+      auto row = one_row(r);
+      if (row.size() != 2) return fail("s1(" + std::to_string(j) + "): " + describe_outcome(r));
+      if (row[0] != std::to_string(j + k)) {
+        return fail("s1(" + std::to_string(j) + ") returned " + row[0] + ", expected " +
+                    std::to_string(j + k) + " (another client's statement?)");
+      }
+      pids.insert(row[1]);
+      r = exec_prepared(c.get(), "s2", {"v" + std::to_string(j)});
+      row = one_row(r);
+      if (row.size() != 1 || row[0] != "v" + std::to_string(j) + suffix) {
+        return fail("s2(v" + std::to_string(j) + "): " + describe_outcome(r) + ", expected v" +
+                    std::to_string(j) + suffix);
+      }
+      if (j % 10 == 0) {
+        Result d(PQdescribePrepared(c.get(), "s1"));
+        if (!d || PQresultStatus(d.get()) != PGRES_COMMAND_OK) {
+          return fail("describe s1: " + describe_outcome(outcome(c.get(), d.get())));
+        }
+        Oid want = bigint ? 20 : 23;
+        if (PQnparams(d.get()) != 1 || PQparamtype(d.get(), 0) != 23 || PQnfields(d.get()) != 2 ||
+            PQftype(d.get(), 0) != want) {
+          return fail("describe s1: nparams " + std::to_string(PQnparams(d.get())) + ", nfields " +
+                      std::to_string(PQnfields(d.get())) + ", column type " +
+                      std::to_string(PQnfields(d.get()) > 0 ? PQftype(d.get(), 0) : 0) +
+                      ", expected 1 int4 parameter and a " + (bigint ? "int8" : "int4") + " column");
+        }
+        Result d2(PQdescribePrepared(c.get(), "s2"));
+        if (!d2 || PQresultStatus(d2.get()) != PGRES_COMMAND_OK || PQnfields(d2.get()) != 1 ||
+            PQftype(d2.get(), 0) != 25 || PQparamtype(d2.get(), 0) != 25) {
+          return fail("describe s2: " + describe_outcome(outcome(c.get(), d2.get())));
+        }
+      }
+    }
+
+    // Pipeline mode with PQsendQueryPrepared.
+    if (PQenterPipelineMode(c.get()) != 1) return fail("PQenterPipelineMode: " + c.error());
+    std::vector<std::string> want;
+    for (int m = 0; m < 6; ++m) {
+      bool ok = m % 2 == 0 ? send_prepared(c.get(), "s1", {std::to_string(100 + m)})
+                           : send_prepared(c.get(), "s2", {"p" + std::to_string(m)});
+      if (!ok) return fail("PQsendQueryPrepared: " + c.error());
+      want.push_back(m % 2 == 0 ? "rows:*" : "rows:p" + std::to_string(m) + suffix);
+      want.push_back("end");
+    }
+    want.push_back("sync");
+    if (PQpipelineSync(c.get()) != 1) return fail("PQpipelineSync: " + c.error());
+    std::vector<std::string> caps;
+    auto got = read_results(c.get(), want.size());
+    if (!matches(got, want, &caps)) {
+      return fail("pipeline: got " + join(got) + ", expected " + join(want));
+    }
+    for (size_t m = 0; m < caps.size(); ++m) {
+      std::string expected = std::to_string(100 + 2 * static_cast<long>(m) + k) + "|";
+      if (caps[m].rfind(expected, 0) != 0) {
+        return fail("pipeline s1 returned " + caps[m] + ", expected " + expected + "<pid>");
+      }
+      pids.insert(caps[m].substr(expected.size()));
+    }
+    if (PQexitPipelineMode(c.get()) != 1) return fail("PQexitPipelineMode: " + c.error());
+
+    {
+      std::lock_guard<std::mutex> lock(pids_mutex);
+      all_pids.insert(pids.begin(), pids.end());
+      pids_per_client[static_cast<size_t>(i)] = static_cast<int>(pids.size());
+    }
+
+    // A second Parse of a name in use is an error, as on PostgreSQL, and
+    // leaves the statement as it was.
+    p = prepare(c.get(), "s1", "SELECT 1", 0);
+    if (p.ok || p.sqlstate != "42P05") {
+      fail("preparing s1 twice: expected 42P05 (prepared statement \"s1\" already exists), got " +
+           describe_outcome(p));
+    }
+    auto r = exec_prepared(c.get(), "s1", {"5"});
+    if (one_row(r).empty() || one_row(r)[0] != std::to_string(5 + k)) {
+      return fail("s1 after the second Parse: " + describe_outcome(r) + ", expected " +
+                  std::to_string(5 + k) + "|<pid>");
+    }
+
+    // DEALLOCATE ALL forgets this client's statements; the names are free again.
+    r = try_exec(c.get(), "DEALLOCATE ALL");
+    if (!r.ok) return fail("DEALLOCATE ALL: " + describe_outcome(r));
+    r = exec_prepared(c.get(), "s1", {"1"});
+    if (r.ok || r.sqlstate != "26000") {
+      fail("s1 after DEALLOCATE ALL: expected 26000 (prepared statement \"s1\" does not exist), got " +
+           describe_outcome(r));
+    }
+    p = prepare(c.get(), "s1", "SELECT $1::int - " + std::to_string(k), 1);
+    if (!p.ok) return fail("prepare s1 after DEALLOCATE ALL: " + describe_outcome(p));
+    r = exec_prepared(c.get(), "s1", {"1"});
+    if (one_row(r) != std::vector<std::string>{std::to_string(1 - k)}) {
+      fail("new s1 after DEALLOCATE ALL: " + describe_outcome(r) + ", expected " + std::to_string(1 - k));
+    }
+  };
+
+  {
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < kClients; ++i) threads.emplace_back(client, i);
+  }
+  int moved = 0;
+  for (int n : pids_per_client) moved += n >= 2 ? 1 : 0;
+  INFO(errors.summary());
+  INFO("server backends seen: " << all_pids.size() << "; clients that ran on 2+ servers: " << moved);
+  CHECK_FALSE(wd.fired());
+  CHECK(errors.size() == 0);
+  // Twenty clients on at most three servers: servers were shared.
+  CHECK(all_pids.size() <= 3);
+  CHECK(all_pids.size() >= 2);
+  CHECK(moved >= 1);
+  mux.finish();
+}
+
+// ---------------------------------------------------------------------------
+// 3. An error in the middle of a pipeline: the rest is skipped up to Sync,
+//    responses arrive in order, and the connection keeps working, also with
+//    named prepared statements and when the next segment runs on another
+//    server.
+
+TEST_CASE("transaction: error in the middle of a pipeline", "[transaction][pipeline]") {
+  Pgmux mux(tx_config("default_pool_size = 2\n"));
+  Watchdog wd(20s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  WatchedConn a(wd, ci);
+  WatchedConn b(wd, ci);
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(b);
+  PGconn* pa = a.get();
+  std::vector<std::string> messages;
+  auto expect = [&](const std::vector<std::string>& want, std::vector<std::string>* caps = nullptr) {
+    messages.clear();
+    auto got = read_results(pa, want.size(), &messages);
+    INFO("got:  " << join(got) << "\nwant: " << join(want) << "\nerrors: " << join(messages, " / "));
+    CHECK(matches(got, want, caps));
+    // With as many results as expected the pipeline is still in step and
+    // the test can go on; otherwise stop here.
+    REQUIRE(got.size() == want.size());
+  };
+  REQUIRE(PQenterPipelineMode(pa) == 1);
+
+  // Unnamed statements: 1st ok, 2nd fails, 3rd skipped.
+  REQUIRE(send_query(pa, "SELECT 1"));
+  REQUIRE(send_query(pa, "SELECT 1/0"));
+  REQUIRE(send_query(pa, "SELECT 3"));
+  REQUIRE(PQpipelineSync(pa) == 1);
+  expect({"rows:1", "end", "error:22012", "end", "aborted", "end", "sync"});
+  CHECK_THAT(join(messages), Contains("division by zero"));
+
+  REQUIRE(send_query(pa, "SELECT 4"));
+  REQUIRE(PQpipelineSync(pa) == 1);
+  expect({"rows:4", "end", "sync"});
+
+  // Named statements.
+  REQUIRE(PQsendPrepare(pa, "p_ok", "SELECT $1::int * 10", 1, nullptr) == 1);
+  REQUIRE(PQsendPrepare(pa, "p_div", "SELECT 10 / $1::int", 1, nullptr) == 1);
+  REQUIRE(send_query(pa, "SELECT pg_backend_pid()"));
+  REQUIRE(PQpipelineSync(pa) == 1);
+  std::vector<std::string> caps;
+  expect({"ok:", "end", "ok:", "end", "rows:*", "end", "sync"}, &caps);
+  const std::string pid1 = caps.at(0);
+
+  // The error skips a later Parse too: p_late never exists.
+  REQUIRE(send_prepared(pa, "p_ok", {"1"}));
+  REQUIRE(send_prepared(pa, "p_div", {"0"}));
+  REQUIRE(PQsendPrepare(pa, "p_late", "SELECT 99", 0, nullptr) == 1);
+  REQUIRE(send_prepared(pa, "p_ok", {"3"}));
+  REQUIRE(PQpipelineSync(pa) == 1);
+  expect({"rows:10", "end", "error:22012", "end", "aborted", "end", "aborted", "end", "sync"});
+
+  // B holds the server A just used, so A's next segment runs on the other
+  // one, where p_ok and p_div were never prepared.
+  exec(b.get(), "BEGIN");
+  const std::string held = scalar(b.get(), "SELECT pg_backend_pid()");
+  REQUIRE(send_query(pa, "SELECT pg_backend_pid()"));
+  REQUIRE(send_prepared(pa, "p_ok", {"4"}));
+  REQUIRE(send_prepared(pa, "p_div", {"2"}));
+  REQUIRE(send_prepared(pa, "p_late", {}));
+  REQUIRE(send_prepared(pa, "p_ok", {"5"}));
+  REQUIRE(PQpipelineSync(pa) == 1);
+  caps.clear();
+  expect({"rows:*", "end", "rows:40", "end", "rows:5", "end", "error:26000", "end", "aborted", "end",
+          "sync"},
+         &caps);
+  CHECK_THAT(join(messages), Contains("prepared statement \"p_late\" does not exist"));
+  const std::string pid2 = caps.at(0);
+  INFO("A's first server " << pid1 << ", B holds " << held << ", A's second server " << pid2);
+  CHECK(pid2 != held);
+  CHECK(pid2 != pid1);  // B got the idle server A had used (LIFO), A another one
+  exec(b.get(), "COMMIT");
+
+  // Two segments sent at once, the first failing.
+  REQUIRE(send_prepared(pa, "p_div", {"0"}));
+  REQUIRE(PQpipelineSync(pa) == 1);
+  REQUIRE(send_prepared(pa, "p_ok", {"6"}));
+  REQUIRE(PQpipelineSync(pa) == 1);
+  expect({"error:22012", "end", "sync", "rows:60", "end", "sync"});
+
+  REQUIRE(PQexitPipelineMode(pa) == 1);
+  CHECK(scalar(pa, "SELECT 7") == "7");
+  auto r = exec_prepared(pa, "p_ok", {"8"});
+  CHECK(describe_outcome(r) == "ok [80]");
+  CHECK(scalar(b.get(), "SELECT 8") == "8");
+  CHECK_FALSE(wd.fired());
+  a.reset();
+  b.reset();
+  mux.finish();
+}
+
+// ---------------------------------------------------------------------------
+// 4. COPY FROM STDIN / TO STDOUT in transaction mode, several clients over a
+//    pool of 2, with and without an explicit transaction, and the two ways a
+//    COPY FROM fails (bad data, CopyFail).
+
+TEST_CASE("transaction: COPY in and out with several clients", "[transaction][copy]") {
+  Pgmux mux(tx_config("default_pool_size = 2\n"));
+  Watchdog wd(30s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  const std::string base = "copy_tx_" + unique_suffix();
+  constexpr int kClients = 4;
+  constexpr int kRows = 10000;
+  Errors errors;
+  std::latch start(kClients);
+
+  auto client = [&](int i) {
+    auto fail = [&](const std::string& what) {
+      errors.add("client " + std::to_string(i) + ": " + what);
+    };
+    WatchedConn c(wd, ci);
+    start.arrive_and_wait();
+    if (!c.ok()) return fail("connect: " + c.error());
+    PGconn* pc = c.get();
+    const std::string table = base + "_" + std::to_string(i);
+    auto r = try_exec(pc, "CREATE TABLE " + table + " (id int, val text)");
+    if (!r.ok) return fail("CREATE TABLE: " + r.message);
+    const bool in_tx = i % 2 == 1;
+    if (in_tx) {
+      r = try_exec(pc, "BEGIN");
+      if (!r.ok) return fail("BEGIN: " + r.message);
+    }
+    if (auto e = copy_in(pc, table, kRows); !e.empty()) return fail(e);
+    r = try_exec(pc, "SELECT count(*) FROM " + table);
+    if (one_row(r) != std::vector<std::string>{std::to_string(kRows)}) {
+      return fail("count after COPY FROM: " + describe_outcome(r));
+    }
+    if (in_tx) {
+      r = try_exec(pc, "COMMIT");
+      if (!r.ok) return fail("COMMIT: " + r.message);
+    }
+    long rows = 0;
+    long long sum = 0;
+    if (auto e = copy_out(pc, table, rows, sum); !e.empty()) return fail(e);
+    if (rows != kRows || sum != static_cast<long long>(kRows) * (kRows - 1) / 2) {
+      return fail("COPY TO returned " + std::to_string(rows) + " rows, id sum " + std::to_string(sum));
+    }
+
+    if (i == 0) {
+      // Bad data: the COPY fails with 22P02, the client carries on.
+      Result s(PQexec(pc, ("COPY " + table + " FROM STDIN").c_str()));
+      if (!s || PQresultStatus(s.get()) != PGRES_COPY_IN) return fail("second COPY did not start");
+      std::string data = "1\tok\nnot-a-number\tbad\n";
+      PQputCopyData(pc, data.data(), static_cast<int>(data.size()));
+      PQputCopyEnd(pc, nullptr);
+      std::string st;
+      while (Result g{PQgetResult(pc)}) {
+        if (const char* f = PQresultErrorField(g.get(), PG_DIAG_SQLSTATE)) st = f;
+      }
+      if (st != "22P02") fail("COPY with bad data: expected 22P02, got '" + st + "'");
+    } else if (i == 2) {
+      // The client aborts the COPY (CopyFail): 57014.
+      Result s(PQexec(pc, ("COPY " + table + " FROM STDIN").c_str()));
+      if (!s || PQresultStatus(s.get()) != PGRES_COPY_IN) return fail("second COPY did not start");
+      std::string data = "1\tok\n";
+      PQputCopyData(pc, data.data(), static_cast<int>(data.size()));
+      PQputCopyEnd(pc, "client gave up");
+      std::string st;
+      while (Result g{PQgetResult(pc)}) {
+        if (const char* f = PQresultErrorField(g.get(), PG_DIAG_SQLSTATE)) st = f;
+      }
+      if (st != "57014") fail("COPY aborted by the client: expected 57014, got '" + st + "'");
+    }
+    // Nothing of a failed COPY is left, and the session is healthy.
+    r = try_exec(pc, "SELECT count(*), now() = statement_timestamp() FROM " + table);
+    if (one_row(r) != std::vector<std::string>{std::to_string(kRows), "t"}) {
+      fail("after the COPYs: " + describe_outcome(r) + ", expected " + std::to_string(kRows) +
+           "|t (no open transaction)");
+    }
+    r = try_exec(pc, "DROP TABLE " + table);
+    if (!r.ok) fail("DROP TABLE: " + r.message);
+  };
+
+  {
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < kClients; ++i) threads.emplace_back(client, i);
+  }
+  INFO(errors.summary());
+  CHECK_FALSE(wd.fired());
+  CHECK(errors.size() == 0);
+  mux.finish();
+}
+
+// ---------------------------------------------------------------------------
+// 5. A client that disappears mid-transaction leaves no lock, no open
+//    transaction and no uncommitted row behind.
+
+TEST_CASE("transaction: a client killed mid-transaction leaves nothing behind",
+          "[transaction][cleanup]") {
+  Pgmux mux(tx_config("default_pool_size = 1\n"));
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  const std::string table = "lock_tx_" + unique_suffix();
+  auto direct = connect(direct_conninfo("app", "scram_user", "scram_pw"));
+  exec(direct.get(), "CREATE TABLE " + table + " (id int)");
+  auto su = superuser("app");
+
+  auto victim = connect(ci);
+  exec(victim.get(), "BEGIN");
+  exec(victim.get(), "INSERT INTO " + table + " VALUES (42)");
+  const std::string pid = scalar(victim.get(), "SELECT pg_backend_pid()");
+
+  std::string how;
+  SECTION("LOCK TABLE, then the socket is shut down") {
+    how = "shutdown after LOCK TABLE";
+    exec(victim.get(), "LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE");
+    ::shutdown(PQsocket(victim.get()), SHUT_RDWR);
+    victim.reset();
+  }
+  SECTION("SELECT FOR UPDATE, then PQfinish without COMMIT") {
+    how = "PQfinish after SELECT FOR UPDATE";
+    exec(victim.get(), "SELECT * FROM " + table + " FOR UPDATE");
+    victim.reset();
+  }
+  SECTION("the socket is shut down while a query runs in the transaction") {
+    // The backend is busy in pg_sleep(8): closing the server socket is not
+    // enough, pgmux has to cancel the query (or terminate the backend) for
+    // the lock to go away within the 5 s the test waits.
+    how = "shutdown during pg_sleep(8)";
+    exec(victim.get(), "LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE");
+    REQUIRE(PQsendQuery(victim.get(), "SELECT pg_sleep(8)") == 1);
+    std::this_thread::sleep_for(300ms);
+    ::shutdown(PQsocket(victim.get()), SHUT_RDWR);
+    victim.reset();
+  }
+  INFO(how << "; the victim's backend pid was " << pid);
+
+  const std::string locks_sql = "SELECT count(*) FROM pg_locks WHERE relation = '" + table +
+                                "'::regclass OR (pid = " + pid + " AND locktype = 'transactionid')";
+  const std::string state_sql =
+      "SELECT coalesce((SELECT state FROM pg_stat_activity WHERE pid = " + pid + "), 'gone')";
+  std::string locks, state;
+  bool clean = wait_until(
+      [&] {
+        locks = scalar(su.get(), locks_sql);
+        state = scalar(su.get(), state_sql);
+        return locks == "0" && (state == "gone" || state == "idle");
+      },
+      5s, 50ms);
+  INFO("locks left: " << locks << ", backend state: " << state);
+  CHECK(clean);
+  CHECK(scalar(su.get(), "SELECT count(*) FROM " + table) == "0");
+
+  // The pool (size 1) serves the next client, outside any transaction.
+  auto next = connect(ci);
+  CHECK(scalar(next.get(), "SELECT now() = statement_timestamp()") == "t");
+  exec(next.get(), "BEGIN");
+  exec(next.get(), "SET LOCAL lock_timeout = '1s'");
+  exec(next.get(), "LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE NOWAIT");
+  exec(next.get(), "COMMIT");
+  next.reset();
+  exec(direct.get(), "DROP TABLE " + table);
+  mux.finish();
+}
+
+// ---------------------------------------------------------------------------
+// 6. Parameters follow their client: one client's SET is never seen by
+//    another, and the client keeps its settings on every server.
+
+TEST_CASE("transaction: SET TimeZone is never seen by another client", "[transaction][params]") {
+  Pgmux mux(tx_config("default_pool_size = 2\n"));
+  Watchdog wd(25s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  std::string default_tz, default_ds;
+  {
+    auto direct = connect(direct_conninfo("app", "scram_user", "scram_pw"));
+    default_tz = scalar(direct.get(), "SHOW TimeZone");
+    default_ds = scalar(direct.get(), "SHOW DateStyle");
+  }
+  REQUIRE(default_tz != "Asia/Tokyo");
+  REQUIRE(default_ds != "German, DMY");
+  const std::string q = "SELECT current_setting('TimeZone'), current_setting('DateStyle'), pg_backend_pid()";
+
+  WatchedConn a(wd, ci), b(wd, ci), c(wd, ci);
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(b);
+  REQUIRE_CONN(c);
+  exec(a.get(), "SET TimeZone = 'Asia/Tokyo'");
+  exec(a.get(), "SET DateStyle = 'German, DMY'");
+  auto row = exec(a.get(), q).at(0);
+  CHECK(row[0] == "Asia/Tokyo");
+  CHECK(row[1] == "German, DMY");
+  const std::string a_pid0 = row[2];
+  CHECK(param(a.get(), "TimeZone") == "Asia/Tokyo");
+
+  // B and C hammer the pool (2 servers, one of them has just run A's SET).
+  Errors errors;
+  std::mutex m;
+  std::set<std::string> bc_pids;
+  auto other = [&](PGconn* conn, const std::string& name) {
+    for (int j = 0; j < 30; ++j) {
+      auto r = try_exec(conn, j % 5 == 0 ? "SHOW TimeZone" : q);
+      auto rr = one_row(r);
+      if (j % 5 == 0) {
+        if (rr != std::vector<std::string>{default_tz}) {
+          return errors.add(name + ": SHOW TimeZone: " + describe_outcome(r) + ", expected " + default_tz);
+        }
+        continue;
+      }
+      if (rr.size() != 3 || rr[0] != default_tz || rr[1] != default_ds) {
+        return errors.add(name + ": " + describe_outcome(r) + ", expected " + default_tz + "|" +
+                          default_ds + "|<pid>");
+      }
+      std::lock_guard<std::mutex> lock(m);
+      bc_pids.insert(rr[2]);
+    }
+  };
+  {
+    std::jthread tb(other, b.get(), std::string("B"));
+    std::jthread tc(other, c.get(), std::string("C"));
+  }
+  {
+    INFO(errors.summary());
+    CHECK(errors.size() == 0);
+  }
+  INFO("A set TimeZone on server " << a_pid0 << "; B and C ran on " << bc_pids.size() << " servers");
+  CHECK(bc_pids.count(a_pid0) == 1);  // they did use the server A's SET ran on
+  CHECK(param(b.get(), "TimeZone") == default_tz);
+  CHECK(param(c.get(), "TimeZone") == default_tz);
+  CHECK(param(b.get(), "DateStyle") == default_ds);
+
+  // A keeps its settings on every server: B holds the server A just used,
+  // then A runs alone again.
+  std::set<std::string> a_pids;
+  for (int round = 0; round < 10 && a_pids.size() < 2; ++round) {
+    exec(b.get(), "BEGIN");
+    const std::string held = scalar(b.get(), "SELECT pg_backend_pid()");
+    row = exec(a.get(), q).at(0);
+    CHECK(row[0] == "Asia/Tokyo");
+    CHECK(row[1] == "German, DMY");
+    CHECK(row[2] != held);
+    a_pids.insert(row[2]);
+    CHECK(scalar(b.get(), "SHOW TimeZone") == default_tz);
+    exec(b.get(), "COMMIT");
+    CHECK(scalar(a.get(), "SHOW TimeZone") == "Asia/Tokyo");
+    row = exec(a.get(), q).at(0);
+    CHECK(row[0] == "Asia/Tokyo");
+    a_pids.insert(row[2]);
+  }
+  CHECK(a_pids.size() == 2);
+  CHECK(param(a.get(), "TimeZone") == "Asia/Tokyo");
+
+  // SET LOCAL and a rolled-back SET do not stick.
+  exec(a.get(), "BEGIN");
+  exec(a.get(), "SET LOCAL TimeZone = 'Europe/Paris'");
+  CHECK(scalar(a.get(), "SHOW TimeZone") == "Europe/Paris");
+  exec(a.get(), "COMMIT");
+  CHECK(scalar(a.get(), "SHOW TimeZone") == "Asia/Tokyo");
+  exec(a.get(), "BEGIN");
+  exec(a.get(), "SET TimeZone = 'America/New_York'");
+  exec(a.get(), "ROLLBACK");
+  CHECK(scalar(a.get(), "SHOW TimeZone") == "Asia/Tokyo");
+
+  // RESET follows the client too, on both servers.
+  exec(a.get(), "RESET TimeZone");
+  for (int round = 0; round < 2; ++round) {
+    exec(b.get(), "BEGIN");
+    scalar(b.get(), "SELECT pg_backend_pid()");
+    CHECK(scalar(a.get(), "SHOW TimeZone") == default_tz);
+    exec(b.get(), "COMMIT");
+    CHECK(scalar(a.get(), "SHOW TimeZone") == default_tz);
+  }
+  CHECK(scalar(a.get(), "SHOW DateStyle") == "German, DMY");
+  CHECK(scalar(c.get(), "SHOW DateStyle") == default_ds);
+  CHECK_FALSE(wd.fired());
+  a.reset();
+  b.reset();
+  c.reset();
+  mux.finish();
+}
+
+TEST_CASE("transaction: application_name follows the client", "[transaction][params]") {
+  Pgmux mux(tx_config("default_pool_size = 1\n"));
+  Watchdog wd(20s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  WatchedConn a(wd, ci + " application_name=clientA");
+  WatchedConn b(wd, ci + " application_name=clientB");
+  WatchedConn c(wd, ci + " application_name=clientC");
+  WatchedConn d(wd, ci);  // sends no application_name
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(b);
+  REQUIRE_CONN(c);
+  REQUIRE_CONN(d);
+  const char* d_login = PQparameterStatus(d.get(), "application_name");
+  const std::string d_name = d_login ? d_login : "";
+  INFO("D's application_name at login: '" << d_name << "'");
+  CHECK(param(a.get(), "application_name") == "clientA");
+  CHECK(param(b.get(), "application_name") == "clientB");
+  CHECK_FALSE(contains(d_name, "client"));
+
+  Errors errors;
+  std::set<std::string> pids;
+  std::mutex m;
+  auto run = [&](PGconn* conn, std::string want, bool rename) {
+    for (int j = 0; j < 30; ++j) {
+      if (rename && j == 15) {
+        auto r = try_exec(conn, "SET application_name = 'renamedA'");
+        if (!r.ok) return errors.add("SET application_name: " + r.message);
+        want = "renamedA";
+      }
+      auto r = try_exec(conn, "SELECT current_setting('application_name'), pg_backend_pid()");
+      auto row = one_row(r);
+      if (row.size() != 2 || row[0] != want) {
+        return errors.add("expected application_name '" + want + "', got " + describe_outcome(r) +
+                          " at iteration " + std::to_string(j));
+      }
+      std::lock_guard<std::mutex> lock(m);
+      pids.insert(row[1]);
+    }
+    auto r = try_exec(conn, "SHOW application_name");
+    if (one_row(r) != std::vector<std::string>{want}) {
+      errors.add("SHOW application_name: " + describe_outcome(r) + ", expected '" + want + "'");
+    }
+  };
+  {
+    std::jthread ta(run, a.get(), std::string("clientA"), true);
+    std::jthread tb(run, b.get(), std::string("clientB"), false);
+    std::jthread tc(run, c.get(), std::string("clientC"), false);
+    std::jthread td(run, d.get(), d_name, false);
+  }
+  INFO(errors.summary());
+  CHECK(errors.size() == 0);
+  CHECK(pids.size() == 1);  // pool of 1: everybody shared one server
+  CHECK(param(b.get(), "application_name") == "clientB");
+  CHECK_FALSE(wd.fired());
+  a.reset();
+  b.reset();
+  c.reset();
+  d.reset();
+  mux.finish();
+}
+
+// ---------------------------------------------------------------------------
+// 7. Statement mode: single statements work, a transaction block is refused.
+
+TEST_CASE("statement: transaction blocks are refused", "[transaction][statement]") {
+  const std::string kRefused = "transaction blocks not allowed in statement pooling mode";
+  SECTION("pool_mode = statement") {
+    Pgmux mux(tx_config("default_pool_size = 1\n", {}, "statement"));
+    const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+    {
+      auto c = connect(ci);
+      CHECK(scalar(c.get(), "SELECT 1") == "1");
+      CHECK(exec(c.get(), "SELECT 1; SELECT 2").at(0).at(0) == "2");  // implicit transaction
+      CHECK(describe_outcome(exec_params(c.get(), "SELECT $1::int + 1", {"41"})) == "ok [42]");
+      auto p = prepare(c.get(), "st1", "SELECT $1::int * 2", 1);
+      CHECK(p.ok);
+      CHECK(describe_outcome(exec_prepared(c.get(), "st1", {"21"})) == "ok [42]");
+    }
+    auto c = connect(ci);
+    auto begin = try_exec(c.get(), "BEGIN");
+    auto sel = try_exec(c.get(), "SELECT 1");
+    auto commit = try_exec(c.get(), "COMMIT");
+    INFO("BEGIN: " << describe_outcome(begin) << "\nSELECT 1: " << describe_outcome(sel)
+                   << "\nCOMMIT: " << describe_outcome(commit));
+    // As with PgBouncer, BEGIN itself fails: its ReadyForQuery must not
+    // reach the client before the error, or libpq takes the error for an
+    // unsolicited message and the text never reaches the application.
+    CHECK_THAT(begin.message, Contains(kRefused));
+    CHECK_FALSE((begin.ok && sel.ok && commit.ok));
+    c.reset();
+    // The refused transaction is not left open on the (only) server.
+    auto next = connect(ci);
+    CHECK(scalar(next.get(), "SELECT now() = statement_timestamp()") == "t");
+    next.reset();
+    mux.finish();
+  }
+  SECTION("per-database and per-user overrides") {
+    Pgmux mux(tx_config(
+        "default_pool_size = 2\n",
+        database_section("app_stmt", "dbname = \"app\"\npool_mode = \"statement\"\n") +
+            "\n[users.cancel_user]\npool_mode = \"statement\"\n"));
+    auto tx_client = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+    exec(tx_client.get(), "BEGIN");
+    CHECK(scalar(tx_client.get(), "SELECT 1") == "1");
+    exec(tx_client.get(), "COMMIT");
+
+    for (auto [db, user, pw] : {std::tuple{"app_stmt", "scram_user", "scram_pw"},
+                                std::tuple{"app", "cancel_user", "cancel_pw"}}) {
+      INFO("database " << db << ", user " << user);
+      auto c = connect(mux.conninfo(db, user, pw));
+      CHECK(scalar(c.get(), "SELECT 1") == "1");
+      auto begin = try_exec(c.get(), "BEGIN");
+      auto sel = try_exec(c.get(), "SELECT 1");
+      INFO("BEGIN: " << describe_outcome(begin) << "\nSELECT 1: " << describe_outcome(sel));
+      CHECK_THAT(begin.message, Contains(kRefused));
+    }
+    tx_client.reset();
+    mux.finish();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 8. Timeouts, each with PgBouncer's error text (SQLSTATE 08P01, the client
+//    is disconnected).
+
+TEST_CASE("transaction: query_wait_timeout", "[transaction][timeout]") {
+  Pgmux mux(tx_config("default_pool_size = 1\nquery_wait_timeout = \"1s\"\n"));
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  auto a = connect(ci);
+  auto b = connect(ci);
+  REQUIRE(scalar(a.get(), "SELECT 1") == "1");
+  REQUIRE(scalar(b.get(), "SELECT 1") == "1");
+  REQUIRE(PQsendQuery(a.get(), "SELECT pg_sleep(3)") == 1);
+  std::this_thread::sleep_for(200ms);
+
+  auto t0 = Clock::now();
+  auto r = try_exec(b.get(), "SELECT 1");
+  double elapsed = seconds_since(t0);
+  INFO("B: " << describe_outcome(r) << " after " << elapsed << " s");
+  CHECK_FALSE(r.ok);
+  CHECK_THAT(r.message, Contains("query_wait_timeout"));
+  if (!r.sqlstate.empty()) CHECK(r.sqlstate == "08P01");
+  CHECK(elapsed >= 0.8);
+  CHECK(elapsed < 2.5);
+
+  // A's query was not disturbed.
+  Result ra(PQgetResult(a.get()));
+  REQUIRE(ra);
+  CHECK(PQresultStatus(ra.get()) == PGRES_TUPLES_OK);
+  while (Result more{PQgetResult(a.get())}) {
+  }
+  auto c = connect(ci);
+  CHECK(scalar(c.get(), "SELECT 1") == "1");
+  a.reset();
+  b.reset();
+  c.reset();
+  mux.finish();
+}
+
+TEST_CASE("transaction: query_timeout", "[transaction][timeout]") {
+  Pgmux mux(tx_config("default_pool_size = 1\nquery_timeout = \"1s\"\n"));
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  const std::string marker = "qt_" + unique_suffix();
+  auto c = connect(ci);
+  // A query shorter than the timeout is fine.
+  CHECK(scalar(c.get(), "SELECT pg_sleep(0.3)") == "");
+
+  auto t0 = Clock::now();
+  auto r = try_exec(c.get(), "SELECT pg_sleep(30) /* " + marker + " */");
+  double elapsed = seconds_since(t0);
+  INFO("query: " << describe_outcome(r) << " after " << elapsed << " s");
+  CHECK_FALSE(r.ok);
+  CHECK(any_of_contains(r.message, {"query_timeout", "query timeout"}));
+  if (!r.sqlstate.empty()) CHECK(r.sqlstate == "08P01");
+  CHECK(elapsed >= 0.8);
+  CHECK(elapsed < 3.5);
+  // PgBouncer closes the client connection.
+  auto again = try_exec(c.get(), "SELECT 1");
+  INFO("next query on the same connection: " << describe_outcome(again));
+  CHECK_FALSE(again.ok);
+  c.reset();
+
+  // The query does not keep running on the server.
+  auto su = superuser();
+  std::string running;
+  bool stopped = wait_until(
+      [&] {
+        running = scalar(su.get(),
+                         "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> "
+                         "pg_backend_pid() AND query LIKE '%" + marker + "%'");
+        return running == "0";
+      },
+      5s, 50ms);
+  INFO("backends still running the query: " << running);
+  CHECK(stopped);
+
+  auto next = connect(ci);
+  CHECK(scalar(next.get(), "SELECT 1") == "1");
+  next.reset();
+  mux.finish();
+}
+
+TEST_CASE("transaction: client_idle_timeout", "[transaction][timeout]") {
+  Pgmux mux(tx_config("client_idle_timeout = \"1s\"\n"));
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  auto idle = connect(ci);
+  auto busy = connect(ci);
+  REQUIRE(scalar(idle.get(), "SELECT 1") == "1");
+  REQUIRE(scalar(busy.get(), "SELECT 1") == "1");
+
+  // A client that keeps querying, or waits for a long query, is not idle.
+  std::string busy_error;
+  std::jthread busy_thread([&] {
+    auto t0 = Clock::now();
+    while (seconds_since(t0) < 2.0) {
+      auto r = try_exec(busy.get(), "SELECT 1");
+      if (!r.ok) {
+        busy_error = "SELECT 1: " + r.message;
+        return;
+      }
+      std::this_thread::sleep_for(300ms);
+    }
+    auto r = try_exec(busy.get(), "SELECT pg_sleep(1.5)");
+    if (!r.ok) busy_error = "SELECT pg_sleep(1.5): " + r.message;
+  });
+
+  double waited = wait_readable(idle.get(), 5s);
+  INFO("pgmux wrote to / closed the idle client after " << waited << " s");
+  CHECK(waited >= 0.8);
+  CHECK(waited < 3.0);
+  auto r = try_exec(idle.get(), "SELECT 1");
+  INFO("idle client's next query: " << describe_outcome(r));
+  CHECK_FALSE(r.ok);
+  if (!r.sqlstate.empty()) CHECK(r.sqlstate == "08P01");
+  CHECK_THAT(r.message, Contains("client_idle_timeout"));
+  busy_thread.join();
+  INFO("busy client: " << busy_error);
+  CHECK(busy_error.empty());
+  idle.reset();
+  busy.reset();
+  mux.finish();
+}
+
+TEST_CASE("transaction: idle_transaction_timeout", "[transaction][timeout]") {
+  Pgmux mux(tx_config("idle_transaction_timeout = \"1s\"\n"));
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  const std::string table = "itt_" + unique_suffix();
+  auto direct = connect(direct_conninfo("app", "scram_user", "scram_pw"));
+  exec(direct.get(), "CREATE TABLE " + table + " (id int)");
+
+  auto victim = connect(ci);
+  auto active = connect(ci);   // in a transaction, but never idle for 1 s
+  auto outside = connect(ci);  // idle, but not in a transaction
+  exec(victim.get(), "BEGIN");
+  exec(victim.get(), "INSERT INTO " + table + " VALUES (1)");
+  const std::string pid = scalar(victim.get(), "SELECT pg_backend_pid()");
+  REQUIRE(scalar(outside.get(), "SELECT 1") == "1");
+
+  std::string active_error;
+  std::jthread active_thread([&] {
+    auto step = [&](const std::string& sql) {
+      auto r = try_exec(active.get(), sql);
+      if (!r.ok && active_error.empty()) active_error = sql + ": " + r.message;
+      return r.ok;
+    };
+    if (!step("BEGIN")) return;
+    auto t0 = Clock::now();
+    while (seconds_since(t0) < 2.5) {
+      if (!step("INSERT INTO " + table + " VALUES (2)")) return;
+      std::this_thread::sleep_for(300ms);
+    }
+    step("COMMIT");
+  });
+
+  double waited = wait_readable(victim.get(), 5s);
+  INFO("pgmux wrote to / closed the client idle in transaction after " << waited << " s");
+  CHECK(waited >= 0.8);
+  CHECK(waited < 3.0);
+  auto r = try_exec(victim.get(), "COMMIT");
+  INFO("COMMIT after the timeout: " << describe_outcome(r));
+  CHECK_FALSE(r.ok);
+  CHECK(any_of_contains(r.message, {"idle_transaction_timeout", "idle transaction timeout"}));
+  if (!r.sqlstate.empty()) CHECK(r.sqlstate == "08P01");
+  victim.reset();
+  active_thread.join();
+  INFO("active client: " << active_error);
+  CHECK(active_error.empty());
+  CHECK(scalar(outside.get(), "SELECT 1") == "1");
+
+  // The transaction was rolled back: its row is not there, the backend is
+  // gone or idle.
+  auto su = superuser("app");
+  std::string state;
+  bool done = wait_until(
+      [&] {
+        state = scalar(su.get(), "SELECT coalesce((SELECT state FROM pg_stat_activity WHERE pid = " +
+                                     pid + "), 'gone')");
+        return state == "gone" || state == "idle";
+      },
+      3s, 50ms);
+  INFO("victim's backend " << pid << ": " << state);
+  CHECK(done);
+  CHECK(scalar(direct.get(), "SELECT count(*) FILTER (WHERE id = 1) FROM " + table) == "0");
+  CHECK(scalar(direct.get(), "SELECT count(*) FILTER (WHERE id = 2) > 0 FROM " + table) == "t");
+  exec(direct.get(), "DROP TABLE " + table);
+  active.reset();
+  outside.reset();
+  mux.finish();
+}
+
+// ---------------------------------------------------------------------------
+// 9. Limits: max_db_connections, max_user_connections, reserve pool.
+
+namespace {
+
+// `clients` threads, each `loops` x SELECT pg_sleep(0.2), on the given
+// (conninfo) list round-robin; returns the errors.
+void sleep_load(const std::vector<std::string>& conninfos, int clients, int loops, Errors& errors,
+                Watchdog& wd) {
+  std::latch start(clients);
+  std::vector<std::jthread> threads;
+  for (int i = 0; i < clients; ++i) {
+    threads.emplace_back([&, i] {
+      WatchedConn c(wd, conninfos[static_cast<size_t>(i) % conninfos.size()]);
+      start.arrive_and_wait();
+      if (!c.ok()) return errors.add("client " + std::to_string(i) + ": connect: " + c.error());
+      for (int j = 0; j < loops; ++j) {
+        auto r = try_exec(c.get(), "SELECT pg_sleep(0.2)");
+        if (!r.ok) return errors.add("client " + std::to_string(i) + ": " + r.message);
+      }
+    });
+  }
+}
+
+}  // namespace
+
+TEST_CASE("transaction: max_db_connections across two users", "[transaction][limits]") {
+  ScratchDatabase db("maxdb");
+  Pgmux mux(tx_config("default_pool_size = 5\nmax_db_connections = 2\nquery_wait_timeout = \"15s\"\n",
+                      database_section("lim", "dbname = \"" + db.name() + "\"\n")));
+  Watchdog wd(30s);
+  BackendMonitor monitor("datname = '" + db.name() + "'");
+  Errors errors;
+  auto t0 = Clock::now();
+  sleep_load({mux.conninfo("lim", "scram_user", "scram_pw"), mux.conninfo("lim", "cancel_user", "cancel_pw")},
+             10, 4, errors, wd);
+  double elapsed = seconds_since(t0);
+  monitor.stop();
+  INFO(errors.summary());
+  INFO("server backends for the database: max " << monitor.max() << " over " << monitor.samples()
+                                                << " samples " << monitor.error() << "; took "
+                                                << elapsed << " s");
+  CHECK(errors.size() == 0);
+  CHECK(monitor.error().empty());
+  CHECK(monitor.max() <= 2);
+  CHECK(monitor.max() == 2);
+  CHECK_FALSE(wd.fired());
+  mux.finish();
+}
+
+TEST_CASE("transaction: max_user_connections across two databases", "[transaction][limits]") {
+  ScratchDatabase db1("maxu1");
+  ScratchDatabase db2("maxu2");
+  Pgmux mux(tx_config("default_pool_size = 5\nmax_user_connections = 2\nquery_wait_timeout = \"15s\"\n",
+                      database_section("lim1", "dbname = \"" + db1.name() + "\"\n") + "\n" +
+                          database_section("lim2", "dbname = \"" + db2.name() + "\"\n")));
+  Watchdog wd(30s);
+  BackendMonitor monitor("datname IN ('" + db1.name() + "', '" + db2.name() + "')");
+  Errors errors;
+  sleep_load({mux.conninfo("lim1", "scram_user", "scram_pw"), mux.conninfo("lim2", "scram_user", "scram_pw")},
+             10, 4, errors, wd);
+  monitor.stop();
+  INFO(errors.summary());
+  INFO("server backends for the two databases: max " << monitor.max() << " over "
+                                                     << monitor.samples() << " samples "
+                                                     << monitor.error());
+  CHECK(errors.size() == 0);
+  CHECK(monitor.error().empty());
+  CHECK(monitor.max() <= 2);
+  CHECK(monitor.max() == 2);
+  CHECK_FALSE(wd.fired());
+  mux.finish();
+}
+
+TEST_CASE("transaction: reserve pool", "[transaction][limits]") {
+  Pgmux mux(tx_config(
+      "default_pool_size = 1\nreserve_pool_size = 1\nreserve_pool_timeout = \"500ms\"\n"));
+  Watchdog wd(20s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  WatchedConn a(wd, ci), b(wd, ci), c(wd, ci);
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(b);
+  REQUIRE_CONN(c);
+
+  auto t0 = Clock::now();
+  exec(a.get(), "BEGIN");
+  const std::string pid_a = scalar(a.get(), "SELECT pg_backend_pid()");
+  CHECK(seconds_since(t0) < 0.4);  // the pool was not full: no wait
+
+  // B waits reserve_pool_timeout, then gets the reserve connection.
+  t0 = Clock::now();
+  exec(b.get(), "BEGIN");
+  const std::string pid_b = scalar(b.get(), "SELECT pg_backend_pid()");
+  double waited = seconds_since(t0);
+  INFO("B got a server after " << waited << " s");
+  CHECK(waited >= 0.35);
+  CHECK(waited < 2.0);
+  CHECK(pid_b != pid_a);
+
+  // The reserve holds one connection: C waits until A is done.
+  REQUIRE(PQsendQuery(c.get(), "SELECT pg_backend_pid()") == 1);
+  auto early = next_result(c.get(), 1500ms);
+  CHECK_FALSE(early.has_value());  // still waiting after 1.5 s
+  exec(a.get(), "COMMIT");
+  auto late = next_result(c.get(), 3s);
+  REQUIRE(late.has_value());
+  REQUIRE(*late);
+  CHECK(describe(late->get()) == "rows:" + pid_a);
+  while (Result more{PQgetResult(c.get())}) {
+  }
+  exec(b.get(), "COMMIT");
+  CHECK_FALSE(wd.fired());
+  a.reset();
+  b.reset();
+  c.reset();
+  mux.finish();
+}
+
+// ---------------------------------------------------------------------------
+// 10. Clients that pipeline several transactions without waiting get every
+//     result in order; a failed transaction (ReadyForQuery 'E') keeps its
+//     server until the ROLLBACK.
+
+TEST_CASE("transaction: pipelined transactions", "[transaction][pipeline]") {
+  Pgmux mux(tx_config("default_pool_size = 2\n"));
+  Watchdog wd(25s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  const std::string base = "pipe_tx_" + unique_suffix();
+  constexpr int kClients = 3;
+  constexpr int kTx = 8;
+  constexpr int kFailing = 4;
+  {
+    auto direct = connect(direct_conninfo("app", "scram_user", "scram_pw"));
+    for (int i = 0; i < kClients; ++i) {
+      exec(direct.get(), "CREATE TABLE " + base + "_" + std::to_string(i) + " (id int)");
+    }
+  }
+  Errors errors;
+  std::latch start(kClients);
+  auto client = [&](int i) {
+    auto fail = [&](const std::string& what) {
+      errors.add("client " + std::to_string(i) + ": " + what);
+    };
+    const std::string table = base + "_" + std::to_string(i);
+    WatchedConn c(wd, ci);
+    start.arrive_and_wait();
+    if (!c.ok()) return fail("connect: " + c.error());
+    PGconn* pc = c.get();
+    for (int round = 0; round < 3; ++round) {
+      if (PQenterPipelineMode(pc) != 1) return fail("PQenterPipelineMode: " + c.error());
+      std::vector<std::string> want;
+      bool sent = true;
+      for (int tx = 1; tx <= kTx; ++tx) {
+        const int id = round * 100 + tx;
+        sent = sent && send_query(pc, "BEGIN");
+        if (tx == kFailing) {
+          sent = sent && send_query(pc, "INSERT INTO " + table + " VALUES ('x')");
+          sent = sent && send_query(pc, "COMMIT");
+          sent = sent && PQpipelineSync(pc) == 1;
+          sent = sent && send_query(pc, "ROLLBACK");
+          sent = sent && PQpipelineSync(pc) == 1;
+          for (auto w : {"ok:BEGIN", "end", "error:22P02", "end", "aborted", "end", "sync",
+                         "ok:ROLLBACK", "end", "sync"}) {
+            want.emplace_back(w);
+          }
+        } else {
+          sent = sent && send_query(pc, "INSERT INTO " + table + " VALUES (" + std::to_string(id) +
+                                            ") RETURNING id");
+          sent = sent && send_query(pc, "COMMIT");
+          sent = sent && PQpipelineSync(pc) == 1;
+          for (const std::string& w : {std::string("ok:BEGIN"), std::string("end"),
+                                       "rows:" + std::to_string(id), std::string("end"),
+                                       std::string("ok:COMMIT"), std::string("end"),
+                                       std::string("sync")}) {
+            want.push_back(w);
+          }
+        }
+      }
+      if (!sent) return fail("sending the pipeline: " + c.error());
+      auto got = read_results(pc, want.size());
+      if (got != want) {
+        return fail("round " + std::to_string(round) + ": got " + join(got) + "\n    expected " + join(want));
+      }
+      if (PQexitPipelineMode(pc) != 1) return fail("PQexitPipelineMode: " + c.error());
+      auto r = try_exec(pc, "SELECT now() = statement_timestamp()");
+      if (one_row(r) != std::vector<std::string>{"t"}) {
+        return fail("after the pipeline: " + describe_outcome(r) + " (expected no open transaction)");
+      }
+    }
+    std::vector<std::string> ids;
+    for (int round = 0; round < 3; ++round) {
+      for (int tx = 1; tx <= kTx; ++tx) {
+        if (tx != kFailing) ids.push_back(std::to_string(round * 100 + tx));
+      }
+    }
+    auto r = try_exec(pc, "SELECT string_agg(id::text, ',' ORDER BY id) FROM " + table);
+    if (one_row(r) != std::vector<std::string>{join(ids, ",")}) {
+      fail("table content: " + describe_outcome(r) + ", expected " + join(ids, ","));
+    }
+  };
+  {
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < kClients; ++i) threads.emplace_back(client, i);
+  }
+  INFO(errors.summary());
+  CHECK_FALSE(wd.fired());
+  CHECK(errors.size() == 0);
+  {
+    auto direct = connect(direct_conninfo("app", "scram_user", "scram_pw"));
+    for (int i = 0; i < kClients; ++i) exec(direct.get(), "DROP TABLE " + base + "_" + std::to_string(i));
+  }
+  mux.finish();
+}
+
+// ---------------------------------------------------------------------------
+// 11. SQL-level PREPARE / EXECUTE / DEALLOCATE follow the client across
+//     servers and are invisible to other clients.
+
+TEST_CASE("transaction: SQL PREPARE and EXECUTE across servers", "[transaction][prepared]") {
+  Pgmux mux(tx_config("default_pool_size = 2\n"));
+  Watchdog wd(20s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  WatchedConn a(wd, ci), b(wd, ci), h(wd, ci);
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(b);
+  REQUIRE_CONN(h);
+
+  exec(a.get(), "PREPARE p1 AS SELECT $1::int * 2, pg_backend_pid()");
+  // h holds a server inside a transaction; A's EXECUTE runs on the other one,
+  // then A runs alone (on the server h just released).
+  std::set<std::string> a_pids;
+  for (int round = 0; round < 10 && a_pids.size() < 2; ++round) {
+    exec(h.get(), "BEGIN");
+    const std::string held = scalar(h.get(), "SELECT pg_backend_pid()");
+    auto row = exec(a.get(), "EXECUTE p1(21)").at(0);
+    CHECK(row.at(0) == "42");
+    CHECK(row.at(1) != held);
+    a_pids.insert(row.at(1));
+    exec(h.get(), "COMMIT");
+    row = exec(a.get(), "EXECUTE p1(21)").at(0);
+    CHECK(row.at(0) == "42");
+    a_pids.insert(row.at(1));
+  }
+  CHECK(a_pids.size() == 2);
+
+  // B does not see A's p1, wherever it runs, and can have its own.
+  for (int i = 0; i < 4; ++i) {
+    auto r = try_exec(b.get(), "EXECUTE p1(1)");
+    INFO("B's EXECUTE p1 before preparing it: " << describe_outcome(r));
+    CHECK_FALSE(r.ok);
+    CHECK(r.sqlstate == "26000");
+    CHECK_THAT(r.message, Contains("prepared statement \"p1\" does not exist"));
+  }
+  exec(b.get(), "PREPARE p1 AS SELECT $1::int * 3, pg_backend_pid()");
+  for (int i = 0; i < 4; ++i) {
+    CHECK(exec(a.get(), "EXECUTE p1(21)").at(0).at(0) == "42");
+    CHECK(exec(b.get(), "EXECUTE p1(21)").at(0).at(0) == "63");
+  }
+  // Preparing an existing name again is an error, as on PostgreSQL.
+  auto dup = try_exec(a.get(), "PREPARE p1 AS SELECT 1");
+  INFO("second PREPARE p1: " << describe_outcome(dup));
+  CHECK(dup.sqlstate == "42P05");
+
+  // DEALLOCATE: gone on every server, for A only.
+  exec(a.get(), "DEALLOCATE p1");
+  for (int round = 0; round < 2; ++round) {
+    exec(h.get(), "BEGIN");
+    scalar(h.get(), "SELECT pg_backend_pid()");
+    auto r = try_exec(a.get(), "EXECUTE p1(21)");
+    INFO("A's EXECUTE after DEALLOCATE: " << describe_outcome(r));
+    CHECK_FALSE(r.ok);
+    CHECK(r.sqlstate == "26000");
+    CHECK_THAT(r.message, Contains("prepared statement \"p1\" does not exist"));
+    exec(h.get(), "COMMIT");
+    r = try_exec(a.get(), "EXECUTE p1(21)");
+    CHECK(r.sqlstate == "26000");
+    CHECK(exec(b.get(), "EXECUTE p1(21)").at(0).at(0) == "63");
+  }
+  // The name is free again for A.
+  exec(a.get(), "PREPARE p1 AS SELECT $1::int + 1");
+  CHECK(scalar(a.get(), "EXECUTE p1(41)") == "42");
+  exec(b.get(), "DEALLOCATE ALL");
+  CHECK(try_exec(b.get(), "EXECUTE p1(1)").sqlstate == "26000");
+  CHECK(scalar(a.get(), "EXECUTE p1(41)") == "42");
+  CHECK_FALSE(wd.fired());
+  a.reset();
+  b.reset();
+  h.reset();
+  mux.finish();
+}
+
+// ---------------------------------------------------------------------------
+// 12. max_prepared_statements = 2: the per-server LRU evicts and re-prepares
+//     transparently.
+
+TEST_CASE("transaction: max_prepared_statements LRU", "[transaction][prepared]") {
+  Pgmux mux(tx_config("default_pool_size = 1\nmax_prepared_statements = 2\n"));
+  Watchdog wd(20s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  Errors errors;
+  auto client = [&](int i, int statements) {
+    auto fail = [&](const std::string& what) {
+      errors.add("client " + std::to_string(i) + ": " + what);
+    };
+    WatchedConn c(wd, ci);
+    if (!c.ok()) return fail("connect: " + c.error());
+    for (int s = 0; s < statements; ++s) {
+      auto p = prepare(c.get(), "q" + std::to_string(s),
+                       "SELECT $1::int + " + std::to_string(1000 * i + 100 * s), 1);
+      if (!p.ok) return fail("prepare q" + std::to_string(s) + ": " + describe_outcome(p));
+    }
+    for (int round = 0; round < 15; ++round) {
+      for (int s = 0; s < statements; ++s) {
+        auto r = exec_prepared(c.get(), "q" + std::to_string(s), {std::to_string(round)});
+        const std::string want = std::to_string(round + 1000 * i + 100 * s);
+        if (one_row(r) != std::vector<std::string>{want}) {
+          return fail("q" + std::to_string(s) + "(" + std::to_string(round) + "): " +
+                      describe_outcome(r) + ", expected " + want);
+        }
+      }
+    }
+  };
+  {
+    std::jthread t1(client, 1, 5);
+    std::jthread t2(client, 2, 3);
+  }
+  INFO(errors.summary());
+  CHECK(errors.size() == 0);
+  // The only server never holds more than two prepared statements.
+  auto c = connect(ci);
+  auto n = scalar(c.get(), "SELECT count(*) FROM pg_prepared_statements");
+  INFO("prepared statements on the server: " << n);
+  CHECK(std::stoi(n) <= 2);
+  CHECK_FALSE(wd.fired());
+  c.reset();
+  mux.finish();
+}
+
+// ---------------------------------------------------------------------------
+// 13. The protocol-level Close of a named statement (libpq 15 has no
+//     PQclosePrepared): raw extended-protocol messages, with another client
+//     taking the server in between so statements must be re-prepared.
+
+TEST_CASE("transaction: protocol Close and Flush of named statements", "[transaction][prepared]") {
+  PgmuxConfig cfg;
+  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 2\n";
+  cfg.rest = auth_section("trust") + "\n" + database_section("app");
+  cfg.userlist = userlist_line("trust_user", "");
+  Pgmux mux(cfg);
+  auto holder = connect(mux.conninfo("app", "trust_user"));
+  auto s = RawSocket::connect_tcp(mux.port());
+  REQUIRE(s.valid());
+  s.send(startup_packet({{"user", "trust_user"}, {"database", "app"}}));
+  {
+    auto login = read_replies(s);
+    INFO("login: " << login.types << " " << join(login.errors));
+    REQUIRE(login.types.back() == 'Z');
+  }
+  auto round = [&](const std::string& bytes) {
+    REQUIRE(s.send(bytes));
+    return read_replies(s);
+  };
+
+  auto r = round(parse_msg("s1", "SELECT 1") + sync_msg());
+  CHECK(r.types == "1Z");
+  r = round(describe_msg('S', "s1") + sync_msg());
+  CHECK(r.types == "tTZ");
+
+  exec(holder.get(), "BEGIN");  // s1 must now run on the other server
+  scalar(holder.get(), "SELECT 1");
+  r = round(bind_msg("", "s1") + execute_msg("") + sync_msg());
+  CHECK(r.types == "2DCZ");
+  CHECK(join(r.values) == "1");
+  exec(holder.get(), "COMMIT");
+
+  r = round(close_msg('S', "s1") + sync_msg());
+  CHECK(r.types == "3Z");
+  r = round(bind_msg("", "s1") + execute_msg("") + sync_msg());
+  INFO("errors: " << join(r.errors, " / "));
+  CHECK(r.types == "EZ");
+  CHECK_THAT(join(r.errors), Contains("26000"));
+  // Closing a statement that does not exist is not an error.
+  r = round(close_msg('S', "nope") + sync_msg());
+  CHECK(r.types == "3Z");
+  // The name is free again.
+  r = round(parse_msg("s1", "SELECT 2") + sync_msg());
+  CHECK(r.types == "1Z");
+  exec(holder.get(), "BEGIN");
+  scalar(holder.get(), "SELECT 1");
+  r = round(bind_msg("", "s1") + execute_msg("") + sync_msg());
+  CHECK(r.types == "2DCZ");
+  CHECK(join(r.values) == "2");
+  exec(holder.get(), "COMMIT");
+
+  // Flush instead of Sync: the responses come without ReadyForQuery.
+  REQUIRE(s.send(parse_msg("s3", "SELECT 3") + bind_msg("", "s3") + describe_msg('P', "") +
+                 execute_msg("") + flush_msg()));
+  r = read_replies(s, false, 5, 5s);
+  CHECK(r.types == "12TDC");
+  CHECK(join(r.values) == "3");
+  r = round(sync_msg());
+  CHECK(r.types == "Z");
+
+  r = round(close_msg('S', "s1") + close_msg('S', "s3") + sync_msg());
+  CHECK(r.types == "33Z");
+  r = round(bind_msg("", "s3") + execute_msg("") + sync_msg());
+  CHECK(r.types == "EZ");
+  CHECK_THAT(join(r.errors), Contains("26000"));
+  s.send(msg('X', ""));
+  s.close();
+  holder.reset();
+  mux.finish();
+}
+
+// ---------------------------------------------------------------------------
+// 14. NoticeResponse reaches its client only; FunctionCall works.
+
+TEST_CASE("transaction: notices and FunctionCall", "[transaction][protocol]") {
+  Pgmux mux(tx_config("default_pool_size = 1\n"));
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  auto a = connect(ci);
+  auto b = connect(ci);
+  std::vector<std::string> notices_a, notices_b;
+  auto receiver = [](void* arg, const PGresult* res) {
+    static_cast<std::vector<std::string>*>(arg)->push_back(
+        trim(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : ""));
+  };
+  PQsetNoticeReceiver(a.get(), receiver, &notices_a);
+  PQsetNoticeReceiver(b.get(), receiver, &notices_b);
+
+  exec(a.get(), "DO $$ BEGIN RAISE NOTICE 'hello from %', 'pgmux'; END $$");
+  CHECK(scalar(b.get(), "SELECT 1") == "1");
+  CHECK(join(notices_a) == "hello from pgmux");
+  CHECK(notices_b.empty());
+
+  const Oid fnid = static_cast<Oid>(std::stoul(scalar(a.get(), "SELECT 'int4pl'::regproc::oid")));
+  for (PGconn* conn : {a.get(), b.get(), a.get()}) {
+    PQArgBlock args[2];
+    args[0].len = 4;
+    args[0].isint = 1;
+    args[0].u.integer = 20;
+    args[1].len = 4;
+    args[1].isint = 1;
+    args[1].u.integer = 22;
+    int result = 0;
+    int result_len = 0;
+    Result r(PQfn(conn, static_cast<int>(fnid), &result, &result_len, 1, args, 2));
+    REQUIRE(r);
+    INFO("PQfn: " << PQresultErrorMessage(r.get()));
+    CHECK(PQresultStatus(r.get()) == PGRES_COMMAND_OK);
+    CHECK(result == 42);
+  }
+  CHECK(scalar(a.get(), "SELECT 1") == "1");
+  a.reset();
+  b.reset();
+  mux.finish();
+}
