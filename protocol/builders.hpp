@@ -39,6 +39,15 @@ struct ErrorFields {
   std::string hint;
 };
 
+// A FATAL error (the connection ends after it).
+inline ErrorFields fatal_error(const char* sqlstate, std::string message) {
+  ErrorFields e;
+  e.severity = "FATAL";
+  e.sqlstate = sqlstate;
+  e.message = std::move(message);
+  return e;
+}
+
 // Common SQLSTATEs used by the pooler.
 namespace sqlstate {
 constexpr const char* kProtocolViolation = "08P01";

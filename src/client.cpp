@@ -18,12 +18,16 @@ namespace pgmux {
 namespace {
 constexpr size_t kMaxAuthMessage = 16 * 1024;  // SASL/password messages are tiny
 
-proto::ErrorFields fatal(const char* sqlstate, std::string message) {
+using proto::fatal_error;
+
+// PostgreSQL's answer to a statement name that is taken.
+std::string already_exists(std::string_view name) {
   proto::ErrorFields e;
-  e.severity = "FATAL";
-  e.sqlstate = sqlstate;
-  e.message = std::move(message);
-  return e;
+  e.sqlstate = "42P05";
+  e.message = "prepared statement \"" + std::string(name) + "\" already exists";
+  std::string m;
+  proto::error_response(m, e);
+  return m;
 }
 }  // namespace
 
@@ -167,13 +171,13 @@ bool ClientConnection::handle_startup_packet(const proto::StartupPacket& p) {
   if (!out.empty()) send(std::move(out));
 
   if (p.param("replication")) {
-    auto e = fatal(proto::sqlstate::kFeatureNotSupported,
+    auto e = fatal_error(proto::sqlstate::kFeatureNotSupported,
                    "replication connections are not supported by pgmux");
     close(CloseReason::unsupported, &e);
     return false;
   }
   if (!worker_.accept_more_clients()) {
-    auto e = fatal(proto::sqlstate::kTooManyConnections,
+    auto e = fatal_error(proto::sqlstate::kTooManyConnections,
                    "no more connections allowed (max_client_conn)");
     close(CloseReason::too_many_clients, &e);
     return false;
@@ -186,14 +190,14 @@ bool ClientConnection::handle_startup_packet(const proto::StartupPacket& p) {
     if (k == "options") {
       std::string err;
       if (!parse_options(v, err)) {
-        auto e = fatal(proto::sqlstate::kFeatureNotSupported, err);
+        auto e = fatal_error(proto::sqlstate::kFeatureNotSupported, err);
         close(CloseReason::unsupported, &e);
         return false;
       }
       continue;
     }
     if (!valid_parameter_name(k)) {
-      auto e = fatal(proto::sqlstate::kFeatureNotSupported, "unsupported startup parameter: " + k);
+      auto e = fatal_error(proto::sqlstate::kFeatureNotSupported, "unsupported startup parameter: " + k);
       close(CloseReason::unsupported, &e);
       return false;
     }
@@ -318,7 +322,7 @@ void ClientConnection::auth_failed(const std::string& log_reason) {
   spdlog::warn("C-{} login failed for user \"{}\" database \"{}\" from {}: {}", id_, user_,
                database_, peer_, log_reason);
   // One message for unknown user, unknown database and wrong password.
-  auto e = fatal(proto::sqlstate::kInvalidPassword,
+  auto e = fatal_error(proto::sqlstate::kInvalidPassword,
                  "password authentication failed for user \"" + user_ + "\"");
   close(CloseReason::auth_failed, &e);
 }
@@ -750,12 +754,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       }
       if (m->statement.empty()) return pass(Req::parse);
       if (stmts_.count(std::string(m->statement))) {
-        proto::ErrorFields e;
-        e.sqlstate = "42P05";
-        e.message = "prepared statement \"" + std::string(m->statement) + "\" already exists";
-        std::string msg;
-        proto::error_response(msg, e);
-        tracker_.synthetic(std::move(msg));
+        tracker_.synthetic(already_exists(m->statement));
         skip_to_sync_ = true;
         return true;
       }
@@ -870,11 +869,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
       return forward_query();
     case proto::SqlCommand::Kind::prepare: {
       if (sql_stmts_.count(cmd.name)) {
-        proto::ErrorFields e;
-        e.sqlstate = "42P05";
-        e.message = "prepared statement \"" + cmd.name + "\" already exists";
-        std::string m;
-        proto::error_response(m, e);
+        std::string m = already_exists(cmd.name);
         proto::ready_for_query(m, server_->tx_status() == 'I' ? 'I' : 'E');
         tracker_.synthetic(std::move(m));
         return true;
@@ -965,7 +960,7 @@ void ClientConnection::send(std::string&& data) {
 
 void ClientConnection::protocol_error(const std::string& what) {
   spdlog::warn("C-{} protocol violation from {}: {}", id_, peer_, what);
-  auto e = fatal(proto::sqlstate::kProtocolViolation, "protocol violation: " + what);
+  auto e = fatal_error(proto::sqlstate::kProtocolViolation, "protocol violation: " + what);
   close(CloseReason::protocol_violation, &e);
 }
 

@@ -18,13 +18,7 @@ constexpr uint32_t kMaxLoginMessage = 1024 * 1024;
 
 enum Purpose { kPurposeLogin = 1, kPurposeSync = 2, kPurposeReset = 3 };
 
-proto::ErrorFields server_error(const char* sqlstate, std::string message) {
-  proto::ErrorFields e;
-  e.severity = "FATAL";
-  e.sqlstate = sqlstate;
-  e.message = std::move(message);
-  return e;
-}
+constexpr auto server_error = &proto::fatal_error;
 }  // namespace
 
 ServerConnection::ServerConnection(Worker& w, pool::Pool&, const conf::DatabaseConfig& db,
@@ -660,10 +654,8 @@ void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
     } else if (n > kReadyForQuerySize) {
       client_->deliver(std::move(buf), 0, n - kReadyForQuerySize);
     }
-    proto::ErrorFields e;
-    e.severity = "FATAL";
-    e.sqlstate = proto::sqlstate::kProtocolViolation;
-    e.message = "transaction blocks not allowed in statement pooling mode";
+    auto e = proto::fatal_error(proto::sqlstate::kProtocolViolation,
+                                "transaction blocks not allowed in statement pooling mode");
     ClientConnection* c = client_;
     client_ = nullptr;
     if (c->state() != ClientConnection::State::closing) c->server_lost(e);

@@ -140,63 +140,59 @@ void Socket::read_cb(uv_stream_t* s, ssize_t n, const uv_buf_t*) {
   self->owner_->on_read(*self, std::move(buf), size_t(n));
 }
 
+// Writes what the kernel takes at once (nothing if writes are queued, to
+// keep the order); `done` is how much.
+int Socket::try_write_now(const uint8_t* data, size_t n, size_t& done) {
+  done = 0;
+  if (uv_stream_get_write_queue_size(&h_.stream) != 0) return 0;
+  uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(data)), unsigned(n));
+  int rc = uv_try_write(&h_.stream, &b, 1);
+  if (rc >= 0) done = size_t(rc);
+  else if (rc != UV_EAGAIN && rc != UV_ENOSYS) return rc;
+  return 0;
+}
+
 int Socket::write(IoBufferPtr buf, size_t offset, size_t n) {
   if (closing_) return UV_EPIPE;
   const uint8_t* p = buf->data + offset;
-  return write_tail(p, n, std::move(buf), nullptr);
+  size_t done = 0;
+  if (int rc = try_write_now(p, n, done); rc != 0) return rc;
+  if (done == n) return 0;
+  auto* wr = new WriteReq;
+  wr->buf = std::move(buf);
+  return queue_write(wr, p + done, n - done);
 }
 
 int Socket::write(std::string&& data) {
   if (closing_) return UV_EPIPE;
-  if (data.empty()) return 0;
-  auto* str = new std::string(std::move(data));
-  int rc = write_tail(reinterpret_cast<const uint8_t*>(str->data()), str->size(), nullptr, str);
-  return rc;
+  size_t done = 0;
+  if (int rc = try_write_now(reinterpret_cast<const uint8_t*>(data.data()), data.size(), done); rc != 0)
+    return rc;
+  if (done == data.size()) return 0;
+  auto* wr = new WriteReq;
+  wr->str = std::move(data);
+  return queue_write(wr, reinterpret_cast<const uint8_t*>(wr->str.data()) + done,
+                     wr->str.size() - done);
 }
 
 int Socket::write_copy(const uint8_t* data, size_t n) {
   if (closing_) return UV_EPIPE;
-  if (n == 0) return 0;
   size_t done = 0;
-  if (uv_stream_get_write_queue_size(&h_.stream) == 0) {
-    uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(data)), unsigned(n));
-    int rc = uv_try_write(&h_.stream, &b, 1);
-    if (rc >= 0) done = size_t(rc);
-    else if (rc != UV_EAGAIN && rc != UV_ENOSYS) return rc;
-  }
-  if (done == n) return 0;
-  return write(std::string(reinterpret_cast<const char*>(data) + done, n - done));
-}
-
-// Tries to write directly; queues the unwritten tail, keeping its storage.
-// `str` (if any) is owned by this call.
-int Socket::write_tail(const uint8_t* data, size_t n, IoBufferPtr buf, std::string* str) {
-  std::unique_ptr<std::string> owned_str(str);
-  size_t done = 0;
-  if (uv_stream_get_write_queue_size(&h_.stream) == 0) {
-    uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(data)), unsigned(n));
-    int rc = uv_try_write(&h_.stream, &b, 1);
-    if (rc >= 0) done = size_t(rc);
-    else if (rc != UV_EAGAIN && rc != UV_ENOSYS) return rc;
-  }
+  if (int rc = try_write_now(data, n, done); rc != 0) return rc;
   if (done == n) return 0;
   auto* wr = new WriteReq;
+  wr->str.assign(reinterpret_cast<const char*>(data) + done, n - done);
+  return queue_write(wr, reinterpret_cast<const uint8_t*>(wr->str.data()), wr->str.size());
+}
+
+// Queues the unwritten tail; `wr` owns its storage until write_cb.
+int Socket::queue_write(WriteReq* wr, const uint8_t* tail, size_t n) {
   wr->socket = this;
   wr->req.data = wr;
-  const uint8_t* tail = data + done;
-  if (owned_str) {
-    wr->str = std::move(*owned_str);
-    tail = reinterpret_cast<const uint8_t*>(wr->str.data()) + done;
-  } else {
-    wr->buf = std::move(buf);
-  }
-  uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(tail)), unsigned(n - done));
+  uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(tail)), unsigned(n));
   int rc = uv_write(&wr->req, &h_.stream, &b, 1, write_cb);
-  if (rc != 0) {
-    delete wr;
-    return rc;
-  }
-  return 0;
+  if (rc != 0) delete wr;
+  return rc;
 }
 
 void Socket::write_cb(uv_write_t* req, int status) {

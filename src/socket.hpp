@@ -101,7 +101,8 @@ class Socket {
   static void close_cb(uv_handle_t* h);
   static void connect_cb(uv_connect_t* req, int status);
   static void shutdown_cb(uv_shutdown_t* req, int status);
-  int write_tail(const uint8_t* data, size_t n, IoBufferPtr buf, std::string* str);
+  int try_write_now(const uint8_t* data, size_t n, size_t& done);
+  int queue_write(WriteReq* wr, const uint8_t* tail, size_t n);
 
   union {
     uv_handle_t handle;

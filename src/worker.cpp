@@ -191,10 +191,7 @@ void Worker::tick() {
   if (login_timeout.count() > 0) {
     while (ClientConnection* c = logging_in_.front()) {
       if (now - c->login_started() < login_timeout) break;
-      proto::ErrorFields e;
-      e.severity = "FATAL";
-      e.sqlstate = proto::sqlstate::kProtocolViolation;
-      e.message = "client_login_timeout";
+      auto e = proto::fatal_error(proto::sqlstate::kProtocolViolation, "client_login_timeout");
       logging_in_.remove(c);
       c->close(CloseReason::login_timeout, &e);
     }
@@ -254,10 +251,7 @@ void Worker::check_client_timeouts() {
       doomed.emplace_back(c, "client_idle_timeout");
   }
   for (auto& [c, what] : doomed) {
-    proto::ErrorFields e;
-    e.severity = "FATAL";
-    e.sqlstate = proto::sqlstate::kProtocolViolation;
-    e.message = what;
+    auto e = proto::fatal_error(proto::sqlstate::kProtocolViolation, what);
     c->close(CloseReason::timeout, &e);  // a running query is cancelled there
   }
 }
@@ -420,10 +414,7 @@ void Worker::maybe_finish_shutdown() {
         st == ClientConnection::State::auth)
       idle.push_back(c);
   }
-  proto::ErrorFields e;
-  e.severity = "FATAL";
-  e.sqlstate = proto::sqlstate::kAdminShutdown;
-  e.message = "pgmux is shutting down";
+  auto e = proto::fatal_error(proto::sqlstate::kAdminShutdown, "pgmux is shutting down");
   for (ClientConnection* c : idle) c->close(CloseReason::shutdown, &e);
   bool deadline = now() >= shutdown_deadline_;
   if (deadline) {
@@ -443,10 +434,7 @@ void Worker::shutdown_now() {
   for (auto& l : listeners_) l->stop();
   std::vector<ClientConnection*> all;
   for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c)) all.push_back(c);
-  proto::ErrorFields e;
-  e.severity = "FATAL";
-  e.sqlstate = proto::sqlstate::kAdminShutdown;
-  e.message = "pgmux is shutting down";
+  auto e = proto::fatal_error(proto::sqlstate::kAdminShutdown, "pgmux is shutting down");
   for (ClientConnection* c : all) c->close(CloseReason::shutdown, &e);
   std::vector<ServerConnection*> servers;
   for (ServerConnection* s = servers_.front(); s; s = decltype(servers_)::next(s)) servers.push_back(s);
