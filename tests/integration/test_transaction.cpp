@@ -1907,3 +1907,47 @@ TEST_CASE("transaction: notices and FunctionCall", "[transaction][protocol]") {
   b.reset();
   mux.finish();
 }
+
+// ---------------------------------------------------------------------------
+// Backpressure: a client that does not read a huge result makes pgmux stop
+// reading from the server instead of buffering the result in memory.
+
+namespace {
+long rss_kib(int pid) {
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "r");
+  if (!f) return -1;
+  char line[256];
+  long kib = -1;
+  while (std::fgets(line, sizeof(line), f))
+    if (std::sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
+  std::fclose(f);
+  return kib;
+}
+}  // namespace
+
+TEST_CASE("transaction: a slow reader of a huge result keeps pgmux memory bounded",
+          "[transaction][backpressure]") {
+  Pgmux mux(tx_config("default_pool_size = 2\n"));
+  auto c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  long before = rss_kib(mux.pid());
+  REQUIRE(before > 0);
+  // About 200 MB of rows; the client reads none of it for a while.
+  REQUIRE(PQsendQuery(c.get(), "SELECT repeat('x', 1000) FROM generate_series(1, 200000)") == 1);
+  long peak = before;
+  for (int i = 0; i < 20; ++i) {
+    std::this_thread::sleep_for(100ms);
+    peak = std::max(peak, rss_kib(mux.pid()));
+  }
+  INFO("pgmux RSS before " << before << " KiB, peak while the client stalls " << peak << " KiB");
+  CHECK(peak - before < 32 * 1024);
+  // Then everything arrives, in order and complete.
+  size_t rows = 0;
+  while (PGresult* r = PQgetResult(c.get())) {
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) rows += size_t(PQntuples(r));
+    PQclear(r);
+  }
+  CHECK(rows == 200000);
+  CHECK(scalar(c.get(), "SELECT 1") == "1");
+  c.reset();
+  mux.finish();
+}
