@@ -331,10 +331,10 @@ void ClientConnection::auth_succeeded() {
   auth_.reset();
   std::string().swap(inbuf_);  // login is over: give the buffer back
   const conf::DatabaseConfig* db = worker_.config().find_database(database_);
-  pool_user_ = (db && db->user) ? *db->user : user_;
+  const std::string& pool_user = (db && db->user) ? *db->user : user_;
   mode_ = worker_.config().effective_pool_mode(*db, user_);
   managed_ = mode_ != conf::PoolMode::session && worker_.config().max_prepared_statements > 0;
-  pool_ = &worker_.pool_for(PoolKey{database_, pool_user_}, *db);
+  pool_ = &worker_.pool_for(PoolKey{database_, pool_user}, *db);
   state_ = State::wait_welcome;
   socket_.read_stop();
   if (pool_->wait_welcome(this)) send_welcome();
@@ -498,11 +498,34 @@ std::string close_complete() {
   return m;
 }
 
-// Messages whose content pgmux must see whole under transaction pooling.
-// Simple queries are looked at for PREPARE/EXECUTE/DEALLOCATE/DISCARD when
-// short enough to be one of those.
-bool inspected_type(char t, uint32_t body_len) {
-  return t == 'P' || t == 'B' || t == 'D' || t == 'C' || (t == 'Q' && body_len <= 64 * 1024);
+// Whether a message must be seen whole under transaction pooling, decided
+// from its first body bytes when they are in the same read (`body` = what
+// follows the header in the chunk): only messages naming a statement, and
+// simple queries that may be PREPARE/EXECUTE/DEALLOCATE/DISCARD. Everything
+// else (unnamed Parse/Bind/Describe, ordinary queries) passes untouched.
+bool needs_inspection(char t, uint32_t body_len, proto::ByteSpan body) {
+  switch (t) {
+    case 'P':  // statement name first
+      return body.empty() || body[0] != 0;
+    case 'B':  // portal name, then statement name
+      return body.size() < 2 || body[0] != 0 || body[1] != 0;
+    case 'D':
+    case 'C':  // 'S'/'P', then the name
+      return body.size() < 2 || (body[0] == 'S' && body[1] != 0);
+    case 'Q': {
+      if (body_len > 64 * 1024) return false;
+      if (body.empty()) return true;
+      switch (body[0]) {
+        case 'P': case 'p': case 'E': case 'e': case 'D': case 'd':
+        case ' ': case '\t': case '\r': case '\n': case '-': case '/':
+          return true;
+        default:
+          return false;
+      }
+    }
+    default:
+      return false;
+  }
 }
 
 std::string command_complete_and_ready(std::string_view tag, char status) {
@@ -562,7 +585,8 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
         continue;
       }
       if (t == 'S') skip_to_sync_ = false;
-      if (inspected_type(t, piece.body_length)) {
+      proto::ByteSpan after = chunk.subspan(pos);
+      if (needs_inspection(t, piece.body_length, after)) {
         if (raw) {
           out.assign(proto::as_chars(chunk.subspan(0, raw_end)));
           raw = false;
@@ -570,7 +594,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
         held_.clear();
         accumulating_ = true;
         acc_type_ = t;
-        acc_.clear();
+        named().acc.clear();
         pass_current_ = false;
         if (piece.last_of_message) {  // no body: malformed for these types
           protocol_error("empty extended-protocol message");
@@ -584,6 +608,10 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
         case 'S': tracker_.sent(Req::sync); break;
         case 'F': tracker_.sent(Req::function_call); break;
         case 'E': tracker_.sent(Req::execute); break;
+        case 'P': tracker_.sent(Req::parse); break;
+        case 'B': tracker_.sent(Req::bind); break;
+        case 'D': tracker_.sent(after[0] == 'S' ? Req::describe_stmt : Req::describe_portal); break;
+        case 'C': tracker_.sent(Req::close); break;
         default: break;
       }
       server_->count_request(t);
@@ -602,14 +630,14 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
     // body piece
     if (drop_current_) continue;
     if (accumulating_) {
-      if (acc_.size() + piece.data.size() > worker_.config().max_packet_size) {
+      if (named().acc.size() + piece.data.size() > worker_.config().max_packet_size) {
         protocol_error("message too large");
         return;
       }
-      acc_.append(proto::as_chars(piece.data));
+      named().acc.append(proto::as_chars(piece.data));
       if (piece.last_of_message) {
         accumulating_ = false;
-        if (!process_message(acc_type_, acc_, out)) return;
+        if (!process_message(acc_type_, named().acc, out)) return;
       }
     } else if (pass_current_) {
       if (raw) raw_end = pos;
@@ -646,7 +674,9 @@ bool ClientConnection::answer_without_server(const uint8_t* data, size_t n) {
     pos += fr.frame.total();
     if (t == 'P') {
       auto m = proto::parse_parse(body);
-      if (!m || m->statement.empty() || stmts_.count(std::string(m->statement))) return false;
+      if (!m || m->statement.empty() ||
+          (named_ && named_->stmts.count(std::string(m->statement))))
+        return false;
       size_t types_at = m->statement.size() + 1 + m->query.size() + 1;
       std::string_view types(reinterpret_cast<const char*>(body.data()) + types_at,
                              body.size() - types_at);
@@ -668,10 +698,10 @@ bool ClientConnection::answer_without_server(const uint8_t* data, size_t n) {
   std::string out;
   for (auto& st : steps) {
     if (st.type == 'P') {
-      stmts_[st.name] = st.st;
+      named().stmts[st.name] = st.st;
       append_message(out, '1', {});
     } else if (st.type == 'C') {
-      stmts_.erase(st.name);
+      named().stmts.erase(st.name);
       append_message(out, '3', {});
     } else {
       proto::ready_for_query(out, 'I');
@@ -683,20 +713,24 @@ bool ClientConnection::answer_without_server(const uint8_t* data, size_t n) {
 
 // A client Parse the server refused or skipped defines no name.
 void ClientConnection::forget_unnamed() {
+  if (!named_) {
+    tracker_.take_unnamed();  // nothing was named
+    return;
+  }
   for (uint64_t tag : tracker_.take_unnamed()) {
-    auto it = unconfirmed_.find(tag);
-    if (it == unconfirmed_.end()) continue;
-    auto nt = name_tag_.find(it->second);
-    if (nt != name_tag_.end() && nt->second == tag) {
-      stmts_.erase(it->second);
-      name_tag_.erase(nt);
+    auto it = named().unconfirmed.find(tag);
+    if (it == named().unconfirmed.end()) continue;
+    auto nt = named().name_tag.find(it->second);
+    if (nt != named().name_tag.end() && nt->second == tag) {
+      named().stmts.erase(it->second);
+      named().name_tag.erase(nt);
     }
-    unconfirmed_.erase(it);
+    named().unconfirmed.erase(it);
   }
   // Once nothing is in flight every remaining Parse has been answered.
   if (tracker_.empty()) {
-    unconfirmed_.clear();
-    name_tag_.clear();
+    named().unconfirmed.clear();
+    named().name_tag.clear();
   }
 }
 
@@ -739,8 +773,8 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
     return true;
   };
   auto lookup = [&](std::string_view name) -> const StatementRef* {
-    auto it = stmts_.find(std::string(name));
-    return it == stmts_.end() ? nullptr : &it->second;
+    auto it = named().stmts.find(std::string(name));
+    return it == named().stmts.end() ? nullptr : &it->second;
   };
   auto ensure = [&](const StatementRef& st) {
     if (!server_->statements().contains(st->id)) emit_parse(st, out, /*hidden=*/true);
@@ -753,7 +787,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         return false;
       }
       if (m->statement.empty()) return pass(Req::parse);
-      if (stmts_.count(std::string(m->statement))) {
+      if (named().stmts.count(std::string(m->statement))) {
         tracker_.synthetic(already_exists(m->statement));
         skip_to_sync_ = true;
         return true;
@@ -762,10 +796,10 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       std::string_view types(body_str.data() + types_at, body_str.size() - types_at);
       StatementRef st = worker_.prepared().get(m->query, types);
       std::string name(m->statement);
-      stmts_[name] = st;
+      named().stmts[name] = st;
       uint64_t ctag = next_parse_tag_++;
-      unconfirmed_[ctag] = name;
-      name_tag_[name] = ctag;
+      named().unconfirmed[ctag] = name;
+      named().name_tag[name] = ctag;
       if (server_->statements().contains(st->id)) tracker_.synthetic(parse_complete(), ctag);
       else emit_parse(st, out, /*hidden=*/false, ctag);
       return true;
@@ -815,7 +849,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       }
       if (m->kind == 'S' && !m->name.empty()) {
         // The server copy stays for other clients; only this name goes.
-        stmts_.erase(std::string(m->name));
+        named().stmts.erase(std::string(m->name));
         tracker_.synthetic(close_complete());
         return true;
       }
@@ -868,7 +902,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
     case proto::SqlCommand::Kind::other:
       return forward_query();
     case proto::SqlCommand::Kind::prepare: {
-      if (sql_stmts_.count(cmd.name)) {
+      if (named().sql_stmts.count(cmd.name)) {
         std::string m = already_exists(cmd.name);
         proto::ready_for_query(m, server_->tx_status() == 'I' ? 'I' : 'E');
         tracker_.synthetic(std::move(m));
@@ -878,14 +912,14 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
                                                    std::string(*q), {});
       auto it = on_server.find(cmd.name);
       if (it != on_server.end()) deallocate_on_server(cmd.name);
-      sql_stmts_[cmd.name] = st;
+      named().sql_stmts[cmd.name] = st;
       on_server[cmd.name] = st->id;
       return forward_query(st->id | kSqlStatementTag);
     }
     case proto::SqlCommand::Kind::execute: {
-      auto mine = sql_stmts_.find(cmd.name);
+      auto mine = named().sql_stmts.find(cmd.name);
       auto it = on_server.find(cmd.name);
-      if (mine == sql_stmts_.end()) {
+      if (mine == named().sql_stmts.end()) {
         // Not ours: never run what another client prepared under this name.
         if (it != on_server.end()) return does_not_exist(cmd.name);
         return forward_query();
@@ -901,14 +935,14 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
       return forward_query();
     }
     case proto::SqlCommand::Kind::deallocate: {
-      auto mine = sql_stmts_.find(cmd.name);
+      auto mine = named().sql_stmts.find(cmd.name);
       auto it = on_server.find(cmd.name);
-      if (mine == sql_stmts_.end()) {
+      if (mine == named().sql_stmts.end()) {
         if (it != on_server.end()) return does_not_exist(cmd.name);
         return forward_query();
       }
       uint64_t id = mine->second->id;
-      sql_stmts_.erase(mine);
+      named().sql_stmts.erase(mine);
       if (it != on_server.end() && it->second == id) {
         on_server.erase(it);
         return forward_query();
@@ -918,14 +952,14 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
     }
     case proto::SqlCommand::Kind::deallocate_all:
       // Server copies stay for other clients; this client's names go.
-      stmts_.clear();
-      sql_stmts_.clear();
+      named().stmts.clear();
+      named().sql_stmts.clear();
       tracker_.synthetic(command_complete_and_ready("DEALLOCATE ALL", server_->tx_status()));
       return true;
     case proto::SqlCommand::Kind::discard_all: {
       if (server_->tx_status() != 'I') return forward_query();  // the server refuses it
-      stmts_.clear();
-      sql_stmts_.clear();
+      named().stmts.clear();
+      named().sql_stmts.clear();
       // Session settings go back to what the client had at login.
       pool::Params before;
       for_each_param([&](const std::string& k, const std::string& v) { before.emplace_back(k, v); });

@@ -133,7 +133,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   uint64_t id_;
   State state_ = State::startup;
   std::string peer_;
-  std::string user_, database_, pool_user_;
+  std::string user_, database_;
   pool::Pool* pool_ = nullptr;
   ServerConnection* server_ = nullptr;
   pool::TimePoint login_started_;
@@ -169,19 +169,28 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // transaction pooling with prepared statements (see forward_managed)
   bool managed_ = false;
   proto::ResponseTracker tracker_;
-  std::unordered_map<std::string, StatementRef> stmts_;  // client name -> statement
-  std::unordered_map<std::string, StatementRef> sql_stmts_;  // SQL-level PREPARE names
+  // Named statements, allocated on first use: most clients never name one,
+  // and an idle client should not carry four empty hash tables.
+  struct NamedState {
+    std::unordered_map<std::string, StatementRef> stmts;      // client name -> statement
+    std::unordered_map<std::string, StatementRef> sql_stmts;  // SQL-level PREPARE names
+    // Parses not yet answered: client tag -> name, and the tag that last
+    // defined each such name, so a Parse the server skipped or refused
+    // leaves no name behind.
+    std::unordered_map<uint64_t, std::string> unconfirmed;
+    std::unordered_map<std::string, uint64_t> name_tag;
+    std::string acc;  // body of a message being inspected
+  };
+  std::unique_ptr<NamedState> named_;
+  NamedState& named() {
+    if (!named_) named_ = std::make_unique<NamedState>();
+    return *named_;
+  }
   pool::Params login_params_;  // desired_ at login (for DISCARD ALL)
   std::string held_;  // header bytes of a message whose type is not known yet
-  std::string acc_;   // body of a message being inspected
   char acc_type_ = 0;
   bool accumulating_ = false;
   bool pass_current_ = false;  // the message in progress goes out unchanged
-  // Parses not yet answered: client tag -> name, and the tag that last
-  // defined each such name, so a Parse the server skipped or refused
-  // leaves no name behind.
-  std::unordered_map<uint64_t, std::string> unconfirmed_;
-  std::unordered_map<std::string, uint64_t> name_tag_;
   uint64_t next_parse_tag_ = 1;
   bool skip_to_sync_ = false;  // pgmux answered an error: drop messages until Sync
   bool drop_current_ = false;  // the message in progress is dropped

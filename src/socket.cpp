@@ -23,7 +23,10 @@ struct FreeList {
   }
 };
 thread_local FreeList t_free;
-constexpr size_t kMaxFreeBuffers = 256;  // keep at most 4 MiB around per thread
+// Buffers kept for reuse per thread (512 KiB). A burst of logins or reads
+// borrows more, and gives them back to the system afterwards, so resident
+// memory follows the connections actually moving data.
+constexpr size_t kMaxFreeBuffers = 32;
 }  // namespace
 
 void IoBufferReturn::operator()(IoBuffer* b) const {
