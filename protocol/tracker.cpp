@@ -3,6 +3,7 @@
 namespace pgmux::proto {
 
 void ResponseTracker::sent(Request r, bool hidden, uint64_t tag, uint64_t client_tag) {
+  if (copy_in_ && r == Request::sync) return;  // ignored by the server in copy-in mode
   if (skipping_) {
     // The server discards everything up to the next Sync after an error in
     // an extended-protocol request: no response will come for this one.
@@ -87,6 +88,18 @@ ResponseTracker::Action ResponseTracker::on_server_message(char type) {
     // No Sync sent yet: what the client sends until then is discarded too.
     skipping_ = empty();
     return Action::pass;
+  }
+  if ((type == 'G' || type == 'W') && head.req == Request::execute) {
+    // COPY FROM STDIN started by Execute: every Sync the client sent after
+    // that Execute reaches the server in copy-in mode and is ignored.
+    copy_in_ = true;
+    size_t keep = head_ + 1;
+    for (size_t i = head_ + 1; i < q_.size(); ++i) {
+      if (q_[i].req == Request::sync && !q_[i].is_synthetic) continue;
+      if (keep != i) q_[keep] = std::move(q_[i]);
+      ++keep;
+    }
+    q_.resize(keep);
   }
   Action a = head.hidden ? Action::hide : Action::pass;
   if (head.req == Request::describe_stmt && type == 't') head.got_param_desc = true;

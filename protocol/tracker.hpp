@@ -58,6 +58,11 @@ class ResponseTracker {
   // Tags of Parse requests the server answered with ParseComplete.
   std::vector<uint64_t> take_prepared() { return std::move(prepared_); }
 
+  // The client sent CopyDone or CopyFail: an extended-protocol COPY FROM
+  // STDIN is over, and Syncs count again (the server ignores Syncs it
+  // receives while in copy-in mode).
+  void copy_in_finished() { copy_in_ = false; }
+
   // Nothing in flight.
   bool empty() const { return head_ == q_.size(); }
   // Something other than plain pass-through is queued (hidden or synthetic):
@@ -92,6 +97,7 @@ class ResponseTracker {
   Entry& front() { return q_[head_]; }
   size_t special_ = 0;
   bool skipping_ = false;  // after an error: waiting for the Sync's 'Z'
+  bool copy_in_ = false;   // extended-protocol COPY FROM STDIN in progress
   std::vector<uint64_t> unprepared_;
   std::vector<uint64_t> prepared_;
   std::vector<uint64_t> unnamed_;

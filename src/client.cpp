@@ -612,6 +612,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
         case 'B': tracker_.sent(Req::bind); break;
         case 'D': tracker_.sent(after[0] == 'S' ? Req::describe_stmt : Req::describe_portal); break;
         case 'C': tracker_.sent(Req::close); break;
+        case 'c': case 'f': tracker_.copy_in_finished(); break;
         default: break;
       }
       server_->count_request(t);

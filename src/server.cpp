@@ -527,7 +527,7 @@ bool ServerConnection::scan_server_bytes(proto::ByteSpan chunk, bool& release_po
     if (piece.kind == K::header) {
       watched_type_ = (piece.type == 'Z' || piece.type == 'S') ? piece.type : 0;
       msg_acc_.clear();
-      if (piece.type == 'G' || piece.type == 'W') in_copy_in_ = true;
+      if (piece.type == 'G' || piece.type == 'W') copy_in_started();
       release_point = false;  // more than a ReadyForQuery followed
       if (client_ && client_->managed()) {
         proto::ResponseTracker& tracker = client_->tracker();
@@ -586,7 +586,7 @@ bool ServerConnection::rewrite_server_bytes(proto::ByteSpan chunk, bool& release
     if (piece.kind == K::header) {
       watched_type_ = (piece.type == 'Z' || piece.type == 'S') ? piece.type : 0;
       msg_acc_.clear();
-      if (piece.type == 'G' || piece.type == 'W') in_copy_in_ = true;
+      if (piece.type == 'G' || piece.type == 'W') copy_in_started();
       release_point = false;
       hiding_ = tracker.on_server_message(piece.type) == proto::ResponseTracker::Action::hide;
       if (!hiding_) {

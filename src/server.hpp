@@ -61,8 +61,17 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   void count_request(char type) {
     bool was_busy = pending_z_ > 0 || unsynced_;
     switch (type) {
-      case 'Q': case 'S': case 'F': ++pending_z_; unsynced_ = false; break;
-      case 'P': case 'B': case 'E': case 'D': case 'C': case 'H': unsynced_ = true; break;
+      case 'S':
+        // In copy-in mode the server ignores Sync: no ReadyForQuery for it.
+        if (extended_copy_in_) break;
+        ++syncs_since_execute_;
+        ++pending_z_;
+        unsynced_ = false;
+        break;
+      case 'Q': case 'F': ++pending_z_; unsynced_ = false; last_was_execute_ = false; break;
+      case 'E': syncs_since_execute_ = 0; last_was_execute_ = true; unsynced_ = true; break;
+      case 'P': case 'B': case 'D': case 'C': case 'H': unsynced_ = true; break;
+      case 'c': case 'f': extended_copy_in_ = false; break;
       default: break;
     }
     if (!was_busy && (pending_z_ > 0 || unsynced_)) busy_since_ms_ = uv_now(loop_);
@@ -155,6 +164,19 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   bool unsynced_ = false;    // extended-protocol messages sent since the last Sync
   bool read_paused_ = false;
   bool in_copy_in_ = false;  // server waits for CopyData from the client
+  // COPY FROM STDIN started by Execute: Syncs sent after that Execute and
+  // until CopyDone/CopyFail are ignored by the server.
+  bool extended_copy_in_ = false;
+  bool last_was_execute_ = false;
+  int syncs_since_execute_ = 0;
+  void copy_in_started() {
+    in_copy_in_ = true;
+    if (!last_was_execute_) return;
+    extended_copy_in_ = true;
+    pending_z_ -= syncs_since_execute_;
+    if (pending_z_ < 0) pending_z_ = 0;
+    syncs_since_execute_ = 0;
+  }
   conf::PoolMode client_mode_ = conf::PoolMode::session;
 
   ServerStatementCache statements_;

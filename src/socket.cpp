@@ -271,7 +271,12 @@ std::string Socket::peer_name() const {
   auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
   uv_ip6_name(a, ip, sizeof(ip));
   port = ntohs(a->sin6_port);
-  return "[" + std::string(ip) + "]:" + std::to_string(port);
+  std::string out;  // built step by step: GCC 12 warns falsely on a + chain here
+  out += '[';
+  out += ip;
+  out += "]:";
+  out += std::to_string(port);
+  return out;
 }
 
 }  // namespace pgmux

@@ -1951,3 +1951,43 @@ TEST_CASE("transaction: a slow reader of a huge result keeps pgmux memory bounde
   c.reset();
   mux.finish();
 }
+
+// ---------------------------------------------------------------------------
+// COPY FROM STDIN through the extended protocol (PQexecParams): libpq sends a
+// Sync with the Execute and another after CopyDone; the server ignores the
+// first. The server must still go back to the pool afterwards.
+
+TEST_CASE("transaction: COPY FROM STDIN through the extended protocol",
+          "[transaction][copy]") {
+  Pgmux mux(tx_config("default_pool_size = 1\nquery_wait_timeout = \"5s\"\n"));
+  auto a = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  const std::string table = "copy_ext_" + std::to_string(getpid());
+  exec(a.get(), "DROP TABLE IF EXISTS " + table);
+  exec(a.get(), "CREATE TABLE " + table + " (n int)");
+  for (int round = 0; round < 3; ++round) {
+    Result r(PQexecParams(a.get(), ("COPY " + table + " FROM STDIN").c_str(), 0, nullptr, nullptr,
+                          nullptr, nullptr, 0));
+    REQUIRE(PQresultStatus(r.get()) == PGRES_COPY_IN);
+    for (int i = 0; i < 1000; ++i) {
+      std::string line = std::to_string(i) + "\n";
+      REQUIRE(PQputCopyData(a.get(), line.data(), int(line.size())) == 1);
+    }
+    if (round == 1) {
+      REQUIRE(PQputCopyEnd(a.get(), "client gave up") == 1);  // CopyFail
+      Result done(PQgetResult(a.get()));
+      CHECK(PQresultStatus(done.get()) == PGRES_FATAL_ERROR);
+    } else {
+      REQUIRE(PQputCopyEnd(a.get(), nullptr) == 1);
+      Result done(PQgetResult(a.get()));
+      CHECK(PQresultStatus(done.get()) == PGRES_COMMAND_OK);
+    }
+    while (PGresult* extra = PQgetResult(a.get())) PQclear(extra);
+    // The only server must be free again: another client gets it at once.
+    auto b = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+    CHECK(scalar(b.get(), "SELECT 1") == "1");
+  }
+  CHECK(scalar(a.get(), "SELECT count(*) FROM " + table) == "2000");
+  exec(a.get(), "DROP TABLE " + table);
+  a.reset();
+  mux.finish();
+}

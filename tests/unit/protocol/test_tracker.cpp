@@ -705,11 +705,17 @@ TEST_CASE("ResponseTracker: errors at each point of a pipeline", "[tracker]") {
     require_idle(h.t);
   }
   SECTION("COPY FROM STDIN in an Execute fails") {
+    // libpq: Bind/Execute/Sync, then CopyFail + Sync. The server ignores the
+    // first Sync (it arrives in copy-in mode) and answers the second.
     Harness h;
     h.send(R::bind);
     h.send(R::execute);
     h.send(R::sync);
-    h.server_all("2GE");
+    h.server_all("2G");
+    h.send(R::sync);  // ignored too: still in copy-in mode
+    h.t.copy_in_finished();  // CopyFail
+    h.send(R::sync);
+    h.server_all("E");
     CHECK(h.t.empty() == false);
     h.server('Z');
     CHECK(h.seen() == "2GEZ");
@@ -853,10 +859,25 @@ TEST_CASE("ResponseTracker: COPY inside an Execute and inside a Query", "[tracke
     h.send(R::bind);
     h.send(R::execute);
     h.server_all("2G");
-    h.send(R::sync);  // after CopyDone
+    h.t.copy_in_finished();  // CopyDone
+    h.send(R::sync);
     h.send(R::parse, true, 1);
     h.server_all("CZ1");
     CHECK(h.seen() == "2GCZ");
+    require_idle(h.t);
+  }
+  SECTION("COPY FROM STDIN in an Execute: the pipelined Sync is ignored (libpq)") {
+    Harness h;
+    h.send(R::parse);
+    h.send(R::bind);
+    h.send(R::describe_portal);
+    h.send(R::execute);
+    h.send(R::sync);  // sent with the Execute, reaches the server in copy-in mode
+    h.server_all("12nG");
+    h.t.copy_in_finished();  // CopyDone
+    h.send(R::sync);         // libpq's Sync after CopyDone
+    h.server_all("CZ");
+    CHECK(h.seen() == "12nGCZ");
     require_idle(h.t);
   }
   SECTION("COPY in a simple Query") {
