@@ -65,10 +65,15 @@ void ClientConnection::on_read(Socket&, IoBufferPtr buf, size_t n) {
     case State::linked:
       forward_to_server(std::move(buf), 0, n);
       return;
-    case State::wait_welcome:
     case State::wait_server:
     case State::syncing:
-      // Reading is stopped in these states; bytes here would be a bug.
+      // Pipelined data while we wait for a server: keep it in order, and
+      // stop reading once a few buffers are held.
+      more_pending_.emplace_back(std::move(buf), n);
+      if (more_pending_.size() >= kMaxPendingBuffers) socket_.read_stop();
+      return;
+    case State::wait_welcome:
+      // Reading is stopped in this state; bytes here would be a bug.
       spdlog::error("C-{} unexpected data while {}", id_, int(state_));
       close(CloseReason::internal_error);
       return;
@@ -380,8 +385,10 @@ void ClientConnection::handle_idle_data(IoBufferPtr buf, size_t n) {
   pending_ = std::move(buf);
   pending_len_ = n;
   state_ = State::wait_server;
-  socket_.read_stop();
   acquire_server();
+  // Reading goes on while waiting: stopping and restarting would cost two
+  // epoll_ctl calls per wait, and a client that hangs up while queued is
+  // noticed at once. More data while waiting is kept (bounded) in order.
 }
 
 void ClientConnection::acquire_server() {
@@ -418,6 +425,15 @@ void ClientConnection::server_ready() {
     size_t n = pending_len_;
     pending_len_ = 0;
     forward_to_server(std::move(pending_), 0, n);
+    if (state_ != State::linked) return;
+  }
+  if (!more_pending_.empty()) {
+    auto more = std::move(more_pending_);
+    more_pending_.clear();
+    for (auto& [buf, n] : more) {
+      if (state_ != State::linked || !server_) break;
+      forward_to_server(std::move(buf), 0, n);
+    }
     if (state_ != State::linked) return;
   }
   if (!server_ || !server_->write_backlogged()) {
@@ -1020,6 +1036,7 @@ void ClientConnection::close(CloseReason reason, const proto::ErrorFields* error
     s->unlink_client(!managed_ || tracker_.empty());
   }
   pending_.reset();
+  more_pending_.clear();
   if (cancel_pid_) worker_.unregister_cancel_key(cancel_pid_);
   if (counted_) {
     worker_.uncount_client(this);

@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 #include <string>
 
 #include "auth/scram.hpp"
@@ -142,6 +143,8 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   proto::StreamFramer framer_;
   IoBufferPtr pending_;  // bytes read while waiting for a server
   size_t pending_len_ = 0;
+  static constexpr size_t kMaxPendingBuffers = 4;
+  std::vector<std::pair<IoBufferPtr, size_t>> more_pending_;  // rare: pipelined while waiting
 
   // Authentication state lives on the heap only while a login is in
   // progress, so a logged-in idle client does not carry it.
