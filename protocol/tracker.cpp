@@ -8,8 +8,8 @@ void ResponseTracker::sent(Request r, bool hidden, uint64_t tag, uint64_t client
     // The server discards everything up to the next Sync after an error in
     // an extended-protocol request: no response will come for this one.
     if (r != Request::sync) {
-      if (tag) unprepared_.push_back(tag);
-      if (client_tag) unnamed_.push_back(client_tag);
+      if (tag) report(kUnprepared, tag);
+      if (client_tag) report(kUnnamed, client_tag);
       return;
     }
     skipping_ = false;
@@ -25,7 +25,7 @@ void ResponseTracker::sent(Request r, bool hidden, uint64_t tag, uint64_t client
 
 void ResponseTracker::synthetic(std::string message, uint64_t client_tag) {
   if (skipping_) {  // the server would have discarded the request
-    if (client_tag) unnamed_.push_back(client_tag);
+    if (client_tag) report(kUnnamed, client_tag);
     return;
   }
   Entry e;
@@ -75,14 +75,14 @@ ResponseTracker::Action ResponseTracker::on_server_message(char type) {
                   head.req == Request::sync;
     if (simple) {
       // The query still ends with 'Z'; a statement it was to prepare is not.
-      if (head.tag) unprepared_.push_back(head.tag);
+      if (head.tag) report(kUnprepared, head.tag);
       return Action::pass;
     }
     // The extended request failed: the server ignores everything up to the
     // next Sync, so nothing queued before it will be answered.
     while (!empty() && (front().is_synthetic || front().req != Request::sync)) {
-      if (front().tag) unprepared_.push_back(front().tag);
-      if (front().client_tag) unnamed_.push_back(front().client_tag);
+      if (front().tag) report(kUnprepared, front().tag);
+      if (front().client_tag) report(kUnnamed, front().client_tag);
       pop_front();
     }
     // No Sync sent yet: what the client sends until then is discarded too.
@@ -104,10 +104,22 @@ ResponseTracker::Action ResponseTracker::on_server_message(char type) {
   Action a = head.hidden ? Action::hide : Action::pass;
   if (head.req == Request::describe_stmt && type == 't') head.got_param_desc = true;
   if (terminates(head, type)) {
-    if (head.req == Request::parse && head.tag) prepared_.push_back(head.tag);
+    if (head.req == Request::parse && head.tag) report(kPrepared, head.tag);
     pop_front();
   }
   return a;
+}
+
+std::vector<uint64_t> ResponseTracker::take(Report kind) {
+  std::vector<uint64_t> out;
+  if (reports_.empty()) return out;
+  size_t keep = 0;
+  for (auto& r : reports_) {
+    if (r.first == kind) out.push_back(r.second);
+    else reports_[keep++] = r;
+  }
+  reports_.resize(keep);
+  return out;
 }
 
 bool ResponseTracker::take_due(std::string& out) {

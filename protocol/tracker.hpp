@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace pgmux::proto {
@@ -52,11 +53,11 @@ class ResponseTracker {
   bool take_due(std::string& out);
 
   // Tags of Parse requests that failed or were skipped since the last call.
-  std::vector<uint64_t> take_unprepared() { return std::move(unprepared_); }
+  std::vector<uint64_t> take_unprepared() { return take(kUnprepared); }
   // Client tags of Parse requests that failed or were skipped.
-  std::vector<uint64_t> take_unnamed() { return std::move(unnamed_); }
+  std::vector<uint64_t> take_unnamed() { return take(kUnnamed); }
   // Tags of Parse requests the server answered with ParseComplete.
-  std::vector<uint64_t> take_prepared() { return std::move(prepared_); }
+  std::vector<uint64_t> take_prepared() { return take(kPrepared); }
 
   // The client sent CopyDone or CopyFail: an extended-protocol COPY FROM
   // STDIN is over, and Syncs count again (the server ignores Syncs it
@@ -71,8 +72,7 @@ class ResponseTracker {
   void clear() {
     q_.clear();
     head_ = 0;
-    unprepared_.clear();
-    unnamed_.clear();
+    reports_.clear();
     special_ = 0;
     skipping_ = false;
   }
@@ -98,9 +98,12 @@ class ResponseTracker {
   size_t special_ = 0;
   bool skipping_ = false;  // after an error: waiting for the Sync's 'Z'
   bool copy_in_ = false;   // extended-protocol COPY FROM STDIN in progress
-  std::vector<uint64_t> unprepared_;
-  std::vector<uint64_t> prepared_;
-  std::vector<uint64_t> unnamed_;
+  // Tag reports waiting to be taken, one list for the three kinds (an idle
+  // client keeps one empty vector, not three).
+  enum Report : uint8_t { kUnprepared, kPrepared, kUnnamed };
+  std::vector<std::pair<Report, uint64_t>> reports_;
+  void report(Report kind, uint64_t tag) { reports_.emplace_back(kind, tag); }
+  std::vector<uint64_t> take(Report kind);
 };
 
 }  // namespace pgmux::proto

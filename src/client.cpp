@@ -40,12 +40,11 @@ ClientConnection::ClientConnection(Worker& w, Socket::Kind kind)
 ClientConnection::~ClientConnection() = default;
 
 void ClientConnection::start() {
-  peer_ = socket_.peer_name();
   login_started_ = worker_.now();
   worker_.client_started(this);
   socket_.set_nodelay();
   if (worker_.config().log.connections)
-    spdlog::info("C-{} connection from {}", id_, peer_);
+    spdlog::info("C-{} connection from {}", id_, socket_.peer_name());
   if (socket_.read_start() != 0) close(CloseReason::client_gone);
 }
 
@@ -110,9 +109,9 @@ void ClientConnection::resume_reading() {
 // Startup and authentication
 
 void ClientConnection::handle_login_bytes(const uint8_t* data, size_t n) {
-  inbuf_.append(reinterpret_cast<const char*>(data), n);
+  auth_->inbuf.append(reinterpret_cast<const char*>(data), n);
   while (state_ == State::startup || state_ == State::auth) {
-    proto::ByteSpan in = proto::as_bytes(inbuf_);
+    proto::ByteSpan in = proto::as_bytes(auth_->inbuf);
     if (state_ == State::startup) {
       proto::StartupPacket p;
       auto r = proto::parse_startup(in, p, proto::kMaxStartupPacket,
@@ -122,7 +121,7 @@ void ClientConnection::handle_login_bytes(const uint8_t* data, size_t n) {
         protocol_error("invalid startup packet: " + p.error);
         return;
       }
-      inbuf_.erase(0, p.consumed);
+      auth_->inbuf.erase(0, p.consumed);
       if (!handle_startup_packet(p)) return;
     } else {
       auto fr = proto::peek_frame(in, kMaxAuthMessage);
@@ -131,12 +130,12 @@ void ClientConnection::handle_login_bytes(const uint8_t* data, size_t n) {
         protocol_error("invalid message length during authentication");
         return;
       }
-      std::string msg = inbuf_.substr(0, fr.frame.total());
-      inbuf_.erase(0, fr.frame.total());
+      std::string msg = auth_->inbuf.substr(0, fr.frame.total());
+      auth_->inbuf.erase(0, fr.frame.total());
       if (!handle_auth_message(fr.frame.type, proto::as_bytes(msg).subspan(5))) return;
     }
   }
-  if (!inbuf_.empty() && state_ != State::closing) {
+  if (state_ != State::closing && auth_ && !auth_->inbuf.empty()) {
     // A client must wait for AuthenticationOk/ReadyForQuery before sending
     // queries; anything else at this point is a protocol violation.
     protocol_error("unexpected data before login completed");
@@ -148,7 +147,7 @@ bool ClientConnection::handle_startup_packet(const proto::StartupPacket& p) {
     case proto::StartupKind::ssl_request:
     case proto::StartupKind::gssenc_request:
       // No TLS/GSS on this listener: the client may continue in plaintext.
-      if (!inbuf_.empty()) {
+      if (!auth_->inbuf.empty()) {
         protocol_error("data sent after SSLRequest before the response");
         return false;
       }
@@ -224,7 +223,6 @@ void ClientConnection::begin_auth() {
   const conf::DatabaseConfig* db = cfg.find_database(database_);
   const auth::Userlist* users = worker_.userlist();
   const auth::Secret* secret = users ? users->find(user_) : nullptr;
-  auth_ = std::make_unique<AuthState>();
 
   if (!db) auth_->fail_reason = "unknown database \"" + database_ + "\"";
   else if (users && !secret) auth_->fail_reason = "unknown user \"" + user_ + "\"";
@@ -325,7 +323,7 @@ bool ClientConnection::handle_auth_message(char type, proto::ByteSpan body) {
 
 void ClientConnection::auth_failed(const std::string& log_reason) {
   spdlog::warn("C-{} login failed for user \"{}\" database \"{}\" from {}: {}", id_, user_,
-               database_, peer_, log_reason);
+               database_, socket_.peer_name(), log_reason);
   // One message for unknown user, unknown database and wrong password.
   auto e = fatal_error(proto::sqlstate::kInvalidPassword,
                  "password authentication failed for user \"" + user_ + "\"");
@@ -334,7 +332,6 @@ void ClientConnection::auth_failed(const std::string& log_reason) {
 
 void ClientConnection::auth_succeeded() {
   auth_.reset();
-  std::string().swap(inbuf_);  // login is over: give the buffer back
   const conf::DatabaseConfig* db = worker_.config().find_database(database_);
   const std::string& pool_user = (db && db->user) ? *db->user : user_;
   mode_ = worker_.config().effective_pool_mode(*db, user_);
@@ -356,7 +353,7 @@ void ClientConnection::send_welcome() {
   for (auto& [k, v] : desired_) {
     if (auto* cur = find_param(told, k)) *cur = v;
   }
-  login_params_ = desired_;
+  if (!desired_.empty()) login_params_ = std::make_unique<pool::Params>(desired_);
   std::string out;
   proto::auth_ok(out);
   for (auto& [k, v] : told) proto::parameter_status(out, k, v);
@@ -368,7 +365,8 @@ void ClientConnection::send_welcome() {
   last_active_ms_ = uv_now(worker_.loop());
   worker_.client_logged_in(this);
   if (worker_.config().log.connections)
-    spdlog::info("C-{} login ok: user \"{}\" database \"{}\" from {}", id_, user_, database_, peer_);
+    spdlog::info("C-{} login ok: user \"{}\" database \"{}\" from {}", id_, user_, database_,
+                 socket_.peer_name());
   if (socket_.read_start() != 0) close(CloseReason::client_gone);
 }
 
@@ -559,7 +557,7 @@ std::string command_complete_and_ready(std::string_view tag, char status) {
 void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n) {
   proto::ByteSpan chunk(buf->data + offset, n);
   std::string out;
-  bool raw = held_.empty();  // output == input bytes so far
+  bool raw = !named_ || named_->held.empty();  // output == input bytes so far
   size_t raw_end = 0;        // raw: bytes of the chunk to send as they are
   size_t pos = 0;
   while (pos < chunk.size()) {
@@ -572,7 +570,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
     }
     if (piece.kind == K::need_more) {
       // The chunk ends inside a header: hold those bytes until the type is known.
-      if (framer_.in_header()) held_.append(proto::as_chars(chunk.subspan(start)));
+      if (framer_.in_header()) named().held.append(proto::as_chars(chunk.subspan(start)));
       break;
     }
     pos += piece.consumed;
@@ -594,7 +592,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
           out.assign(proto::as_chars(chunk.subspan(0, raw_end)));
           raw = false;
         }
-        held_.clear();
+        if (named_) named_->held.clear();
         drop_current_ = true;
         pass_current_ = false;
         accumulating_ = false;
@@ -607,7 +605,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
           out.assign(proto::as_chars(chunk.subspan(0, raw_end)));
           raw = false;
         }
-        held_.clear();
+        if (named_) named_->held.clear();
         accumulating_ = true;
         acc_type_ = t;
         named().acc.clear();
@@ -632,13 +630,13 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
         default: break;
       }
       server_->count_request(t);
-      if (!held_.empty()) {
+      if (named_ && !named_->held.empty()) {
         if (raw) {
           out.assign(proto::as_chars(chunk.subspan(0, raw_end)));
           raw = false;
         }
-        out += held_;
-        held_.clear();
+        out += named_->held;
+        named_->held.clear();
       }
       if (raw) raw_end = pos;
       else out.append(proto::as_chars(bytes));
@@ -675,7 +673,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
 }
 
 bool ClientConnection::answer_without_server(const uint8_t* data, size_t n) {
-  if (!framer_.at_boundary() || !held_.empty() || skip_to_sync_) return false;
+  if (!framer_.at_boundary() || (named_ && !named_->held.empty()) || skip_to_sync_) return false;
   struct Step {
     char type;
     std::string name;
@@ -980,7 +978,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
       // Session settings go back to what the client had at login.
       pool::Params before;
       for_each_param([&](const std::string& k, const std::string& v) { before.emplace_back(k, v); });
-      desired_ = login_params_;
+      desired_ = login_params_ ? *login_params_ : pool::Params{};
       std::string m;
       for_each_param([&](const std::string& k, const std::string& v) {
         const std::string* was = find_param(before, k);
@@ -1010,7 +1008,7 @@ void ClientConnection::send(std::string&& data) {
 }
 
 void ClientConnection::protocol_error(const std::string& what) {
-  spdlog::warn("C-{} protocol violation from {}: {}", id_, peer_, what);
+  spdlog::warn("C-{} protocol violation from {}: {}", id_, socket_.peer_name(), what);
   auto e = fatal_error(proto::sqlstate::kProtocolViolation, "protocol violation: " + what);
   close(CloseReason::protocol_violation, &e);
 }

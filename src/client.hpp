@@ -133,13 +133,11 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   Socket socket_;
   uint64_t id_;
   State state_ = State::startup;
-  std::string peer_;
   std::string user_, database_;
   pool::Pool* pool_ = nullptr;
   ServerConnection* server_ = nullptr;
   pool::TimePoint login_started_;
 
-  std::string inbuf_;  // startup/auth phase only
   proto::StreamFramer framer_;
   IoBufferPtr pending_;  // bytes read while waiting for a server
   size_t pending_len_ = 0;
@@ -150,6 +148,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // progress, so a logged-in idle client does not carry it.
   enum class Method { none, md5, scram };
   struct AuthState {
+    std::string inbuf;  // startup and authentication messages
     Method method = Method::none;
     bool mock = false;  // unknown user or database: fail after the exchange
     std::string fail_reason;
@@ -159,7 +158,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     bool scram_first_done = false;
     bool from_verifier = false;  // SCRAM against a stored verifier: keys usable for pass-through
   };
-  std::unique_ptr<AuthState> auth_;
+  std::unique_ptr<AuthState> auth_ = std::make_unique<AuthState>();
 
   // Only where the client differs from (or adds to) the pool's server values:
   // an idle client holds a few strings, not a copy of every parameter.
@@ -182,15 +181,15 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     // leaves no name behind.
     std::unordered_map<uint64_t, std::string> unconfirmed;
     std::unordered_map<std::string, uint64_t> name_tag;
-    std::string acc;  // body of a message being inspected
+    std::string acc;   // body of a message being inspected
+    std::string held;  // header bytes of a message whose type is not known yet
   };
   std::unique_ptr<NamedState> named_;
   NamedState& named() {
     if (!named_) named_ = std::make_unique<NamedState>();
     return *named_;
   }
-  pool::Params login_params_;  // desired_ at login (for DISCARD ALL)
-  std::string held_;  // header bytes of a message whose type is not known yet
+  std::unique_ptr<pool::Params> login_params_;  // desired_ at login, if any (DISCARD ALL)
   char acc_type_ = 0;
   bool accumulating_ = false;
   bool pass_current_ = false;  // the message in progress goes out unchanged
