@@ -453,6 +453,13 @@ void ServerConnection::internal_done() {
         unlink_client();
         return;
       }
+      // A SET that did not change the server's value (e.g. DateStyle 'ISO'
+      // on a server at 'ISO, MDY') sends no ParameterStatus: the client's
+      // spelling is equivalent to the server's, so adopt the server's, or
+      // every later link would SET it again.
+      for (const std::string& k : syncing_keys_)
+        if (const std::string* v = find_param(params_, k)) client_->parameter_changed(k, *v);
+      syncing_keys_.clear();
       state_ = State::linked;
       client_->server_ready();
       return;
@@ -478,6 +485,7 @@ void ServerConnection::internal_done() {
 
 void ServerConnection::link(ClientConnection* c) {
   client_ = c;
+  syncing_keys_.clear();
   client_mode_ = c->mode();
   std::string sql;
   std::vector<std::pair<std::string, std::string>> newly_set;
@@ -490,6 +498,7 @@ void ServerConnection::link(ClientConnection* c) {
     if (!sql.empty()) sql += "; ";
     sql += set_statement(k, v);
     if (!reported) newly_set.emplace_back(k, v);
+    else syncing_keys_.push_back(k);
   });
   if (sql.empty()) {
     state_ = State::linked;

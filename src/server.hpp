@@ -185,6 +185,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   uint64_t busy_since_ms_ = 0;   // when the server started owing a reply
   uint64_t ready_since_ms_ = 0;  // last ReadyForQuery
   std::deque<std::string> internal_queries_;
+  std::vector<std::string> syncing_keys_;  // reported parameters being SET on link
   int internal_purpose_ = 0;
   std::optional<proto::ErrorFields> internal_error_;
 };
