@@ -523,6 +523,47 @@ void ServerConnection::forward(IoBufferPtr buf, size_t offset, size_t n) {
   if (rc != 0) fail("write to server failed");
 }
 
+// Bookkeeping on every server message while forwarding, shared by the plain
+// and the rewriting path: ReadyForQuery (transaction status, what is still
+// owed), ParameterStatus (the client's view follows), COPY IN.
+void ServerConnection::watch_header(char type, bool& release_point) {
+  watched_type_ = (type == 'Z' || type == 'S') ? type : 0;
+  msg_acc_.clear();
+  if (type == 'G' || type == 'W') copy_in_started();
+  release_point = false;  // more than a ReadyForQuery followed
+}
+
+void ServerConnection::watch_body(proto::ByteSpan data) {
+  if (!watched_type_) return;
+  if (msg_acc_.size() + data.size() <= kMaxWatchedMessage) msg_acc_.append(proto::as_chars(data));
+  else watched_type_ = 0;
+}
+
+void ServerConnection::watch_end(bool& release_point) {
+  if (!watched_type_) return;
+  proto::ByteSpan body = proto::as_bytes(msg_acc_);
+  if (watched_type_ == 'Z') {
+    if (auto st = proto::parse_ready_for_query(body)) tx_status_ = *st;
+    if (pending_z_ > 0) --pending_z_;
+    in_copy_in_ = false;
+    ready_since_ms_ = uv_now(loop_);
+    release_point = pending_z_ == 0 && !unsynced_;
+  } else if (auto ps = proto::parse_parameter_status(body)) {
+    note_parameter(ps->name, ps->value);
+    if (client_) client_->parameter_changed(ps->name, ps->value);
+  }
+  watched_type_ = 0;
+}
+
+// What the tracker learnt about Parses: failed or skipped ones are not on
+// the server (nor named for the client); accepted ones are proven.
+void ServerConnection::absorb_tracker_reports(proto::ResponseTracker& tracker) {
+  forget_unprepared(tracker.take_unprepared());
+  client_->forget_unnamed();
+  for (uint64_t tag : tracker.take_prepared())
+    if (!(tag & kSqlStatementTag)) worker_.prepared().mark_proven(tag);
+}
+
 bool ServerConnection::scan_server_bytes(proto::ByteSpan chunk, bool& release_point) {
   size_t pos = 0;
   while (pos < chunk.size()) {
@@ -534,41 +575,16 @@ bool ServerConnection::scan_server_bytes(proto::ByteSpan chunk, bool& release_po
     }
     if (piece.kind == K::need_more) break;
     if (piece.kind == K::header) {
-      watched_type_ = (piece.type == 'Z' || piece.type == 'S') ? piece.type : 0;
-      msg_acc_.clear();
-      if (piece.type == 'G' || piece.type == 'W') copy_in_started();
-      release_point = false;  // more than a ReadyForQuery followed
+      watch_header(piece.type, release_point);
       if (client_ && client_->managed()) {
         proto::ResponseTracker& tracker = client_->tracker();
         tracker.on_server_message(piece.type);
-        if (piece.type == 'E') {
-          forget_unprepared(tracker.take_unprepared());
-          client_->forget_unnamed();
-        }
-        if (piece.type == '1')
-          for (uint64_t tag : tracker.take_prepared())
-            if (!(tag & kSqlStatementTag)) worker_.prepared().mark_proven(tag);
+        if (piece.type == 'E' || piece.type == '1') absorb_tracker_reports(tracker);
       }
-    } else if (piece.kind == K::body && watched_type_) {
-      if (msg_acc_.size() + piece.data.size() <= kMaxWatchedMessage)
-        msg_acc_.append(proto::as_chars(piece.data));
-      else
-        watched_type_ = 0;
+    } else {
+      watch_body(piece.data);
     }
-    if (piece.last_of_message && watched_type_) {
-      proto::ByteSpan body = proto::as_bytes(msg_acc_);
-      if (watched_type_ == 'Z') {
-        if (auto st = proto::parse_ready_for_query(body)) tx_status_ = *st;
-        if (pending_z_ > 0) --pending_z_;
-        in_copy_in_ = false;
-        ready_since_ms_ = uv_now(loop_);
-        release_point = pending_z_ == 0 && !unsynced_;
-      } else if (auto ps = proto::parse_parameter_status(body)) {
-        note_parameter(ps->name, ps->value);
-        if (client_) client_->parameter_changed(ps->name, ps->value);
-      }
-      watched_type_ = 0;
-    }
+    if (piece.last_of_message) watch_end(release_point);
     pos += piece.consumed;
   }
   return true;
@@ -593,10 +609,7 @@ bool ServerConnection::rewrite_server_bytes(proto::ByteSpan chunk, bool& release
     pos += piece.consumed;
     proto::ByteSpan bytes = chunk.subspan(start, piece.consumed);
     if (piece.kind == K::header) {
-      watched_type_ = (piece.type == 'Z' || piece.type == 'S') ? piece.type : 0;
-      msg_acc_.clear();
-      if (piece.type == 'G' || piece.type == 'W') copy_in_started();
-      release_point = false;
+      watch_header(piece.type, release_point);
       hiding_ = tracker.on_server_message(piece.type) == proto::ResponseTracker::Action::hide;
       if (!hiding_) {
         out += held_header_;
@@ -604,36 +617,16 @@ bool ServerConnection::rewrite_server_bytes(proto::ByteSpan chunk, bool& release
       }
       held_header_.clear();
     } else {
-      if (watched_type_) {
-        if (msg_acc_.size() + piece.data.size() <= kMaxWatchedMessage)
-          msg_acc_.append(proto::as_chars(piece.data));
-        else
-          watched_type_ = 0;
-      }
+      watch_body(piece.data);
       if (!hiding_) out.append(proto::as_chars(bytes));
     }
     if (piece.last_of_message) {
-      if (watched_type_) {
-        proto::ByteSpan body = proto::as_bytes(msg_acc_);
-        if (watched_type_ == 'Z') {
-          if (auto st = proto::parse_ready_for_query(body)) tx_status_ = *st;
-          if (pending_z_ > 0) --pending_z_;
-          in_copy_in_ = false;
-          release_point = pending_z_ == 0 && !unsynced_;
-        } else if (auto ps = proto::parse_parameter_status(body)) {
-          note_parameter(ps->name, ps->value);
-          client_->parameter_changed(ps->name, ps->value);
-        }
-        watched_type_ = 0;
-      }
+      watch_end(release_point);
       hiding_ = false;
       tracker.take_due(out);
     }
   }
-  forget_unprepared(tracker.take_unprepared());
-  client_->forget_unnamed();
-  for (uint64_t tag : tracker.take_prepared())
-    if (!(tag & kSqlStatementTag)) worker_.prepared().mark_proven(tag);
+  absorb_tracker_reports(tracker);
   return true;
 }
 

@@ -14,6 +14,7 @@
 #include "pool/pool.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/inspect.hpp"
+#include "protocol/tracker.hpp"
 #include "src/prepared.hpp"
 #include "src/socket.hpp"
 
@@ -133,6 +134,10 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // Same scan for a client whose responses are rewritten (hidden responses
   // of injected requests, pgmux's own responses inserted): builds `out`.
   bool rewrite_server_bytes(proto::ByteSpan chunk, bool& release_point, std::string& out);
+  void watch_header(char type, bool& release_point);
+  void watch_body(proto::ByteSpan data);
+  void watch_end(bool& release_point);
+  void absorb_tracker_reports(proto::ResponseTracker& tracker);
   void release_to_pool();
   void after_client_left();
   void note_parameter(std::string_view name, std::string_view value);
