@@ -72,6 +72,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     }
   }
   conf::PoolMode mode() const { return mode_; }
+  bool has_own_params() const { return !desired_.empty(); }
   // No partial client message has been forwarded.
   bool at_message_boundary() const { return framer_.at_boundary(); }
   // Transaction/statement pooling: the server went back to the pool.

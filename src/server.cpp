@@ -487,6 +487,13 @@ void ServerConnection::link(ClientConnection* c) {
   client_ = c;
   syncing_keys_.clear();
   client_mode_ = c->mode();
+  // Common case first: a client that set nothing of its own expects the
+  // pool's values, and a server still at exactly those needs no SET.
+  if (!c->has_own_params() && pool() && params_ == pool()->welcome()) {
+    state_ = State::linked;
+    c->server_ready();
+    return;
+  }
   std::string sql;
   std::vector<std::pair<std::string, std::string>> newly_set;
   c->for_each_param([&](const std::string& k, const std::string& v) {
