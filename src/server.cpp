@@ -672,16 +672,26 @@ void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
     unlink_client();
     return;
   }
+  if (at_rest && tx_status_ == 'I') {
+    // The transaction is over. Hand the server to the next waiting client
+    // first, so its query is on the way to PostgreSQL while this client's
+    // answer is written: the handoff is on every transaction's critical path
+    // when clients outnumber servers.
+    ClientConnection* c = client_;
+    release_to_pool();
+    if (rewritten) {
+      if (!out.empty()) c->deliver(std::move(out));
+    } else {
+      c->deliver(std::move(buf), 0, n);
+    }
+    return;
+  }
   if (rewritten) {
     if (!out.empty()) client_->deliver(std::move(out));
   } else {
     client_->deliver(std::move(buf), 0, n);
   }
   if (!client_) return;  // delivery failed and the client closed
-  if (at_rest && tx_status_ == 'I') {
-    release_to_pool();
-    return;
-  }
   if (client_->write_backlogged()) {
     socket_.read_stop();
     read_paused_ = true;
