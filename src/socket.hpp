@@ -36,6 +36,14 @@ size_t io_buffers_outstanding();  // for tests and stats
 
 class Socket;
 
+// A TCP or unix stream handle, viewable as any of libuv's handle types.
+union StreamHandle {
+  uv_handle_t handle;
+  uv_stream_t stream;
+  uv_tcp_t tcp;
+  uv_pipe_t pipe;
+};
+
 class SocketOwner {
  public:
   virtual ~SocketOwner() = default;
@@ -104,12 +112,7 @@ class Socket {
   int try_write_now(const uint8_t* data, size_t n, size_t& done);
   int queue_write(WriteReq* wr, const uint8_t* tail, size_t n);
 
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } h_;
+  StreamHandle h_;
   Kind kind_;
   SocketOwner* owner_;
   IoBuffer* reading_buf_ = nullptr;  // handed to libuv in alloc_cb

@@ -103,12 +103,7 @@ class Listener {
 
   Worker& worker_;
   conf::ListenAddr addr_;
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } h_;
+  StreamHandle h_;
   bool open_ = false;
 };
 
