@@ -128,7 +128,6 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   void send(std::string&& data);
   void protocol_error(const std::string& what);
   bool parse_options(const std::string& options, std::string& error);
-  void set_desired(std::string_view name, std::string_view value);
 
   Worker& worker_;
   Socket socket_;

@@ -61,7 +61,6 @@ class Worker : public pool::Connector {
 
   uv_loop_t* loop() { return &loop_; }
   const conf::Config& config() const { return *config_; }
-  std::shared_ptr<const conf::Config> config_ptr() const { return config_; }
   const auth::Userlist* userlist() const { return userlist_.get(); }
 
   // Binds every configured listen address; false (with a logged reason) if
@@ -107,7 +106,6 @@ class Worker : public pool::Connector {
   // Called once everything is closed after a shutdown (closes signal handles
   // so the loop can end).
   std::function<void()> on_stopped;
-  size_t client_count() const { return clients_.size(); }
 
  private:
   static void on_tick(uv_timer_t* t);
