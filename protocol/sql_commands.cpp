@@ -1,58 +1,12 @@
 #include "protocol/sql_commands.hpp"
 
-#include <algorithm>
 #include <cctype>
+
+#include "protocol/sql_lexer.hpp"
 
 namespace pgmux::proto {
 
 namespace {
-
-// PostgreSQL's lexer: identifiers start with a letter, '_' or a non-ASCII
-// byte and go on with those, digits and '$'.
-bool ident_start(char c) {
-  unsigned char u = static_cast<unsigned char>(c);
-  return std::isalpha(u) || u == '_' || u >= 0x80;
-}
-bool ident_cont(char c) {
-  return ident_start(c) || std::isdigit(static_cast<unsigned char>(c)) || c == '$';
-}
-
-// s[i] starts "/*": the index after the matching "*/" (comments nest).
-size_t skip_block_comment(std::string_view s, size_t i) {
-  int depth = 0;
-  do {
-    if (s.compare(i, 2, "/*") == 0) {
-      ++depth;
-      i += 2;
-    } else if (s.compare(i, 2, "*/") == 0) {
-      --depth;
-      i += 2;
-    } else {
-      ++i;
-    }
-  } while (depth > 0 && i < s.size());
-  return std::min(i, s.size());
-}
-
-// s[i] is the opening quote: the index after the closing one. `backslash`:
-// an E'...' string, where a backslash escapes the next character.
-size_t skip_quoted(std::string_view s, size_t i, bool backslash) {
-  const char q = s[i++];
-  while (i < s.size()) {
-    if (backslash && s[i] == '\\') {
-      i += 2;
-    } else if (s[i] == q) {
-      if (i + 1 < s.size() && s[i + 1] == q) {
-        i += 2;
-      } else {
-        return i + 1;
-      }
-    } else {
-      ++i;
-    }
-  }
-  return s.size();
-}
 
 // The server truncates identifiers to NAMEDATALEN - 1 bytes, without
 // splitting a (UTF-8) character.
@@ -68,18 +22,7 @@ struct Lexer {
   std::string_view s;
   size_t i = 0;
 
-  void skip_space() {
-    for (;;) {
-      while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
-      if (s.compare(i, 2, "--") == 0) {
-        while (i < s.size() && s[i] != '\n') ++i;
-      } else if (s.compare(i, 2, "/*") == 0) {
-        i = skip_block_comment(s, i);
-      } else {
-        return;
-      }
-    }
-  }
+  void skip_space() { i = detail::skip_space(s, i); }
 
   // A keyword or unquoted identifier, lower-cased; empty if none.
   std::string word() {
@@ -119,7 +62,7 @@ struct Lexer {
       }
       return false;
     }
-    if (i < s.size() && !ident_start(s[i])) return false;
+    if (i < s.size() && !detail::ident_start(s[i])) return false;
     out = word();
     truncate_identifier(out);
     return !out.empty();
@@ -152,47 +95,31 @@ struct Lexer {
     return i == s.size();
   }
 
-  // True if no ';' outside quotes, dollar quotes and comments follows,
-  // except a final one: the rest is one statement.
-  bool single_statement() {
-    size_t j = i;
-    while (j < s.size()) {
-      char c = s[j];
-      if (ident_start(c)) {
-        // A whole word, so that a '$' inside it starts no dollar quote.
-        size_t k = j + 1;
-        while (k < s.size() && ident_cont(s[k])) ++k;
-        bool escape_string = k == j + 1 && (c == 'e' || c == 'E') && k < s.size() && s[k] == '\'';
-        j = escape_string ? skip_quoted(s, k, true) : k;
-      } else if (c == '\'' || c == '"') {
-        j = skip_quoted(s, j, false);
-      } else if (c == '$') {
-        // $$ or $tag$; a tag is an identifier without '$'.
-        size_t k = j + 1;
-        if (k < s.size() && ident_start(s[k])) {
-          while (k < s.size() && ident_cont(s[k]) && s[k] != '$') ++k;
-        }
-        if (k < s.size() && s[k] == '$') {
-          std::string_view tag = s.substr(j, k - j + 1);
-          size_t end = s.find(tag, k + 1);
-          if (end == std::string_view::npos) return true;  // unterminated: the server errors
-          j = end + tag.size();
-        } else {
-          ++j;  // a parameter ($1) or a stray '$'
-        }
-      } else if (s.compare(j, 2, "--") == 0) {
-        while (j < s.size() && s[j] != '\n') ++j;
-      } else if (s.compare(j, 2, "/*") == 0) {
-        j = skip_block_comment(s, j);
-      } else if (c == ';') {
-        Lexer rest{s, j + 1};
-        rest.skip_space();
-        return rest.i == s.size();
-      } else {
-        ++j;
+  // True if no ';' outside strings, quoted identifiers, dollar quotes and
+  // comments follows, except a final one: the rest is one statement. An
+  // unterminated literal or comment counts as one statement (the server
+  // rejects the whole string). A backslash in a '...' literal escapes the
+  // quote after it when the session has standard_conforming_strings off:
+  // then the rest must be one statement under both settings. An escaping
+  // backslash right after a non-ASCII byte may be half of a character in
+  // the client's encoding (sql_lexer.hpp): not provably one statement.
+  bool single_statement() const {
+    bool backslash = false;
+    if (!one_statement(s.substr(i), true, &backslash)) return false;
+    return !backslash || one_statement(s.substr(i), false, nullptr);
+  }
+
+  static bool one_statement(std::string_view rest, bool standard_strings, bool* backslash) {
+    detail::Scanner scan(rest, standard_strings);
+    for (;;) {
+      detail::Token t = scan.next();
+      if (scan.saw_ambiguous_backslash()) return false;
+      if (backslash) *backslash = scan.saw_backslash_in_standard_string();
+      if (t.is(detail::Token::Kind::end) || t.is(detail::Token::Kind::error)) return true;
+      if (t.is(detail::Token::Kind::semicolon)) {
+        return detail::skip_space(rest, scan.pos()) == rest.size();
       }
     }
-    return true;
   }
 };
 

@@ -171,6 +171,13 @@ TEST_CASE("classify_sql_command: PREPARE bodies with quotes, dollar quotes and c
       {"PREPARE p AS SELECT e'\\\\', ';'", Kind::prepare, "p"},  // e'\\', ';'
       {"PREPARE p AS SELECT U&'\\0041;'", Kind::prepare, "p"},
       {"PREPARE p AS SELECT 1 FROM t WHERE a = ANY($1) AND b <> ';'", Kind::prepare, "p"},
+      // A continued E'' string: E'a' <newline> '\' ; ...' is one constant.
+      {"PREPARE p AS SELECT E'a'\n'\\' ; DELETE FROM t; SELECT '", Kind::prepare, "p"},
+      {"PREPARE p AS SELECT 'a' -- c\n'b;c'", Kind::prepare, "p"},
+      // A backslash is fine when the rest is one statement either way.
+      {"PREPARE p AS SELECT 'a\\b', '\\d+', 'x\\\\' FROM t;", Kind::prepare, "p"},
+      {"PREPARE p AS SELECT 'a\\' || 'b' FROM t", Kind::prepare, "p"},
+      {"EXECUTE p('a\\b', 'c')", Kind::execute, "p"},
   });
 }
 
@@ -204,6 +211,20 @@ TEST_CASE("classify_sql_command: several statements are never one command", "[sq
       {"PREPARE p AS SELECT E'\\'';DELETE FROM t;--'", Kind::other, ""},
       // A dollar-quote tag may hold non-ASCII bytes.
       {"PREPARE p AS SELECT $é$ ' $é$; DELETE FROM t; SELECT ' '", Kind::other, ""},
+      // A line comment ends at '\r' as well as at '\n'.
+      {"PREPARE p AS SELECT 1 -- c\r; DELETE FROM t", Kind::other, ""},
+      // 'a' <newline> 'b' is one string constant, and in E'a' <newline> '\ , '
+      // the continuation keeps the backslash escape: the string ends after ", ".
+      {"PREPARE p AS SELECT E'a'\n'\\' , ' ; DELETE FROM t; --'", Kind::other, ""},
+      // With standard_conforming_strings off, 'a\', ' is one string and the
+      // DELETE a statement of its own; pgmux does not know the setting.
+      {"PREPARE p AS SELECT 'a\\', '; DELETE FROM t; --'", Kind::other, ""},
+      {"PREPARE p AS SELECT N'a\\', '; DELETE FROM t; --'", Kind::other, ""},
+      {"EXECUTE p('a\\', '); DELETE FROM t; --')", Kind::other, ""},
+      // In SJIS, 0x83 0x5C is one character: the server reads
+      // E'<char>' ; DELETE FROM t; -- ' (see test_sql_route.cpp).
+      {"PREPARE p AS SELECT E'\x83\\' ; DELETE FROM t; -- '", Kind::other, ""},
+      {"EXECUTE p(E'\x83\\'); DELETE FROM t; -- ')", Kind::other, ""},
   });
 }
 
