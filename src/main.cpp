@@ -4,13 +4,17 @@
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "auth/userlist.hpp"
 #include "conf/config.hpp"
+#include "conf/pgbouncer_ini.hpp"
 #include "src/logging.hpp"
+#include "src/systemd.hpp"
 #include "src/worker.hpp"
 
 namespace {
@@ -20,9 +24,14 @@ void usage(FILE* out) {
                "pgmux %s - PostgreSQL connection pooler\n"
                "\n"
                "Usage: pgmux --config FILE [--check]\n"
+               "       pgmux --convert-pgbouncer PGBOUNCER_INI > pgmux.toml\n"
                "\n"
                "  -c, --config FILE   configuration file (TOML)\n"
                "      --check         validate the configuration and exit (0 = valid)\n"
+               "      --convert-pgbouncer FILE\n"
+               "                      print the pgmux configuration equivalent to a\n"
+               "                      pgbouncer.ini; settings that do not convert are\n"
+               "                      listed as comments\n"
                "  -V, --version       print the version and exit\n"
                "  -h, --help          print this help and exit\n"
                "\n"
@@ -50,6 +59,32 @@ std::string unsupported_settings(const pgmux::conf::Config& cfg) {
   return {};
 }
 
+// --convert-pgbouncer: the TOML goes to stdout; problems, and what
+// `pgmux --check` will say about the result, to stderr.
+int convert_pgbouncer(const std::string& path) {
+  const auto r = pgmux::conf::convert_pgbouncer_ini_file(path);
+  if (!r.ok) {
+    std::fprintf(stderr, "pgmux: %s\n", r.error.c_str());
+    return 1;
+  }
+  std::fwrite(r.toml.data(), 1, r.toml.size(), stdout);
+  if (std::fflush(stdout) != 0) {
+    std::fprintf(stderr, "pgmux: cannot write the configuration: %s\n", std::strerror(errno));
+    return 1;
+  }
+  std::error_code ec;
+  const auto dir = std::filesystem::absolute(std::filesystem::path(path), ec).parent_path().string();
+  const auto loaded = pgmux::conf::load_string(r.toml, "converted configuration", dir);
+  if (!loaded.config) {
+    std::fprintf(stderr, "pgmux: warning: the converted configuration does not load yet: %s\n",
+                 loaded.error.c_str());
+  } else if (auto refused = unsupported_settings(*loaded.config); !refused.empty()) {
+    std::fprintf(stderr, "pgmux: warning: this pgmux version refuses the converted configuration: %s\n",
+                 refused.c_str());
+  }
+  return 0;
+}
+
 struct Signals {
   uv_signal_t term{}, intr{}, hup{};
 };
@@ -58,6 +93,7 @@ struct Signals {
 
 int main(int argc, char** argv) {
   std::string config_path;
+  std::string convert_path;
   bool check = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -77,11 +113,26 @@ int main(int argc, char** argv) {
       config_path = argv[++i];
     } else if (a.rfind("--config=", 0) == 0) {
       config_path = a.substr(9);
+    } else if (a == "--convert-pgbouncer") {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "pgmux: %s needs a file name\n", a.c_str());
+        return 1;
+      }
+      convert_path = argv[++i];
+    } else if (a.rfind("--convert-pgbouncer=", 0) == 0) {
+      convert_path = a.substr(20);
     } else {
       std::fprintf(stderr, "pgmux: unknown argument \"%s\"\n\n", a.c_str());
       usage(stderr);
       return 1;
     }
+  }
+  if (!convert_path.empty()) {
+    if (!config_path.empty() || check) {
+      std::fprintf(stderr, "pgmux: --convert-pgbouncer cannot be combined with --config or --check\n");
+      return 1;
+    }
+    return convert_pgbouncer(convert_path);
   }
   if (config_path.empty()) {
     std::fprintf(stderr, "pgmux: --config FILE is required\n\n");
@@ -136,22 +187,30 @@ int main(int argc, char** argv) {
   uv_signal_init(worker.loop(), &sig.intr);
   uv_signal_init(worker.loop(), &sig.hup);
   sig.term.data = sig.intr.data = sig.hup.data = &worker;
-  worker.on_stopped = [&sig] {
+  pgmux::systemd::Watchdog watchdog;  // WATCHDOG=1 from the worker loop, if systemd asks
+  worker.on_stopped = [&sig, &watchdog] {
     for (uv_signal_t* s : {&sig.term, &sig.intr, &sig.hup})
       if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(s)))
         uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+    watchdog.close();
   };
   uv_signal_start(&sig.term, [](uv_signal_t* s, int) {
     spdlog::info("SIGTERM: graceful shutdown");
-    static_cast<pgmux::Worker*>(s->data)->shutdown_gracefully();
+    auto* w = static_cast<pgmux::Worker*>(s->data);
+    pgmux::systemd::notify(pgmux::systemd::stopping_message(w->config().shutdown_timeout));
+    w->shutdown_gracefully();
   }, SIGTERM);
   uv_signal_start(&sig.intr, [](uv_signal_t* s, int) {
     spdlog::info("SIGINT: immediate shutdown");
+    pgmux::systemd::notify(pgmux::systemd::stopping_message(std::nullopt));
     static_cast<pgmux::Worker*>(s->data)->shutdown_now();
   }, SIGINT);
   uv_signal_start(&sig.hup, [](uv_signal_t* s, int) {
     spdlog::info("SIGHUP: reload");
-    static_cast<pgmux::Worker*>(s->data)->reload();
+    auto* w = static_cast<pgmux::Worker*>(s->data);
+    pgmux::systemd::notify(pgmux::systemd::reloading_message(pgmux::systemd::monotonic_usec()));
+    w->reload();
+    pgmux::systemd::notify(pgmux::systemd::ready_message(w->config()));
   }, SIGHUP);
 
   if (!worker.start()) {
@@ -159,6 +218,9 @@ int main(int argc, char** argv) {
     worker.run();
     return 1;
   }
+  // Every listener is bound: tell systemd (Type=notify) we are up.
+  watchdog.start_from_env(worker.loop());
+  pgmux::systemd::notify(pgmux::systemd::ready_message(cfg));
   worker.run();
   spdlog::info("pgmux stopped");
   return 0;
