@@ -868,7 +868,7 @@ void read_database(Table& t, const std::string& name, Config& c) {
     }
     db.replicas.push_back(std::move(*r));
   });
-  t.enumeration("read_routing", db.read_routing, kReadRoutings);
+  const Value* rr = t.enumeration("read_routing", db.read_routing, kReadRoutings);
   t.enumeration("load_balance", db.load_balance, kLoadBalances);
   if (const Value* v = t.take("max_replica_lag")) {
     if (v->is_integer() && v->as_integer() == 0) {
@@ -893,8 +893,26 @@ void read_database(Table& t, const std::string& name, Config& c) {
   }
   t.enumeration("replica_fallback", db.replica_fallback, kFallbacks);
   t.duration("health_check_interval", db.health_check_interval, /*positive=*/true);
+  t.duration("health_check_timeout", db.health_check_timeout, /*positive=*/true);
+  t.string("health_check_user", db.health_check_user, /*non_empty=*/true);
+  t.string("health_check_password", db.health_check_password);
   t.boolean("read_your_writes", db.read_your_writes);
   t.enumeration("target_session_attrs", db.target_session_attrs, kSessionAttrs);
+
+  if (db.read_routing != ReadRouting::off) {
+    if (db.replicas.empty()) {
+      t.error(rr, "read_routing", "needs replicas (add replicas = [\"host:port\", ...])");
+    } else if (db.pool_mode.value_or(c.pool_mode) == PoolMode::session) {
+      t.error(rr, "read_routing",
+              "needs pool_mode \"transaction\" or \"statement\" (a session is bound to one "
+              "server; for session pooling use target_session_attrs with a separate database name)");
+    }
+  }
+  if (db.routed() && !db.check_user()) {
+    t.error(nullptr, "health_check_user",
+            "required with replicas or target_session_attrs (the login pgmux uses to check each "
+            "backend's health and role), unless user is set");
+  }
 
   if (db.min_pool_size || db.pool_size) {
     const int min = db.min_pool_size.value_or(c.min_pool_size);

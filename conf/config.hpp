@@ -82,8 +82,22 @@ struct DatabaseConfig {
   std::optional<uint64_t> max_replica_lag_bytes;
   ReplicaFallback replica_fallback = ReplicaFallback::primary;
   Duration health_check_interval = std::chrono::seconds(1);
+  Duration health_check_timeout = std::chrono::seconds(5);
+  // The health checker's login (default: `user` / `password`). Its password
+  // may also come from the userlist (plaintext or md5) or from SCRAM keys a
+  // client login of that user revealed.
+  std::optional<std::string> health_check_user;
+  std::optional<std::string> health_check_password;
   bool read_your_writes = true;
   std::optional<TargetSessionAttrs> target_session_attrs;
+
+  // Backends are checked and chosen per transaction (replicas or
+  // target_session_attrs configured).
+  bool routed() const { return !replicas.empty() || target_session_attrs.has_value(); }
+  // The login the health checker uses.
+  const std::string* check_user() const {
+    return health_check_user ? &*health_check_user : user ? &*user : nullptr;
+  }
 };
 
 struct UserConfig {

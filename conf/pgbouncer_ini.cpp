@@ -1144,7 +1144,6 @@ class Converter {
     if (max_db) b.set("max_db_connections", std::to_string(*max_db));
     if (connect_query) b.set("connect_query", toml_string(*connect_query));
     if (target && user) {
-      b.comment(refused("target_session_attrs"));
       b.set("target_session_attrs", toml_string(*target));
     } else if (target) {
       // pgmux checks each server's role with a login of its own, which

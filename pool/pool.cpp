@@ -21,6 +21,10 @@ PoolClient::~PoolClient() {
   if (wait_pool_) wait_pool_->cancel_wait(this);
 }
 
+void PoolClient::leave_wait() {
+  if (wait_pool_) wait_pool_->cancel_wait(this);
+}
+
 Pool::Pool(std::string database, std::string user, PoolSettings settings, Connector& connector,
            SharedLimit* db_limit, SharedLimit* user_limit)
     : database_(std::move(database)),

@@ -80,6 +80,8 @@ class PoolClient {
 
   ClientWait waiting() const { return wait_; }
   TimePoint wait_since() const { return wait_since_; }
+  // Stops waiting in whichever pool it waits in.
+  void leave_wait();
   ListHook<PoolClient> pool_hook;
 
  private:
@@ -137,6 +139,16 @@ class Pool {
   const std::string& database() const { return database_; }
   const std::string& user() const { return user_; }
   const PoolSettings& settings() const { return settings_; }
+  // Which backend of a routed database the pool connects to (0 = the
+  // configured host), and whether it serves the health checker.
+  uint16_t backend() const { return backend_; }
+  bool health_check() const { return health_check_; }
+  void set_backend(uint16_t backend, bool health_check) {
+    backend_ = backend;
+    health_check_ = health_check;
+  }
+  // The backend is known to be up again: new logins may be tried at once.
+  void clear_backoff() { in_failure_ = false; }
   void update_settings(const PoolSettings& s);
   PoolCounts counts() const;
 
@@ -208,6 +220,8 @@ class Pool {
   proto::ErrorFields last_error_;
   uint64_t next_server_id_ = 1;
   bool serving_ = false;  // re-entrancy guard for serve_waiters
+  uint16_t backend_ = 0;
+  bool health_check_ = false;
 };
 
 }  // namespace pgmux::pool

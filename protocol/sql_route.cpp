@@ -148,18 +148,22 @@ bool read_only_statement(Scanner& scan, const Token& first) {
 }
 
 // is_read_only_query under one standard_conforming_strings setting.
-bool all_read_only(std::string_view query, bool standard_strings, bool* saw_backslash) {
+bool all_read_only(std::string_view query, bool standard_strings, bool* saw_backslash,
+                   size_t* count = nullptr) {
   Scanner scan(query, standard_strings);
   bool any = false;
+  size_t n = 0;
   for (;;) {
     Token t = scan.next();
     if (t.is(Kind::end)) break;
     if (t.is(Kind::semicolon)) continue;
     if (t.is(Kind::error) || !read_only_statement(scan, t)) return false;
     any = true;
+    ++n;
   }
   if (scan.saw_ambiguous_backslash()) return false;
   if (saw_backslash) *saw_backslash = scan.saw_backslash_in_standard_string();
+  if (count) *count = n;
   return any;
 }
 
@@ -199,13 +203,32 @@ bool begins_read_only_transaction(std::string_view query) {
   return true;
 }
 
-bool is_read_only_query(std::string_view query) {
+bool is_read_only_statement(std::string_view query) {
+  size_t n = 0;
+  return is_read_only_query(query, &n) && n == 1;
+}
+
+bool is_read_only_query(std::string_view query, size_t* statements) {
   if (has_nul(query)) return false;
   bool backslash = false;
-  if (!all_read_only(query, true, &backslash)) return false;
+  if (!all_read_only(query, true, &backslash, statements)) return false;
   // A backslash in a standard literal: where that literal ends depends on
   // standard_conforming_strings, which a session may have turned off.
   return !backslash || all_read_only(query, false, nullptr);
+}
+
+bool is_read_only_command_tag(std::string_view tag) {
+  // The tag's words before a row count ("SELECT 5", "FETCH 2", "MOVE 0").
+  while (!tag.empty() && (tag.back() == ' ' || (tag.back() >= '0' && tag.back() <= '9'))) tag.remove_suffix(1);
+  static constexpr std::string_view kReadOnly[] = {
+      "SELECT", "SHOW", "BEGIN", "START TRANSACTION", "COMMIT", "ROLLBACK", "END", "SET", "RESET",
+      "FETCH", "MOVE", "DECLARE CURSOR", "CLOSE CURSOR", "CLOSE CURSOR ALL", "PREPARE", "DEALLOCATE",
+      "DEALLOCATE ALL", "DISCARD ALL", "DISCARD PLANS", "DISCARD SEQUENCES", "DISCARD TEMP",
+      "EXPLAIN", "SAVEPOINT", "RELEASE", "LISTEN", "UNLISTEN", "NOTIFY", "SET CONSTRAINTS",
+      "LOCK TABLE", "PREPARE TRANSACTION"};
+  for (std::string_view t : kReadOnly)
+    if (tag == t) return true;
+  return false;
 }
 
 }  // namespace pgmux::proto

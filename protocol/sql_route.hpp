@@ -13,6 +13,7 @@
 // comment, a NUL byte) gives false, which routes to the primary.
 #pragma once
 
+#include <cstddef>
 #include <string_view>
 
 namespace pgmux::proto {
@@ -70,6 +71,19 @@ bool begins_read_only_transaction(std::string_view query);
 //    the string not read-only.
 // A ';' inside parentheses or an unbalanced parenthesis (a syntax error)
 // makes it not read-only too.
-bool is_read_only_query(std::string_view query);
+// `statements` (if given) receives the number of statements when true.
+bool is_read_only_query(std::string_view query, size_t* statements = nullptr);
+
+// is_read_only_query for a string holding exactly one statement (auto
+// routing of single statements outside a transaction block: if a replica
+// refuses it, it can be re-run on the primary before any row was sent).
+bool is_read_only_statement(std::string_view query);
+
+// True when a CommandComplete tag names a command that writes nothing a
+// replica would have to replay (SELECT, SHOW, BEGIN, COMMIT, SET, FETCH,
+// ...). For read-your-writes: a transaction whose tags are all read-only did
+// not write, unless a function it called did (a SELECT calling a writing
+// function reports "SELECT n").
+bool is_read_only_command_tag(std::string_view tag);
 
 }  // namespace pgmux::proto

@@ -10,6 +10,7 @@
 #include "protocol/inspect.hpp"
 #include "src/params.hpp"
 #include "protocol/sql_commands.hpp"
+#include "protocol/sql_route.hpp"
 #include "src/server.hpp"
 #include "src/worker.hpp"
 
@@ -336,7 +337,36 @@ void ClientConnection::auth_succeeded() {
   const std::string& pool_user = (db && db->user) ? *db->user : user_;
   mode_ = worker_.config().effective_pool_mode(*db, user_);
   managed_ = mode_ != conf::PoolMode::session && worker_.config().max_prepared_statements > 0;
-  pool_ = &worker_.pool_for(PoolKey{database_, pool_user}, *db);
+  uint16_t home = 0;
+  if (RouteState* route = db->routed() ? worker_.route_for(*db) : nullptr) {
+    // The backend whose parameters the client is told: where a session
+    // goes (target_session_attrs), else the primary.
+    pool::Intent intent = pool::Intent::write;
+    if (db->target_session_attrs) {
+      switch (*db->target_session_attrs) {
+        case conf::TargetSessionAttrs::read_write: intent = pool::Intent::write; break;
+        case conf::TargetSessionAttrs::read_only: intent = pool::Intent::read_strict; break;
+        case conf::TargetSessionAttrs::prefer_standby: intent = pool::Intent::prefer_read; break;
+        case conf::TargetSessionAttrs::any: intent = pool::Intent::any; break;
+      }
+    }
+    pool::Decision d = route->router.route(intent, {}, nullptr);
+    // Per-transaction routing decides later; a login only needs some
+    // backend's parameters (reads may work while writes are refused).
+    if (d.backend < 0 && mode_ != conf::PoolMode::session && !db->target_session_attrs)
+      d.backend = 0;
+    if (d.backend < 0) {
+      spdlog::warn("C-{} database \"{}\": {}", id_, database_, d.error.message);
+      close(CloseReason::wait_failed, &d.error);
+      return;
+    }
+    home = uint16_t(d.backend);
+    if (mode_ != conf::PoolMode::session) {
+      routing_ = std::make_unique<Routing>();
+      routing_->route = route;
+    }
+  }
+  pool_ = &worker_.pool_for(PoolKey{database_, pool_user, home}, *db);
   state_ = State::wait_welcome;
   socket_.read_stop();
   if (pool_->wait_welcome(this)) send_welcome();
@@ -390,9 +420,11 @@ void ClientConnection::handle_idle_data(IoBufferPtr buf, size_t n) {
 }
 
 void ClientConnection::acquire_server() {
+  pool::Pool* target = pool_;
+  if (routing_ && !choose_backend(target)) return;
   pool::PoolServer* s = nullptr;
   proto::ErrorFields err;
-  switch (pool_->acquire(this, s, err)) {
+  switch (target->acquire(this, s, err)) {
     case pool::Acquire::assigned:
       if (s) pool_server_assigned(s);  // else the pool already called us
       return;
@@ -411,6 +443,146 @@ void ClientConnection::pool_server_assigned(pool::PoolServer* s) {
   server_->link(this);  // calls server_ready / server_sync_failed, maybe now
 }
 
+// ---------------------------------------------------------------------------
+// Read/write routing
+
+pool::Intent ClientConnection::routing_intent(bool& retryable) {
+  retryable = false;
+  const conf::DatabaseConfig& db = *routing_->route->db;
+  if (db.target_session_attrs) {
+    switch (*db.target_session_attrs) {
+      case conf::TargetSessionAttrs::read_write: return pool::Intent::write;
+      case conf::TargetSessionAttrs::read_only: return pool::Intent::read_strict;
+      case conf::TargetSessionAttrs::prefer_standby: return pool::Intent::prefer_read;
+      case conf::TargetSessionAttrs::any: return pool::Intent::any;
+    }
+  }
+  if (db.read_routing == conf::ReadRouting::off) return pool::Intent::write;
+  // Every transaction of a read-only session (SET, startup options).
+  if (const std::string* v = find_param(desired_, "default_transaction_read_only"); v && *v == "on")
+    return pool::Intent::read;
+  if (!pending_ || !framer_.at_boundary()) return pool::Intent::write;
+  proto::ByteSpan in(pending_->data, pending_len_);
+  auto fr = proto::peek_frame(in, worker_.config().max_packet_size);
+  if (fr.result != proto::Result::ok) return pool::Intent::write;
+  proto::ByteSpan body = in.subspan(5, fr.frame.total() - 5);
+  std::string_view sql;
+  bool unnamed = true;
+  if (fr.frame.type == 'Q') {
+    auto q = proto::parse_query(body);
+    if (!q) return pool::Intent::write;
+    sql = *q;
+  } else if (fr.frame.type == 'P') {
+    auto p = proto::parse_parse(body);
+    if (!p) return pool::Intent::write;
+    sql = p->query;
+    unnamed = p->statement.empty();
+  } else {
+    return pool::Intent::write;
+  }
+  if (proto::begins_read_only_transaction(sql)) return pool::Intent::read;
+  if (db.read_routing != conf::ReadRouting::automatic || !unnamed ||
+      !proto::is_read_only_statement(sql))
+    return pool::Intent::write;
+  // A single statement outside a transaction block: it may still call a
+  // function that writes, so it goes to a replica only if it can be re-run
+  // on the primary. That needs the whole request (a Query, or unnamed
+  // extended messages up to Sync) in this buffer.
+  if (fr.frame.type == 'Q') {
+    retryable = true;
+    return pool::Intent::read;
+  }
+  size_t pos = 0;
+  while (pos < pending_len_) {
+    auto m = proto::peek_frame(in.subspan(pos), worker_.config().max_packet_size);
+    if (m.result != proto::Result::ok) break;
+    char t = m.frame.type;
+    pos += m.frame.total();
+    if (t == 'S') {
+      retryable = true;
+      return pool::Intent::read;
+    }
+    if (t != 'P' && t != 'B' && t != 'D' && t != 'E' && t != 'H') break;
+    if (t == 'P' && pos != m.frame.total()) break;  // a second Parse
+  }
+  return pool::Intent::write;
+}
+
+bool ClientConnection::choose_backend(pool::Pool*& target) {
+  Routing& r = *routing_;
+  RouteState& rs = *r.route;
+  const conf::DatabaseConfig& db = *rs.db;
+  bool retryable = false;
+  pool::Intent intent = pool::Intent::write;
+  if (r.force_primary) r.force_primary = false;
+  else intent = routing_intent(retryable);
+  const std::string& user = pool_->user();
+  auto load = [&](size_t i) {
+    pool::PoolCounts c = worker_.pool_for(PoolKey{database_, user, uint16_t(i)}, db).counts();
+    return c.active + c.waiting_server;
+  };
+  pool::Decision d = rs.router.route(intent, r.wrote_at, load);
+  if (d.backend < 0) {
+    spdlog::warn("C-{} database \"{}\": {}", id_, database_, d.error.message);
+    close(CloseReason::wait_failed, &d.error);
+    return false;
+  }
+  target = &worker_.pool_for(PoolKey{database_, user, uint16_t(d.backend)}, db);
+  r.write_link = intent == pool::Intent::write;
+  // (r.wrote survives from a retry: the re-run statement writes.)
+  r.read_link = !r.write_link && d.backend != rs.router.writer();
+  r.retry.reset();
+  if (r.read_link && retryable) {
+    r.retry = acquire_io_buffer();
+    std::memcpy(r.retry->data, pending_->data, pending_len_);
+    r.retry_len = pending_len_;
+  }
+  if (spdlog::should_log(spdlog::level::debug))
+    spdlog::debug("C-{} {} -> {}{}", id_, r.write_link ? "write" : "read",
+                  rs.router.backend(size_t(d.backend)).name, d.fell_back ? " (fallback)" : "");
+  return true;
+}
+
+size_t ClientConnection::read_unit_cut(const uint8_t* data, size_t n) const {
+  proto::StreamFramer probe = framer_;
+  if (probe.at_boundary() && server_->owed_ready() > 0) return 0;
+  size_t pos = 0;
+  while (pos < n) {
+    auto piece = probe.next(proto::ByteSpan(data + pos, n - pos));
+    pos += piece.consumed;
+    if (piece.kind == proto::StreamFramer::Kind::invalid ||
+        piece.kind == proto::StreamFramer::Kind::need_more)
+      return n;
+    if (piece.last_of_message && (piece.type == 'Q' || piece.type == 'S' || piece.type == 'F'))
+      return pos;
+  }
+  return n;
+}
+
+void ClientConnection::hold(const uint8_t* data, size_t n) {
+  IoBufferPtr b = acquire_io_buffer();
+  std::memcpy(b->data, data, n);
+  more_pending_.emplace_back(std::move(b), n);
+  if (more_pending_.size() >= kMaxPendingBuffers) socket_.read_stop();
+}
+
+void ClientConnection::release_held() {
+  if (state_ != State::linked || more_pending_.empty()) return;
+  auto held = std::move(more_pending_);
+  more_pending_.clear();
+  for (auto& [b, n] : held) {
+    if (state_ != State::linked || !server_) return;
+    forward_to_server(std::move(b), 0, n);
+  }
+  if (state_ == State::linked && more_pending_.size() < kMaxPendingBuffers &&
+      (!server_ || !server_->write_backlogged()) && socket_.read_start() != 0)
+    close(CloseReason::client_gone);
+}
+
+void ClientConnection::begin_retry() {
+  if (routing_ && routing_->retry) routing_->retrying = true;
+}
+
 void ClientConnection::pool_wait_failed(const proto::ErrorFields& error) {
   proto::ErrorFields e = error;
   e.severity = "FATAL";
@@ -419,6 +591,7 @@ void ClientConnection::pool_wait_failed(const proto::ErrorFields& error) {
 
 void ClientConnection::server_ready() {
   state_ = State::linked;
+  if (routing_ && routing_->retry && server_) server_->arm_retry();
   if (pending_) {
     size_t n = pending_len_;
     pending_len_ = 0;
@@ -443,6 +616,32 @@ void ClientConnection::server_released() {
   server_ = nullptr;
   if (state_ != State::linked) return;
   state_ = State::idle;
+  if (routing_) {
+    Routing& r = *routing_;
+    if (r.write_link && r.wrote) r.wrote_at = worker_.now();
+    r.read_link = r.write_link = r.wrote = false;
+    if (r.retrying) {
+      r.retrying = false;
+      r.wrote = true;  // the statement writes: its primary run counts as a write
+      r.force_primary = true;
+      pending_ = std::move(r.retry);
+      pending_len_ = r.retry_len;
+      spdlog::debug("C-{} replica refused a read as read-only: re-running it on the primary", id_);
+    } else {
+      r.retry.reset();
+      if (!more_pending_.empty()) {
+        // Held while a replica answered: the next transaction starts here.
+        pending_ = std::move(more_pending_.front().first);
+        pending_len_ = more_pending_.front().second;
+        more_pending_.erase(more_pending_.begin());
+      }
+    }
+    if (pending_) {
+      state_ = State::wait_server;
+      acquire_server();
+      return;  // server_ready restarts reading
+    }
+  }
   if (socket_.read_start() != 0) close(CloseReason::client_gone);
 }
 
@@ -459,10 +658,34 @@ void ClientConnection::server_lost(const proto::ErrorFields& e) {
 }
 
 void ClientConnection::parameter_changed(std::string_view name, std::string_view value) {
+  // in_hot_standby and the like describe the server, not the session: a
+  // client that saw a promotion does not ask the next server to change it.
+  if (read_only_parameter(name)) return;
   set_param(desired_, name, value);
 }
 
 void ClientConnection::forward_to_server(IoBufferPtr buf, size_t offset, size_t n) {
+  if (routing_ && routing_->read_link) {
+    // A replica must see only the transaction it was chosen for: what the
+    // client pipelines after a Query or Sync waits until the answer says
+    // whether the transaction goes on (then it follows) or ended (then it
+    // is routed afresh).
+    if (!more_pending_.empty()) {
+      if (offset == 0) {
+        more_pending_.emplace_back(std::move(buf), n);
+        if (more_pending_.size() >= kMaxPendingBuffers) socket_.read_stop();
+      } else {
+        hold(buf->data + offset, n);
+      }
+      return;
+    }
+    size_t cut = read_unit_cut(buf->data + offset, n);
+    if (cut < n) {
+      hold(buf->data + offset + cut, n - cut);
+      n = cut;
+      if (n == 0) return;
+    }
+  }
   if (managed_) {
     forward_managed(std::move(buf), offset, n);
     return;
@@ -1025,7 +1248,7 @@ void ClientConnection::close(CloseReason reason, const proto::ErrorFields* error
     proto::error_response(out, *error);
     socket_.write(std::move(out));
   }
-  if (pool_) pool_->cancel_wait(this);
+  leave_wait();
   if (server_) {
     ServerConnection* s = server_;
     server_ = nullptr;
@@ -1035,6 +1258,7 @@ void ClientConnection::close(CloseReason reason, const proto::ErrorFields* error
   }
   pending_.reset();
   more_pending_.clear();
+  routing_.reset();
   if (cancel_pid_) worker_.unregister_cancel_key(cancel_pid_);
   if (counted_) {
     worker_.uncount_client(this);

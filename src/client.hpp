@@ -10,6 +10,7 @@
 #include "auth/scram.hpp"
 #include "conf/config.hpp"
 #include "pool/pool.hpp"
+#include "pool/router.hpp"
 #include "protocol/builders.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/tracker.hpp"
@@ -21,6 +22,7 @@ namespace pgmux {
 
 class Worker;
 class ServerConnection;
+struct RouteState;
 enum class CloseReason;
 
 class ClientConnection final : public SocketOwner, public pool::PoolClient {
@@ -77,6 +79,25 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   bool at_message_boundary() const { return framer_.at_boundary(); }
   // Transaction/statement pooling: the server went back to the pool.
   void server_released();
+  // The pool whose server parameters the client was told at login.
+  const pool::Pool* home_pool() const { return pool_; }
+
+  // --- read/write routing ----------------------------------------------------
+  // Client bytes held back while a replica works on a read (see
+  // forward_to_server): the server answered everything sent, and is still
+  // in the transaction, so they may go now.
+  bool has_held() const { return !more_pending_.empty() && state_ == State::linked; }
+  void release_held();
+  // The replica refused an auto-routed read (SQLSTATE 25006) before any row
+  // reached the client: re-run it on the primary once the replica is
+  // released.
+  void begin_retry();
+  // Read your writes: the server watches CommandComplete tags of routed
+  // transactions on the primary; a tag that may have written marks it.
+  bool watches_writes() const { return routing_ && routing_->write_link; }
+  void note_write() {
+    if (routing_) routing_->wrote = true;
+  }
 
   // Ends the connection; `error` (if any) is sent first.
   void close(CloseReason reason, const proto::ErrorFields* error = nullptr);
@@ -125,6 +146,14 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // anything else.
   bool answer_without_server(const uint8_t* data, size_t n);
   void acquire_server();
+  // Routed databases: the backend for the transaction starting with
+  // pending_; false when routing refused it (the client is closed).
+  bool choose_backend(pool::Pool*& target);
+  pool::Intent routing_intent(bool& retryable);
+  // Read route: how much of a chunk may go to the replica now (up to the
+  // end of the first Query/Sync; nothing while an answer is still owed).
+  size_t read_unit_cut(const uint8_t* data, size_t n) const;
+  void hold(const uint8_t* data, size_t n);
   void send(std::string&& data);
   void protocol_error(const std::string& what);
   bool parse_options(const std::string& options, std::string& error);
@@ -196,6 +225,21 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   uint64_t next_parse_tag_ = 1;
   bool skip_to_sync_ = false;  // pgmux answered an error: drop messages until Sync
   bool drop_current_ = false;  // the message in progress is dropped
+
+  // Read/write routing, allocated only for clients of a routed database in
+  // transaction or statement mode.
+  struct Routing {
+    RouteState* route = nullptr;
+    pool::TimePoint wrote_at{};  // end of the last transaction sent to the primary
+    bool read_link = false;      // the linked server is a replica chosen for a read
+    bool write_link = false;     // the linked server was chosen for a write
+    bool wrote = false;          // ... and a command in it may have written
+    bool retrying = false;       // the replica is being released for a retry
+    bool force_primary = false;  // the next transaction goes to the primary
+    IoBufferPtr retry;           // an auto-routed read, kept until answered
+    size_t retry_len = 0;
+  };
+  std::unique_ptr<Routing> routing_;
 };
 
 }  // namespace pgmux

@@ -50,12 +50,6 @@ std::string unsupported_settings(const pgmux::conf::Config& cfg) {
     return "[server_tls] mode \"" + std::string(to_string(cfg.server_tls.mode)) +
            "\" is not supported yet (TLS towards servers is not implemented; use prefer or disable)";
   if (!cfg.admin.metrics_listen.empty()) return "[admin] metrics_listen is not supported yet";
-  for (const auto& [name, db] : cfg.databases) {
-    if (!db.replicas.empty() || db.read_routing != ReadRouting::off)
-      return "[databases." + name + "] replicas / read_routing are not supported yet";
-    if (db.target_session_attrs)
-      return "[databases." + name + "] target_session_attrs is not supported yet";
-  }
   return {};
 }
 

@@ -3,9 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <cstring>
+#include <utility>
 
 #include "auth/md5.hpp"
 #include "protocol/builders.hpp"
+#include "protocol/sql_route.hpp"
 #include "src/client.hpp"
 #include "src/params.hpp"
 #include "src/worker.hpp"
@@ -16,22 +18,24 @@ namespace {
 constexpr size_t kMaxWatchedMessage = 64 * 1024;  // ParameterStatus, ReadyForQuery
 constexpr uint32_t kMaxLoginMessage = 1024 * 1024;
 
-enum Purpose { kPurposeLogin = 1, kPurposeSync = 2, kPurposeReset = 3 };
+enum Purpose { kPurposeLogin = 1, kPurposeSync = 2, kPurposeReset = 3, kPurposeCheck = 4 };
 
 constexpr auto server_error = &proto::fatal_error;
 }  // namespace
 
 ServerConnection::ServerConnection(Worker& w, pool::Pool&, const conf::DatabaseConfig& db,
-                                   std::string user, std::string dbname)
+                                   std::string user, std::string dbname, std::string host,
+                                   uint16_t port, std::optional<std::string> password)
     : worker_(w),
       db_(db),
       user_(std::move(user)),
       dbname_(std::move(dbname)),
-      host_(db.host),
+      host_(std::move(host)),
       name_("S-" + std::to_string(w.next_id())),
-      port_(db.port),
-      socket_(w.loop(), (!db.host.empty() && db.host[0] == '/') ? Socket::Kind::pipe
-                                                                 : Socket::Kind::tcp,
+      port_(port),
+      password_(std::move(password)),
+      socket_(w.loop(), (!host_.empty() && host_[0] == '/') ? Socket::Kind::pipe
+                                                             : Socket::Kind::tcp,
               this),
       framer_(w.config().max_packet_size),
       statements_(size_t(w.config().max_prepared_statements)),
@@ -260,7 +264,7 @@ bool ServerConnection::handle_auth(proto::ByteSpan body) {
   const auth::Userlist* users = worker_.userlist();
   const auth::Secret* secret = users ? users->find(user_) : nullptr;
   std::optional<std::string> password;
-  if (db_.password) password = *db_.password;
+  if (password_) password = *password_;
   else if (secret && secret->kind == auth::SecretKind::plain) password = secret->text;
 
   auto no_credentials = [&](const char* method) {
@@ -417,7 +421,19 @@ bool ServerConnection::handle_internal_message(char type, proto::ByteSpan body) 
       internal_done();
       return true;
     }
-    case 'C': case 'T': case 'D': case 'I': case 'N': case 'A':
+    case 'D':
+      if (internal_purpose_ == kPurposeCheck && !check_row_seen_) {
+        auto row = proto::parse_data_row(body);
+        if (!row) {
+          fail("malformed DataRow from server");
+          return false;
+        }
+        check_row_seen_ = true;
+        for (const auto& v : *row)
+          check_row_.push_back(v ? std::optional<std::string>(std::string(*v)) : std::nullopt);
+      }
+      return true;
+    case 'C': case 'T': case 'I': case 'N': case 'A':
       return true;
     default:
       fail("unexpected message in response to an internal query");
@@ -463,6 +479,21 @@ void ServerConnection::internal_done() {
       state_ = State::linked;
       client_->server_ready();
       return;
+    case kPurposeCheck: {
+      CheckOwner* owner = check_owner_;
+      check_owner_ = nullptr;
+      std::string error;
+      if (internal_error_) error = internal_error_->message;
+      else if (!check_row_seen_) error = "health check query returned no row";
+      state_ = State::idle;
+      if (tx_status_ != 'I') {
+        close("health check left a transaction open");
+      } else if (pool()) {
+        pool()->release(this);
+      }
+      if (owner) owner->check_result(error.empty() ? &check_row_ : nullptr, error);
+      return;
+    }
     case kPurposeReset:
       if (internal_error_) {
         spdlog::warn("{} reset failed: {}", name_, internal_error_->message);
@@ -489,7 +520,7 @@ void ServerConnection::link(ClientConnection* c) {
   client_mode_ = c->mode();
   // Common case first: a client that set nothing of its own expects the
   // pool's values, and a server still at exactly those needs no SET.
-  if (!c->has_own_params() && pool() && params_ == pool()->welcome()) {
+  if (!c->has_own_params() && pool() && pool() == c->home_pool() && params_ == pool()->welcome()) {
     state_ = State::linked;
     c->server_ready();
     return;
@@ -518,6 +549,19 @@ void ServerConnection::link(ClientConnection* c) {
   run_internal({sql}, kPurposeSync);
 }
 
+void ServerConnection::run_check(const std::string& sql, CheckOwner* owner) {
+  check_owner_ = owner;
+  check_row_.clear();
+  check_row_seen_ = false;
+  run_internal({sql}, kPurposeCheck);
+}
+
+void ServerConnection::abandon_check() {
+  if (!check_owner_) return;
+  check_owner_ = nullptr;
+  close("health check timed out");
+}
+
 void ServerConnection::forward_copy(const std::string& data) {
   if (state_ == State::closing) return;
   int rc = socket_.write_copy(reinterpret_cast<const uint8_t*>(data.data()), data.size());
@@ -535,7 +579,16 @@ void ServerConnection::forward(IoBufferPtr buf, size_t offset, size_t n) {
 // owed), ParameterStatus (the client's view follows), COPY IN.
 void ServerConnection::watch_header(char type, bool& release_point) {
   watched_type_ = (type == 'Z' || type == 'S') ? type : 0;
+  if (type == 'C' && client_ && client_->watches_writes()) watched_type_ = 'C';
   msg_acc_.clear();
+  if (retry_armed_ && !retry_wanted_ && !retry_decided_) {
+    switch (type) {
+      case 'E': watched_type_ = 'E'; break;  // the SQLSTATE decides
+      // Nothing the client could act on yet.
+      case '1': case '2': case 't': case 'T': case 'n': case 'S': case 'N': break;
+      default: retry_decided_ = true; break;
+    }
+  }
   if (type == 'G' || type == 'W') copy_in_started();
   release_point = false;  // more than a ReadyForQuery followed
 }
@@ -549,7 +602,14 @@ void ServerConnection::watch_body(proto::ByteSpan data) {
 void ServerConnection::watch_end(bool& release_point) {
   if (!watched_type_) return;
   proto::ByteSpan body = proto::as_bytes(msg_acc_);
-  if (watched_type_ == 'Z') {
+  if (watched_type_ == 'C') {
+    auto tag = proto::parse_command_complete(body);
+    if (!tag || !proto::is_read_only_command_tag(*tag)) client_->note_write();
+  } else if (watched_type_ == 'E') {
+    auto e = proto::parse_error_fields(body);
+    if (e && e->sqlstate == "25006") retry_wanted_ = true;
+    else retry_decided_ = true;
+  } else if (watched_type_ == 'Z') {
     if (auto st = proto::parse_ready_for_query(body)) tx_status_ = *st;
     if (pending_z_ > 0) --pending_z_;
     in_copy_in_ = false;
@@ -652,6 +712,28 @@ void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
   bool at_rest = release_point && client_->mode() != conf::PoolMode::session &&
                  client_->at_message_boundary() && framer_.at_boundary() &&
                  (!client_->managed() || client_->tracker().empty());
+  if (retry_armed_) {
+    constexpr size_t kMaxHeldAnswer = 64 * 1024;
+    if (rewritten) retry_out_ += out;
+    else retry_out_.append(reinterpret_cast<const char*>(buf->data), n);
+    buf.reset();
+    if (retry_wanted_ && at_rest && tx_status_ == 'I') {
+      // The replica refused a write: the client never sees this answer,
+      // the request runs again on the primary.
+      retry_armed_ = retry_wanted_ = false;
+      retry_out_.clear();
+      ClientConnection* c = client_;
+      c->begin_retry();
+      release_to_pool();
+      return;
+    }
+    bool undecided = !retry_decided_ && (retry_wanted_ ? !release_point : true);
+    if (undecided && retry_out_.size() < kMaxHeldAnswer) return;
+    retry_armed_ = false;
+    out = std::move(retry_out_);
+    retry_out_.clear();
+    rewritten = true;
+  }
   if (at_rest && tx_status_ != 'I' && client_->mode() == conf::PoolMode::statement) {
     // Statement pooling cannot keep a transaction open: the client gets the
     // error instead of BEGIN's ReadyForQuery (the last 6 bytes), and the
@@ -692,6 +774,12 @@ void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
     client_->deliver(std::move(buf), 0, n);
   }
   if (!client_) return;  // delivery failed and the client closed
+  // Still in the transaction, nothing owed: what the client held back for
+  // this replica may follow.
+  if (pending_z_ == 0 && client_->has_held()) {
+    client_->release_held();
+    if (!client_) return;
+  }
   if (client_->write_backlogged()) {
     socket_.read_stop();
     read_paused_ = true;
@@ -724,6 +812,7 @@ void ServerConnection::maybe_release() {
 void ServerConnection::release_to_pool() {
   ClientConnection* c = client_;
   client_ = nullptr;
+  retry_armed_ = false;
   c->server_released();
   if (read_paused_) {
     read_paused_ = false;
@@ -748,6 +837,8 @@ void ServerConnection::resume_reading() {
 
 void ServerConnection::unlink_client(bool responses_tracked) {
   client_ = nullptr;
+  retry_armed_ = false;
+  retry_out_.clear();
   if (state_ == State::internal && internal_purpose_ == kPurposeSync) return;  // finishes later
   if (state_ != State::linked) {
     close("client left during an internal query");
@@ -845,6 +936,8 @@ void ServerConnection::close(const char* reason) {
     c->server_lost(server_error(proto::sqlstate::kConnectionFailure,
                                 std::string("server connection closed: ") + reason));
   }
+  if (CheckOwner* owner = std::exchange(check_owner_, nullptr))
+    owner->check_result(nullptr, std::string("connection closed: ") + reason);
   // Be polite to PostgreSQL when we are the ones ending it.
   std::string out;
   proto::terminate(out);

@@ -23,6 +23,16 @@ namespace pgmux {
 class Worker;
 class ClientConnection;
 
+// Gets the answer to a health-check query run on a pooled connection.
+class CheckOwner {
+ public:
+  virtual ~CheckOwner() = default;
+  // `row`: the first row (NULL = nullopt) when the query succeeded, else
+  // null and `error` says why.
+  virtual void check_result(const std::vector<std::optional<std::string>>* row,
+                            const std::string& error) = 0;
+};
+
 class ServerConnection final : public SocketOwner, public pool::PoolServer {
  public:
   enum class State {
@@ -37,7 +47,8 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   };
 
   ServerConnection(Worker& w, pool::Pool& pool, const conf::DatabaseConfig& db,
-                   std::string user, std::string dbname);
+                   std::string user, std::string dbname, std::string host, uint16_t port,
+                   std::optional<std::string> password);
   ~ServerConnection() override;
 
   // Starts resolving/connecting; false (error set) when it cannot even start.
@@ -46,6 +57,12 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // A client was linked by the pool: bring session parameters in line with
   // what the client expects, then tell it (ClientConnection::server_ready).
   void link(ClientConnection* c);
+  // Runs a health-check query (the connection is assigned to the checker);
+  // the owner hears the outcome exactly once, then the connection goes
+  // back to its pool (or closes).
+  void run_check(const std::string& sql, CheckOwner* owner);
+  // The checker gave up waiting: forget it (the connection is closed).
+  void abandon_check();
   // Client bytes to forward as they are.
   void forward(IoBufferPtr buf, size_t offset, size_t n);
   void forward_copy(const std::string& data);
@@ -76,6 +93,17 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
       default: break;
     }
     if (!was_busy && (pending_z_ > 0 || unsynced_)) busy_since_ms_ = uv_now(loop_);
+  }
+  // ReadyForQuery messages the server still owes.
+  int owed_ready() const { return pending_z_; }
+  // The client's request is an auto-routed read on a replica: hold the
+  // answer until it is clear whether the replica refused it as a write
+  // (SQLSTATE 25006, before any row), in which case the client re-runs it
+  // on the primary and never sees this answer.
+  void arm_retry() {
+    retry_armed_ = true;
+    retry_wanted_ = retry_decided_ = false;
+    retry_out_.clear();
   }
   // For query_timeout / idle_transaction_timeout (loop milliseconds).
   bool busy() const { return pending_z_ > 0 || unsynced_; }
@@ -148,6 +176,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   const conf::DatabaseConfig& db_;
   std::string user_, dbname_, host_, name_;
   uint16_t port_;
+  std::optional<std::string> password_;  // for the server login, if known
   Socket socket_;
   State state_ = State::resolving;
   uv_getaddrinfo_t* resolve_req_ = nullptr;
@@ -193,6 +222,13 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   std::vector<std::string> syncing_keys_;  // reported parameters being SET on link
   int internal_purpose_ = 0;
   std::optional<proto::ErrorFields> internal_error_;
+  bool retry_armed_ = false;
+  bool retry_wanted_ = false;   // 25006 seen: swallow up to ReadyForQuery
+  bool retry_decided_ = false;  // the answer goes to the client
+  std::string retry_out_;       // the answer held meanwhile
+  CheckOwner* check_owner_ = nullptr;
+  std::vector<std::optional<std::string>> check_row_;
+  bool check_row_seen_ = false;
 };
 
 }  // namespace pgmux

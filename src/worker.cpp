@@ -161,6 +161,7 @@ Worker::Worker(std::shared_ptr<const conf::Config> config,
 }
 
 Worker::~Worker() {
+  routes_.clear();  // checkers wait in pools
   pools_.clear();
   uv_loop_close(&loop_);
 }
@@ -172,8 +173,51 @@ bool Worker::start() {
     listeners_.push_back(std::move(l));
     if (!ok) return false;
   }
+  for (const auto& [name, db] : config_->databases) {
+    if (!db.routed()) continue;
+    auto route = std::make_unique<RouteState>(db);
+    RouteState& r = *route;
+    routes_.emplace(name, std::move(route));
+    std::string names;
+    for (size_t i = 0; i < r.router.size(); ++i)
+      names += (i ? ", " : "") + r.router.backend(i).name;
+    spdlog::info("database {}: backends {}; read_routing {}, checks every {} as \"{}\"", name, names,
+                 conf::to_string(db.read_routing), conf::format_duration(db.health_check_interval),
+                 *db.check_user());
+    for (size_t i = 0; i < r.router.size(); ++i)
+      r.checks.push_back(std::make_unique<HealthCheck>(*this, r, i));
+  }
+  for (auto& [name, r] : routes_)
+    for (auto& c : r->checks) c->tick(now());
   uv_timer_start(&tick_timer_, on_tick, 100, 100);
   return true;
+}
+
+RouteState* Worker::route_for(const conf::DatabaseConfig& db) {
+  auto it = routes_.find(db.name);
+  return it == routes_.end() ? nullptr : it->second.get();
+}
+
+pool::Pool& Worker::health_pool(RouteState& route, size_t backend) {
+  const conf::DatabaseConfig& db = *route.db;
+  return pool_for(PoolKey{db.name == "*" ? std::string("postgres") : db.name, *db.check_user(),
+                          uint16_t(backend), true},
+                  db);
+}
+
+void Worker::backend_checked(RouteState& route, size_t backend,
+                             const std::vector<pool::RouterEvent>& events) {
+  const pool::BackendStatus& b = route.router.backend(backend);
+  for (const auto& e : events) {
+    const std::string& name = route.router.backend(e.backend).name;
+    if (b.up) spdlog::info("database {} backend {}: {}", route.db->name, name, e.text);
+    else spdlog::warn("database {} backend {}: {}", route.db->name, name, e.text);
+  }
+  for (auto& [key, entry] : pools_) {
+    if (entry.db != route.db || key.backend != backend || key.health) continue;
+    if (b.up) entry.pool->clear_backoff();
+    else if (!events.empty()) entry.pool->close_idle("backend is down");
+  }
 }
 
 int Worker::run() { return uv_run(&loop_, UV_RUN_DEFAULT); }
@@ -192,6 +236,8 @@ void Worker::tick() {
     }
   }
   for (auto& [key, entry] : pools_) entry.pool->tick();
+  for (auto& [name, r] : routes_)
+    for (auto& c : r->checks) c->tick(now);
   balance_shared_limits();
   if (++ticks_ % 5 == 0) check_client_timeouts();
   if (shutting_down_) maybe_finish_shutdown();
@@ -265,29 +311,58 @@ pool::Pool& Worker::pool_for(const PoolKey& key, const conf::DatabaseConfig& db)
   s.server_login_retry = cfg.server_login_retry;
   s.server_idle_timeout = cfg.server_idle_timeout;
   s.server_lifetime = cfg.server_lifetime;
-  auto& dbl = db_limits_[key.database];
-  dbl.max = db.max_db_connections.value_or(cfg.max_db_connections);
-  auto& ul = user_limits_[key.user];
-  const conf::UserConfig* uc = cfg.find_user(key.user);
-  ul.max = (uc && uc->max_user_connections) ? *uc->max_user_connections : cfg.max_user_connections;
   PoolEntry e;
-  e.pool = std::make_unique<pool::Pool>(key.database, key.user, s, *this, &dbl, &ul);
   e.db = &db;
-  spdlog::info("pool {}/{} created (pool_size {})", key.database, key.user, s.pool_size);
+  e.host = db.host;
+  e.port = db.port;
+  if (key.backend > 0 && key.backend <= db.replicas.size()) {
+    e.host = db.replicas[key.backend - 1].host;
+    e.port = db.replicas[key.backend - 1].port;
+  }
+  if (key.health) {
+    // One connection, given up on quickly, retried at the next check.
+    s.pool_size = 1;
+    s.min_pool_size = 0;
+    s.reserve_pool_size = 0;
+    s.query_wait_timeout = db.health_check_timeout;
+    s.server_connect_timeout = db.health_check_timeout;
+    s.server_login_retry = db.health_check_interval;
+    if (db.health_check_password) e.password = db.health_check_password;
+    else if (db.user && *db.user == key.user) e.password = db.password;
+    e.pool = std::make_unique<pool::Pool>(key.database, key.user, s, *this);
+  } else {
+    e.password = db.password;
+    auto& dbl = db_limits_[key.database];
+    dbl.max = db.max_db_connections.value_or(cfg.max_db_connections);
+    auto& ul = user_limits_[key.user];
+    const conf::UserConfig* uc = cfg.find_user(key.user);
+    ul.max = (uc && uc->max_user_connections) ? *uc->max_user_connections : cfg.max_user_connections;
+    e.pool = std::make_unique<pool::Pool>(key.database, key.user, s, *this, &dbl, &ul);
+  }
+  e.pool->set_backend(key.backend, key.health);
+  if (key.health)
+    spdlog::debug("health check pool {}/{} for {}:{} created", key.database, key.user, e.host, e.port);
+  else if (db.routed())
+    spdlog::info("pool {}/{} on {}:{} created (pool_size {})", key.database, key.user, e.host,
+                 e.port, s.pool_size);
+  else
+    spdlog::info("pool {}/{} created (pool_size {})", key.database, key.user, s.pool_size);
   return *pools_.emplace(key, std::move(e)).first->second.pool;
 }
 
 bool Worker::open_server(pool::Pool& pool, proto::ErrorFields& error) {
-  auto it = pools_.find(PoolKey{pool.database(), pool.user()});
+  auto it = pools_.find(PoolKey{pool.database(), pool.user(), pool.backend(), pool.health_check()});
   if (it == pools_.end()) {
     error.severity = "FATAL";
     error.sqlstate = proto::sqlstate::kInternalError;
     error.message = "pool has no configuration";
     return false;
   }
-  const conf::DatabaseConfig& db = *it->second.db;
+  const PoolEntry& entry = it->second;
+  const conf::DatabaseConfig& db = *entry.db;
   std::string dbname = db.dbname.empty() ? pool.database() : db.dbname;
-  auto* s = new ServerConnection(*this, pool, db, pool.user(), dbname);
+  auto* s = new ServerConnection(*this, pool, db, pool.user(), dbname, entry.host, entry.port,
+                                 entry.password);
   servers_.push_back(s);
   pool.add_connecting(s);
   if (!s->start(error)) {
@@ -426,6 +501,8 @@ void Worker::maybe_finish_shutdown() {
 
 void Worker::shutdown_now() {
   shutting_down_ = true;
+  for (auto& [name, r] : routes_)
+    for (auto& c : r->checks) c->stop();
   for (auto& l : listeners_) l->stop();
   std::vector<ClientConnection*> all;
   for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c)) all.push_back(c);

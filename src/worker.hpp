@@ -19,6 +19,7 @@
 #include "pool/list.hpp"
 #include "pool/pool.hpp"
 #include "src/client.hpp"
+#include "src/health.hpp"
 #include "src/prepared.hpp"
 #include "src/server.hpp"
 
@@ -48,8 +49,11 @@ const char* to_string(CloseReason r);
 struct PoolKey {
   std::string database;  // the client's database name
   std::string user;      // the server-side user
+  uint16_t backend = 0;  // routed databases: 0 = configured host, 1.. = replicas
+  bool health = false;   // the health checker's own pool
   bool operator<(const PoolKey& o) const {
-    return std::tie(database, user) < std::tie(o.database, o.user);
+    return std::tie(database, user, backend, health) <
+           std::tie(o.database, o.user, o.backend, o.health);
   }
 };
 
@@ -77,6 +81,15 @@ class Worker : public pool::Connector {
 
   // --- used by connections ----------------------------------------------
   pool::Pool& pool_for(const PoolKey& key, const conf::DatabaseConfig& db);
+  // Routing state of a database entry with replicas or
+  // target_session_attrs; nullptr for a plain one.
+  RouteState* route_for(const conf::DatabaseConfig& db);
+  // The pool the health checker of `backend` uses.
+  pool::Pool& health_pool(RouteState& route, size_t backend);
+  // A health check finished: log what changed, and let the backend's pools
+  // try again at once (up) or drop their idle connections (down).
+  void backend_checked(RouteState& route, size_t backend,
+                       const std::vector<pool::RouterEvent>& events);
   bool accept_more_clients() const;
   void count_client(ClientConnection* c);
   void uncount_client(ClientConnection* c);
@@ -124,8 +137,12 @@ class Worker : public pool::Connector {
   struct PoolEntry {
     std::unique_ptr<pool::Pool> pool;
     const conf::DatabaseConfig* db = nullptr;  // points into config_
+    std::string host;
+    uint16_t port = 5432;
+    std::optional<std::string> password;  // for the server login
   };
   std::map<PoolKey, PoolEntry> pools_;
+  std::map<std::string, std::unique_ptr<RouteState>, std::less<>> routes_;  // by entry name
   std::map<std::string, pool::SharedLimit, std::less<>> db_limits_, user_limits_;
   std::map<std::string, auth::ScramKeys, std::less<>> scram_keys_;
   std::map<std::string, std::pair<std::string, auth::ScramVerifier>, std::less<>> plain_verifiers_;

@@ -264,6 +264,35 @@ const FixtureEnv& fixture() {
   return *env;
 }
 
+PrivateCluster::PrivateCluster() {
+  auto r = run_process({"bash", PGMUX_FIXTURE_SCRIPT, "start", dir_.path(), "--replica"}, {}, 120s);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  started_ = true;
+  auto vars = parse_env_file(read_file(dir_.file("env")));
+  primary_port_ = std::atoi(vars["PG_PORT"].c_str());
+  replica_port_ = std::atoi(vars["REPLICA_PORT"].c_str());
+  socket_dir_ = vars["PG_SOCKET_DIR"];
+  REQUIRE(primary_port_ > 0);
+  REQUIRE(replica_port_ > 0);
+}
+
+PrivateCluster::~PrivateCluster() {
+  if (started_) run_process({"bash", PGMUX_FIXTURE_SCRIPT, "stop", dir_.path()}, {}, 60s);
+}
+
+void PrivateCluster::ctl(const std::string& action) {
+  auto r = run_process({"bash", PGMUX_FIXTURE_SCRIPT, "ctl", dir_.path(), action}, {}, 60s);
+  INFO("pg_fixture.sh ctl " << action << ":\n" << r.output);
+  REQUIRE(r.exit_code == 0);
+}
+
+std::string PrivateCluster::superuser_conninfo(bool replica, std::string_view db) const {
+  return "host=" + conninfo_quote(socket_dir_) + " port=" +
+         std::to_string(replica ? replica_port_ : primary_port_) + " user=postgres dbname=" +
+         conninfo_quote(db);
+}
+
 const std::string& pgmux_bin() {
   static std::string bin;
   if (bin.empty()) {

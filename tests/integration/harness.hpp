@@ -234,6 +234,31 @@ std::string superuser_conninfo(std::string_view db = "postgres");
 std::string direct_conninfo(std::string_view db, std::string_view user,
                             std::string_view password = {});
 
+// A primary and a streaming replica of a test's own (pg_fixture.sh start
+// DIR --replica), for tests that stop, pause or promote servers. Stopped and
+// deleted by the destructor. Takes about 2 s to start.
+class PrivateCluster {
+ public:
+  PrivateCluster();
+  ~PrivateCluster();
+  PrivateCluster(const PrivateCluster&) = delete;
+  PrivateCluster& operator=(const PrivateCluster&) = delete;
+
+  int primary_port() const { return primary_port_; }
+  int replica_port() const { return replica_port_; }
+  // pg_fixture.sh ctl: stop-primary, start-primary, stop-replica,
+  // start-replica, promote-replica. REQUIREs success.
+  void ctl(const std::string& action);
+  // Superuser over the unix socket (trust) to the primary or the replica.
+  std::string superuser_conninfo(bool replica, std::string_view db = "app") const;
+
+ private:
+  TempDir dir_;
+  int primary_port_ = 0, replica_port_ = 0;
+  std::string socket_dir_;
+  bool started_ = false;
+};
+
 // Quotes a libpq conninfo value.
 std::string conninfo_quote(std::string_view v);
 

@@ -3,6 +3,9 @@
 #
 #   pg_fixture.sh start DIR [--replica]   start a primary (and a streaming replica)
 #   pg_fixture.sh stop DIR                stop both and delete their data
+#   pg_fixture.sh ctl DIR ACTION          stop-primary | start-primary |
+#                                         stop-replica | start-replica |
+#                                         promote-replica (routing tests)
 #
 # DIR receives `env`, a shell-sourceable KEY='VALUE' file the tests read
 # (PG_HOST, PG_PORT, PG_SOCKET_DIR, PG_BIN, PG_DATA, the password verifiers
@@ -16,7 +19,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 start DIR [--replica] | stop DIR" >&2
+  echo "usage: $0 start DIR [--replica] | stop DIR | ctl DIR ACTION" >&2
   exit 2
 }
 
@@ -295,10 +298,32 @@ EOF
   log "primary on 127.0.0.1:$port${rport:+, replica on 127.0.0.1:$rport}; env in $dir/env"
 }
 
+cmd_ctl() {
+  local dir=$1 what=$2
+  [[ -f "$dir/state" ]] || die "no fixture in $dir"
+  PG_BIN="$(find_pg_bin)"
+  local base
+  # shellcheck disable=SC1091
+  base="$(. "$dir/state"; echo "${FIXTURE_BASE:-}")"
+  case "$what" in
+    stop-primary) as_pg "$PG_BIN/pg_ctl" -D "$base/primary" -m fast -w -t 30 -s stop ;;
+    start-primary) pg_start_cluster "$base/primary" ;;
+    stop-replica) as_pg "$PG_BIN/pg_ctl" -D "$base/replica" -m fast -w -t 30 -s stop ;;
+    start-replica) pg_start_cluster "$base/replica" ;;
+    promote-replica) as_pg "$PG_BIN/pg_ctl" -D "$base/replica" -w -t 30 -s promote ;;
+    *) usage ;;
+  esac
+}
+
 [[ $# -ge 2 ]] || usage
 action=$1
 dir=$2
 shift 2
+if [[ "$action" == ctl ]]; then
+  [[ $# -eq 1 ]] || usage
+  cmd_ctl "$dir" "$1"
+  exit
+fi
 want_replica=0
 for arg in "$@"; do
   case "$arg" in

@@ -522,7 +522,7 @@ TEST_CASE("listen addresses", "[conf][listen]") {
 TEST_CASE("replica addresses", "[conf][replicas]") {
   const auto c = ok(kMin +
                     "replicas = [\"127.0.0.1:5433\", \"[::1]:5433\", \"[::1]\", \"standby\", \"standby2:6000\", "
-                    "\"/tmp\", \"/tmp:5499\"]\n");
+                    "\"/tmp\", \"/tmp:5499\"]\nhealth_check_user = \"monitor\"\n");
   const auto& r = c->databases.at("app").replicas;
   REQUIRE(r.size() == 7);
   CHECK((r[0].host == "127.0.0.1" && r[0].port == 5433));
@@ -532,6 +532,24 @@ TEST_CASE("replica addresses", "[conf][replicas]") {
   CHECK((r[4].host == "standby2" && r[4].port == 6000));
   CHECK((r[5].host == "/tmp" && r[5].port == 5432));
   CHECK((r[6].host == "/tmp" && r[6].port == 5499));
+}
+
+TEST_CASE("routing needs replicas, a pooling mode that can route, and a health check login", "[conf][replicas]") {
+  CHECK(err(kMin + "read_routing = \"explicit\"\n") ==
+        "t.toml:5: [databases.app] read_routing: needs replicas (add replicas = [\"host:port\", ...])");
+  CHECK(err(kMin + "replicas = [\"r:5433\"]\nuser = \"u\"\npool_mode = \"session\"\nread_routing = \"auto\"\n")
+            .find("t.toml:8: [databases.app] read_routing: needs pool_mode \"transaction\" or \"statement\"") == 0);
+  CHECK(err(kMin + "replicas = [\"r:5433\"]\n") ==
+        "t.toml: [databases.app] health_check_user: required with replicas or target_session_attrs (the "
+        "login pgmux uses to check each backend's health and role), unless user is set");
+  const auto c = ok(kMin + "replicas = [\"r:5433\"]\nhealth_check_user = \"mon\"\nhealth_check_password = \"pw\"\n"
+                    "health_check_timeout = \"750ms\"\n");
+  const auto& db = c->databases.at("app");
+  CHECK(*db.check_user() == "mon");
+  CHECK(db.health_check_password == std::optional<std::string>("pw"));
+  CHECK(db.health_check_timeout == 750ms);
+  CHECK(db.routed());
+  CHECK(*ok(kMin + "target_session_attrs = \"any\"\nuser = \"owner\"\n")->databases.at("app").check_user() == "owner");
 }
 
 TEST_CASE("max_replica_lag fills the field matching its unit", "[conf][replicas]") {
@@ -577,7 +595,7 @@ TEST_CASE("every enum spelling is accepted", "[conf][enum]") {
     CHECK(to_string(c->server_tls.mode) == m);
   }
   for (const char* r : {"off", "explicit", "auto"}) {
-    const auto c = ok(kMin + "read_routing = \"" + r + "\"\n");
+    const auto c = ok(kMin + "read_routing = \"" + r + "\"\nreplicas = [\"r:5433\"]\nuser = \"u\"\n");
     CHECK(to_string(c->databases.at("app").read_routing) == r);
   }
   for (const char* b : {"least-outstanding", "round-robin", "random"}) {
@@ -589,7 +607,7 @@ TEST_CASE("every enum spelling is accepted", "[conf][enum]") {
     CHECK(to_string(c->databases.at("app").replica_fallback) == f);
   }
   for (const char* a : {"any", "read-write", "read-only", "prefer-standby"}) {
-    const auto c = ok(kMin + "target_session_attrs = \"" + a + "\"\n");
+    const auto c = ok(kMin + "target_session_attrs = \"" + a + "\"\nhealth_check_user = \"m\"\n");
     REQUIRE(c->databases.at("app").target_session_attrs);
     CHECK(to_string(*c->databases.at("app").target_session_attrs) == a);
   }

@@ -1264,3 +1264,26 @@ TEST_CASE("sql route: linear time on adversarial input", "[sql][route]") {
   // Generous even for a sanitizer build; a quadratic scan is far slower.
   CHECK(std::chrono::duration_cast<std::chrono::seconds>(elapsed).count() < 60);
 }
+
+TEST_CASE("is_read_only_statement: exactly one read-only statement", "[sql][route]") {
+  using pgmux::proto::is_read_only_statement;
+  CHECK(is_read_only_statement("SELECT 1"));
+  CHECK(is_read_only_statement("  SELECT 1 ; ;"));
+  CHECK(is_read_only_statement("/* a; */ SELECT ';' -- ;\n"));
+  CHECK_FALSE(is_read_only_statement("SELECT 1; SELECT 2"));
+  CHECK_FALSE(is_read_only_statement("SELECT 1; DELETE FROM t"));
+  CHECK_FALSE(is_read_only_statement(""));
+  CHECK_FALSE(is_read_only_statement(";"));
+  CHECK_FALSE(is_read_only_statement("INSERT INTO t VALUES (1)"));
+}
+
+TEST_CASE("is_read_only_command_tag: which CommandComplete tags wrote nothing", "[sql][route]") {
+  using pgmux::proto::is_read_only_command_tag;
+  for (const char* t : {"SELECT 0", "SELECT 12", "SHOW", "BEGIN", "COMMIT", "ROLLBACK", "SET", "FETCH 3",
+                        "MOVE 0", "DECLARE CURSOR", "EXPLAIN", "SAVEPOINT", "RELEASE", "DISCARD ALL"})
+    CHECK(is_read_only_command_tag(t));
+  for (const char* t : {"INSERT 0 1", "UPDATE 2", "DELETE 0", "MERGE 1", "COPY 5", "CREATE TABLE",
+                        "DROP TABLE", "ALTER TABLE", "CALL", "DO", "TRUNCATE TABLE", "SELECT INTO",
+                        "CREATE TABLE AS", "VACUUM", "", "select 1", "SELECTED"})
+    CHECK_FALSE(is_read_only_command_tag(t));
+}
