@@ -614,9 +614,19 @@ class Table {
       return std::nullopt;
     }
     const auto& s = v->as_string().str;
+    // "least_outstanding" and "least-outstanding" are the same value (the
+    // issue texts and PgBouncer users write both).
+    auto same = [](std::string_view a, std::string_view b) {
+      if (a.size() != b.size()) return false;
+      for (size_t i = 0; i < a.size(); ++i) {
+        char x = a[i] == '_' ? '-' : a[i], y = b[i] == '_' ? '-' : b[i];
+        if (x != y) return false;
+      }
+      return true;
+    };
     std::string allowed;
     for (const E e : values) {
-      if (to_string(e) == s) return e;
+      if (same(to_string(e), s)) return e;
       if (!allowed.empty()) allowed += ", ";
       allowed += dq(to_string(e));
     }

@@ -472,6 +472,10 @@ void Worker::shutdown_gracefully() {
   spdlog::info("shutting down: no new connections, waiting up to {} for clients",
                conf::format_duration(config_->shutdown_timeout));
   for (auto& l : listeners_) l->stop();
+  // Routing keeps its last view of the backends while clients drain; the
+  // checkers' connections would only hold the shutdown up.
+  for (auto& [name, r] : routes_)
+    for (auto& c : r->checks) c->stop();
   maybe_finish_shutdown();
 }
 

@@ -894,3 +894,11 @@ TEST_CASE("load_file errors name the file", "[conf][file]") {
     CHECK(r.error == file + ": no [databases] defined (add one, e.g. [databases.app] with host and port)");
   }
 }
+
+TEST_CASE("enum values accept '_' for '-'", "[conf][load]") {
+  const auto c = ok(kMin + "load_balance = \"least_outstanding\"\ntarget_session_attrs = \"prefer_standby\"\n"
+                           "user = \"u\"\n");
+  CHECK(c->databases.at("app").load_balance == LoadBalance::least_outstanding);
+  CHECK(c->databases.at("app").target_session_attrs == TargetSessionAttrs::prefer_standby);
+  CHECK(ok(kMin + "load_balance = \"round_robin\"\n")->databases.at("app").load_balance == LoadBalance::round_robin);
+}
