@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <cctype>
 #include <cerrno>
 #include <climits>
@@ -614,9 +615,13 @@ class Table {
       return std::nullopt;
     }
     const auto& s = v->as_string().str;
-    // "least_outstanding" and "least-outstanding" are the same value (the
-    // issue texts and PgBouncer users write both).
-    auto same = [](std::string_view a, std::string_view b) {
+    // Routing values may be written with '_' ("least_outstanding" as well as
+    // "least-outstanding"); libpq-style values (sslmode, auth types) are
+    // spelled exactly as libpq and PostgreSQL spell them.
+    constexpr bool loose = std::is_same_v<E, LoadBalance> || std::is_same_v<E, TargetSessionAttrs> ||
+                           std::is_same_v<E, ReplicaFallback> || std::is_same_v<E, ReadRouting>;
+    auto same = [&](std::string_view a, std::string_view b) {
+      if (!loose) return a == b;
       if (a.size() != b.size()) return false;
       for (size_t i = 0; i < a.size(); ++i) {
         char x = a[i] == '_' ? '-' : a[i], y = b[i] == '_' ? '-' : b[i];

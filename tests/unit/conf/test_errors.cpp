@@ -140,9 +140,9 @@ TEST_CASE("enum values list the allowed spellings", "[conf][errors][enum]") {
         "\"verify-full\"; got \"verify_full\"");
   CHECK(err(kMin + "read_routing = \"automatic\"\n") ==
         "t.toml:5: [databases.app] read_routing: must be one of \"off\", \"explicit\", \"auto\"; got \"automatic\"");
-  CHECK(err(kMin + "load_balance = \"round_robin\"\n") ==
+  CHECK(err(kMin + "load_balance = \"roundrobin\"\n") ==
         "t.toml:5: [databases.app] load_balance: must be one of \"least-outstanding\", \"round-robin\", \"random\"; "
-        "got \"round_robin\"");
+        "got \"roundrobin\"");
   CHECK(err(kMin + "replica_fallback = \"none\"\n") ==
         "t.toml:5: [databases.app] replica_fallback: must be one of \"primary\", \"error\"; got \"none\"");
   CHECK(err(kMin + "target_session_attrs = \"primary\"\n") ==
