@@ -114,6 +114,7 @@ void Pool::server_login_ok(PoolServer* s, Params params) {
 
 void Pool::server_login_failed(PoolServer* s, const proto::ErrorFields& error) {
   set_state(s, ServerState::none);
+  ++stats.server_errors;
   in_failure_ = true;
   retry_at_ = connector_.now() + settings_.server_login_retry;
   last_error_ = error;
@@ -155,6 +156,7 @@ Acquire Pool::acquire(PoolClient* c, PoolServer*& out, proto::ErrorFields& error
     // least used ones age out through server_idle_timeout.
     PoolServer* s = idle_.back();
     link(s, c);
+    stats.wait_hist.add(0);
     out = s;
     return Acquire::assigned;
   }
@@ -178,6 +180,15 @@ void Pool::link(PoolServer* s, PoolClient* c) {
   s->client_ = c;
 }
 
+Duration Pool::max_wait() const {
+  TimePoint oldest{};
+  for (const List<PoolClient, &PoolClient::pool_hook>* l : {&wait_server_, &wait_welcome_})
+    if (const PoolClient* c = l->front(); c && (oldest == TimePoint{} || c->wait_since_ < oldest))
+      oldest = c->wait_since_;
+  if (oldest == TimePoint{}) return Duration{0};
+  return std::chrono::duration_cast<Duration>(connector_.now() - oldest);
+}
+
 void Pool::enqueue(PoolClient* c, ClientWait w) {
   c->wait_ = w;
   c->wait_since_ = connector_.now();
@@ -197,9 +208,14 @@ void Pool::serve_waiters() {
   serving_ = true;
   while (!idle_.empty() && !wait_server_.empty()) {
     PoolClient* c = wait_server_.front();
+    const TimePoint since = c->wait_since_;
     dequeue(c);
     PoolServer* s = idle_.back();
     link(s, c);
+    const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(connector_.now() - since);
+    const uint64_t us = waited.count() > 0 ? uint64_t(waited.count()) : 0;
+    stats.wait_us += us;
+    stats.wait_hist.add(us);
     c->pool_server_assigned(s);
   }
   serving_ = false;

@@ -126,6 +126,36 @@ struct PoolCounts {
   size_t total_servers() const { return connecting + idle + active + resetting; }
 };
 
+// Latency histogram with fixed bucket bounds (microseconds), for the
+// metrics endpoint; the last bucket is +Inf.
+struct LatencyHistogram {
+  static constexpr uint64_t kBoundsUs[] = {100,    250,    500,     1000,    2500,    5000,
+                                           10000,  25000,  50000,   100000,  250000,  500000,
+                                           1000000, 2500000, 5000000, 10000000};
+  static constexpr size_t kBuckets = sizeof(kBoundsUs) / sizeof(kBoundsUs[0]) + 1;
+  uint64_t counts[kBuckets] = {};  // not cumulative
+  uint64_t sum_us = 0;
+  uint64_t count = 0;
+  void add(uint64_t us) {
+    size_t i = 0;
+    while (i < kBuckets - 1 && us > kBoundsUs[i]) ++i;
+    ++counts[i];
+    sum_us += us;
+    ++count;
+  }
+};
+
+// What a pool did since it was created (SHOW STATS, metrics).
+struct PoolStats {
+  uint64_t xact_count = 0;    // transactions (ReadyForQuery 'I' after work)
+  uint64_t query_count = 0;   // requests answered (every ReadyForQuery)
+  uint64_t client_bytes = 0;  // from clients to servers
+  uint64_t server_bytes = 0;  // from servers to clients
+  uint64_t xact_us = 0, query_us = 0, wait_us = 0;
+  uint64_t server_errors = 0;  // server connections lost or refused at login
+  LatencyHistogram query_hist, xact_hist, wait_hist;
+};
+
 enum class Acquire { assigned, queued, failed };
 
 class Pool {
@@ -149,6 +179,9 @@ class Pool {
   }
   // The backend is known to be up again: new logins may be tried at once.
   void clear_backoff() { in_failure_ = false; }
+  PoolStats stats;
+  // Oldest waiting client's wait so far (SHOW POOLS maxwait).
+  Duration max_wait() const;
   void update_settings(const PoolSettings& s);
   PoolCounts counts() const;
 

@@ -517,6 +517,7 @@ void ServerConnection::internal_done() {
 void ServerConnection::link(ClientConnection* c) {
   client_ = c;
   syncing_keys_.clear();
+  query_start_ns_ = xact_start_ns_ = 0;
   client_mode_ = c->mode();
   // Common case first: a client that set nothing of its own expects the
   // pool's values, and a server still at exactly those needs no SET.
@@ -568,8 +569,32 @@ void ServerConnection::forward_copy(const std::string& data) {
   if (rc != 0) fail("write to server failed");
 }
 
+// Statistics at each ReadyForQuery of forwarded traffic: one request
+// answered; with status 'I', one transaction over.
+void ServerConnection::count_ready() {
+  pool::Pool* p = pool();
+  if (!p) return;
+  const uint64_t now = uv_hrtime();
+  pool::PoolStats& st = p->stats;
+  if (query_start_ns_) {
+    uint64_t us = (now - query_start_ns_) / 1000;
+    ++st.query_count;
+    st.query_us += us;
+    st.query_hist.add(us);
+  }
+  query_start_ns_ = pending_z_ > 0 ? now : 0;  // pipelined: the next one is being answered
+  if (tx_status_ == 'I' && xact_start_ns_) {
+    uint64_t us = (now - xact_start_ns_) / 1000;
+    ++st.xact_count;
+    st.xact_us += us;
+    st.xact_hist.add(us);
+    xact_start_ns_ = 0;
+  }
+}
+
 void ServerConnection::forward(IoBufferPtr buf, size_t offset, size_t n) {
   if (state_ == State::closing) return;
+  if (pool::Pool* p = pool()) p->stats.client_bytes += n;
   int rc = socket_.write(std::move(buf), offset, n);
   if (rc != 0) fail("write to server failed");
 }
@@ -612,6 +637,7 @@ void ServerConnection::watch_end(bool& release_point) {
   } else if (watched_type_ == 'Z') {
     if (auto st = proto::parse_ready_for_query(body)) tx_status_ = *st;
     if (pending_z_ > 0) --pending_z_;
+    count_ready();
     in_copy_in_ = false;
     ready_since_ms_ = uv_now(loop_);
     release_point = pending_z_ == 0 && !unsynced_;
@@ -698,6 +724,7 @@ bool ServerConnection::rewrite_server_bytes(proto::ByteSpan chunk, bool& release
 }
 
 void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
+  if (pool::Pool* p = pool()) p->stats.server_bytes += n;
   bool release_point = false;
   proto::ByteSpan chunk(buf->data, n);
   std::string out;
@@ -906,6 +933,7 @@ void ServerConnection::fail(const char* reason) {
   if (client_) {
     ClientConnection* c = client_;
     client_ = nullptr;
+    if (pool()) ++pool()->stats.server_errors;
     c->server_lost(server_error(proto::sqlstate::kConnectionFailure,
                                 std::string("server connection lost: ") + reason));
   }

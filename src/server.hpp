@@ -92,7 +92,11 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
       case 'c': case 'f': extended_copy_in_ = false; break;
       default: break;
     }
-    if (!was_busy && (pending_z_ > 0 || unsynced_)) busy_since_ms_ = uv_now(loop_);
+    if (!was_busy && (pending_z_ > 0 || unsynced_)) {
+      busy_since_ms_ = uv_now(loop_);
+      query_start_ns_ = uv_hrtime();
+      if (!xact_start_ns_) xact_start_ns_ = query_start_ns_;
+    }
   }
   // ReadyForQuery messages the server still owes.
   int owed_ready() const { return pending_z_; }
@@ -166,6 +170,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   void watch_body(proto::ByteSpan data);
   void watch_end(bool& release_point);
   void absorb_tracker_reports(proto::ResponseTracker& tracker);
+  void count_ready();
   void release_to_pool();
   void after_client_left();
   void note_parameter(std::string_view name, std::string_view value);
@@ -217,6 +222,8 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   std::unordered_map<std::string, uint64_t> sql_prepared_;
   uv_loop_t* loop_;
   uint64_t busy_since_ms_ = 0;   // when the server started owing a reply
+  uint64_t query_start_ns_ = 0;  // statistics: the request being answered
+  uint64_t xact_start_ns_ = 0;   // ... and the transaction it belongs to
   uint64_t ready_since_ms_ = 0;  // last ReadyForQuery
   std::deque<std::string> internal_queries_;
   std::vector<std::string> syncing_keys_;  // reported parameters being SET on link

@@ -114,6 +114,29 @@ class Worker : public pool::Connector {
   bool open_server(pool::Pool& pool, proto::ErrorFields& error) override;
   pool::TimePoint now() const override { return pool::Clock::now(); }
 
+  // --- introspection (admin console, metrics) -----------------------------
+  // f(const PoolKey&, const pool::Pool&, const conf::DatabaseConfig&)
+  template <class F>
+  void for_each_pool(F&& f) const {
+    for (const auto& [key, entry] : pools_) f(key, *entry.pool, *entry.db);
+  }
+  // f(const ClientConnection&) / f(const ServerConnection&)
+  template <class F>
+  void for_each_client(F&& f) const {
+    for (const ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c)) f(*c);
+  }
+  template <class F>
+  void for_each_server(F&& f) const {
+    for (const ServerConnection* s = servers_.front(); s; s = decltype(servers_)::next(s)) f(*s);
+  }
+  // f(const RouteState&)
+  template <class F>
+  void for_each_route(F&& f) const {
+    for (const auto& [name, r] : routes_) f(*r);
+  }
+  bool shutting_down() const { return shutting_down_; }
+  size_t client_count() const { return counted_clients_; }
+
   uint64_t next_id() { return ++last_id_; }
   PreparedRegistry& prepared() { return prepared_; }
   // Called once everything is closed after a shutdown (closes signal handles
