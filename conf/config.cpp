@@ -1109,9 +1109,124 @@ std::string condense_syntax_error(const std::string& what, const std::string& so
   return out;
 }
 
+// --------------------------------------------------------------- pre-scan --
+
+// Checks toml11 cannot be trusted with, done before it sees the text:
+//  - A TOML file must be UTF-8. toml11 3.7 reads out of bounds when it
+//    reports invalid UTF-8 inside a 'literal string' (parse_literal_string
+//    rewinds a location over a copy of the token with an iterator into the
+//    whole file), so such text never reaches it.
+//  - toml11 parses arrays and inline tables, and builds the tables of a
+//    dotted key (a.b.c = 1, [a.b.c]), recursively: a few thousand levels
+//    overflow the stack (and a SIGHUP reload would take the running pooler
+//    down). No pgmux setting nests more than three deep.
+// Errors look like condensed syntax errors: "<source>:<line>: syntax error: ...".
+constexpr size_t kMaxNesting = 32;
+
+// Length of the valid UTF-8 sequence at s[i] (the ranges of RFC 3629, which
+// toml11's lexer uses too: no overlong forms, no surrogates, <= U+10FFFF),
+// 0 if there is none.
+size_t utf8_sequence(std::string_view s, size_t i) {
+  auto at = [&](size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0x100u; };
+  auto cont = [&](size_t k, unsigned lo = 0x80, unsigned hi = 0xBF) { return at(k) >= lo && at(k) <= hi; };
+  const unsigned c = at(0);
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c == 0xE0) return cont(1, 0xA0) && cont(2) ? 3 : 0;
+  if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) return cont(1) && cont(2) ? 3 : 0;
+  if (c == 0xED) return cont(1, 0x80, 0x9F) && cont(2) ? 3 : 0;
+  if (c == 0xF0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
+  if (c >= 0xF1 && c <= 0xF3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
+  if (c == 0xF4) return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0;
+  return 0;
+}
+
+std::optional<std::string> prescan(std::string_view s, const std::string& source) {
+  uint32_t line = 1;
+  size_t line_start = 0;
+  auto fail = [&](const std::string& why) { return source + ":" + std::to_string(line) + ": syntax error: " + why; };
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = utf8_sequence(s, i);
+    if (n == 0) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      const auto c = static_cast<unsigned char>(s[i]);
+      return fail(std::string("invalid UTF-8 (byte 0x") + kHex[c >> 4] + kHex[c & 0xf] + " in column " +
+                  std::to_string(i - line_start + 1) + "); a TOML file must be UTF-8");
+    }
+    if (s[i] == '\n') {
+      ++line;
+      line_start = i + 1;
+    }
+    i += n;
+  }
+
+  // Nesting depth of '[' and '{' outside strings and comments. Unterminated
+  // strings end at the line's end here; toml11 reports them.
+  line = 1;
+  size_t depth = 0;
+  size_t dots = 0;  // '.' in the current key: toml11 nests tables for them recursively
+  auto skip_to = [&](size_t i, std::string_view close, bool escapes, bool multiline) {
+    while (i < s.size()) {
+      if (s[i] == '\n') {
+        if (!multiline) return i;
+        ++line;
+        ++i;
+        continue;
+      }
+      if (escapes && s[i] == '\\') {
+        ++i;  // the escaped character is skipped below (a newline is counted)
+        if (i < s.size() && s[i] == '\n') continue;
+        ++i;
+        continue;
+      }
+      if (s.compare(i, close.size(), close) == 0) {
+        i += close.size();
+        // A multi-line string may end with up to two more quotes: """a"""".
+        for (int extra = 0; multiline && extra < 2 && i < s.size() && s[i] == close[0]; ++extra) ++i;
+        return i;
+      }
+      ++i;
+    }
+    return i;
+  };
+  for (size_t i = 0; i < s.size();) {
+    const char c = s[i];
+    if (c == '#') {
+      while (i < s.size() && s[i] != '\n') ++i;
+    } else if (c == '"' || c == '\'') {
+      const std::string triple(3, c);
+      if (s.compare(i, 3, triple) == 0) {
+        i = skip_to(i + 3, triple, c == '"', true);
+      } else {
+        i = skip_to(i + 1, std::string(1, c), c == '"', false);
+      }
+    } else {
+      if (c == '[' || c == '{') {
+        if (++depth > kMaxNesting) {
+          return fail("arrays and inline tables nested more than " + std::to_string(kMaxNesting) + " deep");
+        }
+      } else if ((c == ']' || c == '}') && depth > 0) {
+        --depth;
+      } else if (c == '\n') {
+        ++line;
+      }
+      if (c == '.') {
+        if (++dots > kMaxNesting) {
+          return fail("a dotted key with more than " + std::to_string(kMaxNesting) + " parts");
+        }
+      } else if (c == '=' || c == ',' || c == '\n' || c == '[' || c == ']' || c == '{' || c == '}') {
+        dots = 0;
+      }
+      ++i;
+    }
+  }
+  return std::nullopt;
+}
+
 // ------------------------------------------------------------------ driver --
 
 LoadResult load(std::string_view text, const std::string& source, const std::string& base_dir) {
+  if (auto error = prescan(text, source)) return {nullptr, std::move(*error)};
   Value root;
   try {
     std::istringstream is{std::string(text)};

@@ -95,7 +95,10 @@ ResponseTracker::Action ResponseTracker::on_server_message(char type) {
     copy_in_ = true;
     size_t keep = head_ + 1;
     for (size_t i = head_ + 1; i < q_.size(); ++i) {
-      if (q_[i].req == Request::sync && !q_[i].is_synthetic) continue;
+      if (q_[i].req == Request::sync && !q_[i].is_synthetic) {
+        if (q_[i].hidden) --special_;  // dropped: no longer pending
+        continue;
+      }
       if (keep != i) q_[keep] = std::move(q_[i]);
       ++keep;
     }

@@ -75,6 +75,7 @@ class ResponseTracker {
     reports_.clear();
     special_ = 0;
     skipping_ = false;
+    copy_in_ = false;  // else the next exchange's Syncs would be ignored
   }
 
  private:

@@ -14,11 +14,19 @@ PGMUX_DEPS=(
 
 pgmux_log() { echo "==> $*" >&2; }
 
-# Installs the packages of PGMUX_DEPS that are missing (apt-get update only
-# when something is). Needs root, or sudo.
+# The libFuzzer stage of scripts/test: clang, and the compiler-rt runtimes
+# (libFuzzer, ASan, UBSan for clang), which clang only recommends.
+# shellcheck disable=SC2034  # used by scripts/test
+PGMUX_FUZZ_DEPS=(clang libclang-rt-dev)
+
+# Installs the given packages (default: PGMUX_DEPS) that are missing
+# (apt-get update only when something is). Needs root, or sudo.
 pgmux_install_deps() {
-  local missing=() p
-  for p in "${PGMUX_DEPS[@]}"; do
+  local wanted=("$@") missing=() p
+  if [[ ${#wanted[@]} -eq 0 ]]; then
+    wanted=("${PGMUX_DEPS[@]}")
+  fi
+  for p in "${wanted[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
       missing+=("$p")
     fi

@@ -453,3 +453,51 @@ TEST_CASE("load_string never throws", "[conf][errors]") {
     CHECK((r.config == nullptr) != r.error.empty());
   }
 }
+
+TEST_CASE("text toml11 cannot be trusted with is refused before parsing", "[conf][errors][syntax]") {
+  SECTION("invalid UTF-8") {
+    // Found by tests/fuzz/fuzz_config (corpus regress-literal-string-invalid-utf8):
+    // toml11 3.7 reads out of bounds when it reports invalid UTF-8 inside a
+    // 'literal string'. A TOML file must be UTF-8: checked first.
+    CHECK(err("a = 'caf\xe9'\n") ==
+          "t.toml:1: syntax error: invalid UTF-8 (byte 0xe9 in column 9); a TOML file must be UTF-8");
+    CHECK(err("'\xa7'\xa7") == "t.toml:1: syntax error: invalid UTF-8 (byte 0xa7 in column 2); a TOML file must be UTF-8");
+    CHECK(err(kMin + "[pgmux]\nserver_reset_query = \"x\"  # \xff\n") ==
+          "t.toml:6: syntax error: invalid UTF-8 (byte 0xff in column 29); a TOML file must be UTF-8");
+    for (const char* bad : {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "\x80", "\xf8\x88\x80\x80\x80"}) {
+      INFO(bad);
+      CHECK_THAT(err("# " + std::string(bad) + "\n" + kMin), StartsWith("t.toml:1: syntax error: invalid UTF-8 (byte 0x"));
+    }
+    // Valid UTF-8 is untouched, in strings and comments.
+    const auto c = ok("[pgmux]\nserver_reset_query = 'SELECT \"caf\xc3\xa9\" \xf0\x9f\x98\x80' # \xe2\x82\xac\n" + kMin);
+    CHECK(c->server_reset_query == "SELECT \"caf\xc3\xa9\" \xf0\x9f\x98\x80");
+  }
+  SECTION("deep nesting") {
+    // toml11 recurses per level: a few thousand levels overflowed the stack
+    // (pgmux --check crashed, and so would a SIGHUP reload). Found by
+    // reading toml11 while fuzzing (corpus regress-nested-*).
+    const std::string nested = "arrays and inline tables nested more than 32 deep";
+    CHECK(err("a = " + std::string(100000, '[') + "\n") == "t.toml:1: syntax error: " + nested);
+    std::string inline_tables = "\n\na = ";
+    for (int i = 0; i < 5000; ++i) inline_tables += "{b=";
+    CHECK(err(inline_tables) == "t.toml:3: syntax error: " + nested);
+    std::string dotted = "a";
+    for (int i = 0; i < 20000; ++i) dotted += ".a";
+    CHECK(err(dotted + " = 1\n") == "t.toml:1: syntax error: a dotted key with more than 32 parts");
+    CHECK(err("[" + dotted + "]\n") == "t.toml:1: syntax error: a dotted key with more than 32 parts");
+    // 32 levels are fine (and reach the usual checks).
+    CHECK(err("a = " + std::string(32, '[') + std::string(32, ']') + "\n" + kMin) ==
+          "t.toml:1: unknown key 'a' at the top level");
+    // Brackets, braces and dots inside strings and comments do not count;
+    // lines inside multi-line strings do.
+    const std::string many(100, '[');
+    const auto c = ok("[pgmux]\nserver_reset_query = \"" + many + "\\\"" + many + "\" # " + many + "\n" +
+                      "server_check_query = '''\n" + many + "\n'''\n" + "[databases.\"" + std::string(40, '.') +
+                      "\"]\ndbname = \"" + std::string(100, '.') + "\"\n" + kMin);
+    CHECK(c->server_reset_query == many + "\"" + many);
+    CHECK(c->server_check_query == many + "\n");
+    CHECK(c->find_database(std::string(40, '.'))->dbname == std::string(100, '.'));
+    CHECK(err("[pgmux]\nserver_check_query = \"\"\"\n{\n\"\"\"\nlisten = " + std::string(40, '[') + "\n") ==
+          "t.toml:5: syntax error: " + nested);
+  }
+}

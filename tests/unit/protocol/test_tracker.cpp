@@ -945,6 +945,37 @@ TEST_CASE("ResponseTracker: take_unprepared empties the list", "[tracker]") {
   require_idle(t);
 }
 
+TEST_CASE("ResponseTracker: clear() ends copy-in mode too", "[tracker]") {
+  // Found by tests/fuzz/fuzz_tracker (corpus regress-clear-after-copy-in):
+  // after clear() the next exchange's Sync was ignored as if the server were
+  // still in COPY FROM STDIN, so its 'Z' was taken for unsolicited.
+  ResponseTracker t;
+  t.sent(R::execute);
+  t.sent(R::sync);
+  CHECK(t.on_server_message('G') == Action::pass);  // COPY FROM STDIN
+  t.clear();
+  require_idle(t);
+  t.sent(R::sync);
+  CHECK_FALSE(t.empty());
+  CHECK(t.on_server_message('Z') == Action::pass);
+  require_idle(t);
+}
+
+TEST_CASE("ResponseTracker: a hidden Sync dropped by copy-in mode is not pending", "[tracker]") {
+  // Found by tests/fuzz/fuzz_tracker (corpus regress-copy-in-drops-hidden-sync):
+  // the Syncs COPY FROM STDIN makes the server ignore were dropped from the
+  // queue without leaving special(), which stayed true with nothing queued.
+  ResponseTracker t;
+  t.sent(R::execute);
+  t.sent(R::sync, /*hidden=*/true);
+  CHECK(t.special());
+  CHECK(t.on_server_message('G') == Action::pass);
+  CHECK_FALSE(t.special());
+  t.copy_in_finished();
+  CHECK(t.on_server_message('C') == Action::pass);
+  require_idle(t);
+}
+
 TEST_CASE("ResponseTracker: clear() forgets everything in flight", "[tracker]") {
   ResponseTracker t;
   t.sent(R::parse, true, 1);
