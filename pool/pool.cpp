@@ -95,6 +95,7 @@ void Pool::set_state(PoolServer* s, ServerState st) {
 void Pool::add_connecting(PoolServer* s) {
   s->id_ = next_server_id_++;
   s->created_ = connector_.now();
+  s->generation_ = generation_;
   set_state(s, ServerState::connecting);
 }
 
@@ -127,6 +128,10 @@ void Pool::server_login_failed(PoolServer* s, const proto::ErrorFields& error) {
 void Pool::begin_reset(PoolServer* s) { set_state(s, ServerState::resetting); }
 
 void Pool::release(PoolServer* s) {
+  if (s->generation_ != generation_) {
+    s->pool_close("RECONNECT");
+    return;
+  }
   set_state(s, ServerState::idle);
   serve_waiters();
 }
@@ -328,6 +333,18 @@ void Pool::close_idle(const char* reason) {
 }  // namespace pgmux::pool
 
 namespace pgmux::pool {
+
+void Pool::reconnect() {
+  ++generation_;
+  close_idle("RECONNECT");
+}
+
+bool Pool::has_old_servers() const {
+  for (const List<PoolServer, &PoolServer::pool_hook>* l : {&connecting_, &idle_, &active_, &resetting_})
+    for (const PoolServer* s = l->front(); s; s = std::remove_reference_t<decltype(*l)>::next(s))
+      if (s->generation_ != generation_) return true;
+  return false;
+}
 
 bool Pool::close_one_idle(const char* reason) {
   PoolServer* s = idle_.front();  // idle_ is LIFO from the back: front is the oldest

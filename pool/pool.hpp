@@ -63,6 +63,7 @@ class PoolServer {
   TimePoint created_{};
   TimePoint since_{};
   uint64_t id_ = 0;
+  uint32_t generation_ = 0;  // the pool's generation when it was opened
 };
 
 enum class ClientWait { none, welcome, server };
@@ -216,6 +217,11 @@ class Pool {
   void tick();
   // Close every idle server (RECONNECT, shutdown).
   void close_idle(const char* reason);
+  // RECONNECT: every server open now is closed (idle ones at once, the
+  // others when released); new ones are opened as needed.
+  void reconnect();
+  // Servers opened before the last reconnect() are still open (WAIT_CLOSE).
+  bool has_old_servers() const;
   // Close the least recently used idle server; false if none.
   bool close_one_idle(const char* reason);
   // Clients wait and this pool could open more, but a shared limit
@@ -255,6 +261,7 @@ class Pool {
   bool serving_ = false;  // re-entrancy guard for serve_waiters
   uint16_t backend_ = 0;
   bool health_check_ = false;
+  uint32_t generation_ = 0;
 };
 
 }  // namespace pgmux::pool

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <strings.h>
 
+#include <cctype>
 #include <cstring>
 
 #include "auth/crypto.hpp"
@@ -15,6 +16,25 @@
 #include "src/worker.hpp"
 
 namespace pgmux {
+
+namespace {
+// The database argument of "PAUSE db" / "WAIT_CLOSE db" (empty = all).
+std::string words_arg(std::string_view q) {
+  size_t i = 0;
+  auto skip_space = [&] {
+    while (i < q.size() && (std::isspace(static_cast<unsigned char>(q[i])) || q[i] == ';')) ++i;
+  };
+  skip_space();
+  while (i < q.size() && !std::isspace(static_cast<unsigned char>(q[i]))) ++i;
+  skip_space();
+  size_t j = i;
+  while (j < q.size() && !std::isspace(static_cast<unsigned char>(q[j])) && q[j] != ';') ++j;
+  std::string a(q.substr(i, j - i));
+  if (a.size() >= 2 && (a.front() == '"' || a.front() == '\'') && a.back() == a.front())
+    a = a.substr(1, a.size() - 2);
+  return a;
+}
+}  // namespace
 
 namespace {
 constexpr size_t kMaxAuthMessage = 16 * 1024;  // SASL/password messages are tiny
@@ -221,11 +241,14 @@ bool ClientConnection::parse_options(const std::string& options, std::string& er
 
 void ClientConnection::begin_auth() {
   const conf::Config& cfg = worker_.config();
-  const conf::DatabaseConfig* db = cfg.find_database(database_);
+  const bool admin_db = is_admin_database(database_);
+  const conf::DatabaseConfig* db = admin_db ? nullptr : cfg.find_database(database_);
   const auth::Userlist* users = worker_.userlist();
   const auth::Secret* secret = users ? users->find(user_) : nullptr;
 
-  if (!db) auth_->fail_reason = "unknown database \"" + database_ + "\"";
+  if (admin_db && admin_level(cfg, user_) == AdminLevel::none)
+    auth_->fail_reason = "user \"" + user_ + "\" is not in [admin] users or stats_users";
+  else if (!db && !admin_db) auth_->fail_reason = "unknown database \"" + database_ + "\"";
   else if (users && !secret) auth_->fail_reason = "unknown user \"" + user_ + "\"";
   else if (!users && cfg.auth.type != conf::AuthType::trust) auth_->fail_reason = "no userlist loaded";
   else if (cfg.auth.type != conf::AuthType::trust && secret && secret->text.empty())
@@ -333,6 +356,12 @@ void ClientConnection::auth_failed(const std::string& log_reason) {
 
 void ClientConnection::auth_succeeded() {
   auth_.reset();
+  if (is_admin_database(database_)) {
+    admin_ = std::make_unique<AdminState>();
+    admin_->level = admin_level(worker_.config(), user_);
+    admin_welcome();
+    return;
+  }
   const conf::DatabaseConfig* db = worker_.config().find_database(database_);
   const std::string& pool_user = (db && db->user) ? *db->user : user_;
   mode_ = worker_.config().effective_pool_mode(*db, user_);
@@ -403,7 +432,109 @@ void ClientConnection::send_welcome() {
 // ---------------------------------------------------------------------------
 // Logged in
 
+void ClientConnection::admin_welcome() {
+  std::string out;
+  proto::auth_ok(out);
+  const std::string* enc = find_param(desired_, "client_encoding");
+  const std::string* app = find_param(desired_, "application_name");
+  const std::pair<const char*, std::string> params[] = {
+      {"server_version", "15.0"},        {"server_encoding", "UTF8"},
+      {"client_encoding", enc ? *enc : "UTF8"}, {"DateStyle", "ISO, MDY"},
+      {"TimeZone", "UTC"},                {"integer_datetimes", "on"},
+      {"standard_conforming_strings", "on"}, {"application_name", app ? *app : ""},
+      {"is_superuser", "off"}};
+  for (const auto& [k, v] : params) proto::parameter_status(out, k, v);
+  worker_.register_cancel_key(this, cancel_pid_, cancel_key_);
+  proto::backend_key_data(out, cancel_pid_, cancel_key_);
+  proto::ready_for_query(out, 'I');
+  send(std::move(out));
+  state_ = State::idle;
+  last_active_ms_ = uv_now(worker_.loop());
+  worker_.client_logged_in(this);
+  spdlog::info("C-{} admin console login: user \"{}\" ({}) from {}", id_, user_,
+               admin_->level == AdminLevel::admin ? "admin" : "stats only", socket_.peer_name());
+  if (socket_.read_start() != 0) close(CloseReason::client_gone);
+}
+
+// The console speaks the simple query protocol only, like PgBouncer's.
+void ClientConnection::admin_input(const uint8_t* data, size_t n) {
+  AdminState& a = *admin_;
+  if (n > 0) a.in.append(reinterpret_cast<const char*>(data), n);
+  constexpr uint32_t kMaxAdminMessage = 64 * 1024;
+  while (!a.busy && state_ != State::closing) {
+    auto fr = proto::peek_frame(proto::as_bytes(a.in), kMaxAdminMessage);
+    if (fr.result == proto::Result::need_more) return;
+    if (fr.result == proto::Result::invalid) {
+      protocol_error("invalid message on the admin console");
+      return;
+    }
+    std::string msg = a.in.substr(0, fr.frame.total());
+    a.in.erase(0, fr.frame.total());
+    proto::ByteSpan body = proto::as_bytes(msg).subspan(5);
+    std::string out;
+    switch (fr.frame.type) {
+      case 'X':
+        close(CloseReason::client_terminate);
+        return;
+      case 'Q': {
+        auto q = proto::parse_query(body);
+        if (!q) {
+          protocol_error("malformed Query");
+          return;
+        }
+        AdminReply r = run_admin_command(worker_, *this, a.level, *q);
+        out = std::move(r.out);
+        if (r.later) {
+          a.busy = true;
+          if (!out.empty()) send(std::move(out));
+          worker_.admin_wait(this, r.tag, words_arg(*q));
+          continue;
+        }
+        proto::ready_for_query(out, 'I');
+        send(std::move(out));
+        if (r.close_after) close(CloseReason::shutdown);
+        continue;
+      }
+      case 'S':
+        a.skip = false;
+        proto::ready_for_query(out, 'I');
+        send(std::move(out));
+        continue;
+      case 'H':
+        continue;
+      default:
+        if (!a.skip) {
+          proto::ErrorFields e;
+          e.sqlstate = proto::sqlstate::kFeatureNotSupported;
+          e.message = "the admin console accepts only simple queries";
+          proto::error_response(out, e);
+          send(std::move(out));
+          a.skip = true;
+        }
+        continue;
+    }
+  }
+}
+
+void ClientConnection::admin_done(const std::string& tag) {
+  if (!admin_ || state_ == State::closing) return;
+  std::string out;
+  proto::command_complete(out, tag);
+  proto::ready_for_query(out, 'I');
+  send(std::move(out));
+  admin_->busy = false;
+  if (!admin_->in.empty()) admin_input(nullptr, 0);
+}
+
+void ClientConnection::resume_after_pause() {
+  if (state_ == State::wait_server) acquire_server();
+}
+
 void ClientConnection::handle_idle_data(IoBufferPtr buf, size_t n) {
+  if (admin_) {
+    admin_input(buf->data, n);
+    return;
+  }
   // Terminate before any query: no server needed.
   if (framer_.at_boundary() && buf->data[0] == 'X') {
     close(CloseReason::client_terminate);
@@ -420,6 +551,10 @@ void ClientConnection::handle_idle_data(IoBufferPtr buf, size_t n) {
 }
 
 void ClientConnection::acquire_server() {
+  if (worker_.is_paused(database_)) {
+    worker_.park(this);  // RESUME calls resume_after_pause
+    return;
+  }
   pool::Pool* target = pool_;
   if (routing_ && !choose_backend(target)) return;
   pool::PoolServer* s = nullptr;
@@ -1249,6 +1384,8 @@ void ClientConnection::close(CloseReason reason, const proto::ErrorFields* error
     socket_.write(std::move(out));
   }
   leave_wait();
+  worker_.unpark(this);
+  if (admin_) worker_.admin_wait_cancel(this);
   if (server_) {
     ServerConnection* s = server_;
     server_ = nullptr;

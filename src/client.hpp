@@ -14,6 +14,7 @@
 #include "protocol/builders.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/tracker.hpp"
+#include "src/admin.hpp"
 #include "src/params.hpp"
 #include "src/prepared.hpp"
 #include "src/socket.hpp"
@@ -81,6 +82,12 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   void server_released();
   // The pool whose server parameters the client was told at login.
   const pool::Pool* home_pool() const { return pool_; }
+  // The client's value of a session parameter it set itself, or nullptr.
+  const std::string* param(std::string_view name) const { return find_param(desired_, name); }
+  // PAUSE ended for this client's database: its transaction may start.
+  void resume_after_pause();
+  // An admin console command that completed later (PAUSE, WAIT_CLOSE).
+  void admin_done(const std::string& tag);
 
   // --- read/write routing ----------------------------------------------------
   // Client bytes held back while a replica works on a read (see
@@ -240,6 +247,17 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     size_t retry_len = 0;
   };
   std::unique_ptr<Routing> routing_;
+
+  // Admin console sessions (database "pgmux" / "pgbouncer").
+  struct AdminState {
+    AdminLevel level = AdminLevel::none;
+    std::string in;       // bytes not processed yet
+    bool busy = false;    // a command completes later
+    bool skip = false;    // after an extended-protocol message: until Sync
+  };
+  std::unique_ptr<AdminState> admin_;
+  void admin_input(const uint8_t* data, size_t n);
+  void admin_welcome();
 };
 
 }  // namespace pgmux

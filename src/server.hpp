@@ -119,6 +119,8 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   uint32_t backend_pid() const { return key_.pid; }
   uint32_t backend_key() const { return key_.key; }
   const std::string& host() const { return host_; }
+  const std::string& user() const { return user_; }
+  bool local_address(std::string& ip, int& port) const { return socket_.address(false, ip, port); }
   uint16_t port() const { return port_; }
   const std::string& name() const { return name_; }
   ClientConnection* linked_client() const { return client_; }

@@ -255,6 +255,27 @@ void Socket::close_cb(uv_handle_t* h) {
   self->owner_->on_closed(*self);
 }
 
+bool Socket::address(bool peer, std::string& ip, int& port) const {
+  if (kind_ == Kind::pipe) return false;
+  sockaddr_storage ss{};
+  int len = sizeof(ss);
+  int rc = peer ? uv_tcp_getpeername(&h_.tcp, reinterpret_cast<sockaddr*>(&ss), &len)
+                : uv_tcp_getsockname(&h_.tcp, reinterpret_cast<sockaddr*>(&ss), &len);
+  if (rc != 0) return false;
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    uv_ip4_name(a, buf, sizeof(buf));
+    port = ntohs(a->sin_port);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    uv_ip6_name(a, buf, sizeof(buf));
+    port = ntohs(a->sin6_port);
+  }
+  ip = buf;
+  return true;
+}
+
 std::string Socket::peer_name() const {
   if (kind_ == Kind::pipe) return "unix";
   sockaddr_storage ss{};

@@ -99,6 +99,8 @@ class Socket {
 
   // "ip:port" of the peer, or "unix" for unix sockets.
   std::string peer_name() const;
+  // The peer's (or the local) address; false for unix sockets or errors.
+  bool address(bool peer, std::string& ip, int& port) const;
   void set_nodelay();
 
  private:

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "auth/crypto.hpp"
@@ -26,6 +27,7 @@ const char* to_string(CloseReason r) {
     case CloseReason::cancel_request: return "cancel request";
     case CloseReason::unsupported: return "unsupported request";
     case CloseReason::timeout: return "timeout";
+    case CloseReason::killed: return "killed from the admin console";
   }
   return "?";
 }
@@ -239,6 +241,15 @@ void Worker::tick() {
   for (auto& [name, r] : routes_)
     for (auto& c : r->checks) c->tick(now);
   balance_shared_limits();
+  if (!admin_waits_.empty()) check_admin_waits();
+  if (shutdown_request_) {
+    int r = shutdown_request_;
+    shutdown_request_ = 0;
+    spdlog::info("admin console: SHUTDOWN{}", r == 2 ? " WAIT_FOR_CLIENTS" : "");
+    if (r == 2) shutdown_gracefully();
+    else shutdown_now();
+    return;
+  }
   if (++ticks_ % 5 == 0) check_client_timeouts();
   if (shutting_down_) maybe_finish_shutdown();
 }
@@ -463,6 +474,113 @@ void Worker::reload() {
   userlist_ = r.list;
   plain_verifiers_.clear();
   spdlog::info("reload: userlist {} reloaded ({} users)", file, userlist_->users.size());
+}
+
+// ---------------------------------------------------------------------------
+// Admin console commands
+
+void Worker::pause(const std::string& db) {
+  if (db.empty()) paused_all_ = true;
+  else paused_dbs_.insert(db);
+  spdlog::info("PAUSE {}: new transactions wait until RESUME", db.empty() ? "(all)" : db);
+}
+
+void Worker::resume(const std::string& db) {
+  if (db.empty()) {
+    paused_all_ = false;
+    paused_dbs_.clear();
+  } else {
+    paused_dbs_.erase(db);
+  }
+  spdlog::info("RESUME {}", db.empty() ? "(all)" : db);
+  std::vector<ClientConnection*> go;
+  for (ClientConnection* c : parked_)
+    if (!is_paused(c->database())) go.push_back(c);
+  for (ClientConnection* c : go) {
+    unpark(c);
+    c->resume_after_pause();
+  }
+}
+
+void Worker::park(ClientConnection* c) {
+  if (std::find(parked_.begin(), parked_.end(), c) == parked_.end()) parked_.push_back(c);
+}
+
+void Worker::unpark(ClientConnection* c) {
+  parked_.erase(std::remove(parked_.begin(), parked_.end(), c), parked_.end());
+}
+
+void Worker::reconnect(const std::string& db) {
+  for (auto& [key, entry] : pools_)
+    if (!key.health && matches(*entry.db, key, db)) entry.pool->reconnect();
+  spdlog::info("RECONNECT {}: server connections are replaced as they are released",
+               db.empty() ? "(all)" : db);
+}
+
+void Worker::kill_database(const std::string& db) {
+  pause(db);
+  auto e = proto::fatal_error(proto::sqlstate::kAdminShutdown, "database \"" + db + "\" killed from the admin console");
+  std::vector<ClientConnection*> doomed;
+  for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c)) {
+    const conf::DatabaseConfig* entry = config_->find_database(c->database());
+    if (c->database() == db || (entry && entry->name == db)) doomed.push_back(c);
+  }
+  for (ClientConnection* c : doomed) c->close(CloseReason::killed, &e);
+  std::vector<ServerConnection*> servers;
+  for (ServerConnection* s = servers_.front(); s; s = decltype(servers_)::next(s)) {
+    pool::Pool* p = s->pool();
+    const conf::DatabaseConfig* entry = p ? config_->find_database(p->database()) : nullptr;
+    if (p && !p->health_check() && (p->database() == db || (entry && entry->name == db))) servers.push_back(s);
+  }
+  for (ServerConnection* s : servers) s->close("KILL from the admin console");
+}
+
+bool Worker::kill_client(uint64_t id) {
+  for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c)) {
+    if (c->id() != id || c->state() == ClientConnection::State::closing) continue;
+    auto e = proto::fatal_error(proto::sqlstate::kAdminShutdown, "terminated from the admin console (KILL_CLIENT)");
+    c->close(CloseReason::killed, &e);
+    return true;
+  }
+  return false;
+}
+
+void Worker::admin_wait(ClientConnection* c, std::string tag, std::string db) {
+  admin_waits_.push_back({c, std::move(tag), std::move(db)});
+  check_admin_waits();
+}
+
+void Worker::admin_wait_cancel(ClientConnection* c) {
+  admin_waits_.erase(std::remove_if(admin_waits_.begin(), admin_waits_.end(),
+                                    [&](const AdminWait& w) { return w.client == c; }),
+                     admin_waits_.end());
+}
+
+void Worker::check_admin_waits() {
+  std::vector<AdminWait> done;
+  for (auto it = admin_waits_.begin(); it != admin_waits_.end();) {
+    bool ready = true;
+    for (auto& [key, entry] : pools_) {
+      if (key.health || !matches(*entry.db, key, it->db)) continue;
+      pool::Pool& p = *entry.pool;
+      if (it->tag == "PAUSE") {
+        auto c = p.counts();
+        if (c.active > 0 || c.resetting > 0) ready = false;
+      } else if (p.has_old_servers()) {
+        ready = false;
+      }
+    }
+    if (ready) {
+      if (it->tag == "PAUSE")
+        for (auto& [key, entry] : pools_)
+          if (!key.health && matches(*entry.db, key, it->db)) entry.pool->close_idle("PAUSE");
+      done.push_back(std::move(*it));
+      it = admin_waits_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& w : done) w.client->admin_done(w.tag);
 }
 
 void Worker::shutdown_gracefully() {

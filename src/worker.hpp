@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -43,6 +44,7 @@ enum class CloseReason {
   cancel_request,       // a cancel connection is done
   unsupported,          // a feature we refuse (e.g. replication connections)
   timeout,              // query_timeout, client_idle_timeout, idle_transaction_timeout
+  killed,               // KILL / KILL_CLIENT on the admin console
 };
 const char* to_string(CloseReason r);
 
@@ -136,6 +138,26 @@ class Worker : public pool::Connector {
   }
   bool shutting_down() const { return shutting_down_; }
   size_t client_count() const { return counted_clients_; }
+  pool::TimePoint started_at() const { return started_at_; }
+
+  // --- admin console commands ----------------------------------------------
+  // `db` empty = every database. Paused databases hold new transactions
+  // (their clients are parked) until RESUME.
+  bool is_paused(std::string_view db) const {
+    return paused_all_ || (!db.empty() && paused_dbs_.count(db) > 0);
+  }
+  void pause(const std::string& db);
+  void resume(const std::string& db);
+  void park(ClientConnection* c);
+  void unpark(ClientConnection* c);
+  void reconnect(const std::string& db);
+  void kill_database(const std::string& db);
+  bool kill_client(uint64_t id);
+  void request_shutdown(bool wait_for_clients) { shutdown_request_ = wait_for_clients ? 2 : 1; }
+  // PAUSE and WAIT_CLOSE answer once their condition holds (checked every
+  // tick); the client gets admin_done(tag).
+  void admin_wait(ClientConnection* c, std::string tag, std::string db);
+  void admin_wait_cancel(ClientConnection* c);
 
   uint64_t next_id() { return ++last_id_; }
   PreparedRegistry& prepared() { return prepared_; }
@@ -178,6 +200,20 @@ class Worker : public pool::Connector {
   uint64_t last_id_ = 0;
   bool shutting_down_ = false;
   pool::TimePoint shutdown_deadline_{};
+  pool::TimePoint started_at_ = pool::Clock::now();
+  std::set<std::string, std::less<>> paused_dbs_;
+  bool paused_all_ = false;
+  std::vector<ClientConnection*> parked_;
+  struct AdminWait {
+    ClientConnection* client;
+    std::string tag, db;
+  };
+  std::vector<AdminWait> admin_waits_;
+  int shutdown_request_ = 0;  // 1 = now, 2 = wait for clients (SHUTDOWN from the console)
+  void check_admin_waits();
+  bool matches(const conf::DatabaseConfig& entry, const PoolKey& key, const std::string& db) const {
+    return db.empty() || key.database == db || entry.name == db;
+  }
 
   friend class Listener;
   friend class ClientConnection;

@@ -1,0 +1,526 @@
+#include "src/admin.hpp"
+
+#include <pgmux_version.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <ctime>
+#include <map>
+#include <vector>
+
+#include "protocol/builders.hpp"
+#include "src/client.hpp"
+#include "src/health.hpp"
+#include "src/server.hpp"
+#include "src/worker.hpp"
+
+namespace pgmux {
+
+namespace {
+
+using Row = std::vector<std::string>;
+
+std::string upper(std::string_view s) {
+  std::string o(s);
+  for (char& c : o) c = char(std::toupper(static_cast<unsigned char>(c)));
+  return o;
+}
+
+std::vector<std::string> words(std::string_view q) {
+  std::vector<std::string> w;
+  size_t i = 0;
+  while (i < q.size()) {
+    while (i < q.size() && (std::isspace(static_cast<unsigned char>(q[i])) || q[i] == ',')) ++i;
+    size_t j = i;
+    while (j < q.size() && !std::isspace(static_cast<unsigned char>(q[j])) && q[j] != ',') ++j;
+    if (j > i) w.emplace_back(q.substr(i, j - i));
+    i = j;
+  }
+  return w;
+}
+
+// A database name argument: quotes removed.
+std::string unquote(std::string s) {
+  if (s.size() >= 2 && (s.front() == '"' || s.front() == '\'') && s.back() == s.front())
+    return s.substr(1, s.size() - 2);
+  return s;
+}
+
+void table(std::string& out, const std::vector<std::string>& cols, const std::vector<Row>& rows,
+           const std::string& tag = "SHOW") {
+  proto::row_description_text(out, cols);
+  for (const Row& r : rows) proto::data_row(out, r);
+  proto::command_complete(out, tag);
+}
+
+void error(std::string& out, const char* sqlstate, std::string msg) {
+  proto::ErrorFields e;
+  e.sqlstate = sqlstate;
+  e.message = std::move(msg);
+  proto::error_response(out, e);
+}
+
+std::string n(uint64_t v) { return std::to_string(v); }
+
+// Wall-clock text of a steady-clock instant, PgBouncer's format.
+std::string wall_time(pool::TimePoint t) {
+  if (t == pool::TimePoint{}) return "";
+  auto now_steady = pool::Clock::now();
+  auto now_wall = std::chrono::system_clock::now();
+  auto wall = now_wall - std::chrono::duration_cast<std::chrono::system_clock::duration>(now_steady - t);
+  std::time_t tt = std::chrono::system_clock::to_time_t(wall);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
+}
+
+std::string backend_name(const RouteState* route, const conf::DatabaseConfig& db, uint16_t backend) {
+  if (route && backend < route->router.size()) return route->router.backend(backend).name;
+  return db.host + ":" + std::to_string(db.port);
+}
+
+std::string backend_role(const RouteState* route, uint16_t backend) {
+  if (!route || backend >= route->router.size()) return "primary";
+  return pool::to_string(route->router.backend(backend).role);
+}
+
+std::string backend_lag(const RouteState* route, uint16_t backend) {
+  if (!route || backend >= route->router.size()) return "";
+  const auto& b = route->router.backend(backend);
+  if (b.role != pool::BackendRole::replica) return "";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", b.lag_seconds);
+  return buf;
+}
+
+const RouteState* route_of(Worker& w, const conf::DatabaseConfig& db) {
+  const RouteState* found = nullptr;
+  w.for_each_route([&](const RouteState& r) {
+    if (r.db == &db) found = &r;
+  });
+  return found;
+}
+
+struct Totals {
+  uint64_t xact = 0, query = 0, recv = 0, sent = 0, xact_us = 0, query_us = 0, wait_us = 0, waits = 0;
+  void add(const pool::PoolStats& s) {
+    xact += s.xact_count;
+    query += s.query_count;
+    recv += s.client_bytes;
+    sent += s.server_bytes;
+    xact_us += s.xact_us;
+    query_us += s.query_us;
+    wait_us += s.wait_us;
+    waits += s.wait_hist.count;
+  }
+  // PgBouncer's avg_* columns: per second for counts and bytes, per
+  // transaction / query / wait for times. pgmux averages since it started.
+  Row row(double uptime) const {
+    auto rate = [&](uint64_t v) { return n(uptime > 0 ? uint64_t(double(v) / uptime) : 0); };
+    auto per = [](uint64_t v, uint64_t d) { return n(d ? v / d : 0); };
+    return {n(xact),      n(query),          n(recv),        n(sent),       n(xact_us),
+            n(query_us),  n(wait_us),        rate(xact),     rate(query),   rate(recv),
+            rate(sent),   per(xact_us, xact), per(query_us, query), per(wait_us, waits)};
+  }
+};
+
+double uptime_seconds(Worker& w) {
+  return std::chrono::duration<double>(pool::Clock::now() - w.started_at()).count();
+}
+
+void show_pools(Worker& w, std::string& out) {
+  // Clients per pool: a linked client counts where its server is, others
+  // where they logged in.
+  std::map<const pool::Pool*, uint64_t> active;
+  w.for_each_client([&](const ClientConnection& c) {
+    using S = ClientConnection::State;
+    S st = c.state();
+    if (st != S::idle && st != S::linked && st != S::syncing) return;
+    const pool::Pool* p = c.server() ? c.server()->pool() : c.home_pool();
+    if (p) ++active[p];
+  });
+  std::vector<Row> rows;
+  w.for_each_pool([&](const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig& db) {
+    if (key.health) return;
+    auto c = p.counts();
+    auto wait = p.max_wait();
+    const RouteState* route = route_of(w, db);
+    conf::PoolMode mode = db.pool_mode.value_or(w.config().pool_mode);
+    uint64_t wait_us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(wait).count());
+    rows.push_back({key.database, key.user, n(active[&p]), n(c.waiting_server + c.waiting_welcome), "0", "0",
+                    n(c.active), "0", "0", n(c.idle), "0", n(c.resetting), n(c.connecting),
+                    n(wait_us / 1000000), n(wait_us % 1000000), std::string(conf::to_string(mode)),
+                    backend_name(route, db, key.backend), backend_role(route, key.backend),
+                    backend_lag(route, key.backend), "0"});
+  });
+  table(out,
+        {"database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req", "cl_waiting_cancel_req",
+         "sv_active", "sv_active_cancel", "sv_being_canceled", "sv_idle", "sv_used", "sv_tested", "sv_login",
+         "maxwait", "maxwait_us", "pool_mode", "backend", "role", "lag", "worker"},
+        rows);
+}
+
+void show_stats(Worker& w, std::string& out) {
+  std::map<std::string, Totals> by_db;
+  w.for_each_pool([&](const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig&) {
+    if (!key.health) by_db[key.database].add(p.stats);
+  });
+  std::vector<Row> rows;
+  double up = uptime_seconds(w);
+  for (auto& [db, t] : by_db) {
+    Row r = t.row(up);
+    r.insert(r.begin(), db);
+    rows.push_back(std::move(r));
+  }
+  table(out,
+        {"database", "total_xact_count", "total_query_count", "total_received", "total_sent",
+         "total_xact_time", "total_query_time", "total_wait_time", "avg_xact_count", "avg_query_count",
+         "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time", "avg_wait_time"},
+        rows);
+}
+
+void show_totals(Worker& w, std::string& out) {
+  Totals t;
+  w.for_each_pool([&](const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig&) {
+    if (!key.health) t.add(p.stats);
+  });
+  Row v = t.row(uptime_seconds(w));
+  static const char* names[] = {"total_xact_count", "total_query_count", "total_client_bytes",
+                                "total_server_bytes", "total_xact_time", "total_query_time",
+                                "total_wait_time", "avg_xact_count", "avg_query_count",
+                                "avg_client_bytes", "avg_server_bytes", "avg_xact_time",
+                                "avg_query_time", "avg_wait_time"};
+  std::vector<Row> rows;
+  for (size_t i = 0; i < v.size(); ++i) rows.push_back({names[i], v[i]});
+  table(out, {"name", "value"}, rows);
+}
+
+const char* client_state(ClientConnection::State s) {
+  using S = ClientConnection::State;
+  switch (s) {
+    case S::startup: case S::auth: case S::wait_welcome: return "login";
+    case S::idle: case S::linked: case S::syncing: return "active";
+    case S::wait_server: return "waiting";
+    case S::closing: return "closing";
+  }
+  return "?";
+}
+
+const char* server_state(ServerConnection::State s) {
+  using S = ServerConnection::State;
+  switch (s) {
+    case S::resolving: case S::connecting: case S::login: return "login";
+    case S::internal: case S::draining: return "tested";
+    case S::idle: return "idle";
+    case S::linked: return "active";
+    case S::closing: return "closing";
+  }
+  return "?";
+}
+
+void show_clients(Worker& w, std::string& out) {
+  std::vector<Row> rows;
+  uint64_t now_ms = uv_now(w.loop());
+  w.for_each_client([&](const ClientConnection& c) {
+    std::string addr = "unix", laddr = "unix";
+    int port = 0, lport = 0;
+    auto& sock = const_cast<ClientConnection&>(c).socket();
+    sock.address(true, addr, port);
+    sock.address(false, laddr, lport);
+    uint64_t idle_ms = now_ms > c.last_active_ms() ? now_ms - c.last_active_ms() : 0;
+    std::string request = c.last_active_ms() ? wall_time(pool::Clock::now() - std::chrono::milliseconds(idle_ms))
+                                             : wall_time(c.login_started());
+    uint64_t wait_us = 0;
+    if (c.waiting() != pool::ClientWait::none)
+      wait_us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(pool::Clock::now() - c.wait_since()).count());
+    const std::string* app = c.param("application_name");
+    rows.push_back({"C", c.user(), c.database(), client_state(c.state()), addr, n(uint64_t(port)), laddr,
+                    n(uint64_t(lport)), wall_time(c.login_started()), request, n(wait_us / 1000000),
+                    n(wait_us % 1000000), "0", "C-" + n(c.id()), c.server() ? c.server()->name() : "", "0",
+                    "", app ? *app : "", n(c.id()), "0"});
+  });
+  table(out,
+        {"type", "user", "database", "state", "addr", "port", "local_addr", "local_port", "connect_time",
+         "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid", "tls",
+         "application_name", "id", "worker"},
+        rows);
+}
+
+void show_servers(Worker& w, std::string& out) {
+  std::vector<Row> rows;
+  w.for_each_server([&](const ServerConnection& s) {
+    std::string laddr;
+    int lport = 0;
+    const_cast<ServerConnection&>(s).local_address(laddr, lport);
+    const pool::Pool* p = s.pool();
+    std::string db = p ? p->database() : "";
+    const ClientConnection* c = s.linked_client();
+    std::string role = "primary";
+    if (p) {
+      if (const conf::DatabaseConfig* dc = w.config().find_database(db))
+        role = backend_role(route_of(w, *dc), p->backend());
+      if (p->health_check()) role += " (health check)";
+    }
+    rows.push_back({"S", s.user(), db, server_state(s.state()), s.host(), n(s.port()), laddr,
+                    n(uint64_t(lport)), wall_time(s.created_at()), wall_time(s.state_since()), "0", "0",
+                    "0", s.name(), c ? "C-" + n(c->id()) : "", n(s.backend_pid()), "", "", role, "0"});
+  });
+  table(out,
+        {"type", "user", "database", "state", "addr", "port", "local_addr", "local_port", "connect_time",
+         "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid", "tls",
+         "application_name", "role", "worker"},
+        rows);
+}
+
+void show_databases(Worker& w, std::string& out) {
+  const conf::Config& cfg = w.config();
+  std::vector<Row> rows;
+  for (const auto& [name, db] : cfg.databases) {
+    uint64_t current = 0;
+    w.for_each_pool([&](const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig& d) {
+      if (&d == &db && !key.health) current += p.counts().total_servers();
+    });
+    std::string replicas;
+    for (const auto& r : db.replicas) replicas += (replicas.empty() ? "" : ",") + r.host + ":" + n(r.port);
+    rows.push_back({name, db.host, n(db.port), db.dbname.empty() ? name : db.dbname, db.user.value_or(""),
+                    n(uint64_t(cfg.effective_pool_size(db))), n(uint64_t(db.min_pool_size.value_or(cfg.min_pool_size))),
+                    n(uint64_t(db.reserve_pool_size.value_or(cfg.reserve_pool_size))),
+                    db.pool_mode ? std::string(conf::to_string(*db.pool_mode)) : "",
+                    n(uint64_t(db.max_db_connections.value_or(cfg.max_db_connections))), n(current),
+                    w.is_paused(name) ? "1" : "0", "0", replicas, std::string(conf::to_string(db.read_routing))});
+  }
+  table(out,
+        {"name", "host", "port", "database", "force_user", "pool_size", "min_pool_size", "reserve_pool",
+         "pool_mode", "max_connections", "current_connections", "paused", "disabled", "replicas",
+         "read_routing"},
+        rows);
+}
+
+void show_users(Worker& w, std::string& out) {
+  std::map<std::string, std::string> users;
+  if (const auth::Userlist* ul = w.userlist())
+    for (const auto& [u, s] : ul->users) users[u];
+  for (const auto& [u, uc] : w.config().users)
+    users[u] = uc.pool_mode ? std::string(conf::to_string(*uc.pool_mode)) : "";
+  std::vector<Row> rows;
+  for (auto& [u, m] : users) rows.push_back({u, m});
+  table(out, {"name", "pool_mode"}, rows);
+}
+
+void show_config(Worker& w, std::string& out) {
+  const conf::Config& c = w.config();
+  const conf::Config d;
+  auto dur = [](conf::Duration x) { return conf::format_duration(x); };
+  auto join = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (auto& x : v) s += (s.empty() ? "" : ",") + x;
+    return s;
+  };
+  std::string listen;
+  for (auto& l : c.listen) listen += (listen.empty() ? "" : ",") + l.text;
+  std::vector<Row> rows = {
+      {"listen", listen, "127.0.0.1:6432"},
+      {"workers", n(uint64_t(c.workers)), n(uint64_t(d.workers))},
+      {"pool_mode", std::string(conf::to_string(c.pool_mode)), std::string(conf::to_string(d.pool_mode))},
+      {"max_client_conn", n(uint64_t(c.max_client_conn)), n(uint64_t(d.max_client_conn))},
+      {"default_pool_size", n(uint64_t(c.default_pool_size)), n(uint64_t(d.default_pool_size))},
+      {"min_pool_size", n(uint64_t(c.min_pool_size)), n(uint64_t(d.min_pool_size))},
+      {"reserve_pool_size", n(uint64_t(c.reserve_pool_size)), n(uint64_t(d.reserve_pool_size))},
+      {"reserve_pool_timeout", dur(c.reserve_pool_timeout), dur(d.reserve_pool_timeout)},
+      {"max_db_connections", n(uint64_t(c.max_db_connections)), n(uint64_t(d.max_db_connections))},
+      {"max_user_connections", n(uint64_t(c.max_user_connections)), n(uint64_t(d.max_user_connections))},
+      {"max_prepared_statements", n(uint64_t(c.max_prepared_statements)), n(uint64_t(d.max_prepared_statements))},
+      {"server_reset_query", c.server_reset_query, d.server_reset_query},
+      {"server_reset_query_always", c.server_reset_query_always ? "1" : "0", "0"},
+      {"server_connect_timeout", dur(c.server_connect_timeout), dur(d.server_connect_timeout)},
+      {"server_login_retry", dur(c.server_login_retry), dur(d.server_login_retry)},
+      {"server_idle_timeout", dur(c.server_idle_timeout), dur(d.server_idle_timeout)},
+      {"server_lifetime", dur(c.server_lifetime), dur(d.server_lifetime)},
+      {"query_timeout", dur(c.query_timeout), dur(d.query_timeout)},
+      {"query_wait_timeout", dur(c.query_wait_timeout), dur(d.query_wait_timeout)},
+      {"client_idle_timeout", dur(c.client_idle_timeout), dur(d.client_idle_timeout)},
+      {"client_login_timeout", dur(c.client_login_timeout), dur(d.client_login_timeout)},
+      {"idle_transaction_timeout", dur(c.idle_transaction_timeout), dur(d.idle_transaction_timeout)},
+      {"shutdown_timeout", dur(c.shutdown_timeout), dur(d.shutdown_timeout)},
+      {"max_packet_size", n(c.max_packet_size), n(d.max_packet_size)},
+      {"auth_type", std::string(conf::to_string(c.auth.type)), std::string(conf::to_string(d.auth.type))},
+      {"auth_file", c.auth.file, ""},
+      {"admin_users", join(c.admin.users), ""},
+      {"stats_users", join(c.admin.stats_users), ""},
+      {"metrics_listen", c.admin.metrics_listen, ""},
+      {"log_level", c.log.level, d.log.level},
+  };
+  for (Row& r : rows) r.push_back("no");  // SET is not supported yet: change the file and reload
+  table(out, {"key", "value", "default", "changeable"}, rows);
+}
+
+void show_lists(Worker& w, std::string& out) {
+  uint64_t pools = 0, used_servers = 0, login_clients = 0, used_clients = 0;
+  w.for_each_pool([&](const PoolKey& key, const pool::Pool&, const conf::DatabaseConfig&) { pools += !key.health; });
+  w.for_each_server([&](const ServerConnection&) { ++used_servers; });
+  w.for_each_client([&](const ClientConnection& c) {
+    using S = ClientConnection::State;
+    if (c.state() == S::startup || c.state() == S::auth) ++login_clients;
+    else ++used_clients;
+  });
+  uint64_t users = 0;
+  if (const auth::Userlist* ul = w.userlist()) users = ul->users.size();
+  std::vector<Row> rows = {{"databases", n(w.config().databases.size())},
+                           {"users", n(users)},
+                           {"pools", n(pools)},
+                           {"free_clients", "0"},
+                           {"used_clients", n(used_clients)},
+                           {"login_clients", n(login_clients)},
+                           {"free_servers", "0"},
+                           {"used_servers", n(used_servers)},
+                           {"dns_names", "0"},
+                           {"dns_zones", "0"},
+                           {"dns_queries", "0"},
+                           {"dns_pending", "0"}};
+  table(out, {"list", "items"}, rows);
+}
+
+void show_state(Worker& w, std::string& out) {
+  bool paused = w.is_paused("");
+  table(out, {"key", "value"},
+        {{"active", (!paused && !w.shutting_down()) ? "yes" : "no"},
+         {"paused", paused ? "yes" : "no"},
+         {"suspended", "no"},
+         {"shutting_down", w.shutting_down() ? "yes" : "no"}});
+}
+
+void show_help(std::string& out) {
+  proto::ErrorFields f;
+  f.severity = "NOTICE";
+  f.sqlstate = "00000";
+  f.message = "Console usage";
+  f.detail =
+      "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION|STATE\n"
+      "\tSHOW LISTS|STATS|TOTALS\n"
+      "\tPAUSE [<db>]\n\tRESUME [<db>]\n\tRECONNECT [<db>]\n\tKILL <db>\n\tKILL_CLIENT <id>\n"
+      "\tWAIT_CLOSE [<db>]\n\tRELOAD\n\tSHUTDOWN [WAIT_FOR_CLIENTS]";
+  proto::notice_response(out, f);
+  proto::command_complete(out, "SHOW");
+}
+
+}  // namespace
+
+bool is_admin_database(std::string_view db) { return db == "pgmux" || db == "pgbouncer"; }
+
+AdminLevel admin_level(const conf::Config& cfg, std::string_view user) {
+  for (const auto& u : cfg.admin.users)
+    if (u == user) return AdminLevel::admin;
+  for (const auto& u : cfg.admin.stats_users)
+    if (u == user) return AdminLevel::stats;
+  return AdminLevel::none;
+}
+
+AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level, std::string_view query) {
+  AdminReply r;
+  std::string q(query);
+  while (!q.empty() && (std::isspace(static_cast<unsigned char>(q.back())) || q.back() == ';')) q.pop_back();
+  std::vector<std::string> a = words(q);
+  if (a.empty()) {
+    proto::empty_query_response(r.out);
+    return r;
+  }
+  const std::string cmd = upper(a[0]);
+  const std::string arg1 = a.size() > 1 ? upper(a[1]) : "";
+  auto bad = [&]() {
+    error(r.out, "42601", "invalid command '" + q + "', use SHOW HELP;");
+    return r;
+  };
+  if (cmd == "SHOW") {
+    if (a.size() != 2) return bad();
+    if (arg1 == "POOLS") show_pools(w, r.out);
+    else if (arg1 == "STATS") show_stats(w, r.out);
+    else if (arg1 == "TOTALS") show_totals(w, r.out);
+    else if (arg1 == "CLIENTS") show_clients(w, r.out);
+    else if (arg1 == "SERVERS") show_servers(w, r.out);
+    else if (arg1 == "DATABASES") show_databases(w, r.out);
+    else if (arg1 == "USERS") show_users(w, r.out);
+    else if (arg1 == "CONFIG") show_config(w, r.out);
+    else if (arg1 == "LISTS") show_lists(w, r.out);
+    else if (arg1 == "STATE") show_state(w, r.out);
+    else if (arg1 == "HELP") show_help(r.out);
+    else if (arg1 == "VERSION")
+      table(r.out, {"version"}, {{std::string("pgmux ") + PGMUX_VERSION + " (PgBouncer 1.18.0 compatible console)"}});
+    else return bad();
+    return r;
+  }
+  static const char* kKnown[] = {"PAUSE", "RESUME", "RECONNECT", "KILL", "KILL_CLIENT", "WAIT_CLOSE",
+                                 "RELOAD", "SHUTDOWN", "SET", "SUSPEND", "DISABLE", "ENABLE"};
+  if (std::find(std::begin(kKnown), std::end(kKnown), cmd) == std::end(kKnown)) return bad();
+  if (level != AdminLevel::admin) {
+    error(r.out, "42501", "admin access needed for " + cmd + " (this user is in [admin] stats_users)");
+    return r;
+  }
+  const std::string db = a.size() > 1 ? unquote(a[1]) : "";
+  auto known_db = [&]() {
+    if (db.empty() || w.config().databases.count(db)) return true;
+    error(r.out, "42704", "no such database: " + db);
+    return false;
+  };
+  spdlog::info("C-{} admin console: {}", self.id(), q);
+  if (cmd == "PAUSE") {
+    if (a.size() > 2 || !known_db()) return a.size() > 2 ? bad() : r;
+    w.pause(db);
+    r.later = true;
+    r.tag = "PAUSE";
+  } else if (cmd == "RESUME") {
+    if (a.size() > 2 || !known_db()) return a.size() > 2 ? bad() : r;
+    w.resume(db);
+    proto::command_complete(r.out, "RESUME");
+  } else if (cmd == "RECONNECT") {
+    if (a.size() > 2 || !known_db()) return a.size() > 2 ? bad() : r;
+    w.reconnect(db);
+    proto::command_complete(r.out, "RECONNECT");
+  } else if (cmd == "WAIT_CLOSE") {
+    if (a.size() > 2 || !known_db()) return a.size() > 2 ? bad() : r;
+    r.later = true;
+    r.tag = "WAIT_CLOSE";
+  } else if (cmd == "KILL") {
+    if (a.size() != 2) return bad();
+    if (!known_db()) return r;
+    w.kill_database(db);
+    proto::command_complete(r.out, "KILL");
+  } else if (cmd == "KILL_CLIENT") {
+    if (a.size() != 2) return bad();
+    std::string id = a[1];
+    if (id.rfind("C-", 0) == 0) id = id.substr(2);
+    char* end = nullptr;
+    unsigned long long v = std::strtoull(id.c_str(), &end, 10);
+    if (id.empty() || *end || !w.kill_client(v)) {
+      error(r.out, "42704", "no such client: " + a[1]);
+      return r;
+    }
+    proto::command_complete(r.out, "KILL_CLIENT");
+  } else if (cmd == "RELOAD") {
+    if (a.size() != 1) return bad();
+    w.reload();
+    proto::command_complete(r.out, "RELOAD");
+  } else if (cmd == "SHUTDOWN") {
+    if (a.size() == 1) {
+      proto::command_complete(r.out, "SHUTDOWN");
+      r.close_after = true;
+      w.request_shutdown(false);
+    } else if (a.size() == 2 && arg1 == "WAIT_FOR_CLIENTS") {
+      proto::command_complete(r.out, "SHUTDOWN");
+      r.close_after = true;
+      w.request_shutdown(true);
+    } else {
+      return bad();
+    }
+  } else {
+    error(r.out, "0A000",
+          cmd + " is not supported by pgmux yet (SET: change the configuration file; SUSPEND, DISABLE, "
+                "ENABLE: no equivalent)");
+  }
+  return r;
+}
+
+}  // namespace pgmux

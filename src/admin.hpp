@@ -1,0 +1,37 @@
+// The admin console: the virtual database "pgmux" (alias "pgbouncer", so
+// PgBouncer's exporters and dashboards keep working). Simple queries only.
+// SHOW commands use PgBouncer 1.18's column names and order where PgBouncer
+// has the command, with pgmux's own columns at the end.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "conf/config.hpp"
+
+namespace pgmux {
+
+class Worker;
+class ClientConnection;
+
+enum class AdminLevel : uint8_t { none, stats, admin };
+
+bool is_admin_database(std::string_view db);
+// [admin] users may run everything, stats_users only SHOW.
+AdminLevel admin_level(const conf::Config& cfg, std::string_view user);
+
+struct AdminReply {
+  std::string out;   // messages to send before ReadyForQuery
+  // The command completes later (PAUSE, WAIT_CLOSE): the worker calls
+  // ClientConnection::admin_done with this tag when it does.
+  bool later = false;
+  std::string tag;
+  bool close_after = false;  // SHUTDOWN: the session ends
+};
+
+// Runs one query string on the console.
+AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level,
+                             std::string_view query);
+
+}  // namespace pgmux

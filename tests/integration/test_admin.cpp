@@ -1,0 +1,240 @@
+// The admin console (issue 6): SHOW commands with PgBouncer's columns through
+// libpq, on "pgmux" and its "pgbouncer" alias; who may do what; PAUSE /
+// RESUME, RECONNECT / WAIT_CLOSE, KILL, KILL_CLIENT, SHUTDOWN.
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "harness.hpp"
+
+using namespace it;
+using Catch::Matchers::Contains;
+
+namespace {
+
+PgmuxConfig admin_config(std::string_view mode = "transaction") {
+  PgmuxConfig c;
+  c.pgmux = "pool_mode = \"" + std::string(mode) + "\"\ndefault_pool_size = 2\n";
+  c.rest = auth_section("scram-sha-256") + "\n" + database_section("app") +
+           "\n[admin]\nusers = [\"admin\"]\nstats_users = [\"watcher\"]\n";
+  c.userlist = plaintext_userlist() + userlist_line("admin", "admin_pw") + userlist_line("watcher", "watch_pw");
+  return c;
+}
+
+std::vector<std::string> columns(PGresult* r) {
+  std::vector<std::string> c;
+  for (int i = 0; i < PQnfields(r); ++i) c.emplace_back(PQfname(r, i));
+  return c;
+}
+
+Result query(PGconn* c, const std::string& sql) { return Result(PQexec(c, sql.c_str())); }
+
+// The value of `col` in the row whose column `key_col` is `key`.
+std::string cell(PGresult* r, const std::string& key_col, const std::string& key, const std::string& col) {
+  int kc = PQfnumber(r, key_col.c_str()), vc = PQfnumber(r, col.c_str());
+  if (kc < 0 || vc < 0) return "no such column";
+  for (int i = 0; i < PQntuples(r); ++i)
+    if (key == PQgetvalue(r, i, kc)) return PQgetvalue(r, i, vc);
+  return "no such row";
+}
+
+}  // namespace
+
+TEST_CASE("admin: SHOW commands with PgBouncer's columns, on pgmux and pgbouncer", "[admin]") {
+  Pgmux mux(admin_config());
+  Conn app = connect(mux.conninfo("app", "scram_user", "scram_pw", "application_name=admin_test"));
+  for (int i = 0; i < 10; ++i) exec(app.get(), "SELECT 1");
+  exec(app.get(), "BEGIN");
+  exec(app.get(), "SELECT 2");
+  exec(app.get(), "COMMIT");
+  for (const char* db : {"pgmux", "pgbouncer"}) {
+    Conn a = connect(mux.conninfo(db, "admin", "admin_pw"));
+    auto pools = query(a.get(), "SHOW POOLS");
+    REQUIRE(PQresultStatus(pools.get()) == PGRES_TUPLES_OK);
+    const std::vector<std::string> pgb_pools = {
+        "database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req", "cl_waiting_cancel_req",
+        "sv_active", "sv_active_cancel", "sv_being_canceled", "sv_idle", "sv_used", "sv_tested", "sv_login",
+        "maxwait", "maxwait_us", "pool_mode"};
+    auto cols = columns(pools.get());
+    REQUIRE(cols.size() > pgb_pools.size());
+    CHECK(std::vector<std::string>(cols.begin(), cols.begin() + long(pgb_pools.size())) == pgb_pools);
+    CHECK(cell(pools.get(), "database", "app", "cl_active") == "1");
+    CHECK(cell(pools.get(), "database", "app", "sv_idle") == "1");
+    CHECK(cell(pools.get(), "database", "app", "pool_mode") == "transaction");
+
+    auto stats = query(a.get(), "SHOW STATS");
+    REQUIRE(PQresultStatus(stats.get()) == PGRES_TUPLES_OK);
+    CHECK(columns(stats.get()) ==
+          std::vector<std::string>{"database", "total_xact_count", "total_query_count", "total_received",
+                                   "total_sent", "total_xact_time", "total_query_time", "total_wait_time",
+                                   "avg_xact_count", "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time",
+                                   "avg_query_time", "avg_wait_time"});
+    CHECK(std::stol(cell(stats.get(), "database", "app", "total_xact_count")) == 11);
+    CHECK(std::stol(cell(stats.get(), "database", "app", "total_query_count")) == 13);
+    CHECK(std::stol(cell(stats.get(), "database", "app", "total_received")) > 0);
+    CHECK(std::stol(cell(stats.get(), "database", "app", "total_sent")) > 0);
+
+    auto clients = query(a.get(), "SHOW CLIENTS");
+    REQUIRE(PQresultStatus(clients.get()) == PGRES_TUPLES_OK);
+    auto ccols = columns(clients.get());
+    REQUIRE(ccols.size() >= 18);
+    CHECK(std::vector<std::string>(ccols.begin(), ccols.begin() + 18) ==
+          std::vector<std::string>{"type", "user", "database", "state", "addr", "port", "local_addr",
+                                   "local_port", "connect_time", "request_time", "wait", "wait_us",
+                                   "close_needed", "ptr", "link", "remote_pid", "tls", "application_name"});
+    CHECK(cell(clients.get(), "application_name", "admin_test", "user") == "scram_user");
+    CHECK(cell(clients.get(), "application_name", "admin_test", "addr") == "127.0.0.1");
+    auto servers = query(a.get(), "SHOW SERVERS");
+    REQUIRE(PQresultStatus(servers.get()) == PGRES_TUPLES_OK);
+    CHECK(cell(servers.get(), "database", "app", "state") == "idle");
+    CHECK(std::to_string(fixture().pg_port) == cell(servers.get(), "database", "app", "port"));
+
+    auto dbs = query(a.get(), "show databases;");
+    REQUIRE(PQresultStatus(dbs.get()) == PGRES_TUPLES_OK);
+    CHECK(cell(dbs.get(), "name", "app", "port") == std::to_string(fixture().pg_port));
+    CHECK(cell(dbs.get(), "name", "app", "pool_size") == "2");
+    auto cfg = query(a.get(), "SHOW CONFIG");
+    CHECK(cell(cfg.get(), "key", "default_pool_size", "value") == "2");
+    CHECK(cell(cfg.get(), "key", "default_pool_size", "default") == "20");
+    auto lists = query(a.get(), "SHOW LISTS");
+    CHECK(cell(lists.get(), "list", "pools", "items") == "1");
+    auto users = query(a.get(), "SHOW USERS");
+    CHECK(cell(users.get(), "name", "scram_user", "pool_mode").empty());
+    auto totals = query(a.get(), "SHOW TOTALS");
+    CHECK(std::stol(cell(totals.get(), "name", "total_xact_count", "value")) == 11);
+    auto state = query(a.get(), "SHOW STATE");
+    CHECK(cell(state.get(), "key", "paused", "value") == "no");
+    CHECK_THAT(scalar(a.get(), "SHOW VERSION"), Contains("pgmux") && Contains("PgBouncer 1.18.0"));
+    auto help = query(a.get(), "SHOW HELP");
+    CHECK(PQresultStatus(help.get()) == PGRES_COMMAND_OK);
+
+    // Errors keep the session usable.
+    auto bad = exec_error(a.get(), "SELECT 1");
+    CHECK_THAT(bad.message, Contains("invalid command 'SELECT 1', use SHOW HELP;"));
+    Result ext(PQexecParams(a.get(), "SHOW POOLS", 0, nullptr, nullptr, nullptr, nullptr, 0));
+    CHECK(PQresultStatus(ext.get()) == PGRES_FATAL_ERROR);
+    CHECK_THAT(PQresultErrorMessage(ext.get()), Contains("only simple queries"));
+    CHECK(PQresultStatus(query(a.get(), "SHOW POOLS").get()) == PGRES_TUPLES_OK);
+  }
+  // The psql client a DBA would use.
+  auto r = run_process({fixture().pg_bin + "/psql", "-X", "-c", "SHOW POOLS", mux.conninfo("pgbouncer", "admin", "admin_pw")});
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Contains("cl_active"));
+  app.reset();
+  mux.finish();
+}
+
+TEST_CASE("admin: stats_users may only SHOW; everyone else is refused like a wrong password", "[admin]") {
+  Pgmux mux(admin_config());
+  Conn w = connect(mux.conninfo("pgmux", "watcher", "watch_pw"));
+  CHECK(PQresultStatus(query(w.get(), "SHOW POOLS").get()) == PGRES_TUPLES_OK);
+  for (const char* cmd : {"PAUSE", "RESUME", "RECONNECT", "RELOAD", "SHUTDOWN", "KILL app", "KILL_CLIENT 1"}) {
+    auto e = exec_error(w.get(), cmd);
+    CHECK(e.sqlstate == "42501");
+  }
+  // An ordinary user, a wrong password, an unknown user: one answer.
+  std::string a = strip_conn_prefix(connect_error(mux.conninfo("pgmux", "scram_user", "scram_pw")));
+  std::string b = strip_conn_prefix(connect_error(mux.conninfo("pgmux", "admin", "wrong")));
+  std::string c = strip_conn_prefix(connect_error(mux.conninfo("pgbouncer", "nobody", "x")));
+  CHECK_THAT(a, Contains("password authentication failed"));
+  CHECK(a == replace_all(b, "\"admin\"", "\"scram_user\""));
+  CHECK(c == replace_all(b, "\"admin\"", "\"nobody\""));
+  CHECK_THAT(mux.log_text(), Contains("is not in [admin] users or stats_users"));
+  w.reset();
+  mux.finish();
+}
+
+TEST_CASE("admin: PAUSE waits for running transactions, holds new ones until RESUME", "[admin]") {
+  Pgmux mux(admin_config());
+  Conn busy = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  Conn later = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  Conn a = connect(mux.conninfo("pgmux", "admin", "admin_pw"));
+  exec(busy.get(), "BEGIN");
+  exec(busy.get(), "SELECT 1");
+  auto t0 = Clock::now();
+  auto pause = std::async(std::launch::async, [&] { return try_exec(a.get(), "PAUSE app"); });
+  // PAUSE does not answer while the transaction runs.
+  CHECK(pause.wait_for(500ms) == std::future_status::timeout);
+  exec(busy.get(), "COMMIT");
+  auto pr = pause.get();
+  CHECK(pr.ok);
+  CHECK(pr.cmd_status == "PAUSE");
+  CHECK(seconds_since(t0) >= 0.5);
+  // Paused: a new transaction waits.
+  auto held = std::async(std::launch::async, [&] { return try_exec(later.get(), "SELECT 42"); });
+  CHECK(held.wait_for(500ms) == std::future_status::timeout);
+  Conn a2 = connect(mux.conninfo("pgmux", "admin", "admin_pw"));
+  auto dbs = query(a2.get(), "SHOW DATABASES");
+  CHECK(cell(dbs.get(), "name", "app", "paused") == "1");
+  CHECK(cell(query(a2.get(), "SHOW POOLS").get(), "database", "app", "sv_idle") == "0");  // PAUSE closed them
+  exec(a2.get(), "RESUME app");
+  auto hr = held.get();
+  CHECK(hr.ok);
+  REQUIRE(hr.rows.size() == 1);
+  CHECK(hr.rows[0][0] == "42");
+  busy.reset();
+  later.reset();
+  a.reset();
+  a2.reset();
+  mux.finish();
+}
+
+TEST_CASE("admin: RECONNECT and WAIT_CLOSE replace server connections; KILL_CLIENT and KILL", "[admin]") {
+  Pgmux mux(admin_config());
+  Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  Conn a = connect(mux.conninfo("pgmux", "admin", "admin_pw"));
+  std::string pid1 = scalar(c.get(), "SELECT pg_backend_pid()");
+  exec(c.get(), "BEGIN");  // hold the server across RECONNECT
+  exec(a.get(), "RECONNECT app");
+  CHECK(scalar(c.get(), "SELECT pg_backend_pid()") == pid1);  // not cut mid-transaction
+  auto wait = std::async(std::launch::async, [&] { return try_exec(a.get(), "WAIT_CLOSE app"); });
+  CHECK(wait.wait_for(300ms) == std::future_status::timeout);
+  exec(c.get(), "COMMIT");
+  auto wr = wait.get();
+  CHECK(wr.ok);
+  CHECK(wr.cmd_status == "WAIT_CLOSE");
+  CHECK(scalar(c.get(), "SELECT pg_backend_pid()") != pid1);
+
+  // KILL_CLIENT by the id SHOW CLIENTS gives.
+  Conn victim = connect(mux.conninfo("app", "scram_user", "scram_pw", "application_name=victim"));
+  exec(victim.get(), "SELECT 1");
+  auto clients = query(a.get(), "SHOW CLIENTS");
+  std::string id = cell(clients.get(), "application_name", "victim", "id");
+  REQUIRE(id.find("no such") == std::string::npos);
+  exec(a.get(), "KILL_CLIENT " + id);
+  auto gone = try_exec(victim.get(), "SELECT 1");
+  CHECK_FALSE(gone.ok);
+  CHECK(exec_error(a.get(), "KILL_CLIENT 999999").sqlstate == "42704");
+  CHECK(exec_error(a.get(), "PAUSE nosuchdb").sqlstate == "42704");
+
+  // KILL app: its clients go, and it stays paused until RESUME.
+  exec(a.get(), "KILL app");
+  CHECK_FALSE(try_exec(c.get(), "SELECT 1").ok);
+  Conn fresh = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  auto held = std::async(std::launch::async, [&] { return try_exec(fresh.get(), "SELECT 7"); });
+  CHECK(held.wait_for(300ms) == std::future_status::timeout);
+  exec(a.get(), "RESUME");
+  CHECK(held.get().ok);
+  CHECK_THAT(mux.log_text(), Contains("admin console: KILL app"));
+  c.reset();
+  victim.reset();
+  fresh.reset();
+  a.reset();
+  mux.finish();
+}
+
+TEST_CASE("admin: SHUTDOWN ends pgmux", "[admin]") {
+  Pgmux mux(admin_config());
+  Conn a = connect(mux.conninfo("pgbouncer", "admin", "admin_pw"));
+  auto r = try_exec(a.get(), "SHUTDOWN");
+  CHECK((r.ok || !r.message.empty()));
+  CHECK(wait_until([&] { return !mux.alive(); }, 5s));
+  int st = mux.stop();
+  CHECK(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 0);
+  mux.expect_clean_log();
+}
