@@ -8,12 +8,14 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <string>
 
 #include "auth/userlist.hpp"
 #include "conf/config.hpp"
 #include "conf/pgbouncer_ini.hpp"
 #include "src/logging.hpp"
+#include "src/metrics.hpp"
 #include "src/systemd.hpp"
 #include "src/worker.hpp"
 
@@ -49,7 +51,6 @@ std::string unsupported_settings(const pgmux::conf::Config& cfg) {
       cfg.server_tls.mode != TlsMode::prefer)
     return "[server_tls] mode \"" + std::string(to_string(cfg.server_tls.mode)) +
            "\" is not supported yet (TLS towards servers is not implemented; use prefer or disable)";
-  if (!cfg.admin.metrics_listen.empty()) return "[admin] metrics_listen is not supported yet";
   return {};
 }
 
@@ -182,11 +183,13 @@ int main(int argc, char** argv) {
   uv_signal_init(worker.loop(), &sig.hup);
   sig.term.data = sig.intr.data = sig.hup.data = &worker;
   pgmux::systemd::Watchdog watchdog;  // WATCHDOG=1 from the worker loop, if systemd asks
-  worker.on_stopped = [&sig, &watchdog] {
+  std::unique_ptr<pgmux::metrics::MetricsServer> metrics;  // [admin] metrics_listen
+  worker.on_stopped = [&sig, &watchdog, &metrics] {
     for (uv_signal_t* s : {&sig.term, &sig.intr, &sig.hup})
       if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(s)))
         uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
     watchdog.close();
+    if (metrics) metrics->close();
   };
   uv_signal_start(&sig.term, [](uv_signal_t* s, int) {
     spdlog::info("SIGTERM: graceful shutdown");
@@ -211,6 +214,14 @@ int main(int argc, char** argv) {
     worker.shutdown_now();
     worker.run();
     return 1;
+  }
+  if (!cfg.admin.metrics_listen.empty()) {
+    metrics = std::make_unique<pgmux::metrics::MetricsServer>(worker);
+    if (!metrics->start(cfg.admin.metrics_listen)) {
+      worker.shutdown_now();
+      worker.run();
+      return 1;
+    }
   }
   // Every listener is bound: tell systemd (Type=notify) we are up.
   watchdog.start_from_env(worker.loop());
