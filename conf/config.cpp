@@ -6,7 +6,6 @@
 // and report the first one in file order. Nothing here throws to the caller.
 #include "conf/config.hpp"
 
-#include <arpa/inet.h>
 
 #include <algorithm>
 #include <type_traits>
@@ -116,18 +115,6 @@ std::optional<std::string> closest(std::string_view word, const std::vector<std:
     }
   }
   return best;
-}
-
-bool is_ipv4(const std::string& s) {
-  in_addr a{};
-  return inet_pton(AF_INET, s.c_str(), &a) == 1;
-}
-
-bool is_ipv6(const std::string& s) {
-  // Allow a zone id ("fe80::1%eth0"); libuv understands it.
-  const std::string addr = s.substr(0, s.find('%'));
-  in6_addr a{};
-  return inet_pton(AF_INET6, addr.c_str(), &a) == 1;
 }
 
 // "host:port", "[v6]:port", "host", "[v6]". Fills `why` on error.

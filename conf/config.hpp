@@ -48,6 +48,9 @@ std::optional<uint64_t> parse_bytes(std::string_view s);
 std::string format_duration(Duration d);
 // Largest unit that is exact: "64MB", "1536kB", "100B". Accepted by parse_bytes.
 std::string format_bytes(uint64_t n);
+// IP address literals; IPv6 may carry a zone id ("fe80::1%eth0").
+bool is_ipv4(const std::string& s);
+bool is_ipv6(const std::string& s);
 
 struct ListenAddr {
   bool is_unix = false;

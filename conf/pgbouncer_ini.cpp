@@ -8,7 +8,6 @@
 // the ini, only on its values.
 #include "conf/pgbouncer_ini.hpp"
 
-#include <arpa/inet.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -448,17 +447,6 @@ std::optional<bool> parse_bool(std::string_view s) {
   if (l == "off" || l == "false" || l == "no") return false;
   if (auto n = parse_c_integer(s)) return n->value != 0;
   return std::nullopt;
-}
-
-bool is_ipv4(const std::string& s) {
-  in_addr a{};
-  return inet_pton(AF_INET, s.c_str(), &a) == 1;
-}
-
-bool is_ipv6(const std::string& s) {
-  const std::string addr = s.substr(0, s.find('%'));
-  in6_addr a{};
-  return inet_pton(AF_INET6, addr.c_str(), &a) == 1;
 }
 
 std::vector<std::string> split_list(std::string_view s) {

@@ -2,9 +2,23 @@
 // durations, byte sizes, and the lookups on a loaded Config. No TOML here.
 #include "conf/config.hpp"
 
+#include <arpa/inet.h>
+
 #include <limits>
 
 namespace pgmux::conf {
+
+bool is_ipv4(const std::string& s) {
+  in_addr a{};
+  return inet_pton(AF_INET, s.c_str(), &a) == 1;
+}
+
+bool is_ipv6(const std::string& s) {
+  // Allow a zone id ("fe80::1%eth0"); libuv understands it.
+  const std::string addr = s.substr(0, s.find('%'));
+  in6_addr a{};
+  return inet_pton(AF_INET6, addr.c_str(), &a) == 1;
+}
 
 std::string_view to_string(PoolMode m) {
   switch (m) {

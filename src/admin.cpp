@@ -471,6 +471,7 @@ AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level
     w.pause(db);
     r.later = true;
     r.tag = "PAUSE";
+    r.db = db;
   } else if (cmd == "RESUME") {
     if (a.size() > 2 || !known_db()) return a.size() > 2 ? bad() : r;
     w.resume(db);
@@ -483,6 +484,7 @@ AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level
     if (a.size() > 2 || !known_db()) return a.size() > 2 ? bad() : r;
     r.later = true;
     r.tag = "WAIT_CLOSE";
+    r.db = db;
   } else if (cmd == "KILL") {
     if (a.size() != 2) return bad();
     if (!known_db()) return r;

@@ -27,6 +27,7 @@ struct AdminReply {
   // ClientConnection::admin_done with this tag when it does.
   bool later = false;
   std::string tag;
+  std::string db;  // ... and its database argument (empty = all)
   bool close_after = false;  // SHUTDOWN: the session ends
 };
 

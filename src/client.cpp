@@ -17,24 +17,6 @@
 
 namespace pgmux {
 
-namespace {
-// The database argument of "PAUSE db" / "WAIT_CLOSE db" (empty = all).
-std::string words_arg(std::string_view q) {
-  size_t i = 0;
-  auto skip_space = [&] {
-    while (i < q.size() && (std::isspace(static_cast<unsigned char>(q[i])) || q[i] == ';')) ++i;
-  };
-  skip_space();
-  while (i < q.size() && !std::isspace(static_cast<unsigned char>(q[i]))) ++i;
-  skip_space();
-  size_t j = i;
-  while (j < q.size() && !std::isspace(static_cast<unsigned char>(q[j])) && q[j] != ';') ++j;
-  std::string a(q.substr(i, j - i));
-  if (a.size() >= 2 && (a.front() == '"' || a.front() == '\'') && a.back() == a.front())
-    a = a.substr(1, a.size() - 2);
-  return a;
-}
-}  // namespace
 
 namespace {
 constexpr size_t kMaxAuthMessage = 16 * 1024;  // SASL/password messages are tiny
@@ -413,36 +395,17 @@ void ClientConnection::send_welcome() {
     if (auto* cur = find_param(told, k)) *cur = v;
   }
   if (!desired_.empty()) login_params_ = std::make_unique<pool::Params>(desired_);
-  std::string out;
-  proto::auth_ok(out);
-  for (auto& [k, v] : told) proto::parameter_status(out, k, v);
-  worker_.register_cancel_key(this, cancel_pid_, cancel_key_);
-  proto::backend_key_data(out, cancel_pid_, cancel_key_);
-  proto::ready_for_query(out, 'I');
-  send(std::move(out));
-  state_ = State::idle;
-  last_active_ms_ = uv_now(worker_.loop());
-  worker_.client_logged_in(this);
   if (worker_.config().log.connections)
     spdlog::info("C-{} login ok: user \"{}\" database \"{}\" from {}", id_, user_, database_,
                  socket_.peer_name());
-  if (socket_.read_start() != 0) close(CloseReason::client_gone);
+  complete_login(told);
 }
 
-// ---------------------------------------------------------------------------
-// Logged in
-
-void ClientConnection::admin_welcome() {
+// AuthenticationOk, the parameters, a cancel key, ReadyForQuery: the client
+// is logged in (a pooled session or the admin console).
+void ClientConnection::complete_login(const pool::Params& params) {
   std::string out;
   proto::auth_ok(out);
-  const std::string* enc = find_param(desired_, "client_encoding");
-  const std::string* app = find_param(desired_, "application_name");
-  const std::pair<const char*, std::string> params[] = {
-      {"server_version", "15.0"},        {"server_encoding", "UTF8"},
-      {"client_encoding", enc ? *enc : "UTF8"}, {"DateStyle", "ISO, MDY"},
-      {"TimeZone", "UTC"},                {"integer_datetimes", "on"},
-      {"standard_conforming_strings", "on"}, {"application_name", app ? *app : ""},
-      {"is_superuser", "off"}};
   for (const auto& [k, v] : params) proto::parameter_status(out, k, v);
   worker_.register_cancel_key(this, cancel_pid_, cancel_key_);
   proto::backend_key_data(out, cancel_pid_, cancel_key_);
@@ -451,9 +414,24 @@ void ClientConnection::admin_welcome() {
   state_ = State::idle;
   last_active_ms_ = uv_now(worker_.loop());
   worker_.client_logged_in(this);
+  if (socket_.read_start() != 0) close(CloseReason::client_gone);
+}
+
+// ---------------------------------------------------------------------------
+// Logged in
+
+void ClientConnection::admin_welcome() {
+  const std::string* enc = find_param(desired_, "client_encoding");
+  const std::string* app = find_param(desired_, "application_name");
+  const pool::Params params = {
+      {"server_version", "15.0"},        {"server_encoding", "UTF8"},
+      {"client_encoding", enc ? *enc : "UTF8"}, {"DateStyle", "ISO, MDY"},
+      {"TimeZone", "UTC"},                {"integer_datetimes", "on"},
+      {"standard_conforming_strings", "on"}, {"application_name", app ? *app : ""},
+      {"is_superuser", "off"}};
   spdlog::info("C-{} admin console login: user \"{}\" ({}) from {}", id_, user_,
                admin_->level == AdminLevel::admin ? "admin" : "stats only", socket_.peer_name());
-  if (socket_.read_start() != 0) close(CloseReason::client_gone);
+  complete_login(params);
 }
 
 // The console speaks the simple query protocol only, like PgBouncer's.
@@ -487,7 +465,7 @@ void ClientConnection::admin_input(const uint8_t* data, size_t n) {
         if (r.later) {
           a.busy = true;
           if (!out.empty()) send(std::move(out));
-          worker_.admin_wait(this, r.tag, words_arg(*q));
+          worker_.admin_wait(this, r.tag, r.db);
           continue;
         }
         proto::ready_for_query(out, 'I');

@@ -139,6 +139,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   void auth_succeeded();
   void auth_failed(const std::string& log_reason);
   void send_welcome();
+  void complete_login(const pool::Params& params);
   void handle_idle_data(IoBufferPtr buf, size_t n);
   void forward_to_server(IoBufferPtr buf, size_t offset, size_t n);
   // Transaction pooling with prepared statements: rewrites statement names,
