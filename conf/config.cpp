@@ -705,6 +705,7 @@ void read_pgmux(Table& t, Config& c) {
   if (workers == 0) workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   c.workers = workers;
 
+  t.boolean("so_reuseport", c.so_reuseport);
   t.enumeration("pool_mode", c.pool_mode, kPoolModes);
   t.integer("max_client_conn", c.max_client_conn, 1);
   const Value* dps = t.integer("default_pool_size", c.default_pool_size, 1);
@@ -1319,6 +1320,97 @@ LoadResult load_string(std::string_view toml_text, const std::string& source, co
   } catch (...) {
     return {nullptr, source + ": unexpected error while loading the configuration"};
   }
+}
+
+namespace {
+
+// A SQL literal from the console (SET key = value) as a TOML value:
+// 'quoted' text and bare words become strings, except integers and
+// true/false/on/off, which keep their type so integer and boolean keys can
+// be set with or without quotes.
+std::string toml_value_from_sql(std::string_view v) {
+  std::string text;
+  if (v.size() >= 2 && v.front() == '\'' && v.back() == '\'') {
+    for (size_t i = 1; i + 1 < v.size(); ++i) {
+      text += v[i];
+      if (v[i] == '\'' && i + 2 < v.size() && v[i + 1] == '\'') ++i;  // '' -> '
+    }
+  } else {
+    text = std::string(v);
+  }
+  const bool integer = !text.empty() && text.size() <= 18 &&
+                       std::all_of(text.begin(), text.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+  if (integer) return text;
+  std::string lower;
+  for (char ch : text) lower += char(std::tolower(static_cast<unsigned char>(ch)));
+  if (lower == "true" || lower == "on") return "true";
+  if (lower == "false" || lower == "off") return "false";
+  std::string out = "\"";
+  for (unsigned char ch : text) {
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += char(ch);
+    } else if (ch < 0x20 || ch == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", ch);
+      out += buf;
+    } else {
+      out += char(ch);
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+LoadResult apply_setting(const Config& base, std::string_view key, std::string_view value) {
+  const std::string source = "SET " + std::string(key);
+  try {
+    if (key == "listen" || key == "workers" || key == "so_reuseport")
+      return {nullptr, source + ": cannot be changed while running (it takes a restart)"};
+    const bool bare_key = !key.empty() && std::all_of(key.begin(), key.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_';
+    });
+    if (!bare_key) return {nullptr, source + ": not a setting name"};
+    const std::string text = "[pgmux]\n" + std::string(key) + " = " + toml_value_from_sql(value) + "\n";
+    if (auto error = prescan(text, source)) return {nullptr, std::move(*error)};
+    Value root;
+    try {
+      std::istringstream is{text};
+      root = toml::parse<toml::discard_comments, std::unordered_map, std::vector>(is, source);
+    } catch (const toml::syntax_error& e) {
+      return {nullptr, condense_syntax_error(e.what(), source, e.location().line())};
+    }
+    Ctx ctx{source, {}, {}};
+    auto cfg = std::make_shared<Config>(base);
+    const auto& top = root.as_table();
+    const auto it = top.find("pgmux");
+    Table t(ctx, it == top.end() ? nullptr : &it->second, "[pgmux]");
+    read_pgmux(t, *cfg);
+    t.finish();
+    if (!ctx.problems.empty()) {
+      // "SET x:2: [pgmux] x: reason" -> "SET x: reason"
+      std::string e = ctx.first_error();
+      const std::string noise = "[pgmux] " + std::string(key) + ": ";
+      if (auto at = e.find(noise); at != std::string::npos) e = source + ": " + e.substr(at + noise.size());
+      else if (auto colon = e.find(": "); colon != std::string::npos) e = source + e.substr(colon);
+      return {nullptr, e};
+    }
+    return {std::move(cfg), {}};
+  } catch (const std::exception& e) {
+    return {nullptr, source + ": " + e.what()};
+  }
+}
+
+std::string unsupported_settings(const Config& cfg) {
+  if (cfg.auth.type == AuthType::hba) return "[auth] type = \"hba\" is not supported yet";
+  if (cfg.auth.query_set) return "[auth] query (auth_query) is not supported yet";
+  if (cfg.tls.mode != TlsMode::disable) return "[tls] mode other than \"disable\" is not supported yet";
+  if (cfg.server_tls.mode != TlsMode::disable && cfg.server_tls.mode != TlsMode::allow &&
+      cfg.server_tls.mode != TlsMode::prefer)
+    return "[server_tls] mode \"" + std::string(to_string(cfg.server_tls.mode)) +
+           "\" is not supported yet (TLS towards servers is not implemented; use prefer or disable)";
+  return {};
 }
 
 LoadResult load_file(const std::string& path) {

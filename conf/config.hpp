@@ -143,6 +143,9 @@ struct Config {
 
   std::vector<ListenAddr> listen;  // default: 127.0.0.1:6432
   int workers = 1;                 // 0 = one per core (resolved at load)
+  // SO_REUSEPORT on TCP listeners: a new pgmux can bind the same address
+  // while the old one drains (zero-downtime restart).
+  bool so_reuseport = false;
   PoolMode pool_mode = PoolMode::transaction;
   int max_client_conn = 10000;
   int default_pool_size = 20;
@@ -204,5 +207,15 @@ LoadResult load_file(const std::string& path);
 // config are resolved against `base_dir` (empty = current directory).
 LoadResult load_string(std::string_view toml_text, const std::string& source,
                        const std::string& base_dir = {});
+
+// The console's SET key = value: `base` with one [pgmux] setting changed,
+// validated like the file (error: "SET key: <reason>"). `value` is the SQL
+// literal as typed ('5s', 50, on). listen and workers are refused: they
+// take a restart.
+LoadResult apply_setting(const Config& base, std::string_view key, std::string_view value);
+
+// Settings of features that have not landed: startup and reload refuse
+// them rather than run without them. Empty when there are none.
+std::string unsupported_settings(const Config& cfg);
 
 }  // namespace pgmux::conf

@@ -538,7 +538,6 @@ const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"pkt_buf", "pgmux sizes its buffers itself"},
     {"sbuf_loopcnt", "pgmux sizes its buffers itself"},
     {"listen_backlog", kNoEquivalent},
-    {"so_reuseport", "pgmux has no equivalent; [pgmux] workers is the way to use more cores"},
     {"tcp_defer_accept", kNoEquivalent},
     {"tcp_socket_buffer", kNoEquivalent},
     {"tcp_keepalive", kNoEquivalent},
@@ -785,6 +784,9 @@ class Converter {
       }
     }
     if (const Entry* e = take("server_reset_query")) b.set("server_reset_query", toml_string(e->value));
+    if (const Entry* e = take("so_reuseport")) {
+      b.set("so_reuseport", boolean(*e) ? "true" : "false");
+    }
     if (const Entry* e = take("server_reset_query_always")) {
       b.set("server_reset_query_always", boolean(*e) ? "true" : "false");
     }

@@ -46,7 +46,16 @@ Pool::~Pool() {
 
 void Pool::update_settings(const PoolSettings& s) {
   settings_ = s;
+  // A smaller pool: idle servers above the new size go now, busy ones when
+  // they are released (see release).
+  while (over_capacity() && close_one_idle("pool size reduced by a reload")) {
+  }
   open_as_needed();
+}
+
+bool Pool::over_capacity() const {
+  size_t total = connecting_.size() + idle_.size() + active_.size() + resetting_.size();
+  return total > size_t(settings_.pool_size) + size_t(settings_.reserve_pool_size);
 }
 
 PoolCounts Pool::counts() const {
@@ -130,6 +139,10 @@ void Pool::begin_reset(PoolServer* s) { set_state(s, ServerState::resetting); }
 void Pool::release(PoolServer* s) {
   if (s->generation_ != generation_) {
     s->pool_close("RECONNECT");
+    return;
+  }
+  if (over_capacity()) {
+    s->pool_close("pool size reduced by a reload");
     return;
   }
   set_state(s, ServerState::idle);

@@ -183,6 +183,8 @@ class Pool {
   PoolStats stats;
   // Oldest waiting client's wait so far (SHOW POOLS maxwait).
   Duration max_wait() const;
+  // Reload: new sizes and timeouts apply at once; a pool above its new
+  // size closes idle servers now and busy ones as they are released.
   void update_settings(const PoolSettings& s);
   PoolCounts counts() const;
 
@@ -242,6 +244,7 @@ class Pool {
   bool can_open(bool use_reserve) const;
   void fail_waiters(const proto::ErrorFields& e, bool welcome_only);
   bool in_backoff() const;
+  bool over_capacity() const;
 
   std::string database_, user_;
   PoolSettings settings_;

@@ -61,6 +61,22 @@ Router::Router(const conf::DatabaseConfig& db)
   for (const auto& r : db.replicas) add(r.host, r.port, BackendRole::unknown);
 }
 
+bool Router::reconfigure(const conf::DatabaseConfig& db) {
+  if (backends_.size() != db.replicas.size() + 1) return false;
+  for (size_t i = 0; i < backends_.size(); ++i) {
+    const std::string& host = i == 0 ? db.host : db.replicas[i - 1].host;
+    const uint16_t port = i == 0 ? db.port : db.replicas[i - 1].port;
+    if (backends_[i].host != host || backends_[i].port != port) return false;
+  }
+  database_ = db.name;
+  balance_ = db.load_balance;
+  fallback_ = db.replica_fallback;
+  max_lag_ = db.max_replica_lag;
+  max_lag_bytes_ = db.max_replica_lag_bytes;
+  read_your_writes_ = db.read_your_writes;
+  return true;
+}
+
 std::vector<RouterEvent> Router::check_ok(size_t i, bool in_recovery, uint64_t lsn,
                                           double replay_lag_s, TimePoint started) {
   std::vector<RouterEvent> events;

@@ -68,6 +68,11 @@ class Router {
  public:
   explicit Router(const conf::DatabaseConfig& db);
 
+  // Reload: takes the entry's new policy (balancing, lag bounds, fallback,
+  // read your writes) and keeps what the checks learned. False, and nothing
+  // changed, when the backends (host, port, order) differ.
+  bool reconfigure(const conf::DatabaseConfig& db);
+
   size_t size() const { return backends_.size(); }
   const BackendStatus& backend(size_t i) const { return backends_[i]; }
   const std::string& database() const { return database_; }

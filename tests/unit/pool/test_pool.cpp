@@ -360,3 +360,36 @@ TEST_CASE("a pool starved by a shared limit can take an idle slot from another p
   CHECK(db.count == 2);
   CHECK_FALSE(p2.starved_by_shared_limit());
 }
+
+TEST_CASE("update_settings shrinks a pool: idle servers now, busy ones on release") {
+  FakeConnector c;
+  Pool p("app", "alice", settings(4), c);
+  std::vector<FakeClient> cl(6);
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  for (int i = 0; i < 4; ++i) REQUIRE(p.acquire(&cl[size_t(i)], s, e) == Acquire::queued);
+  login_all(p, c);
+  p.release(cl[0].assigned);  // one idle, three active
+  CHECK(p.counts().idle == 1);
+  CHECK(p.counts().active == 3);
+  p.update_settings(settings(2));
+  CHECK(p.counts().idle == 0);  // the idle one went at once
+  CHECK(p.counts().active == 3);
+  CHECK(static_cast<FakeServer*>(cl[0].assigned)->closes.size() == 1);
+  // A waiter is not served by a server over the new size...
+  REQUIRE(p.acquire(&cl[4], s, e) == Acquire::queued);
+  p.release(cl[1].assigned);
+  CHECK(p.counts().total_servers() == 2);
+  CHECK_FALSE(cl[4].assigned);
+  // ...but by one within it.
+  p.release(cl[2].assigned);
+  CHECK(cl[4].assigned == cl[2].assigned);
+  CHECK(p.counts().total_servers() == 2);
+  // Growing again opens servers for waiters at once.
+  REQUIRE(p.acquire(&cl[5], s, e) == Acquire::queued);
+  CHECK(p.counts().connecting == 0);
+  p.update_settings(settings(3));
+  CHECK(p.counts().connecting == 1);
+  login_all(p, c);
+  CHECK(cl[5].assigned != nullptr);
+}
