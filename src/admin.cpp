@@ -325,6 +325,7 @@ void show_config(Worker& w, std::string& out) {
   std::vector<Row> rows = {
       {"listen", listen, "127.0.0.1:6432"},
       {"workers", n(uint64_t(c.workers)), n(uint64_t(d.workers))},
+      {"so_reuseport", c.so_reuseport ? "1" : "0", "0"},
       {"pool_mode", std::string(conf::to_string(c.pool_mode)), std::string(conf::to_string(d.pool_mode))},
       {"max_client_conn", n(uint64_t(c.max_client_conn)), n(uint64_t(d.max_client_conn))},
       {"default_pool_size", n(uint64_t(c.default_pool_size)), n(uint64_t(d.default_pool_size))},
@@ -354,7 +355,15 @@ void show_config(Worker& w, std::string& out) {
       {"metrics_listen", c.admin.metrics_listen, ""},
       {"log_level", c.log.level, d.log.level},
   };
-  for (Row& r : rows) r.push_back("no");  // SET is not supported yet: change the file and reload
+  // [pgmux] settings other than the bound sockets can be SET on the console;
+  // the rest changes with the file and RELOAD.
+  for (Row& r : rows) {
+    static const char* kFixed[] = {"listen", "workers", "so_reuseport", "auth_type", "auth_file", "admin_users",
+                                   "stats_users", "metrics_listen", "log_level"};
+    const bool fixed = std::find_if(std::begin(kFixed), std::end(kFixed),
+                                    [&](const char* k) { return r[0] == k; }) != std::end(kFixed);
+    r.push_back(fixed ? "no" : "yes");
+  }
   table(out, {"key", "value", "default", "changeable"}, rows);
 }
 
@@ -402,7 +411,7 @@ void show_help(std::string& out) {
       "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION|STATE\n"
       "\tSHOW LISTS|STATS|TOTALS\n"
       "\tPAUSE [<db>]\n\tRESUME [<db>]\n\tRECONNECT [<db>]\n\tKILL <db>\n\tKILL_CLIENT <id>\n"
-      "\tWAIT_CLOSE [<db>]\n\tRELOAD\n\tSHUTDOWN [WAIT_FOR_CLIENTS]";
+      "\tWAIT_CLOSE [<db>]\n\tRELOAD\n\tSET <key> = <value>\n\tSHUTDOWN [WAIT_FOR_CLIENTS]";
   proto::notice_response(out, f);
   proto::command_complete(out, "SHOW");
 }
@@ -503,8 +512,38 @@ AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level
     proto::command_complete(r.out, "KILL_CLIENT");
   } else if (cmd == "RELOAD") {
     if (a.size() != 1) return bad();
-    w.reload();
+    std::string why;
+    if (!w.reload(&why)) {
+      error(r.out, "F0000", "reload refused, the running configuration stays in force: " + why);
+      return r;
+    }
     proto::command_complete(r.out, "RELOAD");
+  } else if (cmd == "SET") {
+    // SET key = value | SET key TO value; the value is a SQL literal.
+    std::string_view rest = std::string_view(q).substr(3);
+    auto skip = [&] {
+      while (!rest.empty() && std::isspace(static_cast<unsigned char>(rest.front()))) rest.remove_prefix(1);
+    };
+    skip();
+    size_t k = 0;
+    while (k < rest.size() && (std::isalnum(static_cast<unsigned char>(rest[k])) || rest[k] == '_')) ++k;
+    std::string key(rest.substr(0, k));
+    for (char& ch : key) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    rest.remove_prefix(k);
+    skip();
+    if (!rest.empty() && rest.front() == '=') rest.remove_prefix(1);
+    else if (rest.size() > 2 && upper(std::string(rest.substr(0, 2))) == "TO" &&
+             std::isspace(static_cast<unsigned char>(rest[2])))
+      rest.remove_prefix(2);
+    else return bad();
+    skip();
+    if (key.empty() || rest.empty()) return bad();
+    std::string why;
+    if (!w.set_setting(key, rest, why)) {
+      error(r.out, "22023", why);
+      return r;
+    }
+    proto::command_complete(r.out, "SET");
   } else if (cmd == "SHUTDOWN") {
     if (a.size() == 1) {
       proto::command_complete(r.out, "SHUTDOWN");
@@ -519,8 +558,7 @@ AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level
     }
   } else {
     error(r.out, "0A000",
-          cmd + " is not supported by pgmux yet (SET: change the configuration file; SUSPEND, DISABLE, "
-                "ENABLE: no equivalent)");
+          cmd + " is not supported by pgmux (SUSPEND, DISABLE, ENABLE: no equivalent yet)");
   }
   return r;
 }

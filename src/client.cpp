@@ -349,7 +349,7 @@ void ClientConnection::auth_succeeded() {
   mode_ = worker_.config().effective_pool_mode(*db, user_);
   managed_ = mode_ != conf::PoolMode::session && worker_.config().max_prepared_statements > 0;
   uint16_t home = 0;
-  if (RouteState* route = db->routed() ? worker_.route_for(*db) : nullptr) {
+  if (std::shared_ptr<RouteState> route = db->routed() ? worker_.route_for(*db) : nullptr) {
     // The backend whose parameters the client is told: where a session
     // goes (target_session_attrs), else the primary.
     pool::Intent intent = pool::Intent::write;
@@ -631,7 +631,7 @@ bool ClientConnection::choose_backend(pool::Pool*& target) {
   else intent = routing_intent(retryable);
   const std::string& user = pool_->user();
   auto load = [&](size_t i) {
-    pool::PoolCounts c = worker_.pool_for(PoolKey{database_, user, uint16_t(i)}, db).counts();
+    pool::PoolCounts c = worker_.pool_for(PoolKey{database_, user, uint16_t(i)}, db, rs.owner).counts();
     return c.active + c.waiting_server;
   };
   pool::Decision d = rs.router.route(intent, r.wrote_at, load);
@@ -640,7 +640,7 @@ bool ClientConnection::choose_backend(pool::Pool*& target) {
     close(CloseReason::wait_failed, &d.error);
     return false;
   }
-  target = &worker_.pool_for(PoolKey{database_, user, uint16_t(d.backend)}, db);
+  target = &worker_.pool_for(PoolKey{database_, user, uint16_t(d.backend)}, db, rs.owner);
   r.write_link = intent == pool::Intent::write;
   // (r.wrote survives from a retry: the re-run statement writes.)
   r.read_link = !r.write_link && d.backend != rs.router.writer();

@@ -82,6 +82,8 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   void server_released();
   // The pool whose server parameters the client was told at login.
   const pool::Pool* home_pool() const { return pool_; }
+  // Transactions are routed among the backends' pools.
+  bool routed() const { return routing_ != nullptr; }
   // The client's value of a session parameter it set itself, or nullptr.
   const std::string* param(std::string_view name) const { return find_param(desired_, name); }
   // PAUSE ended for this client's database: its transaction may start.
@@ -237,7 +239,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // Read/write routing, allocated only for clients of a routed database in
   // transaction or statement mode.
   struct Routing {
-    RouteState* route = nullptr;
+    std::shared_ptr<RouteState> route;
     pool::TimePoint wrote_at{};  // end of the last transaction sent to the primary
     bool read_link = false;      // the linked server is a replica chosen for a read
     bool write_link = false;     // the linked server was chosen for a write

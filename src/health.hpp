@@ -21,9 +21,13 @@ class Worker;
 class HealthCheck;
 
 // Routing state of one [databases.NAME] entry.
+// Clients of the database share it (a reload that changes the backends
+// replaces it; clients logged in before keep the old one until they leave).
 struct RouteState {
-  RouteState(const conf::DatabaseConfig& d) : db(&d), router(d) {}
-  const conf::DatabaseConfig* db;  // points into the worker's config
+  RouteState(std::shared_ptr<const conf::Config> cfg, const conf::DatabaseConfig& d)
+      : owner(std::move(cfg)), db(&d), router(d) {}
+  std::shared_ptr<const conf::Config> owner;  // the config *db lives in
+  const conf::DatabaseConfig* db;
   pool::Router router;
   std::vector<std::unique_ptr<HealthCheck>> checks;  // one per backend
 };

@@ -37,21 +37,9 @@ void usage(FILE* out) {
                "  -V, --version       print the version and exit\n"
                "  -h, --help          print this help and exit\n"
                "\n"
-               "Signals: SIGHUP reloads the userlist, SIGTERM drains gracefully,\n"
-               "SIGINT exits at once.\n",
+               "Signals: SIGHUP reloads the configuration and userlist, SIGTERM drains\n"
+               "gracefully, SIGINT exits at once.\n",
                PGMUX_VERSION);
-}
-
-std::string unsupported_settings(const pgmux::conf::Config& cfg) {
-  using namespace pgmux::conf;
-  if (cfg.auth.type == AuthType::hba) return "[auth] type = \"hba\" is not supported yet";
-  if (cfg.auth.query_set) return "[auth] query (auth_query) is not supported yet";
-  if (cfg.tls.mode != TlsMode::disable) return "[tls] mode other than \"disable\" is not supported yet";
-  if (cfg.server_tls.mode != TlsMode::disable && cfg.server_tls.mode != TlsMode::allow &&
-      cfg.server_tls.mode != TlsMode::prefer)
-    return "[server_tls] mode \"" + std::string(to_string(cfg.server_tls.mode)) +
-           "\" is not supported yet (TLS towards servers is not implemented; use prefer or disable)";
-  return {};
 }
 
 // --convert-pgbouncer: the TOML goes to stdout; problems, and what
@@ -73,7 +61,7 @@ int convert_pgbouncer(const std::string& path) {
   if (!loaded.config) {
     std::fprintf(stderr, "pgmux: warning: the converted configuration does not load yet: %s\n",
                  loaded.error.c_str());
-  } else if (auto refused = unsupported_settings(*loaded.config); !refused.empty()) {
+  } else if (auto refused = pgmux::conf::unsupported_settings(*loaded.config); !refused.empty()) {
     std::fprintf(stderr, "pgmux: warning: this pgmux version refuses the converted configuration: %s\n",
                  refused.c_str());
   }
@@ -144,7 +132,7 @@ int main(int argc, char** argv) {
   // Refuse settings whose feature has not landed rather than ignore them:
   // a pooler that silently skips TLS or routing is worse than one that
   // does not start.
-  std::string unsupported = unsupported_settings(cfg);
+  std::string unsupported = pgmux::conf::unsupported_settings(cfg);
   if (!unsupported.empty()) {
     std::fprintf(stderr, "pgmux: invalid configuration: %s\n", unsupported.c_str());
     return 1;

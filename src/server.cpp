@@ -27,7 +27,7 @@ ServerConnection::ServerConnection(Worker& w, pool::Pool&, const conf::DatabaseC
                                    std::string user, std::string dbname, std::string host,
                                    uint16_t port, std::optional<std::string> password)
     : worker_(w),
-      db_(db),
+      connect_query_(db.connect_query),
       user_(std::move(user)),
       dbname_(std::move(dbname)),
       host_(std::move(host)),
@@ -360,8 +360,8 @@ void ServerConnection::login_failed(proto::ErrorFields e) {
 void ServerConnection::login_complete() {
   spdlog::debug("{} logged in to {}:{} as \"{}\" (backend pid {})", name_, host_, port_, user_,
                 key_.pid);
-  if (!db_.connect_query.empty()) {
-    run_internal({db_.connect_query}, kPurposeLogin);
+  if (!connect_query_.empty()) {
+    run_internal({connect_query_}, kPurposeLogin);
     return;
   }
   state_ = State::idle;

@@ -180,7 +180,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   void fail(const char* reason);
 
   Worker& worker_;
-  const conf::DatabaseConfig& db_;
+  std::string connect_query_;  // a copy: a reload may free the entry it came from
   std::string user_, dbname_, host_, name_;
   uint16_t port_;
   std::optional<std::string> password_;  // for the server login, if known

@@ -78,6 +78,10 @@ Socket::~Socket() {
 
 int Socket::accept_from(uv_stream_t* listener) { return uv_accept(listener, &h_.stream); }
 
+int Socket::adopt(uv_os_sock_t fd) {
+  return kind_ == Kind::pipe ? uv_pipe_open(&h_.pipe, fd) : uv_tcp_open(&h_.tcp, fd);
+}
+
 int Socket::connect(const sockaddr* addr) {
   connect_req_ = new uv_connect_t;
   connect_req_->data = this;

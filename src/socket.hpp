@@ -74,6 +74,8 @@ class Socket {
 
   // Server side: accept a pending connection from `listener`.
   int accept_from(uv_stream_t* listener);
+  // Takes over a connected socket accepted outside libuv.
+  int adopt(uv_os_sock_t fd);
   // Client side: connect to an address or a unix socket path.
   int connect(const sockaddr* addr);
   int connect_unix(const std::string& path);

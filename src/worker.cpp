@@ -1,6 +1,8 @@
 #include "src/worker.hpp"
 
 #include <spdlog/spdlog.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 
 #include "auth/crypto.hpp"
 #include "protocol/builders.hpp"
+#include "src/logging.hpp"
 
 namespace pgmux {
 
@@ -48,42 +51,95 @@ class Listener {
       uv_pipe_init(worker_.loop(), &h_.pipe, 0);
       h_.handle.data = this;
       open_ = true;
-      ::unlink(addr_.path.c_str());  // a stale socket file from a previous run
+      // A stale socket file from a previous run, or the one of a pgmux
+      // draining while this one takes over: new clients come here now.
+      ::unlink(addr_.path.c_str());
       rc = uv_pipe_bind(&h_.pipe, addr_.path.c_str());
-      if (rc == 0) ::chmod(addr_.path.c_str(), 0777);
+      if (rc == 0) {
+        ::chmod(addr_.path.c_str(), 0777);
+        struct stat st {};
+        if (::stat(addr_.path.c_str(), &st) == 0) {
+          bound_dev_ = st.st_dev;
+          bound_ino_ = st.st_ino;
+        }
+      }
     } else {
-      uv_tcp_init(worker_.loop(), &h_.tcp);
-      h_.handle.data = this;
-      open_ = true;
       sockaddr_storage ss{};
       std::string host = addr_.host;
-      if (host == "*" || host.empty()) host = "::";
+      if (host == "*" || host.empty()) host = ipv6_available() ? "::" : "0.0.0.0";
       rc = uv_ip4_addr(host.c_str(), addr_.port, reinterpret_cast<sockaddr_in*>(&ss));
       if (rc != 0) rc = uv_ip6_addr(host.c_str(), addr_.port, reinterpret_cast<sockaddr_in6*>(&ss));
-      if (rc == 0) rc = uv_tcp_bind(&h_.tcp, reinterpret_cast<const sockaddr*>(&ss), 0);
-      if (rc != 0 && addr_.host == "*") {
-        // No IPv6 on this host: fall back to all IPv4 addresses.
-        uv_ip4_addr("0.0.0.0", addr_.port, reinterpret_cast<sockaddr_in*>(&ss));
-        rc = uv_tcp_bind(&h_.tcp, reinterpret_cast<const sockaddr*>(&ss), 0);
+      if (rc != 0) {
+        spdlog::critical("cannot listen on {}: {}", addr_.text, uv_strerror(rc));
+        return false;
       }
+      // The socket exists before bind, so SO_REUSEPORT can be set on it.
+      rc = uv_tcp_init_ex(worker_.loop(), &h_.tcp, ss.ss_family);
+      if (rc != 0) {
+        spdlog::critical("cannot listen on {}: {}", addr_.text, uv_strerror(rc));
+        return false;
+      }
+      h_.handle.data = this;
+      open_ = true;
+      if (worker_.config().so_reuseport) {
+        uv_os_fd_t fd;
+        int one = 1;
+        rc = uv_fileno(&h_.handle, &fd);
+        if (rc == 0 && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) rc = -errno;
+        reuseport_ = rc == 0;
+      }
+      if (rc == 0) rc = uv_tcp_bind(&h_.tcp, reinterpret_cast<const sockaddr*>(&ss), 0);
     }
     if (rc == 0) rc = uv_listen(&h_.stream, 1024, on_connection);
     if (rc != 0) {
-      spdlog::critical("cannot listen on {}: {}", addr_.text, uv_strerror(rc));
+      spdlog::critical("cannot listen on {}: {}{}", addr_.text, uv_strerror(rc),
+                       rc == UV_EADDRINUSE && !addr_.is_unix && !worker_.config().so_reuseport
+                           ? " (another process listens there; so_reuseport = true lets a new pgmux "
+                             "take over from a draining one)"
+                           : "");
       return false;
     }
-    spdlog::info("listening on {}", addr_.text);
+    spdlog::info("listening on {}{}", addr_.text, reuseport_ ? " (SO_REUSEPORT)" : "");
     return true;
   }
 
-  void stop() {
+  // `drain`: clients the kernel already queued on this socket are accepted
+  // and served first. With SO_REUSEPORT every listener of the group has its
+  // own queue, and closing the socket would reset the connections in it.
+  void stop(bool drain = false) {
     if (!open_) return;
     open_ = false;
+    if (drain && reuseport_) {
+      uv_os_fd_t fd;
+      if (uv_fileno(&h_.handle, &fd) == 0) {
+        for (;;) {
+          int c = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+          if (c < 0) break;
+          adopt(c);
+        }
+      }
+    }
     uv_close(&h_.handle, nullptr);
-    if (addr_.is_unix) ::unlink(addr_.path.c_str());
+    if (addr_.is_unix) {
+      // Only our own file: a pgmux that took over may have bound the path.
+      struct stat st {};
+      if (::stat(addr_.path.c_str(), &st) == 0 && st.st_dev == bound_dev_ && st.st_ino == bound_ino_)
+        ::unlink(addr_.path.c_str());
+    }
   }
 
  private:
+  static bool ipv6_available() {
+    int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_any;
+    const bool ok = ::bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    return ok;
+  }
+
   static void on_connection(uv_stream_t* server, int status) {
     auto* self = static_cast<Listener*>(server->data);
     if (status < 0) {
@@ -96,7 +152,22 @@ class Listener {
       c->close(CloseReason::client_gone);
       return;
     }
-    if (self->worker_.shutting_down_) {
+    self->begin(c);
+  }
+
+  void adopt(int fd) {
+    auto* c = new ClientConnection(worker_, Socket::Kind::tcp);
+    if (c->socket().adopt(fd) != 0) {
+      ::close(fd);
+      c->close(CloseReason::client_gone);
+      return;
+    }
+    // Accepted while draining: served like any client already here.
+    c->start();
+  }
+
+  void begin(ClientConnection* c) {
+    if (worker_.shutting_down_) {
       c->close(CloseReason::shutdown);
       return;
     }
@@ -107,6 +178,9 @@ class Listener {
   conf::ListenAddr addr_;
   StreamHandle h_;
   bool open_ = false;
+  bool reuseport_ = false;
+  dev_t bound_dev_ = 0;
+  ino_t bound_ino_ = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -175,36 +249,45 @@ bool Worker::start() {
     listeners_.push_back(std::move(l));
     if (!ok) return false;
   }
-  for (const auto& [name, db] : config_->databases) {
-    if (!db.routed()) continue;
-    auto route = std::make_unique<RouteState>(db);
-    RouteState& r = *route;
-    routes_.emplace(name, std::move(route));
-    std::string names;
-    for (size_t i = 0; i < r.router.size(); ++i)
-      names += (i ? ", " : "") + r.router.backend(i).name;
-    spdlog::info("database {}: backends {}; read_routing {}, checks every {} as \"{}\"", name, names,
-                 conf::to_string(db.read_routing), conf::format_duration(db.health_check_interval),
-                 *db.check_user());
-    for (size_t i = 0; i < r.router.size(); ++i)
-      r.checks.push_back(std::make_unique<HealthCheck>(*this, r, i));
-  }
+  for (const auto& [name, db] : config_->databases)
+    if (db.routed()) start_route(name, db);
   for (auto& [name, r] : routes_)
     for (auto& c : r->checks) c->tick(now());
   uv_timer_start(&tick_timer_, on_tick, 100, 100);
   return true;
 }
 
-RouteState* Worker::route_for(const conf::DatabaseConfig& db) {
+void Worker::start_route(const std::string& name, const conf::DatabaseConfig& db) {
+  auto route = std::make_shared<RouteState>(config_, db);
+  RouteState& r = *route;
+  routes_[name] = std::move(route);
+  std::string names;
+  for (size_t i = 0; i < r.router.size(); ++i)
+    names += (i ? ", " : "") + r.router.backend(i).name;
+  spdlog::info("database {}: backends {}; read_routing {}, checks every {} as \"{}\"", name, names,
+               conf::to_string(db.read_routing), conf::format_duration(db.health_check_interval),
+               *db.check_user());
+  for (size_t i = 0; i < r.router.size(); ++i)
+    r.checks.push_back(std::make_unique<HealthCheck>(*this, r, i));
+}
+
+void Worker::retire_route(std::map<std::string, std::shared_ptr<RouteState>, std::less<>>::iterator it) {
+  // Clients logged in before keep routing with its last view of the
+  // backends until they leave; nothing checks them any more.
+  for (auto& c : it->second->checks) c->stop();
+  routes_.erase(it);
+}
+
+std::shared_ptr<RouteState> Worker::route_for(const conf::DatabaseConfig& db) {
   auto it = routes_.find(db.name);
-  return it == routes_.end() ? nullptr : it->second.get();
+  return it == routes_.end() ? nullptr : it->second;
 }
 
 pool::Pool& Worker::health_pool(RouteState& route, size_t backend) {
   const conf::DatabaseConfig& db = *route.db;
   return pool_for(PoolKey{db.name == "*" ? std::string("postgres") : db.name, *db.check_user(),
                           uint16_t(backend), true},
-                  db);
+                  db, route.owner);
 }
 
 void Worker::backend_checked(RouteState& route, size_t backend,
@@ -241,12 +324,13 @@ void Worker::tick() {
   for (auto& [name, r] : routes_)
     for (auto& c : r->checks) c->tick(now);
   balance_shared_limits();
+  if (retired_pools_ && ticks_ % 10 == 0) drop_retired_pools();
   if (!admin_waits_.empty()) check_admin_waits();
   if (shutdown_request_) {
     int r = shutdown_request_;
     shutdown_request_ = 0;
     spdlog::info("admin console: SHUTDOWN{}", r == 2 ? " WAIT_FOR_CLIENTS" : "");
-    if (r == 2) shutdown_gracefully();
+    if (r == 2) shutdown_gracefully(/*wait_for_clients=*/true);
     else shutdown_now();
     return;
   }
@@ -308,9 +392,7 @@ void Worker::check_client_timeouts() {
   }
 }
 
-pool::Pool& Worker::pool_for(const PoolKey& key, const conf::DatabaseConfig& db) {
-  auto it = pools_.find(key);
-  if (it != pools_.end()) return *it->second.pool;
+pool::PoolSettings Worker::settings_for(const PoolKey& key, const conf::DatabaseConfig& db) const {
   const conf::Config& cfg = *config_;
   pool::PoolSettings s;
   s.pool_size = cfg.effective_pool_size(db);
@@ -322,14 +404,6 @@ pool::Pool& Worker::pool_for(const PoolKey& key, const conf::DatabaseConfig& db)
   s.server_login_retry = cfg.server_login_retry;
   s.server_idle_timeout = cfg.server_idle_timeout;
   s.server_lifetime = cfg.server_lifetime;
-  PoolEntry e;
-  e.db = &db;
-  e.host = db.host;
-  e.port = db.port;
-  if (key.backend > 0 && key.backend <= db.replicas.size()) {
-    e.host = db.replicas[key.backend - 1].host;
-    e.port = db.replicas[key.backend - 1].port;
-  }
   if (key.health) {
     // One connection, given up on quickly, retried at the next check.
     s.pool_size = 1;
@@ -338,11 +412,42 @@ pool::Pool& Worker::pool_for(const PoolKey& key, const conf::DatabaseConfig& db)
     s.query_wait_timeout = db.health_check_timeout;
     s.server_connect_timeout = db.health_check_timeout;
     s.server_login_retry = db.health_check_interval;
-    if (db.health_check_password) e.password = db.health_check_password;
-    else if (db.user && *db.user == key.user) e.password = db.password;
+  }
+  return s;
+}
+
+void Worker::set_target(PoolEntry& e, const PoolKey& key, const conf::DatabaseConfig& db) const {
+  e.host = db.host;
+  e.port = db.port;
+  if (key.backend > 0 && key.backend <= db.replicas.size()) {
+    e.host = db.replicas[key.backend - 1].host;
+    e.port = db.replicas[key.backend - 1].port;
+  }
+  e.password.reset();
+  if (!key.health) e.password = db.password;
+  else if (db.health_check_password) e.password = db.health_check_password;
+  else if (db.user && *db.user == key.user) e.password = db.password;
+}
+
+pool::Pool& Worker::pool_for(const PoolKey& key, const conf::DatabaseConfig& db,
+                             const std::shared_ptr<const conf::Config>& owner) {
+  auto it = pools_.find(key);
+  if (it != pools_.end()) return *it->second.pool;
+  const conf::Config& cfg = *config_;
+  pool::PoolSettings s = settings_for(key, db);
+  PoolEntry e;
+  e.owner = owner ? owner : config_;
+  e.db = &db;
+  set_target(e, key, db);
+  if (e.owner != config_) {
+    // A client of a database a reload removed or changed: the pool serves
+    // it and goes when it is unused.
+    e.retired = true;
+    retired_pools_ = true;
+  }
+  if (key.health) {
     e.pool = std::make_unique<pool::Pool>(key.database, key.user, s, *this);
   } else {
-    e.password = db.password;
     auto& dbl = db_limits_[key.database];
     dbl.max = db.max_db_connections.value_or(cfg.max_db_connections);
     auto& ul = user_limits_[key.user];
@@ -463,17 +568,189 @@ const auth::ScramVerifier& Worker::verifier_for_plain(const std::string& user,
   return slot.second;
 }
 
-void Worker::reload() {
-  const std::string& file = config_->auth.file;
-  if (file.empty()) return;
-  auto r = auth::load_userlist(file);
-  if (!r.list) {
-    spdlog::error("reload: userlist {} not reloaded: {}", file, r.error);
-    return;
+// ---------------------------------------------------------------------------
+// Reload
+
+namespace {
+
+std::string listen_text(const conf::Config& c) {
+  std::string out;
+  for (const auto& l : c.listen) out += (out.empty() ? "" : ", ") + l.text;
+  return out;
+}
+
+bool same_log(const conf::LogConfig& a, const conf::LogConfig& b) {
+  return a.level == b.level && a.file == b.file;
+}
+
+}  // namespace
+
+bool Worker::reload(std::string* error) {
+  auto refuse = [&](const std::string& why) {
+    spdlog::error("reload refused, the running configuration stays in force: {}", why);
+    if (error) *error = why;
+    return false;
+  };
+  auto loaded = conf::load_file(config_->source);
+  if (!loaded.config) return refuse(loaded.error);
+  if (auto u = conf::unsupported_settings(*loaded.config); !u.empty()) return refuse(u);
+  std::shared_ptr<const auth::Userlist> users;
+  if (!loaded.config->auth.file.empty()) {
+    auto ul = auth::load_userlist(loaded.config->auth.file);
+    if (!ul.list) return refuse("userlist " + loaded.config->auth.file + ": " + ul.error);
+    users = ul.list;
   }
-  userlist_ = r.list;
+  auto cfg = std::make_shared<conf::Config>(*loaded.config);
+  // Bound sockets and threads stay as they are until a restart.
+  if (listen_text(*cfg) != listen_text(*config_))
+    spdlog::warn("reload: [pgmux] listen changed ({} -> {}): takes effect after a restart",
+                 listen_text(*config_), listen_text(*cfg));
+  if (cfg->workers != config_->workers)
+    spdlog::warn("reload: [pgmux] workers changed ({} -> {}): takes effect after a restart",
+                 config_->workers, cfg->workers);
+  if (cfg->admin.metrics_listen != config_->admin.metrics_listen)
+    spdlog::warn("reload: [admin] metrics_listen changed: takes effect after a restart");
+  cfg->listen = config_->listen;
+  cfg->workers = config_->workers;
+  cfg->admin.metrics_listen = config_->admin.metrics_listen;
+  // The log file is reopened on every reload (logrotate's copy-less
+  // rotation needs that).
+  if (!cfg->log.file.empty() || !same_log(cfg->log, config_->log)) {
+    std::string log_error;
+    if (!setup_logging(cfg->log, log_error)) return refuse(log_error);
+  }
+  apply_config(std::move(cfg), std::move(users));
+  spdlog::info("reload: {} applied ({} databases{})", config_->source, config_->databases.size(),
+               userlist_ ? ", " + std::to_string(userlist_->users.size()) + " users" : "");
+  return true;
+}
+
+bool Worker::set_setting(std::string_view key, std::string_view value, std::string& error) {
+  auto r = conf::apply_setting(*config_, key, value);
+  if (!r.config) {
+    error = r.error;
+    return false;
+  }
+  spdlog::info("admin console: SET {} = {}", key, value);
+  apply_config(r.config, userlist_);
+  return true;
+}
+
+void Worker::apply_config(std::shared_ptr<const conf::Config> cfg,
+                          std::shared_ptr<const auth::Userlist> users) {
+  std::shared_ptr<const conf::Config> old = config_;
+  config_ = std::move(cfg);
+  userlist_ = std::move(users);
   plain_verifiers_.clear();
-  spdlog::info("reload: userlist {} reloaded ({} users)", file, userlist_->users.size());
+  const conf::Config& c = *config_;
+
+  // Routing: a database whose backends are the same keeps what its checks
+  // learned and takes the new policy; otherwise it starts afresh.
+  for (auto it = routes_.begin(); it != routes_.end();) {
+    const conf::DatabaseConfig* db = c.find_database(it->first);
+    RouteState& r = *it->second;
+    const bool same_checker = db && db->name == it->first && db->routed() &&
+                              *db->check_user() == *r.db->check_user() &&
+                              db->health_check_password == r.db->health_check_password;
+    if (same_checker && r.router.reconfigure(*db)) {
+      r.db = db;
+      r.owner = config_;
+      ++it;
+      continue;
+    }
+    spdlog::info("reload: database {}: backends or checker changed, routing starts afresh", it->first);
+    auto doomed = it++;
+    retire_route(doomed);
+  }
+  for (const auto& [name, db] : c.databases)
+    if (db.routed() && !routes_.count(name)) start_route(name, db);
+
+  // Pools: follow their entry, or retire with it.
+  for (auto& [key, e] : pools_) {
+    // The entry a new client of the pool's database would get (the health
+    // checker's pool belongs to its entry by name).
+    const conf::DatabaseConfig* db = nullptr;
+    if (!key.health) db = c.find_database(key.database);
+    else if (auto it = c.databases.find(e.db->name); it != c.databases.end()) db = &it->second;
+    bool keep = db != nullptr;
+    if (keep && key.backend > db->replicas.size()) keep = false;     // a replica went
+    if (keep && key.health) keep = db->routed() && *db->check_user() == key.user;
+    else if (keep && db->user) keep = *db->user == key.user;          // forced server user
+    else if (keep && e.db->user && *e.db->user == key.user) keep = false;  // was forced, is not
+    if (!keep) {
+      if (!e.retired)
+        spdlog::info("reload: pool {}/{} retired: it serves its clients until they leave",
+                     key.database, key.user);
+      e.retired = true;
+      retired_pools_ = true;
+      continue;
+    }
+    PoolEntry next;
+    set_target(next, key, *db);
+    const bool moved = db->name != e.db->name || next.host != e.host || next.port != e.port ||
+                       next.password != e.password ||
+                       db->dbname != e.db->dbname || db->connect_query != e.db->connect_query;
+    e.host = next.host;
+    e.port = next.port;
+    e.password = next.password;
+    e.db = db;
+    e.owner = config_;
+    e.retired = false;
+    e.pool->update_settings(settings_for(key, *db));
+    if (moved) {
+      spdlog::info("reload: pool {}/{} now connects to {}:{}; its server connections are replaced",
+                   key.database, key.user, e.host, e.port);
+      e.pool->reconnect();
+    }
+  }
+  for (auto& [name, limit] : db_limits_) {
+    const conf::DatabaseConfig* db = c.find_database(name);
+    limit.max = db ? db->max_db_connections.value_or(c.max_db_connections) : c.max_db_connections;
+  }
+  for (auto& [name, limit] : user_limits_) {
+    const conf::UserConfig* uc = c.find_user(name);
+    limit.max = (uc && uc->max_user_connections) ? *uc->max_user_connections : c.max_user_connections;
+  }
+  for (const auto& [name, db] : c.databases)
+    if (!old->databases.count(name)) spdlog::info("reload: database {} added", name);
+  for (const auto& [name, db] : old->databases)
+    if (!c.databases.count(name)) spdlog::info("reload: database {} removed: new logins refused", name);
+  drop_retired_pools();
+}
+
+// A retired pool goes once no client can use it: none linked, waiting or
+// logged in to it (clients of a routed database use every backend's pool).
+void Worker::drop_retired_pools() {
+  if (!retired_pools_) return;
+  retired_pools_ = false;
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    PoolEntry& e = it->second;
+    if (!e.retired) {
+      ++it;
+      continue;
+    }
+    const PoolKey& key = it->first;
+    bool used = false;
+    for (ClientConnection* cl = clients_.front(); cl && !used; cl = decltype(clients_)::next(cl)) {
+      const pool::Pool* home = cl->home_pool();
+      used = home == e.pool.get() ||
+             (home && cl->routed() && home->database() == key.database && home->user() == key.user);
+    }
+    pool::PoolCounts n = e.pool->counts();
+    if (used || n.waiting_server || n.waiting_welcome) {
+      retired_pools_ = true;
+      ++it;
+      continue;
+    }
+    e.pool->close_idle("its database entry was removed or changed by a reload");
+    if (e.pool->counts().total_servers() > 0) {
+      retired_pools_ = true;  // connecting or resetting: later
+      ++it;
+      continue;
+    }
+    spdlog::info("pool {}/{} closed: unused since a reload retired it", key.database, key.user);
+    it = pools_.erase(it);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -583,13 +860,16 @@ void Worker::check_admin_waits() {
   for (auto& w : done) w.client->admin_done(w.tag);
 }
 
-void Worker::shutdown_gracefully() {
+void Worker::shutdown_gracefully(bool wait_for_clients) {
   if (shutting_down_) return;
   shutting_down_ = true;
+  wait_for_clients_ = wait_for_clients;
   shutdown_deadline_ = now() + config_->shutdown_timeout;
-  spdlog::info("shutting down: no new connections, waiting up to {} for clients",
+  spdlog::info("shutting down: no new connections; {}, up to {}",
+               wait_for_clients ? "waiting for clients to disconnect"
+                                : "running transactions finish, idle clients are closed",
                conf::format_duration(config_->shutdown_timeout));
-  for (auto& l : listeners_) l->stop();
+  for (auto& l : listeners_) l->stop(/*drain=*/true);
   // Routing keeps its last view of the backends while clients drain; the
   // checkers' connections would only hold the shutdown up.
   for (auto& [name, r] : routes_)
@@ -598,21 +878,22 @@ void Worker::shutdown_gracefully() {
 }
 
 void Worker::maybe_finish_shutdown() {
-  // Idle clients (no server, not mid-login) can go now.
-  std::vector<ClientConnection*> idle;
-  for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c)) {
-    auto st = c->state();
-    if (st == ClientConnection::State::idle || st == ClientConnection::State::startup ||
-        st == ClientConnection::State::auth)
-      idle.push_back(c);
-  }
   auto e = proto::fatal_error(proto::sqlstate::kAdminShutdown, "pgmux is shutting down");
-  for (ClientConnection* c : idle) c->close(CloseReason::shutdown, &e);
-  bool deadline = now() >= shutdown_deadline_;
-  if (deadline) {
+  if (now() >= shutdown_deadline_) {
     std::vector<ClientConnection*> all;
     for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c)) all.push_back(c);
     for (ClientConnection* c : all) c->close(CloseReason::shutdown, &e);
+  } else if (!wait_for_clients_) {
+    // Clients between transactions go, once idle for a moment: one that
+    // just logged in (or was accepted from the queue) is about to send its
+    // first query, and closing it then would fail that query. Logins in
+    // progress finish.
+    const uint64_t now_ms = uv_now(&loop_);
+    std::vector<ClientConnection*> idle;
+    for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c))
+      if (c->state() == ClientConnection::State::idle && now_ms - c->last_active_ms() >= kShutdownIdleGraceMs)
+        idle.push_back(c);
+    for (ClientConnection* c : idle) c->close(CloseReason::shutdown, &e);
   }
   for (auto& [k, entry] : pools_) entry.pool->close_idle("shutdown");
   bool clients_left = false;

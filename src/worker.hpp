@@ -73,19 +73,28 @@ class Worker : public pool::Connector {
   // any fails.
   bool start();
   int run();
-  // Graceful: stop accepting, let sessions finish up to shutdown_timeout.
-  void shutdown_gracefully();
+  // Graceful (SIGTERM): stop accepting; running transactions finish, idle
+  // clients are closed; everything left is closed at shutdown_timeout.
+  // `wait_for_clients` (SHUTDOWN WAIT_FOR_CLIENTS): idle clients are not
+  // closed either, pgmux waits for them to disconnect.
+  void shutdown_gracefully(bool wait_for_clients = false);
   // Immediate: close everything and stop the loop.
   void shutdown_now();
-  // Re-read the userlist (SIGHUP); the rest of reload lands with the
-  // operations issue.
-  void reload();
+  // SIGHUP / RELOAD: re-read the config file and the userlist and apply
+  // them without dropping clients. An invalid new config is refused (false,
+  // with the reason logged and in `error`); the old one stays in force.
+  bool reload(std::string* error = nullptr);
+  // Console SET: the config with one [pgmux] setting changed, applied like a
+  // reload (until the next reload re-reads the file).
+  bool set_setting(std::string_view key, std::string_view value, std::string& error);
 
   // --- used by connections ----------------------------------------------
-  pool::Pool& pool_for(const PoolKey& key, const conf::DatabaseConfig& db);
+  // `owner`: the config `db` lives in (default: the current one).
+  pool::Pool& pool_for(const PoolKey& key, const conf::DatabaseConfig& db,
+                       const std::shared_ptr<const conf::Config>& owner = nullptr);
   // Routing state of a database entry with replicas or
   // target_session_attrs; nullptr for a plain one.
-  RouteState* route_for(const conf::DatabaseConfig& db);
+  std::shared_ptr<RouteState> route_for(const conf::DatabaseConfig& db);
   // The pool the health checker of `backend` uses.
   pool::Pool& health_pool(RouteState& route, size_t backend);
   // A health check finished: log what changed, and let the backend's pools
@@ -181,13 +190,25 @@ class Worker : public pool::Connector {
 
   struct PoolEntry {
     std::unique_ptr<pool::Pool> pool;
-    const conf::DatabaseConfig* db = nullptr;  // points into config_
+    std::shared_ptr<const conf::Config> owner;  // the config `db` lives in
+    const conf::DatabaseConfig* db = nullptr;
     std::string host;
     uint16_t port = 5432;
     std::optional<std::string> password;  // for the server login
+    // A reload removed its database entry (or moved its clients to another
+    // pool): it serves the clients it has and goes when they are gone.
+    bool retired = false;
   };
   std::map<PoolKey, PoolEntry> pools_;
-  std::map<std::string, std::unique_ptr<RouteState>, std::less<>> routes_;  // by entry name
+  std::map<std::string, std::shared_ptr<RouteState>, std::less<>> routes_;  // by entry name
+  pool::PoolSettings settings_for(const PoolKey& key, const conf::DatabaseConfig& db) const;
+  // Where the pool's servers connect: host, port and login password.
+  void set_target(PoolEntry& e, const PoolKey& key, const conf::DatabaseConfig& db) const;
+  void start_route(const std::string& name, const conf::DatabaseConfig& db);
+  void retire_route(std::map<std::string, std::shared_ptr<RouteState>, std::less<>>::iterator it);
+  void apply_config(std::shared_ptr<const conf::Config> cfg, std::shared_ptr<const auth::Userlist> users);
+  void drop_retired_pools();
+  bool retired_pools_ = false;
   std::map<std::string, pool::SharedLimit, std::less<>> db_limits_, user_limits_;
   std::map<std::string, auth::ScramKeys, std::less<>> scram_keys_;
   std::map<std::string, std::pair<std::string, auth::ScramVerifier>, std::less<>> plain_verifiers_;
@@ -199,6 +220,9 @@ class Worker : public pool::Connector {
   PreparedRegistry prepared_;
   uint64_t last_id_ = 0;
   bool shutting_down_ = false;
+  bool wait_for_clients_ = false;
+  // A client idle this long during a graceful shutdown is closed.
+  static constexpr uint64_t kShutdownIdleGraceMs = 500;
   pool::TimePoint shutdown_deadline_{};
   pool::TimePoint started_at_ = pool::Clock::now();
   std::set<std::string, std::less<>> paused_dbs_;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <csignal>
@@ -469,7 +470,7 @@ Pgmux::Pgmux(PgmuxConfig config) {
   write_file(dir_ + "/userlist.txt", config.userlist);
   // Port collisions are rare but possible; retry a few times on EADDRINUSE.
   for (int attempt = 1;; ++attempt) {
-    port_ = free_port();
+    port_ = config.port ? config.port : free_port();
     std::string cfg = "[pgmux]\nlisten = [\"127.0.0.1:" + std::to_string(port_) + "\", \"unix:" +
                       unix_socket_path() + "\"]\n";
     if (!contains(config.pgmux, "shutdown_timeout")) cfg += "shutdown_timeout = \"2s\"\n";
@@ -483,7 +484,8 @@ Pgmux::Pgmux(PgmuxConfig config) {
     bool listening = false;
     while (Clock::now() < deadline) {
       if (!alive()) break;
-      if (tcp_accepts(port_)) {
+      if (config.port ? contains(log_text(), "listening on 127.0.0.1:" + std::to_string(port_))
+                      : tcp_accepts(port_)) {
         listening = true;
         break;
       }
@@ -492,7 +494,7 @@ Pgmux::Pgmux(PgmuxConfig config) {
     if (listening) break;
     if (exited_) {
       std::string log = log_text();
-      if (attempt < 3 && (contains(log, "in use") || contains(log, "EADDRINUSE"))) continue;
+      if (attempt < 3 && !config.port && (contains(log, "in use") || contains(log, "EADDRINUSE"))) continue;
       fail_start("pgmux exited during startup (wait status " + std::to_string(status_) + ")");
     }
     fail_start("pgmux did not accept TCP connections on port " + std::to_string(port_) +
@@ -563,6 +565,35 @@ std::string Pgmux::config_text() const {
   } catch (...) {
     return {};
   }
+}
+
+std::string unique_suffix() {
+  static std::atomic<int> counter{0};
+  static const unsigned seed = std::random_device{}();
+  return std::to_string(getpid()) + "_" + std::to_string(seed % 100000) + "_" +
+         std::to_string(counter++);
+}
+
+ScratchDatabase::ScratchDatabase(std::string_view tag) : name_("it_" + std::string(tag) + "_" + unique_suffix()) {
+  auto su = superuser();
+  exec(su.get(), "CREATE DATABASE " + name_ + " OWNER scram_user");
+  exec(su.get(), "GRANT ALL ON DATABASE " + name_ + " TO cancel_user, md5_user, trust_user");
+  auto in_db = superuser(name_);
+  exec(in_db.get(), "GRANT ALL ON SCHEMA public TO cancel_user, md5_user, trust_user");
+}
+
+ScratchDatabase::~ScratchDatabase() {
+  Conn su = connect_raw(superuser_conninfo());
+  if (PQstatus(su.get()) == CONNECTION_OK) try_exec(su.get(), "DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+}
+
+void ScratchDatabase::pgbench_init() const {
+  const auto& fx = fixture();
+  auto ir = run_process({fx.pg_bin + "/pgbench", "-i", "-s", "1", "-q", "-h", fx.pg_host, "-p",
+                         std::to_string(fx.pg_port), "-U", "scram_user", name_},
+                        {{"PGPASSWORD", "scram_pw"}}, 60s);
+  INFO("pgbench -i (direct) output:\n" << ir.output);
+  REQUIRE(ir.exit_code == 0);
 }
 
 std::string conninfo_quote(std::string_view v) {

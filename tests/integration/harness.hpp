@@ -116,6 +116,9 @@ struct PgmuxConfig {
   std::string pgmux;     // extra lines for the [pgmux] table
   std::string rest;      // [auth], [databases.*], [log], ...
   std::string userlist;  // contents of userlist.txt
+  // The TCP port; 0 = a free one. With a fixed port (another pgmux may
+  // listen there, so_reuseport) readiness is read from the log.
+  int port = 0;
 };
 
 // "[auth]\ntype = \"<type>\"\nfile = \"@USERLIST@\"\n"
@@ -130,6 +133,26 @@ std::string plaintext_userlist();
 // A session-pooling config for database `app` with the given auth type.
 PgmuxConfig session_config(std::string_view auth_type, std::string userlist,
                            std::string extra_pgmux = {}, std::string extra_rest = {});
+
+// "<pid>_<random>_<counter>": names unique across tests and runs.
+std::string unique_suffix();
+
+// A database of its own on the fixture's primary, owned by scram_user, so a
+// test can count its backends without seeing other tests' connections.
+// Dropped (WITH (FORCE)) by the destructor: declare it before the Pgmux.
+class ScratchDatabase {
+ public:
+  explicit ScratchDatabase(std::string_view tag);
+  ~ScratchDatabase();
+  ScratchDatabase(const ScratchDatabase&) = delete;
+  ScratchDatabase& operator=(const ScratchDatabase&) = delete;
+  const std::string& name() const { return name_; }
+  // pgbench -i -s 1 directly on PostgreSQL (as scram_user); REQUIREs success.
+  void pgbench_init() const;
+
+ private:
+  std::string name_;
+};
 
 // ---------------------------------------------------------------------------
 // The pooler under test

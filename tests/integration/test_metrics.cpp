@@ -39,31 +39,6 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-std::string unique_suffix() {
-  static std::atomic<int> counter{0};
-  static const unsigned seed = std::random_device{}();
-  return std::to_string(getpid()) + "_" + std::to_string(seed % 100000) + "_" + std::to_string(counter++);
-}
-
-// A database of the test's own, dropped at the end.
-class ScratchDatabase {
- public:
-  explicit ScratchDatabase(std::string_view tag) : name_("it_" + std::string(tag) + "_" + unique_suffix()) {
-    auto su = superuser();
-    exec(su.get(), "CREATE DATABASE " + name_ + " OWNER scram_user");
-  }
-  ~ScratchDatabase() {
-    Conn su = connect_raw(superuser_conninfo());
-    if (PQstatus(su.get()) == CONNECTION_OK) try_exec(su.get(), "DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
-  }
-  ScratchDatabase(const ScratchDatabase&) = delete;
-  ScratchDatabase& operator=(const ScratchDatabase&) = delete;
-  const std::string& name() const { return name_; }
-
- private:
-  std::string name_;
-};
-
 // ---------------------------------------------------------------------------
 // HTTP over a raw socket (IPv4 or IPv6), no assertions (thread-safe)
 
@@ -479,13 +454,7 @@ TEST_CASE("metrics: pgbench through a transaction pool, scraped while it runs", 
   const auto& fx = fixture();
   ScratchDatabase db("metrics");
   const std::map<std::string, std::string> env = {{"PGPASSWORD", "scram_pw"}};
-  {
-    auto ir = run_process({fx.pg_bin + "/pgbench", "-i", "-s", "1", "-q", "-h", fx.pg_host, "-p",
-                           std::to_string(fx.pg_port), "-U", "scram_user", db.name()},
-                          env, 60s);
-    INFO("pgbench -i (direct) output:\n" << ir.output);
-    REQUIRE(ir.exit_code == 0);
-  }
+  db.pgbench_init();
   const int mport = free_port();
   Pgmux mux(metrics_config(mport, "default_pool_size = 5\n",
                            database_section("bench", "dbname = \"" + db.name() + "\"\n")));

@@ -24,13 +24,6 @@ namespace {
 
 const std::string kWrongPassword = "definitely-wrong";
 
-std::string unique_suffix() {
-  static std::atomic<int> counter{0};
-  static const unsigned seed = std::random_device{}();
-  return std::to_string(getpid()) + "_" + std::to_string(seed % 100000) + "_" +
-         std::to_string(counter++);
-}
-
 // For tests that expect a connection to be refused by pgmux: the ErrorResponse
 // (if any) carries SQLSTATE `code`, and the socket gets closed.
 void expect_rejected(RawSocket& s, const std::string& what, std::chrono::milliseconds within = 3s) {

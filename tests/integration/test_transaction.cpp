@@ -38,13 +38,6 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-std::string unique_suffix() {
-  static std::atomic<int> counter{0};
-  static const unsigned seed = std::random_device{}();
-  return std::to_string(getpid()) + "_" + std::to_string(seed % 100000) + "_" +
-         std::to_string(counter++);
-}
-
 // A transaction-pooling (or `mode`) config for database `app`, SCRAM towards
 // the clients, the fixture's plaintext userlist (scram_user, md5_user,
 // cancel_user).
@@ -223,32 +216,6 @@ class BackendMonitor {
   std::atomic<int> samples_{0};
   std::string error_;
   std::thread thread_;  // last
-};
-
-// A database of its own on the fixture's primary, owned by scram_user, so a
-// test can count its backends without seeing other tests' connections.
-// Dropped (WITH (FORCE)) by the destructor: declare it before the Pgmux.
-class ScratchDatabase {
- public:
-  explicit ScratchDatabase(std::string_view tag) : name_("it_" + std::string(tag) + "_" + unique_suffix()) {
-    auto su = superuser();
-    exec(su.get(), "CREATE DATABASE " + name_ + " OWNER scram_user");
-    exec(su.get(), "GRANT ALL ON DATABASE " + name_ + " TO cancel_user, md5_user, trust_user");
-    auto in_db = superuser(name_);
-    exec(in_db.get(), "GRANT ALL ON SCHEMA public TO cancel_user, md5_user, trust_user");
-  }
-  ~ScratchDatabase() {
-    Conn su = connect_raw(superuser_conninfo());
-    if (PQstatus(su.get()) == CONNECTION_OK) {
-      try_exec(su.get(), "DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
-    }
-  }
-  ScratchDatabase(const ScratchDatabase&) = delete;
-  ScratchDatabase& operator=(const ScratchDatabase&) = delete;
-  const std::string& name() const { return name_; }
-
- private:
-  std::string name_;
 };
 
 // ---------------------------------------------------------------------------
@@ -496,13 +463,7 @@ void pgbench_through_transaction_pool(const std::string& mode, int clients, int 
   const auto& fx = fixture();
   ScratchDatabase db("bench");
   const std::map<std::string, std::string> env = {{"PGPASSWORD", "scram_pw"}};
-  {
-    auto ir = run_process({fx.pg_bin + "/pgbench", "-i", "-s", "1", "-q", "-h", fx.pg_host, "-p",
-                           std::to_string(fx.pg_port), "-U", "scram_user", db.name()},
-                          env, 60s);
-    INFO("pgbench -i (direct) output:\n" << ir.output);
-    REQUIRE(ir.exit_code == 0);
-  }
+  db.pgbench_init();
   Pgmux mux(tx_config("default_pool_size = 5\n",
                       database_section("bench", "dbname = \"" + db.name() + "\"\n")));
   BackendMonitor monitor("datname = '" + db.name() + "'");

@@ -1,0 +1,313 @@
+// Operations (issue 6): reload (SIGHUP, RELOAD, console SET) under load,
+// graceful and immediate shutdown, and the SO_REUSEPORT handover.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <future>
+#include <thread>
+
+#include "harness.hpp"
+
+using namespace it;
+using Catch::Matchers::Contains;
+
+namespace {
+
+const std::map<std::string, std::string> kScramEnv = {{"PGPASSWORD", "scram_pw"}};
+
+std::string admin_rest() {
+  return "\n[admin]\nusers = [\"admin\"]\nstats_users = [\"watcher\"]\n";
+}
+
+std::string admin_users() {
+  return userlist_line("admin", "admin_pw") + userlist_line("watcher", "watch_pw");
+}
+
+// pgbench through pgmux into `db` (its "bench" entry) in the background.
+std::future<ProcessResult> pgbench_async(const Pgmux& mux, const std::string& dbname,
+                                         std::vector<std::string> args) {
+  const auto& fx = fixture();
+  std::vector<std::string> argv = {fx.pg_bin + "/pgbench", "-n", "-h", "127.0.0.1", "-p",
+                                   std::to_string(mux.port()), "-U", "scram_user"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.push_back(dbname);
+  return std::async(std::launch::async, [argv] { return run_process(argv, kScramEnv, 60s); });
+}
+
+void expect_no_failures(const ProcessResult& r) {
+  INFO("pgbench output:\n" << r.output);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Contains("number of failed transactions: 0 ("));
+  CHECK_FALSE(contains(r.output, "aborted"));
+}
+
+// The value of SHOW CONFIG's `key`.
+std::string config_value(PGconn* admin, const std::string& key) {
+  Rows rows = exec(admin, "SHOW CONFIG");
+  for (const auto& r : rows)
+    if (!r.empty() && r[0] == key) return r[1];
+  return "<no such key>";
+}
+
+// Server connections of pool `db` (SHOW POOLS: sv_active + sv_idle + sv_used
+// + sv_tested + sv_login).
+int pool_servers(PGconn* admin, const std::string& db) {
+  Result r(PQexec(admin, "SHOW POOLS"));
+  int total = 0;
+  for (int i = 0; i < PQntuples(r.get()); ++i) {
+    if (db != PQgetvalue(r.get(), i, PQfnumber(r.get(), "database"))) continue;
+    for (const char* col : {"sv_active", "sv_idle", "sv_used", "sv_tested", "sv_login"})
+      total += std::atoi(PQgetvalue(r.get(), i, PQfnumber(r.get(), col)));
+  }
+  return total;
+}
+
+// Transaction pooling of database app; SIGTERM may take up to 20 s.
+PgmuxConfig shutdown_config() {
+  PgmuxConfig cfg;
+  cfg.pgmux = "pool_mode = \"transaction\"\nshutdown_timeout = \"20s\"\n";
+  cfg.rest = auth_section("scram-sha-256") + "\n" + database_section("app");
+  cfg.userlist = plaintext_userlist();
+  return cfg;
+}
+
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Reload
+
+TEST_CASE("ops: SIGHUP reload under pgbench load: sizes, databases, log level, userlist; no client dropped",
+          "[ops][reload][pgbench]") {
+  ScratchDatabase db("reload");
+  db.pgbench_init();
+  PgmuxConfig cfg;
+  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 4\nquery_wait_timeout = \"30s\"\n";
+  cfg.rest = auth_section("scram-sha-256") + "\n" +
+             database_section("bench", "dbname = \"" + db.name() + "\"\n") + "\n" +
+             database_section("gone", "dbname = \"" + db.name() + "\"\n") + admin_rest() +
+             "\n[log]\nlevel = \"info\"\n";
+  cfg.userlist = userlist_line("scram_user", "scram_pw") + admin_users();
+  Pgmux mux(cfg);
+  Conn admin = connect(mux.conninfo("pgmux", "admin", "admin_pw"));
+  Conn on_gone = connect(mux.conninfo("gone", "scram_user", "scram_pw"));
+  CHECK(scalar(on_gone.get(), "SELECT 1") == "1");
+  // md5_user is not in the userlist yet.
+  CHECK_THAT(connect_error(mux.conninfo("bench", "md5_user", "md5_pw")), Contains("password authentication failed"));
+
+  auto bench = pgbench_async(mux, "bench", {"-M", "extended", "-c", "8", "-j", "2", "-T", "7"});
+  std::this_thread::sleep_for(1500ms);
+  REQUIRE(wait_until([&] { return pool_servers(admin.get(), "bench") >= 3; }, 5s));
+
+  // Smaller pool, a new database, a removed one, a new user, quieter log.
+  std::string text = mux.config_text();
+  text = replace_all(text, "default_pool_size = 4", "default_pool_size = 2");
+  text = replace_all(text, "query_wait_timeout = \"30s\"", "query_wait_timeout = \"20s\"");
+  text = replace_all(text, "[databases.gone]", "[databases.added]");
+  text = replace_all(text, "level = \"info\"", "level = \"warn\"");
+  write_file(mux.config_path(), text);
+  write_file(mux.dir() + "/userlist.txt",
+             userlist_line("scram_user", "scram_pw") + userlist_line("md5_user", "md5_pw") + admin_users());
+  const size_t logins_before = count_of(mux.log_text(), "login ok");
+  mux.signal(SIGHUP);
+  REQUIRE(wait_until([&] { return config_value(admin.get(), "default_pool_size") == "2"; }, 5s));
+  CHECK(config_value(admin.get(), "query_wait_timeout") == "20s");
+  CHECK(config_value(admin.get(), "log_level") == "warn");
+  // The pool shrinks as its servers are released, while pgbench runs on.
+  CHECK(wait_until([&] { return pool_servers(admin.get(), "bench") <= 2; }, 5s));
+  {
+    Conn added = connect(mux.conninfo("added", "md5_user", "md5_pw"));
+    CHECK(scalar(added.get(), "SELECT current_user") == "md5_user");
+  }
+  // The removed database: its connected client goes on, new logins fail.
+  CHECK(scalar(on_gone.get(), "SELECT 2") == "2");
+  CHECK_THAT(connect_error(mux.conninfo("gone", "scram_user", "scram_pw")),
+             Contains("password authentication failed"));
+  CHECK(count_of(mux.log_text(), "login ok") == logins_before);  // info lines are off now
+
+  // An invalid config is refused; the running one stays.
+  write_file(mux.config_path(), replace_all(text, "default_pool_size = 2", "default_pool_size = 0"));
+  mux.signal(SIGHUP);
+  CHECK(wait_until([&] { return contains(mux.log_text(), "reload refused"); }, 5s));
+  CHECK_THAT(mux.log_text(), Contains("default_pool_size: must be >= 1"));
+  CHECK(config_value(admin.get(), "default_pool_size") == "2");
+  Result refused(PQexec(admin.get(), "RELOAD"));
+  CHECK(PQresultStatus(refused.get()) == PGRES_FATAL_ERROR);
+  CHECK_THAT(std::string(PQresultErrorMessage(refused.get())), Contains("default_pool_size: must be >= 1"));
+  CHECK(config_value(admin.get(), "default_pool_size") == "2");
+
+  auto r = bench.get();
+  expect_no_failures(r);
+  CHECK(scalar(on_gone.get(), "SELECT 3") == "3");
+  on_gone.reset();
+  // The retired pool goes once its last client left.
+  CHECK(wait_until([&] {
+    for (const auto& row : exec(admin.get(), "SHOW POOLS"))
+      if (!row.empty() && row[0] == "gone") return false;
+    return true;
+  }, 5s));
+  admin.reset();
+  CHECK(mux.alive());
+  mux.finish();
+}
+
+TEST_CASE("ops: console SET and RELOAD", "[ops][reload][admin]") {
+  PgmuxConfig cfg;
+  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 2\n";
+  cfg.rest = auth_section("scram-sha-256") + "\n" + database_section("app") + admin_rest();
+  cfg.userlist = plaintext_userlist() + admin_users();
+  Pgmux mux(cfg);
+  Conn admin = connect(mux.conninfo("pgbouncer", "admin", "admin_pw"));
+  Result ok(PQexec(admin.get(), "SET default_pool_size = 5"));
+  CHECK(PQresultStatus(ok.get()) == PGRES_COMMAND_OK);
+  CHECK(std::string(PQcmdStatus(ok.get())) == "SET");
+  CHECK(config_value(admin.get(), "default_pool_size") == "5");
+  exec(admin.get(), "SET query_timeout TO '2s'");
+  CHECK(config_value(admin.get(), "query_timeout") == "2s");
+  // The new query_timeout applies to running clients.
+  {
+    Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+    auto out = exec_error(c.get(), "SELECT pg_sleep(5)");
+    CHECK_THAT(out.message, Contains("query_timeout"));
+  }
+  for (const auto& [sql, expect] : std::vector<std::pair<std::string, std::string>>{
+           {"SET default_pool_size = 0", "must be >= 1"},
+           {"SET listen = '127.0.0.1:1'", "takes a restart"},
+           {"SET no_such_thing = 1", "unknown key"},
+           {"SET default_pool_size", "invalid command"}}) {
+    Result r(PQexec(admin.get(), sql.c_str()));
+    INFO(sql);
+    CHECK(PQresultStatus(r.get()) == PGRES_FATAL_ERROR);
+    CHECK_THAT(std::string(PQresultErrorMessage(r.get())), Contains(expect));
+  }
+  CHECK(config_value(admin.get(), "default_pool_size") == "5");
+  {
+    Conn watcher = connect(mux.conninfo("pgmux", "watcher", "watch_pw"));
+    Result r(PQexec(watcher.get(), "SET default_pool_size = 9"));
+    CHECK(PQresultStatus(r.get()) == PGRES_FATAL_ERROR);
+    CHECK_THAT(std::string(PQresultErrorMessage(r.get())), Contains("admin access needed"));
+  }
+  // RELOAD re-reads the file: SET values are gone.
+  exec(admin.get(), "RELOAD");
+  CHECK(config_value(admin.get(), "default_pool_size") == "2");
+  CHECK(config_value(admin.get(), "query_timeout") == "0s");
+  admin.reset();
+  mux.finish();
+}
+
+// ---------------------------------------------------------------------------
+// Shutdown
+
+TEST_CASE("ops: SIGTERM lets a running pg_sleep(2) finish, then pgmux exits", "[ops][shutdown]") {
+  Pgmux mux(shutdown_config());
+  Conn busy = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  Conn idle = connect(mux.conninfo("app", "md5_user", "md5_pw"));
+  CHECK(scalar(idle.get(), "SELECT 1") == "1");
+  auto t0 = Clock::now();
+  auto sleeper = std::async(std::launch::async, [&] { return try_exec(busy.get(), "SELECT pg_sleep(2)"); });
+  std::this_thread::sleep_for(300ms);
+  mux.signal(SIGTERM);
+  // No new clients...
+  CHECK(wait_until([&] {
+    Conn c = connect_raw(mux.conninfo("app", "scram_user", "scram_pw"));
+    return PQstatus(c.get()) != CONNECTION_OK;
+  }, 2s));
+  // ...the idle one is closed, the running query completes...
+  auto out = sleeper.get();
+  INFO(out.message);
+  CHECK(out.ok);
+  CHECK(seconds_since(t0) >= 1.9);
+  CHECK_FALSE(try_exec(idle.get(), "SELECT 1").ok);
+  // ...and pgmux exits soon after, well before shutdown_timeout.
+  CHECK(wait_until([&] { return !mux.alive(); }, 5s));
+  CHECK(seconds_since(t0) < 8);
+  int status = mux.stop();
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  mux.expect_clean_log();
+}
+
+TEST_CASE("ops: SIGINT exits at once, even with a query running", "[ops][shutdown]") {
+  Pgmux mux(shutdown_config());
+  Conn busy = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  auto t0 = Clock::now();
+  auto sleeper = std::async(std::launch::async, [&] { return try_exec(busy.get(), "SELECT pg_sleep(10)"); });
+  std::this_thread::sleep_for(300ms);
+  mux.signal(SIGINT);
+  CHECK(wait_until([&] { return !mux.alive(); }, 3s));
+  auto out = sleeper.get();
+  CHECK_FALSE(out.ok);
+  CHECK(seconds_since(t0) < 5);
+  int status = mux.stop();
+  CHECK(WIFEXITED(status));
+  mux.expect_clean_log();
+}
+
+// ---------------------------------------------------------------------------
+// Zero-downtime restart: a new pgmux binds the same port (so_reuseport) while
+// the old one drains.
+
+TEST_CASE("ops: SO_REUSEPORT handover under pgbench load with zero failed transactions",
+          "[ops][shutdown][pgbench]") {
+  ScratchDatabase db("handover");
+  db.pgbench_init();
+  PgmuxConfig cfg;
+  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 4\nso_reuseport = true\n"
+              "shutdown_timeout = \"20s\"\n";
+  cfg.rest = auth_section("scram-sha-256") + "\n" +
+             database_section("bench", "dbname = \"" + db.name() + "\"\n") + admin_rest();
+  cfg.userlist = userlist_line("scram_user", "scram_pw") + admin_users();
+  cfg.port = free_port();
+  auto old_mux = std::make_unique<Pgmux>(cfg);
+  REQUIRE_THAT(old_mux->log_text(), Contains("(SO_REUSEPORT)"));
+
+  // Without so_reuseport nobody else may bind the port.
+  {
+    PgmuxConfig plain = cfg;
+    plain.pgmux = "pool_mode = \"transaction\"\n";
+    const auto& bin = pgmux_bin();
+    TempDir dir;
+    write_file(dir.path() + "/userlist.txt", plain.userlist);
+    std::string text = "[pgmux]\nlisten = [\"127.0.0.1:" + std::to_string(cfg.port) + "\"]\n" + plain.pgmux +
+                       replace_all(replace_all(replace_all(plain.rest, "@USERLIST@", dir.path() + "/userlist.txt"),
+                                               "@PG_HOST@", fixture().pg_host),
+                                   "@PG_PORT@", std::to_string(fixture().pg_port));
+    write_file(dir.path() + "/pgmux.toml", text);
+    auto r = run_process({bin, "--config", dir.path() + "/pgmux.toml"}, {}, 10s);
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.output, Contains("address already in use"));
+    CHECK_THAT(r.output, Contains("so_reuseport = true"));
+  }
+
+  // -C: a new connection per transaction, as clients that reconnect would.
+  auto bench = pgbench_async(*old_mux, "bench", {"-C", "-c", "4", "-j", "2", "-T", "8"});
+  std::this_thread::sleep_for(2s);
+  auto new_mux = std::make_unique<Pgmux>(cfg);  // same port
+  std::this_thread::sleep_for(1s);
+  old_mux->signal(SIGTERM);
+  CHECK(wait_until([&] { return !old_mux->alive(); }, 10s));
+  int status = old_mux->stop();
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  old_mux->expect_clean_log();
+
+  auto r = bench.get();
+  expect_no_failures(r);
+  // The new one served the rest.
+  Conn admin = connect(new_mux->conninfo("pgmux", "admin", "admin_pw"));
+  Rows totals = exec(admin.get(), "SHOW TOTALS");
+  std::string xacts;
+  for (const auto& row : totals)
+    if (row.size() > 1 && row[0] == "total_xact_count") xacts = row[1];
+  INFO("new pgmux SHOW TOTALS total_xact_count: " << xacts);
+  CHECK(std::atol(xacts.c_str()) > 100);
+  admin.reset();
+  new_mux->finish();
+}
