@@ -645,6 +645,12 @@ bool ScramClient::handle_server_first(std::string_view server_first, std::string
     client_key = keys_.client_key;
     server_key = keys_.server_key;
   } else if (password_) {
+    if (*iterations > kScramMaxServerIterations) {
+      error = "server asks for " + std::to_string(*iterations) +
+              " SCRAM iterations; pgmux computes at most " + std::to_string(kScramMaxServerIterations) +
+              " (lower scram_iterations on the server for this role, or give pgmux the SCRAM keys)";
+      return false;
+    }
     const Sha256 salted = salted_password_cached(*password_, *salt, *iterations);
     client_key = client_key_from(salted);
     server_key = server_key_from(salted);

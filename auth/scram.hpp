@@ -19,6 +19,11 @@
 namespace pgmux::auth {
 
 constexpr int kScramDefaultIterations = 4096;
+// The most PBKDF2 iterations pgmux computes for a server that asks (as a
+// client with a password). The work blocks the event loop of every client on
+// the worker: 1e6 iterations take about a second; PostgreSQL's default is
+// 4096. A server asking for more is refused.
+constexpr int kScramMaxServerIterations = 1000000;
 
 // The error ScramServer::handle_client_final reports for a wrong password, for
 // a mock exchange and for a verifier that cannot succeed, and nothing else:

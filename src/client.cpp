@@ -189,6 +189,14 @@ bool ClientConnection::handle_startup_packet(const proto::StartupPacket& p) {
     close(CloseReason::too_many_clients, &e);
     return false;
   }
+  // A storm of logins (each may cost a SCRAM computation and a server
+  // login) is bounded; logged-in clients are not affected.
+  if (worker_.logins_in_progress() > size_t(worker_.config().max_concurrent_logins)) {
+    auto e = fatal_error(proto::sqlstate::kTooManyConnections,
+                         "too many logins in progress (max_concurrent_logins), try again");
+    close(CloseReason::too_many_clients, &e);
+    return false;
+  }
   worker_.count_client(this);
   counted_ = true;
 
@@ -333,6 +341,14 @@ void ClientConnection::auth_failed(const std::string& log_reason) {
   // One message for unknown user, unknown database and wrong password.
   auto e = fatal_error(proto::sqlstate::kInvalidPassword,
                  "password authentication failed for user \"" + user_ + "\"");
+  const conf::Duration delay = worker_.config().auth_failure_delay;
+  if (delay.count() > 0) {
+    // Slow down password guessing: the answer comes after the delay, and
+    // nothing more is read from this client meanwhile.
+    socket_.read_stop();
+    worker_.close_later(this, worker_.now() + delay, CloseReason::auth_failed, std::move(e));
+    return;
+  }
   close(CloseReason::auth_failed, &e);
 }
 

@@ -325,6 +325,7 @@ void Worker::tick() {
     for (auto& c : r->checks) c->tick(now);
   balance_shared_limits();
   if (retired_pools_ && ticks_ % 10 == 0) drop_retired_pools();
+  if (!delayed_closes_.empty()) run_delayed_closes();
   if (!admin_waits_.empty()) check_admin_waits();
   if (shutdown_request_) {
     int r = shutdown_request_;
@@ -504,7 +505,30 @@ void Worker::client_logged_in(ClientConnection* c) {
   if (logging_in_.contains(c)) logging_in_.remove(c);
 }
 
+void Worker::close_later(ClientConnection* c, pool::TimePoint when, CloseReason reason,
+                         proto::ErrorFields error) {
+  delayed_closes_.push_back({c, when, reason, std::move(error)});
+}
+
+void Worker::run_delayed_closes() {
+  const auto t = now();
+  std::vector<DelayedClose> due;
+  for (auto it = delayed_closes_.begin(); it != delayed_closes_.end();) {
+    if (it->when <= t) {
+      due.push_back(std::move(*it));
+      it = delayed_closes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& d : due) d.client->close(d.reason, &d.error);
+}
+
 void Worker::client_finished(ClientConnection* c) {
+  if (!delayed_closes_.empty())
+    delayed_closes_.erase(std::remove_if(delayed_closes_.begin(), delayed_closes_.end(),
+                                         [&](const DelayedClose& d) { return d.client == c; }),
+                          delayed_closes_.end());
   if (logging_in_.contains(c)) logging_in_.remove(c);
   if (clients_.contains(c)) clients_.remove(c);
   if (shutting_down_) maybe_finish_shutdown();

@@ -102,6 +102,11 @@ class Worker : public pool::Connector {
   void backend_checked(RouteState& route, size_t backend,
                        const std::vector<pool::RouterEvent>& events);
   bool accept_more_clients() const;
+  // Clients between accept and the end of their login.
+  size_t logins_in_progress() const { return logging_in_.size(); }
+  // Closes `c` with `error` at `when` (auth_failure_delay); forgotten if the
+  // client is closed before.
+  void close_later(ClientConnection* c, pool::TimePoint when, CloseReason reason, proto::ErrorFields error);
   void count_client(ClientConnection* c);
   void uncount_client(ClientConnection* c);
   void client_started(ClientConnection* c);
@@ -228,6 +233,14 @@ class Worker : public pool::Connector {
   std::set<std::string, std::less<>> paused_dbs_;
   bool paused_all_ = false;
   std::vector<ClientConnection*> parked_;
+  struct DelayedClose {
+    ClientConnection* client;
+    pool::TimePoint when;
+    CloseReason reason;
+    proto::ErrorFields error;
+  };
+  std::vector<DelayedClose> delayed_closes_;
+  void run_delayed_closes();
   struct AdminWait {
     ClientConnection* client;
     std::string tag, db;

@@ -354,6 +354,58 @@ TEST_CASE("session: max_client_conn", "[session][limits]") {
   mux.finish();
 }
 
+// Logins in progress are bounded (max_concurrent_logins); logged-in clients
+// do not count.
+TEST_CASE("session: max_concurrent_logins", "[session][limits]") {
+  Pgmux mux(session_config("scram-sha-256", plaintext_userlist(), "max_concurrent_logins = 2\n"));
+  const std::string conninfo = mux.conninfo("app", "scram_user", "scram_pw");
+  Conn in = connect(conninfo);  // logged in: not a login in progress
+  // Two logins that stall after the startup packet (a SCRAM exchange never
+  // answered).
+  std::vector<RawSocket> stalled;
+  for (int i = 0; i < 2; ++i) {
+    stalled.push_back(RawSocket::connect_tcp(mux.port()));
+    REQUIRE(stalled.back().valid());
+    stalled.back().send(startup_packet({{"user", "scram_user"}, {"database", "app"}}));
+    auto m = stalled.back().read_message(3s);
+    REQUIRE(m.has_value());
+    REQUIRE(m->type == 'R');  // AuthenticationSASL: the login waits for us
+  }
+  auto s = RawSocket::connect_tcp(mux.port());
+  s.send(startup_packet({{"user", "scram_user"}, {"database", "app"}}));
+  auto m = s.read_message(3s);
+  REQUIRE(m.has_value());
+  REQUIRE(m->type == 'E');
+  CHECK(error_field(m->payload, 'C') == "53300");
+  CHECK_THAT(error_field(m->payload, 'M'), Contains("max_concurrent_logins"));
+  CHECK(scalar(in.get(), "SELECT 1") == "1");
+  stalled.clear();
+  CHECK(wait_until([&] {
+    Conn c = connect_raw(conninfo);
+    return PQstatus(c.get()) == CONNECTION_OK;
+  }, 3s, 50ms));
+  in.reset();
+  mux.finish();
+}
+
+// A failed login is answered only after auth_failure_delay; a good one is not
+// slowed down.
+TEST_CASE("session: auth_failure_delay", "[session][auth][limits]") {
+  Pgmux mux(session_config("scram-sha-256", plaintext_userlist(), "auth_failure_delay = \"1s\"\n"));
+  auto t0 = Clock::now();
+  CHECK_THAT(connect_error(mux.conninfo("app", "scram_user", kWrongPassword)),
+             Contains("password authentication failed"));
+  CHECK(seconds_since(t0) >= 0.9);
+  t0 = Clock::now();
+  CHECK_THAT(connect_error(mux.conninfo("app", "nobody", "x")), Contains("password authentication failed"));
+  CHECK(seconds_since(t0) >= 0.9);
+  t0 = Clock::now();
+  Conn ok = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  CHECK(seconds_since(t0) < 0.9);
+  ok.reset();
+  mux.finish();
+}
+
 // ---------------------------------------------------------------------------
 // j. Cancel requests reach the right server backend, and only that one.
 

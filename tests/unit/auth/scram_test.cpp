@@ -287,6 +287,31 @@ TEST_CASE("RFC 7677 vector: a wrong password gives a different proof", "[auth][s
   CHECK_FALSE(client.handle_server_final(kRfcServerFinal, error));
 }
 
+TEST_CASE("client refuses a server that asks for too many iterations", "[auth][scram]") {
+  const std::string huge = std::string(kRfcServerFirst).replace(
+      std::string(kRfcServerFirst).find("i=4096"), 6, "i=" + std::to_string(kScramMaxServerIterations + 1));
+  {
+    ScramClient client = ScramClient::with_password("pencil");
+    client.set_nonce_for_testing(kRfcClientNonce);
+    client.set_username_for_testing("user");
+    client.client_first();
+    std::string client_final, error;
+    CHECK_FALSE(client.handle_server_first(huge, client_final, error));
+    CHECK_THAT(error, Catch::Matchers::Contains("SCRAM iterations"));
+    CHECK(client_final.empty());
+  }
+  {
+    // With keys (pass-through) nothing is computed: the count does not matter.
+    ScramKeys keys{key_from_b64(kRfcClientKeyB64), verifier(kRfcVerifier).server_key};
+    ScramClient client = ScramClient::with_keys(keys);
+    client.set_nonce_for_testing(kRfcClientNonce);
+    client.set_username_for_testing("user");
+    client.client_first();
+    std::string client_final, error;
+    CHECK(client.handle_server_first(huge, client_final, error));
+  }
+}
+
 TEST_CASE("test username is escaped as a SASL name", "[auth][scram]") {
   ScramClient client = ScramClient::with_password("x");
   client.set_nonce_for_testing("abc");
