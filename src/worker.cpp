@@ -417,6 +417,26 @@ pool::PoolSettings Worker::settings_for(const PoolKey& key, const conf::Database
   return s;
 }
 
+void Worker::follow_entry(PoolEntry& e, const PoolKey& key, const conf::DatabaseConfig& db) {
+  PoolEntry next;
+  set_target(next, key, db);
+  const bool moved = db.name != e.db->name || next.host != e.host || next.port != e.port ||
+                     next.password != e.password || db.dbname != e.db->dbname ||
+                     db.connect_query != e.db->connect_query;
+  e.host = next.host;
+  e.port = next.port;
+  e.password = next.password;
+  e.db = &db;
+  e.owner = config_;
+  e.retired = false;
+  e.pool->update_settings(settings_for(key, db));
+  if (moved) {
+    spdlog::info("pool {}/{} now connects to {}:{} as configured; its server connections are replaced",
+                 key.database, key.user, e.host, e.port);
+    e.pool->reconnect();
+  }
+}
+
 void Worker::set_target(PoolEntry& e, const PoolKey& key, const conf::DatabaseConfig& db) const {
   e.host = db.host;
   e.port = db.port;
@@ -433,7 +453,13 @@ void Worker::set_target(PoolEntry& e, const PoolKey& key, const conf::DatabaseCo
 pool::Pool& Worker::pool_for(const PoolKey& key, const conf::DatabaseConfig& db,
                              const std::shared_ptr<const conf::Config>& owner) {
   auto it = pools_.find(key);
-  if (it != pools_.end()) return *it->second.pool;
+  if (it != pools_.end()) {
+    PoolEntry& e = it->second;
+    // A retired pool wanted again under the current config (its key came
+    // back, e.g. a database re-added) follows the new entry.
+    if (e.retired && (!owner || owner == config_) && e.db != &db) follow_entry(e, key, db);
+    return *e.pool;
+  }
   const conf::Config& cfg = *config_;
   pool::PoolSettings s = settings_for(key, db);
   PoolEntry e;
@@ -709,23 +735,7 @@ void Worker::apply_config(std::shared_ptr<const conf::Config> cfg,
       retired_pools_ = true;
       continue;
     }
-    PoolEntry next;
-    set_target(next, key, *db);
-    const bool moved = db->name != e.db->name || next.host != e.host || next.port != e.port ||
-                       next.password != e.password ||
-                       db->dbname != e.db->dbname || db->connect_query != e.db->connect_query;
-    e.host = next.host;
-    e.port = next.port;
-    e.password = next.password;
-    e.db = db;
-    e.owner = config_;
-    e.retired = false;
-    e.pool->update_settings(settings_for(key, *db));
-    if (moved) {
-      spdlog::info("reload: pool {}/{} now connects to {}:{}; its server connections are replaced",
-                   key.database, key.user, e.host, e.port);
-      e.pool->reconnect();
-    }
+    follow_entry(e, key, *db);
   }
   for (auto& [name, limit] : db_limits_) {
     const conf::DatabaseConfig* db = c.find_database(name);

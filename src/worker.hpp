@@ -209,6 +209,9 @@ class Worker : public pool::Connector {
   pool::PoolSettings settings_for(const PoolKey& key, const conf::DatabaseConfig& db) const;
   // Where the pool's servers connect: host, port and login password.
   void set_target(PoolEntry& e, const PoolKey& key, const conf::DatabaseConfig& db) const;
+  // The pool takes `db` (current config) as its entry: new settings, and
+  // new server connections if where or how it connects changed.
+  void follow_entry(PoolEntry& e, const PoolKey& key, const conf::DatabaseConfig& db);
   void start_route(const std::string& name, const conf::DatabaseConfig& db);
   void retire_route(std::map<std::string, std::shared_ptr<RouteState>, std::less<>>::iterator it);
   void apply_config(std::shared_ptr<const conf::Config> cfg, std::shared_ptr<const auth::Userlist> users);

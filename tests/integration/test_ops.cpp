@@ -198,6 +198,31 @@ TEST_CASE("ops: console SET and RELOAD", "[ops][reload][admin]") {
   exec(admin.get(), "RELOAD");
   CHECK(config_value(admin.get(), "default_pool_size") == "2");
   CHECK(config_value(admin.get(), "query_timeout") == "0s");
+
+  // A database whose port changed gets new server connections there (the
+  // fixture's replica); its connected client goes on.
+  Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  CHECK(scalar(c.get(), "SELECT pg_is_in_recovery()") == "f");
+  const std::string primary_port = "port = " + std::to_string(fixture().pg_port);
+  const std::string text = mux.config_text();
+  REQUIRE(contains(text, primary_port));
+  write_file(mux.config_path(),
+             replace_all(text, primary_port, "port = " + std::to_string(fixture().replica_port)));
+  exec(admin.get(), "RELOAD");
+  CHECK(wait_until([&] { return scalar(c.get(), "SELECT pg_is_in_recovery()") == "t"; }, 5s));
+  // Removed, then added back: logins refused, then served again.
+  write_file(mux.config_path(), replace_all(text, "[databases.app]", "[databases.other]"));
+  exec(admin.get(), "RELOAD");
+  CHECK_THAT(connect_error(mux.conninfo("app", "md5_user", "md5_pw")), Contains("password authentication failed"));
+  CHECK(scalar(c.get(), "SELECT 1") == "1");
+  write_file(mux.config_path(), text);
+  exec(admin.get(), "RELOAD");
+  {
+    Conn back = connect(mux.conninfo("app", "md5_user", "md5_pw"));
+    CHECK(scalar(back.get(), "SELECT pg_is_in_recovery()") == "f");
+  }
+  CHECK(wait_until([&] { return scalar(c.get(), "SELECT pg_is_in_recovery()") == "f"; }, 5s));
+  c.reset();
   admin.reset();
   mux.finish();
 }
