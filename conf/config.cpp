@@ -1405,11 +1405,6 @@ LoadResult apply_setting(const Config& base, std::string_view key, std::string_v
 std::string unsupported_settings(const Config& cfg) {
   if (cfg.auth.type == AuthType::hba) return "[auth] type = \"hba\" is not supported yet";
   if (cfg.auth.query_set) return "[auth] query (auth_query) is not supported yet";
-  if (cfg.tls.mode != TlsMode::disable) return "[tls] mode other than \"disable\" is not supported yet";
-  if (cfg.server_tls.mode != TlsMode::disable && cfg.server_tls.mode != TlsMode::allow &&
-      cfg.server_tls.mode != TlsMode::prefer)
-    return "[server_tls] mode \"" + std::string(to_string(cfg.server_tls.mode)) +
-           "\" is not supported yet (TLS towards servers is not implemented; use prefer or disable)";
   return {};
 }
 

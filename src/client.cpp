@@ -99,6 +99,15 @@ void ClientConnection::on_write_error(Socket&, int status) {
   close(CloseReason::client_gone);
 }
 
+void ClientConnection::on_tls_handshake(Socket&, bool ok, const std::string& error) {
+  if (ok) {
+    spdlog::debug("C-{} TLS established ({})", id_, socket_.tls_description());
+    return;
+  }
+  spdlog::warn("C-{} TLS handshake with {} failed: {}", id_, socket_.peer_name(), error);
+  close(CloseReason::protocol_violation);
+}
+
 void ClientConnection::on_closed(Socket&) {
   worker_.client_finished(this);
   delete this;
@@ -148,14 +157,33 @@ void ClientConnection::handle_login_bytes(const uint8_t* data, size_t n) {
 bool ClientConnection::handle_startup_packet(const proto::StartupPacket& p) {
   switch (p.kind) {
     case proto::StartupKind::ssl_request:
-    case proto::StartupKind::gssenc_request:
-      // No TLS/GSS on this listener: the client may continue in plaintext.
+    case proto::StartupKind::gssenc_request: {
+      // Bytes after the request, before our answer, would be read as if
+      // they came over TLS: a man in the middle could inject them
+      // (CVE-2021-23214).
       if (!auth_->inbuf.empty()) {
         protocol_error("data sent after SSLRequest before the response");
         return false;
       }
-      send(std::string("N"));
+      const auto& ctx = worker_.client_tls();
+      // TLS over TCP only (as PostgreSQL: libpq never asks on unix sockets).
+      const bool tls = p.kind == proto::StartupKind::ssl_request && ctx &&
+                       socket_.kind() == Socket::Kind::tcp && !socket_.tls();
+      if (!tls) {
+        if (socket_.tls()) {
+          protocol_error("SSLRequest inside TLS");
+          return false;
+        }
+        send(std::string("N"));  // the client may continue in plaintext
+        return true;
+      }
+      send(std::string("S"));
+      if (socket_.start_tls(ctx) != 0) {
+        close(CloseReason::internal_error);
+        return false;
+      }
       return true;
+    }
     case proto::StartupKind::cancel:
       worker_.handle_cancel(p.cancel_pid, p.cancel_key);
       close(CloseReason::cancel_request);
@@ -177,6 +205,17 @@ bool ClientConnection::handle_startup_packet(const proto::StartupPacket& p) {
     proto::negotiate_protocol_version(out, 0, unrecognized);
   if (!out.empty()) send(std::move(out));
 
+  if (const auto& ctx = worker_.client_tls();
+      ctx && !socket_.tls_established() && socket_.kind() == Socket::Kind::tcp &&
+      (ctx->mode() == conf::TlsMode::require || ctx->mode() == conf::TlsMode::verify_ca ||
+       ctx->mode() == conf::TlsMode::verify_full)) {
+    const std::string* u = p.param("user");
+    spdlog::warn("C-{} plaintext login refused for user \"{}\" from {}: [tls] mode = \"{}\"", id_,
+                 u ? *u : "", socket_.peer_name(), conf::to_string(ctx->mode()));
+    auto e = fatal_error(proto::sqlstate::kInvalidAuthorization, "SSL required");
+    close(CloseReason::auth_failed, &e);
+    return false;
+  }
   if (p.param("replication")) {
     auto e = fatal_error(proto::sqlstate::kFeatureNotSupported,
                    "replication connections are not supported by pgmux");
@@ -243,6 +282,11 @@ void ClientConnection::begin_auth() {
   else if (!users && cfg.auth.type != conf::AuthType::trust) auth_->fail_reason = "no userlist loaded";
   else if (cfg.auth.type != conf::AuthType::trust && secret && secret->text.empty())
     auth_->fail_reason = "empty password in the userlist (like PostgreSQL, no password means no login)";
+  else if (const auto& ctx = worker_.client_tls();
+           ctx && ctx->mode() == conf::TlsMode::verify_full && socket_.tls_established() &&
+           socket_.tls_peer_common_name() != user_)
+    auth_->fail_reason = "client certificate common name \"" + socket_.tls_peer_common_name() +
+                         "\" is not the user name ([tls] mode = \"verify-full\")";
   auth_->mock = !auth_->fail_reason.empty();
 
   state_ = State::auth;
@@ -280,7 +324,15 @@ void ClientConnection::begin_auth() {
     } else {
       auth_->scram.emplace(worker_.verifier_for_plain(user_, secret->text));
     }
-    proto::auth_sasl(out, {"SCRAM-SHA-256"});
+    // Over TLS, channel binding (tls-server-end-point) is offered too, so
+    // libpq's channel_binding=require works through pgmux.
+    std::string cb = socket_.tls_end_point();
+    if (!cb.empty()) {
+      auth_->scram->set_channel_binding(std::move(cb));
+      proto::auth_sasl(out, {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"});
+    } else {
+      proto::auth_sasl(out, {"SCRAM-SHA-256"});
+    }
   }
   send(std::move(out));
 }

@@ -133,6 +133,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   void on_drained(Socket& s) override;
   void on_write_error(Socket& s, int status) override;
   void on_closed(Socket& s) override;
+  void on_tls_handshake(Socket& s, bool ok, const std::string& error) override;
 
   void handle_login_bytes(const uint8_t* data, size_t n);
   bool handle_startup_packet(const proto::StartupPacket& p);

@@ -17,6 +17,7 @@
 #include "src/logging.hpp"
 #include "src/metrics.hpp"
 #include "src/systemd.hpp"
+#include "src/tls.hpp"
 #include "src/worker.hpp"
 
 namespace {
@@ -146,6 +147,15 @@ int main(int argc, char** argv) {
     }
     userlist = ul.list;
   }
+  {
+    // Certificates and keys load (and match) before we claim the config is good.
+    std::shared_ptr<const pgmux::tls::Context> for_clients, for_servers;
+    std::string tls_error;
+    if (!pgmux::tls::make_contexts(cfg, for_clients, for_servers, tls_error)) {
+      std::fprintf(stderr, "pgmux: invalid configuration: %s\n", tls_error.c_str());
+      return 1;
+    }
+  }
   if (check) {
     std::printf("configuration %s is valid\n", config_path.c_str());
     return 0;
@@ -160,9 +170,6 @@ int main(int argc, char** argv) {
   spdlog::info("pgmux {} starting with {}", PGMUX_VERSION, config_path);
   if (cfg.workers > 1)
     spdlog::warn("workers = {}: only one worker is implemented so far; running one", cfg.workers);
-  if (cfg.server_tls.mode != pgmux::conf::TlsMode::disable)
-    spdlog::info("[server_tls] mode \"{}\": TLS towards servers is not implemented yet; connecting in plaintext",
-                 pgmux::conf::to_string(cfg.server_tls.mode));
 
   pgmux::Worker worker(loaded.config, userlist);
   Signals sig;

@@ -123,7 +123,67 @@ void ServerConnection::on_connected(Socket&, int status) {
     login_failed(server_error(proto::sqlstate::kConnectionFailure, "cannot read from server"));
     return;
   }
+  // TLS towards the server as libpq does: not over unix sockets; with
+  // "prefer" a server that says 'N' gets a plaintext login.
+  if (worker_.server_tls() && socket_.kind() == Socket::Kind::tcp) {
+    std::string out;
+    proto::ssl_request(out);
+    awaiting_tls_answer_ = true;
+    send(std::move(out));
+    return;
+  }
   send_startup();
+}
+
+void ServerConnection::on_tls_handshake(Socket&, bool ok, const std::string& error) {
+  if (state_ != State::login) return;
+  if (!ok) {
+    login_failed(server_error(proto::sqlstate::kConnectionFailure,
+                              "TLS handshake with server " + host_ + ":" + std::to_string(port_) +
+                                  " failed: " + error));
+    return;
+  }
+  spdlog::debug("{} TLS established with {}:{} ({})", name_, host_, port_, socket_.tls_description());
+  send_startup();
+}
+
+// The server's one-byte answer to SSLRequest.
+void ServerConnection::handle_tls_answer(const uint8_t* data, size_t n) {
+  awaiting_tls_answer_ = false;
+  const conf::TlsMode mode = worker_.server_tls()->mode();
+  const bool required = mode == conf::TlsMode::require || mode == conf::TlsMode::verify_ca ||
+                        mode == conf::TlsMode::verify_full;
+  if (data[0] == 'S') {
+    if (n > 1) {
+      // Bytes before the handshake could be injected by a man in the middle
+      // and later read as if they came over TLS (CVE-2021-23222).
+      login_failed(server_error(proto::sqlstate::kProtocolViolation,
+                                "server sent unencrypted data after its SSL response"));
+      return;
+    }
+    if (socket_.start_tls(worker_.server_tls(), host_) != 0)
+      login_failed(server_error(proto::sqlstate::kConnectionFailure, "cannot start TLS"));
+    return;
+  }
+  if (data[0] == 'N') {
+    if (required) {
+      login_failed(server_error(proto::sqlstate::kConnectionFailure,
+                                "server " + host_ + ":" + std::to_string(port_) +
+                                    " does not support TLS, and [server_tls] mode = \"" +
+                                    std::string(conf::to_string(mode)) + "\" requires it"));
+      return;
+    }
+    if (n > 1) {
+      login_failed(server_error(proto::sqlstate::kProtocolViolation,
+                                "server sent data after its SSL response"));
+      return;
+    }
+    send_startup();
+    return;
+  }
+  // 'E': a server too old for SSLRequest; anything else is garbage.
+  login_failed(server_error(proto::sqlstate::kProtocolViolation,
+                            std::string("server answered SSLRequest with '") + char(data[0]) + "'"));
 }
 
 void ServerConnection::send_startup() {
@@ -148,6 +208,11 @@ void ServerConnection::on_read(Socket&, IoBufferPtr buf, size_t n) {
       return;
     }
     case State::login:
+      if (awaiting_tls_answer_) {
+        handle_tls_answer(buf->data, n);
+        return;
+      }
+      [[fallthrough]];
     case State::internal:
     case State::idle:
       inbuf_.append(reinterpret_cast<const char*>(buf->data), n);
@@ -298,9 +363,12 @@ bool ServerConnection::handle_auth(proto::ByteSpan body) {
     }
     case 10: {  // SASL
       auto mechs = proto::parse_sasl_mechanisms(req->data);
-      bool has_scram = false;
+      bool has_scram = false, has_plus = false;
       if (mechs)
-        for (auto& m : *mechs) has_scram |= (m == "SCRAM-SHA-256");
+        for (auto& m : *mechs) {
+          has_scram |= (m == "SCRAM-SHA-256");
+          has_plus |= (m == "SCRAM-SHA-256-PLUS");
+        }
       if (!has_scram) {
         login_failed(server_error(proto::sqlstate::kFeatureNotSupported,
                                   "server offers no supported SASL mechanism"));
@@ -312,6 +380,12 @@ bool ServerConnection::handle_auth(proto::ByteSpan body) {
         scram_.emplace(auth::ScramClient::with_keys(*keys));
       } else {
         return no_credentials("SCRAM");
+      }
+      // Channel binding whenever the server offers it over TLS: a man in the
+      // middle terminating TLS cannot relay the exchange.
+      if (has_plus && socket_.tls_established()) {
+        std::string cb = socket_.tls_end_point();
+        if (!cb.empty()) scram_->set_channel_binding(std::move(cb));
       }
       proto::sasl_initial_response(out, scram_->mechanism(), scram_->client_first());
       break;

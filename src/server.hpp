@@ -147,6 +147,8 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   void on_drained(Socket& s) override;
   void on_write_error(Socket& s, int status) override;
   void on_connected(Socket& s, int status) override;
+  void on_tls_handshake(Socket& s, bool ok, const std::string& error) override;
+  void handle_tls_answer(const uint8_t* data, size_t n);
   void on_closed(Socket& s) override;
 
   static void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res);
@@ -197,6 +199,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   std::string held_header_;   // header bytes whose message type is not known yet
 
   std::optional<auth::ScramClient> scram_;
+  bool awaiting_tls_answer_ = false;  // SSLRequest sent, 'S' / 'N' not read yet
   proto::BackendKey key_;
   pool::Params params_;         // ParameterStatus values as the server reported
   pool::Params set_by_us_;      // non-reported settings pgmux SET (cleared by reset)

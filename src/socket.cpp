@@ -3,8 +3,15 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
 #include <cstring>
 #include <new>
+
+#include "src/tls.hpp"
 
 namespace pgmux {
 
@@ -69,11 +76,212 @@ Socket::Socket(uv_loop_t* loop, Kind kind, SocketOwner* owner) : kind_(kind), ow
   h_.handle.data = this;
 }
 
+// A TLS session over memory BIOs: `in` receives ciphertext read from the
+// socket, `out` collects ciphertext OpenSSL wants sent.
+struct Socket::Tls {
+  std::shared_ptr<const tls::Context> ctx;
+  SSL* ssl = nullptr;
+  BIO* in = nullptr;
+  BIO* out = nullptr;
+  bool established = false;
+  bool failed = false;
+  // Plaintext OpenSSL still holds when the owner stopped reading is
+  // delivered from a zero timer after read_start (never from inside it).
+  uv_timer_t* resume = nullptr;
+  ~Tls() {
+    if (ssl) SSL_free(ssl);  // frees both BIOs
+    if (resume) {
+      resume->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(resume),
+               [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    }
+  }
+};
+
 Socket::~Socket() {
   // A Socket must be destroyed only after on_closed (or if never used by the
   // loop, which uv requires to be closed too); see close().
   if (reading_buf_) IoBufferReturn{}(reading_buf_);
   delete connect_req_;
+}
+
+int Socket::start_tls(std::shared_ptr<const tls::Context> ctx, const std::string& host) {
+  auto t = std::make_unique<Tls>();
+  t->ssl = SSL_new(ctx->get());
+  t->in = BIO_new(BIO_s_mem());
+  t->out = BIO_new(BIO_s_mem());
+  if (!t->ssl || !t->in || !t->out) {
+    if (t->in && !t->ssl) BIO_free(t->in);
+    if (t->out && !t->ssl) BIO_free(t->out);
+    ERR_clear_error();
+    return UV_ENOMEM;
+  }
+  BIO_set_mem_eof_return(t->in, -1);  // empty = "retry", not EOF
+  SSL_set_bio(t->ssl, t->in, t->out);
+  t->ctx = std::move(ctx);
+  const bool server = t->ctx->server_side();
+  tls_ = std::move(t);
+  if (server) {
+    SSL_set_accept_state(tls_->ssl);
+    return 0;
+  }
+  SSL_set_connect_state(tls_->ssl);
+  if (!host.empty() && host[0] != '/') {
+    const bool ip = conf::is_ipv4(host) || conf::is_ipv6(host);
+    if (!ip) SSL_set_tlsext_host_name(tls_->ssl, host.c_str());
+    if (tls_->ctx->mode() == conf::TlsMode::verify_full) {
+      X509_VERIFY_PARAM* param = SSL_get0_param(tls_->ssl);
+      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      if (ip) X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str());
+      else X509_VERIFY_PARAM_set1_host(param, host.c_str(), 0);
+    }
+  }
+  tls_handshake();
+  return 0;
+}
+
+bool Socket::tls_established() const { return tls_ && tls_->established; }
+
+std::string Socket::tls_end_point() const {
+  if (!tls_ || !tls_->established) return {};
+  if (tls_->ctx->server_side()) return tls_->ctx->end_point();
+  X509* cert = SSL_get1_peer_certificate(tls_->ssl);
+  std::string h = tls::end_point_hash(cert);
+  X509_free(cert);
+  return h;
+}
+
+bool Socket::tls_peer_verified() const {
+  if (!tls_ || !tls_->established) return false;
+  X509* cert = SSL_get1_peer_certificate(tls_->ssl);
+  const bool ok = cert && SSL_get_verify_result(tls_->ssl) == X509_V_OK;
+  X509_free(cert);
+  return ok;
+}
+
+std::string Socket::tls_peer_common_name() const {
+  if (!tls_ || !tls_->established) return {};
+  X509* cert = SSL_get1_peer_certificate(tls_->ssl);
+  if (!cert) return {};
+  std::string cn;
+  X509_NAME* name = X509_get_subject_name(cert);
+  int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+  if (i >= 0) {
+    ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
+    cn.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(data)), size_t(ASN1_STRING_length(data)));
+    // An embedded NUL would let "admin\0.evil" pass as "admin".
+    if (cn.find('\0') != std::string::npos) cn.clear();
+  }
+  X509_free(cert);
+  return cn;
+}
+
+std::string Socket::tls_description() const {
+  if (!tls_ || !tls_->established) return {};
+  return std::string(SSL_get_version(tls_->ssl)) + " " + SSL_get_cipher_name(tls_->ssl);
+}
+
+void Socket::tls_input(const uint8_t* data, size_t n) {
+  if (tls_->failed) return;
+  if (BIO_write(tls_->in, data, int(n)) != int(n)) {
+    tls_fail("cannot buffer TLS input");
+    return;
+  }
+  if (!tls_->established) {
+    tls_handshake();
+    if (!tls_ || !tls_->established || closing_) return;
+  }
+  tls_deliver();
+}
+
+void Socket::tls_handshake() {
+  ERR_clear_error();
+  int r = SSL_do_handshake(tls_->ssl);
+  if (tls_flush() != 0) return;
+  if (r == 1) {
+    tls_->established = true;
+    owner_->on_tls_handshake(*this, true, {});
+    return;
+  }
+  int e = SSL_get_error(tls_->ssl, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
+  std::string why = tls::last_error("handshake failed");
+  long vr = SSL_get_verify_result(tls_->ssl);
+  if (vr != X509_V_OK) why = std::string("certificate verification failed: ") + X509_verify_cert_error_string(vr);
+  tls_->failed = true;
+  owner_->on_tls_handshake(*this, false, why);
+}
+
+// Decrypts what OpenSSL holds and hands it to the owner, while it reads.
+void Socket::tls_deliver() {
+  while (tls_ && !tls_->failed && reading_ && !closing_) {
+    IoBufferPtr buf = acquire_io_buffer();
+    ERR_clear_error();
+    int r = SSL_read(tls_->ssl, buf->data, int(IoBuffer::kSize));
+    if (r > 0) {
+      owner_->on_read(*this, std::move(buf), size_t(r));
+      continue;
+    }
+    int e = SSL_get_error(tls_->ssl, r);
+    if (e == SSL_ERROR_WANT_READ) break;
+    if (e == SSL_ERROR_ZERO_RETURN) {  // close_notify
+      read_stop();
+      owner_->on_read_end(*this, UV_EOF);
+      return;
+    }
+    tls_->failed = true;
+    read_stop();
+    ERR_clear_error();
+    owner_->on_read_end(*this, UV_EPROTO);
+    return;
+  }
+  if (tls_ && !tls_->failed && !closing_) tls_flush();  // e.g. TLS 1.3 key updates
+}
+
+void Socket::tls_schedule_deliver() {
+  if (!tls_->established || (SSL_pending(tls_->ssl) == 0 && BIO_ctrl_pending(tls_->in) == 0)) return;
+  if (!tls_->resume) {
+    tls_->resume = new uv_timer_t;
+    uv_timer_init(h_.handle.loop, tls_->resume);
+  }
+  tls_->resume->data = this;
+  uv_timer_start(tls_->resume, [](uv_timer_t* t) {
+    auto* self = static_cast<Socket*>(t->data);
+    if (self && self->tls_ && self->reading_ && !self->closing_) self->tls_deliver();
+  }, 0, 0);
+}
+
+int Socket::tls_write(const uint8_t* data, size_t n) {
+  if (!tls_->established || tls_->failed) return UV_EPROTO;
+  size_t done = 0;
+  while (done < n) {
+    ERR_clear_error();
+    int r = SSL_write(tls_->ssl, data + done, int(std::min<size_t>(n - done, 1u << 30)));
+    if (r <= 0) {
+      tls_->failed = true;
+      ERR_clear_error();
+      return UV_EPROTO;
+    }
+    done += size_t(r);
+  }
+  return tls_flush();
+}
+
+// Sends the ciphertext OpenSSL produced.
+int Socket::tls_flush() {
+  size_t pending = BIO_ctrl_pending(tls_->out);
+  if (pending == 0) return 0;
+  std::string out(pending, '\0');
+  int got = BIO_read(tls_->out, out.data(), int(pending));
+  if (got <= 0) return 0;
+  out.resize(size_t(got));
+  return raw_write(std::move(out));
+}
+
+void Socket::tls_fail(const std::string&) {
+  tls_->failed = true;
+  read_stop();
+  owner_->on_read_end(*this, UV_EPROTO);
 }
 
 int Socket::accept_from(uv_stream_t* listener) { return uv_accept(listener, &h_.stream); }
@@ -117,6 +325,7 @@ int Socket::read_start() {
   if (reading_ || closing_) return 0;
   int rc = uv_read_start(&h_.stream, alloc_cb, read_cb);
   if (rc == 0) reading_ = true;
+  if (rc == 0 && tls_) tls_schedule_deliver();
   return rc;
 }
 
@@ -144,6 +353,10 @@ void Socket::read_cb(uv_stream_t* s, ssize_t n, const uv_buf_t*) {
     self->owner_->on_read_end(*self, int(n));
     return;
   }
+  if (self->tls_) {
+    self->tls_input(buf->data, size_t(n));
+    return;
+  }
   self->owner_->on_read(*self, std::move(buf), size_t(n));
 }
 
@@ -161,6 +374,7 @@ int Socket::try_write_now(const uint8_t* data, size_t n, size_t& done) {
 
 int Socket::write(IoBufferPtr buf, size_t offset, size_t n) {
   if (closing_) return UV_EPIPE;
+  if (tls_) return tls_write(buf->data + offset, n);
   const uint8_t* p = buf->data + offset;
   size_t done = 0;
   if (int rc = try_write_now(p, n, done); rc != 0) return rc;
@@ -171,6 +385,12 @@ int Socket::write(IoBufferPtr buf, size_t offset, size_t n) {
 }
 
 int Socket::write(std::string&& data) {
+  if (closing_) return UV_EPIPE;
+  if (tls_) return tls_write(reinterpret_cast<const uint8_t*>(data.data()), data.size());
+  return raw_write(std::move(data));
+}
+
+int Socket::raw_write(std::string&& data) {
   if (closing_) return UV_EPIPE;
   size_t done = 0;
   if (int rc = try_write_now(reinterpret_cast<const uint8_t*>(data.data()), data.size(), done); rc != 0)
@@ -184,6 +404,7 @@ int Socket::write(std::string&& data) {
 
 int Socket::write_copy(const uint8_t* data, size_t n) {
   if (closing_) return UV_EPIPE;
+  if (tls_) return tls_write(data, n);
   size_t done = 0;
   if (int rc = try_write_now(data, n, done); rc != 0) return rc;
   if (done == n) return 0;
@@ -231,6 +452,13 @@ void Socket::close() {
 void Socket::close_after_flush() {
   if (closing_) return;
   read_stop();
+  if (tls_ && tls_->established && !tls_->failed) {
+    // close_notify, so the peer knows the stream was not truncated.
+    ERR_clear_error();
+    SSL_shutdown(tls_->ssl);
+    ERR_clear_error();
+    tls_flush();
+  }
   // A peer that stopped reading with a large backlog gets no graceful flush.
   if (queued() == 0 || queued() > 64 * 1024) {
     close();

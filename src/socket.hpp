@@ -7,8 +7,9 @@
 //   queued bytes keep their buffer alive (no copy of forwarded data).
 // - uv_close is called exactly once; the owner is told in on_closed, after
 //   which the Socket may be destroyed.
-// TLS (a later issue) plugs in below this interface: the owner only ever sees
-// plaintext through on_read and write.
+// TLS plugs in below this interface (start_tls): OpenSSL runs over memory
+// BIOs, ciphertext moves through the same libuv handle, and the owner only
+// ever sees plaintext through on_read and write.
 #pragma once
 
 #include <uv.h>
@@ -19,6 +20,10 @@
 #include <string>
 
 namespace pgmux {
+
+namespace tls {
+class Context;
+}
 
 // A fixed-size I/O buffer from the per-thread free list.
 struct IoBuffer {
@@ -55,6 +60,12 @@ class SocketOwner {
   virtual void on_drained(Socket& s) { (void)s; }
   virtual void on_write_error(Socket& s, int status) = 0;
   virtual void on_connected(Socket& s, int status) { (void)s; (void)status; }
+  // The TLS handshake started by start_tls ended (`error` says why not).
+  virtual void on_tls_handshake(Socket& s, bool ok, const std::string& error) {
+    (void)s;
+    (void)ok;
+    (void)error;
+  }
   // The handle is closed; the owner may delete the socket (and itself).
   virtual void on_closed(Socket& s) = 0;
 };
@@ -99,6 +110,25 @@ class Socket {
   bool closing() const { return closing_; }
   void set_owner(SocketOwner* owner) { owner_ = owner; }
 
+  // Switches the connection to TLS: from now on reads and writes are
+  // decrypted / encrypted. Server side waits for the ClientHello; client
+  // side (`host`: SNI, and the name checked in verify-full) sends its hello
+  // now. The owner hears on_tls_handshake. Nothing may be buffered unread
+  // when this is called (the caller checks: bytes sent before the handshake
+  // are an attack, CVE-2021-23214 / 23222). 0 or a libuv error.
+  int start_tls(std::shared_ptr<const tls::Context> ctx, const std::string& host = {});
+  bool tls() const { return tls_ != nullptr; }
+  bool tls_established() const;
+  // tls-server-end-point channel binding data of the server certificate
+  // (client side: the peer's; server side: our own). Empty without TLS.
+  std::string tls_end_point() const;
+  // The peer's certificate was presented and verified against the CA.
+  bool tls_peer_verified() const;
+  // Common name of the peer's certificate; empty when none.
+  std::string tls_peer_common_name() const;
+  // "TLSv1.3 TLS_AES_256_GCM_SHA384" for logs.
+  std::string tls_description() const;
+
   // "ip:port" of the peer, or "unix" for unix sockets.
   std::string peer_name() const;
   // The peer's (or the local) address; false for unix sockets or errors.
@@ -115,6 +145,17 @@ class Socket {
   static void shutdown_cb(uv_shutdown_t* req, int status);
   int try_write_now(const uint8_t* data, size_t n, size_t& done);
   int queue_write(WriteReq* wr, const uint8_t* tail, size_t n);
+  int raw_write(std::string&& data);
+  // TLS: ciphertext in from the network / plaintext out to the owner.
+  struct Tls;
+  void tls_input(const uint8_t* data, size_t n);
+  void tls_handshake();
+  void tls_deliver();
+  int tls_write(const uint8_t* data, size_t n);
+  int tls_flush();
+  void tls_fail(const std::string& why);
+  void tls_schedule_deliver();
+  std::unique_ptr<Tls> tls_;
 
   StreamHandle h_;
   Kind kind_;

@@ -243,6 +243,11 @@ Worker::~Worker() {
 }
 
 bool Worker::start() {
+  std::string tls_error;
+  if (!tls::make_contexts(*config_, client_tls_, server_tls_, tls_error)) {
+    spdlog::critical("{}", tls_error);
+    return false;
+  }
   for (const auto& a : config_->listen) {
     auto l = std::make_unique<Listener>(*this, a);
     bool ok = l->start();
@@ -663,12 +668,19 @@ bool Worker::reload(std::string* error) {
   cfg->listen = config_->listen;
   cfg->workers = config_->workers;
   cfg->admin.metrics_listen = config_->admin.metrics_listen;
+  // Certificates and keys are read again; connections keep the ones they
+  // started with.
+  std::shared_ptr<const tls::Context> for_clients, for_servers;
+  std::string tls_error;
+  if (!tls::make_contexts(*cfg, for_clients, for_servers, tls_error)) return refuse(tls_error);
   // The log file is reopened on every reload (logrotate's copy-less
   // rotation needs that).
   if (!cfg->log.file.empty() || !same_log(cfg->log, config_->log)) {
     std::string log_error;
     if (!setup_logging(cfg->log, log_error)) return refuse(log_error);
   }
+  client_tls_ = std::move(for_clients);
+  server_tls_ = std::move(for_servers);
   apply_config(std::move(cfg), std::move(users));
   spdlog::info("reload: {} applied ({} databases{})", config_->source, config_->databases.size(),
                userlist_ ? ", " + std::to_string(userlist_->users.size()) + " users" : "");

@@ -23,6 +23,7 @@
 #include "src/health.hpp"
 #include "src/prepared.hpp"
 #include "src/server.hpp"
+#include "src/tls.hpp"
 
 namespace pgmux {
 
@@ -66,6 +67,10 @@ class Worker : public pool::Connector {
   ~Worker() override;
 
   uv_loop_t* loop() { return &loop_; }
+  // TLS contexts in force ([tls] towards clients, [server_tls] towards
+  // servers); null when that side does not use TLS.
+  const std::shared_ptr<const tls::Context>& client_tls() const { return client_tls_; }
+  const std::shared_ptr<const tls::Context>& server_tls() const { return server_tls_; }
   const conf::Config& config() const { return *config_; }
   const auth::Userlist* userlist() const { return userlist_.get(); }
 
@@ -191,6 +196,8 @@ class Worker : public pool::Connector {
   uv_timer_t tick_timer_{};
   std::shared_ptr<const conf::Config> config_;
   std::shared_ptr<const auth::Userlist> userlist_;
+  std::shared_ptr<const tls::Context> client_tls_, server_tls_;
+
   std::vector<std::unique_ptr<Listener>> listeners_;
 
   struct PoolEntry {

@@ -282,8 +282,10 @@ PrivateCluster::~PrivateCluster() {
   if (started_) run_process({"bash", PGMUX_FIXTURE_SCRIPT, "stop", dir_.path()}, {}, 60s);
 }
 
-void PrivateCluster::ctl(const std::string& action) {
-  auto r = run_process({"bash", PGMUX_FIXTURE_SCRIPT, "ctl", dir_.path(), action}, {}, 60s);
+void PrivateCluster::ctl(const std::string& action, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"bash", PGMUX_FIXTURE_SCRIPT, "ctl", dir_.path(), action};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = run_process(argv, {}, 60s);
   INFO("pg_fixture.sh ctl " << action << ":\n" << r.output);
   REQUIRE(r.exit_code == 0);
 }

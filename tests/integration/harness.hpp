@@ -271,7 +271,7 @@ class PrivateCluster {
   int replica_port() const { return replica_port_; }
   // pg_fixture.sh ctl: stop-primary, start-primary, stop-replica,
   // start-replica, promote-replica. REQUIREs success.
-  void ctl(const std::string& action);
+  void ctl(const std::string& action, const std::vector<std::string>& args = {});
   // Superuser over the unix socket (trust) to the primary or the replica.
   std::string superuser_conninfo(bool replica, std::string_view db = "app") const;
 

@@ -5,7 +5,8 @@
 #   pg_fixture.sh stop DIR                stop both and delete their data
 #   pg_fixture.sh ctl DIR ACTION          stop-primary | start-primary |
 #                                         stop-replica | start-replica |
-#                                         promote-replica (routing tests)
+#                                         promote-replica (routing tests) |
+#                                         enable-ssl CERT KEY (TLS tests)
 #
 # DIR receives `env`, a shell-sourceable KEY='VALUE' file the tests read
 # (PG_HOST, PG_PORT, PG_SOCKET_DIR, PG_BIN, PG_DATA, the password verifiers
@@ -311,6 +312,18 @@ cmd_ctl() {
     stop-replica) as_pg "$PG_BIN/pg_ctl" -D "$base/replica" -m fast -w -t 30 -s stop ;;
     start-replica) pg_start_cluster "$base/replica" ;;
     promote-replica) as_pg "$PG_BIN/pg_ctl" -D "$base/replica" -w -t 30 -s promote ;;
+    enable-ssl)
+      # ssl = on for the primary with the given certificate and key (copied
+      # into its data directory, owned by the server user, key mode 0600).
+      local cert=${3:-} key=${4:-}
+      [[ -r "$cert" && -r "$key" ]] || die "enable-ssl needs readable CERT and KEY"
+      as_pg tee "$base/primary/server.crt" <"$cert" >/dev/null
+      as_pg tee "$base/primary/server.key" <"$key" >/dev/null
+      as_pg chmod 600 "$base/primary/server.key"
+      printf "%s\n" "ssl = on" "ssl_cert_file = 'server.crt'" "ssl_key_file = 'server.key'" |
+        as_pg tee -a "$base/primary/postgresql.conf" >/dev/null
+      as_pg "$PG_BIN/pg_ctl" -D "$base/primary" -s reload
+      ;;
     *) usage ;;
   esac
 }
@@ -320,8 +333,8 @@ action=$1
 dir=$2
 shift 2
 if [[ "$action" == ctl ]]; then
-  [[ $# -eq 1 ]] || usage
-  cmd_ctl "$dir" "$1"
+  [[ $# -ge 1 ]] || usage
+  cmd_ctl "$dir" "$@"
   exit
 fi
 want_replica=0
