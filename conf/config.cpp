@@ -746,9 +746,8 @@ void read_pgmux(Table& t, Config& c) {
 void read_auth(Table& t, Config& c) {
   const Value* type = t.enumeration("type", c.auth.type, kAuthTypes);
   t.string("file", c.auth.file);
-  if (const Value* q = t.string("query", c.auth.query, /*non_empty=*/true)) {
-    c.auth.query_set = q->is_string();
-  }
+  const Value* query = t.string("query", c.auth.query, /*non_empty=*/true);
+  if (query) c.auth.query_set = query->is_string();
   t.string("query_user", c.auth.query_user);
   t.string("hba_file", c.auth.hba_file);
 
@@ -758,6 +757,9 @@ void read_auth(Table& t, Config& c) {
       !c.auth.query_set) {
     t.error(at, "file", "required when type = " + type_text +
                             " (the userlist file with \"user\" \"secret\" lines), unless query is set");
+  }
+  if (c.auth.query_set && !c.auth.query.empty() && c.auth.query_user.empty()) {
+    t.error(query, "query_user", "required when query is set (the role that runs the lookup)");
   }
   if (c.auth.type == AuthType::hba && c.auth.hba_file.empty()) {
     t.error(at, "hba_file", "required when type = \"hba\"");
@@ -1404,7 +1406,6 @@ LoadResult apply_setting(const Config& base, std::string_view key, std::string_v
 
 std::string unsupported_settings(const Config& cfg) {
   if (cfg.auth.type == AuthType::hba) return "[auth] type = \"hba\" is not supported yet";
-  if (cfg.auth.query_set) return "[auth] query (auth_query) is not supported yet";
   return {};
 }
 

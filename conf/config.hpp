@@ -112,7 +112,11 @@ struct UserConfig {
 struct AuthConfig {
   AuthType type = AuthType::scram_sha_256;
   std::string file;        // resolved to an absolute path when relative
-  std::string query = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1";
+  // The default returns no secret for an expired password (VALID UNTIL),
+  // so such a login fails (CVE-2025-2291 class).
+  std::string query =
+      "SELECT usename, CASE WHEN valuntil IS NULL OR valuntil > pg_catalog.now() THEN passwd END "
+      "FROM pg_catalog.pg_shadow WHERE usename = $1";
   bool query_set = false;  // auth_query enabled when the key is present
   std::string query_user;
   std::string hba_file;

@@ -174,7 +174,11 @@ class Pool {
   // configured host), and whether it serves the health checker.
   uint16_t backend() const { return backend_; }
   bool health_check() const { return health_check_; }
-  void set_backend(uint16_t backend, bool health_check) {
+  // pgmux's own pool for auth_query lookups (health_check() is true too:
+  // both are internal, not for clients).
+  bool auth_lookup() const { return auth_lookup_; }
+  void set_backend(uint16_t backend, bool health_check, bool auth_lookup = false) {
+    auth_lookup_ = auth_lookup;
     backend_ = backend;
     health_check_ = health_check;
   }
@@ -264,6 +268,7 @@ class Pool {
   bool serving_ = false;  // re-entrancy guard for serve_waiters
   uint16_t backend_ = 0;
   bool health_check_ = false;
+  bool auth_lookup_ = false;
   uint32_t generation_ = 0;
 };
 

@@ -261,6 +261,28 @@ void query(std::string& out, std::string_view sql) {
   w.finish();
 }
 
+void query_with_params(std::string& out, std::string_view sql, const std::vector<std::string>& params) {
+  {
+    MessageWriter w(out, 'P');
+    w.cstr("").cstr(sql).i16(0);  // unnamed; parameter types inferred
+    w.finish();
+  }
+  {
+    MessageWriter w(out, 'B');
+    w.cstr("").cstr("").i16(0);  // unnamed portal and statement; all text
+    w.i16(int16_t(params.size()));
+    for (const auto& p : params) w.i32(int32_t(p.size())).bytes(p);
+    w.i16(0);  // results in text
+    w.finish();
+  }
+  {
+    MessageWriter w(out, 'E');
+    w.cstr("").i32(0);
+    w.finish();
+  }
+  sync(out);
+}
+
 void sync(std::string& out) {
   MessageWriter w(out, 'S');
   w.finish();

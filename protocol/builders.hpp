@@ -98,6 +98,9 @@ void password_message(std::string& out, std::string_view password);  // 'p' + cs
 void sasl_initial_response(std::string& out, std::string_view mechanism, std::string_view data);
 void sasl_response(std::string& out, std::string_view data);
 void query(std::string& out, std::string_view sql);
+// Parse (unnamed) + Bind (text parameters, text results) + Execute + Sync:
+// one statement whose parameters are values, never SQL text.
+void query_with_params(std::string& out, std::string_view sql, const std::vector<std::string>& params);
 void sync(std::string& out);
 void terminate(std::string& out);
 

@@ -263,7 +263,8 @@ void show_servers(Worker& w, std::string& out) {
     if (p) {
       if (const conf::DatabaseConfig* dc = w.config().find_database(db))
         role = backend_role(route_of(w, *dc), p->backend());
-      if (p->health_check()) role += " (health check)";
+      if (p->auth_lookup()) role += " (auth query)";
+      else if (p->health_check()) role += " (health check)";
     }
     rows.push_back({"S", s.user(), db, server_state(s.state()), s.host(), n(s.port()), laddr,
                     n(uint64_t(lport)), wall_time(s.created_at()), wall_time(s.state_since()), "0", "0",

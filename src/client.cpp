@@ -108,6 +108,24 @@ void ClientConnection::on_tls_handshake(Socket&, bool ok, const std::string& err
   close(CloseReason::protocol_violation);
 }
 
+void ClientConnection::auth_lookup_done(AuthQuery::Answer a, const std::optional<auth::Secret>& secret) {
+  if (state_ != State::auth || !auth_ || !auth_->lookup_pending) return;
+  auth_->lookup_pending = false;
+  if (a == AuthQuery::Answer::failed) {
+    // The server could not answer: say so (it tells nothing about the user).
+    auto e = fatal_error(proto::sqlstate::kConnectionFailure, "authentication lookup failed, try again later");
+    close(CloseReason::wait_failed, &e);
+    return;
+  }
+  auth_->looked_up = true;
+  auth_->looked_up_secret = secret;
+  if (socket_.read_start() != 0) {
+    close(CloseReason::client_gone);
+    return;
+  }
+  begin_auth();
+}
+
 void ClientConnection::on_closed(Socket&) {
   worker_.client_finished(this);
   delete this;
@@ -274,12 +292,32 @@ void ClientConnection::begin_auth() {
   const conf::DatabaseConfig* db = admin_db ? nullptr : cfg.find_database(database_);
   const auth::Userlist* users = worker_.userlist();
   const auth::Secret* secret = users ? users->find(user_) : nullptr;
+  // auth_query for users the userlist does not have (PgBouncer's order).
+  const bool lookup = !secret && !admin_db && db && cfg.auth.query_set && cfg.auth.type != conf::AuthType::trust;
+  if (lookup && !auth_->looked_up) {
+    std::optional<auth::Secret> found;
+    // Pending from here: the answer may come before lookup() returns.
+    auth_->lookup_pending = true;
+    state_ = State::auth;
+    socket_.read_stop();  // nothing is due from the client until we answer
+    const AuthQuery::Answer a = worker_.auth_query().lookup(this, *db, user_, found);
+    if (a == AuthQuery::Answer::pending) return;
+    auth_->lookup_pending = false;
+    auth_->looked_up = true;
+    auth_->looked_up_secret = std::move(found);
+    if (socket_.read_start() != 0) {
+      close(CloseReason::client_gone);
+      return;
+    }
+  }
+  if (lookup && auth_->looked_up_secret) secret = &*auth_->looked_up_secret;
 
   if (admin_db && admin_level(cfg, user_) == AdminLevel::none)
     auth_->fail_reason = "user \"" + user_ + "\" is not in [admin] users or stats_users";
   else if (!db && !admin_db) auth_->fail_reason = "unknown database \"" + database_ + "\"";
+  else if (lookup && !secret) auth_->fail_reason = "unknown user \"" + user_ + "\" (auth query)";
   else if (users && !secret) auth_->fail_reason = "unknown user \"" + user_ + "\"";
-  else if (!users && cfg.auth.type != conf::AuthType::trust) auth_->fail_reason = "no userlist loaded";
+  else if (!users && !secret && cfg.auth.type != conf::AuthType::trust) auth_->fail_reason = "no userlist loaded";
   else if (cfg.auth.type != conf::AuthType::trust && secret && secret->text.empty())
     auth_->fail_reason = "empty password in the userlist (like PostgreSQL, no password means no login)";
   else if (const auto& ctx = worker_.client_tls();
@@ -1430,6 +1468,7 @@ void ClientConnection::close(CloseReason reason, const proto::ErrorFields* error
     socket_.write(std::move(out));
   }
   leave_wait();
+  if (auth_ && auth_->lookup_pending) worker_.auth_query().forget(this);
   worker_.unpark(this);
   if (admin_) worker_.admin_wait_cancel(this);
   if (server_) {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "auth/scram.hpp"
+#include "auth/userlist.hpp"
 #include "conf/config.hpp"
 #include "pool/pool.hpp"
 #include "pool/router.hpp"
@@ -15,6 +16,7 @@
 #include "protocol/codec.hpp"
 #include "protocol/tracker.hpp"
 #include "src/admin.hpp"
+#include "src/auth_query.hpp"
 #include "src/params.hpp"
 #include "src/prepared.hpp"
 #include "src/socket.hpp"
@@ -118,6 +120,9 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   ServerConnection* server() const { return server_; }
   uint64_t last_active_ms() const { return last_active_ms_; }
 
+  // auth_query answered (see AuthQuery::lookup).
+  void auth_lookup_done(AuthQuery::Answer a, const std::optional<auth::Secret>& secret);
+
   // pool::PoolClient
   void pool_welcome_ready() override;
   void pool_server_assigned(pool::PoolServer* server) override;
@@ -197,6 +202,10 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     std::optional<auth::ScramServer> scram;
     bool scram_first_done = false;
     bool from_verifier = false;  // SCRAM against a stored verifier: keys usable for pass-through
+    // auth_query: the lookup ran (its answer, when found).
+    bool looked_up = false;
+    bool lookup_pending = false;
+    std::optional<auth::Secret> looked_up_secret;
   };
   std::unique_ptr<AuthState> auth_ = std::make_unique<AuthState>();
 

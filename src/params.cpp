@@ -113,15 +113,27 @@ std::string quote_identifier(std::string_view name) {
   return s;
 }
 
-std::string set_statement(std::string_view name, std::string_view value) {
-  std::string s = "SET ";
-  s.append(name);
-  s.append(" TO '");
-  for (char c : value) {
-    if (c == '\'') s.push_back('\'');
+namespace {
+// E'...': the same meaning whatever standard_conforming_strings is.
+void append_escaped_literal(std::string& s, std::string_view v) {
+  s.append("E'");
+  for (char c : v) {
+    if (c == '\'' || c == '\\') s.push_back(c);
     s.push_back(c);
   }
   s.push_back('\'');
+}
+}  // namespace
+
+std::string set_statement(std::string_view name, std::string_view value) {
+  // set_config takes the value as a string, exactly as a startup packet or
+  // PGOPTIONS gives it: "SET search_path TO 'a,b'" would name one schema
+  // "a,b", set_config('search_path', 'a,b') names two.
+  std::string s = "SELECT pg_catalog.set_config(";
+  append_escaped_literal(s, name);
+  s.append(", ");
+  append_escaped_literal(s, value);
+  s.append(", false)");
   return s;
 }
 

@@ -26,7 +26,8 @@ bool parse_options_string(std::string_view options,
                           std::string& error);
 // "name" quoted as an SQL identifier.
 std::string quote_identifier(std::string_view name);
-// SET statement that gives `name` the value `value` (quoted literal).
+// A statement that gives `name` the value `value` as a startup packet would
+// (pg_catalog.set_config with E-quoted literals).
 std::string set_statement(std::string_view name, std::string_view value);
 
 }  // namespace pgmux

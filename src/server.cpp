@@ -326,8 +326,7 @@ bool ServerConnection::handle_auth(proto::ByteSpan body) {
     fail("malformed authentication request from server");
     return false;
   }
-  const auth::Userlist* users = worker_.userlist();
-  const auth::Secret* secret = users ? users->find(user_) : nullptr;
+  const auth::Secret* secret = worker_.find_secret(user_);
   std::optional<std::string> password;
   if (password_) password = *password_;
   else if (secret && secret->kind == auth::SecretKind::plain) password = secret->text;
@@ -508,6 +507,7 @@ bool ServerConnection::handle_internal_message(char type, proto::ByteSpan body) 
       }
       return true;
     case 'C': case 'T': case 'I': case 'N': case 'A':
+    case '1': case '2': case 'n':  // ParseComplete, BindComplete, NoData (run_check with params)
       return true;
     default:
       fail("unexpected message in response to an internal query");
@@ -558,7 +558,7 @@ void ServerConnection::internal_done() {
       check_owner_ = nullptr;
       std::string error;
       if (internal_error_) error = internal_error_->message;
-      else if (!check_row_seen_) error = "health check query returned no row";
+      else if (!check_row_seen_ && !check_empty_ok_) error = "health check query returned no row";
       state_ = State::idle;
       if (tx_status_ != 'I') {
         close("health check left a transaction open");
@@ -624,11 +624,23 @@ void ServerConnection::link(ClientConnection* c) {
   run_internal({sql}, kPurposeSync);
 }
 
-void ServerConnection::run_check(const std::string& sql, CheckOwner* owner) {
+void ServerConnection::run_check(const std::string& sql, CheckOwner* owner,
+                                 const std::vector<std::string>& params, bool empty_ok) {
   check_owner_ = owner;
   check_row_.clear();
   check_row_seen_ = false;
-  run_internal({sql}, kPurposeCheck);
+  check_empty_ok_ = empty_ok;
+  if (params.empty()) {
+    run_internal({sql}, kPurposeCheck);
+    return;
+  }
+  internal_queries_ = {sql};
+  internal_purpose_ = kPurposeCheck;
+  internal_error_.reset();
+  state_ = State::internal;
+  std::string out;
+  proto::query_with_params(out, sql, params);
+  send(std::move(out));
 }
 
 void ServerConnection::abandon_check() {

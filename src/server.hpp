@@ -60,7 +60,10 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // Runs a health-check query (the connection is assigned to the checker);
   // the owner hears the outcome exactly once, then the connection goes
   // back to its pool (or closes).
-  void run_check(const std::string& sql, CheckOwner* owner);
+  // `params`: sent as bound values (extended protocol). `empty_ok`: no row
+  // is an answer (check_result gets an empty row), not an error.
+  void run_check(const std::string& sql, CheckOwner* owner, const std::vector<std::string>& params = {},
+                 bool empty_ok = false);
   // The checker gave up waiting: forget it (the connection is closed).
   void abandon_check();
   // Client bytes to forward as they are.
@@ -239,6 +242,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   bool retry_decided_ = false;  // the answer goes to the client
   std::string retry_out_;       // the answer held meanwhile
   CheckOwner* check_owner_ = nullptr;
+  bool check_empty_ok_ = false;
   std::vector<std::optional<std::string>> check_row_;
   bool check_row_seen_ = false;
 };

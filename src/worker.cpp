@@ -230,13 +230,14 @@ class CancelSender final : public SocketOwner {
 
 Worker::Worker(std::shared_ptr<const conf::Config> config,
                std::shared_ptr<const auth::Userlist> userlist)
-    : config_(std::move(config)), userlist_(std::move(userlist)) {
+    : config_(std::move(config)), userlist_(std::move(userlist)), auth_query_(std::make_unique<AuthQuery>(*this)) {
   uv_loop_init(&loop_);
   uv_timer_init(&loop_, &tick_timer_);
   tick_timer_.data = this;
 }
 
 Worker::~Worker() {
+  auth_query_.reset();  // lookups wait in pools
   routes_.clear();  // checkers wait in pools
   pools_.clear();
   uv_loop_close(&loop_);
@@ -288,6 +289,17 @@ std::shared_ptr<RouteState> Worker::route_for(const conf::DatabaseConfig& db) {
   return it == routes_.end() ? nullptr : it->second;
 }
 
+pool::Pool& Worker::auth_pool(const conf::DatabaseConfig& db) {
+  const std::string database = db.name == "*" ? std::string("postgres") : db.name;
+  return pool_for(PoolKey{database, config_->auth.query_user, 0, true, true}, db);
+}
+
+const auth::Secret* Worker::find_secret(const std::string& user) const {
+  if (userlist_)
+    if (const auth::Secret* s = userlist_->find(user)) return s;
+  return auth_query_->known(user);
+}
+
 pool::Pool& Worker::health_pool(RouteState& route, size_t backend) {
   const conf::DatabaseConfig& db = *route.db;
   return pool_for(PoolKey{db.name == "*" ? std::string("postgres") : db.name, *db.check_user(),
@@ -331,6 +343,7 @@ void Worker::tick() {
   balance_shared_limits();
   if (retired_pools_ && ticks_ % 10 == 0) drop_retired_pools();
   if (!delayed_closes_.empty()) run_delayed_closes();
+  auth_query_->tick(now, config_->client_login_timeout);
   if (!admin_waits_.empty()) check_admin_waits();
   if (shutdown_request_) {
     int r = shutdown_request_;
@@ -410,7 +423,15 @@ pool::PoolSettings Worker::settings_for(const PoolKey& key, const conf::Database
   s.server_login_retry = cfg.server_login_retry;
   s.server_idle_timeout = cfg.server_idle_timeout;
   s.server_lifetime = cfg.server_lifetime;
-  if (key.health) {
+  if (key.auth) {
+    // Lookups are short: two connections serve a login storm (answers are
+    // cached and shared), and a lookup gives up with the client's login.
+    s.pool_size = 2;
+    s.min_pool_size = 0;
+    s.reserve_pool_size = 0;
+    s.query_wait_timeout = cfg.client_login_timeout;
+    s.server_login_retry = std::chrono::seconds(1);
+  } else if (key.health) {
     // One connection, given up on quickly, retried at the next check.
     s.pool_size = 1;
     s.min_pool_size = 0;
@@ -450,7 +471,9 @@ void Worker::set_target(PoolEntry& e, const PoolKey& key, const conf::DatabaseCo
     e.port = db.replicas[key.backend - 1].port;
   }
   e.password.reset();
-  if (!key.health) e.password = db.password;
+  if (key.auth) {
+    if (db.user && *db.user == key.user) e.password = db.password;  // else the userlist's
+  } else if (!key.health) e.password = db.password;
   else if (db.health_check_password) e.password = db.health_check_password;
   else if (db.user && *db.user == key.user) e.password = db.password;
 }
@@ -487,7 +510,7 @@ pool::Pool& Worker::pool_for(const PoolKey& key, const conf::DatabaseConfig& db,
     ul.max = (uc && uc->max_user_connections) ? *uc->max_user_connections : cfg.max_user_connections;
     e.pool = std::make_unique<pool::Pool>(key.database, key.user, s, *this, &dbl, &ul);
   }
-  e.pool->set_backend(key.backend, key.health);
+  e.pool->set_backend(key.backend, key.health, key.auth);
   if (key.health)
     spdlog::debug("health check pool {}/{} for {}:{} created", key.database, key.user, e.host, e.port);
   else if (db.routed())
@@ -499,7 +522,8 @@ pool::Pool& Worker::pool_for(const PoolKey& key, const conf::DatabaseConfig& db,
 }
 
 bool Worker::open_server(pool::Pool& pool, proto::ErrorFields& error) {
-  auto it = pools_.find(PoolKey{pool.database(), pool.user(), pool.backend(), pool.health_check()});
+  auto it = pools_.find(
+      PoolKey{pool.database(), pool.user(), pool.backend(), pool.health_check(), pool.auth_lookup()});
   if (it == pools_.end()) {
     error.severity = "FATAL";
     error.sqlstate = proto::sqlstate::kInternalError;
@@ -732,11 +756,12 @@ void Worker::apply_config(std::shared_ptr<const conf::Config> cfg,
     // The entry a new client of the pool's database would get (the health
     // checker's pool belongs to its entry by name).
     const conf::DatabaseConfig* db = nullptr;
-    if (!key.health) db = c.find_database(key.database);
+    if (!key.health || key.auth) db = c.find_database(key.database);
     else if (auto it = c.databases.find(e.db->name); it != c.databases.end()) db = &it->second;
     bool keep = db != nullptr;
     if (keep && key.backend > db->replicas.size()) keep = false;     // a replica went
-    if (keep && key.health) keep = db->routed() && *db->check_user() == key.user;
+    if (keep && key.auth) keep = c.auth.query_set && c.auth.query_user == key.user;
+    else if (keep && key.health) keep = db->routed() && *db->check_user() == key.user;
     else if (keep && db->user) keep = *db->user == key.user;          // forced server user
     else if (keep && e.db->user && *e.db->user == key.user) keep = false;  // was forced, is not
     if (!keep) {

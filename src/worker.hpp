@@ -19,6 +19,7 @@
 #include "conf/config.hpp"
 #include "pool/list.hpp"
 #include "pool/pool.hpp"
+#include "src/auth_query.hpp"
 #include "src/client.hpp"
 #include "src/health.hpp"
 #include "src/prepared.hpp"
@@ -53,10 +54,11 @@ struct PoolKey {
   std::string database;  // the client's database name
   std::string user;      // the server-side user
   uint16_t backend = 0;  // routed databases: 0 = configured host, 1.. = replicas
-  bool health = false;   // the health checker's own pool
+  bool health = false;   // pgmux's own pool (health checker, or auth lookups)
+  bool auth = false;     // ... for auth_query lookups (health is set too)
   bool operator<(const PoolKey& o) const {
-    return std::tie(database, user, backend, health) <
-           std::tie(o.database, o.user, o.backend, o.health);
+    return std::tie(database, user, backend, health, auth) <
+           std::tie(o.database, o.user, o.backend, o.health, o.auth);
   }
 };
 
@@ -102,6 +104,11 @@ class Worker : public pool::Connector {
   std::shared_ptr<RouteState> route_for(const conf::DatabaseConfig& db);
   // The pool the health checker of `backend` uses.
   pool::Pool& health_pool(RouteState& route, size_t backend);
+  // The pool auth_query lookups for database entry `db` use.
+  pool::Pool& auth_pool(const conf::DatabaseConfig& db);
+  AuthQuery& auth_query() { return *auth_query_; }
+  // A user's secret: the userlist's, else the last one auth_query found.
+  const auth::Secret* find_secret(const std::string& user) const;
   // A health check finished: log what changed, and let the backend's pools
   // try again at once (up) or drop their idle connections (down).
   void backend_checked(RouteState& route, size_t backend,
@@ -197,6 +204,7 @@ class Worker : public pool::Connector {
   std::shared_ptr<const conf::Config> config_;
   std::shared_ptr<const auth::Userlist> userlist_;
   std::shared_ptr<const tls::Context> client_tls_, server_tls_;
+  std::unique_ptr<AuthQuery> auth_query_;
 
   std::vector<std::unique_ptr<Listener>> listeners_;
 

@@ -759,7 +759,7 @@ file = "../log/pgmux.log"
     CHECK(c->auth.file == (cwd / "sub" / "userlist.txt").lexically_normal().string());
   }
   SECTION("auth query text and unset paths are left alone") {
-    const auto c = ok("[auth]\nquery = \"SELECT 1\"\n[databases.app]\n", "/etc/pgmux");
+    const auto c = ok("[auth]\nquery = \"SELECT 1\"\nquery_user = \"q\"\n[databases.app]\n", "/etc/pgmux");
     CHECK(c->auth.file.empty());
     CHECK(c->auth.hba_file.empty());
     CHECK(c->log.file.empty());

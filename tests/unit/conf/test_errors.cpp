@@ -369,7 +369,9 @@ TEST_CASE("auth requirements", "[conf][errors][auth]") {
   CHECK(err("[auth]\nquery = \"\"\n[databases.app]\n") == "t.toml:2: [auth] query: must not be empty");
   // Satisfied requirements.
   CHECK(ok("[auth]\ntype = \"md5\"\nfile = \"u\"\n[databases.app]\n"));
-  CHECK(ok("[auth]\ntype = \"md5\"\nquery = \"SELECT 1\"\n[databases.app]\n"));
+  CHECK(err("[auth]\ntype = \"md5\"\nquery = \"SELECT 1\"\n[databases.app]\n") ==
+        "t.toml:3: [auth] query_user: required when query is set (the role that runs the lookup)");
+  CHECK(ok("[auth]\ntype = \"md5\"\nquery = \"SELECT 1\"\nquery_user = \"q\"\n[databases.app]\n"));
   CHECK(ok("[auth]\ntype = \"hba\"\nhba_file = \"h\"\n[databases.app]\n"));
   CHECK(ok("[auth]\ntype = \"trust\"\n[databases.app]\n"));
 }

@@ -1,0 +1,68 @@
+// auth_query: secrets of users missing from the userlist, looked up in
+// PostgreSQL with [auth] query as [auth] query_user.
+//
+// - The lookups run on pools of their own (PoolKey::auth), whose connections
+//   never carry anything a client sent (a client's search_path or other
+//   startup parameter cannot change what the query reads: CVE-2025-12819
+//   class); the user name is a bound parameter, never SQL text.
+// - Concurrent lookups of one user share one query, and answers (found or
+//   not) are cached for kCacheFor, so a connection storm costs one query per
+//   user and period.
+// - A NULL secret (the default query's answer for an expired VALID UNTIL) is
+//   "no such user".
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "auth/userlist.hpp"
+#include "conf/config.hpp"
+#include "pool/pool.hpp"
+
+namespace pgmux {
+
+class Worker;
+class ClientConnection;
+
+class AuthQuery {
+ public:
+  static constexpr std::chrono::seconds kCacheFor{5};
+
+  enum class Answer { found, not_found, pending, failed };
+  explicit AuthQuery(Worker& w);
+  ~AuthQuery();
+
+  // The secret of `user` for a login to database entry `db`: from the cache
+  // (found / not_found, `secret` set when found), or pending: the client
+  // gets auth_lookup_done later (unless it leaves first: forget()).
+  Answer lookup(ClientConnection* c, const conf::DatabaseConfig& db, const std::string& user,
+                std::optional<auth::Secret>& secret);
+  void forget(ClientConnection* c);
+  // The last secret any lookup found for `user` (server logins with md5 or
+  // plaintext secrets need it after the cache entry expired).
+  const auth::Secret* known(const std::string& user) const;
+  // Gives up on lookups older than `limit` (client_login_timeout).
+  void tick(pool::TimePoint now, pool::Duration limit);
+
+ private:
+  class Lookup;
+  friend class Lookup;
+  struct Cached {
+    std::optional<auth::Secret> secret;
+    pool::TimePoint at;
+  };
+  using Key = std::pair<std::string, std::string>;  // (database entry, user)
+  void finished(Lookup* l, Answer a, std::optional<auth::Secret> secret, const std::string& error);
+
+  Worker& worker_;
+  std::map<Key, Cached> cache_;
+  std::map<Key, std::unique_ptr<Lookup>> running_;
+  std::map<std::string, auth::Secret, std::less<>> known_;
+};
+
+}  // namespace pgmux

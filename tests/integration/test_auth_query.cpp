@@ -1,0 +1,149 @@
+// auth_query (issue 5): secrets of users missing from the userlist, looked up
+// in PostgreSQL as [auth] query_user; SCRAM pass-through with those secrets;
+// expired passwords; unknown users; a client's search_path cannot redirect
+// the lookup; concurrent logins; the short cache.
+#include <catch2/catch.hpp>
+
+#include <future>
+#include <thread>
+
+#include "harness.hpp"
+
+using namespace it;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// Roles of the test's own on the fixture's primary, dropped at the end.
+struct Roles {
+  std::string suffix = unique_suffix();
+  std::string auth = "aq_auth_" + suffix, user = "aq_user_" + suffix, old = "aq_old_" + suffix,
+              victim = "aq_victim_" + suffix, schema = "aq_evil_" + suffix;
+  Roles() {
+    Conn su = superuser();
+    exec(su.get(), "SET password_encryption = 'scram-sha-256'");
+    exec(su.get(), "CREATE ROLE " + auth + " LOGIN SUPERUSER PASSWORD 'auth_pw'");
+    exec(su.get(), "CREATE ROLE " + user + " LOGIN PASSWORD 'user_pw'");
+    exec(su.get(), "CREATE ROLE " + old + " LOGIN PASSWORD 'old_pw' VALID UNTIL '2001-01-01'");
+    exec(su.get(), "CREATE ROLE " + victim + " LOGIN PASSWORD '" + unique_suffix() + "-unguessable'");
+    for (const auto& r : {user, old, victim}) exec(su.get(), "GRANT CONNECT ON DATABASE postgres TO " + r);
+  }
+  ~Roles() {
+    Conn su = connect_raw(superuser_conninfo());
+    if (PQstatus(su.get()) != CONNECTION_OK) return;
+    try_exec(su.get(), "DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+    for (const auto& r : {user, old, victim, auth, "aq_tmp_" + suffix}) {
+      try_exec(su.get(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '" + r + "'");
+      try_exec(su.get(), "DROP ROLE IF EXISTS " + r);
+    }
+  }
+};
+
+PgmuxConfig aq_config(const Roles& r, const std::string& query_line = {}) {
+  PgmuxConfig c;
+  c.pgmux = "pool_mode = \"transaction\"\n";
+  c.rest = "[auth]\ntype = \"scram-sha-256\"\nfile = \"@USERLIST@\"\nquery_user = \"" + r.auth + "\"\n" +
+           (query_line.empty() ? "query = \"" + std::string(
+                                     "SELECT usename, CASE WHEN valuntil IS NULL OR valuntil > pg_catalog.now() "
+                                     "THEN passwd END FROM pg_catalog.pg_shadow WHERE usename = $1") + "\"\n"
+                               : query_line) +
+           "\n[databases.postgres]\nhost = \"@PG_HOST@\"\nport = @PG_PORT@\n";
+  // Only the lookup role is in the userlist.
+  c.userlist = userlist_line(r.auth, "auth_pw");
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("auth_query: login, SCRAM pass-through, wrong password, unknown and expired users", "[auth_query]") {
+  Roles r;
+  Pgmux mux(aq_config(r));
+  {
+    Conn c = connect(mux.conninfo("postgres", r.user, "user_pw"));
+    CHECK(scalar(c.get(), "SELECT current_user") == r.user);
+    // Transaction pooling: the server login used the keys from this login.
+    CHECK(scalar(c.get(), "SELECT 1") == "1");
+  }
+  const std::string wrong = connect_error(mux.conninfo("postgres", r.user, "not_it"));
+  const std::string unknown = connect_error(mux.conninfo("postgres", "aq_nobody_" + r.suffix, "x"));
+  const std::string expired = connect_error(mux.conninfo("postgres", r.old, "old_pw"));
+  CHECK_THAT(wrong, Contains("password authentication failed for user \"" + r.user + "\""));
+  // The same answer for all three (only the user name differs).
+  CHECK(replace_all(unknown, "aq_nobody_" + r.suffix, r.user) == wrong);
+  CHECK(replace_all(expired, r.old, r.user) == wrong);
+  CHECK_THAT(mux.log_text(), Contains("(auth query)"));
+  // Twenty logins at once: all served (one lookup, shared).
+  std::vector<std::future<bool>> logins;
+  for (int i = 0; i < 20; ++i)
+    logins.push_back(std::async(std::launch::async, [&] {
+      Conn c = connect_raw(mux.conninfo("postgres", r.user, "user_pw"));
+      return PQstatus(c.get()) == CONNECTION_OK && try_exec(c.get(), "SELECT 1").ok;
+    }));
+  int ok = 0;
+  for (auto& f : logins) ok += f.get();
+  CHECK(ok == 20);
+  mux.finish();
+}
+
+TEST_CASE("auth_query: a client's search_path cannot redirect the lookup", "[auth_query]") {
+  Roles r;
+  // A schema whose pg_shadow says every role has the password "evil_pw".
+  std::string verifier;
+  {
+    Conn su = superuser();
+    exec(su.get(), "SET password_encryption = 'scram-sha-256'");
+    exec(su.get(), "CREATE ROLE aq_tmp_" + r.suffix + " PASSWORD 'evil_pw'");
+    verifier = scalar(su.get(), "SELECT rolpassword FROM pg_authid WHERE rolname = 'aq_tmp_" + r.suffix + "'");
+    exec(su.get(), "CREATE SCHEMA " + r.schema);
+    exec(su.get(), "CREATE VIEW " + r.schema + ".pg_shadow AS SELECT rolname::name AS usename, '" + verifier +
+                       "'::text AS passwd, NULL::timestamptz AS valuntil FROM pg_catalog.pg_roles");
+    exec(su.get(), "GRANT USAGE ON SCHEMA " + r.schema + " TO PUBLIC");
+    exec(su.get(), "GRANT SELECT ON " + r.schema + ".pg_shadow TO PUBLIC");
+  }
+  // An unqualified query, as many PgBouncer setups have.
+  Pgmux mux(aq_config(r, "query = \"SELECT usename, passwd FROM pg_shadow WHERE usename = $1\"\n"));
+  const std::string evil_path = "options='-c search_path=" + r.schema + ",pg_catalog'";
+  CHECK_THAT(connect_error(mux.conninfo("postgres", r.victim, "evil_pw", evil_path)),
+             Contains("password authentication failed"));
+  CHECK_FALSE(contains(mux.log_text(), "login ok: user \"" + r.victim + "\""));
+  // The same startup options do not get in the way of a real login.
+  Conn c = connect(mux.conninfo("postgres", r.user, "user_pw", evil_path));
+  // ...and the client's session has its search_path (the first schema is
+  // the evil one), replayed on whichever server it lands on.
+  CHECK(scalar(c.get(), "SHOW search_path") == r.schema + ",pg_catalog");
+  CHECK(scalar(c.get(), "SELECT pg_catalog.current_schema()") == r.schema);
+  c.reset();
+  mux.finish();
+}
+
+TEST_CASE("auth_query: answers are cached briefly; a changed password applies after that", "[auth_query]") {
+  Roles r;
+  Pgmux mux(aq_config(r));
+  { Conn c = connect(mux.conninfo("postgres", r.user, "user_pw")); }
+  {
+    Conn su = superuser();
+    exec(su.get(), "SET password_encryption = 'scram-sha-256'");
+    exec(su.get(), "ALTER ROLE " + r.user + " PASSWORD 'new_pw'");
+  }
+  auto t0 = Clock::now();
+  // Until the cache entry expires pgmux still checks the old verifier.
+  CHECK_FALSE(connect_error(mux.conninfo("postgres", r.user, "new_pw")).empty());
+  CHECK(seconds_since(t0) < 5);
+  std::this_thread::sleep_for(5500ms);
+  Conn c = connect(mux.conninfo("postgres", r.user, "new_pw"));
+  CHECK(scalar(c.get(), "SELECT current_user") == r.user);
+  c.reset();
+  mux.finish();
+}
+
+TEST_CASE("auth_query: the lookup role failing gives a clear error, not a hang", "[auth_query]") {
+  Roles r;
+  PgmuxConfig c = aq_config(r);
+  c.userlist = userlist_line(r.auth, "wrong_auth_pw");
+  Pgmux mux(c);
+  auto t0 = Clock::now();
+  CHECK_THAT(connect_error(mux.conninfo("postgres", r.user, "user_pw")), Contains("authentication lookup failed"));
+  CHECK(seconds_since(t0) < 10);
+  CHECK_THAT(mux.log_text(), Contains("auth query for user"));
+  mux.finish();
+}
