@@ -1404,8 +1404,7 @@ LoadResult apply_setting(const Config& base, std::string_view key, std::string_v
   }
 }
 
-std::string unsupported_settings(const Config& cfg) {
-  if (cfg.auth.type == AuthType::hba) return "[auth] type = \"hba\" is not supported yet";
+std::string unsupported_settings(const Config&) {
   return {};
 }
 

@@ -292,8 +292,10 @@ void ClientConnection::begin_auth() {
   const conf::DatabaseConfig* db = admin_db ? nullptr : cfg.find_database(database_);
   const auth::Userlist* users = worker_.userlist();
   const auth::Secret* secret = users ? users->find(user_) : nullptr;
+  std::string hba_refusal;
+  const conf::AuthType type = auth_method(hba_refusal);
   // auth_query for users the userlist does not have (PgBouncer's order).
-  const bool lookup = !secret && !admin_db && db && cfg.auth.query_set && cfg.auth.type != conf::AuthType::trust;
+  const bool lookup = !secret && !admin_db && db && cfg.auth.query_set && type != conf::AuthType::trust;
   if (lookup && !auth_->looked_up) {
     std::optional<auth::Secret> found;
     // Pending from here: the answer may come before lookup() returns.
@@ -312,13 +314,15 @@ void ClientConnection::begin_auth() {
   }
   if (lookup && auth_->looked_up_secret) secret = &*auth_->looked_up_secret;
 
-  if (admin_db && admin_level(cfg, user_) == AdminLevel::none)
+  if (!hba_refusal.empty())
+    auth_->fail_reason = hba_refusal;
+  else if (admin_db && admin_level(cfg, user_) == AdminLevel::none)
     auth_->fail_reason = "user \"" + user_ + "\" is not in [admin] users or stats_users";
   else if (!db && !admin_db) auth_->fail_reason = "unknown database \"" + database_ + "\"";
   else if (lookup && !secret) auth_->fail_reason = "unknown user \"" + user_ + "\" (auth query)";
   else if (users && !secret) auth_->fail_reason = "unknown user \"" + user_ + "\"";
-  else if (!users && !secret && cfg.auth.type != conf::AuthType::trust) auth_->fail_reason = "no userlist loaded";
-  else if (cfg.auth.type != conf::AuthType::trust && secret && secret->text.empty())
+  else if (!users && !secret && type != conf::AuthType::trust) auth_->fail_reason = "no userlist loaded";
+  else if (type != conf::AuthType::trust && secret && secret->text.empty())
     auth_->fail_reason = "empty password in the userlist (like PostgreSQL, no password means no login)";
   else if (const auto& ctx = worker_.client_tls();
            ctx && ctx->mode() == conf::TlsMode::verify_full && socket_.tls_established() &&
@@ -329,7 +333,6 @@ void ClientConnection::begin_auth() {
 
   state_ = State::auth;
   std::string out;
-  conf::AuthType type = cfg.auth.type;
   if (type == conf::AuthType::trust) {
     if (auth_->mock) auth_failed(auth_->fail_reason);
     else auth_succeeded();
@@ -373,6 +376,56 @@ void ClientConnection::begin_auth() {
     }
   }
   send(std::move(out));
+}
+
+// The method for this login: [auth] type, or with type = "hba" the first
+// matching rule's. A refusal (no rule, reject, a client certificate the rule
+// needs and the client lacks) fills `refusal` and returns the method the
+// failing exchange goes through, so it looks like any wrong password.
+// "trust" also stands for hba's cert (no password: the certificate was
+// checked here).
+conf::AuthType ClientConnection::auth_method(std::string& refusal) const {
+  const conf::AuthType configured = worker_.config().auth.type;
+  if (configured != conf::AuthType::hba) return configured;
+  auth::HbaRequest req;
+  req.unix_socket = socket_.kind() == Socket::Kind::pipe;
+  req.tls = socket_.tls_established();
+  int port = 0;
+  if (!req.unix_socket) socket_.address(true, req.address, port);
+  req.database = database_;
+  req.user = user_;
+  const auth::HbaRules* rules = worker_.hba();
+  const std::optional<auth::HbaMatch> m = rules ? rules->match(req) : std::nullopt;
+  if (!m) {
+    refusal = std::string("no hba rule matches (") + (req.unix_socket ? "local" : req.tls ? "TLS" : "no TLS") + ")";
+    return conf::AuthType::scram_sha_256;
+  }
+  const std::string at = " (hba line " + std::to_string(m->line) + ")";
+  if (m->method == auth::HbaMethod::reject) {
+    refusal = "rejected" + at;
+    return conf::AuthType::scram_sha_256;
+  }
+  if (m->clientcert) {
+    if (!socket_.tls_peer_verified()) {
+      refusal = "no client certificate verified by [tls] ca" + at;
+      return conf::AuthType::scram_sha_256;
+    }
+    if (*m->clientcert == "verify-full" && socket_.tls_peer_common_name() != user_) {
+      refusal = "client certificate common name \"" + socket_.tls_peer_common_name() + "\" is not the user" + at;
+      return conf::AuthType::scram_sha_256;
+    }
+  }
+  switch (m->method) {
+    case auth::HbaMethod::trust:
+    case auth::HbaMethod::cert:
+      return conf::AuthType::trust;
+    case auth::HbaMethod::md5:
+      return conf::AuthType::md5;
+    case auth::HbaMethod::scram_sha_256:
+    case auth::HbaMethod::reject:
+      break;
+  }
+  return conf::AuthType::scram_sha_256;
 }
 
 bool ClientConnection::handle_auth_message(char type, proto::ByteSpan body) {

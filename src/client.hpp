@@ -144,6 +144,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   bool handle_startup_packet(const proto::StartupPacket& p);
   bool handle_auth_message(char type, proto::ByteSpan body);
   void begin_auth();
+  conf::AuthType auth_method(std::string& refusal) const;
   void auth_succeeded();
   void auth_failed(const std::string& log_reason);
   void send_welcome();

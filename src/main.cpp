@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "auth/hba.hpp"
 #include "auth/userlist.hpp"
 #include "conf/config.hpp"
 #include "conf/pgbouncer_ini.hpp"
@@ -153,6 +154,13 @@ int main(int argc, char** argv) {
     std::string tls_error;
     if (!pgmux::tls::make_contexts(cfg, for_clients, for_servers, tls_error)) {
       std::fprintf(stderr, "pgmux: invalid configuration: %s\n", tls_error.c_str());
+      return 1;
+    }
+  }
+  if (cfg.auth.type == pgmux::conf::AuthType::hba) {
+    auto h = pgmux::auth::load_hba_file(cfg.auth.hba_file);
+    if (!h.rules) {
+      std::fprintf(stderr, "pgmux: invalid configuration: [auth] hba_file: %s\n", h.error.c_str());
       return 1;
     }
   }

@@ -249,6 +249,14 @@ bool Worker::start() {
     spdlog::critical("{}", tls_error);
     return false;
   }
+  if (config_->auth.type == conf::AuthType::hba) {
+    auto h = auth::load_hba_file(config_->auth.hba_file);
+    if (!h.rules) {
+      spdlog::critical("[auth] hba_file: {}", h.error);
+      return false;
+    }
+    hba_ = h.rules;
+  }
   for (const auto& a : config_->listen) {
     auto l = std::make_unique<Listener>(*this, a);
     bool ok = l->start();
@@ -697,6 +705,12 @@ bool Worker::reload(std::string* error) {
   std::shared_ptr<const tls::Context> for_clients, for_servers;
   std::string tls_error;
   if (!tls::make_contexts(*cfg, for_clients, for_servers, tls_error)) return refuse(tls_error);
+  std::shared_ptr<const auth::HbaRules> hba;
+  if (cfg->auth.type == conf::AuthType::hba) {
+    auto h = auth::load_hba_file(cfg->auth.hba_file);
+    if (!h.rules) return refuse("[auth] hba_file: " + h.error);
+    hba = h.rules;
+  }
   // The log file is reopened on every reload (logrotate's copy-less
   // rotation needs that).
   if (!cfg->log.file.empty() || !same_log(cfg->log, config_->log)) {
@@ -705,6 +719,7 @@ bool Worker::reload(std::string* error) {
   }
   client_tls_ = std::move(for_clients);
   server_tls_ = std::move(for_servers);
+  hba_ = std::move(hba);
   apply_config(std::move(cfg), std::move(users));
   spdlog::info("reload: {} applied ({} databases{})", config_->source, config_->databases.size(),
                userlist_ ? ", " + std::to_string(userlist_->users.size()) + " users" : "");

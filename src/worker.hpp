@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "auth/hba.hpp"
 #include "auth/scram.hpp"
 #include "auth/userlist.hpp"
 #include "conf/config.hpp"
@@ -107,6 +108,8 @@ class Worker : public pool::Connector {
   // The pool auth_query lookups for database entry `db` use.
   pool::Pool& auth_pool(const conf::DatabaseConfig& db);
   AuthQuery& auth_query() { return *auth_query_; }
+  // The hba rules in force ([auth] type = "hba"), else null.
+  const auth::HbaRules* hba() const { return hba_.get(); }
   // A user's secret: the userlist's, else the last one auth_query found.
   const auth::Secret* find_secret(const std::string& user) const;
   // A health check finished: log what changed, and let the backend's pools
@@ -205,6 +208,7 @@ class Worker : public pool::Connector {
   std::shared_ptr<const auth::Userlist> userlist_;
   std::shared_ptr<const tls::Context> client_tls_, server_tls_;
   std::unique_ptr<AuthQuery> auth_query_;
+  std::shared_ptr<const auth::HbaRules> hba_;  // [auth] type = "hba"
 
   std::vector<std::unique_ptr<Listener>> listeners_;
 

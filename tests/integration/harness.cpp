@@ -598,6 +598,43 @@ void ScratchDatabase::pgbench_init() const {
   REQUIRE(ir.exit_code == 0);
 }
 
+namespace {
+void openssl(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"openssl"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = run_process(argv, {}, 30s);
+  INFO("openssl " << args[0] << ":\n" << r.output);
+  REQUIRE(r.exit_code == 0);
+}
+}  // namespace
+
+Pki::Pki() {
+  ca = dir.file("ca.crt");
+  ca_key = dir.file("ca.key");
+  other_ca = dir.file("other-ca.crt");
+  other_ca_key = dir.file("other-ca.key");
+  make_ca(ca, ca_key, "pgmux test CA");
+  make_ca(other_ca, other_ca_key, "some other CA");
+}
+
+void Pki::make_ca(const std::string& crt, const std::string& key, const std::string& cn) {
+  openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+           "-out", crt, "-subj", "/CN=" + cn, "-days", "2"});
+}
+
+std::string Pki::issue(const std::string& name, const std::string& cn, const std::string& san, bool by_other_ca) {
+  const std::string key = dir.file(name + ".key"), csr = dir.file(name + ".csr"), crt = dir.file(name + ".crt"),
+                    ext = dir.file(name + ".ext");
+  openssl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out",
+           csr, "-subj", "/CN=" + cn});
+  write_file(ext, san.empty() ? "basicConstraints=CA:FALSE\n"
+                              : "basicConstraints=CA:FALSE\nsubjectAltName=" + san + "\n");
+  openssl({"x509", "-req", "-in", csr, "-CA", by_other_ca ? other_ca : ca, "-CAkey",
+           by_other_ca ? other_ca_key : ca_key, "-CAcreateserial", "-out", crt, "-days", "2", "-extfile", ext});
+  ::chmod(key.c_str(), 0600);
+  return crt;
+}
+
 std::string conninfo_quote(std::string_view v) {
   std::string out = "'";
   for (char c : v) {

@@ -282,6 +282,23 @@ class PrivateCluster {
   bool started_ = false;
 };
 
+// A throwaway PKI made with the openssl command: a CA, a second unrelated
+// CA, and certificates issued by either (REQUIREs success).
+struct Pki {
+  TempDir dir;
+  std::string ca, ca_key, other_ca, other_ca_key;
+  Pki();
+  // Signed by `ca` (or the other CA); `san` e.g. "DNS:localhost,IP:127.0.0.1"
+  // (empty: none). Returns the certificate path; its key is key_of(cert),
+  // mode 0600 (libpq refuses a group/world readable key).
+  std::string issue(const std::string& name, const std::string& cn, const std::string& san,
+                    bool by_other_ca = false);
+  static std::string key_of(const std::string& crt) { return crt.substr(0, crt.size() - 4) + ".key"; }
+
+ private:
+  void make_ca(const std::string& crt, const std::string& key, const std::string& cn);
+};
+
 // Quotes a libpq conninfo value.
 std::string conninfo_quote(std::string_view v);
 

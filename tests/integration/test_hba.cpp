@@ -1,0 +1,132 @@
+// hba_file (issue 5): pg_hba.conf-style rules decide who may log in and how:
+// by address, user, database, TLS or not, client certificates; first match
+// wins; reloadable; refusals look like wrong passwords.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include "harness.hpp"
+
+using namespace it;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// `hba_path`: where the rules file is (written by the caller).
+PgmuxConfig hba_config(const std::string& hba_path, const std::string& tls = {}) {
+  PgmuxConfig c;
+  c.pgmux = "pool_mode = \"transaction\"\n";
+  c.rest = "[auth]\ntype = \"hba\"\nfile = \"@USERLIST@\"\nhba_file = \"" + hba_path + "\"\n\n" +
+           database_section("app") + database_section("other", "dbname = \"app\"\n") + tls;
+  c.userlist = plaintext_userlist();
+  return c;
+}
+
+// Pgmux writes its own files; the hba file goes next to them before start.
+struct HbaPgmux {
+  TempDir staging;
+  std::unique_ptr<Pgmux> mux;
+  HbaPgmux(const std::string& hba_text, const std::string& tls = {}) {
+    write_file(staging.file("pgmux_hba.conf"), hba_text);
+    mux = std::make_unique<Pgmux>(hba_config(staging.file("pgmux_hba.conf"), tls));
+  }
+  void rewrite(const std::string& hba_text) { write_file(staging.file("pgmux_hba.conf"), hba_text); }
+};
+
+}  // namespace
+
+TEST_CASE("hba: rules by user, database and address; first match wins; reload", "[hba]") {
+  HbaPgmux h(
+      "# TYPE DATABASE USER ADDRESS METHOD\n"
+      "host all md5_user 127.0.0.1/32 reject\n"
+      "host other scram_user all reject\n"
+      "host app scram_user 127.0.0.1/32 scram-sha-256\n"
+      "host all all 10.0.0.0/8 trust\n"
+      "host all all 0.0.0.0/0 md5\n");
+  Pgmux& mux = *h.mux;
+  {
+    Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+    CHECK(scalar(c.get(), "SELECT current_user") == "scram_user");
+  }
+  const std::string refused_md5 = connect_error(mux.conninfo("app", "md5_user", "md5_pw"));
+  CHECK_THAT(refused_md5, Contains("password authentication failed for user \"md5_user\""));
+  CHECK_THAT(connect_error(mux.conninfo("other", "scram_user", "scram_pw")),
+             Contains("password authentication failed"));
+  // cancel_user falls through to the md5 rule (the 10/8 trust rule is not ours).
+  {
+    Conn c = connect(mux.conninfo("app", "cancel_user", "cancel_pw"));
+    CHECK(scalar(c.get(), "SELECT current_user") == "cancel_user");
+  }
+  CHECK_THAT(connect_error(mux.conninfo("app", "cancel_user", "wrong")), Contains("password authentication failed"));
+  // No local rule: the unix socket is refused.
+  CHECK_THAT(connect_error(mux.unix_conninfo("app", "scram_user", "scram_pw")),
+             Contains("password authentication failed"));
+  CHECK_THAT(mux.log_text(), Contains("rejected (hba line 2)"));
+  CHECK_THAT(mux.log_text(), Contains("no hba rule matches (local)"));
+
+  // Reload: local trust first, md5_user allowed.
+  h.rewrite("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n");
+  mux.signal(SIGHUP);
+  REQUIRE(wait_until([&] { return contains(mux.log_text(), "reload: "); }, 5s));
+  {
+    Conn c = connect(mux.unix_conninfo("app", "md5_user"));  // no password: trust
+    CHECK(scalar(c.get(), "SELECT current_user") == "md5_user");
+    Conn d = connect(mux.conninfo("other", "md5_user", "md5_pw"));
+    CHECK(scalar(d.get(), "SELECT 1") == "1");
+  }
+  // A broken file is refused; the rules in force stay.
+  h.rewrite("host all all 127.0.0.1/32 peer\n");
+  mux.signal(SIGHUP);
+  CHECK(wait_until([&] { return contains(mux.log_text(), "reload refused"); }, 5s));
+  CHECK_THAT(mux.log_text(), Contains("pgmux_hba.conf:1"));
+  {
+    Conn c = connect(mux.unix_conninfo("app", "md5_user"));
+    CHECK(scalar(c.get(), "SELECT 1") == "1");
+  }
+  mux.finish();
+}
+
+TEST_CASE("hba: hostssl, hostnossl and cert", "[hba][tls]") {
+  Pki pki;
+  const std::string crt = pki.issue("server", "localhost", "DNS:localhost,IP:127.0.0.1");
+  const std::string client = pki.issue("client", "scram_user", "");
+  const std::string tls = "\n[tls]\nmode = \"prefer\"\ncert = \"" + crt + "\"\nkey = \"" + Pki::key_of(crt) +
+                          "\"\nca = \"" + pki.ca + "\"\n";
+  HbaPgmux h(
+      "hostnossl all md5_user all reject\n"
+      "hostssl all scram_user all cert\n"
+      "hostssl all cancel_user all scram-sha-256 clientcert=verify-ca\n"
+      "hostssl all all all scram-sha-256\n"
+      "host all all all md5\n",
+      tls);
+  Pgmux& mux = *h.mux;
+  const std::string with_cert = "sslmode=require sslcert=" + client + " sslkey=" + Pki::key_of(client);
+  {
+    // cert: the certificate is the credential (no password sent).
+    Conn c = connect(mux.conninfo("app", "scram_user", "", with_cert));
+    CHECK(scalar(c.get(), "SELECT current_user") == "scram_user");
+  }
+  CHECK_THAT(connect_error(mux.conninfo("app", "scram_user", "scram_pw", "sslmode=require")),
+             Contains("password authentication failed"));
+  CHECK_THAT(mux.log_text(), Contains("no client certificate verified"));
+  // md5_user: refused without TLS, scram-sha-256 with it.
+  CHECK_THAT(connect_error(mux.conninfo("app", "md5_user", "md5_pw", "sslmode=disable")),
+             Contains("password authentication failed"));
+  {
+    Conn c = connect(mux.conninfo("app", "md5_user", "md5_pw", "sslmode=require"));
+    CHECK(scalar(c.get(), "SELECT current_user") == "md5_user");
+  }
+  // clientcert=verify-ca: a password and a certificate from the CA.
+  CHECK_THAT(connect_error(mux.conninfo("app", "cancel_user", "cancel_pw", "sslmode=require")),
+             Contains("password authentication failed"));
+  {
+    Conn c = connect(mux.conninfo("app", "cancel_user", "cancel_pw", with_cert));
+    CHECK(scalar(c.get(), "SELECT current_user") == "cancel_user");
+  }
+  // Plaintext falls to the last rule.
+  {
+    Conn c = connect(mux.conninfo("app", "cancel_user", "cancel_pw", "sslmode=disable"));
+    CHECK(scalar(c.get(), "SELECT 1") == "1");
+  }
+  mux.finish();
+}
