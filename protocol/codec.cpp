@@ -45,7 +45,7 @@ StreamFramer::Piece StreamFramer::next(ByteSpan chunk) {
     // Collect the 5 header bytes, possibly across calls.
     const size_t take = std::min(sizeof(header_) - header_have_, chunk.size());
     std::memcpy(header_ + header_have_, chunk.data(), take);
-    header_have_ += take;
+    header_have_ = uint8_t(header_have_ + take);
     if (header_have_ < sizeof(header_)) {
       p.consumed = take;  // == chunk.size()
       return p;           // need_more

@@ -117,13 +117,14 @@ class StreamFramer {
   void set_max_len(uint32_t max_len) { max_len_ = max_len; }
 
  private:
+  // Packed (24 bytes): every connection holds one.
   uint32_t max_len_;
-  uint8_t header_[5] = {};
-  size_t header_have_ = 0;
-  bool in_body_ = false;
-  char type_ = 0;
   uint32_t body_len_ = 0;
   uint32_t remaining_ = 0;
+  uint8_t header_[5] = {};
+  uint8_t header_have_ = 0;  // 0..5
+  bool in_body_ = false;
+  char type_ = 0;
   bool failed_ = false;
 };
 

@@ -679,7 +679,7 @@ void ClientConnection::handle_idle_data(IoBufferPtr buf, size_t n) {
   }
   if (managed_ && answer_without_server(buf->data, n)) return;
   pending_ = std::move(buf);
-  pending_len_ = n;
+  pending_len_ = uint32_t(n);
   state_ = State::wait_server;
   acquire_server();
   // Reading goes on while waiting: stopping and restarting would cost two
@@ -897,14 +897,14 @@ void ClientConnection::server_released() {
       r.wrote = true;  // the statement writes: its primary run counts as a write
       r.force_primary = true;
       pending_ = std::move(r.retry);
-      pending_len_ = r.retry_len;
+      pending_len_ = uint32_t(r.retry_len);
       spdlog::debug("C-{} replica refused a read as read-only: re-running it on the primary", id_);
     } else {
       r.retry.reset();
       if (!more_pending_.empty()) {
         // Held while a replica answered: the next transaction starts here.
         pending_ = std::move(more_pending_.front().first);
-        pending_len_ = more_pending_.front().second;
+        pending_len_ = uint32_t(more_pending_.front().second);
         more_pending_.erase(more_pending_.begin());
       }
     }
@@ -1079,8 +1079,8 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
         close(CloseReason::client_terminate);
         return;
       }
-      drop_current_ = false;
-      if (skip_to_sync_ && t != 'S') {
+      ms().drop_current = false;
+      if (ms().skip_to_sync && t != 'S') {
         // After an error pgmux reported itself, the server would ignore
         // everything up to Sync: so does pgmux.
         if (raw) {
@@ -1088,12 +1088,12 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
           raw = false;
         }
         if (named_) named_->held.clear();
-        drop_current_ = true;
-        pass_current_ = false;
-        accumulating_ = false;
+        ms().drop_current = true;
+        ms().pass_current = false;
+        ms().accumulating = false;
         continue;
       }
-      if (t == 'S') skip_to_sync_ = false;
+      if (t == 'S') ms().skip_to_sync = false;
       proto::ByteSpan after = chunk.subspan(pos);
       if (needs_inspection(t, piece.body_length, after)) {
         if (raw) {
@@ -1101,27 +1101,27 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
           raw = false;
         }
         if (named_) named_->held.clear();
-        accumulating_ = true;
-        acc_type_ = t;
+        ms().accumulating = true;
+        ms().acc_type = t;
         named().acc.clear();
-        pass_current_ = false;
+        ms().pass_current = false;
         if (piece.last_of_message) {  // no body: malformed for these types
           protocol_error("empty extended-protocol message");
           return;
         }
         continue;
       }
-      pass_current_ = true;
+      ms().pass_current = true;
       switch (t) {
-        case 'Q': tracker_.sent(Req::query); break;
-        case 'S': tracker_.sent(Req::sync); break;
-        case 'F': tracker_.sent(Req::function_call); break;
-        case 'E': tracker_.sent(Req::execute); break;
-        case 'P': tracker_.sent(Req::parse); break;
-        case 'B': tracker_.sent(Req::bind); break;
-        case 'D': tracker_.sent(after[0] == 'S' ? Req::describe_stmt : Req::describe_portal); break;
-        case 'C': tracker_.sent(Req::close); break;
-        case 'c': case 'f': tracker_.copy_in_finished(); break;
+        case 'Q': ms().tracker.sent(Req::query); break;
+        case 'S': ms().tracker.sent(Req::sync); break;
+        case 'F': ms().tracker.sent(Req::function_call); break;
+        case 'E': ms().tracker.sent(Req::execute); break;
+        case 'P': ms().tracker.sent(Req::parse); break;
+        case 'B': ms().tracker.sent(Req::bind); break;
+        case 'D': ms().tracker.sent(after[0] == 'S' ? Req::describe_stmt : Req::describe_portal); break;
+        case 'C': ms().tracker.sent(Req::close); break;
+        case 'c': case 'f': ms().tracker.copy_in_finished(); break;
         default: break;
       }
       server_->count_request(t);
@@ -1138,18 +1138,18 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
       continue;
     }
     // body piece
-    if (drop_current_) continue;
-    if (accumulating_) {
+    if (ms().drop_current) continue;
+    if (ms().accumulating) {
       if (named().acc.size() + piece.data.size() > worker_.config().max_packet_size) {
         protocol_error("message too large");
         return;
       }
       named().acc.append(proto::as_chars(piece.data));
       if (piece.last_of_message) {
-        accumulating_ = false;
-        if (!process_message(acc_type_, named().acc, out)) return;
+        ms().accumulating = false;
+        if (!process_message(ms().acc_type, named().acc, out)) return;
       }
-    } else if (pass_current_) {
+    } else if (ms().pass_current) {
       if (raw) raw_end = pos;
       else out.append(proto::as_chars(bytes));
     }
@@ -1161,14 +1161,14 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
   }
   flush_due_responses();
   // Requests sent while the server skips to Sync after an error never run.
-  if (server_) server_->forget_unprepared(tracker_.take_unprepared());
+  if (server_) server_->forget_unprepared(ms().tracker.take_unprepared());
   forget_unnamed();
   if (server_) server_->maybe_release();
   if (server_ && server_->write_backlogged()) socket_.read_stop();
 }
 
 bool ClientConnection::answer_without_server(const uint8_t* data, size_t n) {
-  if (!framer_.at_boundary() || (named_ && !named_->held.empty()) || skip_to_sync_) return false;
+  if (!framer_.at_boundary() || (named_ && !named_->held.empty()) || ms().skip_to_sync) return false;
   struct Step {
     char type;
     std::string name;
@@ -1224,10 +1224,10 @@ bool ClientConnection::answer_without_server(const uint8_t* data, size_t n) {
 // A client Parse the server refused or skipped defines no name.
 void ClientConnection::forget_unnamed() {
   if (!named_) {
-    tracker_.take_unnamed();  // nothing was named
+    ms().tracker.take_unnamed();  // nothing was named
     return;
   }
-  for (uint64_t tag : tracker_.take_unnamed()) {
+  for (uint64_t tag : ms().tracker.take_unnamed()) {
     auto it = named().unconfirmed.find(tag);
     if (it == named().unconfirmed.end()) continue;
     auto nt = named().name_tag.find(it->second);
@@ -1238,7 +1238,7 @@ void ClientConnection::forget_unnamed() {
     named().unconfirmed.erase(it);
   }
   // Once nothing is in flight every remaining Parse has been answered.
-  if (tracker_.empty()) {
+  if (ms().tracker.empty()) {
     named().unconfirmed.clear();
     named().name_tag.clear();
   }
@@ -1247,9 +1247,9 @@ void ClientConnection::forget_unnamed() {
 // pgmux's own answers (ParseComplete, CloseComplete) go out as soon as every
 // earlier request has been answered and the server is between messages.
 void ClientConnection::flush_due_responses() {
-  if (!tracker_.special() || !server_ || !server_->at_message_boundary()) return;
+  if (!ms().tracker.special() || !server_ || !server_->at_message_boundary()) return;
   std::string due;
-  if (tracker_.take_due(due)) deliver(std::move(due));
+  if (ms().tracker.take_due(due)) deliver(std::move(due));
 }
 
 void ClientConnection::emit_parse(const StatementRef& st, std::string& out, bool hidden,
@@ -1260,7 +1260,7 @@ void ClientConnection::emit_parse(const StatementRef& st, std::string& out, bool
     body.append(*evicted);
     body.push_back('\0');
     append_message(out, 'C', body);
-    tracker_.sent(Req::close, /*hidden=*/true);
+    ms().tracker.sent(Req::close, /*hidden=*/true);
     server_->count_request('C');
   }
   std::string body;
@@ -1270,7 +1270,7 @@ void ClientConnection::emit_parse(const StatementRef& st, std::string& out, bool
   body.push_back('\0');
   body.append(st->param_types);
   append_message(out, 'P', body);
-  tracker_.sent(Req::parse, hidden, st->id, client_tag);
+  ms().tracker.sent(Req::parse, hidden, st->id, client_tag);
   server_->count_request('P');
 }
 
@@ -1278,7 +1278,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
   proto::ByteSpan body = proto::as_bytes(body_str);
   auto pass = [&](Req r) {
     append_message(out, type, body_str);
-    tracker_.sent(r);
+    ms().tracker.sent(r);
     server_->count_request(type);
     return true;
   };
@@ -1298,8 +1298,8 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       }
       if (m->statement.empty()) return pass(Req::parse);
       if (named().stmts.count(std::string(m->statement))) {
-        tracker_.synthetic(already_exists(m->statement));
-        skip_to_sync_ = true;
+        ms().tracker.synthetic(already_exists(m->statement));
+        ms().skip_to_sync = true;
         return true;
       }
       size_t types_at = m->statement.size() + 1 + m->query.size() + 1;
@@ -1307,10 +1307,10 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       StatementRef st = worker_.prepared().get(m->query, types);
       std::string name(m->statement);
       named().stmts[name] = st;
-      uint64_t ctag = next_parse_tag_++;
+      uint64_t ctag = ms().next_parse_tag++;
       named().unconfirmed[ctag] = name;
       named().name_tag[name] = ctag;
-      if (server_->statements().contains(st->id)) tracker_.synthetic(parse_complete(), ctag);
+      if (server_->statements().contains(st->id)) ms().tracker.synthetic(parse_complete(), ctag);
       else emit_parse(st, out, /*hidden=*/false, ctag);
       return true;
     }
@@ -1330,7 +1330,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       nb.push_back('\0');
       nb.append(body_str, m->statement_offset + m->statement.size() + 1, std::string::npos);
       append_message(out, 'B', nb);
-      tracker_.sent(Req::bind);
+      ms().tracker.sent(Req::bind);
       server_->count_request('B');
       return true;
     }
@@ -1347,7 +1347,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       std::string nb = "S" + (*st)->server_name;
       nb.push_back('\0');
       append_message(out, 'D', nb);
-      tracker_.sent(Req::describe_stmt);
+      ms().tracker.sent(Req::describe_stmt);
       server_->count_request('D');
       return true;
     }
@@ -1360,7 +1360,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       if (m->kind == 'S' && !m->name.empty()) {
         // The server copy stays for other clients; only this name goes.
         named().stmts.erase(std::string(m->name));
-        tracker_.synthetic(close_complete());
+        ms().tracker.synthetic(close_complete());
         return true;
       }
       return pass(Req::close);
@@ -1380,7 +1380,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
   auto q = proto::parse_query(proto::as_bytes(body_str));
   auto forward_query = [&](uint64_t tag = 0) {
     append_message(out, 'Q', body_str);
-    tracker_.sent(Req::query, false, tag);
+    ms().tracker.sent(Req::query, false, tag);
     server_->count_request('Q');
     return true;
   };
@@ -1391,7 +1391,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
     std::string body = sql;
     body.push_back('\0');
     append_message(out, 'Q', body);
-    tracker_.sent(Req::query, /*hidden=*/true, tag);
+    ms().tracker.sent(Req::query, /*hidden=*/true, tag);
     server_->count_request('Q');
   };
   auto deallocate_on_server = [&](const std::string& name) {
@@ -1405,7 +1405,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
     std::string m;
     proto::error_response(m, e);
     proto::ready_for_query(m, server_->tx_status() == 'I' ? 'I' : 'E');
-    tracker_.synthetic(std::move(m));
+    ms().tracker.synthetic(std::move(m));
     return true;
   };
   switch (cmd.kind) {
@@ -1415,7 +1415,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
       if (named().sql_stmts.count(cmd.name)) {
         std::string m = already_exists(cmd.name);
         proto::ready_for_query(m, server_->tx_status() == 'I' ? 'I' : 'E');
-        tracker_.synthetic(std::move(m));
+        ms().tracker.synthetic(std::move(m));
         return true;
       }
       StatementRef st = worker_.prepared().get(std::string("\x01sql\x01") + cmd.name + '\x01' +
@@ -1457,14 +1457,14 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
         on_server.erase(it);
         return forward_query();
       }
-      tracker_.synthetic(command_complete_and_ready("DEALLOCATE", server_->tx_status()));
+      ms().tracker.synthetic(command_complete_and_ready("DEALLOCATE", server_->tx_status()));
       return true;
     }
     case proto::SqlCommand::Kind::deallocate_all:
       // Server copies stay for other clients; this client's names go.
       named().stmts.clear();
       named().sql_stmts.clear();
-      tracker_.synthetic(command_complete_and_ready("DEALLOCATE ALL", server_->tx_status()));
+      ms().tracker.synthetic(command_complete_and_ready("DEALLOCATE ALL", server_->tx_status()));
       return true;
     case proto::SqlCommand::Kind::discard_all: {
       if (server_->tx_status() != 'I') return forward_query();  // the server refuses it
@@ -1480,7 +1480,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
         if (!was || *was != v) proto::parameter_status(m, k, v);
       });
       m += command_complete_and_ready("DISCARD ALL", 'I');
-      tracker_.synthetic(std::move(m));
+      ms().tracker.synthetic(std::move(m));
       return true;
     }
   }
@@ -1529,7 +1529,7 @@ void ClientConnection::close(CloseReason reason, const proto::ErrorFields* error
     server_ = nullptr;
     // A query still running would hold its locks until it ends: cancel it.
     if (s->busy() && s->state() == ServerConnection::State::linked) worker_.cancel_server_query(s);
-    s->unlink_client(!managed_ || tracker_.empty());
+    s->unlink_client(!managed_ || !ms_ || ms_->tracker.empty());
   }
   pending_.reset();
   more_pending_.clear();

@@ -51,7 +51,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   void deliver(IoBufferPtr buf, size_t offset, size_t n);
   void deliver(std::string&& data);
   bool write_backlogged() const { return socket_.queued() > 0; }
-  proto::ResponseTracker& tracker() { return tracker_; }
+  proto::ResponseTracker& tracker() { return ms().tracker; }
   // Drops statement names whose Parse failed or was skipped (reported by
   // the tracker after an error).
   void forget_unnamed();
@@ -179,6 +179,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   Socket socket_;
   uint64_t id_;
   State state_ = State::startup;
+  uint32_t pending_len_ = 0;  // bytes in pending_ (fills the padding after state_)
   std::string user_, database_;
   pool::Pool* pool_ = nullptr;
   ServerConnection* server_ = nullptr;
@@ -186,7 +187,6 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
 
   proto::StreamFramer framer_;
   IoBufferPtr pending_;  // bytes read while waiting for a server
-  size_t pending_len_ = 0;
   static constexpr size_t kMaxPendingBuffers = 4;
   std::vector<std::pair<IoBufferPtr, size_t>> more_pending_;  // rare: pipelined while waiting
 
@@ -220,7 +220,23 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
 
   // transaction pooling with prepared statements (see forward_managed)
   bool managed_ = false;
-  proto::ResponseTracker tracker_;
+  // Managed forwarding state (response tracking, the message in progress),
+  // allocated at the first managed request: a client that never sent one
+  // (idle in a pool of 10,000) does not carry it.
+  struct ManagedState {
+    proto::ResponseTracker tracker;
+    uint64_t next_parse_tag = 1;
+    char acc_type = 0;
+    bool accumulating = false;
+    bool pass_current = false;  // the message in progress goes out unchanged
+    bool skip_to_sync = false;  // pgmux answered an error: drop messages until Sync
+    bool drop_current = false;  // the message in progress is dropped
+  };
+  std::unique_ptr<ManagedState> ms_;
+  ManagedState& ms() {
+    if (!ms_) ms_ = std::make_unique<ManagedState>();
+    return *ms_;
+  }
   // Named statements, allocated on first use: most clients never name one,
   // and an idle client should not carry four empty hash tables.
   struct NamedState {
@@ -240,12 +256,6 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     return *named_;
   }
   std::unique_ptr<pool::Params> login_params_;  // desired_ at login, if any (DISCARD ALL)
-  char acc_type_ = 0;
-  bool accumulating_ = false;
-  bool pass_current_ = false;  // the message in progress goes out unchanged
-  uint64_t next_parse_tag_ = 1;
-  bool skip_to_sync_ = false;  // pgmux answered an error: drop messages until Sync
-  bool drop_current_ = false;  // the message in progress is dropped
 
   // Read/write routing, allocated only for clients of a routed database in
   // transaction or statement mode.

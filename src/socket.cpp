@@ -69,7 +69,7 @@ struct Socket::WriteReq {
   std::string str;
 };
 
-Socket::Socket(uv_loop_t* loop, Kind kind, SocketOwner* owner) : kind_(kind), owner_(owner) {
+Socket::Socket(uv_loop_t* loop, Kind kind, SocketOwner* owner) : owner_(owner), kind_(kind) {
   std::memset(&h_, 0, sizeof(h_));
   if (kind == Kind::tcp) uv_tcp_init(loop, &h_.tcp);
   else uv_pipe_init(loop, &h_.pipe, 0);

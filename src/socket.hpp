@@ -72,7 +72,7 @@ class SocketOwner {
 
 class Socket {
  public:
-  enum class Kind { tcp, pipe };
+  enum class Kind : uint8_t { tcp, pipe };
 
   Socket(uv_loop_t* loop, Kind kind, SocketOwner* owner);
   ~Socket();
@@ -158,10 +158,10 @@ class Socket {
   std::unique_ptr<Tls> tls_;
 
   StreamHandle h_;
-  Kind kind_;
   SocketOwner* owner_;
   IoBuffer* reading_buf_ = nullptr;  // handed to libuv in alloc_cb
   uv_connect_t* connect_req_ = nullptr;
+  Kind kind_;
   bool reading_ = false;
   bool closing_ = false;
   bool closed_ = false;
