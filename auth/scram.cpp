@@ -591,7 +591,7 @@ std::string ScramClient::mechanism() const {
 
 std::string ScramClient::client_first() {
   client_nonce_ = test_nonce_.empty() ? random_nonce() : test_nonce_;
-  gs2_header_ = cb_data_.empty() ? std::string("n,,") : std::string(kCbindHeader);
+  gs2_header_ = !cb_data_.empty() ? std::string(kCbindHeader) : could_bind_ ? std::string("y,,") : std::string("n,,");
   client_first_bare_ = "n=" + escape_saslname(test_user_) + ",r=" + client_nonce_;
   step_ = Step::server_first;
   return gs2_header_ + client_first_bare_;

@@ -124,8 +124,11 @@ class ScramClient {
   // Channel binding (tls-server-end-point hash of the server's certificate);
   // when set, client_first uses "p=tls-server-end-point" and mechanism PLUS,
   // so set it only when the server advertised SCRAM-SHA-256-PLUS. Without it
-  // the client sends "n" (it never sends "y").
+  // the client sends "n" ("y" after set_could_bind).
   void set_channel_binding(std::string cb_data) { cb_data_ = std::move(cb_data); }
+  // Over TLS without binding (the server did not offer PLUS): send "y", so a
+  // server that does support binding sees the downgrade (RFC 5802 5.1).
+  void set_could_bind() { could_bind_ = true; }
   std::string mechanism() const;  // "SCRAM-SHA-256" or "SCRAM-SHA-256-PLUS"
 
   std::string client_first();  // "n,,n=,r=<nonce>" (or p=... with binding)
@@ -147,6 +150,7 @@ class ScramClient {
   ScramKeys keys_;
   bool have_keys_ = false;
   Step step_ = Step::client_first;
+  bool could_bind_ = false;
   std::string cb_data_;
   std::string gs2_header_;
   std::string client_nonce_;

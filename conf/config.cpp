@@ -1390,6 +1390,19 @@ LoadResult apply_setting(const Config& base, std::string_view key, std::string_v
     Table t(ctx, it == top.end() ? nullptr : &it->second, "[pgmux]");
     read_pgmux(t, *cfg);
     t.finish();
+    // What the file's database entries check against [pgmux] settings.
+    for (const auto& [name, db] : cfg->databases) {
+      if (!ctx.problems.empty()) break;
+      const std::string entry = "[databases." + key_repr(name) + "]";
+      if (db.read_routing != ReadRouting::off && db.pool_mode.value_or(cfg->pool_mode) == PoolMode::session)
+        ctx.add(nullptr, "[pgmux] " + std::string(key) + ": " + entry +
+                             " has read_routing, which needs pool_mode \"transaction\" or \"statement\"");
+      const int min = db.min_pool_size.value_or(cfg->min_pool_size);
+      const int size = db.pool_size.value_or(cfg->default_pool_size);
+      if (min > size)
+        ctx.add(nullptr, "[pgmux] " + std::string(key) + ": " + entry + " would get min_pool_size " +
+                             std::to_string(min) + " above its pool size " + std::to_string(size));
+    }
     if (!ctx.problems.empty()) {
       // "SET x:2: [pgmux] x: reason" -> "SET x: reason"
       std::string e = ctx.first_error();

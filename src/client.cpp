@@ -141,6 +141,7 @@ void ClientConnection::resume_reading() {
 void ClientConnection::handle_login_bytes(const uint8_t* data, size_t n) {
   auth_->inbuf.append(reinterpret_cast<const char*>(data), n);
   while (state_ == State::startup || state_ == State::auth) {
+    if (auth_->failing) return;  // closed after auth_failure_delay
     proto::ByteSpan in = proto::as_bytes(auth_->inbuf);
     if (state_ == State::startup) {
       proto::StartupPacket p;
@@ -392,6 +393,11 @@ conf::AuthType ClientConnection::auth_method(std::string& refusal) const {
   req.tls = socket_.tls_established();
   int port = 0;
   if (!req.unix_socket) socket_.address(true, req.address, port);
+  // A dual-stack listener ("*") sees IPv4 peers as ::ffff:a.b.c.d; the
+  // rules for IPv4 ranges must still apply to them (PostgreSQL, with a
+  // socket per family, sees them as IPv4).
+  if (req.address.rfind("::ffff:", 0) == 0 && conf::is_ipv4(req.address.substr(7)))
+    req.address = req.address.substr(7);
   req.database = database_;
   req.user = user_;
   const auth::HbaRules* rules = worker_.hba();
@@ -487,8 +493,9 @@ void ClientConnection::auth_failed(const std::string& log_reason) {
   const conf::Duration delay = worker_.config().auth_failure_delay;
   if (delay.count() > 0) {
     // Slow down password guessing: the answer comes after the delay, and
-    // nothing more is read from this client meanwhile.
+    // nothing more is read (or parsed) from this client meanwhile.
     socket_.read_stop();
+    if (auth_) auth_->failing = true;
     worker_.close_later(this, worker_.now() + delay, CloseReason::auth_failed, std::move(e));
     return;
   }
@@ -496,6 +503,16 @@ void ClientConnection::auth_failed(const std::string& log_reason) {
 }
 
 void ClientConnection::auth_succeeded() {
+  // A reload during the password exchange may have removed the database
+  // (or the admin user): checked again against the config in force now.
+  const conf::DatabaseConfig* db =
+      is_admin_database(database_) ? nullptr : worker_.config().find_database(database_);
+  const bool gone = is_admin_database(database_) ? admin_level(worker_.config(), user_) == AdminLevel::none
+                                                 : db == nullptr;
+  if (gone) {
+    auth_failed("database or admin user removed by a reload during the login");
+    return;
+  }
   auth_.reset();
   if (is_admin_database(database_)) {
     admin_ = std::make_unique<AdminState>();
@@ -503,7 +520,6 @@ void ClientConnection::auth_succeeded() {
     admin_welcome();
     return;
   }
-  const conf::DatabaseConfig* db = worker_.config().find_database(database_);
   const std::string& pool_user = (db && db->user) ? *db->user : user_;
   mode_ = worker_.config().effective_pool_mode(*db, user_);
   managed_ = mode_ != conf::PoolMode::session && worker_.config().max_prepared_statements > 0;

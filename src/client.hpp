@@ -204,6 +204,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     bool scram_first_done = false;
     bool from_verifier = false;  // SCRAM against a stored verifier: keys usable for pass-through
     // auth_query: the lookup ran (its answer, when found).
+    bool failing = false;  // failed; closed after auth_failure_delay
     bool looked_up = false;
     bool lookup_pending = false;
     std::optional<auth::Secret> looked_up_secret;

@@ -126,6 +126,7 @@ void ServerConnection::on_connected(Socket&, int status) {
   // TLS towards the server as libpq does: not over unix sockets; with
   // "prefer" a server that says 'N' gets a plaintext login.
   if (worker_.server_tls() && socket_.kind() == Socket::Kind::tcp) {
+    tls_ctx_ = worker_.server_tls();  // a reload meanwhile must not change the plan
     std::string out;
     proto::ssl_request(out);
     awaiting_tls_answer_ = true;
@@ -150,7 +151,7 @@ void ServerConnection::on_tls_handshake(Socket&, bool ok, const std::string& err
 // The server's one-byte answer to SSLRequest.
 void ServerConnection::handle_tls_answer(const uint8_t* data, size_t n) {
   awaiting_tls_answer_ = false;
-  const conf::TlsMode mode = worker_.server_tls()->mode();
+  const conf::TlsMode mode = tls_ctx_->mode();
   const bool required = mode == conf::TlsMode::require || mode == conf::TlsMode::verify_ca ||
                         mode == conf::TlsMode::verify_full;
   if (data[0] == 'S') {
@@ -161,7 +162,7 @@ void ServerConnection::handle_tls_answer(const uint8_t* data, size_t n) {
                                 "server sent unencrypted data after its SSL response"));
       return;
     }
-    if (socket_.start_tls(worker_.server_tls(), host_) != 0)
+    if (socket_.start_tls(tls_ctx_, host_) != 0)
       login_failed(server_error(proto::sqlstate::kConnectionFailure, "cannot start TLS"));
     return;
   }
@@ -382,9 +383,10 @@ bool ServerConnection::handle_auth(proto::ByteSpan body) {
       }
       // Channel binding whenever the server offers it over TLS: a man in the
       // middle terminating TLS cannot relay the exchange.
-      if (has_plus && socket_.tls_established()) {
-        std::string cb = socket_.tls_end_point();
+      if (socket_.tls_established()) {
+        std::string cb = has_plus ? socket_.tls_end_point() : std::string();
         if (!cb.empty()) scram_->set_channel_binding(std::move(cb));
+        else scram_->set_could_bind();
       }
       proto::sasl_initial_response(out, scram_->mechanism(), scram_->client_first());
       break;
@@ -559,13 +561,17 @@ void ServerConnection::internal_done() {
       std::string error;
       if (internal_error_) error = internal_error_->message;
       else if (!check_row_seen_ && !check_empty_ok_) error = "health check query returned no row";
+      // The row is ours before the connection goes back: releasing it may
+      // hand it at once to the next waiting check, which clears check_row_.
+      std::vector<std::optional<std::string>> row = std::move(check_row_);
+      check_row_.clear();
       state_ = State::idle;
       if (tx_status_ != 'I') {
         close("health check left a transaction open");
       } else if (pool()) {
         pool()->release(this);
       }
-      if (owner) owner->check_result(error.empty() ? &check_row_ : nullptr, error);
+      if (owner) owner->check_result(error.empty() ? &row : nullptr, error);
       return;
     }
     case kPurposeReset:

@@ -17,6 +17,7 @@
 #include "protocol/tracker.hpp"
 #include "src/prepared.hpp"
 #include "src/socket.hpp"
+#include "src/tls.hpp"
 
 namespace pgmux {
 
@@ -203,6 +204,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
 
   std::optional<auth::ScramClient> scram_;
   bool awaiting_tls_answer_ = false;  // SSLRequest sent, 'S' / 'N' not read yet
+  std::shared_ptr<const tls::Context> tls_ctx_;  // as when the SSLRequest went out
   proto::BackendKey key_;
   pool::Params params_;         // ParameterStatus values as the server reported
   pool::Params set_by_us_;      // non-reported settings pgmux SET (cleared by reset)

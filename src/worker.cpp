@@ -297,9 +297,10 @@ std::shared_ptr<RouteState> Worker::route_for(const conf::DatabaseConfig& db) {
   return it == routes_.end() ? nullptr : it->second;
 }
 
-pool::Pool& Worker::auth_pool(const conf::DatabaseConfig& db) {
-  const std::string database = db.name == "*" ? std::string("postgres") : db.name;
-  return pool_for(PoolKey{database, config_->auth.query_user, 0, true, true}, db);
+pool::Pool& Worker::auth_pool(const conf::DatabaseConfig& db, const std::string& client_database) {
+  // Keyed by the client's database name: the lookup runs in the database the
+  // client asked for (for "*", that name reaches only this entry).
+  return pool_for(PoolKey{client_database, config_->auth.query_user, 0, true, true}, db);
 }
 
 const auth::Secret* Worker::find_secret(const std::string& user) const {
@@ -310,9 +311,7 @@ const auth::Secret* Worker::find_secret(const std::string& user) const {
 
 pool::Pool& Worker::health_pool(RouteState& route, size_t backend) {
   const conf::DatabaseConfig& db = *route.db;
-  return pool_for(PoolKey{db.name == "*" ? std::string("postgres") : db.name, *db.check_user(),
-                          uint16_t(backend), true},
-                  db, route.owner);
+  return pool_for(PoolKey{db.name, *db.check_user(), uint16_t(backend), true}, db, route.owner);
 }
 
 void Worker::backend_checked(RouteState& route, size_t backend,
@@ -540,7 +539,9 @@ bool Worker::open_server(pool::Pool& pool, proto::ErrorFields& error) {
   }
   const PoolEntry& entry = it->second;
   const conf::DatabaseConfig& db = *entry.db;
-  std::string dbname = db.dbname.empty() ? pool.database() : db.dbname;
+  // The "*" entry's own pools (health checks) are keyed "*" so they cannot
+  // share a key with an explicit entry's; they connect to "postgres".
+  std::string dbname = !db.dbname.empty() ? db.dbname : pool.database() == "*" ? "postgres" : pool.database();
   auto* s = new ServerConnection(*this, pool, db, pool.user(), dbname, entry.host, entry.port,
                                  entry.password);
   servers_.push_back(s);

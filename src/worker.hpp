@@ -106,7 +106,7 @@ class Worker : public pool::Connector {
   // The pool the health checker of `backend` uses.
   pool::Pool& health_pool(RouteState& route, size_t backend);
   // The pool auth_query lookups for database entry `db` use.
-  pool::Pool& auth_pool(const conf::DatabaseConfig& db);
+  pool::Pool& auth_pool(const conf::DatabaseConfig& db, const std::string& client_database);
   AuthQuery& auth_query() { return *auth_query_; }
   // The hba rules in force ([auth] type = "hba"), else null.
   const auth::HbaRules* hba() const { return hba_.get(); }

@@ -473,7 +473,7 @@ Pgmux::Pgmux(PgmuxConfig config) {
   // Port collisions are rare but possible; retry a few times on EADDRINUSE.
   for (int attempt = 1;; ++attempt) {
     port_ = config.port ? config.port : free_port();
-    std::string cfg = "[pgmux]\nlisten = [\"127.0.0.1:" + std::to_string(port_) + "\", \"unix:" +
+    std::string cfg = "[pgmux]\nlisten = [\"" + config.listen_host + ":" + std::to_string(port_) + "\", \"unix:" +
                       unix_socket_path() + "\"]\n";
     if (!contains(config.pgmux, "shutdown_timeout")) cfg += "shutdown_timeout = \"2s\"\n";
     cfg += substitute(config.pgmux, dir_, port_);
@@ -486,7 +486,7 @@ Pgmux::Pgmux(PgmuxConfig config) {
     bool listening = false;
     while (Clock::now() < deadline) {
       if (!alive()) break;
-      if (config.port ? contains(log_text(), "listening on 127.0.0.1:" + std::to_string(port_))
+      if (config.port ? contains(log_text(), "listening on " + config.listen_host + ":" + std::to_string(port_))
                       : tcp_accepts(port_)) {
         listening = true;
         break;

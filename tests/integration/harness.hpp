@@ -119,6 +119,9 @@ struct PgmuxConfig {
   // The TCP port; 0 = a free one. With a fixed port (another pgmux may
   // listen there, so_reuseport) readiness is read from the log.
   int port = 0;
+  // The TCP listen host ("*" = every address, dual-stack); clients still
+  // connect to 127.0.0.1.
+  std::string listen_host = "127.0.0.1";
 };
 
 // "[auth]\ntype = \"<type>\"\nfile = \"@USERLIST@\"\n"

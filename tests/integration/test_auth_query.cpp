@@ -82,6 +82,25 @@ TEST_CASE("auth_query: login, SCRAM pass-through, wrong password, unknown and ex
   int ok = 0;
   for (auto& f : logins) ok += f.get();
   CHECK(ok == 20);
+  // Different users at once: more lookups than the lookup pool has
+  // connections (a released connection goes straight to the next lookup).
+  {
+    Conn su = superuser();
+    exec(su.get(), "SET password_encryption = 'scram-sha-256'");
+    for (int i = 0; i < 6; ++i)
+      exec(su.get(), "CREATE ROLE aq_many" + std::to_string(i) + "_" + r.suffix + " LOGIN PASSWORD 'many_pw'");
+  }
+  std::vector<std::future<std::string>> many;
+  for (int i = 0; i < 6; ++i)
+    many.push_back(std::async(std::launch::async, [&, i] {
+      Conn c = connect_raw(mux.conninfo("postgres", "aq_many" + std::to_string(i) + "_" + r.suffix, "many_pw"));
+      return PQstatus(c.get()) == CONNECTION_OK ? std::string() : std::string(PQerrorMessage(c.get()));
+    }));
+  for (auto& f : many) CHECK(f.get() == "");
+  {
+    Conn su = superuser();
+    for (int i = 0; i < 6; ++i) try_exec(su.get(), "DROP ROLE aq_many" + std::to_string(i) + "_" + r.suffix);
+  }
   mux.finish();
 }
 

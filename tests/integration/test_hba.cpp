@@ -26,9 +26,11 @@ PgmuxConfig hba_config(const std::string& hba_path, const std::string& tls = {})
 struct HbaPgmux {
   TempDir staging;
   std::unique_ptr<Pgmux> mux;
-  HbaPgmux(const std::string& hba_text, const std::string& tls = {}) {
+  HbaPgmux(const std::string& hba_text, const std::string& tls = {}, const std::string& listen_host = "127.0.0.1") {
     write_file(staging.file("pgmux_hba.conf"), hba_text);
-    mux = std::make_unique<Pgmux>(hba_config(staging.file("pgmux_hba.conf"), tls));
+    PgmuxConfig c = hba_config(staging.file("pgmux_hba.conf"), tls);
+    c.listen_host = listen_host;
+    mux = std::make_unique<Pgmux>(c);
   }
   void rewrite(const std::string& hba_text) { write_file(staging.file("pgmux_hba.conf"), hba_text); }
 };
@@ -128,5 +130,21 @@ TEST_CASE("hba: hostssl, hostnossl and cert", "[hba][tls]") {
     Conn c = connect(mux.conninfo("app", "cancel_user", "cancel_pw", "sslmode=disable"));
     CHECK(scalar(c.get(), "SELECT 1") == "1");
   }
+  mux.finish();
+}
+
+// listen = "*" binds one dual-stack socket: IPv4 peers arrive as
+// ::ffff:a.b.c.d and must still meet the IPv4 rules.
+TEST_CASE("hba: IPv4 rules apply on a dual-stack listener", "[hba]") {
+  HbaPgmux h(
+      "host all md5_user 127.0.0.0/8 reject\n"
+      "host all all all scram-sha-256\n",
+      {}, "*");
+  Pgmux& mux = *h.mux;
+  CHECK_THAT(connect_error(mux.conninfo("app", "md5_user", "md5_pw")), Contains("password authentication failed"));
+  CHECK_THAT(mux.log_text(), Contains("rejected (hba line 1)"));
+  Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  CHECK(scalar(c.get(), "SELECT 1") == "1");
+  c.reset();
   mux.finish();
 }

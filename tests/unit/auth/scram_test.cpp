@@ -312,6 +312,27 @@ TEST_CASE("client refuses a server that asks for too many iterations", "[auth][s
   }
 }
 
+TEST_CASE("client over TLS without binding sends y, and the exchange still works", "[auth][scram]") {
+  ScramServer server(make_scram_verifier("pw", "0123456789abcdef"));
+  ScramClient client = ScramClient::with_password("pw");
+  client.set_could_bind();
+  const std::string first = client.client_first();
+  CHECK(first.rfind("y,,", 0) == 0);
+  CHECK(client.mechanism() == "SCRAM-SHA-256");
+  std::string server_first, client_final, server_final, error;
+  REQUIRE(server.handle_client_first("SCRAM-SHA-256", first, server_first, error));
+  REQUIRE(client.handle_server_first(server_first, client_final, error));
+  CHECK(client_final.rfind("c=eSws", 0) == 0);  // base64("y,,")
+  REQUIRE(server.handle_client_final(client_final, server_final, error));
+  CHECK(client.handle_server_final(server_final, error));
+  // A server that could bind (PLUS advertised) sees the downgrade.
+  ScramServer binding(make_scram_verifier("pw", "0123456789abcdef"));
+  binding.set_channel_binding("cbdata");
+  ScramClient c2 = ScramClient::with_password("pw");
+  c2.set_could_bind();
+  CHECK_FALSE(binding.handle_client_first("SCRAM-SHA-256", c2.client_first(), server_first, error));
+}
+
 TEST_CASE("test username is escaped as a SASL name", "[auth][scram]") {
   ScramClient client = ScramClient::with_password("x");
   client.set_nonce_for_testing("abc");

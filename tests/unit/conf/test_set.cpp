@@ -62,4 +62,11 @@ TEST_CASE("SET refuses what the file would refuse, naming the setting") {
   CHECK_THAT(set_err(*base, "default_pool_size", "1\n[auth]\ntype = 'trust'"), Contains("expected an integer"));
   auto c = set_ok(*base, "server_reset_query", "'a\nb'");
   CHECK(c->server_reset_query == "a\nb");
+  // Checks that span tables, as loading the file would make them.
+  auto routed = ok("[auth]\ntype = \"trust\"\n[pgmux]\npool_mode = \"transaction\"\n"
+                   "[databases.app]\nreplicas = [\"127.0.0.1:5433\"]\nread_routing = \"explicit\"\nuser = \"u\"\n"
+                   "[databases.small]\npool_size = 3\n");
+  CHECK_THAT(set_err(*routed, "pool_mode", "session"), Contains("[databases.app] has read_routing"));
+  CHECK_THAT(set_err(*routed, "min_pool_size", "4"), Contains("[databases.small] would get min_pool_size 4"));
+  CHECK(set_ok(*routed, "min_pool_size", "3")->min_pool_size == 3);
 }
