@@ -878,6 +878,7 @@ void ClientConnection::pool_wait_failed(const proto::ErrorFields& error) {
 }
 
 void ClientConnection::server_ready() {
+  check_failures_ = 0;
   state_ = State::linked;
   if (routing_ && routing_->retry && server_) server_->arm_retry();
   if (pending_) {
@@ -938,6 +939,22 @@ void ClientConnection::server_sync_failed(const proto::ErrorFields& e) {
   proto::ErrorFields f = e;
   f.severity = "FATAL";
   close(CloseReason::server_gone, &f);
+}
+
+void ClientConnection::server_check_failed() {
+  server_ = nullptr;
+  if (state_ != State::syncing) return;
+  // A check that fails on every server (a broken server_check_query, a
+  // backend refusing work) must not loop: three servers, then an error.
+  if (++check_failures_ >= 3) {
+    check_failures_ = 0;
+    auto e = fatal_error(proto::sqlstate::kConnectionFailure,
+                         "server_check_query failed on 3 server connections in a row");
+    close(CloseReason::server_gone, &e);
+    return;
+  }
+  state_ = State::wait_server;
+  acquire_server();
 }
 
 void ClientConnection::server_lost(const proto::ErrorFields& e) {

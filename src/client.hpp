@@ -120,6 +120,8 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   ServerConnection* server() const { return server_; }
   uint64_t last_active_ms() const { return last_active_ms_; }
 
+  // The server it was given failed server_check_query: take another.
+  void server_check_failed();
   // auth_query answered (see AuthQuery::lookup).
   void auth_lookup_done(AuthQuery::Answer a, const std::optional<auth::Secret>& secret);
 
@@ -180,6 +182,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   uint64_t id_;
   State state_ = State::startup;
   uint32_t pending_len_ = 0;  // bytes in pending_ (fills the padding after state_)
+  uint8_t check_failures_ = 0;  // server_check_query failures in a row for this request
   std::string user_, database_;
   pool::Pool* pool_ = nullptr;
   ServerConnection* server_ = nullptr;

@@ -18,7 +18,7 @@ namespace {
 constexpr size_t kMaxWatchedMessage = 64 * 1024;  // ParameterStatus, ReadyForQuery
 constexpr uint32_t kMaxLoginMessage = 1024 * 1024;
 
-enum Purpose { kPurposeLogin = 1, kPurposeSync = 2, kPurposeReset = 3, kPurposeCheck = 4 };
+enum Purpose { kPurposeLogin = 1, kPurposeSync = 2, kPurposeReset = 3, kPurposeCheck = 4, kPurposeServerCheck = 5 };
 
 constexpr auto server_error = &proto::fatal_error;
 }  // namespace
@@ -440,6 +440,7 @@ void ServerConnection::login_complete() {
     return;
   }
   state_ = State::idle;
+  last_used_ms_ = uv_now(loop_);
   if (pool()) pool()->server_login_ok(this, params_);
 }
 
@@ -555,6 +556,22 @@ void ServerConnection::internal_done() {
       state_ = State::linked;
       client_->server_ready();
       return;
+    case kPurposeServerCheck: {
+      if (!client_) {  // the client left during the check
+        state_ = State::linked;
+        unlink_client();
+        return;
+      }
+      if (internal_error_ || tx_status_ != 'I') {
+        spdlog::warn("{} server_check_query failed: {}", name_,
+                     internal_error_ ? internal_error_->message : std::string("left a transaction open"));
+        server_check_failed("server_check_query failed");
+        return;
+      }
+      state_ = State::linked;
+      link_sync();
+      return;
+    }
     case kPurposeCheck: {
       CheckOwner* owner = check_owner_;
       check_owner_ = nullptr;
@@ -599,6 +616,21 @@ void ServerConnection::link(ClientConnection* c) {
   syncing_keys_.clear();
   query_start_ns_ = xact_start_ns_ = 0;
   client_mode_ = c->mode();
+  // server_check_query: a connection idle for server_check_delay or longer
+  // proves it still works before the client gets it (0 = every time).
+  const conf::Config& cfg = worker_.config();
+  const uint64_t now_ms = uv_now(loop_);
+  if (!cfg.server_check_query.empty() && now_ms - last_used_ms_ >= uint64_t(cfg.server_check_delay.count())) {
+    spdlog::debug("{} idle {} ms: server_check_query before reuse", name_, now_ms - last_used_ms_);
+    last_used_ms_ = now_ms;
+    run_internal({cfg.server_check_query}, kPurposeServerCheck);
+    return;
+  }
+  link_sync();
+}
+
+void ServerConnection::link_sync() {
+  ClientConnection* c = client_;
   // Common case first: a client that set nothing of its own expects the
   // pool's values, and a server still at exactly those needs no SET.
   if (!c->has_own_params() && pool() && pool() == c->home_pool() && params_ == pool()->welcome()) {
@@ -956,9 +988,11 @@ void ServerConnection::resume_reading() {
 
 void ServerConnection::unlink_client(bool responses_tracked) {
   client_ = nullptr;
+  last_used_ms_ = uv_now(loop_);
   retry_armed_ = false;
   retry_out_.clear();
-  if (state_ == State::internal && internal_purpose_ == kPurposeSync) return;  // finishes later
+  if (state_ == State::internal && (internal_purpose_ == kPurposeSync || internal_purpose_ == kPurposeServerCheck))
+    return;  // finishes later
   if (state_ != State::linked) {
     close("client left during an internal query");
     return;
@@ -1022,6 +1056,11 @@ void ServerConnection::fail(const char* reason) {
     login_failed(server_error(proto::sqlstate::kConnectionFailure, reason));
     return;
   }
+  if (client_ && state_ == State::internal && internal_purpose_ == kPurposeServerCheck) {
+    // Found dead by server_check_query: the client gets another server.
+    server_check_failed(reason);
+    return;
+  }
   if (client_) {
     ClientConnection* c = client_;
     client_ = nullptr;
@@ -1030,6 +1069,15 @@ void ServerConnection::fail(const char* reason) {
                                 std::string("server connection lost: ") + reason));
   }
   close(reason);
+}
+
+void ServerConnection::server_check_failed(const char* reason) {
+  ClientConnection* c = client_;
+  client_ = nullptr;
+  internal_purpose_ = 0;
+  if (pool()) ++pool()->stats.server_errors;
+  close(reason);
+  if (c) c->server_check_failed();
 }
 
 void ServerConnection::pool_close(const char* reason) {

@@ -153,6 +153,9 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   void on_connected(Socket& s, int status) override;
   void on_tls_handshake(Socket& s, bool ok, const std::string& error) override;
   void handle_tls_answer(const uint8_t* data, size_t n);
+  void link_sync();  // link's second half: the client's parameters
+  void server_check_failed(const char* reason);
+  uint64_t last_used_ms_ = 0;  // loop time the last client left (or login ended)
   void on_closed(Socket& s) override;
 
   static void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res);

@@ -817,3 +817,41 @@ TEST_CASE("cli: check version and help", "[cli]") {
     CHECK_THAT(r.output, Contains("--config"));
   }
 }
+
+// server_check_query / server_check_delay: a server idle for the delay runs
+// the check before a client gets it; a check that fails takes the server out
+// and the client gets another, three failures in a row end in an error.
+TEST_CASE("session: server_check_query before reuse", "[session][pool][server_check]") {
+  PgmuxConfig ok_cfg;
+  ok_cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 2\nserver_check_delay = \"0s\"\n"
+                 "server_check_query = \"SELECT 'pgmux server check'\"\n";
+  ok_cfg.rest = auth_section("scram-sha-256") + "\n" + database_section("app") + "\n[log]\nlevel = \"debug\"\n";
+  ok_cfg.userlist = plaintext_userlist();
+  {
+    Pgmux mux(ok_cfg);
+    Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+    for (int i = 0; i < 5; ++i) CHECK(scalar(c.get(), "SELECT " + std::to_string(i)) == std::to_string(i));
+    CHECK_THAT(mux.log_text(), Contains("server_check_query before reuse"));
+    // A server killed behind pgmux's back: the next query runs on a fresh one.
+    Conn su = superuser();
+    exec(su.get(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'scram_user' "
+                   "AND datname = 'app' AND pid <> pg_backend_pid()");
+    CHECK(wait_until([&] { return try_exec(c.get(), "SELECT 42").ok; }, 5s));
+    CHECK(scalar(c.get(), "SELECT 43") == "43");
+    c.reset();
+    mux.finish();
+  }
+  PgmuxConfig bad_cfg = ok_cfg;
+  bad_cfg.pgmux = replace_all(ok_cfg.pgmux, "SELECT 'pgmux server check'", "SELECT * FROM no_such_table_for_check");
+  {
+    Pgmux mux(bad_cfg);
+    Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+    auto out = try_exec(c.get(), "SELECT 1");
+    CHECK_FALSE(out.ok);
+    CHECK_THAT(out.message, Contains("server_check_query failed on 3 server connections"));
+    CHECK_THAT(mux.log_text(), Contains("server_check_query failed"));
+    CHECK(mux.alive());
+    c.reset();
+    mux.finish();
+  }
+}
