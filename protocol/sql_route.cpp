@@ -231,4 +231,32 @@ bool is_read_only_command_tag(std::string_view tag) {
   return false;
 }
 
+bool may_write_behind_read_tag(std::string_view query) {
+  using namespace detail;
+  size_t statements = 0;
+  if (is_read_only_query(query, &statements)) return false;
+  // The first word of the first statement, past blanks, comments and '('.
+  size_t i = 0;
+  while (i < query.size()) {
+    if (is_space(query[i]) || query[i] == '(') {
+      ++i;
+    } else if (starts_with_at(query, i, "--")) {
+      i = skip_line_comment(query, i);
+    } else if (starts_with_at(query, i, "/*")) {
+      i = skip_block_comment(query, i);
+    } else {
+      break;
+    }
+  }
+  size_t j = i;
+  while (j < query.size() && ident_cont(query[j])) ++j;
+  const std::string_view word = query.substr(i, j - i);
+  for (std::string_view k : {"select", "with", "create", "execute", "table", "values"})
+    if (keyword_is(word, k)) return true;
+  // Several statements, not all read-only: which one writes is unknown.
+  size_t semis = 0;
+  for (char c : query) semis += c == ';';
+  return semis > 0 && query.find_first_not_of(" \t\r\n;", query.find(';')) != std::string_view::npos;
+}
+
 }  // namespace pgmux::proto

@@ -86,4 +86,14 @@ bool is_read_only_statement(std::string_view query);
 // function reports "SELECT n").
 bool is_read_only_command_tag(std::string_view tag);
 
+// Read your writes: statements that may write although their CommandComplete
+// tag looks read-only ("SELECT n"): CREATE TABLE ... AS, SELECT ... INTO,
+// EXECUTE of such a statement, and any SELECT / WITH / TABLE / VALUES the
+// classifier cannot prove read-only (CREATE in general: it writes anyway).
+// Statements whose tag names their write (INSERT, UPDATE, DROP, ...) or that
+// write nothing (SET, BEGIN) are false: the tag tells, or there is nothing
+// to tell. A string of several statements that is not read-only is true. A
+// function that writes inside a SELECT the classifier accepts is not seen.
+bool may_write_behind_read_tag(std::string_view query);
+
 }  // namespace pgmux::proto

@@ -969,7 +969,36 @@ void ClientConnection::parameter_changed(std::string_view name, std::string_view
   set_param(desired_, name, value);
 }
 
+// Read your writes: a command tagged "SELECT n" may still have written
+// (CREATE TABLE AS, SELECT INTO). On a primary link the statements the
+// client sends are classified too (may_write_behind_read_tag; a Query or
+// Parse cut across reads counts as a write at once).
+void ClientConnection::note_sql_writes(const uint8_t* data, size_t n) {
+  if (!framer_.at_boundary()) return;  // judged when the message began
+  size_t pos = 0;
+  while (pos < n && !routing_->wrote) {
+    const char t = char(data[pos]);
+    auto fr = proto::peek_frame(proto::ByteSpan(data + pos, n - pos), worker_.config().max_packet_size);
+    if (fr.result != proto::Result::ok) {
+      if (t == 'Q' || t == 'P') routing_->wrote = true;
+      return;
+    }
+    proto::ByteSpan body(data + pos + 5, fr.frame.total() - 5);
+    if (t == 'Q') {
+      auto q = proto::parse_query(body);
+      if (!q || proto::may_write_behind_read_tag(*q)) routing_->wrote = true;
+    } else if (t == 'P') {
+      auto p = proto::parse_parse(body);
+      if (!p || proto::may_write_behind_read_tag(p->query)) routing_->wrote = true;
+    }
+    pos += fr.frame.total();
+  }
+}
+
 void ClientConnection::forward_to_server(IoBufferPtr buf, size_t offset, size_t n) {
+  if (routing_ && routing_->write_link && !routing_->wrote && routing_->route->router.size() > 1 &&
+      routing_->route->db->read_your_writes)
+    note_sql_writes(buf->data + offset, n);
   if (routing_ && routing_->read_link) {
     // A replica must see only the transaction it was chosen for: what the
     // client pipelines after a Query or Sync waits until the answer says

@@ -146,6 +146,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   bool handle_startup_packet(const proto::StartupPacket& p);
   bool handle_auth_message(char type, proto::ByteSpan body);
   void begin_auth();
+  void note_sql_writes(const uint8_t* data, size_t n);
   conf::AuthType auth_method(std::string& refusal) const;
   void auth_succeeded();
   void auth_failed(const std::string& log_reason);

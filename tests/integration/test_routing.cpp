@@ -239,6 +239,18 @@ TEST_CASE("routing: a client reads its own writes at once, others keep using the
   exec(replica.get(), "SELECT pg_wal_replay_resume()");
   CHECK(eventually([&] { return read_only_tx(writer.get()) == "t"; }, 5s));
   CHECK(plain(writer.get(), "SELECT count(*) FROM ryw") == "20");
+  // Writes whose command tag says "SELECT n" count too (CREATE TABLE AS,
+  // SELECT INTO): with replay paused again, the next read must not go to the
+  // replica, which has not got the table.
+  exec(replica.get(), "SELECT pg_wal_replay_pause()");
+  exec(writer.get(), "CREATE TABLE ryw_ctas AS SELECT generate_series(1, 3) AS id");
+  CHECK(plain(writer.get(), "SELECT count(*) FROM ryw_ctas") == "3");
+  exec(replica.get(), "SELECT pg_wal_replay_resume()");
+  CHECK(eventually([&] { return read_only_tx(writer.get()) == "t"; }, 5s));
+  exec(replica.get(), "SELECT pg_wal_replay_pause()");
+  exec(writer.get(), "SELECT * INTO ryw_into FROM ryw_ctas");
+  CHECK(plain(writer.get(), "SELECT count(*) FROM ryw_into") == "3");
+  exec(replica.get(), "SELECT pg_wal_replay_resume()");
   writer.reset();
   other.reset();
   mux.finish();

@@ -1287,3 +1287,24 @@ TEST_CASE("is_read_only_command_tag: which CommandComplete tags wrote nothing", 
                         "CREATE TABLE AS", "VACUUM", "", "select 1", "SELECTED"})
     CHECK_FALSE(is_read_only_command_tag(t));
 }
+
+TEST_CASE("may_write_behind_read_tag: writes a \"SELECT n\" tag hides", "[sql][route]") {
+  using pgmux::proto::may_write_behind_read_tag;
+  for (const char* q : {"CREATE TABLE t AS SELECT 1", "create unlogged table t as select 1",
+                        "SELECT * INTO t FROM x", "select 1 into temp t", "WITH a AS (DELETE FROM t RETURNING *) SELECT * FROM a",
+                        "EXECUTE stmt(1)", "/* c */ (SELECT 1 INTO t)", "SELECT 1 FOR UPDATE", "CREATE TABLE t (a int)",
+                        "SET x = 1; CREATE TABLE t AS SELECT 1", "INSERT INTO t VALUES (1); SELECT 1"}) {
+    INFO(q);
+    CHECK(may_write_behind_read_tag(q));
+  }
+  for (const char* q : {"SELECT 1", "select * from t where a = 1", "WITH a AS (SELECT 1) SELECT * FROM a", "BEGIN",
+                        "COMMIT", "SET x = 1", "SET x = 1;", "SHOW work_mem", "INSERT INTO t VALUES (1)",
+                        "UPDATE t SET a = 1", "DROP TABLE t", "VACUUM t", "",
+                        // A function that writes is not seen (documented); auto routing's
+                        // 25006 retry counts it as a write.
+                        "SELECT nextval('s')",
+                        "-- only a comment"}) {
+    INFO(q);
+    CHECK_FALSE(may_write_behind_read_tag(q));
+  }
+}
