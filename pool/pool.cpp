@@ -189,6 +189,20 @@ Acquire Pool::acquire(PoolClient* c, PoolServer*& out, proto::ErrorFields& error
   return c->wait_ == ClientWait::none ? Acquire::assigned : Acquire::queued;
 }
 
+bool Pool::acquire_or_wait(PoolClient* c, proto::ErrorFields& error) {
+  PoolServer* s = nullptr;
+  switch (acquire(c, s, error)) {
+    case Acquire::assigned:
+      if (s) c->pool_server_assigned(s);  // else serve_waiters already did
+      return true;
+    case Acquire::queued:
+      return true;
+    case Acquire::failed:
+      return false;
+  }
+  return false;
+}
+
 void Pool::cancel_wait(PoolClient* c) {
   if (c->wait_ != ClientWait::none && c->wait_pool_ == this) dequeue(c);
 }

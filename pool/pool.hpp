@@ -216,6 +216,10 @@ class Pool {
   // A server for the client: assigned now (`out` set), queued (callback
   // later), or failed now (`error` set, e.g. during login backoff).
   Acquire acquire(PoolClient* c, PoolServer*& out, proto::ErrorFields& error);
+  // acquire() for callers that take every server through
+  // pool_server_assigned: called here when one is free now. False (with
+  // `error`) when the pool cannot serve; else the client has a server or waits.
+  bool acquire_or_wait(PoolClient* c, proto::ErrorFields& error);
   // The client stops waiting (it disconnected).
   void cancel_wait(PoolClient* c);
 

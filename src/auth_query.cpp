@@ -22,18 +22,8 @@ class AuthQuery::Lookup final : public pool::PoolClient, public CheckOwner {
   }
 
   void start() {
-    pool::PoolServer* s = nullptr;
     proto::ErrorFields err;
-    switch (pool_.acquire(this, s, err)) {
-      case pool::Acquire::assigned:
-        if (s) pool_server_assigned(s);
-        return;
-      case pool::Acquire::queued:
-        return;
-      case pool::Acquire::failed:
-        owner_.finished(this, Answer::failed, std::nullopt, err.message);
-        return;
-    }
+    if (!pool_.acquire_or_wait(this, err)) owner_.finished(this, Answer::failed, std::nullopt, err.message);
   }
 
   void pool_welcome_ready() override {}

@@ -710,18 +710,10 @@ void ClientConnection::acquire_server() {
   }
   pool::Pool* target = pool_;
   if (routing_ && !choose_backend(target)) return;
-  pool::PoolServer* s = nullptr;
   proto::ErrorFields err;
-  switch (target->acquire(this, s, err)) {
-    case pool::Acquire::assigned:
-      if (s) pool_server_assigned(s);  // else the pool already called us
-      return;
-    case pool::Acquire::queued:
-      return;
-    case pool::Acquire::failed:
-      err.severity = "FATAL";
-      close(CloseReason::wait_failed, &err);
-      return;
+  if (!target->acquire_or_wait(this, err)) {
+    err.severity = "FATAL";
+    close(CloseReason::wait_failed, &err);
   }
 }
 

@@ -53,18 +53,8 @@ void HealthCheck::start(pool::TimePoint now) {
   in_flight_ = true;
   started_ = now;
   next_at_ = now + route_.db->health_check_interval;
-  pool::PoolServer* s = nullptr;
   proto::ErrorFields err;
-  switch (pool_->acquire(this, s, err)) {
-    case pool::Acquire::assigned:
-      if (s) pool_server_assigned(s);
-      return;
-    case pool::Acquire::queued:
-      return;
-    case pool::Acquire::failed:
-      failed(err.message);
-      return;
-  }
+  if (!pool_->acquire_or_wait(this, err)) failed(err.message);
 }
 
 void HealthCheck::pool_server_assigned(pool::PoolServer* s) {

@@ -110,16 +110,22 @@ Context::~Context() {
   if (ctx_) SSL_CTX_free(ctx_);
 }
 
-std::shared_ptr<const Context> Context::for_clients(const conf::TlsConfig& c, std::string& error) {
+std::shared_ptr<Context> Context::make(const conf::TlsConfig& c, bool server_side, std::string& error) {
   std::shared_ptr<Context> x(new Context);
   x->mode_ = c.mode;
-  x->server_side_ = true;
-  x->ctx_ = SSL_CTX_new(TLS_server_method());
+  x->server_side_ = server_side;
+  x->ctx_ = SSL_CTX_new(server_side ? TLS_server_method() : TLS_client_method());
   if (!x->ctx_) {
     error = last_error();
     return nullptr;
   }
   if (!common_setup(x->ctx_, c, error)) return nullptr;
+  return x;
+}
+
+std::shared_ptr<const Context> Context::for_clients(const conf::TlsConfig& c, std::string& error) {
+  std::shared_ptr<Context> x = make(c, /*server_side=*/true, error);
+  if (!x) return nullptr;
   if (c.cert.empty()) {
     error = "cert and key are required";
     return nullptr;
@@ -144,15 +150,8 @@ std::shared_ptr<const Context> Context::for_clients(const conf::TlsConfig& c, st
 }
 
 std::shared_ptr<const Context> Context::for_servers(const conf::TlsConfig& c, std::string& error) {
-  std::shared_ptr<Context> x(new Context);
-  x->mode_ = c.mode;
-  x->server_side_ = false;
-  x->ctx_ = SSL_CTX_new(TLS_client_method());
-  if (!x->ctx_) {
-    error = last_error();
-    return nullptr;
-  }
-  if (!common_setup(x->ctx_, c, error)) return nullptr;
+  std::shared_ptr<Context> x = make(c, /*server_side=*/false, error);
+  if (!x) return nullptr;
   if (c.mode == conf::TlsMode::verify_ca || c.mode == conf::TlsMode::verify_full) {
     int ok = c.ca.empty() ? SSL_CTX_set_default_verify_paths(x->ctx_)
                           : SSL_CTX_load_verify_locations(x->ctx_, c.ca.c_str(), nullptr);

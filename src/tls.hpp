@@ -35,6 +35,8 @@ class Context {
 
  private:
   Context() = default;
+  // The common part: method, protocols, ciphers, modes, our certificate.
+  static std::shared_ptr<Context> make(const conf::TlsConfig& c, bool server_side, std::string& error);
   SSL_CTX* ctx_ = nullptr;
   conf::TlsMode mode_ = conf::TlsMode::disable;
   bool server_side_ = false;
