@@ -241,7 +241,7 @@ void show_clients(Worker& w, std::string& out) {
     rows.push_back({"C", c.user(), c.database(), client_state(c.state()), addr, n(uint64_t(port)), laddr,
                     n(uint64_t(lport)), wall_time(c.login_started()), request, n(wait_us / 1000000),
                     n(wait_us % 1000000), "0", "C-" + n(c.id()), c.server() ? c.server()->name() : "", "0",
-                    "", app ? *app : "", n(c.id()), "0"});
+                    c.tls_description(), app ? *app : "", n(c.id()), "0"});
   });
   table(out,
         {"type", "user", "database", "state", "addr", "port", "local_addr", "local_port", "connect_time",
@@ -268,7 +268,8 @@ void show_servers(Worker& w, std::string& out) {
     }
     rows.push_back({"S", s.user(), db, server_state(s.state()), s.host(), n(s.port()), laddr,
                     n(uint64_t(lport)), wall_time(s.created_at()), wall_time(s.state_since()), "0", "0",
-                    "0", s.name(), c ? "C-" + n(c->id()) : "", n(s.backend_pid()), "", "", role, "0"});
+                    "0", s.name(), c ? "C-" + n(c->id()) : "", n(s.backend_pid()), s.tls_description(), "",
+                    role, "0"});
   });
   table(out,
         {"type", "user", "database", "state", "addr", "port", "local_addr", "local_port", "connect_time",

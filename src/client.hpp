@@ -45,6 +45,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   ~ClientConnection() override;
 
   Socket& socket() { return socket_; }
+  std::string tls_description() const { return socket_.tls_description(); }
   void start();
 
   // --- from the linked server ----------------------------------------------

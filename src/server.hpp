@@ -124,6 +124,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   uint32_t backend_key() const { return key_.key; }
   const std::string& host() const { return host_; }
   const std::string& user() const { return user_; }
+  std::string tls_description() const { return socket_.tls_description(); }
   bool local_address(std::string& ip, int& port) const { return socket_.address(false, ip, port); }
   uint16_t port() const { return port_; }
   const std::string& name() const { return name_; }

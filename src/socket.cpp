@@ -178,7 +178,7 @@ std::string Socket::tls_peer_common_name() const {
 
 std::string Socket::tls_description() const {
   if (!tls_ || !tls_->established) return {};
-  return std::string(SSL_get_version(tls_->ssl)) + " " + SSL_get_cipher_name(tls_->ssl);
+  return std::string(SSL_get_version(tls_->ssl)) + "/" + SSL_get_cipher_name(tls_->ssl);
 }
 
 void Socket::tls_input(const uint8_t* data, size_t n) {

@@ -126,7 +126,8 @@ class Socket {
   bool tls_peer_verified() const;
   // Common name of the peer's certificate; empty when none.
   std::string tls_peer_common_name() const;
-  // "TLSv1.3 TLS_AES_256_GCM_SHA384" for logs.
+  // "TLSv1.3/TLS_AES_256_GCM_SHA384" (logs, SHOW CLIENTS/SERVERS tls);
+  // empty without TLS.
   std::string tls_description() const;
 
   // "ip:port" of the peer, or "unix" for unix sockets.

@@ -22,6 +22,7 @@ PgmuxConfig tls_config(const std::string& mode, const std::string& cert, const s
            "\"\ncert = \"" + cert + "\"\nkey = \"" + key + "\"\n" +
            (ca.empty() ? "" : "ca = \"" + ca + "\"\n") + extra_rest;
   c.userlist = plaintext_userlist() + userlist_line("admin", "admin_pw");
+  c.rest += "\n[admin]\nusers = [\"admin\"]\n";
   return c;
 }
 
@@ -73,6 +74,14 @@ TEST_CASE("tls: libpq and psql through pgmux: require, verify-full, wrong CA, ch
   CHECK_THAT(connect_error(mux.conninfo("app", "scram_user", "scram_pw",
                                         "sslmode=verify-full sslrootcert=" + pki.other_ca)),
              Contains("certificate verify failed"));
+  {
+    // SHOW CLIENTS says which clients use TLS (PgBouncer's tls column).
+    Conn admin = connect(mux.conninfo("pgmux", "admin", "admin_pw", "sslmode=require"));
+    Result r(PQexec(admin.get(), "SHOW CLIENTS"));
+    const int tls_col = PQfnumber(r.get(), "tls");
+    REQUIRE(tls_col >= 0);
+    CHECK_THAT(std::string(PQgetvalue(r.get(), 0, tls_col)), Contains("TLSv1."));
+  }
   {
     // SCRAM-SHA-256-PLUS: libpq checks the binding to pgmux's certificate.
     Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw", "sslmode=require channel_binding=require"));
