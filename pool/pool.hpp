@@ -154,6 +154,10 @@ struct PoolStats {
   uint64_t server_bytes = 0;  // from servers to clients
   uint64_t xact_us = 0, query_us = 0, wait_us = 0;
   uint64_t server_errors = 0;  // server connections lost or refused at login
+  // Named prepared statements in transaction/statement mode: a client's
+  // Parse, Bind or Describe found the statement already prepared on the
+  // server it landed on (hit), or pgmux had to prepare it there (miss).
+  uint64_t prepared_hits = 0, prepared_misses = 0;
   LatencyHistogram query_hist, xact_hist, wait_hist;
 };
 

@@ -1340,8 +1340,13 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
     auto it = named().stmts.find(std::string(name));
     return it == named().stmts.end() ? nullptr : &it->second;
   };
+  auto prepared_on_server = [&](const StatementRef& st) {
+    const bool hit = server_->statements().contains(st->id);
+    if (pool::Pool* p = server_->pool()) ++(hit ? p->stats.prepared_hits : p->stats.prepared_misses);
+    return hit;
+  };
   auto ensure = [&](const StatementRef& st) {
-    if (!server_->statements().contains(st->id)) emit_parse(st, out, /*hidden=*/true);
+    if (!prepared_on_server(st)) emit_parse(st, out, /*hidden=*/true);
   };
   switch (type) {
     case 'P': {
@@ -1364,7 +1369,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       uint64_t ctag = ms().next_parse_tag++;
       named().unconfirmed[ctag] = name;
       named().name_tag[name] = ctag;
-      if (server_->statements().contains(st->id)) ms().tracker.synthetic(parse_complete(), ctag);
+      if (prepared_on_server(st)) ms().tracker.synthetic(parse_complete(), ctag);
       else emit_parse(st, out, /*hidden=*/false, ctag);
       return true;
     }

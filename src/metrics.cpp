@@ -237,6 +237,9 @@ void declare_families(Exposition& e) {
   e.family("pgmux_received_bytes_total", MT::counter, "Bytes received from clients and sent on to servers");
   e.family("pgmux_sent_bytes_total", MT::counter, "Bytes received from servers and sent on to clients");
   e.family("pgmux_server_errors_total", MT::counter, "Server connections lost or refused at login");
+  e.family("pgmux_prepared_statements_total", MT::counter,
+           "Named prepared statements used (Parse, Bind, Describe) in transaction/statement mode: "
+           "result=hit when the server already had it, miss when pgmux prepared it there");
   e.family("pgmux_transaction_time_seconds_total", MT::counter, "Time spent in transactions");
   e.family("pgmux_query_time_seconds_total", MT::counter, "Time spent in queries");
   e.family("pgmux_wait_time_seconds_total", MT::counter, "Time clients waited for a server");
@@ -336,6 +339,8 @@ std::string render(const Worker& w) {
     e.sample("pgmux_received_bytes_total", l, st.client_bytes);
     e.sample("pgmux_sent_bytes_total", l, st.server_bytes);
     e.sample("pgmux_server_errors_total", l, st.server_errors);
+    e.sample("pgmux_prepared_statements_total", with(l, "result", "hit"), st.prepared_hits);
+    e.sample("pgmux_prepared_statements_total", with(l, "result", "miss"), st.prepared_misses);
     e.sample("pgmux_transaction_time_seconds_total", l, double(st.xact_us) / 1e6);
     e.sample("pgmux_query_time_seconds_total", l, double(st.query_us) / 1e6);
     e.sample("pgmux_wait_time_seconds_total", l, double(st.wait_us) / 1e6);

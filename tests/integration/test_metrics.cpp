@@ -630,6 +630,25 @@ TEST_CASE("metrics: pgbench through a transaction pool, scraped while it runs", 
     CHECK(after.sum("pgmux_queries_total", bench) == queries + 3);
     CHECK(after.one("pgmux_pool_server_connections", {{"database", "bench"}, {"state", "active"}}) == 0.0);
   }
+  // Named prepared statements: each is prepared once per server (a miss),
+  // every later Bind on a server that has it is a hit.
+  {
+    Scrape before = scrape(mport);
+    CHECK(before.sum("pgmux_prepared_statements_total", bench) == 0.0);
+    auto pr = run_process({fx.pg_bin + "/pgbench", "-M", "prepared", "-c", "10", "-j", "2", "-t", "50", "-n", "-h",
+                           "127.0.0.1", "-p", std::to_string(mux.port()), "-U", "scram_user", "bench"},
+                          env, 60s);
+    INFO(pr.output);
+    REQUIRE(pr.exit_code == 0);
+    Scrape s = scrape(mport);
+    const double hits = s.sum("pgmux_prepared_statements_total", {{"database", "bench"}, {"result", "hit"}});
+    const double misses = s.sum("pgmux_prepared_statements_total", {{"database", "bench"}, {"result", "miss"}});
+    INFO("hits " << hits << " misses " << misses);
+    // tpcb-like: 7 statements, 10 clients x 50 transactions, at most 5 servers.
+    CHECK(hits + misses >= 7.0 * 10 * 50);
+    CHECK(misses >= 7.0);
+    CHECK(misses <= 7.0 * 5);
+  }
   CHECK(http_get(mport, "/health").status == 200);
   mux.finish();
 }
