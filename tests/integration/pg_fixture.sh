@@ -315,13 +315,23 @@ cmd_ctl() {
     enable-ssl)
       # ssl = on for the primary with the given certificate and key (copied
       # into its data directory, owned by the server user, key mode 0600).
-      local cert=${3:-} key=${4:-}
+      # With a CA: client certificates signed by it are checked, and md5_user
+      # must present one whose CN is md5_user (clientcert=verify-full).
+      local cert=${3:-} key=${4:-} ca=${5:-}
       [[ -r "$cert" && -r "$key" ]] || die "enable-ssl needs readable CERT and KEY"
       as_pg tee "$base/primary/server.crt" <"$cert" >/dev/null
       as_pg tee "$base/primary/server.key" <"$key" >/dev/null
       as_pg chmod 600 "$base/primary/server.key"
       printf "%s\n" "ssl = on" "ssl_cert_file = 'server.crt'" "ssl_key_file = 'server.key'" |
         as_pg tee -a "$base/primary/postgresql.conf" >/dev/null
+      if [[ -n "$ca" ]]; then
+        as_pg tee "$base/primary/root.crt" <"$ca" >/dev/null
+        echo "ssl_ca_file = 'root.crt'" | as_pg tee -a "$base/primary/postgresql.conf" >/dev/null
+        { echo "hostssl all md5_user 127.0.0.1/32 md5 clientcert=verify-full"; cat "$base/primary/pg_hba.conf"; } \
+          >"$base/pg_hba.new"
+        as_pg tee "$base/primary/pg_hba.conf" <"$base/pg_hba.new" >/dev/null
+        rm -f "$base/pg_hba.new"
+      fi
       as_pg "$PG_BIN/pg_ctl" -D "$base/primary" -s reload
       ;;
     *) usage ;;

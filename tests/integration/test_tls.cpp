@@ -255,6 +255,36 @@ TEST_CASE("tls: server_tls towards a PostgreSQL with ssl = on", "[tls][server_tl
   }
 }
 
+TEST_CASE("tls: server_tls client certificate towards a PostgreSQL that demands one", "[tls][server_tls]") {
+  Pki pki;
+  const std::string crt = pki.issue("postgres", "localhost", "DNS:localhost,IP:127.0.0.1");
+  const std::string md5_cert = pki.issue("md5-client", "md5_user", "");
+  PrivateCluster pg;
+  pg.ctl("enable-ssl", {crt, Pki::key_of(crt), pki.ca});
+  auto through = [&](const std::string& server_tls) {
+    PgmuxConfig c;
+    c.pgmux = "pool_mode = \"transaction\"\nserver_connect_timeout = \"5s\"\n";
+    c.rest = auth_section("scram-sha-256") + "\n[databases.app]\nhost = \"127.0.0.1\"\nport = " +
+             std::to_string(pg.primary_port()) + "\n\n[server_tls]\n" + server_tls;
+    c.userlist = plaintext_userlist();
+    return c;
+  };
+  {
+    Pgmux mux(through("mode = \"verify-full\"\nca = \"" + pki.ca + "\"\ncert = \"" + md5_cert + "\"\nkey = \"" +
+                      Pki::key_of(md5_cert) + "\"\n"));
+    Conn c = connect(mux.conninfo("app", "md5_user", "md5_pw"));
+    CHECK(scalar(c.get(), "SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == "/CN=md5_user");
+    c.reset();
+    mux.finish();
+  }
+  {
+    // Without pgmux's certificate PostgreSQL refuses the login.
+    Pgmux mux(through("mode = \"verify-full\"\nca = \"" + pki.ca + "\"\n"));
+    CHECK_THAT(connect_error(mux.conninfo("app", "md5_user", "md5_pw")), Contains("certificate"));
+    mux.finish();
+  }
+}
+
 TEST_CASE("tls: server_tls require against a server without TLS fails clearly", "[tls][server_tls]") {
   PgmuxConfig c;
   c.pgmux = "pool_mode = \"transaction\"\n";
