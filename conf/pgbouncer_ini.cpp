@@ -499,12 +499,6 @@ std::string untranslatable(std::string_view key, std::string_view value, std::st
   return "untranslatable: " + std::string(key) + " = " + std::string(value) + " (" + std::string(why) + ")";
 }
 
-// Keep in step with unsupported_settings() in src/main.cpp.
-std::string refused(std::string_view what) {
-  return "refused: this pgmux version does not implement " + std::string(what) +
-         " yet, so `pgmux --check` fails on the next line until it does";
-}
-
 constexpr std::string_view kNoEquivalent = "pgmux has no equivalent";
 
 // [pgbouncer] settings pgmux has no key for, and why.
@@ -561,9 +555,6 @@ const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"client_tls13_ciphers", "pgmux uses OpenSSL's TLS 1.3 defaults"},
     {"server_tls13_ciphers", "pgmux uses OpenSSL's TLS 1.3 defaults"},
 };
-
-// PgBouncer 1.18's default auth_query.
-constexpr std::string_view kPgBouncerAuthQuery = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1";
 
 class Converter {
  public:
@@ -851,7 +842,6 @@ class Converter {
       } else {
         type = v;
       }
-      if (type == "hba") b.comment(refused("type = \"hba\""));
       b.set("type", toml_string(type));
     } else {
       b.set("type", "\"md5\"  # PgBouncer's default; pgmux's is \"scram-sha-256\"");
@@ -869,8 +859,18 @@ class Converter {
       b.note("neither auth_file nor auth_user is set, so PgBouncer knows no user; pgmux needs file (or query)");
     }
     if (user && !user->value.empty()) {
-      b.comment(refused("the auth query (auth_user / auth_query)"));
-      b.set("query", toml_string(query ? query->value : std::string(kPgBouncerAuthQuery)));
+      if (!query) {
+        // PgBouncer 1.18's default does not look at VALID UNTIL
+        // (CVE-2025-2291); pgmux's default returns no secret once expired.
+        b.note("auth_query not set: pgmux's default query is used, which also refuses passwords past VALID UNTIL");
+        b.set("query", toml_string(Config{}.auth.query));
+      } else {
+        if (query->value.find("valuntil") == std::string::npos &&
+            query->value.find("rolvaliduntil") == std::string::npos)
+          b.note("this auth_query ignores VALID UNTIL: expired passwords still log in (CVE-2025-2291); "
+                 "return NULL as the secret once expired, as pgmux's default query does");
+        b.set("query", toml_string(query->value));
+      }
       b.set("query_user", toml_string(user->value));
     } else if (query) {
       leftover(query->line, unsupported(query->key, query->value,
@@ -882,7 +882,6 @@ class Converter {
     // Client side.
     if (const Entry* e = take("client_tls_sslmode")) {
       const auto v = lookup(*e, {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"});
-      if (v != "disable") tls_.comment(refused("client TLS ([tls] mode other than \"disable\")"));
       tls_.set("mode", toml_string(v));
     }
     if (const Entry* e = take("client_tls_cert_file")) path("cert", *e, tls_);
@@ -895,9 +894,6 @@ class Converter {
     // default; pgmux (like newer PgBouncer) defaults to prefer.
     if (const Entry* e = take("server_tls_sslmode")) {
       const auto v = lookup(*e, {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"});
-      if (v == "require" || v == "verify-ca" || v == "verify-full") {
-        server_tls_.comment(refused("TLS towards servers ([server_tls] mode \"" + v + "\")"));
-      }
       server_tls_.set("mode", toml_string(v));
     } else {
       server_tls_.set("mode", "\"disable\"  # PgBouncer 1.18's default; pgmux's is \"prefer\"");
@@ -1202,8 +1198,7 @@ class Converter {
     auto line = [&](const std::string& l) { out += l + "\n"; };
     line("# pgmux configuration converted from " + comment_safe(source_) + " by `pgmux --convert-pgbouncer`.");
     line("# Where PgBouncer's (1.18) default differs from pgmux's, PgBouncer's value is written out.");
-    line("# Lines starting with \"# unsupported:\", \"# untranslatable:\" or \"# refused:\" need a decision;");
-    line("# \"refused\" settings make this pgmux version refuse to start (`pgmux --check` tells).");
+    line("# Lines starting with \"# unsupported:\" or \"# untranslatable:\" need a decision.");
     if (relative_paths_) {
       line("# note: relative paths are kept as written; pgmux resolves them against the directory of this file,");
       line("# PgBouncer resolved them against its working directory.");

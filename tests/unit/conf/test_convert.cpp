@@ -451,23 +451,28 @@ TEST_CASE("convert: auth", "[convert]") {
     CHECK(convert_ok(with("auth_type = hba\n")).find("# note: auth_type = hba without auth_hba_file") !=
           std::string::npos);
   }
-  SECTION("hba is converted but refused by this version") {
+  SECTION("hba is converted") {
     const auto toml = convert_ok(with("auth_type = hba\nauth_hba_file = /etc/pgbouncer/hba.conf\n"));
-    CHECK(toml.find("# refused: this pgmux version does not implement type = \"hba\" yet") != std::string::npos);
+    CHECK_FALSE(has_line_starting(toml, "# refused:"));
     const auto c = ok(toml);
     CHECK(c->auth.type == AuthType::hba);
     CHECK(c->auth.hba_file == "/etc/pgbouncer/hba.conf");
   }
   SECTION("auth_user enables the auth query") {
     const auto toml = convert_ok(with("auth_user = pgbouncer_auth\nauth_query = SELECT * FROM lookup($1)\n"));
-    CHECK(toml.find("# refused: this pgmux version does not implement the auth query") != std::string::npos);
+    CHECK(toml.find("# note: this auth_query ignores VALID UNTIL") != std::string::npos);
     const auto c = ok(toml);
     CHECK(c->auth.query_set);
     CHECK(c->auth.query == "SELECT * FROM lookup($1)");
     CHECK(c->auth.query_user == "pgbouncer_auth");
-    // PgBouncer's default query when only auth_user is set.
-    CHECK(convert_load(with("auth_user = a\n"))->auth.query ==
-          "SELECT usename, passwd FROM pg_shadow WHERE usename=$1");
+    // Only auth_user: pgmux's own default (it checks VALID UNTIL), not
+    // PgBouncer 1.18's, which does not.
+    const auto only_user = convert_ok(with("auth_user = a\n"));
+    CHECK(only_user.find("# note: auth_query not set") != std::string::npos);
+    CHECK(convert_load(with("auth_user = a\n"))->auth.query == Config{}.auth.query);
+    CHECK(convert_ok(with("auth_user = a\nauth_query = SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL "
+                          "ELSE rolpassword END FROM pg_authid WHERE rolname = $1\n"))
+              .find("ignores VALID UNTIL") == std::string::npos);
   }
   SECTION("auth_query without auth_user is not used by PgBouncer") {
     const auto toml = convert_ok(with("auth_query = SELECT 1\n"));
@@ -483,7 +488,7 @@ TEST_CASE("convert: TLS", "[convert]") {
                                       "client_tls_cert_file = /c.pem\nclient_tls_ca_file = /ca.pem\n"
                                       "client_tls_protocols = tlsv1.2,tlsv1.3\nclient_tls_ciphers = HIGH:!aNULL\n"
                                       "client_tls_dheparams = auto\n"));
-    CHECK(toml.find("# refused: this pgmux version does not implement client TLS") != std::string::npos);
+    CHECK_FALSE(has_line_starting(toml, "# refused:"));
     CHECK(toml.find("# unsupported: client_tls_dheparams = auto (") != std::string::npos);
     const auto c = ok(toml);
     CHECK(c->tls.mode == TlsMode::require);
@@ -497,7 +502,7 @@ TEST_CASE("convert: TLS", "[convert]") {
     const auto toml = convert_ok(with("server_tls_sslmode = verify-full\nserver_tls_ca_file = /ca.pem\n"
                                       "server_tls_key_file = /k.pem\nserver_tls_cert_file = /c.pem\n"
                                       "server_tls_ciphers = fast\n"));
-    CHECK(toml.find("# refused: this pgmux version does not implement TLS towards servers") != std::string::npos);
+    CHECK_FALSE(has_line_starting(toml, "# refused:"));
     const auto c = ok(toml);
     CHECK(c->server_tls.mode == TlsMode::verify_full);
     CHECK(c->server_tls.ca == "/ca.pem");
