@@ -806,7 +806,7 @@ void read_tls(Table& t, TlsConfig& tls, bool client_side) {
   if (client_side && tls.mode != TlsMode::disable) {
     if (tls.cert.empty()) t.error(at, "cert", "required when mode = " + mode_text);
     if (tls.key.empty()) t.error(at, "key", "required when mode = " + mode_text);
-    if ((tls.mode == TlsMode::verify_ca || tls.mode == TlsMode::verify_full) && tls.ca.empty()) {
+    if (tls_verifies(tls.mode) && tls.ca.empty()) {
       t.error(at, "ca", "required when mode = " + mode_text + " (the CA that signs client certificates)");
     }
   } else if (!tls.cert.empty() && tls.key.empty()) {
@@ -1415,10 +1415,6 @@ LoadResult apply_setting(const Config& base, std::string_view key, std::string_v
   } catch (const std::exception& e) {
     return {nullptr, source + ": " + e.what()};
   }
-}
-
-std::string unsupported_settings(const Config&) {
-  return {};
 }
 
 LoadResult load_file(const std::string& path) {

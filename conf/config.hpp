@@ -36,6 +36,12 @@ std::string_view to_string(ReadRouting r);
 std::string_view to_string(LoadBalance b);
 std::string_view to_string(ReplicaFallback f);
 std::string_view to_string(TargetSessionAttrs t);
+// require, verify-ca, verify-full: no plaintext.
+inline bool tls_required(TlsMode m) {
+  return m == TlsMode::require || m == TlsMode::verify_ca || m == TlsMode::verify_full;
+}
+// verify-ca, verify-full: the peer's certificate is checked against a CA.
+inline bool tls_verifies(TlsMode m) { return m == TlsMode::verify_ca || m == TlsMode::verify_full; }
 
 // "15s", "10min", "1h", "250ms", "2d", "0s"; also "0" (zero). No negatives.
 // Units (case-sensitive, as in PostgreSQL): ms, s, sec, min, h, d; spaces
@@ -194,6 +200,10 @@ struct Config {
   // Effective values after per-database and per-user overrides.
   PoolMode effective_pool_mode(const DatabaseConfig& db, std::string_view user) const;
   int effective_pool_size(const DatabaseConfig& db) const;
+  // max_db_connections for clients of `db` (nullptr: no entry), and
+  // max_user_connections for server user `user`; 0 = unlimited.
+  int effective_max_db_connections(const DatabaseConfig* db) const;
+  int effective_max_user_connections(std::string_view user) const;
 };
 
 struct LoadResult {
@@ -217,9 +227,5 @@ LoadResult load_string(std::string_view toml_text, const std::string& source,
 // literal as typed ('5s', 50, on). listen and workers are refused: they
 // take a restart.
 LoadResult apply_setting(const Config& base, std::string_view key, std::string_view value);
-
-// Settings of features that have not landed: startup and reload refuse
-// them rather than run without them. Empty when there are none.
-std::string unsupported_settings(const Config& cfg);
 
 }  // namespace pgmux::conf

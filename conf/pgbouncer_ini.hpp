@@ -22,10 +22,6 @@
 // converted appears as a TOML comment:
 //   # unsupported: KEY = VALUE (why)       pgmux has no such setting
 //   # untranslatable: KEY = VALUE (why)    pgmux has the concept, not this value
-//   # refused: ...                         converted, but this pgmux version
-//                                          refuses it at startup (see
-//                                          unsupported_settings() in
-//                                          src/main.cpp); `pgmux --check` fails
 // Relative paths are kept as written: pgmux resolves them against the
 // directory of its config file, PgBouncer against its working directory.
 #pragma once

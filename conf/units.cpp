@@ -211,4 +211,13 @@ int Config::effective_pool_size(const DatabaseConfig& db) const {
   return db.pool_size ? *db.pool_size : default_pool_size;
 }
 
+int Config::effective_max_db_connections(const DatabaseConfig* db) const {
+  return db ? db->max_db_connections.value_or(max_db_connections) : max_db_connections;
+}
+
+int Config::effective_max_user_connections(std::string_view user) const {
+  const UserConfig* uc = find_user(user);
+  return (uc && uc->max_user_connections) ? *uc->max_user_connections : max_user_connections;
+}
+
 }  // namespace pgmux::conf

@@ -292,7 +292,7 @@ void show_databases(Worker& w, std::string& out) {
                     n(uint64_t(cfg.effective_pool_size(db))), n(uint64_t(db.min_pool_size.value_or(cfg.min_pool_size))),
                     n(uint64_t(db.reserve_pool_size.value_or(cfg.reserve_pool_size))),
                     db.pool_mode ? std::string(conf::to_string(*db.pool_mode)) : "",
-                    n(uint64_t(db.max_db_connections.value_or(cfg.max_db_connections))), n(current),
+                    n(uint64_t(cfg.effective_max_db_connections(&db))), n(current),
                     w.is_paused(name) ? "1" : "0", "0", replicas, std::string(conf::to_string(db.read_routing))});
   }
   table(out,

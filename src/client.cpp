@@ -226,8 +226,7 @@ bool ClientConnection::handle_startup_packet(const proto::StartupPacket& p) {
 
   if (const auto& ctx = worker_.client_tls();
       ctx && !socket_.tls_established() && socket_.kind() == Socket::Kind::tcp &&
-      (ctx->mode() == conf::TlsMode::require || ctx->mode() == conf::TlsMode::verify_ca ||
-       ctx->mode() == conf::TlsMode::verify_full)) {
+      conf::tls_required(ctx->mode())) {
     const std::string* u = p.param("user");
     spdlog::warn("C-{} plaintext login refused for user \"{}\" from {}: [tls] mode = \"{}\"", id_,
                  u ? *u : "", socket_.peer_name(), conf::to_string(ctx->mode()));
@@ -304,14 +303,8 @@ void ClientConnection::begin_auth() {
     state_ = State::auth;
     socket_.read_stop();  // nothing is due from the client until we answer
     const AuthQuery::Answer a = worker_.auth_query().lookup(this, *db, user_, found);
-    if (a == AuthQuery::Answer::pending) return;
-    auth_->lookup_pending = false;
-    auth_->looked_up = true;
-    auth_->looked_up_secret = std::move(found);
-    if (socket_.read_start() != 0) {
-      close(CloseReason::client_gone);
-      return;
-    }
+    if (a != AuthQuery::Answer::pending) auth_lookup_done(a, found);  // from the cache: same path
+    return;
   }
   if (lookup && auth_->looked_up_secret) secret = &*auth_->looked_up_secret;
 

@@ -11,14 +11,11 @@
 #include <memory>
 #include <string>
 
-#include "auth/hba.hpp"
-#include "auth/userlist.hpp"
 #include "conf/config.hpp"
 #include "conf/pgbouncer_ini.hpp"
 #include "src/logging.hpp"
 #include "src/metrics.hpp"
 #include "src/systemd.hpp"
-#include "src/tls.hpp"
 #include "src/worker.hpp"
 
 namespace {
@@ -63,9 +60,6 @@ int convert_pgbouncer(const std::string& path) {
   if (!loaded.config) {
     std::fprintf(stderr, "pgmux: warning: the converted configuration does not load yet: %s\n",
                  loaded.error.c_str());
-  } else if (auto refused = pgmux::conf::unsupported_settings(*loaded.config); !refused.empty()) {
-    std::fprintf(stderr, "pgmux: warning: this pgmux version refuses the converted configuration: %s\n",
-                 refused.c_str());
   }
   return 0;
 }
@@ -131,38 +125,13 @@ int main(int argc, char** argv) {
     return 1;
   }
   const auto& cfg = *loaded.config;
-  // Refuse settings whose feature has not landed rather than ignore them:
-  // a pooler that silently skips TLS or routing is worse than one that
-  // does not start.
-  std::string unsupported = pgmux::conf::unsupported_settings(cfg);
-  if (!unsupported.empty()) {
-    std::fprintf(stderr, "pgmux: invalid configuration: %s\n", unsupported.c_str());
+  // The userlist, certificates and hba rules load before we claim the
+  // config is good (and are what the worker starts with).
+  pgmux::ConfigFiles files;
+  std::string files_error;
+  if (!pgmux::load_config_files(cfg, files, files_error)) {
+    std::fprintf(stderr, "pgmux: invalid configuration: %s\n", files_error.c_str());
     return 1;
-  }
-  std::shared_ptr<const pgmux::auth::Userlist> userlist;
-  if (!cfg.auth.file.empty()) {
-    auto ul = pgmux::auth::load_userlist(cfg.auth.file);
-    if (!ul.list) {
-      std::fprintf(stderr, "pgmux: invalid userlist %s: %s\n", cfg.auth.file.c_str(), ul.error.c_str());
-      return 1;
-    }
-    userlist = ul.list;
-  }
-  {
-    // Certificates and keys load (and match) before we claim the config is good.
-    std::shared_ptr<const pgmux::tls::Context> for_clients, for_servers;
-    std::string tls_error;
-    if (!pgmux::tls::make_contexts(cfg, for_clients, for_servers, tls_error)) {
-      std::fprintf(stderr, "pgmux: invalid configuration: %s\n", tls_error.c_str());
-      return 1;
-    }
-  }
-  if (cfg.auth.type == pgmux::conf::AuthType::hba) {
-    auto h = pgmux::auth::load_hba_file(cfg.auth.hba_file);
-    if (!h.rules) {
-      std::fprintf(stderr, "pgmux: invalid configuration: [auth] hba_file: %s\n", h.error.c_str());
-      return 1;
-    }
   }
   if (check) {
     std::printf("configuration %s is valid\n", config_path.c_str());
@@ -179,7 +148,7 @@ int main(int argc, char** argv) {
   if (cfg.workers > 1)
     spdlog::warn("workers = {}: only one worker is implemented so far; running one", cfg.workers);
 
-  pgmux::Worker worker(loaded.config, userlist);
+  pgmux::Worker worker(loaded.config, std::move(files));
   Signals sig;
   uv_signal_init(worker.loop(), &sig.term);
   uv_signal_init(worker.loop(), &sig.intr);

@@ -152,31 +152,24 @@ void ServerConnection::on_tls_handshake(Socket&, bool ok, const std::string& err
 void ServerConnection::handle_tls_answer(const uint8_t* data, size_t n) {
   awaiting_tls_answer_ = false;
   const conf::TlsMode mode = tls_ctx_->mode();
-  const bool required = mode == conf::TlsMode::require || mode == conf::TlsMode::verify_ca ||
-                        mode == conf::TlsMode::verify_full;
+  if ((data[0] == 'S' || data[0] == 'N') && n > 1) {
+    // Bytes after the answer could be injected by a man in the middle and,
+    // after 'S', read as if they came over TLS (CVE-2021-23222).
+    login_failed(server_error(proto::sqlstate::kProtocolViolation,
+                              "server sent unencrypted data after its SSL response"));
+    return;
+  }
   if (data[0] == 'S') {
-    if (n > 1) {
-      // Bytes before the handshake could be injected by a man in the middle
-      // and later read as if they came over TLS (CVE-2021-23222).
-      login_failed(server_error(proto::sqlstate::kProtocolViolation,
-                                "server sent unencrypted data after its SSL response"));
-      return;
-    }
     if (socket_.start_tls(tls_ctx_, host_) != 0)
       login_failed(server_error(proto::sqlstate::kConnectionFailure, "cannot start TLS"));
     return;
   }
   if (data[0] == 'N') {
-    if (required) {
+    if (conf::tls_required(mode)) {
       login_failed(server_error(proto::sqlstate::kConnectionFailure,
                                 "server " + host_ + ":" + std::to_string(port_) +
                                     " does not support TLS, and [server_tls] mode = \"" +
                                     std::string(conf::to_string(mode)) + "\" requires it"));
-      return;
-    }
-    if (n > 1) {
-      login_failed(server_error(proto::sqlstate::kProtocolViolation,
-                                "server sent data after its SSL response"));
       return;
     }
     send_startup();
@@ -447,13 +440,15 @@ void ServerConnection::login_complete() {
 // ---------------------------------------------------------------------------
 // pgmux's own queries: connect_query, parameter sync, rollback and reset.
 
-void ServerConnection::run_internal(std::deque<std::string> queries, int purpose) {
+void ServerConnection::run_internal(std::deque<std::string> queries, int purpose,
+                                    const std::vector<std::string>& params) {
   internal_queries_ = std::move(queries);
   internal_purpose_ = purpose;
   internal_error_.reset();
   state_ = State::internal;
   std::string out;
-  proto::query(out, internal_queries_.front());
+  if (params.empty()) proto::query(out, internal_queries_.front());
+  else proto::query_with_params(out, internal_queries_.front(), params);
   send(std::move(out));
 }
 
@@ -668,17 +663,7 @@ void ServerConnection::run_check(const std::string& sql, CheckOwner* owner,
   check_row_.clear();
   check_row_seen_ = false;
   check_empty_ok_ = empty_ok;
-  if (params.empty()) {
-    run_internal({sql}, kPurposeCheck);
-    return;
-  }
-  internal_queries_ = {sql};
-  internal_purpose_ = kPurposeCheck;
-  internal_error_.reset();
-  state_ = State::internal;
-  std::string out;
-  proto::query_with_params(out, sql, params);
-  send(std::move(out));
+  run_internal({sql}, kPurposeCheck, params);
 }
 
 void ServerConnection::abandon_check() {

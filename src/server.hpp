@@ -168,7 +168,8 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   bool handle_auth(proto::ByteSpan body);
   void login_failed(proto::ErrorFields e);
   void login_complete();
-  void run_internal(std::deque<std::string> queries, int purpose);
+  // `params`: the (single) query is sent with bound values (extended protocol).
+  void run_internal(std::deque<std::string> queries, int purpose, const std::vector<std::string>& params = {});
   void internal_done();
   void forward_to_client(IoBufferPtr buf, size_t n);
   // Scans server bytes: tracks ReadyForQuery, ParameterStatus and COPY;

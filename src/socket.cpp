@@ -184,7 +184,7 @@ std::string Socket::tls_description() const {
 void Socket::tls_input(const uint8_t* data, size_t n) {
   if (tls_->failed) return;
   if (BIO_write(tls_->in, data, int(n)) != int(n)) {
-    tls_fail("cannot buffer TLS input");
+    tls_fail();
     return;
   }
   if (!tls_->established) {
@@ -229,10 +229,7 @@ void Socket::tls_deliver() {
       owner_->on_read_end(*this, UV_EOF);
       return;
     }
-    tls_->failed = true;
-    read_stop();
-    ERR_clear_error();
-    owner_->on_read_end(*this, UV_EPROTO);
+    tls_fail();
     return;
   }
   if (tls_ && !tls_->failed && !closing_) tls_flush();  // e.g. TLS 1.3 key updates
@@ -278,9 +275,11 @@ int Socket::tls_flush() {
   return raw_write(std::move(out));
 }
 
-void Socket::tls_fail(const std::string&) {
+// The TLS stream is broken: the owner hears of it as a read error.
+void Socket::tls_fail() {
   tls_->failed = true;
   read_stop();
+  ERR_clear_error();
   owner_->on_read_end(*this, UV_EPROTO);
 }
 

@@ -154,7 +154,7 @@ class Socket {
   void tls_deliver();
   int tls_write(const uint8_t* data, size_t n);
   int tls_flush();
-  void tls_fail(const std::string& why);
+  void tls_fail();
   void tls_schedule_deliver();
   std::unique_ptr<Tls> tls_;
 

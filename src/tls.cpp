@@ -141,7 +141,7 @@ std::shared_ptr<const Context> Context::for_clients(const conf::TlsConfig& c, st
     if (names) SSL_CTX_set_client_CA_list(x->ctx_, names);
     ERR_clear_error();
   }
-  if (c.mode == conf::TlsMode::verify_ca || c.mode == conf::TlsMode::verify_full)
+  if (conf::tls_verifies(c.mode))
     SSL_CTX_set_verify(x->ctx_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   else if (!c.ca.empty())
     SSL_CTX_set_verify(x->ctx_, SSL_VERIFY_PEER, nullptr);  // a certificate is checked if sent (hba cert)
@@ -152,7 +152,7 @@ std::shared_ptr<const Context> Context::for_clients(const conf::TlsConfig& c, st
 std::shared_ptr<const Context> Context::for_servers(const conf::TlsConfig& c, std::string& error) {
   std::shared_ptr<Context> x = make(c, /*server_side=*/false, error);
   if (!x) return nullptr;
-  if (c.mode == conf::TlsMode::verify_ca || c.mode == conf::TlsMode::verify_full) {
+  if (conf::tls_verifies(c.mode)) {
     int ok = c.ca.empty() ? SSL_CTX_set_default_verify_paths(x->ctx_)
                           : SSL_CTX_load_verify_locations(x->ctx_, c.ca.c_str(), nullptr);
     if (ok != 1) {

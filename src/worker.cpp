@@ -228,9 +228,31 @@ class CancelSender final : public SocketOwner {
 
 // ---------------------------------------------------------------------------
 
-Worker::Worker(std::shared_ptr<const conf::Config> config,
-               std::shared_ptr<const auth::Userlist> userlist)
-    : config_(std::move(config)), userlist_(std::move(userlist)), auth_query_(std::make_unique<AuthQuery>(*this)) {
+bool load_config_files(const conf::Config& c, ConfigFiles& out, std::string& error) {
+  ConfigFiles f;
+  if (!c.auth.file.empty()) {
+    auto ul = auth::load_userlist(c.auth.file);
+    if (!ul.list) {
+      error = "userlist " + c.auth.file + ": " + ul.error;
+      return false;
+    }
+    f.userlist = ul.list;
+  }
+  if (!tls::make_contexts(c, f.client_tls, f.server_tls, error)) return false;
+  if (c.auth.type == conf::AuthType::hba) {
+    auto h = auth::load_hba_file(c.auth.hba_file);
+    if (!h.rules) {
+      error = "[auth] hba_file: " + h.error;
+      return false;
+    }
+    f.hba = h.rules;
+  }
+  out = std::move(f);
+  return true;
+}
+
+Worker::Worker(std::shared_ptr<const conf::Config> config, ConfigFiles files)
+    : config_(std::move(config)), files_(std::move(files)), auth_query_(std::make_unique<AuthQuery>(*this)) {
   uv_loop_init(&loop_);
   uv_timer_init(&loop_, &tick_timer_);
   tick_timer_.data = this;
@@ -244,19 +266,6 @@ Worker::~Worker() {
 }
 
 bool Worker::start() {
-  std::string tls_error;
-  if (!tls::make_contexts(*config_, client_tls_, server_tls_, tls_error)) {
-    spdlog::critical("{}", tls_error);
-    return false;
-  }
-  if (config_->auth.type == conf::AuthType::hba) {
-    auto h = auth::load_hba_file(config_->auth.hba_file);
-    if (!h.rules) {
-      spdlog::critical("[auth] hba_file: {}", h.error);
-      return false;
-    }
-    hba_ = h.rules;
-  }
   for (const auto& a : config_->listen) {
     auto l = std::make_unique<Listener>(*this, a);
     bool ok = l->start();
@@ -304,8 +313,8 @@ pool::Pool& Worker::auth_pool(const conf::DatabaseConfig& db, const std::string&
 }
 
 const auth::Secret* Worker::find_secret(const std::string& user) const {
-  if (userlist_)
-    if (const auth::Secret* s = userlist_->find(user)) return s;
+  if (files_.userlist)
+    if (const auth::Secret* s = files_.userlist->find(user)) return s;
   return auth_query_->known(user);
 }
 
@@ -511,10 +520,9 @@ pool::Pool& Worker::pool_for(const PoolKey& key, const conf::DatabaseConfig& db,
     e.pool = std::make_unique<pool::Pool>(key.database, key.user, s, *this);
   } else {
     auto& dbl = db_limits_[key.database];
-    dbl.max = db.max_db_connections.value_or(cfg.max_db_connections);
+    dbl.max = cfg.effective_max_db_connections(&db);
     auto& ul = user_limits_[key.user];
-    const conf::UserConfig* uc = cfg.find_user(key.user);
-    ul.max = (uc && uc->max_user_connections) ? *uc->max_user_connections : cfg.max_user_connections;
+    ul.max = cfg.effective_max_user_connections(key.user);
     e.pool = std::make_unique<pool::Pool>(key.database, key.user, s, *this, &dbl, &ul);
   }
   e.pool->set_backend(key.backend, key.health, key.auth);
@@ -681,13 +689,11 @@ bool Worker::reload(std::string* error) {
   };
   auto loaded = conf::load_file(config_->source);
   if (!loaded.config) return refuse(loaded.error);
-  if (auto u = conf::unsupported_settings(*loaded.config); !u.empty()) return refuse(u);
-  std::shared_ptr<const auth::Userlist> users;
-  if (!loaded.config->auth.file.empty()) {
-    auto ul = auth::load_userlist(loaded.config->auth.file);
-    if (!ul.list) return refuse("userlist " + loaded.config->auth.file + ": " + ul.error);
-    users = ul.list;
-  }
+  // Certificates and keys are read again; connections keep the ones they
+  // started with.
+  ConfigFiles files;
+  std::string files_error;
+  if (!load_config_files(*loaded.config, files, files_error)) return refuse(files_error);
   auto cfg = std::make_shared<conf::Config>(*loaded.config);
   // Bound sockets and threads stay as they are until a restart.
   if (listen_text(*cfg) != listen_text(*config_))
@@ -701,29 +707,15 @@ bool Worker::reload(std::string* error) {
   cfg->listen = config_->listen;
   cfg->workers = config_->workers;
   cfg->admin.metrics_listen = config_->admin.metrics_listen;
-  // Certificates and keys are read again; connections keep the ones they
-  // started with.
-  std::shared_ptr<const tls::Context> for_clients, for_servers;
-  std::string tls_error;
-  if (!tls::make_contexts(*cfg, for_clients, for_servers, tls_error)) return refuse(tls_error);
-  std::shared_ptr<const auth::HbaRules> hba;
-  if (cfg->auth.type == conf::AuthType::hba) {
-    auto h = auth::load_hba_file(cfg->auth.hba_file);
-    if (!h.rules) return refuse("[auth] hba_file: " + h.error);
-    hba = h.rules;
-  }
   // The log file is reopened on every reload (logrotate's copy-less
   // rotation needs that).
   if (!cfg->log.file.empty() || !same_log(cfg->log, config_->log)) {
     std::string log_error;
     if (!setup_logging(cfg->log, log_error)) return refuse(log_error);
   }
-  client_tls_ = std::move(for_clients);
-  server_tls_ = std::move(for_servers);
-  hba_ = std::move(hba);
-  apply_config(std::move(cfg), std::move(users));
+  apply_config(std::move(cfg), std::move(files));
   spdlog::info("reload: {} applied ({} databases{})", config_->source, config_->databases.size(),
-               userlist_ ? ", " + std::to_string(userlist_->users.size()) + " users" : "");
+               userlist() ? ", " + std::to_string(userlist()->users.size()) + " users" : "");
   return true;
 }
 
@@ -734,15 +726,14 @@ bool Worker::set_setting(std::string_view key, std::string_view value, std::stri
     return false;
   }
   spdlog::info("admin console: SET {} = {}", key, value);
-  apply_config(r.config, userlist_);
+  apply_config(r.config, files_);
   return true;
 }
 
-void Worker::apply_config(std::shared_ptr<const conf::Config> cfg,
-                          std::shared_ptr<const auth::Userlist> users) {
+void Worker::apply_config(std::shared_ptr<const conf::Config> cfg, ConfigFiles files) {
   std::shared_ptr<const conf::Config> old = config_;
   config_ = std::move(cfg);
-  userlist_ = std::move(users);
+  files_ = std::move(files);
   plain_verifiers_.clear();
   const conf::Config& c = *config_;
 
@@ -790,14 +781,8 @@ void Worker::apply_config(std::shared_ptr<const conf::Config> cfg,
     }
     follow_entry(e, key, *db);
   }
-  for (auto& [name, limit] : db_limits_) {
-    const conf::DatabaseConfig* db = c.find_database(name);
-    limit.max = db ? db->max_db_connections.value_or(c.max_db_connections) : c.max_db_connections;
-  }
-  for (auto& [name, limit] : user_limits_) {
-    const conf::UserConfig* uc = c.find_user(name);
-    limit.max = (uc && uc->max_user_connections) ? *uc->max_user_connections : c.max_user_connections;
-  }
+  for (auto& [name, limit] : db_limits_) limit.max = c.effective_max_db_connections(c.find_database(name));
+  for (auto& [name, limit] : user_limits_) limit.max = c.effective_max_user_connections(name);
   for (const auto& [name, db] : c.databases)
     if (!old->databases.count(name)) spdlog::info("reload: database {} added", name);
   for (const auto& [name, db] : old->databases)

@@ -63,19 +63,29 @@ struct PoolKey {
   }
 };
 
+// What a config names outside itself, loaded and checked: the userlist,
+// both sides' TLS contexts, the hba rules. Startup (and --check) and reload
+// load them the same way, before anything is applied.
+struct ConfigFiles {
+  std::shared_ptr<const auth::Userlist> userlist;  // null without [auth] file
+  std::shared_ptr<const tls::Context> client_tls, server_tls;
+  std::shared_ptr<const auth::HbaRules> hba;  // [auth] type = "hba"
+};
+// False with the reason ("userlist /x: ...", "[tls] cert /x: ...").
+bool load_config_files(const conf::Config& c, ConfigFiles& out, std::string& error);
+
 class Worker : public pool::Connector {
  public:
-  Worker(std::shared_ptr<const conf::Config> config,
-         std::shared_ptr<const auth::Userlist> userlist);
+  Worker(std::shared_ptr<const conf::Config> config, ConfigFiles files);
   ~Worker() override;
 
   uv_loop_t* loop() { return &loop_; }
   // TLS contexts in force ([tls] towards clients, [server_tls] towards
   // servers); null when that side does not use TLS.
-  const std::shared_ptr<const tls::Context>& client_tls() const { return client_tls_; }
-  const std::shared_ptr<const tls::Context>& server_tls() const { return server_tls_; }
+  const std::shared_ptr<const tls::Context>& client_tls() const { return files_.client_tls; }
+  const std::shared_ptr<const tls::Context>& server_tls() const { return files_.server_tls; }
   const conf::Config& config() const { return *config_; }
-  const auth::Userlist* userlist() const { return userlist_.get(); }
+  const auth::Userlist* userlist() const { return files_.userlist.get(); }
 
   // Binds every configured listen address; false (with a logged reason) if
   // any fails.
@@ -109,7 +119,7 @@ class Worker : public pool::Connector {
   pool::Pool& auth_pool(const conf::DatabaseConfig& db, const std::string& client_database);
   AuthQuery& auth_query() { return *auth_query_; }
   // The hba rules in force ([auth] type = "hba"), else null.
-  const auth::HbaRules* hba() const { return hba_.get(); }
+  const auth::HbaRules* hba() const { return files_.hba.get(); }
   // A user's secret: the userlist's, else the last one auth_query found.
   const auth::Secret* find_secret(const std::string& user) const;
   // A health check finished: log what changed, and let the backend's pools
@@ -205,10 +215,8 @@ class Worker : public pool::Connector {
   uv_loop_t loop_{};
   uv_timer_t tick_timer_{};
   std::shared_ptr<const conf::Config> config_;
-  std::shared_ptr<const auth::Userlist> userlist_;
-  std::shared_ptr<const tls::Context> client_tls_, server_tls_;
+  ConfigFiles files_;
   std::unique_ptr<AuthQuery> auth_query_;
-  std::shared_ptr<const auth::HbaRules> hba_;  // [auth] type = "hba"
 
   std::vector<std::unique_ptr<Listener>> listeners_;
 
@@ -233,7 +241,7 @@ class Worker : public pool::Connector {
   void follow_entry(PoolEntry& e, const PoolKey& key, const conf::DatabaseConfig& db);
   void start_route(const std::string& name, const conf::DatabaseConfig& db);
   void retire_route(std::map<std::string, std::shared_ptr<RouteState>, std::less<>>::iterator it);
-  void apply_config(std::shared_ptr<const conf::Config> cfg, std::shared_ptr<const auth::Userlist> users);
+  void apply_config(std::shared_ptr<const conf::Config> cfg, ConfigFiles files);
   void drop_retired_pools();
   bool retired_pools_ = false;
   std::map<std::string, pool::SharedLimit, std::less<>> db_limits_, user_limits_;

@@ -66,4 +66,14 @@ struct XorShift {
   }
 };
 
+// A double-quoted field as the userlist and hba files write it ("" inside).
+inline std::string quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
 }  // namespace pgmux::fuzz

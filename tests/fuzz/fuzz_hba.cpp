@@ -31,15 +31,6 @@ namespace {
 
 const std::string kSource = "fuzz_hba.conf";
 
-std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
-
 std::string format_names(const std::vector<HbaName>& names) {
   std::string out;
   for (const HbaName& n : names) {
@@ -55,7 +46,7 @@ std::string format_names(const std::vector<HbaName>& names) {
         out += "replication";
         break;
       case HbaName::Kind::name:
-        out += quote(n.name);
+        out += pgmux::fuzz::quote(n.name);
         break;
     }
   }

@@ -24,15 +24,6 @@ using namespace pgmux::auth;
 
 namespace {
 
-std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
-
 bool same_verifier(const ScramVerifier& a, const ScramVerifier& b) {
   return a.iterations == b.iterations && a.salt == b.salt && a.stored_key == b.stored_key &&
          a.server_key == b.server_key;
@@ -57,7 +48,7 @@ void check_userlist(std::string_view text) {
       const auto v = parse_scram_verifier(secret.text);
       FUZZ_CHECK(v && same_verifier(*v, secret.scram));
     }
-    again += quote(user) + " " + quote(secret.text) + "\n";
+    again += pgmux::fuzz::quote(user) + " " + pgmux::fuzz::quote(secret.text) + "\n";
   }
   const UserlistResult r2 = parse_userlist(again);
   FUZZ_CHECK(r2.list != nullptr);
