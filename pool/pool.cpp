@@ -1,5 +1,7 @@
 #include "pool/pool.hpp"
 
+#include <atomic>
+
 namespace pgmux::pool {
 
 const char* to_string(ServerState s) {
@@ -34,7 +36,10 @@ Pool::Pool(std::string database, std::string user, PoolSettings settings, Connec
       db_limit_(db_limit),
       user_limit_(user_limit) {}
 
+void Connector::defer_serve(Pool& pool) { pool.serve_deferred(); }
+
 Pool::~Pool() {
+  if (serve_deferred_) connector_.forget_pool(*this);
   // Owners close every connection before destroying a pool; unlink defensively
   // so no object keeps a dangling pointer to us.
   for (auto* l : {&connecting_, &idle_, &active_, &resetting_}) {
@@ -109,6 +114,9 @@ void Pool::add_connecting(PoolServer* s) {
 }
 
 void Pool::server_login_ok(PoolServer* s, Params params) {
+  // Versions are unique across pools, so a version names one pool's values.
+  static std::atomic<uint64_t> last_welcome_version{0};
+  if (!have_welcome_ || params != welcome_) welcome_version_ = ++last_welcome_version;
   welcome_ = std::move(params);
   have_welcome_ = true;
   in_failure_ = false;
@@ -146,6 +154,13 @@ void Pool::release(PoolServer* s) {
     return;
   }
   set_state(s, ServerState::idle);
+  if (wait_server_.empty() || serve_deferred_) return;
+  serve_deferred_ = true;
+  connector_.defer_serve(*this);
+}
+
+void Pool::serve_deferred() {
+  serve_deferred_ = false;
   serve_waiters();
 }
 

@@ -100,6 +100,11 @@ class Connector {
   virtual ~Connector() = default;
   virtual bool open_server(Pool& pool, proto::ErrorFields& error) = 0;
   virtual TimePoint now() const = 0;
+  // A released server can serve queued clients: the connector may run
+  // pool.serve_deferred() later in the same loop turn (batching), or now.
+  virtual void defer_serve(Pool& pool);
+  // The pool goes away: forget any deferred serve for it.
+  virtual void forget_pool(Pool& pool) { (void)pool; }
 };
 
 // A limit shared by several pools (max_db_connections, max_user_connections).
@@ -214,6 +219,9 @@ class Pool {
   // --- clients --------------------------------------------------------------
   bool welcome_ready() const { return have_welcome_; }
   const Params& welcome() const { return welcome_; }
+  // Changes whenever the welcome's values change, unique across pools
+  // (memoised parameter sync); 0 before the first login.
+  uint64_t welcome_version() const { return welcome_version_; }
   // True when the welcome is ready now; else the client is queued and gets
   // pool_welcome_ready or pool_wait_failed later.
   bool wait_welcome(PoolClient* c);
@@ -236,6 +244,8 @@ class Pool {
   void reconnect();
   // Servers opened before the last reconnect() are still open (WAIT_CLOSE).
   bool has_old_servers() const;
+  // Runs the serve that release() deferred (see Connector::defer_serve).
+  void serve_deferred();
   // Close the least recently used idle server; false if none.
   bool close_one_idle(const char* reason);
   // Clients wait and this pool could open more, but a shared limit
@@ -269,11 +279,13 @@ class Pool {
 
   bool have_welcome_ = false;
   Params welcome_;
+  uint64_t welcome_version_ = 0;
   bool in_failure_ = false;  // last login failed; backoff until retry_at_
   TimePoint retry_at_{};
   proto::ErrorFields last_error_;
   uint64_t next_server_id_ = 1;
   bool serving_ = false;  // re-entrancy guard for serve_waiters
+  bool serve_deferred_ = false;  // release() asked the connector to serve later
   uint16_t backend_ = 0;
   bool health_check_ = false;
   bool auth_lookup_ = false;

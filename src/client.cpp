@@ -952,6 +952,12 @@ void ClientConnection::parameter_changed(std::string_view name, std::string_view
   // client that saw a promotion does not ask the next server to change it.
   if (read_only_parameter(name)) return;
   set_param(desired_, name, value);
+  params_id_ = 0;
+}
+
+uint64_t ClientConnection::params_id() {
+  if (params_id_ == 0) params_id_ = worker_.param_set_id(desired_);
+  return params_id_;
 }
 
 // Read your writes: a command tagged "SELECT n" may still have written
@@ -1526,6 +1532,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
       pool::Params before;
       for_each_param([&](const std::string& k, const std::string& v) { before.emplace_back(k, v); });
       desired_ = login_params_ ? *login_params_ : pool::Params{};
+      params_id_ = 0;
       std::string m;
       for_each_param([&](const std::string& k, const std::string& v) {
         const std::string* was = find_param(before, k);

@@ -79,6 +79,8 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   }
   conf::PoolMode mode() const { return mode_; }
   bool has_own_params() const { return !desired_.empty(); }
+  // Identifies the client's own parameter set (equal sets, equal ids).
+  uint64_t params_id();
   // No partial client message has been forwarded.
   bool at_message_boundary() const { return framer_.at_boundary(); }
   // Transaction/statement pooling: the server went back to the pool.
@@ -219,6 +221,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // Only where the client differs from (or adds to) the pool's server values:
   // an idle client holds a few strings, not a copy of every parameter.
   pool::Params desired_;
+  uint64_t params_id_ = 0;  // params_id(), 0 = to compute (desired_ changed)
   uint32_t cancel_pid_ = 0, cancel_key_ = 0;
   bool counted_ = false;  // counted against max_client_conn
   uint64_t last_active_ms_ = 0;  // loop time of the last read

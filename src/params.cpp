@@ -137,4 +137,23 @@ std::string set_statement(std::string_view name, std::string_view value) {
   return s;
 }
 
+std::string reset_statement(std::string_view name) {
+  std::string s = "RESET ";
+  size_t start = 0;
+  while (true) {
+    size_t dot = name.find('.', start);
+    std::string_view part = name.substr(start, dot == std::string_view::npos ? name.npos : dot - start);
+    s += '"';
+    for (char ch : part) {
+      if (ch == '"') s += '"';
+      s += ch;
+    }
+    s += '"';
+    if (dot == std::string_view::npos) break;
+    s += '.';
+    start = dot + 1;
+  }
+  return s;
+}
+
 }  // namespace pgmux

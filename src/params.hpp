@@ -29,5 +29,7 @@ std::string quote_identifier(std::string_view name);
 // A statement that gives `name` the value `value` as a startup packet would
 // (pg_catalog.set_config with E-quoted literals).
 std::string set_statement(std::string_view name, std::string_view value);
+// RESET of a (validated) parameter name, each dotted part quoted.
+std::string reset_statement(std::string_view name);
 
 }  // namespace pgmux

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -263,6 +264,7 @@ bool ServerConnection::process_buffered() {
 
 void ServerConnection::note_parameter(std::string_view name, std::string_view value) {
   set_param(params_, name, value);
+  synced_with_ = {};
 }
 
 bool ServerConnection::handle_login_message(char type, proto::ByteSpan body) {
@@ -548,6 +550,7 @@ void ServerConnection::internal_done() {
       for (const std::string& k : syncing_keys_)
         if (const std::string* v = find_param(params_, k)) client_->parameter_changed(k, *v);
       syncing_keys_.clear();
+      mark_synced(client_);
       state_ = State::linked;
       client_->server_ready();
       return;
@@ -593,6 +596,7 @@ void ServerConnection::internal_done() {
         return;
       }
       set_by_us_.clear();
+      synced_with_ = {};
       statements_.clear();  // DISCARD ALL drops prepared statements too
       sql_prepared_.clear();
       state_ = State::idle;
@@ -624,11 +628,20 @@ void ServerConnection::link(ClientConnection* c) {
   link_sync();
 }
 
+ServerConnection::SyncedWith ServerConnection::sync_key(ClientConnection* c) const {
+  const pool::Pool* home = c->home_pool();
+  if (!home) return {};
+  return {c->params_id(), home, home->welcome_version()};
+}
+
 void ServerConnection::link_sync() {
   ClientConnection* c = client_;
-  // Common case first: a client that set nothing of its own expects the
-  // pool's values, and a server still at exactly those needs no SET.
-  if (!c->has_own_params() && pool() && pool() == c->home_pool() && params_ == pool()->welcome()) {
+  // Common cases first: the server was in sync with an equal parameter set
+  // before, or a client that set nothing of its own expects the pool's
+  // values and the server is still at exactly those: no SET.
+  if ((synced_with_.set != 0 && synced_with_ == sync_key(c)) ||
+      (!c->has_own_params() && set_by_us_.empty() && pool() && pool() == c->home_pool() &&
+       params_ == pool()->welcome())) {
     state_ = State::linked;
     c->server_ready();
     return;
@@ -646,7 +659,18 @@ void ServerConnection::link_sync() {
     if (!reported) newly_set.emplace_back(k, v);
     else syncing_keys_.push_back(k);
   });
+  // A setting pgmux made for an earlier client (a startup option the
+  // server does not report, say work_mem) that this client does not have
+  // goes back to the server's default.
+  std::vector<std::string> to_reset;
+  for (const auto& [k, v] : set_by_us_)
+    if (!c->param(k)) to_reset.push_back(k);
+  for (const std::string& k : to_reset) {
+    if (!sql.empty()) sql += "; ";
+    sql += reset_statement(k);
+  }
   if (sql.empty()) {
+    mark_synced(c);
     state_ = State::linked;
     c->server_ready();
     return;
@@ -654,6 +678,10 @@ void ServerConnection::link_sync() {
   // Non-reported settings are remembered as SET (a failure makes the
   // whole statement roll back, and the connection is then reset anyway).
   for (auto& [k, v] : newly_set) set_param(set_by_us_, k, v);
+  std::erase_if(set_by_us_, [&](const auto& kv) {
+    return std::find(to_reset.begin(), to_reset.end(), kv.first) != to_reset.end();
+  });
+  synced_with_ = {};
   run_internal({sql}, kPurposeSync);
 }
 

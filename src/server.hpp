@@ -213,6 +213,18 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   proto::BackendKey key_;
   pool::Params params_;         // ParameterStatus values as the server reported
   pool::Params set_by_us_;      // non-reported settings pgmux SET (cleared by reset)
+  // The parameter set this server was last found in sync with: a client
+  // with the same set (and the same welcome) needs no comparison. Any
+  // change to params_ or set_by_us_ forgets it.
+  struct SyncedWith {
+    uint64_t set = 0;
+    const pool::Pool* home = nullptr;
+    uint64_t welcome = 0;
+    bool operator==(const SyncedWith&) const = default;
+  };
+  SyncedWith synced_with_;
+  SyncedWith sync_key(ClientConnection* c) const;
+  void mark_synced(ClientConnection* c) { synced_with_ = sync_key(c); }
   char tx_status_ = 'I';
   int pending_z_ = 0;        // ReadyForQuery messages still owed to the client
   bool unsynced_ = false;    // extended-protocol messages sent since the last Sync

@@ -256,6 +256,11 @@ Worker::Worker(std::shared_ptr<const conf::Config> config, ConfigFiles files)
   uv_loop_init(&loop_);
   uv_timer_init(&loop_, &tick_timer_);
   tick_timer_.data = this;
+  uv_check_init(&loop_, &serve_check_);
+  serve_check_.data = this;
+  uv_check_start(&serve_check_, on_serve_check);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&serve_check_));
+  uv_idle_init(&loop_, &serve_idle_);
 }
 
 Worker::~Worker() {
@@ -341,6 +346,55 @@ void Worker::backend_checked(RouteState& route, size_t backend,
 int Worker::run() { return uv_run(&loop_, UV_RUN_DEFAULT); }
 
 void Worker::on_tick(uv_timer_t* t) { static_cast<Worker*>(t->data)->tick(); }
+
+uint64_t Worker::param_set_id(const pool::Params& params) {
+  std::vector<std::pair<std::string, const std::string*>> sorted;
+  sorted.reserve(params.size());
+  for (const auto& [k, v] : params) {
+    std::string lower(k);
+    for (char& ch : lower)
+      if (ch >= 'A' && ch <= 'Z') ch = char(ch - 'A' + 'a');
+    sorted.emplace_back(std::move(lower), &v);
+  }
+  std::sort(sorted.begin(), sorted.end());
+  std::string key;
+  for (const auto& [k, v] : sorted) {
+    key += k;
+    key += '\0';
+    key += *v;
+    key += '\0';
+  }
+  // Bounded: a flood of distinct sets (say, a unique application_name per
+  // connection) only costs memoisation, never memory.
+  constexpr size_t kMaxParamSets = 4096;
+  if (param_sets_.size() >= kMaxParamSets && !param_sets_.contains(key)) param_sets_.clear();
+  auto [it, added] = param_sets_.try_emplace(std::move(key), 0);
+  if (added) it->second = ++last_param_set_;
+  return it->second;
+}
+
+void Worker::defer_serve(pool::Pool& pool) {
+  // Deferred from a timer or a check callback, the serve must not wait for
+  // the next I/O event: an active idle handle makes the next poll not block.
+  if (deferred_serves_.empty()) uv_idle_start(&serve_idle_, [](uv_idle_t*) {});
+  deferred_serves_.push_back(&pool);
+}
+
+void Worker::forget_pool(pool::Pool& pool) {
+  std::erase(deferred_serves_, &pool);
+}
+
+void Worker::on_serve_check(uv_check_t* h) {
+  auto* w = static_cast<Worker*>(h->data);
+  // Serving may release servers again (a client that closes at once): loop
+  // until nothing is deferred, so no queued client waits for the next turn.
+  while (!w->deferred_serves_.empty()) {
+    pool::Pool* p = w->deferred_serves_.back();
+    w->deferred_serves_.pop_back();
+    p->serve_deferred();
+  }
+  uv_idle_stop(&w->serve_idle_);
+}
 
 void Worker::tick() {
   auto now = this->now();
@@ -988,6 +1042,9 @@ void Worker::shutdown_now() {
   for (ServerConnection* s : servers) s->close("shutdown");
   if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&tick_timer_)))
     uv_close(reinterpret_cast<uv_handle_t*>(&tick_timer_), nullptr);
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&serve_check_),
+                         reinterpret_cast<uv_handle_t*>(&serve_idle_)})
+    if (!uv_is_closing(h)) uv_close(h, nullptr);
   if (on_stopped) on_stopped();
 }
 

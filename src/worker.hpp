@@ -154,6 +154,8 @@ class Worker : public pool::Connector {
   // pool::Connector
   bool open_server(pool::Pool& pool, proto::ErrorFields& error) override;
   pool::TimePoint now() const override { return pool::Clock::now(); }
+  void defer_serve(pool::Pool& pool) override;
+  void forget_pool(pool::Pool& pool) override;
 
   // --- introspection (admin console, metrics) -----------------------------
   // f(const PoolKey&, const pool::Pool&, const conf::DatabaseConfig&)
@@ -199,6 +201,10 @@ class Worker : public pool::Connector {
   void admin_wait_cancel(ClientConnection* c);
 
   uint64_t next_id() { return ++last_id_; }
+  // The same number for the same set of session parameters (names compared
+  // without case), never 0: a server synced to one set needs no SET for
+  // another client with the same set (ServerConnection::link_sync).
+  uint64_t param_set_id(const pool::Params& params);
   PreparedRegistry& prepared() { return prepared_; }
   // Called once everything is closed after a shutdown (closes signal handles
   // so the loop can end).
@@ -214,6 +220,12 @@ class Worker : public pool::Connector {
 
   uv_loop_t loop_{};
   uv_timer_t tick_timer_{};
+  // Pools whose released servers serve queued clients after this loop
+  // turn's I/O callbacks (see defer_serve).
+  uv_check_t serve_check_{};
+  uv_idle_t serve_idle_{};  // keeps the poll from blocking while some wait
+  std::vector<pool::Pool*> deferred_serves_;
+  static void on_serve_check(uv_check_t* h);
   std::shared_ptr<const conf::Config> config_;
   ConfigFiles files_;
   std::unique_ptr<AuthQuery> auth_query_;
@@ -254,6 +266,8 @@ class Worker : public pool::Connector {
   size_t counted_clients_ = 0;  // against max_client_conn
   PreparedRegistry prepared_;
   uint64_t last_id_ = 0;
+  std::unordered_map<std::string, uint64_t> param_sets_;
+  uint64_t last_param_set_ = 0;
   bool shutting_down_ = false;
   bool wait_for_clients_ = false;
   // A client idle this long during a graceful shutdown is closed.

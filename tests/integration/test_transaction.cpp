@@ -1162,6 +1162,58 @@ TEST_CASE("transaction: application_name follows the client", "[transaction][par
   mux.finish();
 }
 
+// Clients with equal parameter sets share a server without SETs between
+// them (pgmux remembers the set a server is in sync with); any change on
+// either side must still be noticed.
+TEST_CASE("transaction: equal parameter sets share a server, a change is still synced",
+          "[transaction][params]") {
+  Pgmux mux(tx_config("default_pool_size = 1\n"));
+  Watchdog wd(20s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  const std::string opts = " application_name=same options='-c TimeZone=Asia/Tokyo -c work_mem=1234kB -c myapp.flag=on'";
+  WatchedConn a(wd, ci + opts);
+  WatchedConn b(wd, ci + opts);
+  WatchedConn c(wd, ci + " application_name=other");
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(b);
+  REQUIRE_CONN(c);
+  const std::string q =
+      "SELECT current_setting('TimeZone') || ' ' || current_setting('work_mem') || ' ' || "
+      "current_setting('application_name')";
+  std::set<std::string> pids;
+  auto pid = [&](PGconn* conn) { pids.insert(scalar(conn, "SELECT pg_backend_pid()")); };
+  CHECK(scalar(b.get(), q) == "Asia/Tokyo 1234kB same");
+  CHECK(scalar(a.get(), q) == "Asia/Tokyo 1234kB same");
+  exec(a.get(), "SET TimeZone = 'Europe/Paris'");
+  CHECK(scalar(b.get(), q) == "Asia/Tokyo 1234kB same");
+  CHECK(scalar(a.get(), q) == "Europe/Paris 1234kB same");
+  const std::string c_tz = scalar(c.get(), "SHOW TimeZone");
+  CHECK(c_tz != "Asia/Tokyo");
+  CHECK(c_tz != "Europe/Paris");
+  CHECK(scalar(c.get(), "SHOW work_mem") != "1234kB");  // a startup option does not leak
+  CHECK(scalar(c.get(), "SELECT coalesce(current_setting('myapp.flag', true), '')") == "");
+  CHECK(scalar(a.get(), "SHOW work_mem") == "1234kB");
+  CHECK(scalar(b.get(), "SELECT current_setting('myapp.flag')") == "on");
+  CHECK(scalar(a.get(), q) == "Europe/Paris 1234kB same");
+  CHECK(scalar(b.get(), q) == "Asia/Tokyo 1234kB same");
+  // A goes back to B's set: they share the server again with no SET.
+  exec(a.get(), "SET TimeZone = 'Asia/Tokyo'");
+  for (int i = 0; i < 5; ++i) {
+    CHECK(scalar(a.get(), q) == "Asia/Tokyo 1234kB same");
+    CHECK(scalar(b.get(), q) == "Asia/Tokyo 1234kB same");
+    CHECK(scalar(c.get(), "SHOW TimeZone") == c_tz);
+  }
+  pid(a.get());
+  pid(b.get());
+  pid(c.get());
+  CHECK(pids.size() == 1);  // pool of 1: one server throughout
+  CHECK_FALSE(wd.fired());
+  a.reset();
+  b.reset();
+  c.reset();
+  mux.finish();
+}
+
 // ---------------------------------------------------------------------------
 // 7. Statement mode: single statements work, a transaction block is refused.
 

@@ -393,3 +393,78 @@ TEST_CASE("update_settings shrinks a pool: idle servers now, busy ones on releas
   login_all(p, c);
   CHECK(cl[5].assigned != nullptr);
 }
+
+namespace {
+// A connector that batches like the worker: serves run when it says so.
+struct DeferringConnector : FakeConnector {
+  std::vector<Pool*> deferred;
+  std::vector<Pool*> forgotten;
+  void defer_serve(Pool& pool) override { deferred.push_back(&pool); }
+  void forget_pool(Pool& pool) override { forgotten.push_back(&pool); }
+  void run() {
+    std::vector<Pool*> v;
+    v.swap(deferred);
+    for (Pool* p : v) p->serve_deferred();
+  }
+};
+}  // namespace
+
+TEST_CASE("a released server serves queued clients when the connector runs the deferred serve") {
+  DeferringConnector c;
+  Pool p("app", "alice", settings(2), c);
+  std::vector<FakeClient> cl(5);
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  for (auto& x : cl) REQUIRE(p.acquire(&x, s, e) == Acquire::queued);
+  login_all(p, c);  // a login serves at once: nothing else would wake the waiters
+  REQUIRE(cl[0].assigned);
+  REQUIRE(cl[1].assigned);
+  CHECK(c.deferred.empty());
+  PoolServer* s0 = cl[0].assigned;
+  PoolServer* s1 = cl[1].assigned;
+  p.release(s0);
+  p.release(s1);
+  // One deferred serve for both releases; nobody served yet.
+  CHECK(c.deferred.size() == 1);
+  CHECK_FALSE(cl[2].assigned);
+  CHECK(p.counts().idle == 2);
+  // A newcomer in between still queues behind the waiters.
+  FakeClient late;
+  REQUIRE(p.acquire(&late, s, e) == Acquire::queued);
+  CHECK(cl[2].assigned);
+  CHECK(cl[3].assigned);
+  CHECK_FALSE(cl[4].assigned);
+  c.run();  // the deferred serve finds nothing left to do
+  CHECK_FALSE(cl[4].assigned);
+  p.release(cl[2].assigned);
+  CHECK_FALSE(cl[4].assigned);
+  c.run();
+  CHECK(cl[4].assigned);
+  CHECK(p.counts().waiting_server == 1);  // `late`
+  // Without waiters a release defers nothing.
+  p.release(cl[3].assigned);
+  c.run();
+  CHECK(late.assigned);
+  p.release(cl[4].assigned);
+  CHECK(c.deferred.empty());
+}
+
+TEST_CASE("a pool destroyed with a deferred serve pending tells the connector") {
+  DeferringConnector c;
+  {
+    Pool p("app", "alice", settings(1), c);
+    FakeClient a, b;
+    PoolServer* s = nullptr;
+    proto::ErrorFields e;
+    REQUIRE(p.acquire(&a, s, e) == Acquire::queued);
+    REQUIRE(p.acquire(&b, s, e) == Acquire::queued);
+    login_all(p, c);
+    REQUIRE(a.assigned);
+    p.release(a.assigned);
+    REQUIRE(c.deferred.size() == 1);
+    CHECK(c.forgotten.empty());
+    p.cancel_wait(&b);
+  }
+  REQUIRE(c.forgotten.size() == 1);
+  CHECK(c.forgotten[0] == c.deferred[0]);
+}
