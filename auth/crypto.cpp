@@ -5,7 +5,11 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <pthread.h>
+
 #include <climits>
+#include <cstring>
+#include <initializer_list>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -44,27 +48,71 @@ constexpr int b64_value(unsigned char c) {
   return -1;
 }
 
+// SHA-256 fetched once. OpenSSL 3 looks the algorithm up in its provider
+// tables on every use of EVP_sha256() or HMAC(): that lookup cost about
+// 20,000 instructions per HMAC, several times the hash itself, and a SCRAM
+// login makes several.
+const EVP_MD* sha256_md() {
+  static EVP_MD* md = [] {
+    EVP_MD* m = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    if (!m) fatal("fetching SHA-256");
+    return m;
+  }();
+  return md;
+}
+
+// One digest context per thread, reused.
+EVP_MD_CTX* digest_ctx() {
+  struct Holder {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Holder() { EVP_MD_CTX_free(ctx); }
+  };
+  static thread_local Holder h;
+  if (!h.ctx) fatal("EVP_MD_CTX_new");
+  return h.ctx;
+}
+
+void digest_parts(std::initializer_list<std::string_view> parts, unsigned char* out) {
+  EVP_MD_CTX* ctx = digest_ctx();
+  unsigned int len = 0;
+  if (EVP_DigestInit_ex2(ctx, sha256_md(), nullptr) != 1) fatal("SHA-256");
+  for (std::string_view p : parts)
+    if (!p.empty() && EVP_DigestUpdate(ctx, p.data(), p.size()) != 1) fatal("SHA-256");
+  if (EVP_DigestFinal_ex(ctx, out, &len) != 1 || len != 32) fatal("SHA-256");
+}
+
 }  // namespace
 
 Sha256 sha256(std::string_view data) {
   Sha256 out{};
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 ||
-      len != out.size())
-    fatal("SHA-256");
+  digest_parts({data}, out.data());
   return out;
 }
 
+// HMAC (RFC 2104) over the cached digest.
 Sha256 hmac_sha256(std::string_view key, std::string_view data) {
-  Sha256 out{};
-  unsigned int len = 0;
-  // HMAC() rejects a NULL key pointer even with length 0.
-  static const unsigned char empty = 0;
-  const unsigned char* k = key.empty() ? &empty : bytes(key);
-  if (HMAC(EVP_sha256(), k, checked_int(key.size(), "HMAC-SHA-256"),
-           data.empty() ? &empty : bytes(data), data.size(), out.data(), &len) == nullptr ||
-      len != out.size())
-    fatal("HMAC-SHA-256");
+  constexpr size_t kBlock = 64;
+  unsigned char k[kBlock] = {};
+  if (key.size() > kBlock) {
+    digest_parts({key}, k);
+  } else if (!key.empty()) {
+    std::memcpy(k, key.data(), key.size());
+  }
+  unsigned char ipad[kBlock], opad[kBlock];
+  for (size_t i = 0; i < kBlock; ++i) {
+    ipad[i] = static_cast<unsigned char>(k[i] ^ 0x36);
+    opad[i] = static_cast<unsigned char>(k[i] ^ 0x5c);
+  }
+  auto sv = [](const unsigned char* p, size_t n) {
+    return std::string_view(reinterpret_cast<const char*>(p), n);
+  };
+  Sha256 inner{}, out{};
+  digest_parts({sv(ipad, kBlock), data}, inner.data());
+  digest_parts({sv(opad, kBlock), sv(inner.data(), inner.size())}, out.data());
+  OPENSSL_cleanse(k, sizeof k);
+  OPENSSL_cleanse(ipad, sizeof ipad);
+  OPENSSL_cleanse(opad, sizeof opad);
+  OPENSSL_cleanse(inner.data(), inner.size());
   return out;
 }
 
@@ -75,7 +123,7 @@ Sha256 pbkdf2_sha256(std::string_view password, std::string_view salt, int itera
   if (PKCS5_PBKDF2_HMAC(password.empty() ? "" : password.data(),
                         checked_int(password.size(), "PBKDF2"),
                         salt.empty() ? &empty : bytes(salt), checked_int(salt.size(), "PBKDF2"),
-                        iterations, EVP_sha256(), static_cast<int>(out.size()),
+                        iterations, sha256_md(), static_cast<int>(out.size()),
                         out.data()) != 1)
     fatal("PBKDF2-HMAC-SHA-256");
   return out;
@@ -165,8 +213,8 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-void random_bytes(void* out, size_t n) {
-  auto* p = static_cast<unsigned char*>(out);
+namespace {
+void rand_or_die(unsigned char* p, size_t n) {
   while (n > 0) {
     int chunk = n > (1u << 30) ? (1 << 30) : static_cast<int>(n);
     if (RAND_bytes(p, chunk) != 1) {
@@ -178,6 +226,52 @@ void random_bytes(void* out, size_t n) {
     }
     p += chunk;
     n -= static_cast<size_t>(chunk);
+  }
+}
+
+// Small requests (nonces, cancel keys: a few per login) are served from a
+// per-thread block drawn from RAND_bytes, since each RAND_bytes call costs
+// about 10,000 instructions of locking and DRBG bookkeeping whatever its
+// size. Served bytes are wiped from the block.
+struct RandomPool {
+  static constexpr size_t kSize = 4096;
+  unsigned char buf[kSize];
+  size_t left = 0;
+  ~RandomPool() { OPENSSL_cleanse(buf, sizeof buf); }
+};
+thread_local RandomPool t_random_pool;
+
+// A forked child must not serve the bytes its parent may serve too.
+void forget_random_pool_in_child() {
+  OPENSSL_cleanse(t_random_pool.buf, sizeof t_random_pool.buf);
+  t_random_pool.left = 0;
+}
+}  // namespace
+
+void random_bytes(void* out, size_t n) {
+  auto* p = static_cast<unsigned char*>(out);
+  static const bool fork_hook = [] {
+    pthread_atfork(nullptr, nullptr, forget_random_pool_in_child);
+    return true;
+  }();
+  (void)fork_hook;
+  RandomPool& pool = t_random_pool;
+  if (n > RandomPool::kSize / 4) {
+    rand_or_die(p, n);
+    return;
+  }
+  while (n > 0) {
+    if (pool.left == 0) {
+      rand_or_die(pool.buf, RandomPool::kSize);
+      pool.left = RandomPool::kSize;
+    }
+    size_t take = n < pool.left ? n : pool.left;
+    unsigned char* src = pool.buf + (RandomPool::kSize - pool.left);
+    std::memcpy(p, src, take);
+    OPENSSL_cleanse(src, take);
+    pool.left -= take;
+    p += take;
+    n -= take;
   }
 }
 

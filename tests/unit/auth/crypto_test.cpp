@@ -1,6 +1,10 @@
 // Known-answer tests for the OpenSSL wrappers and strict base64.
 #include <catch2/catch.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -40,6 +44,15 @@ TEST_CASE("hmac_sha256 known answers", "[auth][crypto]") {
   CHECK(hex(hmac_sha256("", "")) ==
         "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
   CHECK(hmac_sha256("k1", "m") != hmac_sha256("k2", "m"));
+  // RFC 4231 test case 1 (20-byte key) and 6 (key longer than the block:
+  // hashed first), and a key of exactly one block (checked with Python).
+  CHECK(hex(hmac_sha256(std::string(20, '\x0b'), "Hi There")) ==
+        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  CHECK(hex(hmac_sha256(std::string(131, '\xaa'),
+                        "Test Using Larger Than Block-Size Key - Hash Key First")) ==
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  CHECK(hex(hmac_sha256(std::string(64, 'k'), "m")) ==
+        "3b7a8d453e76edb519238a515105a57508d0f169f480ebeee120a9e7803289fa");
 }
 
 TEST_CASE("pbkdf2_sha256 known answers", "[auth][crypto]") {
@@ -140,4 +153,32 @@ TEST_CASE("random_bytes fills the buffer with varying data", "[auth][crypto]") {
   std::set<uint32_t> words;
   for (int i = 0; i < 16; ++i) words.insert(random_u32());
   CHECK(words.size() > 1);
+  // Small requests come from a per-thread block; a large one bypasses it.
+  std::string big(8192, '\0');
+  random_bytes(big.data(), big.size());
+  CHECK(big.find(std::string(64, '\0')) == std::string::npos);
+}
+
+TEST_CASE("random_bytes: a forked child does not repeat its parent's bytes", "[auth][crypto]") {
+  uint32_t warm = random_u32();  // the parent's block is filled now
+  (void)warm;
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    unsigned char b[16];
+    random_bytes(b, sizeof b);
+    ssize_t w = write(fds[1], b, sizeof b);
+    _exit(w == ssize_t(sizeof b) ? 0 : 1);
+  }
+  unsigned char mine[16], child[16];
+  random_bytes(mine, sizeof mine);
+  ssize_t r = read(fds[0], child, sizeof child);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  close(fds[0]);
+  close(fds[1]);
+  REQUIRE(r == ssize_t(sizeof child));
+  CHECK(std::memcmp(mine, child, sizeof mine) != 0);
 }
