@@ -142,13 +142,7 @@ std::string reset_statement(std::string_view name) {
   size_t start = 0;
   while (true) {
     size_t dot = name.find('.', start);
-    std::string_view part = name.substr(start, dot == std::string_view::npos ? name.npos : dot - start);
-    s += '"';
-    for (char ch : part) {
-      if (ch == '"') s += '"';
-      s += ch;
-    }
-    s += '"';
+    s += quote_identifier(name.substr(start, dot == std::string_view::npos ? name.npos : dot - start));
     if (dot == std::string_view::npos) break;
     s += '.';
     start = dot + 1;

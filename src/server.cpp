@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -678,9 +677,7 @@ void ServerConnection::link_sync() {
   // Non-reported settings are remembered as SET (a failure makes the
   // whole statement roll back, and the connection is then reset anyway).
   for (auto& [k, v] : newly_set) set_param(set_by_us_, k, v);
-  std::erase_if(set_by_us_, [&](const auto& kv) {
-    return std::find(to_reset.begin(), to_reset.end(), kv.first) != to_reset.end();
-  });
+  std::erase_if(set_by_us_, [&](const auto& kv) { return !c->param(kv.first); });  // to_reset
   synced_with_ = {};
   run_internal({sql}, kPurposeSync);
 }
