@@ -181,7 +181,7 @@ bool Pool::wait_welcome(PoolClient* c) {
   return false;
 }
 
-Acquire Pool::acquire(PoolClient* c, PoolServer*& out, proto::ErrorFields& error) {
+Acquire Pool::acquire(PoolClient* c, PoolServer*& out) {
   out = nullptr;
   // Waiters first: a newcomer never overtakes a queued client.
   if (!idle_.empty() && wait_server_.empty()) {
@@ -194,19 +194,16 @@ Acquire Pool::acquire(PoolClient* c, PoolServer*& out, proto::ErrorFields& error
     return Acquire::assigned;
   }
   bool none_left = connecting_.empty() && idle_.empty() && active_.empty() && resetting_.empty();
-  if (in_backoff() && none_left) {
-    error = last_error_;
-    return Acquire::failed;
-  }
+  if (in_backoff() && none_left) return Acquire::failed;
   enqueue(c, ClientWait::server);
   open_as_needed();
   serve_waiters();
   return c->wait_ == ClientWait::none ? Acquire::assigned : Acquire::queued;
 }
 
-bool Pool::acquire_or_wait(PoolClient* c, proto::ErrorFields& error) {
+bool Pool::acquire_or_wait(PoolClient* c) {
   PoolServer* s = nullptr;
-  switch (acquire(c, s, error)) {
+  switch (acquire(c, s)) {
     case Acquire::assigned:
       if (s) c->pool_server_assigned(s);  // else serve_waiters already did
       return true;

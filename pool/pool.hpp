@@ -227,11 +227,21 @@ class Pool {
   bool wait_welcome(PoolClient* c);
   // A server for the client: assigned now (`out` set), queued (callback
   // later), or failed now (`error` set, e.g. during login backoff).
-  Acquire acquire(PoolClient* c, PoolServer*& out, proto::ErrorFields& error);
+  Acquire acquire(PoolClient* c, PoolServer*& out, proto::ErrorFields& error) {
+    Acquire a = acquire(c, out);
+    if (a == Acquire::failed) error = last_error_;
+    return a;
+  }
+  // The same; a failure's error is last_error().
+  Acquire acquire(PoolClient* c, PoolServer*& out);
   // acquire() for callers that take every server through
-  // pool_server_assigned: called here when one is free now. False (with
-  // `error`) when the pool cannot serve; else the client has a server or waits.
-  bool acquire_or_wait(PoolClient* c, proto::ErrorFields& error);
+  // pool_server_assigned: called here when one is free now. False when the
+  // pool cannot serve (the error is last_error()); else the client has a
+  // server or waits. No ErrorFields is built on the way: this runs at the
+  // start of every pooled transaction.
+  bool acquire_or_wait(PoolClient* c);
+  // Why the pool last failed to serve (what a failed acquire reports).
+  const proto::ErrorFields& last_error() const { return last_error_; }
   // The client stops waiting (it disconnected).
   void cancel_wait(PoolClient* c);
 

@@ -30,7 +30,7 @@ FrameResult peek_frame(ByteSpan buf, uint32_t max_len) {
 // ---------------------------------------------------------------------------
 // StreamFramer
 
-StreamFramer::Piece StreamFramer::next(ByteSpan chunk) {
+StreamFramer::Piece StreamFramer::next_slow(ByteSpan chunk) {
   Piece p;
   if (failed_) {
     // Terminal state: swallow the chunk so that any caller loop ends.

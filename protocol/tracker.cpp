@@ -2,7 +2,7 @@
 
 namespace pgmux::proto {
 
-void ResponseTracker::sent(Request r, bool hidden, uint64_t tag, uint64_t client_tag) {
+void ResponseTracker::sent_slow(Request r, bool hidden, uint64_t tag, uint64_t client_tag) {
   if (copy_in_ && r == Request::sync) return;  // ignored by the server in copy-in mode
   if (skipping_) {
     // The server discards everything up to the next Sync after an error in
@@ -32,36 +32,20 @@ void ResponseTracker::synthetic(std::string message, uint64_t client_tag) {
   e.req = Request::parse;  // unused for synthetic entries
   e.is_synthetic = true;
   e.client_tag = client_tag;
-  e.message = std::move(message);
+  synth_.push_back(std::move(message));
   ++special_;
   q_.push_back(std::move(e));
 }
 
-void ResponseTracker::pop_front() {
-  const Entry& e = q_[head_];
-  if (e.hidden || e.is_synthetic) --special_;
-  if (++head_ == q_.size()) {
-    q_.clear();  // keeps capacity for the next requests
-    head_ = 0;
+void ResponseTracker::popped_special(const Entry& e) {
+  --special_;
+  if (e.is_synthetic && ++synth_head_ == synth_.size()) {
+    synth_.clear();
+    synth_head_ = 0;
   }
 }
 
-bool ResponseTracker::terminates(const Entry& e, char type) {
-  switch (e.req) {
-    case Request::parse: return type == '1';
-    case Request::bind: return type == '2';
-    case Request::close: return type == '3';
-    case Request::describe_stmt:
-    case Request::describe_portal: return type == 'T' || type == 'n';
-    case Request::execute: return type == 'C' || type == 'I' || type == 's';
-    case Request::sync:
-    case Request::query:
-    case Request::function_call: return type == 'Z';
-  }
-  return false;
-}
-
-ResponseTracker::Action ResponseTracker::on_server_message(char type) {
+ResponseTracker::Action ResponseTracker::on_server_message_slow(char type) {
   // Asynchronous messages belong to no request.
   if (type == 'N' || type == 'A' || type == 'S') return Action::pass;
   // Synthetic entries at the head must have been taken with take_due first;
@@ -113,9 +97,8 @@ ResponseTracker::Action ResponseTracker::on_server_message(char type) {
   return a;
 }
 
-std::vector<uint64_t> ResponseTracker::take(Report kind) {
+std::vector<uint64_t> ResponseTracker::take_slow(Report kind) {
   std::vector<uint64_t> out;
-  if (reports_.empty()) return out;
   size_t keep = 0;
   for (auto& r : reports_) {
     if (r.first == kind) out.push_back(r.second);
@@ -128,7 +111,7 @@ std::vector<uint64_t> ResponseTracker::take(Report kind) {
 bool ResponseTracker::take_due(std::string& out) {
   bool any = false;
   while (!empty() && front().is_synthetic) {
-    out += front().message;
+    out += synth_[synth_head_];
     pop_front();
     any = true;
   }

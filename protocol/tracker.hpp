@@ -38,7 +38,14 @@ class ResponseTracker {
   // `client_tag` (non-zero) marks a Parse the client sent (forwarded or
   // answered by pgmux): if it fails or is skipped, the client's statement
   // name must not exist, and take_unnamed reports the tag.
-  void sent(Request r, bool hidden = false, uint64_t tag = 0, uint64_t client_tag = 0);
+  void sent(Request r, bool hidden = false, uint64_t tag = 0, uint64_t client_tag = 0) {
+    if (copy_in_ || skipping_ || hidden) return sent_slow(r, hidden, tag, client_tag);
+    Entry e;
+    e.req = r;
+    e.tag = tag;
+    e.client_tag = client_tag;
+    q_.push_back(e);
+  }
   // pgmux answers a request itself with this (complete) message, delivered
   // once every earlier request has been answered.
   void synthetic(std::string message, uint64_t client_tag = 0);
@@ -46,7 +53,23 @@ class ResponseTracker {
   // A server message of `type` starts. Returns whether it goes to the client.
   // An ErrorResponse ends the current extended-protocol request and, as the
   // server skips to the next Sync, drops what was queued before that Sync.
-  Action on_server_message(char type);
+  Action on_server_message(char type) {
+    // Inline for the usual message: part of the answer to the request at the
+    // head, which is neither synthetic nor hit by an error or a COPY start.
+    if (head_ < q_.size() && type != 'E' && type != 'N' && type != 'A' && type != 'S' &&
+        type != 'G' && type != 'W') {
+      Entry& head = q_[head_];
+      if (!head.is_synthetic && !(head.req == Request::describe_stmt && type == 't')) {
+        Action a = head.hidden ? Action::hide : Action::pass;
+        if (terminates(head, type)) {
+          if (head.req == Request::parse && head.tag) report(kPrepared, head.tag);
+          pop_front();
+        }
+        return a;
+      }
+    }
+    return on_server_message_slow(type);
+  }
 
   // Appends the synthetic responses that are due now (at the head) to `out`.
   // Returns true if anything was appended.
@@ -54,6 +77,7 @@ class ResponseTracker {
 
   // Tags of Parse requests that failed or were skipped since the last call.
   std::vector<uint64_t> take_unprepared() { return take(kUnprepared); }
+  // (take() is inline for the usual case: nothing to report.)
   // Client tags of Parse requests that failed or were skipped.
   std::vector<uint64_t> take_unnamed() { return take(kUnnamed); }
   // Tags of Parse requests the server answered with ParseComplete.
@@ -72,6 +96,8 @@ class ResponseTracker {
   void clear() {
     q_.clear();
     head_ = 0;
+    synth_.clear();
+    synth_head_ = 0;
     reports_.clear();
     special_ = 0;
     skipping_ = false;
@@ -86,16 +112,42 @@ class ResponseTracker {
     bool got_param_desc = false;  // describe_stmt: 't' seen
     uint64_t tag = 0;
     uint64_t client_tag = 0;
-    std::string message;          // synthetic response
-  };
-  static bool terminates(const Entry& e, char type);
-  void pop_front();
+  };  // trivially copyable: queued and dequeued per request
+  static bool terminates(const Entry& e, char type) {
+    switch (e.req) {
+      case Request::parse: return type == '1';
+      case Request::bind: return type == '2';
+      case Request::close: return type == '3';
+      case Request::describe_stmt:
+      case Request::describe_portal: return type == 'T' || type == 'n';
+      case Request::execute: return type == 'C' || type == 'I' || type == 's';
+      case Request::sync:
+      case Request::query:
+      case Request::function_call: return type == 'Z';
+    }
+    return false;
+  }
+  void pop_front() {  // inline: once per request
+    const Entry& e = q_[head_];
+    if (e.hidden || e.is_synthetic) popped_special(e);
+    if (++head_ == q_.size()) {
+      q_.clear();  // keeps capacity for the next requests
+      head_ = 0;
+    }
+  }
+  void popped_special(const Entry& e);
+  void sent_slow(Request r, bool hidden, uint64_t tag, uint64_t client_tag);
+  Action on_server_message_slow(char type);
 
   // A vector used as a queue (entries before head_ are done): an idle client
   // holds no allocation, unlike std::deque which allocates when constructed.
   std::vector<Entry> q_;
   size_t head_ = 0;
   Entry& front() { return q_[head_]; }
+  // Messages of the synthetic entries, in queue order (entries leave the
+  // queue in order, so a second FIFO keeps Entry small).
+  std::vector<std::string> synth_;
+  size_t synth_head_ = 0;
   size_t special_ = 0;
   bool skipping_ = false;  // after an error: waiting for the Sync's 'Z'
   bool copy_in_ = false;   // extended-protocol COPY FROM STDIN in progress
@@ -104,7 +156,11 @@ class ResponseTracker {
   enum Report : uint8_t { kUnprepared, kPrepared, kUnnamed };
   std::vector<std::pair<Report, uint64_t>> reports_;
   void report(Report kind, uint64_t tag) { reports_.emplace_back(kind, tag); }
-  std::vector<uint64_t> take(Report kind);
+  std::vector<uint64_t> take(Report kind) {
+    if (reports_.empty()) return {};
+    return take_slow(kind);
+  }
+  std::vector<uint64_t> take_slow(Report kind);
 };
 
 }  // namespace pgmux::proto

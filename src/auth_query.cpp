@@ -22,8 +22,8 @@ class AuthQuery::Lookup final : public pool::PoolClient, public CheckOwner {
   }
 
   void start() {
-    proto::ErrorFields err;
-    if (!pool_.acquire_or_wait(this, err)) owner_.finished(this, Answer::failed, std::nullopt, err.message);
+    if (!pool_.acquire_or_wait(this))
+      owner_.finished(this, Answer::failed, std::nullopt, pool_.last_error().message);
   }
 
   void pool_welcome_ready() override {}

@@ -703,8 +703,8 @@ void ClientConnection::acquire_server() {
   }
   pool::Pool* target = pool_;
   if (routing_ && !choose_backend(target)) return;
-  proto::ErrorFields err;
-  if (!target->acquire_or_wait(this, err)) {
+  if (!target->acquire_or_wait(this)) {
+    proto::ErrorFields err = target->last_error();
     err.severity = "FATAL";
     close(CloseReason::wait_failed, &err);
   }
@@ -1104,6 +1104,7 @@ std::string command_complete_and_ready(std::string_view tag, char status) {
 // message that names a statement.
 void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n) {
   proto::ByteSpan chunk(buf->data + offset, n);
+  ManagedState& m = ms();  // never freed while the client lives
   std::string out;
   bool raw = !named_ || named_->held.empty();  // output == input bytes so far
   size_t raw_end = 0;        // raw: bytes of the chunk to send as they are
@@ -1132,8 +1133,8 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
         close(CloseReason::client_terminate);
         return;
       }
-      ms().drop_current = false;
-      if (ms().skip_to_sync && t != 'S') {
+      m.drop_current = false;
+      if (m.skip_to_sync && t != 'S') {
         // After an error pgmux reported itself, the server would ignore
         // everything up to Sync: so does pgmux.
         if (raw) {
@@ -1141,12 +1142,12 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
           raw = false;
         }
         if (named_) named_->held.clear();
-        ms().drop_current = true;
-        ms().pass_current = false;
-        ms().accumulating = false;
+        m.drop_current = true;
+        m.pass_current = false;
+        m.accumulating = false;
         continue;
       }
-      if (t == 'S') ms().skip_to_sync = false;
+      if (t == 'S') m.skip_to_sync = false;
       proto::ByteSpan after = chunk.subspan(pos);
       if (needs_inspection(t, piece.body_length, after)) {
         if (raw) {
@@ -1154,27 +1155,27 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
           raw = false;
         }
         if (named_) named_->held.clear();
-        ms().accumulating = true;
-        ms().acc_type = t;
+        m.accumulating = true;
+        m.acc_type = t;
         named().acc.clear();
-        ms().pass_current = false;
+        m.pass_current = false;
         if (piece.last_of_message) {  // no body: malformed for these types
           protocol_error("empty extended-protocol message");
           return;
         }
         continue;
       }
-      ms().pass_current = true;
+      m.pass_current = true;
       switch (t) {
-        case 'Q': ms().tracker.sent(Req::query); break;
-        case 'S': ms().tracker.sent(Req::sync); break;
-        case 'F': ms().tracker.sent(Req::function_call); break;
-        case 'E': ms().tracker.sent(Req::execute); break;
-        case 'P': ms().tracker.sent(Req::parse); break;
-        case 'B': ms().tracker.sent(Req::bind); break;
-        case 'D': ms().tracker.sent(after[0] == 'S' ? Req::describe_stmt : Req::describe_portal); break;
-        case 'C': ms().tracker.sent(Req::close); break;
-        case 'c': case 'f': ms().tracker.copy_in_finished(); break;
+        case 'Q': m.tracker.sent(Req::query); break;
+        case 'S': m.tracker.sent(Req::sync); break;
+        case 'F': m.tracker.sent(Req::function_call); break;
+        case 'E': m.tracker.sent(Req::execute); break;
+        case 'P': m.tracker.sent(Req::parse); break;
+        case 'B': m.tracker.sent(Req::bind); break;
+        case 'D': m.tracker.sent(after[0] == 'S' ? Req::describe_stmt : Req::describe_portal); break;
+        case 'C': m.tracker.sent(Req::close); break;
+        case 'c': case 'f': m.tracker.copy_in_finished(); break;
         default: break;
       }
       server_->count_request(t);
@@ -1191,18 +1192,18 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
       continue;
     }
     // body piece
-    if (ms().drop_current) continue;
-    if (ms().accumulating) {
+    if (m.drop_current) continue;
+    if (m.accumulating) {
       if (named().acc.size() + piece.data.size() > worker_.config().max_packet_size) {
         protocol_error("message too large");
         return;
       }
       named().acc.append(proto::as_chars(piece.data));
       if (piece.last_of_message) {
-        ms().accumulating = false;
-        if (!process_message(ms().acc_type, named().acc, out)) return;
+        m.accumulating = false;
+        if (!process_message(m.acc_type, named().acc, out)) return;
       }
-    } else if (ms().pass_current) {
+    } else if (m.pass_current) {
       if (raw) raw_end = pos;
       else out.append(proto::as_chars(bytes));
     }
@@ -1214,13 +1215,24 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
   }
   flush_due_responses();
   // Requests sent while the server skips to Sync after an error never run.
-  if (server_) server_->forget_unprepared(ms().tracker.take_unprepared());
+  if (server_) server_->forget_unprepared(m.tracker.take_unprepared());
   forget_unnamed();
   if (server_) server_->maybe_release();
   if (server_ && server_->write_backlogged()) socket_.read_stop();
 }
 
+ClientConnection::ManagedState& ClientConnection::make_ms() {
+  ms_ = std::make_unique<ManagedState>();
+  return *ms_;
+}
+
 bool ClientConnection::answer_without_server(const uint8_t* data, size_t n) {
+  // Cheap refusal first: only Parse of a named statement, Close and Sync
+  // can be answered here, and most chunks start with something else (an
+  // unnamed Parse, a Bind, a Query).
+  if (n < 5 || (data[0] != 'P' && data[0] != 'C' && data[0] != 'S') ||
+      (data[0] == 'P' && (n < 6 || data[5] == 0)))
+    return false;
   if (!framer_.at_boundary() || (named_ && !named_->held.empty()) || ms().skip_to_sync) return false;
   struct Step {
     char type;

@@ -242,10 +242,8 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     bool drop_current = false;  // the message in progress is dropped
   };
   std::unique_ptr<ManagedState> ms_;
-  ManagedState& ms() {
-    if (!ms_) ms_ = std::make_unique<ManagedState>();
-    return *ms_;
-  }
+  ManagedState& ms() { return ms_ ? *ms_ : make_ms(); }  // inline: called per message
+  ManagedState& make_ms();
   // Named statements, allocated on first use: most clients never name one,
   // and an idle client should not carry four empty hash tables.
   struct NamedState {

@@ -53,8 +53,7 @@ void HealthCheck::start(pool::TimePoint now) {
   in_flight_ = true;
   started_ = now;
   next_at_ = now + route_.db->health_check_interval;
-  proto::ErrorFields err;
-  if (!pool_->acquire_or_wait(this, err)) failed(err.message);
+  if (!pool_->acquire_or_wait(this)) failed(pool_->last_error().message);
 }
 
 void HealthCheck::pool_server_assigned(pool::PoolServer* s) {
