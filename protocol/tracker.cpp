@@ -37,6 +37,15 @@ void ResponseTracker::synthetic(std::string message, uint64_t client_tag) {
   q_.push_back(std::move(e));
 }
 
+void ResponseTracker::sent_failing(Request r) {
+  if (skipping_ && r != Request::sync) return;  // the server discards it anyway
+  Entry e;
+  e.req = r;
+  e.hide_error = true;
+  ++special_;
+  q_.push_back(e);
+}
+
 void ResponseTracker::popped_special(const Entry& e) {
   --special_;
   if (e.is_synthetic && ++synth_head_ == synth_.size()) {
@@ -55,12 +64,15 @@ ResponseTracker::Action ResponseTracker::on_server_message_slow(char type) {
 
   Entry& head = front();
   if (type == 'E') {
+    const Action a = head.hide_error ? Action::hide : Action::pass;
     bool simple = head.req == Request::query || head.req == Request::function_call ||
                   head.req == Request::sync;
     if (simple) {
       // The query still ends with 'Z'; a statement it was to prepare is not.
       if (head.tag) report(kUnprepared, head.tag);
-      return Action::pass;
+      head.hide_error = false;  // (a second error would be shown)
+      if (a == Action::hide) --special_;
+      return a;
     }
     // The extended request failed: the server ignores everything up to the
     // next Sync, so nothing queued before it will be answered.
@@ -71,7 +83,7 @@ ResponseTracker::Action ResponseTracker::on_server_message_slow(char type) {
     }
     // No Sync sent yet: what the client sends until then is discarded too.
     skipping_ = empty();
-    return Action::pass;
+    return a;
   }
   if ((type == 'G' || type == 'W') && head.req == Request::execute) {
     // COPY FROM STDIN started by Execute: every Sync the client sent after

@@ -49,6 +49,12 @@ class ResponseTracker {
   // pgmux answers a request itself with this (complete) message, delivered
   // once every earlier request has been answered.
   void synthetic(std::string message, uint64_t client_tag = 0);
+  // pgmux sent a request that must fail, so that the server's transaction
+  // (explicit, or the implicit one up to the next Sync) fails like
+  // PostgreSQL's would have, after an error pgmux reported itself (a
+  // synthetic ErrorResponse queued just before). Its ErrorResponse is hidden;
+  // everything else (a simple Query's ReadyForQuery) goes to the client.
+  void sent_failing(Request r);
 
   // A server message of `type` starts. Returns whether it goes to the client.
   // An ErrorResponse ends the current extended-protocol request and, as the
@@ -59,7 +65,8 @@ class ResponseTracker {
     if (head_ < q_.size() && type != 'E' && type != 'N' && type != 'A' && type != 'S' &&
         type != 'G' && type != 'W') {
       Entry& head = q_[head_];
-      if (!head.is_synthetic && !(head.req == Request::describe_stmt && type == 't')) {
+      if (!head.is_synthetic && !head.hide_error &&
+          !(head.req == Request::describe_stmt && type == 't')) {
         Action a = head.hidden ? Action::hide : Action::pass;
         if (terminates(head, type)) {
           if (head.req == Request::parse && head.tag) report(kPrepared, head.tag);
@@ -90,6 +97,9 @@ class ResponseTracker {
 
   // Nothing in flight.
   bool empty() const { return head_ == q_.size(); }
+  // An error was answered and no Sync sent since: the server discards
+  // requests until the next Sync.
+  bool skipping() const { return skipping_; }
   // Something other than plain pass-through is queued (hidden or synthetic):
   // the caller must take the careful path for server output.
   bool special() const { return special_ > 0; }
@@ -110,6 +120,7 @@ class ResponseTracker {
     bool hidden = false;
     bool is_synthetic = false;
     bool got_param_desc = false;  // describe_stmt: 't' seen
+    bool hide_error = false;      // sent_failing: the expected error is hidden
     uint64_t tag = 0;
     uint64_t client_tag = 0;
   };  // trivially copyable: queued and dequeued per request
@@ -129,7 +140,7 @@ class ResponseTracker {
   }
   void pop_front() {  // inline: once per request
     const Entry& e = q_[head_];
-    if (e.hidden || e.is_synthetic) popped_special(e);
+    if (e.hidden || e.is_synthetic || e.hide_error) popped_special(e);
     if (++head_ == q_.size()) {
       q_.clear();  // keeps capacity for the next requests
       head_ = 0;

@@ -839,7 +839,25 @@ void ClientConnection::hold(const uint8_t* data, size_t n) {
   if (more_pending_.size() >= kMaxPendingBuffers) socket_.read_stop();
 }
 
+void ClientConnection::hold_all(const uint8_t* data, size_t n, size_t* at) {
+  while (n > 0) {
+    const size_t k = std::min(n, IoBuffer::kSize);
+    if (at) {
+      IoBufferPtr b = acquire_io_buffer();
+      std::memcpy(b->data, data, k);
+      more_pending_.emplace(more_pending_.begin() + long(*at), std::move(b), k);
+      ++*at;
+    } else {
+      hold(data, k);
+    }
+    data += k;
+    n -= k;
+  }
+  if (more_pending_.size() >= kMaxPendingBuffers) socket_.read_stop();
+}
+
 void ClientConnection::release_held() {
+  if (ms_) ms_->wait_for_answers = false;
   if (state_ != State::linked || more_pending_.empty()) return;
   auto held = std::move(more_pending_);
   more_pending_.clear();
@@ -903,18 +921,20 @@ void ClientConnection::server_released() {
       spdlog::debug("C-{} replica refused a read as read-only: re-running it on the primary", id_);
     } else {
       r.retry.reset();
-      if (!more_pending_.empty()) {
-        // Held while a replica answered: the next transaction starts here.
-        pending_ = std::move(more_pending_.front().first);
-        pending_len_ = uint32_t(more_pending_.front().second);
-        more_pending_.erase(more_pending_.begin());
-      }
     }
-    if (pending_) {
-      state_ = State::wait_server;
-      acquire_server();
-      return;  // server_ready restarts reading
-    }
+  }
+  if (ms_) ms_->wait_for_answers = false;  // everything was answered
+  if (!pending_ && !more_pending_.empty()) {
+    // Held while a replica answered, or while pgmux waited for answers
+    // before answering a request itself: the next transaction starts here.
+    pending_ = std::move(more_pending_.front().first);
+    pending_len_ = uint32_t(more_pending_.front().second);
+    more_pending_.erase(more_pending_.begin());
+  }
+  if (pending_) {
+    state_ = State::wait_server;
+    acquire_server();
+    return;  // server_ready restarts reading
   }
   if (socket_.read_start() != 0) close(CloseReason::client_gone);
 }
@@ -1105,6 +1125,10 @@ std::string command_complete_and_ready(std::string_view tag, char status) {
 void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n) {
   proto::ByteSpan chunk(buf->data + offset, n);
   ManagedState& m = ms();  // never freed while the client lives
+  if (m.wait_for_answers) {  // after what is already held
+    hold_all(chunk.data(), chunk.size());
+    return;
+  }
   std::string out;
   bool raw = !named_ || named_->held.empty();  // output == input bytes so far
   size_t raw_end = 0;        // raw: bytes of the chunk to send as they are
@@ -1202,6 +1226,23 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
       if (piece.last_of_message) {
         m.accumulating = false;
         if (!process_message(m.acc_type, named().acc, out)) return;
+        if (m.wait_for_answers) {
+          // This message and the rest of the chunk wait for the answers; a
+          // Flush makes the server send them even without a Sync.
+          // Held input that arrived meanwhile (while a server was being
+          // linked) comes after this.
+          std::string msg;
+          append_message(msg, m.acc_type, named().acc);
+          size_t at = 0;
+          hold_all(reinterpret_cast<const uint8_t*>(msg.data()), msg.size(), &at);
+          hold_all(chunk.data() + pos, chunk.size() - pos, &at);
+          if (raw) {
+            out.assign(proto::as_chars(chunk.subspan(0, raw_end)));
+            raw = false;
+          }
+          append_message(out, 'H', {});
+          break;
+        }
       }
     } else if (m.pass_current) {
       if (raw) raw_end = pos;
@@ -1252,6 +1293,10 @@ bool ClientConnection::answer_without_server(const uint8_t* data, size_t n) {
       if (!m || m->statement.empty() ||
           (named_ && named_->stmts.count(std::string(m->statement))))
         return false;
+      // A name defined twice in the chunk: the second Parse must fail (42P05,
+      // unless a Close came between), which the general path handles.
+      for (const Step& s : steps)
+        if (s.type == 'P' && s.name == m->statement) return false;
       size_t types_at = m->statement.size() + 1 + m->query.size() + 1;
       std::string_view types(reinterpret_cast<const char*>(body.data()) + types_at,
                              body.size() - types_at);
@@ -1300,11 +1345,13 @@ void ClientConnection::forget_unnamed() {
       named().stmts.erase(it->second);
       named().name_tag.erase(nt);
     }
+    named().unconfirmed_segment.erase(it->first);
     named().unconfirmed.erase(it);
   }
   // Once nothing is in flight every remaining Parse has been answered.
   if (ms().tracker.empty()) {
     named().unconfirmed.clear();
+    named().unconfirmed_segment.clear();
     named().name_tag.clear();
   }
 }
@@ -1317,17 +1364,93 @@ void ClientConnection::flush_due_responses() {
   if (ms().tracker.take_due(due)) deliver(std::move(due));
 }
 
+// After an error pgmux reports itself in place of the server's, the server's
+// transaction must fail too, as PostgreSQL's would have: an explicit
+// transaction block goes to the aborted state, and the implicit transaction
+// of an extended-protocol segment rolls back at its Sync (so a statement
+// earlier in the segment is not committed). pgmux sends a request that
+// always fails and hides its error: a Bind of a statement no client name
+// maps to (the server then skips to the client's Sync), or, for a simple
+// Query, a statement that does not parse, whose ReadyForQuery (with the
+// server's true transaction status) goes to the client.
+//
+// PostgreSQL refuses any statement but COMMIT/ROLLBACK in a failed
+// transaction block before it looks at statement names (25P02), and so must
+// pgmux. A simple Query is answered only when nothing is in flight, so the
+// server's last ReadyForQuery tells (refuse_in_failed_transaction). In an
+// extended-protocol segment a COMMIT or ROLLBACK may precede without a
+// Sync, so the server decides: pgmux first sends a hidden Parse of a
+// probe statement (and its Close). In a failed transaction the server
+// refuses it, the client sees that 25P02 (errors are never hidden), and the
+// server skips pgmux's error and the rest to Sync; else the probe's answers
+// are hidden and pgmux's error follows.
+void ClientConnection::report_own_error(std::string error_response, std::string& out, bool simple) {
+  if (simple) {
+    if (refuse_in_failed_transaction(out)) return;
+  } else {
+    probe_failed_transaction(out);
+  }
+  ms().tracker.synthetic(std::move(error_response));
+  fail_on_server(out, simple);
+}
+
+// The probe, when the server may be in a failed transaction block by the
+// time it reaches the next request: anything in flight or unsynced, or the
+// last ReadyForQuery said so. An idle server, or one in a healthy
+// transaction with nothing pending, is not probed.
+void ClientConnection::probe_failed_transaction(std::string& out) {
+  if (!server_->busy() && server_->tx_status() != 'E') return;
+  append_message(out, 'P', std::string_view("pgmux.probe\0SELECT\0\0\0", 21));
+  ms().tracker.sent(Req::parse, /*hidden=*/true);
+  server_->count_request('P');
+  append_message(out, 'C', std::string_view("Spgmux.probe\0", 13));
+  ms().tracker.sent(Req::close, /*hidden=*/true);
+  server_->count_request('C');
+}
+
+// In a failed transaction block the server answers a simple Query instead
+// (25P02, for a bare SELECT), and whatever pgmux would have done or
+// answered does not happen.
+bool ClientConnection::refuse_in_failed_transaction(std::string& out) {
+  if (server_->tx_status() != 'E') return false;
+  append_message(out, 'Q', std::string_view("SELECT\0", 7));
+  ms().tracker.sent(Req::query);
+  server_->count_request('Q');
+  return true;
+}
+
+void ClientConnection::fail_on_server(std::string& out, bool simple) {
+  if (simple) {
+    append_message(out, 'Q', std::string_view("pgmux: fail the transaction\0", 28));
+    ms().tracker.sent_failing(Req::query);
+    server_->count_request('Q');
+    return;
+  }
+  // Bind: portal "", statement "pgmux.fail", no formats, parameters or result formats.
+  append_message(out, 'B', std::string_view("\0pgmux.fail\0\0\0\0\0\0\0", 18));
+  ms().tracker.sent_failing(Req::bind);
+  server_->count_request('B');
+}
+
 void ClientConnection::emit_parse(const StatementRef& st, std::string& out, bool hidden,
                                   uint64_t client_tag) {
-  if (auto evicted = server_->statements().insert(st->id, st->server_name)) {
+  auto hidden_close = [&](const std::string& server_name) {
     std::string body;
     body.push_back('S');
-    body.append(*evicted);
+    body.append(server_name);
     body.push_back('\0');
     append_message(out, 'C', body);
     ms().tracker.sent(Req::close, /*hidden=*/true);
     server_->count_request('C');
-  }
+  };
+  if (auto evicted = server_->statements().insert(st->id, st->server_name, server_->segment()))
+    hidden_close(*evicted);
+  // The same name is closed first too: the server may hold the statement
+  // although pgmux's record says it does not, when an eviction Close was
+  // skipped by the server after an error earlier in the pipeline (the record
+  // forgets at eviction). Closing a missing statement is no error, so the
+  // Parse never fails with 42P05.
+  hidden_close(st->server_name);
   std::string body;
   body.append(st->server_name);
   body.push_back('\0');
@@ -1351,8 +1474,18 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
     auto it = named().stmts.find(std::string(name));
     return it == named().stmts.end() ? nullptr : &it->second;
   };
+  // The client's Parse of `name` went in an earlier request segment and is
+  // not answered yet: if it fails, PostgreSQL would answer a use of the name
+  // with 26000 (even in a failed transaction), so the use waits.
+  auto defined_in_earlier_segment = [&](std::string_view name) {
+    if (!awaiting_server()) return false;  // every Parse is answered
+    auto nt = named().name_tag.find(std::string(name));
+    if (nt == named().name_tag.end()) return false;
+    auto seg = named().unconfirmed_segment.find(nt->second);
+    return seg != named().unconfirmed_segment.end() && seg->second != server_->segment();
+  };
   auto prepared_on_server = [&](const StatementRef& st) {
-    const bool hit = server_->statements().contains(st->id);
+    const bool hit = server_->statements().usable(st->id, server_->segment());
     if (pool::Pool* p = server_->pool()) ++(hit ? p->stats.prepared_hits : p->stats.prepared_misses);
     return hit;
   };
@@ -1367,8 +1500,11 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         return false;
       }
       if (m->statement.empty()) return pass(Req::parse);
-      if (named().stmts.count(std::string(m->statement))) {
-        ms().tracker.synthetic(already_exists(m->statement));
+      if (named().stmts.count(std::string(m->statement)) ||
+          (named_ && named_->sql_stmts.count(std::string(m->statement)))) {
+        // Whether the name exists may hang on a Parse in flight.
+        if (!ms().tracker.skipping() && awaiting_server()) return wait_for_answers();
+        report_own_error(already_exists(m->statement), out, /*simple=*/false);
         ms().skip_to_sync = true;
         return true;
       }
@@ -1379,9 +1515,15 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       named().stmts[name] = st;
       uint64_t ctag = ms().next_parse_tag++;
       named().unconfirmed[ctag] = name;
+      named().unconfirmed_segment[ctag] = server_->segment();
       named().name_tag[name] = ctag;
-      if (prepared_on_server(st)) ms().tracker.synthetic(parse_complete(), ctag);
-      else emit_parse(st, out, /*hidden=*/false, ctag);
+      if (prepared_on_server(st)) {
+        // PostgreSQL would refuse the Parse in a failed transaction block.
+        probe_failed_transaction(out);
+        ms().tracker.synthetic(parse_complete(), ctag);
+      } else {
+        emit_parse(st, out, /*hidden=*/false, ctag);
+      }
       return true;
     }
     case 'B': {
@@ -1391,6 +1533,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         return false;
       }
       const StatementRef* st = m->statement.empty() ? nullptr : lookup(m->statement);
+      if (st && defined_in_earlier_segment(m->statement)) return wait_for_answers();
       if (!st) return pass(Req::bind);
       ensure(*st);
       std::string nb;
@@ -1412,6 +1555,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       }
       if (m->kind == 'P') return pass(Req::describe_portal);
       const StatementRef* st = m->name.empty() ? nullptr : lookup(m->name);
+      if (st && defined_in_earlier_segment(m->name)) return wait_for_answers();
       if (!st) return pass(Req::describe_stmt);
       ensure(*st);
       std::string nb = "S" + (*st)->server_name;
@@ -1428,6 +1572,10 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         return false;
       }
       if (m->kind == 'S' && !m->name.empty()) {
+        // After an error the server skips to Sync, and so would PostgreSQL:
+        // the name stays. Whether an error comes may hang on what is in flight.
+        if (ms().tracker.skipping()) return true;
+        if (awaiting_server()) return wait_for_answers();
         // The server copy stays for other clients; only this name goes.
         named().stmts.erase(std::string(m->name));
         ms().tracker.synthetic(close_complete());
@@ -1456,6 +1604,10 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
   };
   if (!q) return forward_query();
   proto::SqlCommand cmd = proto::classify_sql_command(*q);
+  // pgmux may answer these itself, from the server's transaction status and
+  // its own records: both must be settled first.
+  if (cmd.kind != proto::SqlCommand::Kind::other && awaiting_server())
+    return wait_for_answers();
   auto& on_server = server_->sql_prepared();
   auto inject = [&](const std::string& sql, uint64_t tag) {
     std::string body = sql;
@@ -1468,24 +1620,29 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
     inject("DEALLOCATE " + quote_identifier(name), 0);
     on_server.erase(name);
   };
+  // pgmux's own error; the server's ReadyForQuery follows (report_own_error).
   auto does_not_exist = [&](const std::string& name) {
     proto::ErrorFields e;
     e.sqlstate = "26000";
     e.message = "prepared statement \"" + name + "\" does not exist";
     std::string m;
     proto::error_response(m, e);
-    proto::ready_for_query(m, server_->tx_status() == 'I' ? 'I' : 'E');
-    ms().tracker.synthetic(std::move(m));
+    report_own_error(std::move(m), out, /*simple=*/true);
     return true;
   };
+  // PREPARE, EXECUTE and DEALLOCATE [ALL] in a failed transaction block:
+  // 25P02 from the server, as PostgreSQL answers, and pgmux's records stay
+  // as they are (a hidden DEALLOCATE there would fail).
+  if (cmd.kind != proto::SqlCommand::Kind::other &&
+      cmd.kind != proto::SqlCommand::Kind::discard_all && refuse_in_failed_transaction(out))
+    return true;
   switch (cmd.kind) {
     case proto::SqlCommand::Kind::other:
       return forward_query();
     case proto::SqlCommand::Kind::prepare: {
-      if (named().sql_stmts.count(cmd.name)) {
-        std::string m = already_exists(cmd.name);
-        proto::ready_for_query(m, server_->tx_status() == 'I' ? 'I' : 'E');
-        ms().tracker.synthetic(std::move(m));
+      // One namespace for SQL and protocol-level statements, as in PostgreSQL.
+      if (named().sql_stmts.count(cmd.name) || named().stmts.count(cmd.name)) {
+        report_own_error(already_exists(cmd.name), out, /*simple=*/true);
         return true;
       }
       StatementRef st = worker_.prepared().get(std::string("\x01sql\x01") + cmd.name + '\x01' +
@@ -1499,11 +1656,9 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
     case proto::SqlCommand::Kind::execute: {
       auto mine = named().sql_stmts.find(cmd.name);
       auto it = on_server.find(cmd.name);
-      if (mine == named().sql_stmts.end()) {
-        // Not ours: never run what another client prepared under this name.
-        if (it != on_server.end()) return does_not_exist(cmd.name);
-        return forward_query();
-      }
+      // Not ours: never run what another client prepared under this name
+      // (the client's session has no such statement).
+      if (mine == named().sql_stmts.end()) return does_not_exist(cmd.name);
       const StatementRef& st = mine->second;
       if (it == on_server.end() || it->second != st->id) {
         if (it != on_server.end()) deallocate_on_server(cmd.name);
@@ -1518,8 +1673,15 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
       auto mine = named().sql_stmts.find(cmd.name);
       auto it = on_server.find(cmd.name);
       if (mine == named().sql_stmts.end()) {
-        if (it != on_server.end()) return does_not_exist(cmd.name);
-        return forward_query();
+        if (named().stmts.count(cmd.name)) {
+          // A protocol-level statement of this client (PostgreSQL has one
+          // namespace for both; psycopg 3 drops its statements this way).
+          // The server copy stays for other clients.
+          named().stmts.erase(cmd.name);
+          ms().tracker.synthetic(command_complete_and_ready("DEALLOCATE", server_->tx_status()));
+          return true;
+        }
+        return does_not_exist(cmd.name);
       }
       uint64_t id = mine->second->id;
       named().sql_stmts.erase(mine);

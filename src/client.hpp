@@ -101,6 +101,8 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // forward_to_server): the server answered everything sent, and is still
   // in the transaction, so they may go now.
   bool has_held() const { return !more_pending_.empty() && state_ == State::linked; }
+  // Held input waits for the answers to what was sent (see ManagedState).
+  bool waiting_for_answers() const { return ms_ && ms_->wait_for_answers; }
   void release_held();
   // The replica refused an auto-routed read (SQLSTATE 25006) before any row
   // reached the client: re-run it on the primary once the replica is
@@ -161,6 +163,22 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // prepares statements on servers that lack them, answers Close itself.
   void forward_managed(IoBufferPtr buf, size_t offset, size_t n);
   bool process_message(char type, const std::string& body, std::string& out);
+  void report_own_error(std::string error_response, std::string& out, bool simple);
+  void fail_on_server(std::string& out, bool simple);
+  // Requests in flight on the server; pgmux's own answers that are due go
+  // out first (a tracker holding only those waits for nothing).
+  bool awaiting_server() {
+    flush_due_responses();
+    return !ms().tracker.empty();
+  }
+  bool wait_for_answers() {
+    ms().wait_for_answers = true;
+    return true;
+  }
+  // hold() in buffer-sized pieces; with `at`, inserted from that index on.
+  void hold_all(const uint8_t* data, size_t n, size_t* at = nullptr);
+  bool refuse_in_failed_transaction(std::string& out);
+  void probe_failed_transaction(std::string& out);
   void emit_parse(const StatementRef& st, std::string& out, bool hidden, uint64_t client_tag = 0);
   void flush_due_responses();
   bool process_query(const std::string& body, std::string& out);
@@ -240,6 +258,11 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     bool pass_current = false;  // the message in progress goes out unchanged
     bool skip_to_sync = false;  // pgmux answered an error: drop messages until Sync
     bool drop_current = false;  // the message in progress is dropped
+    // pgmux must answer a request itself, or apply a Close, but the answer
+    // depends on requests still in flight (a Parse that may fail, an error
+    // that makes the server skip to Sync): the client's input is held until
+    // the server has answered everything sent (the tracker is empty).
+    bool wait_for_answers = false;
   };
   std::unique_ptr<ManagedState> ms_;
   ManagedState& ms() { return ms_ ? *ms_ : make_ms(); }  // inline: called per message
@@ -253,6 +276,8 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     // defined each such name, so a Parse the server skipped or refused
     // leaves no name behind.
     std::unordered_map<uint64_t, std::string> unconfirmed;
+    // The request segment each unconfirmed Parse was sent in.
+    std::unordered_map<uint64_t, uint64_t> unconfirmed_segment;
     std::unordered_map<std::string, uint64_t> name_tag;
     std::string acc;   // body of a message being inspected
     std::string held;  // header bytes of a message whose type is not known yet

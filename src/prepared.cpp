@@ -45,13 +45,22 @@ bool ServerStatementCache::contains(uint64_t id) {
   return true;
 }
 
-std::optional<std::string> ServerStatementCache::insert(uint64_t id, const std::string& server_name) {
+bool ServerStatementCache::usable(uint64_t id, uint64_t segment) {
+  if (!contains(id)) return false;
+  auto p = pending_.find(id);
+  return p == pending_.end() || p->second == segment;
+}
+
+std::optional<std::string> ServerStatementCache::insert(uint64_t id, const std::string& server_name,
+                                                         uint64_t segment) {
+  pending_[id] = segment;
   if (contains(id)) return std::nullopt;
   lru_.emplace_front(id, server_name);
   index_[id] = lru_.begin();
   if (capacity_ > 0 && index_.size() > capacity_) {
     auto victim = std::prev(lru_.end());
     std::string name = std::move(victim->second);
+    pending_.erase(victim->first);
     index_.erase(victim->first);
     lru_.erase(victim);
     return name;
@@ -64,9 +73,11 @@ void ServerStatementCache::erase(uint64_t id) {
   if (it == index_.end()) return;
   lru_.erase(it->second);
   index_.erase(it);
+  pending_.erase(id);
 }
 
 void ServerStatementCache::clear() {
+  pending_.clear();
   lru_.clear();
   index_.clear();
 }

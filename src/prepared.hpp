@@ -52,14 +52,25 @@ class ServerStatementCache {
   explicit ServerStatementCache(size_t capacity = 200) : capacity_(capacity) {}
   void set_capacity(size_t c) { capacity_ = c; }
   bool contains(uint64_t id);  // and marks it recently used
-  // Records `id`; returns the server name of an evicted statement, if any.
-  std::optional<std::string> insert(uint64_t id, const std::string& server_name);
+  // Records `id`, prepared by a Parse sent in request segment `segment` (a
+  // Sync or simple Query ends a segment) and not answered yet; returns the
+  // server name of an evicted statement, if any.
+  std::optional<std::string> insert(uint64_t id, const std::string& server_name,
+                                    uint64_t segment = 0);
+  // The server answered the Parse: the statement is there.
+  void confirm(uint64_t id) { pending_.erase(id); }
+  // A request of segment `segment` may use the statement without a Parse
+  // of its own: it is there, or its Parse is in the same segment (an error
+  // before that Parse makes the server skip the request too). A Parse in an
+  // earlier segment may still fail (marks it recently used).
+  bool usable(uint64_t id, uint64_t segment);
   void erase(uint64_t id);
   void clear();
   size_t size() const { return index_.size(); }
 
  private:
   size_t capacity_;
+  std::unordered_map<uint64_t, uint64_t> pending_;  // id -> segment of its unanswered Parse
   std::list<std::pair<uint64_t, std::string>> lru_;  // front = most recent
   std::unordered_map<uint64_t, std::list<std::pair<uint64_t, std::string>>::iterator> index_;
 };

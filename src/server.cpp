@@ -594,10 +594,18 @@ void ServerConnection::internal_done() {
         close("reset query failed");
         return;
       }
-      set_by_us_.clear();
       synced_with_ = {};
-      statements_.clear();  // DISCARD ALL drops prepared statements too
-      sql_prepared_.clear();
+      if (reset_discards_) {
+        // server_reset_query (DISCARD ALL by default) ran: settings and
+        // prepared statements are gone.
+        set_by_us_.clear();
+        statements_.clear();
+        sql_prepared_.clear();
+      }
+      // After a ROLLBACK alone the statements are still on the server, and
+      // pgmux's records must say so (else a later Parse or PREPARE of the
+      // same name fails with 42P05).
+      reset_discards_ = false;
       state_ = State::idle;
       if (pool()) pool()->release(this);
       return;
@@ -787,8 +795,11 @@ void ServerConnection::watch_end(bool& release_point) {
 void ServerConnection::absorb_tracker_reports(proto::ResponseTracker& tracker) {
   forget_unprepared(tracker.take_unprepared());
   client_->forget_unnamed();
-  for (uint64_t tag : tracker.take_prepared())
-    if (!(tag & kSqlStatementTag)) worker_.prepared().mark_proven(tag);
+  for (uint64_t tag : tracker.take_prepared()) {
+    if (tag & kSqlStatementTag) continue;
+    worker_.prepared().mark_proven(tag);
+    statements_.confirm(tag);
+  }
 }
 
 bool ServerConnection::scan_server_bytes(proto::ByteSpan chunk, bool& release_point) {
@@ -921,12 +932,14 @@ void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
     // answer is written: the handoff is on every transaction's critical path
     // when clients outnumber servers.
     ClientConnection* c = client_;
-    release_to_pool();
+    const bool answer_first = c->has_held();  // held input replays on release
+    if (!answer_first) release_to_pool();
     if (rewritten) {
       if (!out.empty()) c->deliver(std::move(out));
     } else {
       c->deliver(std::move(buf), 0, n);
     }
+    if (answer_first && client_ == c) release_to_pool();
     return;
   }
   if (rewritten) {
@@ -936,8 +949,10 @@ void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
   }
   if (!client_) return;  // delivery failed and the client closed
   // Still in the transaction, nothing owed: what the client held back for
-  // this replica may follow.
-  if (pending_z_ == 0 && client_->has_held()) {
+  // this replica, or until every answer was in, may follow.
+  const bool waited = client_->waiting_for_answers();
+  if (client_->has_held() &&
+      (waited ? client_->managed() && client_->tracker().empty() : pending_z_ == 0)) {
     client_->release_held();
     if (!client_) return;
   }
@@ -982,6 +997,7 @@ void ServerConnection::release_to_pool() {
   const conf::Config& cfg = worker_.config();
   if (cfg.server_reset_query_always && !cfg.server_reset_query.empty()) {
     if (pool()) pool()->begin_reset(this);
+    reset_discards_ = true;
     run_internal({cfg.server_reset_query}, kPurposeReset);
     return;
   }
@@ -1031,7 +1047,8 @@ void ServerConnection::after_client_left() {
   if (tx_status_ != 'I') q.push_back("ROLLBACK");
   const conf::Config& cfg = worker_.config();
   bool reset = client_mode_ == conf::PoolMode::session || cfg.server_reset_query_always;
-  if (reset && !cfg.server_reset_query.empty()) q.push_back(cfg.server_reset_query);
+  reset_discards_ = reset && !cfg.server_reset_query.empty();
+  if (reset_discards_) q.push_back(cfg.server_reset_query);
   if (q.empty()) {
     state_ = State::idle;
     if (pool()) pool()->release(this);

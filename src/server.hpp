@@ -88,9 +88,10 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
         if (extended_copy_in_) break;
         ++syncs_since_execute_;
         ++pending_z_;
+        ++segment_;
         unsynced_ = false;
         break;
-      case 'Q': case 'F': ++pending_z_; unsynced_ = false; last_was_execute_ = false; break;
+      case 'Q': case 'F': ++pending_z_; ++segment_; unsynced_ = false; last_was_execute_ = false; break;
       case 'E': syncs_since_execute_ = 0; last_was_execute_ = true; unsynced_ = true; break;
       case 'P': case 'B': case 'D': case 'C': case 'H': unsynced_ = true; break;
       case 'c': case 'f': extended_copy_in_ = false; break;
@@ -115,6 +116,8 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   }
   // For query_timeout / idle_transaction_timeout (loop milliseconds).
   bool busy() const { return pending_z_ > 0 || unsynced_; }
+  // The request segment being sent (see ServerStatementCache::usable).
+  uint64_t segment() const { return segment_; }
   uint64_t busy_since_ms() const { return busy_since_ms_; }
   uint64_t ready_since_ms() const { return ready_since_ms_; }
 
@@ -228,6 +231,8 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   char tx_status_ = 'I';
   int pending_z_ = 0;        // ReadyForQuery messages still owed to the client
   bool unsynced_ = false;    // extended-protocol messages sent since the last Sync
+  bool reset_discards_ = false;  // the running reset includes server_reset_query
+  uint64_t segment_ = 0;         // Syncs and simple Queries sent so far
   bool read_paused_ = false;
   bool in_copy_in_ = false;  // server waits for CopyData from the client
   // COPY FROM STDIN started by Execute: Syncs sent after that Execute and

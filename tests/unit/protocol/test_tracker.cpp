@@ -1204,3 +1204,73 @@ TEST_CASE("ResponseTracker: randomised pipelines against a model of the server",
     require_idle(t);
   }
 }
+
+// ---------------------------------------------------------------------------
+// sent_failing: the request pgmux sends after an error it reported itself,
+// so that the server's transaction fails too.
+
+TEST_CASE("ResponseTracker: a failing Bind after pgmux's error: its error is hidden, the segment "
+          "ends at the client's Sync",
+          "[tracker]") {
+  Harness h;
+  h.send(R::parse, false, 7);      // earlier in the segment: skipped by the server
+  h.answer(syn('E'));              // pgmux's own error (42P05)
+  h.t.sent_failing(R::bind);       // Bind of a statement that does not exist
+  h.send(R::sync);                 // the client's Sync
+  CHECK(h.t.special());
+  feed(h, {
+              {'1', 'p', false, true},  // the Parse is answered, then pgmux's error is due
+              {'E', 'h', false, false},  // the failing Bind: hidden
+              {'Z', 'p', true, false},
+          });
+  CHECK(h.seen() == "1[E]Z");
+  CHECK(h.take_tags().empty());
+  require_idle(h.t);
+}
+
+TEST_CASE("ResponseTracker: a failing simple Query: its error is hidden, its ReadyForQuery passes",
+          "[tracker]") {
+  Harness h;
+  h.answer(syn('E'));
+  h.t.sent_failing(R::query);
+  h.flush();
+  CHECK(h.seen() == "[E]");
+  feed(h, {
+              {'E', 'h', false, false},
+              {'Z', 'p', true, false},
+          });
+  CHECK(h.seen() == "Z");
+  require_idle(h.t);
+}
+
+TEST_CASE("ResponseTracker: when an earlier request fails, pgmux's error and the failing request "
+          "are skipped with it",
+          "[tracker]") {
+  Harness h;
+  h.send(R::parse, /*hidden=*/true);  // the probe: refused in a failed transaction
+  h.send(R::close, /*hidden=*/true);
+  h.answer(syn('E'));
+  h.t.sent_failing(R::bind);
+  h.send(R::sync);
+  feed(h, {
+              {'E', 'p', false, false},  // 25P02 from the server: shown, the rest skipped
+              {'Z', 'p', true, false},
+          });
+  CHECK(h.seen() == "EZ");
+  require_idle(h.t);
+}
+
+TEST_CASE("ResponseTracker: a failing request while the server skips to Sync is not queued",
+          "[tracker]") {
+  Harness h;
+  h.send(R::execute);
+  feed(h, {{'E', 'p', true, false}});  // no Sync sent yet: skipping
+  CHECK(h.t.skipping());
+  h.t.sent_failing(R::bind);
+  CHECK(h.t.empty());
+  CHECK_FALSE(h.t.special());
+  h.send(R::sync);
+  CHECK_FALSE(h.t.skipping());
+  feed(h, {{'Z', 'p', true, false}});
+  require_idle(h.t);
+}
