@@ -103,7 +103,7 @@ ResponseTracker::Action ResponseTracker::on_server_message_slow(char type) {
   Action a = head.hidden ? Action::hide : Action::pass;
   if (head.req == Request::describe_stmt && type == 't') head.got_param_desc = true;
   if (terminates(head, type)) {
-    if (head.req == Request::parse && head.tag) report(kPrepared, head.tag);
+    if (head.tag) report_done(head, type);
     pop_front();
   }
   return a;

@@ -69,7 +69,7 @@ class ResponseTracker {
           !(head.req == Request::describe_stmt && type == 't')) {
         Action a = head.hidden ? Action::hide : Action::pass;
         if (terminates(head, type)) {
-          if (head.req == Request::parse && head.tag) report(kPrepared, head.tag);
+          if (head.tag) report_done(head, type);
           pop_front();
         }
         return a;
@@ -89,6 +89,8 @@ class ResponseTracker {
   std::vector<uint64_t> take_unnamed() { return take(kUnnamed); }
   // Tags of Parse requests the server answered with ParseComplete.
   std::vector<uint64_t> take_prepared() { return take(kPrepared); }
+  // Tags of Execute requests the server completed (CommandComplete).
+  std::vector<uint64_t> take_executed() { return take(kExecuted); }
 
   // The client sent CopyDone or CopyFail: an extended-protocol COPY FROM
   // STDIN is over, and Syncs count again (the server ignores Syncs it
@@ -97,6 +99,8 @@ class ResponseTracker {
 
   // Nothing in flight.
   bool empty() const { return head_ == q_.size(); }
+  // Some report waits to be taken.
+  bool has_reports() const { return !reports_.empty(); }
   // An error was answered and no Sync sent since: the server discards
   // requests until the next Sync.
   bool skipping() const { return skipping_; }
@@ -147,6 +151,11 @@ class ResponseTracker {
     }
   }
   void popped_special(const Entry& e);
+  // A tagged request was answered (its terminator `type`).
+  void report_done(const Entry& e, char type) {
+    if (e.req == Request::parse) report(kPrepared, e.tag);
+    else if (e.req == Request::execute && type == 'C') report(kExecuted, e.tag);
+  }
   void sent_slow(Request r, bool hidden, uint64_t tag, uint64_t client_tag);
   Action on_server_message_slow(char type);
 
@@ -164,7 +173,7 @@ class ResponseTracker {
   bool copy_in_ = false;   // extended-protocol COPY FROM STDIN in progress
   // Tag reports waiting to be taken, one list for the three kinds (an idle
   // client keeps one empty vector, not three).
-  enum Report : uint8_t { kUnprepared, kPrepared, kUnnamed };
+  enum Report : uint8_t { kUnprepared, kPrepared, kUnnamed, kExecuted };
   std::vector<std::pair<Report, uint64_t>> reports_;
   void report(Report kind, uint64_t tag) { reports_.emplace_back(kind, tag); }
   std::vector<uint64_t> take(Report kind) {

@@ -24,6 +24,15 @@ constexpr size_t kMaxAuthMessage = 16 * 1024;  // SASL/password messages are tin
 using proto::fatal_error;
 
 // PostgreSQL's answer to a statement name that is taken.
+std::string does_not_exist_error(std::string_view name) {
+  proto::ErrorFields e;
+  e.sqlstate = "26000";
+  e.message = "prepared statement \"" + std::string(name) + "\" does not exist";
+  std::string m;
+  proto::error_response(m, e);
+  return m;
+}
+
 std::string already_exists(std::string_view name) {
   proto::ErrorFields e;
   e.sqlstate = "42P05";
@@ -1087,8 +1096,8 @@ std::string close_complete() {
 // else (unnamed Parse/Bind/Describe, ordinary queries) passes untouched.
 bool needs_inspection(char t, uint32_t body_len, proto::ByteSpan body) {
   switch (t) {
-    case 'P':  // statement name first
-      return body.empty() || body[0] != 0;
+    case 'P':  // statement name first; an unnamed one may be a SQL DEALLOCATE
+      return body.size() < 2 || body[0] != 0 || body[1] == 'D' || body[1] == 'd';
     case 'B':  // portal name, then statement name
       return body.size() < 2 || body[0] != 0 || body[1] != 0;
     case 'D':
@@ -1194,8 +1203,15 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
         case 'Q': m.tracker.sent(Req::query); break;
         case 'S': m.tracker.sent(Req::sync); break;
         case 'F': m.tracker.sent(Req::function_call); break;
-        case 'E': m.tracker.sent(Req::execute); break;
-        case 'P': m.tracker.sent(Req::parse); break;
+        case 'E': {
+          // The Execute of a client's DEALLOCATE (unnamed portal) carries
+          // its tag: the name goes when the server completes it.
+          uint64_t tag = 0;
+          if (m.dealloc_armed && !after.empty() && after[0] == 0) tag = std::exchange(m.dealloc_armed, 0);
+          m.tracker.sent(Req::execute, false, tag);
+          break;
+        }
+        case 'P': m.dealloc_armed = 0; m.tracker.sent(Req::parse); break;
         case 'B': m.tracker.sent(Req::bind); break;
         case 'D': m.tracker.sent(after[0] == 'S' ? Req::describe_stmt : Req::describe_portal); break;
         case 'C': m.tracker.sent(Req::close); break;
@@ -1352,6 +1368,7 @@ void ClientConnection::forget_unnamed() {
   if (ms().tracker.empty()) {
     named().unconfirmed.clear();
     named().unconfirmed_segment.clear();
+    named().deallocs.clear();
     named().name_tag.clear();
   }
 }
@@ -1362,6 +1379,41 @@ void ClientConnection::flush_due_responses() {
   if (!ms().tracker.special() || !server_ || !server_->at_message_boundary()) return;
   std::string due;
   if (ms().tracker.take_due(due)) deliver(std::move(due));
+}
+
+// SQL DEALLOCATE of one of the client's names through the extended protocol
+// (psycopg 3 in pipeline mode drops its statements so). The name is the
+// client's, not the server's: the server runs DEALLOCATE of a statement
+// pgmux prepares for the purpose (closed first, in case one was left), so
+// the client gets the very answers of a DEALLOCATE (ParseComplete,
+// BindComplete, NoData, CommandComplete "DEALLOCATE"), or the server's
+// error where PostgreSQL would give one (25P02 in a failed transaction
+// block). The client's name goes when the server completes the Execute.
+bool ClientConnection::deallocate_extended(const std::string& name, std::string& out) {
+  append_message(out, 'C', std::string_view("Spgmux.dealloc\0", 15));
+  ms().tracker.sent(Req::close, /*hidden=*/true);
+  server_->count_request('C');
+  append_message(out, 'P', std::string_view("pgmux.dealloc\0SELECT\0\0\0", 23));
+  ms().tracker.sent(Req::parse, /*hidden=*/true);
+  server_->count_request('P');
+  append_message(out, 'P', std::string_view("\0DEALLOCATE \"pgmux.dealloc\"\0\0\0", 30));
+  ms().tracker.sent(Req::parse);
+  server_->count_request('P');
+  const uint64_t tag = kDeallocTag | ms().next_parse_tag++;
+  named().deallocs[tag] = name;
+  ms().dealloc_armed = tag;
+  return true;
+}
+
+void ClientConnection::apply_deallocations(const std::vector<uint64_t>& tags) {
+  if (!named_) return;
+  for (uint64_t tag : tags) {
+    auto it = named_->deallocs.find(tag);
+    if (it == named_->deallocs.end()) continue;
+    named_->stmts.erase(it->second);
+    named_->sql_stmts.erase(it->second);
+    named_->deallocs.erase(it);
+  }
 }
 
 // After an error pgmux reports itself in place of the server's, the server's
@@ -1484,6 +1536,14 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
     auto seg = named().unconfirmed_segment.find(nt->second);
     return seg != named().unconfirmed_segment.end() && seg->second != server_->segment();
   };
+  // A DEALLOCATE of the name is in flight: whether it still exists is not
+  // known yet.
+  auto uncertain = [&](std::string_view name) {
+    if (defined_in_earlier_segment(name)) return true;
+    for (const auto& [tag, n] : named().deallocs)
+      if (n == name) return awaiting_server();
+    return false;
+  };
   auto prepared_on_server = [&](const StatementRef& st) {
     const bool hit = server_->statements().usable(st->id, server_->segment());
     if (pool::Pool* p = server_->pool()) ++(hit ? p->stats.prepared_hits : p->stats.prepared_misses);
@@ -1499,7 +1559,21 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         protocol_error("malformed Parse message");
         return false;
       }
-      if (m->statement.empty()) return pass(Req::parse);
+      if (m->statement.empty()) {
+        ms().dealloc_armed = 0;
+        proto::SqlCommand cmd = proto::classify_sql_command(m->query);
+        if (cmd.kind == proto::SqlCommand::Kind::deallocate) {
+          if (uncertain(cmd.name)) return wait_for_answers();
+          if (named().stmts.count(cmd.name) || named().sql_stmts.count(cmd.name))
+            return deallocate_extended(cmd.name, out);
+          // Not the client's: a same-named SQL statement of another client
+          // on this server must not go.
+          report_own_error(does_not_exist_error(cmd.name), out, /*simple=*/false);
+          ms().skip_to_sync = true;
+          return true;
+        }
+        return pass(Req::parse);
+      }
       if (named().stmts.count(std::string(m->statement)) ||
           (named_ && named_->sql_stmts.count(std::string(m->statement)))) {
         // Whether the name exists may hang on a Parse in flight.
@@ -1533,7 +1607,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         return false;
       }
       const StatementRef* st = m->statement.empty() ? nullptr : lookup(m->statement);
-      if (st && defined_in_earlier_segment(m->statement)) return wait_for_answers();
+      if (st && uncertain(m->statement)) return wait_for_answers();
       if (!st) return pass(Req::bind);
       ensure(*st);
       std::string nb;
@@ -1555,7 +1629,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       }
       if (m->kind == 'P') return pass(Req::describe_portal);
       const StatementRef* st = m->name.empty() ? nullptr : lookup(m->name);
-      if (st && defined_in_earlier_segment(m->name)) return wait_for_answers();
+      if (st && uncertain(m->name)) return wait_for_answers();
       if (!st) return pass(Req::describe_stmt);
       ensure(*st);
       std::string nb = "S" + (*st)->server_name;
@@ -1622,12 +1696,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
   };
   // pgmux's own error; the server's ReadyForQuery follows (report_own_error).
   auto does_not_exist = [&](const std::string& name) {
-    proto::ErrorFields e;
-    e.sqlstate = "26000";
-    e.message = "prepared statement \"" + name + "\" does not exist";
-    std::string m;
-    proto::error_response(m, e);
-    report_own_error(std::move(m), out, /*simple=*/true);
+    report_own_error(does_not_exist_error(name), out, /*simple=*/true);
     return true;
   };
   // PREPARE, EXECUTE and DEALLOCATE [ALL] in a failed transaction block:

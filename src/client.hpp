@@ -100,6 +100,8 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // Client bytes held back while a replica works on a read (see
   // forward_to_server): the server answered everything sent, and is still
   // in the transaction, so they may go now.
+  // Execute tags of DEALLOCATEs the server completed: their names go.
+  void apply_deallocations(const std::vector<uint64_t>& tags);
   bool has_held() const { return !more_pending_.empty() && state_ == State::linked; }
   // Held input waits for the answers to what was sent (see ManagedState).
   bool waiting_for_answers() const { return ms_ && ms_->wait_for_answers; }
@@ -165,6 +167,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   bool process_message(char type, const std::string& body, std::string& out);
   void report_own_error(std::string error_response, std::string& out, bool simple);
   void fail_on_server(std::string& out, bool simple);
+  bool deallocate_extended(const std::string& name, std::string& out);
   // Requests in flight on the server; pgmux's own answers that are due go
   // out first (a tracker holding only those waits for nothing).
   bool awaiting_server() {
@@ -263,6 +266,9 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     // that makes the server skip to Sync): the client's input is held until
     // the server has answered everything sent (the tracker is empty).
     bool wait_for_answers = false;
+    // The unnamed statement is a client's DEALLOCATE: the tag its Execute
+    // carries (0: none).
+    uint64_t dealloc_armed = 0;
   };
   std::unique_ptr<ManagedState> ms_;
   ManagedState& ms() { return ms_ ? *ms_ : make_ms(); }  // inline: called per message
@@ -278,6 +284,8 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     std::unordered_map<uint64_t, std::string> unconfirmed;
     // The request segment each unconfirmed Parse was sent in.
     std::unordered_map<uint64_t, uint64_t> unconfirmed_segment;
+    // DEALLOCATEs in flight through the extended protocol: tag -> name.
+    std::unordered_map<uint64_t, std::string> deallocs;
     std::unordered_map<std::string, uint64_t> name_tag;
     std::string acc;   // body of a message being inspected
     std::string held;  // header bytes of a message whose type is not known yet

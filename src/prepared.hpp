@@ -28,6 +28,9 @@ using StatementRef = std::shared_ptr<const PreparedStatement>;
 // Tracker tags: protocol-level statements use their id, SQL-level ones
 // have this bit set.
 constexpr uint64_t kSqlStatementTag = uint64_t(1) << 63;
+// Tracker tag of the Execute of a client's SQL DEALLOCATE sent through the
+// extended protocol (its name goes when the server completes it).
+constexpr uint64_t kDeallocTag = uint64_t(1) << 62;
 
 class PreparedRegistry {
  public:

@@ -794,6 +794,7 @@ void ServerConnection::watch_end(bool& release_point) {
 // the server (nor named for the client); accepted ones are proven.
 void ServerConnection::absorb_tracker_reports(proto::ResponseTracker& tracker) {
   forget_unprepared(tracker.take_unprepared());
+  client_->apply_deallocations(tracker.take_executed());
   client_->forget_unnamed();
   for (uint64_t tag : tracker.take_prepared()) {
     if (tag & kSqlStatementTag) continue;
@@ -817,7 +818,8 @@ bool ServerConnection::scan_server_bytes(proto::ByteSpan chunk, bool& release_po
       if (client_ && client_->managed()) {
         proto::ResponseTracker& tracker = client_->tracker();
         tracker.on_server_message(piece.type);
-        if (piece.type == 'E' || piece.type == '1') absorb_tracker_reports(tracker);
+        if (piece.type == 'E' || piece.type == '1' || tracker.has_reports())
+          absorb_tracker_reports(tracker);
       }
     } else {
       watch_body(piece.data);
@@ -964,6 +966,7 @@ void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
 
 void ServerConnection::forget_unprepared(const std::vector<uint64_t>& tags) {
   for (uint64_t tag : tags) {
+    if (tag & kDeallocTag) continue;  // a DEALLOCATE's Execute, not a statement
     if (tag & kSqlStatementTag) {
       uint64_t id = tag & ~kSqlStatementTag;
       for (auto it = sql_prepared_.begin(); it != sql_prepared_.end();) {

@@ -2012,14 +2012,15 @@ TEST_CASE("transaction: COPY FROM STDIN through the extended protocol",
 // server) must get the same answers as the same pipelines sent by twin
 // clients connected straight to PostgreSQL. The operations mix named
 // statements (defined, redefined, missing), unnamed queries, errors in the
-// middle of a segment, explicit transactions and SET/SHOW; now and then a
+// middle of a segment, SQL DEALLOCATE as an extended-protocol query,
+// explicit transactions and SET/SHOW; now and then a
 // step leaves pipeline mode for one simple-protocol statement (SQL PREPARE,
 // EXECUTE, DEALLOCATE of either kind of statement, DEALLOCATE ALL,
 // BEGIN/COMMIT). So pgmux's statement mapping, its re-prepares after
 // evictions and server changes, its own errors, its error skipping and its
 // parameter sync all meet at random points. A failure prints the seed, the
 // step and both answers. (Not covered, because pgmux does not support it:
-// SQL DEALLOCATE/EXECUTE sent through the extended protocol.)
+// SQL EXECUTE and PREPARE sent through the extended protocol.)
 
 namespace {
 
@@ -2051,7 +2052,11 @@ std::string send_random_op(std::mt19937& rng, DiffClient& c, bool may_begin, boo
       both([&](PGconn* p) { return send_prepared(p, name, {arg}); });
       return "execute " + name + "(" + arg + ")";
     }
-    case 5:
+    case 5: {  // SQL DEALLOCATE through the extended protocol (psycopg 3's pipeline mode)
+      const std::string sql = "DEALLOCATE " + (pick(2) ? name : "q" + std::to_string(pick(3)));
+      both([&](PGconn* p) { return send_query(p, sql); });
+      return sql;
+    }
     case 6:
     case 7: {
       const std::string sql = pick(4) ? "SELECT " + std::to_string(pick(1000)) : "SELECT 1/0";

@@ -1274,3 +1274,21 @@ TEST_CASE("ResponseTracker: a failing request while the server skips to Sync is 
   feed(h, {{'Z', 'p', true, false}});
   require_idle(h.t);
 }
+
+TEST_CASE("ResponseTracker: a tagged Execute is reported when completed, not when it fails",
+          "[tracker]") {
+  Harness h;
+  h.send(R::parse);
+  h.send(R::bind);
+  h.t.sent(R::execute, false, 42);
+  h.send(R::sync);
+  feed(h, {{'1', 'p', false, false}, {'2', 'p', false, false}, {'C', 'p', false, false}});
+  CHECK(h.t.take_executed() == std::vector<uint64_t>{42});
+  feed(h, {{'Z', 'p', true, false}});
+
+  h.t.sent(R::execute, false, 43);
+  h.send(R::sync);
+  feed(h, {{'E', 'p', false, false}, {'Z', 'p', true, false}});
+  CHECK(h.t.take_executed().empty());
+  CHECK(h.take_tags() == std::vector<uint64_t>{43});  // reported as not done
+}
