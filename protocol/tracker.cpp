@@ -46,6 +46,11 @@ void ResponseTracker::sent_failing(Request r) {
   q_.push_back(e);
 }
 
+void ResponseTracker::report_done(const Entry& e, char type) {
+  if (e.req == Request::parse) report(kPrepared, e.tag);
+  else if (e.req == Request::execute && type == 'C') report(kExecuted, e.tag);
+}
+
 void ResponseTracker::popped_special(const Entry& e) {
   --special_;
   if (e.is_synthetic && ++synth_head_ == synth_.size()) {

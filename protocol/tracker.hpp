@@ -151,11 +151,9 @@ class ResponseTracker {
     }
   }
   void popped_special(const Entry& e);
-  // A tagged request was answered (its terminator `type`).
-  void report_done(const Entry& e, char type) {
-    if (e.req == Request::parse) report(kPrepared, e.tag);
-    else if (e.req == Request::execute && type == 'C') report(kExecuted, e.tag);
-  }
+  // A tagged request was answered (its terminator `type`); out of line,
+  // so that the inline on_server_message stays small.
+  void report_done(const Entry& e, char type);
   void sent_slow(Request r, bool hidden, uint64_t tag, uint64_t client_tag);
   Action on_server_message_slow(char type);
 
