@@ -1272,7 +1272,11 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
   }
   flush_due_responses();
   // Requests sent while the server skips to Sync after an error never run.
-  if (server_) server_->forget_unprepared(m.tracker.take_unprepared());
+  if (server_) {
+    const std::vector<uint64_t> unprepared = m.tracker.take_unprepared();
+    server_->forget_unprepared(unprepared);
+    forget_failed_prepares(unprepared);
+  }
   forget_unnamed();
   if (server_) server_->maybe_release();
   if (server_ && server_->write_backlogged()) socket_.read_stop();
@@ -1405,6 +1409,16 @@ bool ClientConnection::deallocate_extended(const std::string& name, std::string&
   return true;
 }
 
+void ClientConnection::forget_failed_prepares(const std::vector<uint64_t>& tags) {
+  if (!named_) return;
+  for (uint64_t tag : tags) {
+    const uint64_t both = kSqlStatementTag | kClientPrepareTag;
+    if ((tag & both) != both) continue;
+    const uint64_t id = tag & ~both;
+    std::erase_if(named_->sql_stmts, [&](const auto& kv) { return kv.second->id == id; });
+  }
+}
+
 void ClientConnection::apply_deallocations(const std::vector<uint64_t>& tags) {
   if (!named_) return;
   for (uint64_t tag : tags) {
@@ -1429,19 +1443,15 @@ void ClientConnection::apply_deallocations(const std::vector<uint64_t>& tags) {
 // PostgreSQL refuses any statement but COMMIT/ROLLBACK in a failed
 // transaction block before it looks at statement names (25P02), and so must
 // pgmux. A simple Query is answered only when nothing is in flight, so the
-// server's last ReadyForQuery tells (refuse_in_failed_transaction). In an
-// extended-protocol segment a COMMIT or ROLLBACK may precede without a
+// server's last ReadyForQuery tells (process_query sends the client's query
+// as it is then). In an extended-protocol segment a COMMIT or ROLLBACK may precede without a
 // Sync, so the server decides: pgmux first sends a hidden Parse of a
 // probe statement (and its Close). In a failed transaction the server
 // refuses it, the client sees that 25P02 (errors are never hidden), and the
 // server skips pgmux's error and the rest to Sync; else the probe's answers
 // are hidden and pgmux's error follows.
 void ClientConnection::report_own_error(std::string error_response, std::string& out, bool simple) {
-  if (simple) {
-    if (refuse_in_failed_transaction(out)) return;
-  } else {
-    probe_failed_transaction(out);
-  }
+  if (!simple) probe_failed_transaction(out);
   ms().tracker.synthetic(std::move(error_response));
   fail_on_server(out, simple);
 }
@@ -1458,17 +1468,6 @@ void ClientConnection::probe_failed_transaction(std::string& out) {
   append_message(out, 'C', std::string_view("Spgmux.probe\0", 13));
   ms().tracker.sent(Req::close, /*hidden=*/true);
   server_->count_request('C');
-}
-
-// In a failed transaction block the server answers a simple Query instead
-// (25P02, for a bare SELECT), and whatever pgmux would have done or
-// answered does not happen.
-bool ClientConnection::refuse_in_failed_transaction(std::string& out) {
-  if (server_->tx_status() != 'E') return false;
-  append_message(out, 'Q', std::string_view("SELECT\0", 7));
-  ms().tracker.sent(Req::query);
-  server_->count_request('Q');
-  return true;
 }
 
 void ClientConnection::fail_on_server(std::string& out, bool simple) {
@@ -1694,23 +1693,40 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
     inject("DEALLOCATE " + quote_identifier(name), 0);
     on_server.erase(name);
   };
+  // The client's SQL statement `name` on this server, re-prepared (hidden)
+  // when the server has none or another client's under that name.
+  auto ensure_sql_on_server = [&](const std::string& name, const StatementRef& st) {
+    auto it = on_server.find(name);
+    if (it != on_server.end() && it->second == st->id) return;
+    if (it != on_server.end()) deallocate_on_server(name);
+    // The PREPARE text is stored after the name in the registry key.
+    inject(st->query.substr(st->query.rfind('\x01') + 1), st->id | kSqlStatementTag);
+    on_server[name] = st->id;
+  };
   // pgmux's own error; the server's ReadyForQuery follows (report_own_error).
   auto does_not_exist = [&](const std::string& name) {
     report_own_error(does_not_exist_error(name), out, /*simple=*/true);
     return true;
   };
-  // PREPARE, EXECUTE and DEALLOCATE [ALL] in a failed transaction block:
-  // 25P02 from the server, as PostgreSQL answers, and pgmux's records stay
-  // as they are (a hidden DEALLOCATE there would fail).
-  if (cmd.kind != proto::SqlCommand::Kind::other &&
-      cmd.kind != proto::SqlCommand::Kind::discard_all && refuse_in_failed_transaction(out))
-    return true;
+  // PREPARE, EXECUTE and DEALLOCATE [ALL] in a failed transaction block go
+  // to the server as they are: it refuses them as PostgreSQL does (a syntax
+  // error, else 25P02) and runs none of them, so pgmux's records stay as
+  // they are (a hidden DEALLOCATE there would fail).
+  if (cmd.kind != proto::SqlCommand::Kind::other && server_->tx_status() == 'E')
+    return forward_query();
   switch (cmd.kind) {
     case proto::SqlCommand::Kind::other:
       return forward_query();
     case proto::SqlCommand::Kind::prepare: {
       // One namespace for SQL and protocol-level statements, as in PostgreSQL.
-      if (named().sql_stmts.count(cmd.name) || named().stmts.count(cmd.name)) {
+      if (auto mine = named().sql_stmts.find(cmd.name); mine != named().sql_stmts.end()) {
+        // The client's statement is put on this server (as for EXECUTE) and
+        // the PREPARE goes as it is: the server refuses it in PostgreSQL's
+        // order (a syntax or analysis error first, else 42P05).
+        ensure_sql_on_server(cmd.name, mine->second);
+        return forward_query();
+      }
+      if (named().stmts.count(cmd.name)) {
         report_own_error(already_exists(cmd.name), out, /*simple=*/true);
         return true;
       }
@@ -1720,22 +1736,14 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
       if (it != on_server.end()) deallocate_on_server(cmd.name);
       named().sql_stmts[cmd.name] = st;
       on_server[cmd.name] = st->id;
-      return forward_query(st->id | kSqlStatementTag);
+      return forward_query(st->id | kSqlStatementTag | kClientPrepareTag);
     }
     case proto::SqlCommand::Kind::execute: {
       auto mine = named().sql_stmts.find(cmd.name);
-      auto it = on_server.find(cmd.name);
       // Not ours: never run what another client prepared under this name
       // (the client's session has no such statement).
       if (mine == named().sql_stmts.end()) return does_not_exist(cmd.name);
-      const StatementRef& st = mine->second;
-      if (it == on_server.end() || it->second != st->id) {
-        if (it != on_server.end()) deallocate_on_server(cmd.name);
-        // The PREPARE text is stored after the name in the registry key.
-        std::string prepare_sql = st->query.substr(st->query.rfind('\x01') + 1);
-        inject(prepare_sql, st->id | kSqlStatementTag);
-        on_server[cmd.name] = st->id;
-      }
+      ensure_sql_on_server(cmd.name, mine->second);
       return forward_query();
     }
     case proto::SqlCommand::Kind::deallocate: {

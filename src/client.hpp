@@ -102,6 +102,8 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // in the transaction, so they may go now.
   // Execute tags of DEALLOCATEs the server completed: their names go.
   void apply_deallocations(const std::vector<uint64_t>& tags);
+  // Unprepared tags: a PREPARE of the client's that failed defines no name.
+  void forget_failed_prepares(const std::vector<uint64_t>& tags);
   bool has_held() const { return !more_pending_.empty() && state_ == State::linked; }
   // Held input waits for the answers to what was sent (see ManagedState).
   bool waiting_for_answers() const { return ms_ && ms_->wait_for_answers; }
@@ -180,7 +182,6 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   }
   // hold() in buffer-sized pieces; with `at`, inserted from that index on.
   void hold_all(const uint8_t* data, size_t n, size_t* at = nullptr);
-  bool refuse_in_failed_transaction(std::string& out);
   void probe_failed_transaction(std::string& out);
   void emit_parse(const StatementRef& st, std::string& out, bool hidden, uint64_t client_tag = 0);
   void flush_due_responses();

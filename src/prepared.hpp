@@ -31,6 +31,9 @@ constexpr uint64_t kSqlStatementTag = uint64_t(1) << 63;
 // Tracker tag of the Execute of a client's SQL DEALLOCATE sent through the
 // extended protocol (its name goes when the server completes it).
 constexpr uint64_t kDeallocTag = uint64_t(1) << 62;
+// With kSqlStatementTag: the client's own PREPARE (not pgmux's re-prepare);
+// if it fails, the client's name does not exist either.
+constexpr uint64_t kClientPrepareTag = uint64_t(1) << 61;
 
 class PreparedRegistry {
  public:

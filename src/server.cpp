@@ -793,7 +793,9 @@ void ServerConnection::watch_end(bool& release_point) {
 // What the tracker learnt about Parses: failed or skipped ones are not on
 // the server (nor named for the client); accepted ones are proven.
 void ServerConnection::absorb_tracker_reports(proto::ResponseTracker& tracker) {
-  forget_unprepared(tracker.take_unprepared());
+  const std::vector<uint64_t> unprepared = tracker.take_unprepared();
+  forget_unprepared(unprepared);
+  client_->forget_failed_prepares(unprepared);
   client_->apply_deallocations(tracker.take_executed());
   client_->forget_unnamed();
   for (uint64_t tag : tracker.take_prepared()) {
@@ -968,7 +970,7 @@ void ServerConnection::forget_unprepared(const std::vector<uint64_t>& tags) {
   for (uint64_t tag : tags) {
     if (tag & kDeallocTag) continue;  // a DEALLOCATE's Execute, not a statement
     if (tag & kSqlStatementTag) {
-      uint64_t id = tag & ~kSqlStatementTag;
+      uint64_t id = tag & ~(kSqlStatementTag | kClientPrepareTag);
       for (auto it = sql_prepared_.begin(); it != sql_prepared_.end();) {
         if (it->second == id) it = sql_prepared_.erase(it);
         else ++it;

@@ -2123,7 +2123,10 @@ TEST_CASE("transaction: random pipelines answer as PostgreSQL does", "[transacti
         const std::string k = std::to_string(rng() % 3);
         std::string sql;
         switch (rng() % 8) {
-          case 0: sql = "PREPARE q" + k + " AS SELECT $1::int + " + std::to_string(rng() % 100); break;
+          case 0:
+            sql = "PREPARE q" + k + (rng() % 4 ? " AS SELECT $1::int + " : " AS SELEC $1::int + ") +
+                  std::to_string(rng() % 100);  // a syntax error now and then
+            break;
           case 1: case 2: sql = "EXECUTE q" + k + "(" + std::to_string(rng() % 100) + ")"; break;
           case 3: sql = "DEALLOCATE q" + k; break;
           case 4: sql = "DEALLOCATE s" + std::to_string(rng() % 4); break;
