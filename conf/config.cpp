@@ -38,11 +38,29 @@ constexpr size_t kMaxUnixPath = 107;  // sizeof(sockaddr_un::sun_path) - 1
 
 // ---------------------------------------------------------------- helpers --
 
+// A value in double quotes for an error message, on one line: quotes and
+// backslashes escaped, control characters as \n, \r, \t or \xNN.
 std::string dq(std::string_view s) {
+  static const char kHex[] = "0123456789abcdef";
   std::string out = "\"";
   for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    } else {
+      out += c;
+    }
   }
   return out + "\"";
 }

@@ -70,3 +70,14 @@ TEST_CASE("SET refuses what the file would refuse, naming the setting") {
   CHECK_THAT(set_err(*routed, "min_pool_size", "4"), Contains("[databases.small] would get min_pool_size 4"));
   CHECK(set_ok(*routed, "min_pool_size", "3")->min_pool_size == 3);
 }
+
+TEST_CASE("SET errors stay on one line whatever the value holds") {
+  // Found by fuzz_config: a size value with a newline and NULs was quoted raw.
+  auto base = ok(kMin);
+  const std::string value("'x 0\nrese\0\0\t'", 13);
+  const std::string e = set_err(*base, "max_packet_size", value);
+  CHECK(e.find('\n') == std::string::npos);
+  CHECK(e.find('\0') == std::string::npos);
+  CHECK_THAT(e, Contains(R"(invalid size "x 0\nrese\x00\x00\t")"));
+  CHECK_THAT(set_err(*base, "query_timeout", "'5\rs'"), Contains(R"("5\rs")"));
+}
