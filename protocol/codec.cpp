@@ -40,52 +40,26 @@ StreamFramer::Piece StreamFramer::next_slow(ByteSpan chunk) {
     return p;
   }
   if (chunk.empty()) return p;  // need_more, consumed 0
+  if (in_body_) return body_piece(chunk);
 
-  if (!in_body_) {
-    // Collect the 5 header bytes, possibly across calls.
-    const size_t take = std::min(sizeof(header_) - header_have_, chunk.size());
-    std::memcpy(header_ + header_have_, chunk.data(), take);
-    header_have_ = uint8_t(header_have_ + take);
-    if (header_have_ < sizeof(header_)) {
-      p.consumed = take;  // == chunk.size()
-      return p;           // need_more
-    }
-    type_ = char(header_[0]);
-    const uint32_t length = read_u32(header_ + 1);
+  // Collect the 5 header bytes, possibly across calls.
+  const size_t take = std::min(sizeof(header_) - header_have_, chunk.size());
+  std::memcpy(header_ + header_have_, chunk.data(), take);
+  header_have_ = uint8_t(header_have_ + take);
+  if (header_have_ < sizeof(header_)) {
+    p.consumed = take;  // == chunk.size()
+    return p;           // need_more
+  }
+  type_ = char(header_[0]);
+  const uint32_t length = read_u32(header_ + 1);
+  if (length < 4 || length > max_len_) {
+    failed_ = true;
+    p.kind = Kind::invalid;
     p.type = type_;
-    if (length < 4 || length > max_len_) {
-      failed_ = true;
-      p.kind = Kind::invalid;
-      p.consumed = chunk.size();
-      return p;
-    }
-    body_len_ = length - 4;
-    remaining_ = body_len_;
-    header_have_ = 0;
-    p.kind = Kind::header;
-    p.consumed = take;  // >= 1: the header always completes on a chunk byte
-    p.body_length = body_len_;
-    if (body_len_ == 0) {
-      p.last_of_message = true;
-    } else {
-      in_body_ = true;
-    }
+    p.consumed = chunk.size();
     return p;
   }
-
-  // Body bytes: reference the chunk, no copy.
-  const size_t take = std::min<size_t>(remaining_, chunk.size());  // >= 1
-  remaining_ -= uint32_t(take);
-  p.kind = Kind::body;
-  p.consumed = take;
-  p.type = type_;
-  p.body_length = body_len_;
-  p.data = chunk.first(take);
-  if (remaining_ == 0) {
-    in_body_ = false;
-    p.last_of_message = true;
-  }
-  return p;
+  return header_piece(type_, length, take);  // take >= 1: the header completes on a chunk byte
 }
 
 // ---------------------------------------------------------------------------

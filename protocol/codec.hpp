@@ -108,35 +108,11 @@ class StreamFramer {
   // Inline for the two common cases (a whole header at a message boundary,
   // body bytes); partial headers and errors take the out-of-line path.
   Piece next(ByteSpan chunk) {
-    Piece p;
-    if (in_body_) {
-      const size_t take = remaining_ < chunk.size() ? remaining_ : chunk.size();
-      if (take == 0) return next_slow(chunk);
-      remaining_ -= uint32_t(take);
-      p.kind = Kind::body;
-      p.consumed = take;
-      p.type = type_;
-      p.body_length = body_len_;
-      p.data = chunk.first(take);
-      if (remaining_ == 0) {
-        in_body_ = false;
-        p.last_of_message = true;
-      }
-      return p;
-    }
+    if (in_body_) return chunk.empty() ? Piece{} : body_piece(chunk);
     if (header_have_ != 0 || failed_ || chunk.size() < 5) return next_slow(chunk);
     const uint32_t length = read_u32(chunk.data() + 1);
     if (length < 4 || length > max_len_) return next_slow(chunk);
-    type_ = char(chunk[0]);
-    body_len_ = length - 4;
-    remaining_ = body_len_;
-    p.kind = Kind::header;
-    p.consumed = 5;
-    p.type = type_;
-    p.body_length = body_len_;
-    if (body_len_ == 0) p.last_of_message = true;
-    else in_body_ = true;
-    return p;
+    return header_piece(char(chunk[0]), length, 5);
   }
 
   // True between messages (no partial header or body pending, not failed).
@@ -151,6 +127,38 @@ class StreamFramer {
  private:
   // Packed (24 bytes): every connection holds one.
   Piece next_slow(ByteSpan chunk);
+  // A valid header (type, declared length) completed with the chunk's
+  // first `consumed` bytes: the message starts.
+  Piece header_piece(char type, uint32_t length, size_t consumed) {
+    Piece p;
+    type_ = type;
+    body_len_ = length - 4;
+    remaining_ = body_len_;
+    header_have_ = 0;
+    p.kind = Kind::header;
+    p.consumed = consumed;
+    p.type = type_;
+    p.body_length = body_len_;
+    if (body_len_ == 0) p.last_of_message = true;
+    else in_body_ = true;
+    return p;
+  }
+  // Body bytes at the start of a non-empty chunk: referenced, not copied.
+  Piece body_piece(ByteSpan chunk) {
+    Piece p;
+    const size_t take = remaining_ < chunk.size() ? remaining_ : chunk.size();  // >= 1
+    remaining_ -= uint32_t(take);
+    p.kind = Kind::body;
+    p.consumed = take;
+    p.type = type_;
+    p.body_length = body_len_;
+    p.data = chunk.first(take);
+    if (remaining_ == 0) {
+      in_body_ = false;
+      p.last_of_message = true;
+    }
+    return p;
+  }
 
   uint32_t max_len_;
   uint32_t body_len_ = 0;
