@@ -23,24 +23,18 @@ constexpr size_t kMaxAuthMessage = 16 * 1024;  // SASL/password messages are tin
 
 using proto::fatal_error;
 
-// PostgreSQL's answer to a statement name that is taken.
-std::string does_not_exist_error(std::string_view name) {
+// PostgreSQL's ErrorResponse about a prepared statement name: 26000 "does
+// not exist" or 42P05 "already exists".
+std::string statement_error(const char* sqlstate, std::string_view name, std::string_view what) {
   proto::ErrorFields e;
-  e.sqlstate = "26000";
-  e.message = "prepared statement \"" + std::string(name) + "\" does not exist";
+  e.sqlstate = sqlstate;
+  e.message = "prepared statement \"" + std::string(name) + "\" " + std::string(what);
   std::string m;
   proto::error_response(m, e);
   return m;
 }
-
-std::string already_exists(std::string_view name) {
-  proto::ErrorFields e;
-  e.sqlstate = "42P05";
-  e.message = "prepared statement \"" + std::string(name) + "\" already exists";
-  std::string m;
-  proto::error_response(m, e);
-  return m;
-}
+std::string does_not_exist_error(std::string_view name) { return statement_error("26000", name, "does not exist"); }
+std::string already_exists(std::string_view name) { return statement_error("42P05", name, "already exists"); }
 }  // namespace
 
 ClientConnection::ClientConnection(Worker& w, Socket::Kind kind)
@@ -841,24 +835,13 @@ size_t ClientConnection::read_unit_cut(const uint8_t* data, size_t n) const {
   return n;
 }
 
-void ClientConnection::hold(const uint8_t* data, size_t n) {
-  IoBufferPtr b = acquire_io_buffer();
-  std::memcpy(b->data, data, n);
-  more_pending_.emplace_back(std::move(b), n);
-  if (more_pending_.size() >= kMaxPendingBuffers) socket_.read_stop();
-}
-
-void ClientConnection::hold_all(const uint8_t* data, size_t n, size_t* at) {
+void ClientConnection::hold(const uint8_t* data, size_t n, size_t* at) {
   while (n > 0) {
     const size_t k = std::min(n, IoBuffer::kSize);
-    if (at) {
-      IoBufferPtr b = acquire_io_buffer();
-      std::memcpy(b->data, data, k);
-      more_pending_.emplace(more_pending_.begin() + long(*at), std::move(b), k);
-      ++*at;
-    } else {
-      hold(data, k);
-    }
+    IoBufferPtr b = acquire_io_buffer();
+    std::memcpy(b->data, data, k);
+    auto where = at ? more_pending_.begin() + long((*at)++) : more_pending_.end();
+    more_pending_.emplace(where, std::move(b), k);
     data += k;
     n -= k;
   }
@@ -1070,6 +1053,7 @@ void ClientConnection::forward_to_server(IoBufferPtr buf, size_t offset, size_t 
 
 namespace {
 using Req = proto::ResponseTracker::Request;
+using namespace std::string_view_literals;
 
 void append_message(std::string& out, char type, std::string_view body) {
   proto::MessageWriter w(out, type);
@@ -1135,12 +1119,19 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
   proto::ByteSpan chunk(buf->data + offset, n);
   ManagedState& m = ms();  // never freed while the client lives
   if (m.wait_for_answers) {  // after what is already held
-    hold_all(chunk.data(), chunk.size());
+    hold(chunk.data(), chunk.size());
     return;
   }
   std::string out;
   bool raw = !named_ || named_->held.empty();  // output == input bytes so far
   size_t raw_end = 0;        // raw: bytes of the chunk to send as they are
+  // From here on the output differs from the input: it starts with the
+  // chunk's bytes up to raw_end.
+  auto leave_raw = [&] {
+    if (!raw) return;
+    out.assign(proto::as_chars(chunk.subspan(0, raw_end)));
+    raw = false;
+  };
   size_t pos = 0;
   while (pos < chunk.size()) {
     size_t start = pos;
@@ -1160,8 +1151,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
     if (piece.kind == K::header) {
       char t = piece.type;
       if (t == 'X') {
-        if (raw) out.assign(proto::as_chars(chunk.subspan(0, raw_end)));
-        raw = false;
+        leave_raw();
         if (!out.empty()) server_->forward_copy(out);
         close(CloseReason::client_terminate);
         return;
@@ -1170,10 +1160,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
       if (m.skip_to_sync && t != 'S') {
         // After an error pgmux reported itself, the server would ignore
         // everything up to Sync: so does pgmux.
-        if (raw) {
-          out.assign(proto::as_chars(chunk.subspan(0, raw_end)));
-          raw = false;
-        }
+        leave_raw();
         if (named_) named_->held.clear();
         m.drop_current = true;
         m.pass_current = false;
@@ -1183,10 +1170,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
       if (t == 'S') m.skip_to_sync = false;
       proto::ByteSpan after = chunk.subspan(pos);
       if (needs_inspection(t, piece.body_length, after)) {
-        if (raw) {
-          out.assign(proto::as_chars(chunk.subspan(0, raw_end)));
-          raw = false;
-        }
+        leave_raw();
         if (named_) named_->held.clear();
         m.accumulating = true;
         m.acc_type = t;
@@ -1220,10 +1204,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
       }
       server_->count_request(t);
       if (named_ && !named_->held.empty()) {
-        if (raw) {
-          out.assign(proto::as_chars(chunk.subspan(0, raw_end)));
-          raw = false;
-        }
+        leave_raw();
         out += named_->held;
         named_->held.clear();
       }
@@ -1250,12 +1231,9 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
           std::string msg;
           append_message(msg, m.acc_type, named().acc);
           size_t at = 0;
-          hold_all(reinterpret_cast<const uint8_t*>(msg.data()), msg.size(), &at);
-          hold_all(chunk.data() + pos, chunk.size() - pos, &at);
-          if (raw) {
-            out.assign(proto::as_chars(chunk.subspan(0, raw_end)));
-            raw = false;
-          }
+          hold(reinterpret_cast<const uint8_t*>(msg.data()), msg.size(), &at);
+          hold(chunk.data() + pos, chunk.size() - pos, &at);
+          leave_raw();
           append_message(out, 'H', {});
           break;
         }
@@ -1394,15 +1372,9 @@ void ClientConnection::flush_due_responses() {
 // error where PostgreSQL would give one (25P02 in a failed transaction
 // block). The client's name goes when the server completes the Execute.
 bool ClientConnection::deallocate_extended(const std::string& name, std::string& out) {
-  append_message(out, 'C', std::string_view("Spgmux.dealloc\0", 15));
-  ms().tracker.sent(Req::close, /*hidden=*/true);
-  server_->count_request('C');
-  append_message(out, 'P', std::string_view("pgmux.dealloc\0SELECT\0\0\0", 23));
-  ms().tracker.sent(Req::parse, /*hidden=*/true);
-  server_->count_request('P');
-  append_message(out, 'P', std::string_view("\0DEALLOCATE \"pgmux.dealloc\"\0\0\0", 30));
-  ms().tracker.sent(Req::parse);
-  server_->count_request('P');
+  send_request(out, 'C', "Spgmux.dealloc\0"sv, Req::close, /*hidden=*/true);
+  send_request(out, 'P', "pgmux.dealloc\0SELECT\0\0\0"sv, Req::parse, /*hidden=*/true);
+  send_request(out, 'P', "\0DEALLOCATE \"pgmux.dealloc\"\0\0\0"sv, Req::parse);
   const uint64_t tag = kDeallocTag | ms().next_parse_tag++;
   named().deallocs[tag] = name;
   ms().dealloc_armed = tag;
@@ -1444,9 +1416,9 @@ void ClientConnection::apply_deallocations(const std::vector<uint64_t>& tags) {
 // transaction block before it looks at statement names (25P02), and so must
 // pgmux. A simple Query is answered only when nothing is in flight, so the
 // server's last ReadyForQuery tells (process_query sends the client's query
-// as it is then). In an extended-protocol segment a COMMIT or ROLLBACK may precede without a
-// Sync, so the server decides: pgmux first sends a hidden Parse of a
-// probe statement (and its Close). In a failed transaction the server
+// as it is then). In an extended-protocol segment a COMMIT or ROLLBACK may
+// precede without a Sync, so the server decides: pgmux first sends a hidden
+// Parse of a probe statement (and its Close). In a failed transaction the server
 // refuses it, the client sees that 25P02 (errors are never hidden), and the
 // server skips pgmux's error and the rest to Sync; else the probe's answers
 // are hidden and pgmux's error follows.
@@ -1462,23 +1434,19 @@ void ClientConnection::report_own_error(std::string error_response, std::string&
 // transaction with nothing pending, is not probed.
 void ClientConnection::probe_failed_transaction(std::string& out) {
   if (!server_->busy() && server_->tx_status() != 'E') return;
-  append_message(out, 'P', std::string_view("pgmux.probe\0SELECT\0\0\0", 21));
-  ms().tracker.sent(Req::parse, /*hidden=*/true);
-  server_->count_request('P');
-  append_message(out, 'C', std::string_view("Spgmux.probe\0", 13));
-  ms().tracker.sent(Req::close, /*hidden=*/true);
-  server_->count_request('C');
+  send_request(out, 'P', "pgmux.probe\0SELECT\0\0\0"sv, Req::parse, /*hidden=*/true);
+  send_request(out, 'C', "Spgmux.probe\0"sv, Req::close, /*hidden=*/true);
 }
 
 void ClientConnection::fail_on_server(std::string& out, bool simple) {
   if (simple) {
-    append_message(out, 'Q', std::string_view("pgmux: fail the transaction\0", 28));
+    append_message(out, 'Q', "pgmux: fail the transaction\0"sv);
     ms().tracker.sent_failing(Req::query);
     server_->count_request('Q');
     return;
   }
   // Bind: portal "", statement "pgmux.fail", no formats, parameters or result formats.
-  append_message(out, 'B', std::string_view("\0pgmux.fail\0\0\0\0\0\0\0", 18));
+  append_message(out, 'B', "\0pgmux.fail\0\0\0\0\0\0\0"sv);
   ms().tracker.sent_failing(Req::bind);
   server_->count_request('B');
 }
@@ -1490,9 +1458,7 @@ void ClientConnection::emit_parse(const StatementRef& st, std::string& out, bool
     body.push_back('S');
     body.append(server_name);
     body.push_back('\0');
-    append_message(out, 'C', body);
-    ms().tracker.sent(Req::close, /*hidden=*/true);
-    server_->count_request('C');
+    send_request(out, 'C', body, Req::close, /*hidden=*/true);
   };
   if (auto evicted = server_->statements().insert(st->id, st->server_name, server_->segment()))
     hidden_close(*evicted);
@@ -1508,22 +1474,30 @@ void ClientConnection::emit_parse(const StatementRef& st, std::string& out, bool
   body.append(st->query);
   body.push_back('\0');
   body.append(st->param_types);
-  append_message(out, 'P', body);
-  ms().tracker.sent(Req::parse, hidden, st->id, client_tag);
-  server_->count_request('P');
+  send_request(out, 'P', body, Req::parse, hidden, st->id, client_tag);
+}
+
+void ClientConnection::send_request(std::string& out, char type, std::string_view body, Req r,
+                                    bool hidden, uint64_t tag, uint64_t client_tag) {
+  append_message(out, type, body);
+  ms().tracker.sent(r, hidden, tag, client_tag);
+  server_->count_request(type);
 }
 
 bool ClientConnection::process_message(char type, const std::string& body_str, std::string& out) {
   proto::ByteSpan body = proto::as_bytes(body_str);
   auto pass = [&](Req r) {
-    append_message(out, type, body_str);
-    ms().tracker.sent(r);
-    server_->count_request(type);
+    send_request(out, type, body_str, r);
     return true;
   };
   auto lookup = [&](std::string_view name) -> const StatementRef* {
     auto it = named().stmts.find(std::string(name));
     return it == named().stmts.end() ? nullptr : &it->second;
+  };
+  // The client has a statement of that name (protocol or SQL level: one
+  // namespace, as in PostgreSQL).
+  auto owns = [&](const std::string& name) {
+    return named().stmts.count(name) > 0 || named().sql_stmts.count(name) > 0;
   };
   // The client's Parse of `name` went in an earlier request segment and is
   // not answered yet: if it fails, PostgreSQL would answer a use of the name
@@ -1563,8 +1537,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         proto::SqlCommand cmd = proto::classify_sql_command(m->query);
         if (cmd.kind == proto::SqlCommand::Kind::deallocate) {
           if (uncertain(cmd.name)) return wait_for_answers();
-          if (named().stmts.count(cmd.name) || named().sql_stmts.count(cmd.name))
-            return deallocate_extended(cmd.name, out);
+          if (owns(cmd.name)) return deallocate_extended(cmd.name, out);
           // Not the client's: a same-named SQL statement of another client
           // on this server must not go.
           report_own_error(does_not_exist_error(cmd.name), out, /*simple=*/false);
@@ -1573,8 +1546,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         }
         return pass(Req::parse);
       }
-      if (named().stmts.count(std::string(m->statement)) ||
-          (named_ && named_->sql_stmts.count(std::string(m->statement)))) {
+      if (owns(std::string(m->statement))) {
         // Whether the name exists may hang on a Parse in flight.
         if (!ms().tracker.skipping() && awaiting_server()) return wait_for_answers();
         report_own_error(already_exists(m->statement), out, /*simple=*/false);
@@ -1615,9 +1587,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       nb.append((*st)->server_name);
       nb.push_back('\0');
       nb.append(body_str, m->statement_offset + m->statement.size() + 1, std::string::npos);
-      append_message(out, 'B', nb);
-      ms().tracker.sent(Req::bind);
-      server_->count_request('B');
+      send_request(out, 'B', nb, Req::bind);
       return true;
     }
     case 'D': {
@@ -1633,9 +1603,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       ensure(*st);
       std::string nb = "S" + (*st)->server_name;
       nb.push_back('\0');
-      append_message(out, 'D', nb);
-      ms().tracker.sent(Req::describe_stmt);
-      server_->count_request('D');
+      send_request(out, 'D', nb, Req::describe_stmt);
       return true;
     }
     case 'C': {
@@ -1670,9 +1638,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
 bool ClientConnection::process_query(const std::string& body_str, std::string& out) {
   auto q = proto::parse_query(proto::as_bytes(body_str));
   auto forward_query = [&](uint64_t tag = 0) {
-    append_message(out, 'Q', body_str);
-    ms().tracker.sent(Req::query, false, tag);
-    server_->count_request('Q');
+    send_request(out, 'Q', body_str, Req::query, false, tag);
     return true;
   };
   if (!q) return forward_query();
@@ -1685,9 +1651,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
   auto inject = [&](const std::string& sql, uint64_t tag) {
     std::string body = sql;
     body.push_back('\0');
-    append_message(out, 'Q', body);
-    ms().tracker.sent(Req::query, /*hidden=*/true, tag);
-    server_->count_request('Q');
+    send_request(out, 'Q', body, Req::query, /*hidden=*/true, tag);
   };
   auto deallocate_on_server = [&](const std::string& name) {
     inject("DEALLOCATE " + quote_identifier(name), 0);

@@ -180,10 +180,13 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     ms().wait_for_answers = true;
     return true;
   }
-  // hold() in buffer-sized pieces; with `at`, inserted from that index on.
-  void hold_all(const uint8_t* data, size_t n, size_t* at = nullptr);
   void probe_failed_transaction(std::string& out);
   void emit_parse(const StatementRef& st, std::string& out, bool hidden, uint64_t client_tag = 0);
+  // A request for the server: its message goes into `out`, and the tracker
+  // and the server's counters learn of it.
+  void send_request(std::string& out, char type, std::string_view body,
+                    proto::ResponseTracker::Request r, bool hidden = false, uint64_t tag = 0,
+                    uint64_t client_tag = 0);
   void flush_due_responses();
   bool process_query(const std::string& body, std::string& out);
   // Parse of statements a server already accepted (+ Close) + Sync while no
@@ -198,7 +201,9 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // Read route: how much of a chunk may go to the replica now (up to the
   // end of the first Query/Sync; nothing while an answer is still owed).
   size_t read_unit_cut(const uint8_t* data, size_t n) const;
-  void hold(const uint8_t* data, size_t n);
+  // Client input kept for later, in buffer-sized pieces: after what is held,
+  // or with `at` from that index on (advanced past the new pieces).
+  void hold(const uint8_t* data, size_t n, size_t* at = nullptr);
   void send(std::string&& data);
   void protocol_error(const std::string& what);
   bool parse_options(const std::string& options, std::string& error);
