@@ -1338,18 +1338,16 @@ void ClientConnection::forget_unnamed() {
   for (uint64_t tag : ms().tracker.take_unnamed()) {
     auto it = named().unconfirmed.find(tag);
     if (it == named().unconfirmed.end()) continue;
-    auto nt = named().name_tag.find(it->second);
+    auto nt = named().name_tag.find(it->second.name);
     if (nt != named().name_tag.end() && nt->second == tag) {
-      named().stmts.erase(it->second);
+      named().stmts.erase(it->second.name);
       named().name_tag.erase(nt);
     }
-    named().unconfirmed_segment.erase(it->first);
     named().unconfirmed.erase(it);
   }
   // Once nothing is in flight every remaining Parse has been answered.
   if (ms().tracker.empty()) {
     named().unconfirmed.clear();
-    named().unconfirmed_segment.clear();
     named().deallocs.clear();
     named().name_tag.clear();
   }
@@ -1506,8 +1504,8 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
     if (!awaiting_server()) return false;  // every Parse is answered
     auto nt = named().name_tag.find(std::string(name));
     if (nt == named().name_tag.end()) return false;
-    auto seg = named().unconfirmed_segment.find(nt->second);
-    return seg != named().unconfirmed_segment.end() && seg->second != server_->segment();
+    auto u = named().unconfirmed.find(nt->second);
+    return u != named().unconfirmed.end() && u->second.segment != server_->segment();
   };
   // A DEALLOCATE of the name is in flight: whether it still exists is not
   // known yet.
@@ -1559,8 +1557,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       std::string name(m->statement);
       named().stmts[name] = st;
       uint64_t ctag = ms().next_parse_tag++;
-      named().unconfirmed[ctag] = name;
-      named().unconfirmed_segment[ctag] = server_->segment();
+      named().unconfirmed[ctag] = {name, server_->segment()};
       named().name_tag[name] = ctag;
       if (prepared_on_server(st)) {
         // PostgreSQL would refuse the Parse in a failed transaction block.

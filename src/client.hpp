@@ -284,12 +284,14 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   struct NamedState {
     std::unordered_map<std::string, StatementRef> stmts;      // client name -> statement
     std::unordered_map<std::string, StatementRef> sql_stmts;  // SQL-level PREPARE names
-    // Parses not yet answered: client tag -> name, and the tag that last
-    // defined each such name, so a Parse the server skipped or refused
-    // leaves no name behind.
-    std::unordered_map<uint64_t, std::string> unconfirmed;
-    // The request segment each unconfirmed Parse was sent in.
-    std::unordered_map<uint64_t, uint64_t> unconfirmed_segment;
+    // Parses not yet answered: client tag -> name and the request segment
+    // the Parse went in, and the tag that last defined each such name, so a
+    // Parse the server skipped or refused leaves no name behind.
+    struct Unconfirmed {
+      std::string name;
+      uint64_t segment;
+    };
+    std::unordered_map<uint64_t, Unconfirmed> unconfirmed;
     // DEALLOCATEs in flight through the extended protocol: tag -> name.
     std::unordered_map<uint64_t, std::string> deallocs;
     std::unordered_map<std::string, uint64_t> name_tag;
