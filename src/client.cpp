@@ -35,6 +35,20 @@ std::string statement_error(const char* sqlstate, std::string_view name, std::st
 }
 std::string does_not_exist_error(std::string_view name) { return statement_error("26000", name, "does not exist"); }
 std::string already_exists(std::string_view name) { return statement_error("42P05", name, "already exists"); }
+
+// SQL-level statements live in the registry under a key of their own: the
+// name and the PREPARE statement's text, which pgmux re-runs on a server
+// that lacks the statement.
+std::string sql_statement_key(std::string_view name, std::string_view prepare_sql) {
+  std::string key = "\x01sql\x01";
+  key.append(name);
+  key.push_back('\x01');
+  key.append(prepare_sql);
+  return key;
+}
+std::string_view sql_prepare_text(const PreparedStatement& st) {
+  return std::string_view(st.query).substr(st.query.rfind('\x01') + 1);
+}
 }  // namespace
 
 ClientConnection::ClientConnection(Worker& w, Socket::Kind kind)
@@ -1078,26 +1092,32 @@ std::string close_complete() {
 // follows the header in the chunk): only messages naming a statement, and
 // simple queries that may be PREPARE/EXECUTE/DEALLOCATE/DISCARD. Everything
 // else (unnamed Parse/Bind/Describe, ordinary queries) passes untouched.
+// A query starting so may be a SQL command pgmux follows (PREPARE, EXECUTE,
+// DEALLOCATE, DISCARD ALL, after blanks or comments); queries over 64 KiB
+// are not looked at.
+bool may_be_sql_command(uint32_t body_len, uint8_t first) {
+  if (body_len > 64 * 1024) return false;
+  switch (first) {
+    case 'P': case 'p': case 'E': case 'e': case 'D': case 'd':
+    case ' ': case '\t': case '\r': case '\n': case '-': case '/':
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool needs_inspection(char t, uint32_t body_len, proto::ByteSpan body) {
   switch (t) {
-    case 'P':  // statement name first; an unnamed one may be a SQL DEALLOCATE
-      return body.size() < 2 || body[0] != 0 || body[1] == 'D' || body[1] == 'd';
+    case 'P':  // statement name first; an unnamed one may be a SQL command
+      return body.size() < 2 || body[0] != 0 || may_be_sql_command(body_len, body[1]);
     case 'B':  // portal name, then statement name
       return body.size() < 2 || body[0] != 0 || body[1] != 0;
     case 'D':
     case 'C':  // 'S'/'P', then the name
       return body.size() < 2 || (body[0] == 'S' && body[1] != 0);
-    case 'Q': {
-      if (body_len > 64 * 1024) return false;
-      if (body.empty()) return true;
-      switch (body[0]) {
-        case 'P': case 'p': case 'E': case 'e': case 'D': case 'd':
-        case ' ': case '\t': case '\r': case '\n': case '-': case '/':
-          return true;
-        default:
-          return false;
-      }
-    }
+    case 'Q':
+      if (body.empty()) return body_len <= 64 * 1024;
+      return may_be_sql_command(body_len, body[0]);
     default:
       return false;
   }
@@ -1169,7 +1189,9 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
       }
       if (t == 'S') m.skip_to_sync = false;
       proto::ByteSpan after = chunk.subspan(pos);
-      if (needs_inspection(t, piece.body_length, after)) {
+      // An Execute that may carry a SQL command pgmux follows is inspected too.
+      if (needs_inspection(t, piece.body_length, after) ||
+          (t == 'E' && m.armed)) {
         leave_raw();
         if (named_) named_->held.clear();
         m.accumulating = true;
@@ -1187,15 +1209,11 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
         case 'Q': m.tracker.sent(Req::query); break;
         case 'S': m.tracker.sent(Req::sync); break;
         case 'F': m.tracker.sent(Req::function_call); break;
-        case 'E': {
-          // The Execute of a client's DEALLOCATE (unnamed portal) carries
-          // its tag: the name goes when the server completes it.
-          uint64_t tag = 0;
-          if (m.dealloc_armed && !after.empty() && after[0] == 0) tag = std::exchange(m.dealloc_armed, 0);
-          m.tracker.sent(Req::execute, false, tag);
+        case 'E': m.tracker.sent(Req::execute); break;
+        case 'P':
+          if (m.armed) m.armed.reset();
+          m.tracker.sent(Req::parse);
           break;
-        }
-        case 'P': m.dealloc_armed = 0; m.tracker.sent(Req::parse); break;
         case 'B': m.tracker.sent(Req::bind); break;
         case 'D': m.tracker.sent(after[0] == 'S' ? Req::describe_stmt : Req::describe_portal); break;
         case 'C': m.tracker.sent(Req::close); break;
@@ -1349,6 +1367,7 @@ void ClientConnection::forget_unnamed() {
   if (ms().tracker.empty()) {
     named().unconfirmed.clear();
     named().deallocs.clear();
+    named().sql_prepares.clear();
     named().name_tag.clear();
   }
 }
@@ -1361,22 +1380,177 @@ void ClientConnection::flush_due_responses() {
   if (ms().tracker.take_due(due)) deliver(std::move(due));
 }
 
-// SQL DEALLOCATE of one of the client's names through the extended protocol
-// (psycopg 3 in pipeline mode drops its statements so). The name is the
-// client's, not the server's: the server runs DEALLOCATE of a statement
-// pgmux prepares for the purpose (closed first, in case one was left), so
-// the client gets the very answers of a DEALLOCATE (ParseComplete,
-// BindComplete, NoData, CommandComplete "DEALLOCATE"), or the server's
-// error where PostgreSQL would give one (25P02 in a failed transaction
-// block). The client's name goes when the server completes the Execute.
-bool ClientConnection::deallocate_extended(const std::string& name, std::string& out) {
+// SQL DEALLOCATE of one of the client's names, DEALLOCATE ALL or DISCARD
+// ALL through the extended protocol (psycopg 3 in pipeline mode drops its
+// statements so; Npgsql resets pooled connections with DISCARD ALL). What
+// goes is the client's, not the server's (whose statements other clients
+// share): the server runs DEALLOCATE of a statement pgmux prepares for the
+// purpose (closed first, in case one was left), so the client gets the
+// answers of the command (ParseComplete, BindComplete, NoData,
+// CommandComplete), or the server's error where PostgreSQL would give one
+// (25P02 in a failed transaction block). For DEALLOCATE ALL and DISCARD
+// ALL, the server's CommandComplete is hidden and `reply` (pgmux's) takes
+// its place. The client's names (and for DISCARD ALL its settings) go when
+// the server completes the Execute (apply_deallocations).
+bool ClientConnection::deallocate_extended(DeallocWhat what, const std::string& name,
+                                           std::string reply, std::string& out) {
   send_request(out, 'C', "Spgmux.dealloc\0"sv, Req::close, /*hidden=*/true);
   send_request(out, 'P', "pgmux.dealloc\0SELECT\0\0\0"sv, Req::parse, /*hidden=*/true);
   send_request(out, 'P', "\0DEALLOCATE \"pgmux.dealloc\"\0\0\0"sv, Req::parse);
   const uint64_t tag = kDeallocTag | ms().next_parse_tag++;
-  named().deallocs[tag] = name;
-  ms().dealloc_armed = tag;
+  named().deallocs[tag] = {what, what == DeallocWhat::one ? name : std::string()};
+  arm({ManagedState::Armed::Kind::deallocate, tag, std::move(reply), {}, {}});
   return true;
+}
+
+bool ClientConnection::drop_all_pending() const {
+  if (!named_) return false;
+  for (const auto& [tag, d] : named_->deallocs)
+    if (d.what != DeallocWhat::one) return true;
+  return false;
+}
+
+// The Execute of the unnamed portal runs the armed SQL command: it carries
+// the command's tag, and a PREPARE's name is recorded as it goes (dropped
+// again if the server refuses or skips it: forget_failed_prepares).
+void ClientConnection::arm_execute(const std::string& body, std::string& out) {
+  using Kind = ManagedState::Armed::Kind;
+  std::unique_ptr<ManagedState::Armed> armed = std::move(ms().armed);
+  if (!armed || body.empty() || body[0] != '\0') {
+    send_request(out, 'E', body, Req::execute);
+    return;
+  }
+  ManagedState::Armed& a = *armed;
+  if (a.kind == Kind::prepare) {
+    named().sql_stmts[a.name] = a.st;
+    named().sql_prepares[a.tag] = a.name;
+    server_->sql_prepared()[a.name] = a.st->id;
+    send_request(out, 'E', body, Req::execute, /*hidden=*/false, a.tag);
+    return;
+  }
+  send_request(out, 'E', body, Req::execute, /*hidden=*/!a.reply.empty(), a.tag);
+  if (!a.reply.empty()) ms().tracker.synthetic(std::move(a.reply));
+  if (auto d = named().deallocs.find(a.tag);
+      d != named().deallocs.end() && d->second.what == DeallocWhat::discard)
+    server_->committed_at_once();
+}
+
+// A statement pgmux runs on the server in the middle of the client's
+// extended-protocol segment (where a simple Query would end the implicit
+// transaction): the unnamed statement (the client's own Parse of it comes
+// next) and a portal of pgmux's, all answers hidden but errors.
+void ClientConnection::run_hidden_extended(const std::string& sql, uint64_t tag, std::string& out) {
+  std::string parse;
+  parse.push_back('\0');
+  parse.append(sql);
+  parse.append("\0\0\0"sv);
+  send_request(out, 'P', parse, Req::parse, /*hidden=*/true);
+  // portal, statement "", no parameter formats, parameters or result formats
+  send_request(out, 'B', "pgmux.sql\0\0\0\0\0\0\0\0"sv, Req::bind, /*hidden=*/true);
+  send_request(out, 'E', "pgmux.sql\0\0\0\0\0"sv, Req::execute, /*hidden=*/true, tag);
+  send_request(out, 'C', "Ppgmux.sql\0"sv, Req::close, /*hidden=*/true);
+}
+
+// The server's SQL statement `name` goes (hidden; pgmux's records say it is
+// there, and nothing in flight could make the server skip this).
+void ClientConnection::deallocate_on_server_extended(const std::string& name, std::string& out) {
+  run_hidden_extended("DEALLOCATE " + quote_identifier(name), 0, out);
+  server_->sql_prepared().erase(name);
+}
+
+// The client's SQL statement `name` on this server, re-prepared (hidden)
+// when the server has none or another client's under that name.
+void ClientConnection::ensure_sql_on_server_extended(const std::string& name,
+                                                     const StatementRef& st, std::string& out) {
+  auto& on_server = server_->sql_prepared();
+  auto it = on_server.find(name);
+  if (it != on_server.end() && it->second == st->id) return;
+  if (it != on_server.end()) deallocate_on_server_extended(name, out);
+  run_hidden_extended(std::string(sql_prepare_text(*st)), st->id | kSqlStatementTag, out);
+  on_server[name] = st->id;
+}
+
+// SQL PREPARE, EXECUTE, DEALLOCATE ALL and DISCARD ALL sent as the unnamed
+// statement of the extended protocol, as psycopg 3, asyncpg, pgx and Npgsql
+// send every query: the rules of process_query, with the server answering
+// the client's own messages wherever it can, so the answers (and the errors
+// and their order) are PostgreSQL's.
+bool ClientConnection::sql_command_extended(const proto::SqlCommand& cmd, std::string_view query,
+                                            const std::string& body_str, std::string& out) {
+  using Kind = proto::SqlCommand::Kind;
+  auto pass = [&] {
+    send_request(out, 'P', body_str, Req::parse);
+    return true;
+  };
+  // After an error the server skips to Sync: nothing of it runs.
+  if (ms().tracker.skipping()) return pass();
+  // pgmux's records and the server's status must be settled first.
+  if (awaiting_server()) return wait_for_answers();
+  // In a failed transaction block the server refuses it (a syntax error,
+  // else 25P02) and runs none of it.
+  if (server_->in_failed_transaction()) return pass();
+  auto& on_server = server_->sql_prepared();
+  switch (cmd.kind) {
+    case Kind::prepare: {
+      if (auto mine = named().sql_stmts.find(cmd.name); mine != named().sql_stmts.end()) {
+        // The server refuses it in PostgreSQL's order: a syntax error at
+        // the Parse, else 42P05 at the Execute.
+        ensure_sql_on_server_extended(cmd.name, mine->second, out);
+        return pass();
+      }
+      if (named().stmts.count(cmd.name)) {  // a protocol-level statement of the client
+        report_own_error(already_exists(cmd.name), out, /*simple=*/false);
+        ms().skip_to_sync = true;
+        return true;
+      }
+      StatementRef st = worker_.prepared().get(sql_statement_key(cmd.name, query), {});
+      if (on_server.count(cmd.name)) deallocate_on_server_extended(cmd.name, out);  // another client's
+      arm({ManagedState::Armed::Kind::prepare, st->id | kSqlStatementTag | kClientPrepareTag, {},
+           cmd.name, st});
+      return pass();
+    }
+    case Kind::execute:
+      if (auto mine = named().sql_stmts.find(cmd.name); mine != named().sql_stmts.end()) {
+        ensure_sql_on_server_extended(cmd.name, mine->second, out);
+      } else if (on_server.count(cmd.name)) {
+        // Another client's statement must not run: once it is gone the
+        // server answers 26000 where PostgreSQL would.
+        deallocate_on_server_extended(cmd.name, out);
+      }
+      return pass();
+    case Kind::deallocate_all: {
+      std::string reply;
+      proto::command_complete(reply, "DEALLOCATE ALL");
+      return deallocate_extended(DeallocWhat::all, {}, std::move(reply), out);
+    }
+    case Kind::discard_all: {
+      // Maybe in a transaction block or a pipeline, where PostgreSQL
+      // refuses it (25001): the server decides. Should it run the DISCARD
+      // ALL (after a ROLLBACK or COMMIT in the segment, say), every record
+      // of that server's session goes, and the client's names and settings.
+      if (server_->tx_status() != 'I' || server_->pipelining()) {
+        const uint64_t tag = kDeallocTag | ms().next_parse_tag++;
+        named().deallocs[tag] = {DeallocWhat::discard_on_server, {}};
+        arm({ManagedState::Armed::Kind::deallocate, tag, {}, {}, {}});
+        return pass();
+      }
+      // The server's settings go back to the client's login values first,
+      // for good (a hidden Sync commits them, as PostgreSQL commits a
+      // DISCARD ALL at once), so what follows in the segment sees them;
+      // the server reports the values that change.
+      run_hidden_extended("RESET ALL", 0, out);
+      const pool::Params login = login_params_ ? *login_params_ : pool::Params{};
+      for (const auto& [k, v] : login)
+        if (!read_only_parameter(k)) run_hidden_extended(set_statement(k, v), 0, out);
+      send_request(out, 'S', {}, Req::sync, /*hidden=*/true);
+      server_->settings_reset_to(login);
+      std::string reply;
+      proto::command_complete(reply, "DISCARD ALL");
+      return deallocate_extended(DeallocWhat::discard, {}, std::move(reply), out);
+    }
+    default:
+      return pass();
+  }
 }
 
 void ClientConnection::forget_failed_prepares(const std::vector<uint64_t>& tags) {
@@ -1384,6 +1558,7 @@ void ClientConnection::forget_failed_prepares(const std::vector<uint64_t>& tags)
   for (uint64_t tag : tags) {
     const uint64_t both = kSqlStatementTag | kClientPrepareTag;
     if ((tag & both) != both) continue;
+    named_->sql_prepares.erase(tag);
     const uint64_t id = tag & ~both;
     std::erase_if(named_->sql_stmts, [&](const auto& kv) { return kv.second->id == id; });
   }
@@ -1392,12 +1567,43 @@ void ClientConnection::forget_failed_prepares(const std::vector<uint64_t>& tags)
 void ClientConnection::apply_deallocations(const std::vector<uint64_t>& tags) {
   if (!named_) return;
   for (uint64_t tag : tags) {
+    named_->sql_prepares.erase(tag);  // a PREPARE completed
     auto it = named_->deallocs.find(tag);
     if (it == named_->deallocs.end()) continue;
-    named_->stmts.erase(it->second);
-    named_->sql_stmts.erase(it->second);
+    switch (it->second.what) {
+      case DeallocWhat::one:
+        named_->stmts.erase(it->second.name);
+        named_->sql_stmts.erase(it->second.name);
+        break;
+      case DeallocWhat::discard_on_server:
+        if (server_) server_->forget_session_state();
+        [[fallthrough]];
+      case DeallocWhat::discard:
+        reset_to_login_params();  // the server reported the values that changed
+        [[fallthrough]];
+      case DeallocWhat::all:
+        // Server copies stay for other clients; this client's names go.
+        named_->stmts.clear();
+        named_->sql_stmts.clear();
+        break;
+    }
     named_->deallocs.erase(it);
   }
+}
+
+// DISCARD ALL: the client's settings go back to what it had at login.
+// Returns a ParameterStatus for each reported value that changes.
+std::string ClientConnection::reset_to_login_params() {
+  pool::Params before;
+  for_each_param([&](const std::string& k, const std::string& v) { before.emplace_back(k, v); });
+  desired_ = login_params_ ? *login_params_ : pool::Params{};
+  params_id_ = 0;
+  std::string m;
+  for_each_param([&](const std::string& k, const std::string& v) {
+    const std::string* was = find_param(before, k);
+    if (!was || *was != v) proto::parameter_status(m, k, v);
+  });
+  return m;
 }
 
 // After an error pgmux reports itself in place of the server's, the server's
@@ -1507,11 +1713,13 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
     auto u = named().unconfirmed.find(nt->second);
     return u != named().unconfirmed.end() && u->second.segment != server_->segment();
   };
-  // A DEALLOCATE of the name is in flight: whether it still exists is not
-  // known yet.
+  // A DEALLOCATE of the name (or DEALLOCATE ALL, DISCARD ALL) is in
+  // flight: whether it still exists is not known yet.
   auto uncertain = [&](std::string_view name) {
     if (defined_in_earlier_segment(name)) return true;
-    for (const auto& [tag, n] : named().deallocs)
+    for (const auto& [tag, d] : named().deallocs)
+      if (d.what != DeallocWhat::one || d.name == name) return awaiting_server();
+    for (const auto& [tag, n] : named().sql_prepares)
       if (n == name) return awaiting_server();
     return false;
   };
@@ -1531,19 +1739,22 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         return false;
       }
       if (m->statement.empty()) {
-        ms().dealloc_armed = 0;
+        ms().armed.reset();
         proto::SqlCommand cmd = proto::classify_sql_command(m->query);
+        if (cmd.kind == proto::SqlCommand::Kind::other) return pass(Req::parse);
         if (cmd.kind == proto::SqlCommand::Kind::deallocate) {
           if (uncertain(cmd.name)) return wait_for_answers();
-          if (owns(cmd.name)) return deallocate_extended(cmd.name, out);
+          if (owns(cmd.name)) return deallocate_extended(DeallocWhat::one, cmd.name, {}, out);
           // Not the client's: a same-named SQL statement of another client
           // on this server must not go.
           report_own_error(does_not_exist_error(cmd.name), out, /*simple=*/false);
           ms().skip_to_sync = true;
           return true;
         }
-        return pass(Req::parse);
+        return sql_command_extended(cmd, m->query, body_str, out);
       }
+      // A name defined after a DEALLOCATE ALL in flight would go with it.
+      if (drop_all_pending() && awaiting_server()) return wait_for_answers();
       if (owns(std::string(m->statement))) {
         // Whether the name exists may hang on a Parse in flight.
         if (!ms().tracker.skipping() && awaiting_server()) return wait_for_answers();
@@ -1574,6 +1785,8 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         protocol_error("malformed Bind message");
         return false;
       }
+      // The unnamed portal gets another statement than the armed one.
+      if (m->portal.empty() && !m->statement.empty()) ms().armed.reset();
       const StatementRef* st = m->statement.empty() ? nullptr : lookup(m->statement);
       if (st && uncertain(m->statement)) return wait_for_answers();
       if (!st) return pass(Req::bind);
@@ -1623,6 +1836,9 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
     }
     case 'Q':
       return process_query(body_str, out);
+    case 'E':
+      arm_execute(body_str, out);
+      return true;
     default:
       return pass(Req::query);  // not reached: only inspected types come here
   }
@@ -1660,8 +1876,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
     auto it = on_server.find(name);
     if (it != on_server.end() && it->second == st->id) return;
     if (it != on_server.end()) deallocate_on_server(name);
-    // The PREPARE text is stored after the name in the registry key.
-    inject(st->query.substr(st->query.rfind('\x01') + 1), st->id | kSqlStatementTag);
+    inject(std::string(sql_prepare_text(*st)), st->id | kSqlStatementTag);
     on_server[name] = st->id;
   };
   // pgmux's own error; the server's ReadyForQuery follows (report_own_error).
@@ -1673,7 +1888,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
   // to the server as they are: it refuses them as PostgreSQL does (a syntax
   // error, else 25P02) and runs none of them, so pgmux's records stay as
   // they are (a hidden DEALLOCATE there would fail).
-  if (cmd.kind != proto::SqlCommand::Kind::other && server_->tx_status() == 'E')
+  if (cmd.kind != proto::SqlCommand::Kind::other && server_->in_failed_transaction())
     return forward_query();
   switch (cmd.kind) {
     case proto::SqlCommand::Kind::other:
@@ -1691,8 +1906,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
         report_own_error(already_exists(cmd.name), out, /*simple=*/true);
         return true;
       }
-      StatementRef st = worker_.prepared().get(std::string("\x01sql\x01") + cmd.name + '\x01' +
-                                                   std::string(*q), {});
+      StatementRef st = worker_.prepared().get(sql_statement_key(cmd.name, *q), {});
       auto it = on_server.find(cmd.name);
       if (it != on_server.end()) deallocate_on_server(cmd.name);
       named().sql_stmts[cmd.name] = st;
@@ -1740,16 +1954,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
       if (server_->tx_status() != 'I') return forward_query();  // the server refuses it
       named().stmts.clear();
       named().sql_stmts.clear();
-      // Session settings go back to what the client had at login.
-      pool::Params before;
-      for_each_param([&](const std::string& k, const std::string& v) { before.emplace_back(k, v); });
-      desired_ = login_params_ ? *login_params_ : pool::Params{};
-      params_id_ = 0;
-      std::string m;
-      for_each_param([&](const std::string& k, const std::string& v) {
-        const std::string* was = find_param(before, k);
-        if (!was || *was != v) proto::parameter_status(m, k, v);
-      });
+      std::string m = reset_to_login_params();
       m += command_complete_and_ready("DISCARD ALL", 'I');
       ms().tracker.synthetic(std::move(m));
       return true;

@@ -21,12 +21,21 @@
 #include "src/prepared.hpp"
 #include "src/socket.hpp"
 
+namespace pgmux::proto {
+struct SqlCommand;
+}
+
 namespace pgmux {
 
 class Worker;
 class ServerConnection;
 struct RouteState;
 enum class CloseReason;
+
+// What a SQL DEALLOCATE name / DEALLOCATE ALL / DISCARD ALL sent through
+// the extended protocol drops for the client.
+// (discard_on_server: the client's own DISCARD ALL, which the server may run.)
+enum class DeallocWhat : uint8_t { one, all, discard, discard_on_server };
 
 class ClientConnection final : public SocketOwner, public pool::PoolClient {
  public:
@@ -169,7 +178,17 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   bool process_message(char type, const std::string& body, std::string& out);
   void report_own_error(std::string error_response, std::string& out, bool simple);
   void fail_on_server(std::string& out, bool simple);
-  bool deallocate_extended(const std::string& name, std::string& out);
+  bool deallocate_extended(DeallocWhat what, const std::string& name, std::string reply,
+                           std::string& out);
+  bool sql_command_extended(const proto::SqlCommand& cmd, std::string_view query,
+                            const std::string& body_str, std::string& out);
+  void run_hidden_extended(const std::string& sql, uint64_t tag, std::string& out);
+  void deallocate_on_server_extended(const std::string& name, std::string& out);
+  void ensure_sql_on_server_extended(const std::string& name, const StatementRef& st,
+                                     std::string& out);
+  void arm_execute(const std::string& body, std::string& out);
+  bool drop_all_pending() const;
+  std::string reset_to_login_params();
   // Requests in flight on the server; pgmux's own answers that are due go
   // out first (a tracker holding only those waits for nothing).
   bool awaiting_server() {
@@ -272,10 +291,24 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     // that makes the server skip to Sync): the client's input is held until
     // the server has answered everything sent (the tracker is empty).
     bool wait_for_answers = false;
-    // The unnamed statement is a client's DEALLOCATE: the tag its Execute
-    // carries (0: none).
-    uint64_t dealloc_armed = 0;
+    // The unnamed statement is a client's SQL command pgmux follows (a
+    // DEALLOCATE, DEALLOCATE ALL, DISCARD ALL or PREPARE): what the Execute
+    // of the unnamed portal carries. Cleared by the next Parse, or a Bind of
+    // another statement to the unnamed portal.
+    // (On the heap: most clients never send such a command.)
+    struct Armed {
+      enum class Kind : uint8_t { deallocate, prepare } kind;
+      uint64_t tag = 0;
+      // deallocate: non-empty when the server's CommandComplete is hidden
+      // and this (pgmux's answer) takes its place.
+      std::string reply;
+      // prepare: the client's name and statement, recorded as the Execute goes.
+      std::string name;
+      StatementRef st;
+    };
+    std::unique_ptr<Armed> armed;
   };
+  void arm(ManagedState::Armed a) { ms().armed = std::make_unique<ManagedState::Armed>(std::move(a)); }
   std::unique_ptr<ManagedState> ms_;
   ManagedState& ms() { return ms_ ? *ms_ : make_ms(); }  // inline: called per message
   ManagedState& make_ms();
@@ -292,8 +325,16 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
       uint64_t segment;
     };
     std::unordered_map<uint64_t, Unconfirmed> unconfirmed;
-    // DEALLOCATEs in flight through the extended protocol: tag -> name.
-    std::unordered_map<uint64_t, std::string> deallocs;
+    // DEALLOCATE [ALL] / DISCARD ALL in flight through the extended
+    // protocol: the tag of its Execute -> what goes when the server completes it.
+    struct Dealloc {
+      DeallocWhat what;
+      std::string name;  // one
+    };
+    std::unordered_map<uint64_t, Dealloc> deallocs;
+    // SQL PREPAREs in flight through the extended protocol: the tag of the
+    // Execute -> name (the name exists only if the server completes it).
+    std::unordered_map<uint64_t, std::string> sql_prepares;
     std::unordered_map<std::string, uint64_t> name_tag;
     std::string acc;   // body of a message being inspected
     std::string held;  // header bytes of a message whose type is not known yet

@@ -595,13 +595,9 @@ void ServerConnection::internal_done() {
         return;
       }
       synced_with_ = {};
-      if (reset_discards_) {
-        // server_reset_query (DISCARD ALL by default) ran: settings and
-        // prepared statements are gone.
-        set_by_us_.clear();
-        statements_.clear();
-        sql_prepared_.clear();
-      }
+      // server_reset_query (DISCARD ALL by default) ran: settings and
+      // prepared statements are gone.
+      if (reset_discards_) forget_session_state();
       // After a ROLLBACK alone the statements are still on the server, and
       // pgmux's records must say so (else a later Parse or PREPARE of the
       // same name fails with 42P05).
@@ -688,6 +684,13 @@ void ServerConnection::link_sync() {
   std::erase_if(set_by_us_, [&](const auto& kv) { return !c->param(kv.first); });  // to_reset
   synced_with_ = {};
   run_internal({sql}, kPurposeSync);
+}
+
+void ServerConnection::settings_reset_to(const pool::Params& values) {
+  set_by_us_.clear();
+  for (const auto& [k, v] : values)
+    if (!read_only_parameter(k) && !find_param(params_, k)) set_param(set_by_us_, k, v);
+  synced_with_ = {};
 }
 
 void ServerConnection::run_check(const std::string& sql, CheckOwner* owner,
@@ -866,6 +869,9 @@ bool ServerConnection::rewrite_server_bytes(proto::ByteSpan chunk, bool& release
       watch_end(release_point);
       hiding_ = false;
       tracker.take_due(out);
+      // In order: a DISCARD ALL's reset comes before a later SET's
+      // ParameterStatus changes the client's parameters again.
+      if (tracker.has_reports()) absorb_tracker_reports(tracker);
     }
   }
   absorb_tracker_reports(tracker);

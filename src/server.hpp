@@ -88,11 +88,17 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
         if (extended_copy_in_) break;
         ++syncs_since_execute_;
         ++pending_z_;
+        pipelining_ = false;
         ++segment_;
         unsynced_ = false;
         break;
-      case 'Q': case 'F': ++pending_z_; ++segment_; unsynced_ = false; last_was_execute_ = false; break;
-      case 'E': syncs_since_execute_ = 0; last_was_execute_ = true; unsynced_ = true; break;
+      case 'Q': case 'F':
+        ++pending_z_;
+        ++segment_;
+        unsynced_ = false;
+        last_was_execute_ = pipelining_ = false;
+        break;
+      case 'E': syncs_since_execute_ = 0; last_was_execute_ = pipelining_ = true; unsynced_ = true; break;
       case 'P': case 'B': case 'D': case 'C': case 'H': unsynced_ = true; break;
       case 'c': case 'f': extended_copy_in_ = false; break;
       default: break;
@@ -116,6 +122,18 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   }
   // For query_timeout / idle_transaction_timeout (loop milliseconds).
   bool busy() const { return pending_z_ > 0 || unsynced_; }
+  // An Execute went since the last Sync.
+  bool executed_since_sync() const { return last_was_execute_ && syncs_since_execute_ == 0; }
+  // ... and may have left the implicit transaction open, where PostgreSQL
+  // refuses commands that cannot run in a transaction block ("within a
+  // pipeline"). Not after pgmux's own DISCARD ALL, which PostgreSQL's
+  // commits at once (committed_at_once).
+  bool pipelining() const { return pipelining_; }
+  void committed_at_once() { pipelining_ = false; }
+  // With nothing in flight and no error pending: the server is in a failed
+  // transaction block. The last ReadyForQuery said so, and no Execute ran
+  // since (in a failed block only a ROLLBACK or COMMIT can, which ends it).
+  bool in_failed_transaction() const { return tx_status_ == 'E' && !executed_since_sync(); }
   // The request segment being sent (see ServerStatementCache::usable).
   uint64_t segment() const { return segment_; }
   uint64_t busy_since_ms() const { return busy_since_ms_; }
@@ -135,6 +153,17 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   ServerStatementCache& statements() { return statements_; }
   // SQL-level PREPARE names on this connection -> statement id.
   std::unordered_map<std::string, uint64_t>& sql_prepared() { return sql_prepared_; }
+  // RESET ALL, then SET of these (a client's login values), went to the
+  // server: pgmux's own settings there are these only.
+  void settings_reset_to(const pool::Params& values);
+  // The server ran a client's DISCARD ALL: its prepared statements and the
+  // settings pgmux made are gone.
+  void forget_session_state() {
+    statements_.clear();
+    sql_prepared_.clear();
+    set_by_us_.clear();
+    synced_with_ = {};
+  }
   char tx_status() const { return tx_status_; }
   // Transaction pooling: give the connection back if nothing is in flight
   // (after requests pgmux answered itself).
@@ -239,6 +268,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // until CopyDone/CopyFail are ignored by the server.
   bool extended_copy_in_ = false;
   bool last_was_execute_ = false;
+  bool pipelining_ = false;  // pipelining()
   int syncs_since_execute_ = 0;
   void copy_in_started() {
     in_copy_in_ = true;
