@@ -1437,18 +1437,21 @@ void ClientConnection::arm_execute(const std::string& body, std::string& out) {
 
 // A statement pgmux runs on the server in the middle of the client's
 // extended-protocol segment (where a simple Query would end the implicit
-// transaction): the unnamed statement (the client's own Parse of it comes
-// next) and a portal of pgmux's, all answers hidden but errors.
+// transaction), through a statement and a portal of pgmux's (the client's
+// unnamed ones stay), all answers hidden but errors. The statement is
+// closed first too, in case an error left one.
 void ClientConnection::run_hidden_extended(const std::string& sql, uint64_t tag, std::string& out) {
-  std::string parse;
+  send_request(out, 'C', "Spgmux.sql\0"sv, Req::close, /*hidden=*/true);
+  std::string parse = "pgmux.sql";
   parse.push_back('\0');
   parse.append(sql);
   parse.append("\0\0\0"sv);
   send_request(out, 'P', parse, Req::parse, /*hidden=*/true);
-  // portal, statement "", no parameter formats, parameters or result formats
-  send_request(out, 'B', "pgmux.sql\0\0\0\0\0\0\0\0"sv, Req::bind, /*hidden=*/true);
+  // portal, statement, no parameter formats, parameters or result formats
+  send_request(out, 'B', "pgmux.sql\0pgmux.sql\0\0\0\0\0\0\0"sv, Req::bind, /*hidden=*/true);
   send_request(out, 'E', "pgmux.sql\0\0\0\0\0"sv, Req::execute, /*hidden=*/true, tag);
   send_request(out, 'C', "Ppgmux.sql\0"sv, Req::close, /*hidden=*/true);
+  send_request(out, 'C', "Spgmux.sql\0"sv, Req::close, /*hidden=*/true);
 }
 
 // The server's SQL statement `name` goes (hidden; pgmux's records say it is
@@ -1731,6 +1734,31 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
   auto ensure = [&](const StatementRef& st) {
     if (!prepared_on_server(st)) emit_parse(st, out, /*hidden=*/true);
   };
+  // A Bind or Describe of a name that is no protocol-level statement of the
+  // client: its SQL-level statement (one namespace, as in PostgreSQL), put
+  // on this server first; else the client has no such statement, and must
+  // not get another client's (or pgmux's) that the server holds so named.
+  auto other_name = [&](std::string_view name, Req r) {
+    if (ms().tracker.skipping()) return pass(r);  // the server skips it
+    if (uncertain(name)) return wait_for_answers();  // its PREPARE is in flight
+    const std::string key(name);
+    if (auto sql = named().sql_stmts.find(key); sql != named().sql_stmts.end()) {
+      if (awaiting_server()) return wait_for_answers();  // records and status settled first
+      // In a failed transaction block PostgreSQL refuses it (25P02); the
+      // probe makes the server do so whether it has the statement or not.
+      if (server_->in_failed_transaction()) probe_failed_transaction(out);
+      else ensure_sql_on_server_extended(key, sql->second, out);
+      return pass(r);
+    }
+    // PostgreSQL looks the name up first (26000, even in a failed
+    // transaction block), and so does the server, unless it holds a
+    // statement of that name that is not the client's.
+    if (!server_->sql_prepared().count(key) && !name.starts_with("pgmux")) return pass(r);
+    ms().tracker.synthetic(does_not_exist_error(name));
+    fail_on_server(out, /*simple=*/false);
+    ms().skip_to_sync = true;
+    return true;
+  };
   switch (type) {
     case 'P': {
       auto m = proto::parse_parse(body);
@@ -1787,9 +1815,10 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       }
       // The unnamed portal gets another statement than the armed one.
       if (m->portal.empty() && !m->statement.empty()) ms().armed.reset();
-      const StatementRef* st = m->statement.empty() ? nullptr : lookup(m->statement);
-      if (st && uncertain(m->statement)) return wait_for_answers();
-      if (!st) return pass(Req::bind);
+      if (m->statement.empty()) return pass(Req::bind);
+      const StatementRef* st = lookup(m->statement);
+      if (!st) return other_name(m->statement, Req::bind);
+      if (uncertain(m->statement)) return wait_for_answers();
       ensure(*st);
       std::string nb;
       nb.reserve(body_str.size() + (*st)->server_name.size());
@@ -1807,9 +1836,10 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         return false;
       }
       if (m->kind == 'P') return pass(Req::describe_portal);
-      const StatementRef* st = m->name.empty() ? nullptr : lookup(m->name);
-      if (st && uncertain(m->name)) return wait_for_answers();
-      if (!st) return pass(Req::describe_stmt);
+      if (m->name.empty()) return pass(Req::describe_stmt);
+      const StatementRef* st = lookup(m->name);
+      if (!st) return other_name(m->name, Req::describe_stmt);
+      if (uncertain(m->name)) return wait_for_answers();
       ensure(*st);
       std::string nb = "S" + (*st)->server_name;
       nb.push_back('\0');
@@ -1827,8 +1857,10 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         // the name stays. Whether an error comes may hang on what is in flight.
         if (ms().tracker.skipping()) return true;
         if (awaiting_server()) return wait_for_answers();
-        // The server copy stays for other clients; only this name goes.
+        // The server copy stays for other clients; only this name goes
+        // (a SQL-level statement's too: one namespace).
         named().stmts.erase(std::string(m->name));
+        named().sql_stmts.erase(std::string(m->name));
         ms().tracker.synthetic(close_complete());
         return true;
       }

@@ -1821,6 +1821,23 @@ TEST_CASE("transaction: SQL PREPARE and EXECUTE through the extended protocol",
     CHECK(one_row(ext_ok(a.get(), "EXECUTE p1(21)")).at(0) == "42");
     exec(h.get(), "COMMIT");
   }
+  // A protocol-level Bind and Describe of A's SQL statement work wherever
+  // A lands (one namespace); B's of that name never reach A's statement.
+  for (int round = 0; round < 2; ++round) {
+    exec(h.get(), "BEGIN");
+    scalar(h.get(), "SELECT 1");
+    CHECK(one_row(exec_prepared(a.get(), "p1", {"21"})).at(0) == "42");
+    CHECK(exec_prepared(c.get(), "p1", {"21"}).sqlstate == "26000");
+    Result desc(PQdescribePrepared(c.get(), "p1"));
+    CHECK(outcome(c.get(), desc.get()).sqlstate == "26000");
+    exec(h.get(), "COMMIT");
+    CHECK(one_row(exec_prepared(a.get(), "p1", {"21"})).at(0) == "42");
+    CHECK(exec_prepared(c.get(), "p1", {"21"}).sqlstate == "26000");
+  }
+  Result desc(PQdescribePrepared(a.get(), "p1"));
+  CHECK(PQresultStatus(desc.get()) == PGRES_COMMAND_OK);
+  CHECK(PQnparams(desc.get()) == 1);
+
   // Errors in PostgreSQL's order: a second PREPARE of a name is 42P05, a
   // syntax error wins over that, and a failed PREPARE defines nothing.
   CHECK(ext(a.get(), "PREPARE p1 AS SELECT 1").sqlstate == "42P05");
@@ -2218,9 +2235,11 @@ std::string send_random_op(std::mt19937& rng, DiffClient& c, bool may_begin, boo
     case 2:
     case 3:
     case 4: {  // run a named statement (26000 when it does not exist)
+      // now and then a SQL-level one: one namespace, as in PostgreSQL
+      const std::string n = pick(4) ? name : "q" + std::to_string(pick(3));
       const std::string arg = pick(10) ? std::to_string(pick(1000)) : "not a number";
-      both([&](PGconn* p) { return send_prepared(p, name, {arg}); });
-      return "execute " + name + "(" + arg + ")";
+      both([&](PGconn* p) { return send_prepared(p, n, {arg}); });
+      return "execute " + n + "(" + arg + ")";
     }
     case 5: {  // SQL DEALLOCATE through the extended protocol (psycopg 3's pipeline mode)
       const std::string sql = "DEALLOCATE " + (pick(2) ? name : "q" + std::to_string(pick(3)));
