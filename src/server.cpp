@@ -16,6 +16,9 @@ namespace pgmux {
 
 namespace {
 constexpr size_t kMaxWatchedMessage = 64 * 1024;  // ParameterStatus, ReadyForQuery
+// A setting of pgmux's whose value on the server is not known (after a
+// RESET): equal to no value a client can have, so it is SET again.
+constexpr std::string_view kUnknownSetting = "\x01unknown";
 constexpr uint32_t kMaxLoginMessage = 1024 * 1024;
 
 enum Purpose { kPurposeLogin = 1, kPurposeSync = 2, kPurposeReset = 3, kPurposeCheck = 4, kPurposeServerCheck = 5 };
@@ -686,6 +689,23 @@ void ServerConnection::link_sync() {
   run_internal({sql}, kPurposeSync);
 }
 
+// A command the client ran (or pgmux for it) that changes the session
+// below pgmux's records. RESET (ALL or one setting) may have reset what
+// pgmux SET for a client's startup options: each is SET again (or RESET) at
+// the next link. DEALLOCATE ALL (in a multi-statement query, which pgmux
+// does not recognise) drops every prepared statement; DISCARD ALL too.
+void ServerConnection::note_session_command(std::string_view tag) {
+  if (tag == "RESET") {
+    for (auto& [k, v] : set_by_us_) v = kUnknownSetting;
+    synced_with_ = {};
+  } else if (tag == "DEALLOCATE ALL") {
+    statements_.clear();
+    sql_prepared_.clear();
+  } else if (tag == "DISCARD ALL") {
+    forget_session_state();
+  }
+}
+
 void ServerConnection::settings_reset_to(const pool::Params& values) {
   set_by_us_.clear();
   for (const auto& [k, v] : values)
@@ -748,8 +768,7 @@ void ServerConnection::forward(IoBufferPtr buf, size_t offset, size_t n) {
 // and the rewriting path: ReadyForQuery (transaction status, what is still
 // owed), ParameterStatus (the client's view follows), COPY IN.
 void ServerConnection::watch_header(char type, bool& release_point) {
-  watched_type_ = (type == 'Z' || type == 'S') ? type : 0;
-  if (type == 'C' && client_ && client_->watches_writes()) watched_type_ = 'C';
+  watched_type_ = (type == 'Z' || type == 'S' || (type == 'C' && client_)) ? type : 0;
   msg_acc_.clear();
   if (retry_armed_ && !retry_wanted_ && !retry_decided_) {
     switch (type) {
@@ -765,6 +784,14 @@ void ServerConnection::watch_header(char type, bool& release_point) {
 
 void ServerConnection::watch_body(proto::ByteSpan data) {
   if (!watched_type_) return;
+  // A command tag matters for read-your-writes routing, or when it may
+  // change the session under pgmux (RESET, DISCARD ALL, DEALLOCATE ALL):
+  // most tags are dropped at their first byte.
+  if (watched_type_ == 'C' && msg_acc_.empty() && !data.empty() && data[0] != 'R' &&
+      data[0] != 'D' && !client_->watches_writes()) {
+    watched_type_ = 0;
+    return;
+  }
   if (msg_acc_.size() + data.size() <= kMaxWatchedMessage) msg_acc_.append(proto::as_chars(data));
   else watched_type_ = 0;
 }
@@ -774,7 +801,9 @@ void ServerConnection::watch_end(bool& release_point) {
   proto::ByteSpan body = proto::as_bytes(msg_acc_);
   if (watched_type_ == 'C') {
     auto tag = proto::parse_command_complete(body);
-    if (!tag || !proto::is_read_only_command_tag(*tag)) client_->note_write();
+    if (client_->watches_writes() && (!tag || !proto::is_read_only_command_tag(*tag)))
+      client_->note_write();
+    if (tag) note_session_command(*tag);
   } else if (watched_type_ == 'E') {
     auto e = proto::parse_error_fields(body);
     if (e && e->sqlstate == "25006") retry_wanted_ = true;

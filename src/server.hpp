@@ -156,6 +156,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // RESET ALL, then SET of these (a client's login values), went to the
   // server: pgmux's own settings there are these only.
   void settings_reset_to(const pool::Params& values);
+  void note_session_command(std::string_view tag);
   // The server ran a client's DISCARD ALL: its prepared statements and the
   // settings pgmux made are gone.
   void forget_session_state() {

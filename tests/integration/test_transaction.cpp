@@ -1218,6 +1218,44 @@ TEST_CASE("transaction: equal parameter sets share a server, a change is still s
 // ---------------------------------------------------------------------------
 // 7. Statement mode: single statements work, a transaction block is refused.
 
+// A client's RESET ALL (asyncpg resets its pooled connections with
+// "... UNLISTEN *; RESET ALL") also resets the settings pgmux made for its
+// startup options on that server: pgmux must not believe they are still
+// there, for this client or the next one with the same options. Likewise
+// a DEALLOCATE ALL the server ran drops the statements other clients share.
+TEST_CASE("transaction: RESET ALL and DEALLOCATE ALL in any query keep pgmux's records true",
+          "[transaction][params]") {
+  Pgmux mux(tx_config("default_pool_size = 1\n"));
+  Watchdog wd(20s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  const std::string opts = " options='-c work_mem=1234kB -c myapp.flag=on'";
+  WatchedConn a(wd, ci + opts);
+  WatchedConn b(wd, ci + opts);
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(b);
+  const std::string q = "SELECT current_setting('work_mem') || ' ' || current_setting('myapp.flag', true)";
+  CHECK(scalar(a.get(), q) == "1234kB on");
+  exec(a.get(), "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;");
+  // The next transaction of A, then B, on the same (only) server.
+  CHECK(scalar(a.get(), q) == "1234kB on");
+  CHECK(scalar(b.get(), q) == "1234kB on");
+  exec(b.get(), "RESET work_mem");
+  CHECK(scalar(a.get(), q) == "1234kB on");
+  // Through the extended protocol too.
+  CHECK(one_row(exec_params(b.get(), "RESET ALL", {})).empty());
+  CHECK(one_row(exec_params(a.get(), q, {})) == std::vector<std::string>{"1234kB on"});
+  // A DEALLOCATE ALL pgmux does not recognise (in a multi-statement query)
+  // drops the server's statements: B's is prepared again, not lost.
+  REQUIRE(prepare(b.get(), "s1", "SELECT $1::int + 1", 1).ok);
+  CHECK(one_row(exec_prepared(b.get(), "s1", {"41"})).at(0) == "42");
+  exec(a.get(), "SELECT 1; DEALLOCATE ALL");
+  CHECK(one_row(exec_prepared(b.get(), "s1", {"41"})).at(0) == "42");
+  CHECK_FALSE(wd.fired());
+  a.reset();
+  b.reset();
+  mux.finish();
+}
+
 TEST_CASE("statement: transaction blocks are refused", "[transaction][statement]") {
   const std::string kRefused = "transaction blocks not allowed in statement pooling mode";
   SECTION("pool_mode = statement") {
