@@ -1106,8 +1106,12 @@ bool may_be_sql_command(uint32_t body_len, uint8_t first) {
   }
 }
 
-bool needs_inspection(char t, uint32_t body_len, proto::ByteSpan body) {
+// `armed`: the unnamed statement is a SQL command pgmux follows, so its
+// Execute is inspected too.
+bool needs_inspection(char t, uint32_t body_len, proto::ByteSpan body, bool armed) {
   switch (t) {
+    case 'E':
+      return armed;
     case 'P':  // statement name first; an unnamed one may be a SQL command
       return body.size() < 2 || body[0] != 0 || may_be_sql_command(body_len, body[1]);
     case 'B':  // portal name, then statement name
@@ -1189,9 +1193,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
       }
       if (t == 'S') m.skip_to_sync = false;
       proto::ByteSpan after = chunk.subspan(pos);
-      // An Execute that may carry a SQL command pgmux follows is inspected too.
-      if (needs_inspection(t, piece.body_length, after) ||
-          (t == 'E' && m.armed)) {
+      if (needs_inspection(t, piece.body_length, after, m.armed != nullptr)) {
         leave_raw();
         if (named_) named_->held.clear();
         m.accumulating = true;
