@@ -929,7 +929,12 @@ void ClientConnection::server_released() {
       r.retry.reset();
     }
   }
-  if (ms_) ms_->wait_for_answers = false;  // everything was answered
+  if (ms_) {
+    ms_->wait_for_answers = false;  // everything was answered
+    // The unnamed statement stays on that server: an Execute of it in a
+    // later transaction (elsewhere) is not the armed command.
+    ms_->armed.reset();
+  }
   if (!pending_ && !more_pending_.empty()) {
     // Held while a replica answered, or while pgmux waited for answers
     // before answering a request itself: the next transaction starts here.
