@@ -157,4 +157,23 @@ SqlCommand classify_sql_command(std::string_view query) {
   return cmd;
 }
 
+bool may_be_sql_command(std::string_view prefix) {
+  bool closed = true;
+  const size_t i = detail::skip_space(prefix, 0, &closed);
+  if (i >= prefix.size()) return true;  // blanks or an open comment: not known yet
+  // The last byte may start a comment ("--", "/*").
+  if (i + 1 == prefix.size() && (prefix[i] == '-' || prefix[i] == '/')) return true;
+  size_t j = i;
+  while (j < prefix.size() && detail::ident_cont(prefix[j])) ++j;
+  if (j == i) return false;  // a symbol, a quote, a parenthesis...
+  std::string word(prefix.substr(i, j - i));
+  for (char& c : word) c = char(std::tolower(static_cast<unsigned char>(c)));
+  static constexpr std::string_view kWords[] = {"prepare", "execute", "deallocate", "discard"};
+  for (std::string_view k : kWords) {
+    // The word may go on beyond the prefix: then it need only start a keyword.
+    if (j == prefix.size() ? k.starts_with(word) : k == word) return true;
+  }
+  return false;
+}
+
 }  // namespace pgmux::proto

@@ -17,4 +17,10 @@ struct SqlCommand {
 
 SqlCommand classify_sql_command(std::string_view query);
 
+// Whether a query whose first bytes are `prefix` (maybe all of it) may be
+// one classify_sql_command recognises: false when its first keyword, after
+// blanks and comments, is already known to be another one. Lets the
+// forwarding path leave most queries alone without reading them whole.
+bool may_be_sql_command(std::string_view prefix);
+
 }  // namespace pgmux::proto

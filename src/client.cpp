@@ -35,6 +35,18 @@ std::string statement_error(const char* sqlstate, std::string_view name, std::st
 }
 std::string does_not_exist_error(std::string_view name) { return statement_error("26000", name, "does not exist"); }
 std::string already_exists(std::string_view name) { return statement_error("42P05", name, "already exists"); }
+// SQL-level statements keep their names on the server, where pgmux's own
+// (pgmux_<n>, pgmux.*) live too.
+bool reserved_name(std::string_view name) { return name.starts_with("pgmux"); }
+std::string reserved_name_error(std::string_view name) {
+  proto::ErrorFields e;
+  e.sqlstate = "0A000";
+  e.message = "prepared statement name \"" + std::string(name) +
+              "\" is reserved by pgmux (names starting with \"pgmux\")";
+  std::string m;
+  proto::error_response(m, e);
+  return m;
+}
 
 // SQL-level statements live in the registry under a key of their own: the
 // name and the PREPARE statement's text, which pgmux re-runs on a server
@@ -1043,7 +1055,13 @@ void ClientConnection::forward_to_server(IoBufferPtr buf, size_t offset, size_t 
     }
   }
   if (managed_) {
+    // A failed delivery to the client (pgmux's own answers go out in the
+    // middle) closes it only once this chunk is done with: the code below
+    // goes on using the server.
+    in_forward_managed_ = true;
     forward_managed(std::move(buf), offset, n);
+    in_forward_managed_ = false;
+    if (delivery_failed_ && state_ != State::closing) close(CloseReason::client_gone);
     return;
   }
   proto::ByteSpan chunk(buf->data + offset, n);
@@ -1097,15 +1115,20 @@ std::string close_complete() {
 // follows the header in the chunk): only messages naming a statement, and
 // simple queries that may be PREPARE/EXECUTE/DEALLOCATE/DISCARD. Everything
 // else (unnamed Parse/Bind/Describe, ordinary queries) passes untouched.
-// A query starting so may be a SQL command pgmux follows (PREPARE, EXECUTE,
-// DEALLOCATE, DISCARD ALL, after blanks or comments); queries over 64 KiB
-// are not looked at.
-bool may_be_sql_command(uint32_t body_len, uint8_t first) {
-  if (body_len > 64 * 1024) return false;
-  switch (first) {
+// Whether the query text starting at body[at] (as far as this read has it)
+// may be a SQL command pgmux follows (PREPARE, EXECUTE, DEALLOCATE, DISCARD
+// ALL, maybe after blanks or comments). A first byte rules most queries out.
+bool may_be_sql_command_at(proto::ByteSpan body, size_t at) {
+  if (at >= body.size()) return true;  // not read yet
+  switch (body[at]) {
     case 'P': case 'p': case 'E': case 'e': case 'D': case 'd':
-    case ' ': case '\t': case '\r': case '\n': case '-': case '/':
-      return true;
+    case ' ': case '\t': case '\r': case '\n': case '-': case '/': {
+      const char* q = reinterpret_cast<const char*>(body.data()) + at;
+      const size_t avail = body.size() - at;
+      const void* end = std::memchr(q, 0, avail);
+      return proto::may_be_sql_command(
+          std::string_view(q, end ? size_t(static_cast<const char*>(end) - q) : avail));
+    }
     default:
       return false;
   }
@@ -1113,20 +1136,19 @@ bool may_be_sql_command(uint32_t body_len, uint8_t first) {
 
 // `armed`: the unnamed statement is a SQL command pgmux follows, so its
 // Execute is inspected too.
-bool needs_inspection(char t, uint32_t body_len, proto::ByteSpan body, bool armed) {
+bool needs_inspection(char t, proto::ByteSpan body, bool armed) {
   switch (t) {
     case 'E':
       return armed;
     case 'P':  // statement name first; an unnamed one may be a SQL command
-      return body.size() < 2 || body[0] != 0 || may_be_sql_command(body_len, body[1]);
-    case 'B':  // portal name, then statement name
-      return body.size() < 2 || body[0] != 0 || body[1] != 0;
+      return body.empty() || body[0] != 0 || may_be_sql_command_at(body, 1);
+    case 'B':  // portal name, then statement name (and the armed statement's portal)
+      return armed || body.size() < 2 || body[0] != 0 || body[1] != 0;
     case 'D':
     case 'C':  // 'S'/'P', then the name
       return body.size() < 2 || (body[0] == 'S' && body[1] != 0);
     case 'Q':
-      if (body.empty()) return body_len <= 64 * 1024;
-      return may_be_sql_command(body_len, body[0]);
+      return may_be_sql_command_at(body, 0);
     default:
       return false;
   }
@@ -1152,7 +1174,9 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
     return;
   }
   std::string out;
-  bool raw = !named_ || named_->held.empty();  // output == input bytes so far
+  // Output == input bytes so far. Not so when the chunk goes on with the
+  // body of a message pgmux inspects or drops, or after held header bytes.
+  bool raw = (!named_ || named_->held.empty()) && !m.accumulating && !m.drop_current;
   size_t raw_end = 0;        // raw: bytes of the chunk to send as they are
   // From here on the output differs from the input: it starts with the
   // chunk's bytes up to raw_end.
@@ -1198,7 +1222,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
       }
       if (t == 'S') m.skip_to_sync = false;
       proto::ByteSpan after = chunk.subspan(pos);
-      if (needs_inspection(t, piece.body_length, after, m.armed != nullptr)) {
+      if (needs_inspection(t, after, m.armed != nullptr)) {
         leave_raw();
         if (named_) named_->held.clear();
         m.accumulating = true;
@@ -1405,8 +1429,10 @@ bool ClientConnection::deallocate_extended(DeallocWhat what, const std::string& 
   send_request(out, 'P', "pgmux.dealloc\0SELECT\0\0\0"sv, Req::parse, /*hidden=*/true);
   send_request(out, 'P', "\0DEALLOCATE \"pgmux.dealloc\"\0\0\0"sv, Req::parse);
   const uint64_t tag = kDeallocTag | ms().next_parse_tag++;
-  named().deallocs[tag] = {what, what == DeallocWhat::one ? name : std::string()};
-  arm({ManagedState::Armed::Kind::deallocate, tag, std::move(reply), {}, {}});
+  ManagedState::Armed& a = arm(ManagedState::Armed::Kind::deallocate, tag);
+  a.what = what;
+  a.reply = std::move(reply);
+  if (what == DeallocWhat::one) a.name = name;
   return true;
 }
 
@@ -1417,29 +1443,58 @@ bool ClientConnection::drop_all_pending() const {
   return false;
 }
 
-// The Execute of the unnamed portal runs the armed SQL command: it carries
-// the command's tag, and a PREPARE's name is recorded as it goes (dropped
-// again if the server refuses or skips it: forget_failed_prepares).
-void ClientConnection::arm_execute(const std::string& body, std::string& out) {
+// The Execute of the armed statement's portal runs the SQL command: it
+// carries the command's tag, and a PREPARE's name is recorded as it goes
+// (dropped again if the server refuses or skips it: forget_failed_prepares).
+bool ClientConnection::arm_execute(const std::string& body, std::string& out) {
   using Kind = ManagedState::Armed::Kind;
-  std::unique_ptr<ManagedState::Armed> armed = std::move(ms().armed);
-  if (!armed || body.empty() || body[0] != '\0') {
+  const std::string_view portal(body.data(), strnlen(body.data(), body.size()));
+  if (!ms().armed || portal != ms().armed->portal) {
     send_request(out, 'E', body, Req::execute);
-    return;
+    return true;
   }
-  ManagedState::Armed& a = *armed;
+  ManagedState::Armed& a = *ms().armed;
   if (a.kind == Kind::prepare) {
+    if (named().stmts.count(a.name) || named().sql_stmts.count(a.name)) {
+      // Defined since the Parse (a protocol-level Parse of the name):
+      // PostgreSQL refuses the PREPARE here.
+      report_own_error(already_exists(a.name), out, /*simple=*/false);
+      ms().skip_to_sync = true;
+      ms().armed.reset();
+      return true;
+    }
     named().sql_stmts[a.name] = a.st;
     named().sql_prepares[a.tag] = a.name;
     server_->sql_prepared()[a.name] = a.st->id;
     send_request(out, 'E', body, Req::execute, /*hidden=*/false, a.tag);
-    return;
+    ms().armed.reset();
+    return true;
   }
+  const bool reset_settings = a.what == DeallocWhat::discard && !ms().tracker.skipping();
+  // DISCARD ALL: the server's settings go back to the client's login values
+  // when the client's Execute runs (not before: a client may never execute
+  // it), and for good: a hidden Sync commits them, as PostgreSQL commits a
+  // DISCARD ALL at once, so what follows in the segment sees them (a
+  // VACUUM may follow, too). The server reports the values that change.
+  // That Sync must not end a skip after an error: the answers to what went
+  // before are awaited first.
+  if (reset_settings && awaiting_server()) return wait_for_answers();
+  if (reset_settings) {
+    run_hidden_extended("RESET ALL", 0, out);
+    const pool::Params login = login_params_ ? *login_params_ : pool::Params{};
+    for (const auto& [k, v] : login)
+      if (!read_only_parameter(k)) run_hidden_extended(set_statement(k, v), 0, out);
+    server_->settings_reset_to(login);
+  }
+  // In flight from here on (uncertain, drop_all_pending); applied when the
+  // server completes the Execute (apply_deallocations).
+  named().deallocs[a.tag] = {a.what, std::move(a.name)};
   send_request(out, 'E', body, Req::execute, /*hidden=*/!a.reply.empty(), a.tag);
+  server_->client_executed();
   if (!a.reply.empty()) ms().tracker.synthetic(std::move(a.reply));
-  if (auto d = named().deallocs.find(a.tag);
-      d != named().deallocs.end() && d->second.what == DeallocWhat::discard)
-    server_->committed_at_once();
+  if (reset_settings) send_request(out, 'S', {}, Req::sync, /*hidden=*/true);
+  ms().armed.reset();
+  return true;
 }
 
 // A statement pgmux runs on the server in the middle of the client's
@@ -1502,6 +1557,11 @@ bool ClientConnection::sql_command_extended(const proto::SqlCommand& cmd, std::s
   auto& on_server = server_->sql_prepared();
   switch (cmd.kind) {
     case Kind::prepare: {
+      if (reserved_name(cmd.name)) {
+        report_own_error(reserved_name_error(cmd.name), out, /*simple=*/false);
+        ms().skip_to_sync = true;
+        return true;
+      }
       if (auto mine = named().sql_stmts.find(cmd.name); mine != named().sql_stmts.end()) {
         // The server refuses it in PostgreSQL's order: a syntax error at
         // the Parse, else 42P05 at the Execute.
@@ -1515,13 +1575,21 @@ bool ClientConnection::sql_command_extended(const proto::SqlCommand& cmd, std::s
       }
       StatementRef st = worker_.prepared().get(sql_statement_key(cmd.name, query), {});
       if (on_server.count(cmd.name)) deallocate_on_server_extended(cmd.name, out);  // another client's
-      arm({ManagedState::Armed::Kind::prepare, st->id | kSqlStatementTag | kClientPrepareTag, {},
-           cmd.name, st});
+      ManagedState::Armed& a =
+          arm(ManagedState::Armed::Kind::prepare, st->id | kSqlStatementTag | kClientPrepareTag);
+      a.name = cmd.name;
+      a.st = st;
       return pass();
     }
     case Kind::execute:
       if (auto mine = named().sql_stmts.find(cmd.name); mine != named().sql_stmts.end()) {
         ensure_sql_on_server_extended(cmd.name, mine->second, out);
+      } else if (reserved_name(cmd.name)) {
+        // pgmux's own statements are no client's (one namespace: EXECUTE
+        // would run a protocol-level pgmux_<n>).
+        report_own_error(does_not_exist_error(cmd.name), out, /*simple=*/false);
+        ms().skip_to_sync = true;
+        return true;
       } else if (on_server.count(cmd.name)) {
         // Another client's statement must not run: once it is gone the
         // server answers 26000 where PostgreSQL would.
@@ -1540,20 +1608,10 @@ bool ClientConnection::sql_command_extended(const proto::SqlCommand& cmd, std::s
       // of that server's session goes, and the client's names and settings.
       if (server_->tx_status() != 'I' || server_->pipelining()) {
         const uint64_t tag = kDeallocTag | ms().next_parse_tag++;
-        named().deallocs[tag] = {DeallocWhat::discard_on_server, {}};
-        arm({ManagedState::Armed::Kind::deallocate, tag, {}, {}, {}});
+        arm(ManagedState::Armed::Kind::deallocate, tag).what = DeallocWhat::discard_on_server;
         return pass();
       }
-      // The server's settings go back to the client's login values first,
-      // for good (a hidden Sync commits them, as PostgreSQL commits a
-      // DISCARD ALL at once), so what follows in the segment sees them;
-      // the server reports the values that change.
-      run_hidden_extended("RESET ALL", 0, out);
-      const pool::Params login = login_params_ ? *login_params_ : pool::Params{};
-      for (const auto& [k, v] : login)
-        if (!read_only_parameter(k)) run_hidden_extended(set_statement(k, v), 0, out);
-      send_request(out, 'S', {}, Req::sync, /*hidden=*/true);
-      server_->settings_reset_to(login);
+      // Settings are reset when the client's Execute goes (arm_execute).
       std::string reply;
       proto::command_complete(reply, "DISCARD ALL");
       return deallocate_extended(DeallocWhat::discard, {}, std::move(reply), out);
@@ -1695,7 +1753,7 @@ void ClientConnection::send_request(std::string& out, char type, std::string_vie
                                     bool hidden, uint64_t tag, uint64_t client_tag) {
   append_message(out, type, body);
   ms().tracker.sent(r, hidden, tag, client_tag);
-  server_->count_request(type);
+  server_->count_request(type, hidden);
 }
 
 bool ClientConnection::process_message(char type, const std::string& body_str, std::string& out) {
@@ -1760,7 +1818,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
     // PostgreSQL looks the name up first (26000, even in a failed
     // transaction block), and so does the server, unless it holds a
     // statement of that name that is not the client's.
-    if (!server_->sql_prepared().count(key) && !name.starts_with("pgmux")) return pass(r);
+    if (!server_->sql_prepared().count(key) && !reserved_name(name)) return pass(r);
     ms().tracker.synthetic(does_not_exist_error(name));
     fail_on_server(out, /*simple=*/false);
     ms().skip_to_sync = true;
@@ -1820,8 +1878,12 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         protocol_error("malformed Bind message");
         return false;
       }
-      // The unnamed portal gets another statement than the armed one.
-      if (m->portal.empty() && !m->statement.empty()) ms().armed.reset();
+      // The armed statement bound to a portal: its Execute runs the command
+      // (another statement bound to that portal replaces it).
+      if (ms().armed) {
+        if (m->statement.empty()) ms().armed->portal = std::string(m->portal);
+        else if (m->portal == ms().armed->portal) ms().armed.reset();
+      }
       if (m->statement.empty()) return pass(Req::bind);
       const StatementRef* st = lookup(m->statement);
       if (!st) return other_name(m->statement, Req::bind);
@@ -1876,8 +1938,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
     case 'Q':
       return process_query(body_str, out);
     case 'E':
-      arm_execute(body_str, out);
-      return true;
+      return arm_execute(body_str, out);
     default:
       return pass(Req::query);  // not reached: only inspected types come here
   }
@@ -1933,6 +1994,10 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
     case proto::SqlCommand::Kind::other:
       return forward_query();
     case proto::SqlCommand::Kind::prepare: {
+      if (reserved_name(cmd.name)) {
+        report_own_error(reserved_name_error(cmd.name), out, /*simple=*/true);
+        return true;
+      }
       // One namespace for SQL and protocol-level statements, as in PostgreSQL.
       if (auto mine = named().sql_stmts.find(cmd.name); mine != named().sql_stmts.end()) {
         // The client's statement is put on this server (as for EXECUTE) and
@@ -2003,13 +2068,18 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
 }
 
 void ClientConnection::deliver(IoBufferPtr buf, size_t offset, size_t n) {
-  if (state_ == State::closing) return;
-  if (socket_.write(std::move(buf), offset, n) != 0) close(CloseReason::client_gone);
+  if (state_ == State::closing || delivery_failed_) return;
+  if (socket_.write(std::move(buf), offset, n) != 0) delivery_failed();
 }
 
 void ClientConnection::deliver(std::string&& data) {
-  if (state_ == State::closing) return;
-  if (socket_.write(std::move(data)) != 0) close(CloseReason::client_gone);
+  if (state_ == State::closing || delivery_failed_) return;
+  if (socket_.write(std::move(data)) != 0) delivery_failed();
+}
+
+void ClientConnection::delivery_failed() {
+  delivery_failed_ = true;
+  if (!in_forward_managed_) close(CloseReason::client_gone);
 }
 
 void ClientConnection::send(std::string&& data) {

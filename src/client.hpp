@@ -186,7 +186,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   void deallocate_on_server_extended(const std::string& name, std::string& out);
   void ensure_sql_on_server_extended(const std::string& name, const StatementRef& st,
                                      std::string& out);
-  void arm_execute(const std::string& body, std::string& out);
+  bool arm_execute(const std::string& body, std::string& out);
   bool drop_all_pending() const;
   std::string reset_to_login_params();
   // Requests in flight on the server; pgmux's own answers that are due go
@@ -270,6 +270,9 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   uint64_t params_id_ = 0;  // params_id(), 0 = to compute (desired_ changed)
   uint32_t cancel_pid_ = 0, cancel_key_ = 0;
   bool counted_ = false;  // counted against max_client_conn
+  bool in_forward_managed_ = false;  // see forward_to_server
+  bool delivery_failed_ = false;     // a write to the client failed: closing
+  void delivery_failed();
   uint64_t last_active_ms_ = 0;  // loop time of the last read
   conf::PoolMode mode_ = conf::PoolMode::session;
 
@@ -293,22 +296,33 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     bool wait_for_answers = false;
     // The unnamed statement is a client's SQL command pgmux follows (a
     // DEALLOCATE, DEALLOCATE ALL, DISCARD ALL or PREPARE): what the Execute
-    // of the unnamed portal carries. Cleared by the next Parse, or a Bind of
-    // another statement to the unnamed portal.
+    // of its portal carries. Cleared by the next Parse of the unnamed
+    // statement, a Bind of another statement to that portal, or the end of
+    // the link to the server.
     // (On the heap: most clients never send such a command.)
     struct Armed {
-      enum class Kind : uint8_t { deallocate, prepare } kind;
+      enum class Kind : uint8_t { deallocate, prepare } kind = Kind::deallocate;
       uint64_t tag = 0;
+      // deallocate: what goes, recorded (named().deallocs) as the Execute goes.
+      DeallocWhat what = DeallocWhat::one;
       // deallocate: non-empty when the server's CommandComplete is hidden
       // and this (pgmux's answer) takes its place.
       std::string reply;
-      // prepare: the client's name and statement, recorded as the Execute goes.
+      // The client's name (deallocate one, prepare); prepare: its
+      // statement, recorded as the Execute goes.
       std::string name;
       StatementRef st;
+      // The portal the statement was last bound to: its Execute runs it.
+      std::string portal;
     };
     std::unique_ptr<Armed> armed;
   };
-  void arm(ManagedState::Armed a) { ms().armed = std::make_unique<ManagedState::Armed>(std::move(a)); }
+  ManagedState::Armed& arm(ManagedState::Armed::Kind kind, uint64_t tag) {
+    ms().armed = std::make_unique<ManagedState::Armed>();
+    ms().armed->kind = kind;
+    ms().armed->tag = tag;
+    return *ms().armed;
+  }
   std::unique_ptr<ManagedState> ms_;
   ManagedState& ms() { return ms_ ? *ms_ : make_ms(); }  // inline: called per message
   ManagedState& make_ms();

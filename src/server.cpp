@@ -787,8 +787,9 @@ void ServerConnection::watch_body(proto::ByteSpan data) {
   // A command tag matters for read-your-writes routing, or when it may
   // change the session under pgmux (RESET, DISCARD ALL, DEALLOCATE ALL):
   // most tags are dropped at their first byte.
+  // (The client may have left since the header: the server drains.)
   if (watched_type_ == 'C' && msg_acc_.empty() && !data.empty() && data[0] != 'R' &&
-      data[0] != 'D' && !client_->watches_writes()) {
+      data[0] != 'D' && !(client_ && client_->watches_writes())) {
     watched_type_ = 0;
     return;
   }
@@ -801,7 +802,7 @@ void ServerConnection::watch_end(bool& release_point) {
   proto::ByteSpan body = proto::as_bytes(msg_acc_);
   if (watched_type_ == 'C') {
     auto tag = proto::parse_command_complete(body);
-    if (client_->watches_writes() && (!tag || !proto::is_read_only_command_tag(*tag)))
+    if (client_ && client_->watches_writes() && (!tag || !proto::is_read_only_command_tag(*tag)))
       client_->note_write();
     if (tag) note_session_command(*tag);
   } else if (watched_type_ == 'E') {

@@ -80,7 +80,9 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   bool write_backlogged() const { return socket_.queued() > 0; }
   // Bookkeeping of what the server still owes: every Query, Sync and
   // FunctionCall is answered by exactly one ReadyForQuery.
-  void count_request(char type) {
+  // `hidden`: pgmux's own request (its Execute does not count as the
+  // client's statement in a pipeline: pipelining()).
+  void count_request(char type, bool hidden = false) {
     bool was_busy = pending_z_ > 0 || unsynced_;
     switch (type) {
       case 'S':
@@ -98,7 +100,11 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
         unsynced_ = false;
         last_was_execute_ = pipelining_ = false;
         break;
-      case 'E': syncs_since_execute_ = 0; last_was_execute_ = pipelining_ = true; unsynced_ = true; break;
+      case 'E':
+        syncs_since_execute_ = 0;
+        last_was_execute_ = unsynced_ = true;
+        if (!hidden) pipelining_ = true;
+        break;
       case 'P': case 'B': case 'D': case 'C': case 'H': unsynced_ = true; break;
       case 'c': case 'f': extended_copy_in_ = false; break;
       default: break;
@@ -124,12 +130,13 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   bool busy() const { return pending_z_ > 0 || unsynced_; }
   // An Execute went since the last Sync.
   bool executed_since_sync() const { return last_was_execute_ && syncs_since_execute_ == 0; }
-  // ... and may have left the implicit transaction open, where PostgreSQL
-  // refuses commands that cannot run in a transaction block ("within a
-  // pipeline"). Not after pgmux's own DISCARD ALL, which PostgreSQL's
-  // commits at once (committed_at_once).
+  // ... a client's Execute, which may have left the implicit transaction
+  // open, where PostgreSQL refuses commands that cannot run in a
+  // transaction block ("within a pipeline"). pgmux's own Executes do not
+  // count: PostgreSQL would not have run them.
   bool pipelining() const { return pipelining_; }
-  void committed_at_once() { pipelining_ = false; }
+  // A client's Execute whose answer pgmux hides (and replaces) all the same.
+  void client_executed() { pipelining_ = true; }
   // With nothing in flight and no error pending: the server is in a failed
   // transaction block. The last ReadyForQuery said so, and no Execute ran
   // since (in a failed block only a ROLLBACK or COMMIT can, which ends it).

@@ -18,6 +18,8 @@
 // ctest's timeout.
 #include <catch2/catch.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -2100,6 +2102,177 @@ TEST_CASE("transaction: protocol Close and Flush of named statements", "[transac
   s.send(msg('X', ""));
   s.close();
   holder.reset();
+  mux.finish();
+}
+
+// 13b. The same pipeline, cut in two at every byte: the answers do not
+//      change. The messages pgmux inspects (named Parse, an unnamed Parse of
+//      a SQL command and its Execute, Bind/Describe/Close of a name) and
+//      the ones it drops after its own error (skip to Sync) may each
+//      arrive across two reads.
+
+TEST_CASE("transaction: a pipeline cut at every byte gets the same answers", "[transaction][pipeline]") {
+  PgmuxConfig cfg;
+  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 1\n";
+  cfg.rest = auth_section("trust") + "\n" + database_section("app");
+  cfg.userlist = userlist_line("trust_user", "");
+  Pgmux mux(cfg);
+  Watchdog wd(120s);
+  const std::string pipeline =
+      // named statements, a SQL PREPARE / EXECUTE / DEALLOCATE, Describe and Close
+      parse_msg("s1", "SELECT 41 + 1") + parse_msg("", "PREPARE q1 AS SELECT 21 * 2") +
+      bind_msg("", "") + execute_msg("") + bind_msg("", "s1") + describe_msg('P', "") +
+      execute_msg("") + parse_msg("", "EXECUTE q1") + bind_msg("", "") + execute_msg("") +
+      describe_msg('S', "s1") + close_msg('S', "s1") + parse_msg("", " DEALLOCATE q1") +
+      bind_msg("", "") + execute_msg("") + sync_msg() +
+      // pgmux's own error (a second Parse of s2): the rest is skipped to Sync
+      parse_msg("s2", "SELECT 2") + parse_msg("s2", "SELECT 3") + bind_msg("", "s2") +
+      execute_msg("") + sync_msg() +
+      // what remains: s2 only
+      bind_msg("", "s2") + execute_msg("") + bind_msg("", "s1") + execute_msg("") +
+      sync_msg() + parse_msg("", "EXECUTE q1") + bind_msg("", "") + execute_msg("") + sync_msg();
+  constexpr int kSegments = 4;
+  auto run = [&](size_t cut, Replies& out) {
+    auto s = RawSocket::connect_tcp(mux.port());
+    if (!s.valid()) return false;
+    s.send(startup_packet({{"user", "trust_user"}, {"database", "app"}}));
+    if (read_replies(s).types.back() != 'Z') return false;
+    if (cut == 0) {
+      s.send(pipeline);
+    } else {
+      int one = 1;
+      setsockopt(s.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      s.send(std::string_view(pipeline).substr(0, cut));
+      std::this_thread::sleep_for(2ms);  // two reads for pgmux
+      s.send(std::string_view(pipeline).substr(cut));
+    }
+    for (int i = 0; i < kSegments; ++i) {
+      Replies r = read_replies(s, true, 0, 5s);
+      out.types += r.types + "|";
+      out.errors.insert(out.errors.end(), r.errors.begin(), r.errors.end());
+      out.values.insert(out.values.end(), r.values.begin(), r.values.end());
+      if (r.types.empty() || r.types.back() != 'Z') break;
+    }
+    s.send(msg('X', ""));
+    return true;
+  };
+  Replies want;
+  REQUIRE(run(0, want));
+  INFO("whole: " << want.types << " " << join(want.errors, " / ") << " values " << join(want.values));
+  // As PostgreSQL answers: q1 and s1 are gone by the third segment.
+  CHECK(want.types == "112C2TDC12DCtT312CZ|1EZ|2DCEZ|12EZ|");
+  CHECK(want.values == std::vector<std::string>{"42", "42", "2"});
+  for (size_t cut = 1; cut < pipeline.size(); ++cut) {
+    Replies got;
+    REQUIRE(run(cut, got));
+    INFO("cut at byte " << cut << ": " << got.types << " " << join(got.errors, " / ") << " values "
+                        << join(got.values));
+    REQUIRE(got.types == want.types);
+    REQUIRE(got.errors == want.errors);
+    REQUIRE(got.values == want.values);
+  }
+  CHECK_FALSE(wd.fired());
+  mux.finish();
+}
+
+// 13c. SQL commands in the extended protocol's less usual shapes: executed
+//      through a named portal, a PREPARE over 64 KiB, pgmux's reserved
+//      names, a DISCARD ALL described but never executed, one followed by a
+//      VACUUM in the same segment (PostgreSQL commits DISCARD ALL at once),
+//      and a client that resets its connection right after a pipeline.
+
+TEST_CASE("transaction: SQL commands through named portals, over 64 KiB and with reserved names", "[transaction][prepared]") {
+  PgmuxConfig cfg;
+  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 1\n";
+  cfg.rest = auth_section("trust") + "\n" + database_section("app");
+  cfg.userlist = userlist_line("trust_user", "");
+  Pgmux mux(cfg);
+  Watchdog wd(60s);
+  auto login = [&] {
+    auto s = RawSocket::connect_tcp(mux.port());
+    REQUIRE(s.valid());
+    s.send(startup_packet({{"user", "trust_user"}, {"database", "app"}}));
+    REQUIRE(read_replies(s).types.back() == 'Z');
+    return s;
+  };
+  auto round = [](RawSocket& s, const std::string& bytes) {
+    REQUIRE(s.send(bytes));
+    return read_replies(s);
+  };
+  auto extended = [](const std::string& sql) {
+    return parse_msg("", sql) + bind_msg("", "") + execute_msg("") + sync_msg();
+  };
+  RawSocket a = login(), b = login();
+
+  // A PREPARE executed through a named portal is A's, not the server's.
+  auto r = round(a, parse_msg("", "PREPARE s1 AS SELECT 'secret of A'") + bind_msg("p1", "") +
+                        execute_msg("p1") + sync_msg());
+  CHECK(r.types == "12CZ");
+  r = round(b, extended("EXECUTE s1"));
+  INFO("B: " << r.types << " " << join(r.errors, " / "));
+  CHECK(r.types == "12EZ");
+  CHECK_THAT(join(r.errors), Contains("26000"));
+  r = round(a, extended("EXECUTE s1"));
+  CHECK(r.types == "12DCZ");
+  CHECK(r.values == std::vector<std::string>{"secret of A"});
+
+  // Over 64 KiB: still A's.
+  const std::string big = "PREPARE big1 AS SELECT '" + std::string(70000, 'x') + "'::text";
+  r = round(a, extended(big));
+  CHECK(r.types == "12CZ");
+  r = round(b, extended("EXECUTE big1"));
+  CHECK(r.types == "12EZ");
+  r = round(a, extended("EXECUTE big1"));
+  CHECK(r.types == "12DCZ");
+
+  // pgmux's own statement names are no client's.
+  r = round(b, extended("EXECUTE pgmux_1"));
+  CHECK(r.types == "EZ");
+  CHECK_THAT(join(r.errors), Contains("26000"));
+  r = round(a, extended("PREPARE pgmux_x AS SELECT 1"));
+  CHECK(r.types == "EZ");
+  CHECK_THAT(join(r.errors), Contains("0A000"));
+  r = round(a, msg('Q', cstr("PREPARE pgmux_y AS SELECT 1")));
+  CHECK(r.types == "EZ");
+  CHECK_THAT(join(r.errors), Contains("0A000"));
+
+  // A DISCARD ALL described but never executed changes nothing.
+  CHECK(round(a, msg('Q', cstr("SET TimeZone = 'Asia/Tokyo'"))).types == "CZ");
+  r = round(a, parse_msg("", "DISCARD ALL") + describe_msg('S', "") + sync_msg());
+  CHECK(r.types == "1tnZ");
+  r = round(a, extended("SHOW TimeZone"));
+  CHECK(r.values == std::vector<std::string>{"Asia/Tokyo"});
+  r = round(a, extended("EXECUTE s1"));
+  CHECK(r.types == "12DCZ");
+  // Executed, it is committed at once: a VACUUM may follow in the segment.
+  r = round(a, parse_msg("", "DISCARD ALL") + bind_msg("", "") + execute_msg("") +
+                   parse_msg("", "VACUUM pg_class") + bind_msg("", "") + execute_msg("") + sync_msg());
+  INFO("DISCARD ALL; VACUUM: " << r.types << " " << join(r.errors, " / "));
+  CHECK(r.types == "12C12CZ");
+  r = round(a, extended("SHOW TimeZone"));
+  CHECK(r.values != std::vector<std::string>{"Asia/Tokyo"});
+  r = round(a, extended("EXECUTE s1"));
+  CHECK(r.types == "12EZ");
+
+  // A client that resets its connection right after a pipeline whose
+  // answers pgmux partly gives itself does not take pgmux down.
+  for (int i = 0; i < 5; ++i) {
+    RawSocket c = login();
+    CHECK(round(c, parse_msg("w1", "SELECT 1") + bind_msg("", "w1") + execute_msg("") + sync_msg()).types ==
+          "12DCZ");
+    CHECK(round(c, msg('Q', cstr("BEGIN"))).types == "CZ");
+    struct linger lg {1, 0};
+    setsockopt(c.fd(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    c.send(parse_msg("w2", "SELECT 1") + parse_msg("", "EXECUTE nothing") + bind_msg("", "") +
+           execute_msg("") + sync_msg());
+    c.close();
+  }
+  std::this_thread::sleep_for(200ms);
+  r = round(b, extended("SELECT 42"));
+  CHECK(r.values == std::vector<std::string>{"42"});
+  a.send(msg('X', ""));
+  b.send(msg('X', ""));
+  CHECK_FALSE(wd.fired());
   mux.finish();
 }
 

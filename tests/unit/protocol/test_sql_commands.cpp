@@ -41,6 +41,14 @@ void check(const Case& c) {
   SqlCommand got = classify_sql_command(c.query);
   CHECK(kind_name(got.kind) == std::string(kind_name(c.kind)));
   CHECK(got.name == c.name);
+  // The forwarding path only reads a query whole when its first bytes may
+  // start a recognised command: never skip one, whatever the cut.
+  if (got.kind != Kind::other) {
+    for (size_t n = 0; n <= c.query.size(); ++n) {
+      INFO("first " << n << " bytes");
+      CHECK(may_be_sql_command(std::string_view(c.query).substr(0, n)));
+    }
+  }
 }
 
 void check_all(const std::vector<Case>& cases) {
@@ -471,5 +479,28 @@ TEST_CASE("classify_sql_command: random and mutated input never crashes", "[sql]
     SqlCommand again = classify_sql_command(std::string_view(buf.get(), q.size()));
     CHECK(again.kind == c.kind);
     CHECK(again.name == c.name);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// may_be_sql_command: the cheap look at the first bytes
+
+TEST_CASE("may_be_sql_command: other first keywords are left alone", "[sql]") {
+  for (std::string_view q : {"SELECT 1", "select $1", "  \n\tSELECT 1", "-- hi\nINSERT INTO t VALUES (1)",
+                             "/* app=web */ UPDATE t SET a = 1", "(SELECT 1)", "EXPLAIN EXECUTE x",
+                             "DELETE FROM t", "deallocated", "PREPARED", "executes", "\"PREPARE\" x",
+                             "'PREPARE'", "WITH x AS (SELECT 1) SELECT 1", "DO $$ BEGIN END $$", ";"}) {
+    INFO("query: [" << q << "]");
+    CHECK_FALSE(may_be_sql_command(q));
+  }
+}
+
+TEST_CASE("may_be_sql_command: what may still become one", "[sql]") {
+  for (std::string_view q : {"", " ", "\n\n", "--", "-- comment without its end", "/* open",
+                             "/* a */ /* b", "P", "pre", "PREPAR", "E", "exec", "DEALLOC", "disc",
+                             "PREPARE", "execute x", "Deallocate all", "DISCARD ALL", "/**/prepare",
+                             "-- x\nEXECUTE q", "d"}) {
+    INFO("query: [" << q << "]");
+    CHECK(may_be_sql_command(q));
   }
 }
