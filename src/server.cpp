@@ -913,8 +913,10 @@ void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
   bool release_point = false;
   proto::ByteSpan chunk(buf->data, n);
   std::string out;
+  // The careful path also finishes a message it started to hide, though
+  // the tracker may have nothing special left once its header was seen.
   bool rewritten = client_ && client_->managed() &&
-                   (client_->tracker().special() || !held_header_.empty());
+                   (client_->tracker().special() || !held_header_.empty() || hiding_);
   if (rewritten) {
     if (!rewrite_server_bytes(chunk, release_point, out)) return;
   } else if (!scan_server_bytes(chunk, release_point)) {

@@ -18,6 +18,7 @@
 // ctest's timeout.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -2273,6 +2274,153 @@ TEST_CASE("transaction: SQL commands through named portals, over 64 KiB and with
   a.send(msg('X', ""));
   b.send(msg('X', ""));
   CHECK_FALSE(wd.fired());
+  mux.finish();
+}
+
+// 13d. The server's answers cut up: a TCP proxy between pgmux and
+//      PostgreSQL passes the server's bytes on one to three at a time, so
+//      pgmux reads its messages in pieces, also where it hides answers and
+//      inserts its own (re-prepares, pgmux's own errors, SQL commands).
+
+namespace {
+
+class DribbleProxy {
+ public:
+  DribbleProxy(const std::string& host, int port) : host_(host), port_(port) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(listen_fd_, 16) == 0) {
+      socklen_t len = sizeof a;
+      getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+      listen_port_ = ntohs(a.sin_port);
+    }
+    acceptor_ = std::thread([this] { accept_loop(); });
+  }
+  ~DribbleProxy() {
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    ::close(listen_fd_);
+    acceptor_.join();
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+    for (auto& t : pumps_) t.join();
+    for (int fd : fds_) ::close(fd);
+  }
+  int port() const { return listen_port_; }
+
+ private:
+  void accept_loop() {
+    for (;;) {
+      int c = ::accept(listen_fd_, nullptr, nullptr);
+      if (c < 0) return;
+      int s = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(static_cast<uint16_t>(port_));
+      inet_pton(AF_INET, host_.c_str(), &a.sin_addr);
+      if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(c);
+        ::close(s);
+        continue;
+      }
+      int one = 1;
+      setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      std::lock_guard<std::mutex> lock(mu_);
+      fds_.push_back(c);
+      fds_.push_back(s);
+      pumps_.emplace_back([c, s] { pump(c, s, false); });
+      pumps_.emplace_back([c, s] { pump(s, c, true); });
+    }
+  }
+  static void pump(int from, int to, bool dribble) {
+    char buf[65536];
+    size_t step = 0;
+    for (;;) {
+      ssize_t n = ::read(from, buf, sizeof buf);
+      if (n <= 0) break;
+      for (ssize_t i = 0; i < n;) {
+        ssize_t k = dribble ? std::min<ssize_t>(n - i, 1 + ssize_t(step++ % 3)) : n - i;
+        if (::send(to, buf + i, size_t(k), MSG_NOSIGNAL) != k) return;
+        i += k;
+        if (dribble && step % 8 == 0) std::this_thread::sleep_for(20us);
+      }
+    }
+    ::shutdown(to, SHUT_WR);
+  }
+
+  std::string host_;
+  int port_;
+  int listen_fd_ = -1;
+  int listen_port_ = 0;
+  std::mutex mu_;
+  std::vector<int> fds_;
+  std::vector<std::thread> pumps_;
+  std::thread acceptor_;  // last
+};
+
+}  // namespace
+
+TEST_CASE("transaction: the server's answers read in pieces", "[transaction][pipeline]") {
+  DribbleProxy proxy(fixture().pg_host, fixture().pg_port);
+  REQUIRE(proxy.port() > 0);
+  PgmuxConfig cfg;
+  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 1\n";
+  cfg.rest = auth_section("trust") + "\n[databases.app]\nhost = \"127.0.0.1\"\nport = " +
+             std::to_string(proxy.port()) + "\n";
+  cfg.userlist = userlist_line("trust_user", "");
+  Pgmux mux(cfg);
+  Watchdog wd(60s);
+  const std::string ci = mux.conninfo("app", "trust_user");
+  WatchedConn a(wd, ci), b(wd, ci);
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(b);
+  for (int round = 0; round < 2; ++round) {
+    // Protocol-level statements shared through one server: re-prepared,
+    // hidden answers, pgmux's own ParseComplete.
+    const std::string n = std::to_string(round);
+    REQUIRE(prepare(a.get(), "s" + n, "SELECT $1::int + 1, repeat('x', 300)", 1).ok);
+    REQUIRE(prepare(b.get(), "s" + n, "SELECT $1::int + 1, repeat('x', 300)", 1).ok);
+    CHECK(one_row(exec_prepared(a.get(), "s" + n, {"41"})).at(0) == "42");
+    CHECK(one_row(exec_prepared(b.get(), "s" + n, {"1"})).at(0) == "2");
+    // pgmux's own error (a duplicate name) and the skip to Sync.
+    CHECK(prepare(a.get(), "s" + n, "SELECT 1", 0).sqlstate == "42P05");
+    // SQL-level statements through both protocols, DEALLOCATE ALL, DISCARD ALL.
+    CHECK(exec_params(a.get(), "PREPARE q" + n + " AS SELECT 21 * 2", {}).ok);
+    CHECK(one_row(exec_params(a.get(), "EXECUTE q" + n, {})).at(0) == "42");
+    CHECK(exec_params(b.get(), "EXECUTE q" + n, {}).sqlstate == "26000");
+    CHECK(scalar(a.get(), "EXECUTE q" + n) == "42");
+    CHECK(exec_params(b.get(), "DEALLOCATE ALL", {}).cmd_status == "DEALLOCATE ALL");
+    CHECK(exec_prepared(b.get(), "s" + n, {"1"}).sqlstate == "26000");
+    CHECK(one_row(exec_prepared(a.get(), "s" + n, {"1"})).at(0) == "2");
+    exec(b.get(), "SET TimeZone = 'Asia/Tokyo'");
+    CHECK(exec_params(b.get(), "DISCARD ALL", {}).cmd_status == "DISCARD ALL");
+    CHECK(scalar(b.get(), "SHOW TimeZone") != "Asia/Tokyo");
+    // Large rows, many of them, and an error after some.
+    auto big = exec(a.get(), "SELECT g, repeat('y', 2000) FROM generate_series(1, 20) g");
+    CHECK(big.size() == 20);
+    auto err = try_exec(a.get(), "SELECT 1/(g - 40) FROM generate_series(1, 50) g");
+    CHECK(err.sqlstate == "22012");
+  }
+  // The raw pipeline of the cut test, with its own errors and skips.
+  auto s = RawSocket::connect_tcp(mux.port());
+  REQUIRE(s.valid());
+  s.send(startup_packet({{"user", "trust_user"}, {"database", "app"}}));
+  REQUIRE(read_replies(s).types.back() == 'Z');
+  s.send(parse_msg("p1", "SELECT 41 + 1") + parse_msg("p1", "SELECT 2") + bind_msg("", "p1") +
+         execute_msg("") + sync_msg() + bind_msg("", "p1") + describe_msg('P', "") + execute_msg("") +
+         describe_msg('S', "p1") + sync_msg());
+  auto r1 = read_replies(s);
+  auto r2 = read_replies(s);
+  CHECK(r1.types == "1EZ");
+  CHECK(r2.types == "2TDCtTZ");
+  CHECK(r2.values == std::vector<std::string>{"42"});
+  s.send(msg('X', ""));
+  CHECK_FALSE(wd.fired());
+  a.reset();
+  b.reset();
   mux.finish();
 }
 
