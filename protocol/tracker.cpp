@@ -92,18 +92,29 @@ ResponseTracker::Action ResponseTracker::on_server_message_slow(char type) {
   }
   if ((type == 'G' || type == 'W') && head.req == Request::execute) {
     // COPY FROM STDIN started by Execute: every Sync the client sent after
-    // that Execute reaches the server in copy-in mode and is ignored.
-    copy_in_ = true;
+    // that Execute reaches the server in copy-in mode and is ignored, up to
+    // the client's CopyDone/CopyFail if it came already (copy_in_finished),
+    // else up to the one to come (copy_in_).
+    while (!copy_ends_.empty() && copy_ends_.front() <= head_) copy_ends_.erase(copy_ends_.begin());
+    size_t end = q_.size();
+    if (copy_ends_.empty()) {
+      copy_in_ = true;
+    } else {
+      end = copy_ends_.front();
+      copy_ends_.erase(copy_ends_.begin());
+    }
     size_t keep = head_ + 1;
     for (size_t i = head_ + 1; i < q_.size(); ++i) {
-      if (q_[i].req == Request::sync && !q_[i].is_synthetic) {
+      if (i < end && q_[i].req == Request::sync && !q_[i].is_synthetic) {
         if (q_[i].hidden) --special_;  // dropped: no longer pending
         continue;
       }
       if (keep != i) q_[keep] = std::move(q_[i]);
       ++keep;
     }
+    const size_t dropped = q_.size() - keep;
     q_.resize(keep);
+    for (size_t& e : copy_ends_) e -= dropped;  // later ones move up
   }
   Action a = head.hidden ? Action::hide : Action::pass;
   if (head.req == Request::describe_stmt && type == 't') head.got_param_desc = true;

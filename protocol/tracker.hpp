@@ -95,7 +95,12 @@ class ResponseTracker {
   // The client sent CopyDone or CopyFail: an extended-protocol COPY FROM
   // STDIN is over, and Syncs count again (the server ignores Syncs it
   // receives while in copy-in mode).
-  void copy_in_finished() { copy_in_ = false; }
+  // If the server has not started the COPY yet (its CopyInResponse comes
+  // later), the Syncs sent up to here will be ignored, the ones after not.
+  void copy_in_finished() {
+    if (copy_in_) copy_in_ = false;
+    else copy_ends_.push_back(q_.size());
+  }
 
   // Nothing in flight.
   bool empty() const { return head_ == q_.size(); }
@@ -116,6 +121,7 @@ class ResponseTracker {
     special_ = 0;
     skipping_ = false;
     copy_in_ = false;  // else the next exchange's Syncs would be ignored
+    copy_ends_.clear();
   }
 
  private:
@@ -148,6 +154,7 @@ class ResponseTracker {
     if (++head_ == q_.size()) {
       q_.clear();  // keeps capacity for the next requests
       head_ = 0;
+      if (!copy_ends_.empty()) copy_ends_.clear();  // positions in the old queue
     }
   }
   void popped_special(const Entry& e);
@@ -169,6 +176,9 @@ class ResponseTracker {
   size_t special_ = 0;
   bool skipping_ = false;  // after an error: waiting for the Sync's 'Z'
   bool copy_in_ = false;   // extended-protocol COPY FROM STDIN in progress
+  // Queue positions where the client ended a COPY (CopyDone/CopyFail) before
+  // the server had started it: the Syncs before such a point are ignored.
+  std::vector<size_t> copy_ends_;
   // Tag reports waiting to be taken, one list for the three kinds (an idle
   // client keeps one empty vector, not three).
   enum Report : uint8_t { kUnprepared, kPrepared, kUnnamed, kExecuted };

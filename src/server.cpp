@@ -816,6 +816,7 @@ void ServerConnection::watch_end(bool& release_point) {
     in_copy_in_ = false;
     ready_since_ms_ = uv_now(loop_);
     release_point = pending_z_ == 0 && !unsynced_;
+    if (release_point) copy_ignored_syncs_.clear();  // no COPY can start now
   } else if (auto ps = proto::parse_parameter_status(body)) {
     note_parameter(ps->name, ps->value);
     if (client_) client_->parameter_changed(ps->name, ps->value);

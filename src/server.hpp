@@ -106,7 +106,13 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
         if (!hidden) pipelining_ = true;
         break;
       case 'P': case 'B': case 'D': case 'C': case 'H': unsynced_ = true; break;
-      case 'c': case 'f': extended_copy_in_ = false; break;
+      case 'c': case 'f':
+        // The client ended an extended-protocol COPY the server has not
+        // started yet: the Syncs since its Execute will be ignored, the
+        // ones from here on not (copy_in_started).
+        if (!in_copy_in_ && last_was_execute_) copy_ignored_syncs_.push_back(syncs_since_execute_);
+        extended_copy_in_ = false;
+        break;
       default: break;
     }
     if (!was_busy && (pending_z_ > 0 || unsynced_)) {
@@ -281,11 +287,18 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   void copy_in_started() {
     in_copy_in_ = true;
     if (!last_was_execute_) return;
-    extended_copy_in_ = true;
-    pending_z_ -= syncs_since_execute_;
+    int ignored = syncs_since_execute_;
+    if (copy_ignored_syncs_.empty()) {
+      extended_copy_in_ = true;  // Syncs until the client's CopyDone are ignored
+    } else {
+      ignored = copy_ignored_syncs_.front();
+      copy_ignored_syncs_.erase(copy_ignored_syncs_.begin());
+    }
+    pending_z_ -= ignored;
     if (pending_z_ < 0) pending_z_ = 0;
     syncs_since_execute_ = 0;
   }
+  std::vector<int> copy_ignored_syncs_;  // see count_request, 'c' and 'f'
   conf::PoolMode client_mode_ = conf::PoolMode::session;
 
   ServerStatementCache statements_;

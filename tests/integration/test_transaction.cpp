@@ -2424,6 +2424,61 @@ TEST_CASE("transaction: the server's answers read in pieces", "[transaction][pip
   mux.finish();
 }
 
+// 13e. A client that sends an extended-protocol COPY FROM STDIN, its data,
+//      CopyDone (or CopyFail) and the next transaction in one write, before
+//      the server has even started the COPY: only the Syncs before the
+//      CopyDone are ignored by the server. Counting the later ones as
+//      ignored too released the server mid-pipeline and gave the client's
+//      next answers to another client.
+
+TEST_CASE("transaction: COPY ended before the server starts it, pipelined", "[transaction][copy]") {
+  PgmuxConfig cfg;
+  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 1\n";
+  cfg.rest = auth_section("trust") + "\n" + database_section("app");
+  cfg.userlist = userlist_line("trust_user", "");
+  Pgmux mux(cfg);
+  Watchdog wd(60s);
+  const std::string table = "copy_pipe_" + unique_suffix();
+  {
+    auto su = superuser("app");
+    exec(su.get(), "CREATE TABLE " + table + " (a text)");
+    exec(su.get(), "GRANT ALL ON " + table + " TO trust_user");
+  }
+  auto login = [&] {
+    auto s = RawSocket::connect_tcp(mux.port());
+    REQUIRE(s.valid());
+    s.send(startup_packet({{"user", "trust_user"}, {"database", "app"}}));
+    REQUIRE(read_replies(s).types.back() == 'Z');
+    return s;
+  };
+  auto extended = [](const std::string& sql) {
+    return parse_msg("", sql) + bind_msg("", "") + describe_msg('P', "") + execute_msg("");
+  };
+  for (char end : {'c', 'f'}) {
+    INFO("the COPY ends with " << (end == 'c' ? "CopyDone" : "CopyFail"));
+    RawSocket a = login(), b = login();
+    const std::string copy_end = end == 'c' ? msg('c', "") : msg('f', cstr("client gave up"));
+    REQUIRE(a.send(extended("COPY " + table + " FROM STDIN") + msg('d', "row of A\n") + copy_end +
+                   sync_msg() + extended("SELECT 'rows of A', pg_sleep(0.2)") + sync_msg()));
+    REQUIRE(b.send(extended("SELECT 'rows of B'") + sync_msg()));
+    auto a1 = read_replies(a), a2 = read_replies(a), b1 = read_replies(b);
+    INFO("A: " << a1.types << " " << a2.types << " " << join(a1.errors) << " values " << join(a2.values));
+    INFO("B: " << b1.types << " values " << join(b1.values));
+    CHECK(a1.types == (end == 'c' ? "12nGCZ" : "12nGEZ"));
+    CHECK(a2.types == "12TDCZ");
+    CHECK(a2.values == std::vector<std::string>{"rows of A"});
+    CHECK(b1.types == "12TDCZ");
+    CHECK(b1.values == std::vector<std::string>{"rows of B"});
+    a.send(msg('X', ""));
+    b.send(msg('X', ""));
+  }
+  auto su = superuser("app");
+  CHECK(scalar(su.get(), "SELECT count(*) FROM " + table) == "1");
+  exec(su.get(), "DROP TABLE " + table);
+  CHECK_FALSE(wd.fired());
+  mux.finish();
+}
+
 // ---------------------------------------------------------------------------
 // 14. NoticeResponse reaches its client only; FunctionCall works.
 

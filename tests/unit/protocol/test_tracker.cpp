@@ -880,6 +880,38 @@ TEST_CASE("ResponseTracker: COPY inside an Execute and inside a Query", "[tracke
     CHECK(h.seen() == "12nGCZ");
     require_idle(h.t);
   }
+  SECTION("COPY FROM STDIN ended before the server starts it: later Syncs count") {
+    // The client sends Execute, CopyData, CopyDone, Sync and the next
+    // segment in one go; the CopyInResponse comes after all of that.
+    Harness h;
+    h.send(R::execute);
+    h.send(R::sync);  // before the CopyDone: ignored in copy-in mode
+    h.t.copy_in_finished();  // CopyDone, before the server's G
+    h.send(R::sync);         // after it: answered
+    h.send(R::bind);
+    h.send(R::execute);
+    h.send(R::sync);
+    h.server_all("GCZ");
+    CHECK_FALSE(h.t.empty());  // the next segment is still owed
+    h.server_all("2CZ");
+    CHECK(h.seen() == "GCZ2CZ");
+    require_idle(h.t);
+  }
+  SECTION("two COPYs ended before the server starts either") {
+    Harness h;
+    h.send(R::execute);
+    h.t.copy_in_finished();
+    h.send(R::sync);
+    h.send(R::execute);
+    h.send(R::sync);  // ignored: before the second CopyFail
+    h.t.copy_in_finished();
+    h.send(R::sync);
+    h.server_all("GEZ");  // the first fails (CopyFail)
+    CHECK_FALSE(h.t.empty());
+    h.server_all("GCZ");
+    CHECK(h.seen() == "GEZGCZ");
+    require_idle(h.t);
+  }
   SECTION("COPY in a simple Query") {
     Harness h;
     h.send(R::query);
