@@ -176,4 +176,11 @@ bool may_be_sql_command(std::string_view prefix) {
   return false;
 }
 
+bool unfollowable_sql_command(std::string_view query) {
+  Lexer lx{query};
+  const std::string first = lx.word();
+  if (first == "prepare") return lx.word() != "transaction";
+  return first == "execute" || first == "deallocate";
+}
+
 }  // namespace pgmux::proto

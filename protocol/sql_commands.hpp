@@ -23,4 +23,11 @@ SqlCommand classify_sql_command(std::string_view query);
 // forwarding path leave most queries alone without reading them whole.
 bool may_be_sql_command(std::string_view prefix);
 
+// A query classify_sql_command does not recognise, yet starting with
+// PREPARE (not PREPARE TRANSACTION), EXECUTE or DEALLOCATE: several
+// statements in one string, a Unicode-escaped name (U&"..."), a syntax
+// error. Run as it is, it would act on whatever the server connection
+// holds under the name: transaction pooling refuses it.
+bool unfollowable_sql_command(std::string_view query);
+
 }  // namespace pgmux::proto

@@ -38,6 +38,16 @@ std::string already_exists(std::string_view name) { return statement_error("42P0
 // SQL-level statements keep their names on the server, where pgmux's own
 // (pgmux_<n>, pgmux.*) live too.
 bool reserved_name(std::string_view name) { return name.starts_with("pgmux"); }
+std::string unfollowable_error() {
+  proto::ErrorFields e;
+  e.sqlstate = "0A000";
+  e.message =
+      "pgmux cannot follow this statement under transaction pooling: PREPARE, EXECUTE and "
+      "DEALLOCATE must be alone in a query, with a plain or double-quoted name";
+  std::string m;
+  proto::error_response(m, e);
+  return m;
+}
 std::string reserved_name_error(std::string_view name) {
   proto::ErrorFields e;
   e.sqlstate = "0A000";
@@ -1122,7 +1132,7 @@ bool may_be_sql_command_at(proto::ByteSpan body, size_t at) {
   if (at >= body.size()) return true;  // not read yet
   switch (body[at]) {
     case 'P': case 'p': case 'E': case 'e': case 'D': case 'd':
-    case ' ': case '\t': case '\r': case '\n': case '-': case '/': {
+    case ' ': case '\t': case '\r': case '\n': case '\f': case '\v': case '-': case '/': {
       const char* q = reinterpret_cast<const char*>(body.data()) + at;
       const size_t avail = body.size() - at;
       const void* end = std::memchr(q, 0, avail);
@@ -1834,7 +1844,17 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       if (m->statement.empty()) {
         ms().armed.reset();
         proto::SqlCommand cmd = proto::classify_sql_command(m->query);
-        if (cmd.kind == proto::SqlCommand::Kind::other) return pass(Req::parse);
+        if (cmd.kind == proto::SqlCommand::Kind::other) {
+          if (!proto::unfollowable_sql_command(m->query)) return pass(Req::parse);
+          // The server skips it after an error, or refuses it in a failed
+          // transaction block; else pgmux refuses it.
+          if (ms().tracker.skipping()) return pass(Req::parse);
+          if (awaiting_server()) return wait_for_answers();
+          if (server_->in_failed_transaction()) return pass(Req::parse);
+          report_own_error(unfollowable_error(), out, /*simple=*/false);
+          ms().skip_to_sync = true;
+          return true;
+        }
         if (cmd.kind == proto::SqlCommand::Kind::deallocate) {
           if (uncertain(cmd.name)) return wait_for_answers();
           if (owns(cmd.name)) return deallocate_extended(DeallocWhat::one, cmd.name, {}, out);
@@ -1956,10 +1976,18 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
   };
   if (!q) return forward_query();
   proto::SqlCommand cmd = proto::classify_sql_command(*q);
+  const bool unfollowable =
+      cmd.kind == proto::SqlCommand::Kind::other && proto::unfollowable_sql_command(*q);
   // pgmux may answer these itself, from the server's transaction status and
   // its own records: both must be settled first.
-  if (cmd.kind != proto::SqlCommand::Kind::other && awaiting_server())
+  if ((cmd.kind != proto::SqlCommand::Kind::other || unfollowable) && awaiting_server())
     return wait_for_answers();
+  if (unfollowable) {
+    // In a failed transaction block the server refuses it anyway.
+    if (server_->in_failed_transaction()) return forward_query();
+    report_own_error(unfollowable_error(), out, /*simple=*/true);
+    return true;
+  }
   auto& on_server = server_->sql_prepared();
   auto inject = [&](const std::string& sql, uint64_t tag) {
     std::string body = sql;

@@ -2217,6 +2217,26 @@ TEST_CASE("transaction: SQL commands through named portals, over 64 KiB and with
   CHECK(r.types == "12DCZ");
   CHECK(r.values == std::vector<std::string>{"secret of A"});
 
+  // A form feed is a blank to PostgreSQL: still recognised.
+  r = round(b, extended("\fEXECUTE s1"));
+  CHECK(r.types == "12EZ");
+  CHECK_THAT(join(r.errors), Contains("26000"));
+  r = round(b, msg('Q', cstr("\f\vEXECUTE s1")));
+  CHECK(r.types == "EZ");
+  CHECK_THAT(join(r.errors), Contains("26000"));
+  r = round(a, extended("EXECUTE s1"));
+  CHECK(r.values == std::vector<std::string>{"secret of A"});
+  // Forms pgmux cannot follow are refused, not run on whatever the server
+  // holds under the name.
+  r = round(b, extended("EXECUTE U&\"s\\0031\""));
+  CHECK(r.types == "EZ");
+  CHECK_THAT(join(r.errors), Contains("0A000"));
+  r = round(b, msg('Q', cstr("PREPARE m1 AS SELECT 1; EXECUTE m1")));
+  CHECK(r.types == "EZ");
+  CHECK_THAT(join(r.errors), Contains("0A000"));
+  r = round(b, msg('Q', cstr("SELECT 'still here'")));
+  CHECK(r.values == std::vector<std::string>{"still here"});
+
   // Over 64 KiB: still A's.
   const std::string big = "PREPARE big1 AS SELECT '" + std::string(70000, 'x') + "'::text";
   r = round(a, extended(big));

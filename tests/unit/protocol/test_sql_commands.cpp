@@ -504,3 +504,19 @@ TEST_CASE("may_be_sql_command: what may still become one", "[sql]") {
     CHECK(may_be_sql_command(q));
   }
 }
+
+TEST_CASE("unfollowable_sql_command: PREPARE, EXECUTE, DEALLOCATE pgmux cannot read", "[sql]") {
+  for (std::string_view q : {"PREPARE a AS SELECT 1; EXECUTE a", "EXECUTE U&\"s\\0031\"",
+                             "execute a; select 1", "DEALLOCATE a b", "  -- c\n PREPARE a; SELECT 1",
+                             "EXECUTE", "deallocate"}) {
+    INFO("query: [" << q << "]");
+    CHECK(classify_sql_command(q).kind == Kind::other);
+    CHECK(unfollowable_sql_command(q));
+  }
+  for (std::string_view q : {"PREPARE TRANSACTION 'x'", "prepare transaction 'x'", "SELECT 1",
+                             "DISCARD PLANS", "DISCARD TEMP", "EXPLAIN EXECUTE a", "DELETE FROM t",
+                             "executed", ""}) {
+    INFO("query: [" << q << "]");
+    CHECK_FALSE(unfollowable_sql_command(q));
+  }
+}
