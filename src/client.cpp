@@ -886,6 +886,17 @@ void ClientConnection::hold(const uint8_t* data, size_t n, size_t* at) {
 
 void ClientConnection::release_held() {
   if (ms_) ms_->wait_for_answers = false;
+  if (ms_ && ms_->sync_after_answers) {
+    // pgmux's DISCARD ALL ran (or failed, and the server now skips to the
+    // client's Sync): a hidden Sync commits it at once, as PostgreSQL
+    // does, unless the server is skipping.
+    ms_->sync_after_answers = false;
+    if (server_ && state_ == State::linked && !ms_->tracker.skipping()) {
+      std::string out;
+      send_request(out, 'S', {}, proto::ResponseTracker::Request::sync, /*hidden=*/true);
+      server_->forward_copy(out);
+    }
+  }
   if (state_ != State::linked || more_pending_.empty()) return;
   auto held = std::move(more_pending_);
   more_pending_.clear();
@@ -955,7 +966,7 @@ void ClientConnection::server_released() {
     ms_->wait_for_answers = false;  // everything was answered
     // The unnamed statement stays on that server: an Execute of it in a
     // later transaction (elsewhere) is not the armed command.
-    ms_->armed.reset();
+    ms_->arms.reset();
   }
   if (!pending_ && !more_pending_.empty()) {
     // Held while a replica answered, or while pgmux waited for answers
@@ -1144,8 +1155,8 @@ bool may_be_sql_command_at(proto::ByteSpan body, size_t at) {
   }
 }
 
-// `armed`: the unnamed statement is a SQL command pgmux follows, so its
-// Execute is inspected too.
+// `armed`: the unnamed statement or a portal holds a SQL command pgmux
+// follows, so Execute (and Bind and Close, which move it) are inspected too.
 bool needs_inspection(char t, proto::ByteSpan body, bool armed) {
   switch (t) {
     case 'E':
@@ -1154,8 +1165,10 @@ bool needs_inspection(char t, proto::ByteSpan body, bool armed) {
       return body.empty() || body[0] != 0 || may_be_sql_command_at(body, 1);
     case 'B':  // portal name, then statement name (and the armed statement's portal)
       return armed || body.size() < 2 || body[0] != 0 || body[1] != 0;
-    case 'D':
     case 'C':  // 'S'/'P', then the name
+      if (armed) return true;
+      [[fallthrough]];
+    case 'D':
       return body.size() < 2 || (body[0] == 'S' && body[1] != 0);
     case 'Q':
       return may_be_sql_command_at(body, 0);
@@ -1232,7 +1245,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
       }
       if (t == 'S') m.skip_to_sync = false;
       proto::ByteSpan after = chunk.subspan(pos);
-      if (needs_inspection(t, after, m.armed != nullptr)) {
+      if (needs_inspection(t, after, m.arms != nullptr)) {
         leave_raw();
         if (named_) named_->held.clear();
         m.accumulating = true;
@@ -1252,7 +1265,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
         case 'F': m.tracker.sent(Req::function_call); break;
         case 'E': m.tracker.sent(Req::execute); break;
         case 'P':
-          if (m.armed) m.armed.reset();
+          if (m.arms) disarm_statement();
           m.tracker.sent(Req::parse);
           break;
         case 'B': m.tracker.sent(Req::bind); break;
@@ -1292,6 +1305,18 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
           size_t at = 0;
           hold(reinterpret_cast<const uint8_t*>(msg.data()), msg.size(), &at);
           hold(chunk.data() + pos, chunk.size() - pos, &at);
+          leave_raw();
+          append_message(out, 'H', {});
+          break;
+        }
+        if (m.sync_after_answers) {
+          // The rest of the chunk waits for the answers to this message
+          // (sent): see release_held. An empty piece stands for nothing
+          // held yet, so that the answers release the wait.
+          m.wait_for_answers = true;
+          size_t at = 0;
+          if (pos < chunk.size()) hold(chunk.data() + pos, chunk.size() - pos, &at);
+          else more_pending_.emplace(more_pending_.begin(), acquire_io_buffer(), 0);
           leave_raw();
           append_message(out, 'H', {});
           break;
@@ -1435,8 +1460,6 @@ void ClientConnection::flush_due_responses() {
 // the server completes the Execute (apply_deallocations).
 bool ClientConnection::deallocate_extended(DeallocWhat what, const std::string& name,
                                            std::string reply, std::string& out) {
-  send_request(out, 'C', "Spgmux.dealloc\0"sv, Req::close, /*hidden=*/true);
-  send_request(out, 'P', "pgmux.dealloc\0SELECT\0\0\0"sv, Req::parse, /*hidden=*/true);
   send_request(out, 'P', "\0DEALLOCATE \"pgmux.dealloc\"\0\0\0"sv, Req::parse);
   const uint64_t tag = kDeallocTag | ms().next_parse_tag++;
   ManagedState::Armed& a = arm(ManagedState::Armed::Kind::deallocate, tag);
@@ -1453,57 +1476,103 @@ bool ClientConnection::drop_all_pending() const {
   return false;
 }
 
-// The Execute of the armed statement's portal runs the SQL command: it
-// carries the command's tag, and a PREPARE's name is recorded as it goes
-// (dropped again if the server refuses or skips it: forget_failed_prepares).
+void ClientConnection::disarm_portal(std::string_view portal) {
+  if (!ms_ || !ms_->arms) return;
+  std::erase_if(ms_->arms->portals, [&](const auto& p) { return p.first == portal; });
+  if (ms_->arms->empty()) ms_->arms.reset();
+}
+
+// An Execute of a portal bound to an armed statement runs the SQL command:
+// it carries the command's tag, a PREPARE's name is recorded as it goes
+// (dropped again if the server refuses or skips it: forget_failed_prepares),
+// and a DEALLOCATE's statement is prepared for it (it may run more than once).
 bool ClientConnection::arm_execute(const std::string& body, std::string& out) {
   using Kind = ManagedState::Armed::Kind;
   const std::string_view portal(body.data(), strnlen(body.data(), body.size()));
-  if (!ms().armed || portal != ms().armed->portal) {
+  ManagedState::Armed* found = nullptr;
+  if (ms().arms)
+    for (auto& [name, armed] : ms().arms->portals)
+      if (name == portal) found = &armed;
+  if (!found) {
     send_request(out, 'E', body, Req::execute);
     return true;
   }
-  ManagedState::Armed& a = *ms().armed;
+  ManagedState::Armed& a = *found;
   if (a.kind == Kind::prepare) {
     if (named().stmts.count(a.name) || named().sql_stmts.count(a.name)) {
-      // Defined since the Parse (a protocol-level Parse of the name):
+      // Defined since the Parse, or by an earlier Execute of the portal:
       // PostgreSQL refuses the PREPARE here.
       report_own_error(already_exists(a.name), out, /*simple=*/false);
       ms().skip_to_sync = true;
-      ms().armed.reset();
       return true;
     }
     named().sql_stmts[a.name] = a.st;
     named().sql_prepares[a.tag] = a.name;
     server_->sql_prepared()[a.name] = a.st->id;
     send_request(out, 'E', body, Req::execute, /*hidden=*/false, a.tag);
-    ms().armed.reset();
     return true;
   }
-  const bool reset_settings = a.what == DeallocWhat::discard && !ms().tracker.skipping();
-  // DISCARD ALL: the server's settings go back to the client's login values
-  // when the client's Execute runs (not before: a client may never execute
-  // it), and for good: a hidden Sync commits them, as PostgreSQL commits a
-  // DISCARD ALL at once, so what follows in the segment sees them (a
-  // VACUUM may follow, too). The server reports the values that change.
-  // That Sync must not end a skip after an error: the answers to what went
-  // before are awaited first.
-  if (reset_settings && awaiting_server()) return wait_for_answers();
-  if (reset_settings) {
+  if (a.what == DeallocWhat::one && !ms().tracker.skipping()) {
+    // PostgreSQL looks the name up when it runs the DEALLOCATE. Not the
+    // client's: a same-named SQL statement of another client on this
+    // server must not go.
+    if (uncertain_name(a.name)) return wait_for_answers();
+    if (!named().stmts.count(a.name) && !named().sql_stmts.count(a.name)) {
+      report_own_error(does_not_exist_error(a.name), out, /*simple=*/false);
+      ms().skip_to_sync = true;
+      return true;
+    }
+  }
+  const bool discard = a.what == DeallocWhat::discard && !ms().tracker.skipping();
+  if (discard) {
+    // Whether PostgreSQL would run it depends on what went since the Parse.
+    if (awaiting_server()) return wait_for_answers();
+    if (server_->pipelining() || server_->tx_status() != 'I') {
+      proto::ErrorFields e;
+      e.sqlstate = "25001";
+      e.message = "DISCARD ALL cannot be executed within a pipeline";
+      std::string m;
+      proto::error_response(m, e);
+      report_own_error(std::move(m), out, /*simple=*/false);
+      ms().skip_to_sync = true;
+      return true;
+    }
+  }
+  if (a.what != DeallocWhat::discard_on_server) {
+    // The statement the client's DEALLOCATE runs on (closed first, in case
+    // one was left).
+    send_request(out, 'C', "Spgmux.dealloc\0"sv, Req::close, /*hidden=*/true);
+    send_request(out, 'P', "pgmux.dealloc\0SELECT\0\0\0"sv, Req::parse, /*hidden=*/true);
+  }
+  // In flight from here on (uncertain, drop_all_pending); applied when the
+  // server completes the Execute (apply_deallocations).
+  named().deallocs[a.tag] = {a.what, a.name};
+  send_request(out, 'E', body, Req::execute, /*hidden=*/!a.reply.empty(), a.tag);
+  // PostgreSQL commits a DISCARD ALL at once: it leaves no pipeline behind
+  // (pgmux's stand-in does on the server: a VACUUM after it in the same
+  // segment is refused there).
+  if (a.what != DeallocWhat::discard) server_->client_executed();
+  if (!a.reply.empty()) ms().tracker.synthetic(a.reply);
+  if (discard) ms().sync_after_answers = true;
+  if (a.what == DeallocWhat::discard_on_server && !ms().tracker.skipping()) {
+    // Should the server run the client's DISCARD ALL, its settings go back
+    // to the server connection's, not the client's login values: those
+    // follow (skipped if the server refuses the DISCARD ALL).
+    const pool::Params login = login_params_ ? *login_params_ : pool::Params{};
+    for (const auto& [k, v] : login)
+      if (!read_only_parameter(k)) run_hidden_extended(set_statement(k, v), 0, out);
+  }
+  if (discard) {
+    // The server's settings go back to the client's login values right
+    // after the client's Execute (skipped with it if it fails; never if
+    // the client does not execute it), so what follows in the segment sees
+    // them. The server reports the values that change.
     run_hidden_extended("RESET ALL", 0, out);
     const pool::Params login = login_params_ ? *login_params_ : pool::Params{};
     for (const auto& [k, v] : login)
       if (!read_only_parameter(k)) run_hidden_extended(set_statement(k, v), 0, out);
     server_->settings_reset_to(login);
   }
-  // In flight from here on (uncertain, drop_all_pending); applied when the
-  // server completes the Execute (apply_deallocations).
-  named().deallocs[a.tag] = {a.what, std::move(a.name)};
-  send_request(out, 'E', body, Req::execute, /*hidden=*/!a.reply.empty(), a.tag);
-  server_->client_executed();
-  if (!a.reply.empty()) ms().tracker.synthetic(std::move(a.reply));
-  if (reset_settings) send_request(out, 'S', {}, Req::sync, /*hidden=*/true);
-  ms().armed.reset();
   return true;
 }
 
@@ -1654,7 +1723,10 @@ void ClientConnection::apply_deallocations(const std::vector<uint64_t>& tags) {
         named_->sql_stmts.erase(it->second.name);
         break;
       case DeallocWhat::discard_on_server:
-        if (server_) server_->forget_session_state();
+        if (server_) {
+          server_->forget_session_state();
+          server_->settings_reset_to(login_params_ ? *login_params_ : pool::Params{});
+        }
         [[fallthrough]];
       case DeallocWhat::discard:
         reset_to_login_params();  // the server reported the values that changed
@@ -1766,6 +1838,25 @@ void ClientConnection::send_request(std::string& out, char type, std::string_vie
   server_->count_request(type, hidden);
 }
 
+// Whether the client has a statement `name` is not known yet: its Parse
+// went in an earlier request segment and is not answered (if it fails,
+// PostgreSQL would answer a use of the name with 26000, even in a failed
+// transaction), or a DEALLOCATE of it (or DEALLOCATE ALL, DISCARD ALL) or
+// a SQL PREPARE of it is in flight.
+bool ClientConnection::uncertain_name(std::string_view name) {
+  if (!awaiting_server()) return false;  // everything is answered
+  auto nt = named().name_tag.find(std::string(name));
+  if (nt != named().name_tag.end()) {
+    auto u = named().unconfirmed.find(nt->second);
+    if (u != named().unconfirmed.end() && u->second.segment != server_->segment()) return true;
+  }
+  for (const auto& [tag, d] : named().deallocs)
+    if (d.what != DeallocWhat::one || d.name == name) return true;
+  for (const auto& [tag, n] : named().sql_prepares)
+    if (n == name) return true;
+  return false;
+}
+
 bool ClientConnection::process_message(char type, const std::string& body_str, std::string& out) {
   proto::ByteSpan body = proto::as_bytes(body_str);
   auto pass = [&](Req r) {
@@ -1781,26 +1872,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
   auto owns = [&](const std::string& name) {
     return named().stmts.count(name) > 0 || named().sql_stmts.count(name) > 0;
   };
-  // The client's Parse of `name` went in an earlier request segment and is
-  // not answered yet: if it fails, PostgreSQL would answer a use of the name
-  // with 26000 (even in a failed transaction), so the use waits.
-  auto defined_in_earlier_segment = [&](std::string_view name) {
-    if (!awaiting_server()) return false;  // every Parse is answered
-    auto nt = named().name_tag.find(std::string(name));
-    if (nt == named().name_tag.end()) return false;
-    auto u = named().unconfirmed.find(nt->second);
-    return u != named().unconfirmed.end() && u->second.segment != server_->segment();
-  };
-  // A DEALLOCATE of the name (or DEALLOCATE ALL, DISCARD ALL) is in
-  // flight: whether it still exists is not known yet.
-  auto uncertain = [&](std::string_view name) {
-    if (defined_in_earlier_segment(name)) return true;
-    for (const auto& [tag, d] : named().deallocs)
-      if (d.what != DeallocWhat::one || d.name == name) return awaiting_server();
-    for (const auto& [tag, n] : named().sql_prepares)
-      if (n == name) return awaiting_server();
-    return false;
-  };
+  auto uncertain = [&](std::string_view name) { return uncertain_name(name); };
   auto prepared_on_server = [&](const StatementRef& st) {
     const bool hit = server_->statements().usable(st->id, server_->segment());
     if (pool::Pool* p = server_->pool()) ++(hit ? p->stats.prepared_hits : p->stats.prepared_misses);
@@ -1842,7 +1914,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         return false;
       }
       if (m->statement.empty()) {
-        ms().armed.reset();
+        disarm_statement();
         proto::SqlCommand cmd = proto::classify_sql_command(m->query);
         if (cmd.kind == proto::SqlCommand::Kind::other) {
           if (!proto::unfollowable_sql_command(m->query)) return pass(Req::parse);
@@ -1855,15 +1927,8 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
           ms().skip_to_sync = true;
           return true;
         }
-        if (cmd.kind == proto::SqlCommand::Kind::deallocate) {
-          if (uncertain(cmd.name)) return wait_for_answers();
-          if (owns(cmd.name)) return deallocate_extended(DeallocWhat::one, cmd.name, {}, out);
-          // Not the client's: a same-named SQL statement of another client
-          // on this server must not go.
-          report_own_error(does_not_exist_error(cmd.name), out, /*simple=*/false);
-          ms().skip_to_sync = true;
-          return true;
-        }
+        if (cmd.kind == proto::SqlCommand::Kind::deallocate)  // the name is looked up at the Execute
+          return deallocate_extended(DeallocWhat::one, cmd.name, {}, out);
         return sql_command_extended(cmd, m->query, body_str, out);
       }
       // A name defined after a DEALLOCATE ALL in flight would go with it.
@@ -1898,11 +1963,12 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         protocol_error("malformed Bind message");
         return false;
       }
-      // The armed statement bound to a portal: its Execute runs the command
+      // The armed statement bound to a portal: its Executes run the command
       // (another statement bound to that portal replaces it).
-      if (ms().armed) {
-        if (m->statement.empty()) ms().armed->portal = std::string(m->portal);
-        else if (m->portal == ms().armed->portal) ms().armed.reset();
+      if (ms().arms) {
+        disarm_portal(m->portal);
+        if (m->statement.empty() && ms().arms && ms().arms->statement)
+          ms().arms->portals.emplace_back(std::string(m->portal), *ms().arms->statement);
       }
       if (m->statement.empty()) return pass(Req::bind);
       const StatementRef* st = lookup(m->statement);
@@ -1941,6 +2007,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         protocol_error("malformed Close message");
         return false;
       }
+      if (m->kind == 'P' && ms().arms) disarm_portal(m->name);
       if (m->kind == 'S' && !m->name.empty()) {
         // After an error the server skips to Sync, and so would PostgreSQL:
         // the name stays. Whether an error comes may hang on what is in flight.

@@ -188,6 +188,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
                                      std::string& out);
   bool arm_execute(const std::string& body, std::string& out);
   bool drop_all_pending() const;
+  bool uncertain_name(std::string_view name);
   std::string reset_to_login_params();
   // Requests in flight on the server; pgmux's own answers that are due go
   // out first (a tracker holding only those waits for nothing).
@@ -294,12 +295,12 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     // that makes the server skip to Sync): the client's input is held until
     // the server has answered everything sent (the tracker is empty).
     bool wait_for_answers = false;
-    // The unnamed statement is a client's SQL command pgmux follows (a
-    // DEALLOCATE, DEALLOCATE ALL, DISCARD ALL or PREPARE): what the Execute
-    // of its portal carries. Cleared by the next Parse of the unnamed
-    // statement, a Bind of another statement to that portal, or the end of
-    // the link to the server.
-    // (On the heap: most clients never send such a command.)
+    // pgmux's DISCARD ALL went: the rest of the input waits for its answers,
+    // then a hidden Sync commits it unless it failed (release_held).
+    bool sync_after_answers = false;
+    // SQL commands pgmux follows (a DEALLOCATE, DEALLOCATE ALL, DISCARD
+    // ALL or PREPARE) in the unnamed statement and the portals bound to it:
+    // what an Execute of such a portal carries.
     struct Armed {
       enum class Kind : uint8_t { deallocate, prepare } kind = Kind::deallocate;
       uint64_t tag = 0;
@@ -312,17 +313,35 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
       // statement, recorded as the Execute goes.
       std::string name;
       StatementRef st;
-      // The portal the statement was last bound to: its Execute runs it.
-      std::string portal;
     };
-    std::unique_ptr<Armed> armed;
+    // (On the heap: most clients never send such a command.)
+    struct Arms {
+      // The unnamed statement's, until the next Parse of it.
+      std::optional<Armed> statement;
+      // Portals bound to it, until bound to another statement or closed
+      // (all go with the link to the server: the transaction ends).
+      std::vector<std::pair<std::string, Armed>> portals;
+      bool empty() const { return !statement && portals.empty(); }
+    };
+    std::unique_ptr<Arms> arms;
   };
+  // The unnamed statement now holds a SQL command pgmux follows.
   ManagedState::Armed& arm(ManagedState::Armed::Kind kind, uint64_t tag) {
-    ms().armed = std::make_unique<ManagedState::Armed>();
-    ms().armed->kind = kind;
-    ms().armed->tag = tag;
-    return *ms().armed;
+    if (!ms().arms) ms().arms = std::make_unique<ManagedState::Arms>();
+    ms().arms->statement.emplace();
+    ms().arms->statement->kind = kind;
+    ms().arms->statement->tag = tag;
+    return *ms().arms->statement;
   }
+  // The unnamed statement is parsed again (its command goes; the portals
+  // bound to it keep theirs).
+  void disarm_statement() {
+    if (!ms_ || !ms_->arms) return;
+    ms_->arms->statement.reset();
+    if (ms_->arms->empty()) ms_->arms.reset();
+  }
+  // `portal` is bound to another statement, or closed.
+  void disarm_portal(std::string_view portal);
   std::unique_ptr<ManagedState> ms_;
   ManagedState& ms() { return ms_ ? *ms_ : make_ms(); }  // inline: called per message
   ManagedState& make_ms();

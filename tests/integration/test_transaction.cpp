@@ -1960,14 +1960,16 @@ TEST_CASE("transaction: SQL PREPARE and EXECUTE through the extended protocol",
   REQUIRE(send_query(d.get(), "DISCARD ALL"));
   REQUIRE(send_query(d.get(), "SHOW TimeZone"));
   REQUIRE(send_query(d.get(), "SHOW work_mem"));
+  REQUIRE(PQpipelineSync(d.get()) == 1);
+  REQUIRE(send_query(d.get(), "SHOW TimeZone"));
   REQUIRE(send_query(d.get(), "DISCARD ALL"));  // after a statement: "within a pipeline"
   REQUIRE(PQpipelineSync(d.get()) == 1);
   std::vector<std::string> msgs;
-  auto got = read_results(d.get(), 11, &msgs);
+  auto got = read_results(d.get(), 14, &msgs);
   INFO(join(got) << " / " << join(msgs, " / "));
   CHECK(got == std::vector<std::string>{"ok:DISCARD ALL", "end", "ok:DISCARD ALL", "end",
-                                        "rows:America/Lima", "end", "rows:1234kB", "end",
-                                        "error:25001", "end", "sync"});
+                                        "rows:America/Lima", "end", "rows:1234kB", "end", "sync",
+                                        "rows:America/Lima", "end", "error:25001", "end", "sync"});
   REQUIRE(PQexitPipelineMode(d.get()) == 1);
   CHECK(param(d.get(), "TimeZone") == "America/Lima");
   // Another client on the server d used still has its own settings.
@@ -2178,9 +2180,9 @@ TEST_CASE("transaction: a pipeline cut at every byte gets the same answers", "[t
 
 // 13c. SQL commands in the extended protocol's less usual shapes: executed
 //      through a named portal, a PREPARE over 64 KiB, pgmux's reserved
-//      names, a DISCARD ALL described but never executed, one followed by a
-//      VACUUM in the same segment (PostgreSQL commits DISCARD ALL at once),
-//      and a client that resets its connection right after a pipeline.
+//      names, a DISCARD ALL described but never executed, or whose portal
+//      was closed, one followed by a query in the same segment, and a
+//      client that resets its connection right after a pipeline.
 
 TEST_CASE("transaction: SQL commands through named portals, over 64 KiB and with reserved names", "[transaction][prepared]") {
   PgmuxConfig cfg;
@@ -2265,15 +2267,35 @@ TEST_CASE("transaction: SQL commands through named portals, over 64 KiB and with
   CHECK(r.values == std::vector<std::string>{"Asia/Tokyo"});
   r = round(a, extended("EXECUTE s1"));
   CHECK(r.types == "12DCZ");
-  // Executed, it is committed at once: a VACUUM may follow in the segment.
+  // Executed, what follows in the segment sees the reset; a portal closed
+  // before its Execute is an error and resets nothing.
+  r = round(a, parse_msg("", "DISCARD ALL") + bind_msg("p", "") + close_msg('P', "p") +
+                   execute_msg("p") + sync_msg());
+  CHECK(r.types == "123EZ");
+  CHECK(round(a, extended("SHOW TimeZone")).values == std::vector<std::string>{"Asia/Tokyo"});
   r = round(a, parse_msg("", "DISCARD ALL") + bind_msg("", "") + execute_msg("") +
-                   parse_msg("", "VACUUM pg_class") + bind_msg("", "") + execute_msg("") + sync_msg());
-  INFO("DISCARD ALL; VACUUM: " << r.types << " " << join(r.errors, " / "));
-  CHECK(r.types == "12C12CZ");
+                   parse_msg("", "SHOW TimeZone") + bind_msg("", "") + execute_msg("") + sync_msg());
+  INFO("DISCARD ALL; SHOW: " << r.types << " " << join(r.errors, " / "));
+  CHECK(r.types == "12C12DCZ");
+  CHECK(r.values != std::vector<std::string>{"Asia/Tokyo"});
   r = round(a, extended("SHOW TimeZone"));
   CHECK(r.values != std::vector<std::string>{"Asia/Tokyo"});
   r = round(a, extended("EXECUTE s1"));
   CHECK(r.types == "12EZ");
+  // PostgreSQL commits a DISCARD ALL at once: a VACUUM may follow in the
+  // segment, and a later error does not undo it.
+  r = round(a, parse_msg("", "DISCARD ALL") + bind_msg("", "") + execute_msg("") +
+                   parse_msg("", "VACUUM pg_class") + bind_msg("", "") + execute_msg("") + sync_msg());
+  INFO("DISCARD ALL; VACUUM: " << r.types << " " << join(r.errors, " / "));
+  CHECK(r.types == "12C12CZ");
+  CHECK(round(a, msg('Q', cstr("SET TimeZone = 'Asia/Tokyo'"))).types == "CZ");
+  r = round(a, parse_msg("", "DISCARD ALL") + bind_msg("", "") + execute_msg("") +
+                   parse_msg("", "SELECT 1/0") + bind_msg("", "") + execute_msg("") + sync_msg() +
+                   parse_msg("", "SHOW TimeZone") + bind_msg("", "") + execute_msg("") + sync_msg());
+  CHECK(r.types == "12C1EZ");  // 1/0 fails at the Bind (constant folding)
+  r = read_replies(a);
+  CHECK(r.types == "12DCZ");
+  CHECK(r.values != std::vector<std::string>{"Asia/Tokyo"});
 
   // A client that resets its connection right after a pipeline whose
   // answers pgmux partly gives itself does not take pgmux down.
