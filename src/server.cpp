@@ -706,6 +706,30 @@ void ServerConnection::note_session_command(std::string_view tag) {
   }
 }
 
+void ServerConnection::copy_in_started() {
+  in_copy_in_ = true;
+  if (!last_was_execute_) return;
+  int ignored = syncs_since_execute_;
+  if (copy_ignored_syncs_.empty()) {
+    extended_copy_in_ = true;  // Syncs until the client's CopyDone are ignored
+  } else {
+    ignored = copy_ignored_syncs_.front();
+    copy_ignored_syncs_.erase(copy_ignored_syncs_.begin());
+  }
+  pending_z_ -= ignored;
+  if (pending_z_ < 0) pending_z_ = 0;
+  syncs_since_execute_ = 0;
+}
+
+// The client ended a COPY. If the server has not started an
+// extended-protocol one yet (its CopyInResponse comes later), the Syncs
+// since its Execute will be ignored, the ones from here on not
+// (copy_in_started).
+void ServerConnection::copy_done_sent() {
+  if (!in_copy_in_ && last_was_execute_) copy_ignored_syncs_.push_back(syncs_since_execute_);
+  extended_copy_in_ = false;
+}
+
 void ServerConnection::settings_reset_to(const pool::Params& values) {
   set_by_us_.clear();
   for (const auto& [k, v] : values)

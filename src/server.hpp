@@ -106,13 +106,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
         if (!hidden) pipelining_ = true;
         break;
       case 'P': case 'B': case 'D': case 'C': case 'H': unsynced_ = true; break;
-      case 'c': case 'f':
-        // The client ended an extended-protocol COPY the server has not
-        // started yet: the Syncs since its Execute will be ignored, the
-        // ones from here on not (copy_in_started).
-        if (!in_copy_in_ && last_was_execute_) copy_ignored_syncs_.push_back(syncs_since_execute_);
-        extended_copy_in_ = false;
-        break;
+      case 'c': case 'f': copy_done_sent(); break;
       default: break;
     }
     if (!was_busy && (pending_z_ > 0 || unsynced_)) {
@@ -284,21 +278,10 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   bool last_was_execute_ = false;
   bool pipelining_ = false;  // pipelining()
   int syncs_since_execute_ = 0;
-  void copy_in_started() {
-    in_copy_in_ = true;
-    if (!last_was_execute_) return;
-    int ignored = syncs_since_execute_;
-    if (copy_ignored_syncs_.empty()) {
-      extended_copy_in_ = true;  // Syncs until the client's CopyDone are ignored
-    } else {
-      ignored = copy_ignored_syncs_.front();
-      copy_ignored_syncs_.erase(copy_ignored_syncs_.begin());
-    }
-    pending_z_ -= ignored;
-    if (pending_z_ < 0) pending_z_ = 0;
-    syncs_since_execute_ = 0;
-  }
-  std::vector<int> copy_ignored_syncs_;  // see count_request, 'c' and 'f'
+  void copy_in_started();  // out of line: watch_header stays small
+  // The client sent CopyDone/CopyFail (out of line: count_request stays small).
+  void copy_done_sent();
+
   conf::PoolMode client_mode_ = conf::PoolMode::session;
 
   ServerStatementCache statements_;
@@ -320,6 +303,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   bool check_empty_ok_ = false;
   std::vector<std::optional<std::string>> check_row_;
   bool check_row_seen_ = false;
+  std::vector<int> copy_ignored_syncs_;  // see copy_done_sent (cold: last)
 };
 
 }  // namespace pgmux
