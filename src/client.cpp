@@ -1549,8 +1549,7 @@ bool ClientConnection::arm_execute(const std::string& body, std::string& out) {
   named().deallocs[a.tag] = {a.what, a.name};
   send_request(out, 'E', body, Req::execute, /*hidden=*/!a.reply.empty(), a.tag);
   // PostgreSQL commits a DISCARD ALL at once: it leaves no pipeline behind
-  // (pgmux's stand-in does on the server: a VACUUM after it in the same
-  // segment is refused there).
+  // (nor does pgmux's, once its hidden Sync went: sync_after_answers).
   if (a.what != DeallocWhat::discard) server_->client_executed();
   if (!a.reply.empty()) ms().tracker.synthetic(a.reply);
   if (discard) ms().sync_after_answers = true;
@@ -1558,9 +1557,7 @@ bool ClientConnection::arm_execute(const std::string& body, std::string& out) {
     // Should the server run the client's DISCARD ALL, its settings go back
     // to the server connection's, not the client's login values: those
     // follow (skipped if the server refuses the DISCARD ALL).
-    const pool::Params login = login_params_ ? *login_params_ : pool::Params{};
-    for (const auto& [k, v] : login)
-      if (!read_only_parameter(k)) run_hidden_extended(set_statement(k, v), 0, out);
+    set_login_settings(out);
   }
   if (discard) {
     // The server's settings go back to the client's login values right
@@ -1568,12 +1565,17 @@ bool ClientConnection::arm_execute(const std::string& body, std::string& out) {
     // the client does not execute it), so what follows in the segment sees
     // them. The server reports the values that change.
     run_hidden_extended("RESET ALL", 0, out);
-    const pool::Params login = login_params_ ? *login_params_ : pool::Params{};
-    for (const auto& [k, v] : login)
-      if (!read_only_parameter(k)) run_hidden_extended(set_statement(k, v), 0, out);
-    server_->settings_reset_to(login);
+    server_->settings_reset_to(set_login_settings(out));
   }
   return true;
+}
+
+// Hidden SETs of the client's startup values on the server; returns them.
+pool::Params ClientConnection::set_login_settings(std::string& out) {
+  pool::Params login = login_params_ ? *login_params_ : pool::Params{};
+  for (const auto& [k, v] : login)
+    if (!read_only_parameter(k)) run_hidden_extended(set_statement(k, v), 0, out);
+  return login;
 }
 
 // A statement pgmux runs on the server in the middle of the client's

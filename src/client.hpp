@@ -189,6 +189,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   bool arm_execute(const std::string& body, std::string& out);
   bool drop_all_pending() const;
   bool uncertain_name(std::string_view name);
+  pool::Params set_login_settings(std::string& out);
   std::string reset_to_login_params();
   // Requests in flight on the server; pgmux's own answers that are due go
   // out first (a tracker holding only those waits for nothing).
