@@ -23,15 +23,19 @@ constexpr size_t kMaxAuthMessage = 16 * 1024;  // SASL/password messages are tin
 
 using proto::fatal_error;
 
-// PostgreSQL's ErrorResponse about a prepared statement name: 26000 "does
-// not exist" or 42P05 "already exists".
-std::string statement_error(const char* sqlstate, std::string_view name, std::string_view what) {
+// An ErrorResponse (severity ERROR) pgmux gives in place of the server's.
+std::string error_message(const char* sqlstate, std::string message) {
   proto::ErrorFields e;
   e.sqlstate = sqlstate;
-  e.message = "prepared statement \"" + std::string(name) + "\" " + std::string(what);
+  e.message = std::move(message);
   std::string m;
   proto::error_response(m, e);
   return m;
+}
+// PostgreSQL's ErrorResponse about a prepared statement name: 26000 "does
+// not exist" or 42P05 "already exists".
+std::string statement_error(const char* sqlstate, std::string_view name, std::string_view what) {
+  return error_message(sqlstate, "prepared statement \"" + std::string(name) + "\" " + std::string(what));
 }
 std::string does_not_exist_error(std::string_view name) { return statement_error("26000", name, "does not exist"); }
 std::string already_exists(std::string_view name) { return statement_error("42P05", name, "already exists"); }
@@ -39,23 +43,14 @@ std::string already_exists(std::string_view name) { return statement_error("42P0
 // (pgmux_<n>, pgmux.*) live too.
 bool reserved_name(std::string_view name) { return name.starts_with("pgmux"); }
 std::string unfollowable_error() {
-  proto::ErrorFields e;
-  e.sqlstate = "0A000";
-  e.message =
-      "pgmux cannot follow this statement under transaction pooling: PREPARE, EXECUTE and "
-      "DEALLOCATE must be alone in a query, with a plain or double-quoted name";
-  std::string m;
-  proto::error_response(m, e);
-  return m;
+  return error_message("0A000",
+                       "pgmux cannot follow this statement under transaction pooling: PREPARE, "
+                       "EXECUTE and DEALLOCATE must be alone in a query, with a plain or "
+                       "double-quoted name");
 }
 std::string reserved_name_error(std::string_view name) {
-  proto::ErrorFields e;
-  e.sqlstate = "0A000";
-  e.message = "prepared statement name \"" + std::string(name) +
-              "\" is reserved by pgmux (names starting with \"pgmux\")";
-  std::string m;
-  proto::error_response(m, e);
-  return m;
+  return error_message("0A000", "prepared statement name \"" + std::string(name) +
+                                    "\" is reserved by pgmux (names starting with \"pgmux\")");
 }
 
 // SQL-level statements live in the registry under a key of their own: the
@@ -1528,12 +1523,8 @@ bool ClientConnection::arm_execute(const std::string& body, std::string& out) {
     // Whether PostgreSQL would run it depends on what went since the Parse.
     if (awaiting_server()) return wait_for_answers();
     if (server_->pipelining() || server_->tx_status() != 'I') {
-      proto::ErrorFields e;
-      e.sqlstate = "25001";
-      e.message = "DISCARD ALL cannot be executed within a pipeline";
-      std::string m;
-      proto::error_response(m, e);
-      report_own_error(std::move(m), out, /*simple=*/false);
+      report_own_error(error_message("25001", "DISCARD ALL cannot be executed within a pipeline"),
+                       out, /*simple=*/false);
       ms().skip_to_sync = true;
       return true;
     }
@@ -1597,22 +1588,32 @@ void ClientConnection::run_hidden_extended(const std::string& sql, uint64_t tag,
   send_request(out, 'C', "Spgmux.sql\0"sv, Req::close, /*hidden=*/true);
 }
 
+// A statement pgmux runs on the server, hidden: a simple Query between the
+// client's simple queries, else in the middle of an extended-protocol
+// segment (run_hidden_extended).
+void ClientConnection::run_hidden(const std::string& sql, uint64_t tag, std::string& out, bool simple) {
+  if (!simple) return run_hidden_extended(sql, tag, out);
+  std::string body = sql;
+  body.push_back('\0');
+  send_request(out, 'Q', body, Req::query, /*hidden=*/true, tag);
+}
+
 // The server's SQL statement `name` goes (hidden; pgmux's records say it is
 // there, and nothing in flight could make the server skip this).
-void ClientConnection::deallocate_on_server_extended(const std::string& name, std::string& out) {
-  run_hidden_extended("DEALLOCATE " + quote_identifier(name), 0, out);
+void ClientConnection::deallocate_on_server(const std::string& name, std::string& out, bool simple) {
+  run_hidden("DEALLOCATE " + quote_identifier(name), 0, out, simple);
   server_->sql_prepared().erase(name);
 }
 
 // The client's SQL statement `name` on this server, re-prepared (hidden)
 // when the server has none or another client's under that name.
-void ClientConnection::ensure_sql_on_server_extended(const std::string& name,
-                                                     const StatementRef& st, std::string& out) {
+void ClientConnection::ensure_sql_on_server(const std::string& name, const StatementRef& st,
+                                            std::string& out, bool simple) {
   auto& on_server = server_->sql_prepared();
   auto it = on_server.find(name);
   if (it != on_server.end() && it->second == st->id) return;
-  if (it != on_server.end()) deallocate_on_server_extended(name, out);
-  run_hidden_extended(std::string(sql_prepare_text(*st)), st->id | kSqlStatementTag, out);
+  if (it != on_server.end()) deallocate_on_server(name, out, simple);
+  run_hidden(std::string(sql_prepare_text(*st)), st->id | kSqlStatementTag, out, simple);
   on_server[name] = st->id;
 }
 
@@ -1646,7 +1647,7 @@ bool ClientConnection::sql_command_extended(const proto::SqlCommand& cmd, std::s
       if (auto mine = named().sql_stmts.find(cmd.name); mine != named().sql_stmts.end()) {
         // The server refuses it in PostgreSQL's order: a syntax error at
         // the Parse, else 42P05 at the Execute.
-        ensure_sql_on_server_extended(cmd.name, mine->second, out);
+        ensure_sql_on_server(cmd.name, mine->second, out, /*simple=*/false);
         return pass();
       }
       if (named().stmts.count(cmd.name)) {  // a protocol-level statement of the client
@@ -1655,7 +1656,7 @@ bool ClientConnection::sql_command_extended(const proto::SqlCommand& cmd, std::s
         return true;
       }
       StatementRef st = worker_.prepared().get(sql_statement_key(cmd.name, query), {});
-      if (on_server.count(cmd.name)) deallocate_on_server_extended(cmd.name, out);  // another client's
+      if (on_server.count(cmd.name)) deallocate_on_server(cmd.name, out, /*simple=*/false);  // another client's
       ManagedState::Armed& a =
           arm(ManagedState::Armed::Kind::prepare, st->id | kSqlStatementTag | kClientPrepareTag);
       a.name = cmd.name;
@@ -1664,7 +1665,7 @@ bool ClientConnection::sql_command_extended(const proto::SqlCommand& cmd, std::s
     }
     case Kind::execute:
       if (auto mine = named().sql_stmts.find(cmd.name); mine != named().sql_stmts.end()) {
-        ensure_sql_on_server_extended(cmd.name, mine->second, out);
+        ensure_sql_on_server(cmd.name, mine->second, out, /*simple=*/false);
       } else if (reserved_name(cmd.name)) {
         // pgmux's own statements are no client's (one namespace: EXECUTE
         // would run a protocol-level pgmux_<n>).
@@ -1674,7 +1675,7 @@ bool ClientConnection::sql_command_extended(const proto::SqlCommand& cmd, std::s
       } else if (on_server.count(cmd.name)) {
         // Another client's statement must not run: once it is gone the
         // server answers 26000 where PostgreSQL would.
-        deallocate_on_server_extended(cmd.name, out);
+        deallocate_on_server(cmd.name, out, /*simple=*/false);
       }
       return pass();
     case Kind::deallocate_all: {
@@ -1896,7 +1897,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       // In a failed transaction block PostgreSQL refuses it (25P02); the
       // probe makes the server do so whether it has the statement or not.
       if (server_->in_failed_transaction()) probe_failed_transaction(out);
-      else ensure_sql_on_server_extended(key, sql->second, out);
+      else ensure_sql_on_server(key, sql->second, out, /*simple=*/false);
       return pass(r);
     }
     // PostgreSQL looks the name up first (26000, even in a failed
@@ -2058,24 +2059,6 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
     return true;
   }
   auto& on_server = server_->sql_prepared();
-  auto inject = [&](const std::string& sql, uint64_t tag) {
-    std::string body = sql;
-    body.push_back('\0');
-    send_request(out, 'Q', body, Req::query, /*hidden=*/true, tag);
-  };
-  auto deallocate_on_server = [&](const std::string& name) {
-    inject("DEALLOCATE " + quote_identifier(name), 0);
-    on_server.erase(name);
-  };
-  // The client's SQL statement `name` on this server, re-prepared (hidden)
-  // when the server has none or another client's under that name.
-  auto ensure_sql_on_server = [&](const std::string& name, const StatementRef& st) {
-    auto it = on_server.find(name);
-    if (it != on_server.end() && it->second == st->id) return;
-    if (it != on_server.end()) deallocate_on_server(name);
-    inject(std::string(sql_prepare_text(*st)), st->id | kSqlStatementTag);
-    on_server[name] = st->id;
-  };
   // pgmux's own error; the server's ReadyForQuery follows (report_own_error).
   auto does_not_exist = [&](const std::string& name) {
     report_own_error(does_not_exist_error(name), out, /*simple=*/true);
@@ -2100,7 +2083,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
         // The client's statement is put on this server (as for EXECUTE) and
         // the PREPARE goes as it is: the server refuses it in PostgreSQL's
         // order (a syntax or analysis error first, else 42P05).
-        ensure_sql_on_server(cmd.name, mine->second);
+        ensure_sql_on_server(cmd.name, mine->second, out, /*simple=*/true);
         return forward_query();
       }
       if (named().stmts.count(cmd.name)) {
@@ -2109,7 +2092,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
       }
       StatementRef st = worker_.prepared().get(sql_statement_key(cmd.name, *q), {});
       auto it = on_server.find(cmd.name);
-      if (it != on_server.end()) deallocate_on_server(cmd.name);
+      if (it != on_server.end()) deallocate_on_server(cmd.name, out, /*simple=*/true);
       named().sql_stmts[cmd.name] = st;
       on_server[cmd.name] = st->id;
       return forward_query(st->id | kSqlStatementTag | kClientPrepareTag);
@@ -2119,7 +2102,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
       // Not ours: never run what another client prepared under this name
       // (the client's session has no such statement).
       if (mine == named().sql_stmts.end()) return does_not_exist(cmd.name);
-      ensure_sql_on_server(cmd.name, mine->second);
+      ensure_sql_on_server(cmd.name, mine->second, out, /*simple=*/true);
       return forward_query();
     }
     case proto::SqlCommand::Kind::deallocate: {

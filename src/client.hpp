@@ -183,9 +183,10 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   bool sql_command_extended(const proto::SqlCommand& cmd, std::string_view query,
                             const std::string& body_str, std::string& out);
   void run_hidden_extended(const std::string& sql, uint64_t tag, std::string& out);
-  void deallocate_on_server_extended(const std::string& name, std::string& out);
-  void ensure_sql_on_server_extended(const std::string& name, const StatementRef& st,
-                                     std::string& out);
+  void run_hidden(const std::string& sql, uint64_t tag, std::string& out, bool simple);
+  void deallocate_on_server(const std::string& name, std::string& out, bool simple);
+  void ensure_sql_on_server(const std::string& name, const StatementRef& st, std::string& out,
+                            bool simple);
   bool arm_execute(const std::string& body, std::string& out);
   bool drop_all_pending() const;
   bool uncertain_name(std::string_view name);
