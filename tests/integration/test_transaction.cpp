@@ -554,6 +554,27 @@ Replies read_replies(RawSocket& s, bool until_z = true, size_t count = 0,
   return r;
 }
 
+// A transaction pool of `pool_size` for trust_user (no password), for the
+// raw-protocol tests; `database` is the [databases.app] section.
+PgmuxConfig trust_tx_config(int pool_size, const std::string& database = database_section("app")) {
+  PgmuxConfig cfg;
+  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = " + std::to_string(pool_size) + "\n";
+  cfg.rest = auth_section("trust") + "\n" + database;
+  cfg.userlist = userlist_line("trust_user", "");
+  return cfg;
+}
+
+// A raw-protocol connection logged in as trust_user to database app.
+RawSocket raw_login(int port) {
+  auto s = RawSocket::connect_tcp(port);
+  REQUIRE(s.valid());
+  s.send(startup_packet({{"user", "trust_user"}, {"database", "app"}}));
+  auto login = read_replies(s);
+  INFO("login: " << login.types << " " << join(login.errors));
+  REQUIRE(login.types.back() == 'Z');
+  return s;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -2038,20 +2059,9 @@ TEST_CASE("transaction: max_prepared_statements LRU", "[transaction][prepared]")
 //     taking the server in between so statements must be re-prepared.
 
 TEST_CASE("transaction: protocol Close and Flush of named statements", "[transaction][prepared]") {
-  PgmuxConfig cfg;
-  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 2\n";
-  cfg.rest = auth_section("trust") + "\n" + database_section("app");
-  cfg.userlist = userlist_line("trust_user", "");
-  Pgmux mux(cfg);
+  Pgmux mux(trust_tx_config(2));
   auto holder = connect(mux.conninfo("app", "trust_user"));
-  auto s = RawSocket::connect_tcp(mux.port());
-  REQUIRE(s.valid());
-  s.send(startup_packet({{"user", "trust_user"}, {"database", "app"}}));
-  {
-    auto login = read_replies(s);
-    INFO("login: " << login.types << " " << join(login.errors));
-    REQUIRE(login.types.back() == 'Z');
-  }
+  auto s = raw_login(mux.port());
   auto round = [&](const std::string& bytes) {
     REQUIRE(s.send(bytes));
     return read_replies(s);
@@ -2115,11 +2125,7 @@ TEST_CASE("transaction: protocol Close and Flush of named statements", "[transac
 //      arrive across two reads.
 
 TEST_CASE("transaction: a pipeline cut at every byte gets the same answers", "[transaction][pipeline]") {
-  PgmuxConfig cfg;
-  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 1\n";
-  cfg.rest = auth_section("trust") + "\n" + database_section("app");
-  cfg.userlist = userlist_line("trust_user", "");
-  Pgmux mux(cfg);
+  Pgmux mux(trust_tx_config(1));
   Watchdog wd(120s);
   const std::string pipeline =
       // named statements, a SQL PREPARE / EXECUTE / DEALLOCATE, Describe and Close
@@ -2136,10 +2142,7 @@ TEST_CASE("transaction: a pipeline cut at every byte gets the same answers", "[t
       sync_msg() + parse_msg("", "EXECUTE q1") + bind_msg("", "") + execute_msg("") + sync_msg();
   constexpr int kSegments = 4;
   auto run = [&](size_t cut, Replies& out) {
-    auto s = RawSocket::connect_tcp(mux.port());
-    if (!s.valid()) return false;
-    s.send(startup_packet({{"user", "trust_user"}, {"database", "app"}}));
-    if (read_replies(s).types.back() != 'Z') return false;
+    auto s = raw_login(mux.port());
     if (cut == 0) {
       s.send(pipeline);
     } else {
@@ -2157,17 +2160,16 @@ TEST_CASE("transaction: a pipeline cut at every byte gets the same answers", "[t
       if (r.types.empty() || r.types.back() != 'Z') break;
     }
     s.send(msg('X', ""));
-    return true;
   };
   Replies want;
-  REQUIRE(run(0, want));
+  run(0, want);  // logs in through raw_login, which REQUIREs a ReadyForQuery
   INFO("whole: " << want.types << " " << join(want.errors, " / ") << " values " << join(want.values));
   // As PostgreSQL answers: q1 and s1 are gone by the third segment.
   CHECK(want.types == "112C2TDC12DCtT312CZ|1EZ|2DCEZ|12EZ|");
   CHECK(want.values == std::vector<std::string>{"42", "42", "2"});
   for (size_t cut = 1; cut < pipeline.size(); ++cut) {
     Replies got;
-    REQUIRE(run(cut, got));
+    run(cut, got);
     INFO("cut at byte " << cut << ": " << got.types << " " << join(got.errors, " / ") << " values "
                         << join(got.values));
     REQUIRE(got.types == want.types);
@@ -2185,19 +2187,9 @@ TEST_CASE("transaction: a pipeline cut at every byte gets the same answers", "[t
 //      client that resets its connection right after a pipeline.
 
 TEST_CASE("transaction: SQL commands through named portals, over 64 KiB and with reserved names", "[transaction][prepared]") {
-  PgmuxConfig cfg;
-  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 1\n";
-  cfg.rest = auth_section("trust") + "\n" + database_section("app");
-  cfg.userlist = userlist_line("trust_user", "");
-  Pgmux mux(cfg);
+  Pgmux mux(trust_tx_config(1));
   Watchdog wd(60s);
-  auto login = [&] {
-    auto s = RawSocket::connect_tcp(mux.port());
-    REQUIRE(s.valid());
-    s.send(startup_packet({{"user", "trust_user"}, {"database", "app"}}));
-    REQUIRE(read_replies(s).types.back() == 'Z');
-    return s;
-  };
+  auto login = [&] { return raw_login(mux.port()); };
   auto round = [](RawSocket& s, const std::string& bytes) {
     REQUIRE(s.send(bytes));
     return read_replies(s);
@@ -2408,12 +2400,8 @@ class DribbleProxy {
 TEST_CASE("transaction: the server's answers read in pieces", "[transaction][pipeline]") {
   DribbleProxy proxy(fixture().pg_host, fixture().pg_port);
   REQUIRE(proxy.port() > 0);
-  PgmuxConfig cfg;
-  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 1\n";
-  cfg.rest = auth_section("trust") + "\n[databases.app]\nhost = \"127.0.0.1\"\nport = " +
-             std::to_string(proxy.port()) + "\n";
-  cfg.userlist = userlist_line("trust_user", "");
-  Pgmux mux(cfg);
+  Pgmux mux(trust_tx_config(1, "[databases.app]\nhost = \"127.0.0.1\"\nport = " +
+                                    std::to_string(proxy.port()) + "\n"));
   Watchdog wd(60s);
   const std::string ci = mux.conninfo("app", "trust_user");
   WatchedConn a(wd, ci), b(wd, ci);
@@ -2447,10 +2435,7 @@ TEST_CASE("transaction: the server's answers read in pieces", "[transaction][pip
     CHECK(err.sqlstate == "22012");
   }
   // The raw pipeline of the cut test, with its own errors and skips.
-  auto s = RawSocket::connect_tcp(mux.port());
-  REQUIRE(s.valid());
-  s.send(startup_packet({{"user", "trust_user"}, {"database", "app"}}));
-  REQUIRE(read_replies(s).types.back() == 'Z');
+  auto s = raw_login(mux.port());
   s.send(parse_msg("p1", "SELECT 41 + 1") + parse_msg("p1", "SELECT 2") + bind_msg("", "p1") +
          execute_msg("") + sync_msg() + bind_msg("", "p1") + describe_msg('P', "") + execute_msg("") +
          describe_msg('S', "p1") + sync_msg());
@@ -2474,11 +2459,7 @@ TEST_CASE("transaction: the server's answers read in pieces", "[transaction][pip
 //      next answers to another client.
 
 TEST_CASE("transaction: COPY ended before the server starts it, pipelined", "[transaction][copy]") {
-  PgmuxConfig cfg;
-  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 1\n";
-  cfg.rest = auth_section("trust") + "\n" + database_section("app");
-  cfg.userlist = userlist_line("trust_user", "");
-  Pgmux mux(cfg);
+  Pgmux mux(trust_tx_config(1));
   Watchdog wd(60s);
   const std::string table = "copy_pipe_" + unique_suffix();
   {
@@ -2486,13 +2467,7 @@ TEST_CASE("transaction: COPY ended before the server starts it, pipelined", "[tr
     exec(su.get(), "CREATE TABLE " + table + " (a text)");
     exec(su.get(), "GRANT ALL ON " + table + " TO trust_user");
   }
-  auto login = [&] {
-    auto s = RawSocket::connect_tcp(mux.port());
-    REQUIRE(s.valid());
-    s.send(startup_packet({{"user", "trust_user"}, {"database", "app"}}));
-    REQUIRE(read_replies(s).types.back() == 'Z');
-    return s;
-  };
+  auto login = [&] { return raw_login(mux.port()); };
   auto extended = [](const std::string& sql) {
     return parse_msg("", sql) + bind_msg("", "") + describe_msg('P', "") + execute_msg("");
   };
