@@ -511,6 +511,13 @@ class Table {
     return v;
   }
 
+  const Value* boolean(std::string_view key, std::optional<bool>& out) {
+    bool b = false;
+    const Value* v = boolean(key, b);
+    if (v && v->is_boolean()) out = b;
+    return v;
+  }
+
   // Either one string or an array of strings; each element checked by `fn`,
   // which reports its own errors and returns false on a bad element.
   template <typename Fn>
@@ -735,6 +742,7 @@ void read_pgmux(Table& t, Config& c) {
   t.integer("max_prepared_statements", c.max_prepared_statements, 0);
   t.string("server_reset_query", c.server_reset_query);
   t.boolean("server_reset_query_always", c.server_reset_query_always);
+  t.boolean("server_pipelining", c.server_pipelining);
   t.string("server_check_query", c.server_check_query);
   t.duration("server_check_delay", c.server_check_delay);
   t.duration("server_connect_timeout", c.server_connect_timeout);
@@ -875,6 +883,7 @@ void read_database(Table& t, const std::string& name, Config& c) {
   const Value* mps = t.integer("min_pool_size", db.min_pool_size, 0);
   t.integer("reserve_pool_size", db.reserve_pool_size, 0);
   t.integer("max_db_connections", db.max_db_connections, 0);
+  t.boolean("server_pipelining", db.server_pipelining);
   t.string("connect_query", db.connect_query);
   t.string_list("replicas", [&](const Value& e, const std::string& s) {
     std::string why;

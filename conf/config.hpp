@@ -83,6 +83,7 @@ struct DatabaseConfig {
   std::optional<int> min_pool_size;
   std::optional<int> reserve_pool_size;
   std::optional<int> max_db_connections;
+  std::optional<bool> server_pipelining;
   std::string connect_query;  // run once on each new server connection
   std::vector<HostPort> replicas;
   ReadRouting read_routing = ReadRouting::off;
@@ -167,6 +168,9 @@ struct Config {
   int max_prepared_statements = 200;
   std::string server_reset_query = "DISCARD ALL";
   bool server_reset_query_always = false;
+  // Send a waiting client's request behind another client's on a busy server
+  // (transaction pooling; see README, Pooling modes).
+  bool server_pipelining = false;
   std::string server_check_query = "SELECT 1";  // empty string = disabled
   Duration server_check_delay = std::chrono::seconds(30);
   Duration server_connect_timeout = std::chrono::seconds(15);

@@ -116,6 +116,7 @@ struct SharedLimit {
 
 struct PoolSettings {
   int pool_size = 20;
+  bool server_pipelining = false;  // see ServerConnection::pipeline_slot_open
   int min_pool_size = 0;
   int reserve_pool_size = 0;
   Duration reserve_pool_timeout{5000};
@@ -158,6 +159,8 @@ struct PoolStats {
   uint64_t client_bytes = 0;  // from clients to servers
   uint64_t server_bytes = 0;  // from servers to clients
   uint64_t xact_us = 0, query_us = 0, wait_us = 0;
+  // server_pipelining: clients sent out behind another client's request.
+  uint64_t pipelined = 0;
   uint64_t server_errors = 0;  // server connections lost or refused at login
   // Named prepared statements in transaction/statement mode: a client's
   // Parse, Bind or Describe found the statement already prepared on the
@@ -240,6 +243,41 @@ class Pool {
   // server or waits. No ErrorFields is built on the way: this runs at the
   // start of every pooled transaction.
   bool acquire_or_wait(PoolClient* c);
+  // server_pipelining. The first active server for which f(server) holds
+  // (a linear walk: only when a client had to queue).
+  template <class F> PoolServer* find_active(F f) const {
+    for (PoolServer* s = active_.front(); s; s = List<PoolServer, &PoolServer::pool_hook>::next(s))
+      if (f(s)) return s;
+    return nullptr;
+  }
+  // The longest-waiting client for a server for which f(client) holds
+  // leaves the queue and is returned (nullptr: none).
+  template <class F> PoolClient* take_waiter(F f) {
+    for (PoolClient* c = wait_server_.front(); c; c = List<PoolClient, &PoolClient::pool_hook>::next(c)) {
+      if (f(c)) {
+        const auto waited =
+            std::chrono::duration_cast<std::chrono::microseconds>(connector_.now() - c->wait_since_);
+        const uint64_t us = waited.count() > 0 ? uint64_t(waited.count()) : 0;
+        stats.wait_us += us;
+        stats.wait_hist.add(us);
+        ++stats.pipelined;
+        dequeue(c);
+        return c;
+      }
+    }
+    return nullptr;
+  }
+  bool has_waiters() const { return !wait_server_.empty(); }
+  // A busy server may go on serving without going back to the pool
+  // (server_pipelining): not once RECONNECT, a smaller pool size or
+  // server_lifetime would close it at its release.
+  bool keeps_busy(const PoolServer* s) const {
+    return s->generation_ == generation_ && !over_capacity() &&
+           (settings_.server_lifetime.count() == 0 || connector_.now() - s->created_ < settings_.server_lifetime);
+  }
+  // An active server's request was answered and the pipelined client
+  // queued behind it is now the one it serves.
+  void hand_over(PoolServer* s, PoolClient* next) { s->client_ = next; }
   // Why the pool last failed to serve (what a failed acquire reports).
   const proto::ErrorFields& last_error() const { return last_error_; }
   // The client stops waiting (it disconnected).

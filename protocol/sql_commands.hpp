@@ -30,4 +30,12 @@ bool may_be_sql_command(std::string_view prefix);
 // holds under the name: transaction pooling refuses it.
 bool unfollowable_sql_command(std::string_view query);
 
+// A statement that, run outside a transaction block, cannot leave one
+// open nor change a setting by itself: one SELECT, VALUES, TABLE, WITH,
+// INSERT, UPDATE or DELETE with no set_config() in its text (and no
+// semicolon but trailing ones). server_pipelining may send another
+// client's request behind it. A function it calls that runs SET is not
+// seen (README: Pooling modes).
+bool pipeline_safe_query(std::string_view query);
+
 }  // namespace pgmux::proto

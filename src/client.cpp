@@ -741,6 +741,16 @@ void ClientConnection::acquire_server() {
     proto::ErrorFields err = target->last_error();
     err.severity = "FATAL";
     close(CloseReason::wait_failed, &err);
+    return;
+  }
+  // Queued: a busy server may take the longest waiting client that fits
+  // behind its current request (server_pipelining).
+  if (state_ == State::wait_server && waiting() == pool::ClientWait::server &&
+      target->settings().server_pipelining && pipeline_request_ready()) {
+    pool::PoolServer* s = target->find_active([](pool::PoolServer* p) {
+      return static_cast<ServerConnection*>(p)->pipeline_slot_open();
+    });
+    if (s) static_cast<ServerConnection*>(s)->fill_pipeline_slot();
   }
 }
 
@@ -914,6 +924,73 @@ void ClientConnection::pool_wait_failed(const proto::ErrorFields& error) {
   close(CloseReason::wait_failed, &e);
 }
 
+// ---------------------------------------------------------------------------
+// server_pipelining
+
+bool ClientConnection::pipelining_on() const {
+  const pool::Pool* p = server_ ? server_->pool() : pool_;
+  return p && p->settings().server_pipelining;
+}
+
+// A message forwarded as it is (forward_managed): its statement is
+// pipeline-safe (ServerConnection::vet). Parse: the unnamed statement
+// (named ones are inspected); Bind: of the unnamed statement to the
+// unnamed portal. The whole body must be in this chunk.
+void ClientConnection::vet_for_pipelining(char t, proto::ByteSpan body, uint32_t len) {
+  auto query_at = [&](size_t at) -> std::optional<std::string_view> {
+    if (body.size() < len || len <= at) return std::nullopt;
+    std::string_view b(reinterpret_cast<const char*>(body.data()), len);
+    size_t nul = b.find('\0', at);
+    if (nul == std::string_view::npos) return std::nullopt;
+    return b.substr(at, nul - at);
+  };
+  switch (t) {
+    case 'P': {
+      auto q = query_at(1);
+      const bool safe = q && proto::pipeline_safe_query(*q);
+      vetted_unnamed_ = safe ? server_ : nullptr;
+      vetted_unnamed_segment_ = server_->segment();
+      if (safe) server_->vet();
+      return;
+    }
+    case 'B':
+      if (vetted_unnamed_ == server_ && vetted_unnamed_segment_ == server_->segment()) server_->vet();
+      return;
+    case 'Q':
+      if (auto q = query_at(0); q && proto::pipeline_safe_query(*q)) server_->vet();
+      return;
+    default:
+      return;
+  }
+}
+
+// The client waits for a server with one complete request: messages up to
+// a Sync or a Query, nothing after.
+bool ClientConnection::pipeline_request_ready() const {
+  if (state_ != State::wait_server || !pending_ || !more_pending_.empty() || admin_) return false;
+  if (routing_ && routing_->retry) return false;  // its answer is held until judged
+  proto::ByteSpan data(pending_->data, pending_len_);
+  size_t pos = 0;
+  char last = 0;
+  while (pos < data.size()) {
+    auto fr = proto::peek_frame(data.subspan(pos), worker_.config().max_packet_size);
+    if (fr.result != proto::Result::ok) return false;
+    last = char(data[pos]);
+    pos += fr.frame.total();
+  }
+  return last == 'S' || last == 'Q';
+}
+
+void ClientConnection::pipelined_onto(ServerConnection* s) {
+  leave_wait();
+  server_ = s;
+  s->queue_next(this);
+  spdlog::debug("C-{} pipelined behind C-{} on {}", id_, s->linked_client() ? s->linked_client()->id() : 0,
+                s->name());
+  state_ = State::syncing;
+  server_ready();
+}
+
 void ClientConnection::server_ready() {
   check_failures_ = 0;
   state_ = State::linked;
@@ -933,6 +1010,8 @@ void ClientConnection::server_ready() {
     }
     if (state_ != State::linked) return;
   }
+  // This request may leave room behind it for a waiting client's.
+  if (server_ && server_->linked_client() == this) server_->fill_pipeline_slot();
   if (!server_ || !server_->write_backlogged()) {
     if (socket_.read_start() != 0) close(CloseReason::client_gone);
   }
@@ -940,6 +1019,7 @@ void ClientConnection::server_ready() {
 
 void ClientConnection::server_released() {
   server_ = nullptr;
+  vetted_unnamed_ = nullptr;
   if (state_ != State::linked) return;
   state_ = State::idle;
   if (routing_) {
@@ -1046,6 +1126,12 @@ void ClientConnection::note_sql_writes(const uint8_t* data, size_t n) {
 }
 
 void ClientConnection::forward_to_server(IoBufferPtr buf, size_t offset, size_t n) {
+  if (server_->has_next() && server_->linked_client() == this) {
+    // Another client's request follows this one's on the server: what this
+    // client sends now waits for the next transaction (server_released).
+    hold(buf->data + offset, n);
+    return;
+  }
   if (routing_ && routing_->write_link && !routing_->wrote && routing_->route->router.size() > 1 &&
       routing_->route->db->read_your_writes)
     note_sql_writes(buf->data + offset, n);
@@ -1269,6 +1355,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
         case 'c': case 'f': m.tracker.copy_in_finished(); break;
         default: break;
       }
+      if (pipelining_on()) vet_for_pipelining(t, after, piece.body_length);
       server_->count_request(t);
       if (named_ && !named_->held.empty()) {
         leave_raw();
@@ -1831,6 +1918,7 @@ void ClientConnection::emit_parse(const StatementRef& st, std::string& out, bool
   body.append(st->query);
   body.push_back('\0');
   body.append(st->param_types);
+  if (st->pipeline_safe && pipelining_on()) server_->vet();
   send_request(out, 'P', body, Req::parse, hidden, st->id, client_tag);
 }
 
@@ -1918,6 +2006,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       }
       if (m->statement.empty()) {
         disarm_statement();
+        vetted_unnamed_ = nullptr;  // not read for server_pipelining
         proto::SqlCommand cmd = proto::classify_sql_command(m->query);
         if (cmd.kind == proto::SqlCommand::Kind::other) {
           if (!proto::unfollowable_sql_command(m->query)) return pass(Req::parse);
@@ -1984,6 +2073,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       nb.append((*st)->server_name);
       nb.push_back('\0');
       nb.append(body_str, m->statement_offset + m->statement.size() + 1, std::string::npos);
+      if ((*st)->pipeline_safe && pipelining_on()) server_->vet();
       send_request(out, 'B', nb, Req::bind);
       return true;
     }
@@ -2193,8 +2283,13 @@ void ClientConnection::close(CloseReason reason, const proto::ErrorFields* error
     ServerConnection* s = server_;
     server_ = nullptr;
     // A query still running would hold its locks until it ends: cancel it.
-    if (s->busy() && s->state() == ServerConnection::State::linked) worker_.cancel_server_query(s);
-    s->unlink_client(!managed_ || !ms_ || ms_->tracker.empty());
+    // Not when another client's request is queued behind it on the server
+    // (server_pipelining): a cancel landing after the query ended would hit
+    // that one, so the query runs to its end; query_timeout still cancels.
+    if (s->busy() && s->state() == ServerConnection::State::linked && s->linked_client() == this &&
+        (!s->has_next() || reason == CloseReason::timeout))
+      worker_.cancel_server_query(s);
+    s->unlink_client(this, !managed_ || !ms_ || ms_->tracker.empty());
   }
   pending_.reset();
   more_pending_.clear();

@@ -68,6 +68,11 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   bool managed() const { return managed_; }
   void resume_reading();  // the server drained what we sent it
   void server_ready();                                // parameters in sync
+  // server_pipelining: the client waits with one complete request, which
+  // may go out behind another client's on a busy server.
+  bool pipeline_request_ready() const;
+  // Its request goes to `s`, queued behind the current client's.
+  void pipelined_onto(ServerConnection* s);
   void server_sync_failed(const proto::ErrorFields& e);  // a SET was refused
   void server_lost(const proto::ErrorFields& e);         // the server died
   // The server saw ParameterStatus: the client now has this value.
@@ -239,6 +244,12 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   std::string user_, database_;
   pool::Pool* pool_ = nullptr;
   ServerConnection* server_ = nullptr;
+  // server_pipelining: the unnamed statement this client parsed on that
+  // server in that request segment is pipeline-safe (vet_for_pipelining).
+  const ServerConnection* vetted_unnamed_ = nullptr;
+  uint64_t vetted_unnamed_segment_ = 0;
+  bool pipelining_on() const;
+  void vet_for_pipelining(char type, proto::ByteSpan body, uint32_t body_length);
   pool::TimePoint login_started_;
 
   proto::StreamFramer framer_;

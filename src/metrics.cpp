@@ -240,6 +240,9 @@ void declare_families(Exposition& e) {
   e.family("pgmux_prepared_statements_total", MT::counter,
            "Named prepared statements used (Parse, Bind, Describe) in transaction/statement mode: "
            "result=hit when the server already had it, miss when pgmux prepared it there");
+  e.family("pgmux_pipelined_requests_total", MT::counter,
+           "server_pipelining: requests of waiting clients sent behind another client's request "
+           "on a busy server");
   e.family("pgmux_transaction_time_seconds_total", MT::counter, "Time spent in transactions");
   e.family("pgmux_query_time_seconds_total", MT::counter, "Time spent in queries");
   e.family("pgmux_wait_time_seconds_total", MT::counter, "Time clients waited for a server");
@@ -341,6 +344,7 @@ std::string render(const Worker& w) {
     e.sample("pgmux_server_errors_total", l, st.server_errors);
     e.sample("pgmux_prepared_statements_total", with(l, "result", "hit"), st.prepared_hits);
     e.sample("pgmux_prepared_statements_total", with(l, "result", "miss"), st.prepared_misses);
+    e.sample("pgmux_pipelined_requests_total", l, st.pipelined);
     e.sample("pgmux_transaction_time_seconds_total", l, double(st.xact_us) / 1e6);
     e.sample("pgmux_query_time_seconds_total", l, double(st.query_us) / 1e6);
     e.sample("pgmux_wait_time_seconds_total", l, double(st.wait_us) / 1e6);

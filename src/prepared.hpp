@@ -22,6 +22,7 @@ struct PreparedStatement {
   std::string server_name;
   std::string query;
   std::string param_types;  // wire bytes: int16 count + int32 OIDs
+  bool pipeline_safe = false;  // proto::pipeline_safe_query(query)
 };
 using StatementRef = std::shared_ptr<const PreparedStatement>;
 

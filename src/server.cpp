@@ -199,7 +199,8 @@ void ServerConnection::on_read(Socket&, IoBufferPtr buf, size_t n) {
       return;
     case State::draining: {
       bool release_point = false;
-      if (!scan_server_bytes(proto::ByteSpan(buf->data, n), release_point)) return;
+      size_t used = 0;
+      if (!scan_server_bytes(proto::ByteSpan(buf->data, n), release_point, used)) return;
       if (in_copy_in_) close("client left during COPY");
       else if (pending_z_ == 0 && framer_.at_boundary()) after_client_left();
       return;
@@ -836,6 +837,7 @@ void ServerConnection::watch_end(bool& release_point) {
   } else if (watched_type_ == 'Z') {
     if (auto st = proto::parse_ready_for_query(body)) tx_status_ = *st;
     if (pending_z_ > 0) --pending_z_;
+    if (owed_current_ > 0 && --owed_current_ == 0) handoff_ = true;
     count_ready();
     in_copy_in_ = false;
     ready_since_ms_ = uv_now(loop_);
@@ -863,7 +865,9 @@ void ServerConnection::absorb_tracker_reports(proto::ResponseTracker& tracker) {
   }
 }
 
-bool ServerConnection::scan_server_bytes(proto::ByteSpan chunk, bool& release_point) {
+// Both scans stop after the current client's last ReadyForQuery when a
+// pipelined client is queued (handoff_): `used` says how far they went.
+bool ServerConnection::scan_server_bytes(proto::ByteSpan chunk, bool& release_point, size_t& used) {
   size_t pos = 0;
   while (pos < chunk.size()) {
     auto piece = framer_.next(chunk.subspan(pos));
@@ -886,12 +890,14 @@ bool ServerConnection::scan_server_bytes(proto::ByteSpan chunk, bool& release_po
     }
     if (piece.last_of_message) watch_end(release_point);
     pos += piece.consumed;
+    if (handoff_) break;
   }
+  used = pos;
   return true;
 }
 
 bool ServerConnection::rewrite_server_bytes(proto::ByteSpan chunk, bool& release_point,
-                                            std::string& out) {
+                                            std::string& out, size_t& used) {
   proto::ResponseTracker& tracker = client_->tracker();
   size_t pos = 0;
   while (pos < chunk.size()) {
@@ -927,14 +933,20 @@ bool ServerConnection::rewrite_server_bytes(proto::ByteSpan chunk, bool& release
       // In order: a DISCARD ALL's reset comes before a later SET's
       // ParameterStatus changes the client's parameters again.
       if (tracker.has_reports()) absorb_tracker_reports(tracker);
+      if (handoff_) break;
     }
   }
+  used = pos;
   absorb_tracker_reports(tracker);
   return true;
 }
 
 void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
   if (pool::Pool* p = pool()) p->stats.server_bytes += n;
+  forward_answers(std::move(buf), n);
+}
+
+void ServerConnection::forward_answers(IoBufferPtr buf, size_t n) {
   bool release_point = false;
   proto::ByteSpan chunk(buf->data, n);
   std::string out;
@@ -942,9 +954,14 @@ void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
   // the tracker may have nothing special left once its header was seen.
   bool rewritten = client_ && client_->managed() &&
                    (client_->tracker().special() || !held_header_.empty() || hiding_);
+  size_t used = n;
   if (rewritten) {
-    if (!rewrite_server_bytes(chunk, release_point, out)) return;
-  } else if (!scan_server_bytes(chunk, release_point)) {
+    if (!rewrite_server_bytes(chunk, release_point, out, used)) return;
+  } else if (!scan_server_bytes(chunk, release_point, used)) {
+    return;
+  }
+  if (handoff_) {
+    hand_over(std::move(buf), used, n, rewritten, out);
     return;
   }
   if (!client_) return;
@@ -1029,6 +1046,108 @@ void ServerConnection::forward_to_client(IoBufferPtr buf, size_t n) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// server_pipelining
+
+bool ServerConnection::pipeline_slot_open() const {
+  // The current client's one request in flight (everything up to its Sync
+  // or Query) started outside a transaction block (the last ReadyForQuery
+  // said 'I') and holds only statements that cannot leave one open or
+  // change a setting: the server is idle, with the same session, once it
+  // is answered.
+  return state_ == State::linked && client_ && !next_ && !next_gone_ && !handoff_ && pending_z_ == 1 &&
+         !unsynced_ && last_segment_safe_ && tx_status_ == 'I' && !retry_armed_ && !in_copy_in_ &&
+         !extended_copy_in_ && client_mode_ == conf::PoolMode::transaction && pool() &&
+         pool()->settings().server_pipelining && pool()->keeps_busy(this);
+}
+
+bool ServerConnection::fits_behind(ClientConnection* b) const {
+  if (b->mode() != conf::PoolMode::transaction) return false;
+  // No SET before b's request (link_sync's fast cases).
+  return (synced_with_.set != 0 && synced_with_ == sync_key(b)) ||
+         (!b->has_own_params() && set_by_us_.empty() && pool() == b->home_pool() &&
+          params_ == pool()->welcome());
+}
+
+bool ServerConnection::fill_pipeline_slot() {
+  if (!pool() || !pool()->has_waiters() || !pipeline_slot_open()) return false;
+  pool::PoolClient* w = pool()->take_waiter([this](pool::PoolClient* pc) {
+    auto* c = static_cast<ClientConnection*>(pc);
+    return c->pipeline_request_ready() && fits_behind(c);
+  });
+  if (!w) return false;
+  static_cast<ClientConnection*>(w)->pipelined_onto(this);
+  return true;
+}
+
+// The current client's last request is answered (its last ReadyForQuery
+// ends the first `used` bytes of the chunk). The queued client's request,
+// sent long ago, is answered from here on.
+void ServerConnection::hand_over(IoBufferPtr buf, size_t used, size_t n, bool rewritten,
+                                 std::string& out) {
+  handoff_ = false;
+  owed_current_ = 0;
+  hiding_ = false;  // at a message boundary
+  held_header_.clear();
+  ClientConnection* a = client_;
+  // The current client's part of the chunk.
+  std::string part;
+  const bool whole = !rewritten && used == n;
+  if (rewritten) part = std::move(out);
+  else if (!whole) part.assign(reinterpret_cast<const char*>(buf->data), used);
+  auto deliver_part = [&] {
+    if (!a) return;
+    if (whole) a->deliver(std::move(buf), 0, n);
+    else if (!part.empty()) a->deliver(std::move(part));
+  };
+  if (tx_status_ != 'I') {
+    // Vetting makes this impossible; if it ever happens, the queued
+    // client's request ran inside this transaction: end both.
+    spdlog::error("{} server_pipelining: a transaction was left open ahead of a queued client's request; "
+                  "closing the connection",
+                  name_);
+    deliver_part();
+    fail("a pipelined request ran inside another client's transaction");
+    return;
+  }
+  // As at the end of any transaction (see forward_to_client): a client with
+  // input held back gets its answer before that input goes to a server.
+  // (The queued client keeps its place: a client that leaves meanwhile
+  // goes through unlink_client, which sees it.)
+  const bool answer_first = a && a->has_held();
+  if (a && !answer_first) {
+    client_ = nullptr;
+    a->server_released();
+  }
+  deliver_part();
+  if (a && answer_first && client_ == a) {
+    client_ = nullptr;
+    a->server_released();
+  }
+  client_ = nullptr;
+  if (state_ != State::linked) return;
+  ClientConnection* b = std::exchange(next_, nullptr);
+  next_gone_ = false;
+  const bool cancel = std::exchange(cancel_next_, false);
+  if (!b) {
+    // The queued client left: nobody reads what its request brings.
+    close("a pipelined client left with its request in flight");
+    return;
+  }
+  client_ = b;
+  client_mode_ = b->mode();
+  syncing_keys_.clear();
+  if (pool::Pool* p = pool()) p->hand_over(this, b);
+  busy_since_ms_ = uv_now(loop_);
+  query_start_ns_ = xact_start_ns_ = uv_hrtime();
+  if (cancel) worker_.cancel_server_query(this);
+  fill_pipeline_slot();
+  if (used < n && client_ == b && state_ == State::linked) {
+    std::memmove(buf->data, buf->data + used, n - used);
+    forward_answers(std::move(buf), n - used);
+  }
+}
+
 void ServerConnection::forget_unprepared(const std::vector<uint64_t>& tags) {
   for (uint64_t tag : tags) {
     if (tag & kDeallocTag) continue;  // a DEALLOCATE's Execute, not a statement
@@ -1078,6 +1197,31 @@ void ServerConnection::resume_reading() {
     read_paused_ = false;
     if (socket_.read_start() != 0) fail("cannot read from server");
   }
+}
+
+void ServerConnection::unlink_client(const ClientConnection* c, bool responses_tracked) {
+  if (c == next_ && c) {
+    // Queued behind the current client, its request already sent: its
+    // answers will have no reader (hand_over closes the connection then).
+    next_ = nullptr;
+    next_gone_ = true;
+    cancel_next_ = false;
+    return;
+  }
+  if (c != client_) return;
+  if (has_next()) {
+    // The current client left with another queued behind it: its answers
+    // are dropped up to its last ReadyForQuery, then the queued client's
+    // begin (hand_over).
+    client_ = nullptr;
+    last_used_ms_ = uv_now(loop_);
+    if (read_paused_) {
+      read_paused_ = false;
+      socket_.read_start();
+    }
+    return;
+  }
+  unlink_client(responses_tracked);
 }
 
 void ServerConnection::unlink_client(bool responses_tracked) {
@@ -1193,11 +1337,11 @@ void ServerConnection::close(const char* reason) {
     resolve_req_ = nullptr;
   }
   if (pool()) pool()->remove(this);
-  if (client_) {
-    ClientConnection* c = client_;
-    client_ = nullptr;
-    c->server_lost(server_error(proto::sqlstate::kConnectionFailure,
-                                std::string("server connection closed: ") + reason));
+  next_gone_ = false;
+  for (ClientConnection* c : {std::exchange(client_, nullptr), std::exchange(next_, nullptr)}) {
+    if (c)
+      c->server_lost(server_error(proto::sqlstate::kConnectionFailure,
+                                  std::string("server connection closed: ") + reason));
   }
   if (CheckOwner* owner = std::exchange(check_owner_, nullptr))
     owner->check_result(nullptr, std::string("connection closed: ") + reason);

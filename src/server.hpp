@@ -4,6 +4,7 @@
 #include <uv.h>
 
 #include <deque>
+#include <utility>
 #include <unordered_map>
 #include <vector>
 #include <optional>
@@ -75,6 +76,8 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // `responses_tracked`: the client's response tracker was empty, so the
   // server's prepared-statement records are exact.
   void unlink_client(bool responses_tracked = true);
+  // `c` (the current or the queued client) is gone.
+  void unlink_client(const ClientConnection* c, bool responses_tracked);
   // Backpressure: the client drained its write queue.
   void resume_reading();
   bool write_backlogged() const { return socket_.queued() > 0; }
@@ -84,6 +87,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // client's statement in a pipeline: pipelining()).
   void count_request(char type, bool hidden = false) {
     bool was_busy = pending_z_ > 0 || unsynced_;
+    const bool vetted = std::exchange(vetted_, false);
     switch (type) {
       case 'S':
         // In copy-in mode the server ignores Sync: no ReadyForQuery for it.
@@ -93,10 +97,14 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
         pipelining_ = false;
         ++segment_;
         unsynced_ = false;
+        last_segment_safe_ = segment_safe_;
+        segment_safe_ = true;
         break;
       case 'Q': case 'F':
         ++pending_z_;
         ++segment_;
+        last_segment_safe_ = segment_safe_ && vetted && type == 'Q';
+        segment_safe_ = true;
         unsynced_ = false;
         last_was_execute_ = pipelining_ = false;
         break;
@@ -105,9 +113,13 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
         last_was_execute_ = unsynced_ = true;
         if (!hidden) pipelining_ = true;
         break;
-      case 'P': case 'B': case 'D': case 'C': case 'H': unsynced_ = true; break;
-      case 'c': case 'f': copy_done_sent(); break;
-      default: break;
+      case 'P': case 'B':
+        if (!vetted) segment_safe_ = false;
+        unsynced_ = true;
+        break;
+      case 'D': case 'C': case 'H': unsynced_ = true; break;
+      case 'c': case 'f': copy_done_sent(); segment_safe_ = false; break;
+      default: segment_safe_ = false; break;
     }
     if (!was_busy && (pending_z_ > 0 || unsynced_)) {
       busy_since_ms_ = uv_now(loop_);
@@ -117,6 +129,35 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   }
   // ReadyForQuery messages the server still owes.
   int owed_ready() const { return pending_z_; }
+
+  // server_pipelining: a client whose complete request would otherwise wait
+  // for a server goes out on a busy one, behind the current client's last
+  // request, when that request is known to leave the server idle with the
+  // session unchanged (see proto::pipeline_safe_query). The next client
+  // takes over at the current one's last ReadyForQuery.
+  //
+  // The client vouches for the next Parse, Bind or Query (its statement
+  // is pipeline-safe); an Execute needs no vetting (its portal was bound
+  // in the same segment).
+  void vet() { vetted_ = true; }
+  // A waiting client may go out behind the current client's request now
+  // (if it fits_behind).
+  bool pipeline_slot_open() const;
+  // `b` needs no SET on this server first.
+  bool fits_behind(ClientConnection* b) const;
+  // A queued client's request goes out behind the current client's.
+  void queue_next(ClientConnection* b) {
+    next_ = b;
+    owed_current_ = pending_z_;
+  }
+  // The queued client, if any (nullptr when none or when it left).
+  ClientConnection* next_client() const { return next_; }
+  bool has_next() const { return next_ != nullptr || next_gone_; }
+  // The pipeline slot is open: the longest-waiting client of the pool that
+  // fits behind the current one goes now. False: none went.
+  bool fill_pipeline_slot();
+  // A cancel request of the queued client: sent when its request runs.
+  void cancel_when_next_runs() { cancel_next_ = true; }
   // The client's request is an auto-routed read on a replica: hold the
   // answer until it is clear whether the replica refused it as a write
   // (SQLSTATE 25006, before any row), in which case the client re-runs it
@@ -215,10 +256,10 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // Scans server bytes: tracks ReadyForQuery, ParameterStatus and COPY;
   // returns false (after failing the connection) on a framing error.
   // `release_point` is set when a ReadyForQuery answered everything sent.
-  bool scan_server_bytes(proto::ByteSpan chunk, bool& release_point);
+  bool scan_server_bytes(proto::ByteSpan chunk, bool& release_point, size_t& used);
   // Same scan for a client whose responses are rewritten (hidden responses
   // of injected requests, pgmux's own responses inserted): builds `out`.
-  bool rewrite_server_bytes(proto::ByteSpan chunk, bool& release_point, std::string& out);
+  bool rewrite_server_bytes(proto::ByteSpan chunk, bool& release_point, std::string& out, size_t& used);
   void watch_header(char type, bool& release_point);
   void watch_body(proto::ByteSpan data);
   void watch_end(bool& release_point);
@@ -239,6 +280,17 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   State state_ = State::resolving;
   uv_getaddrinfo_t* resolve_req_ = nullptr;
   ClientConnection* client_ = nullptr;
+  // server_pipelining (see can_pipeline_behind).
+  ClientConnection* next_ = nullptr;  // the queued client
+  int owed_current_ = 0;     // ReadyForQuery messages owed to client_ before next_ runs
+  bool handoff_ = false;     // the scan stopped at the current client's last one
+  bool next_gone_ = false;   // the queued client left: its answers have no reader
+  bool cancel_next_ = false; // the queued client asked to cancel
+  bool vetted_ = false;      // the next Parse / Bind / Query is pipeline-safe
+  bool segment_safe_ = true; // ... every one sent since the last Sync was
+  bool last_segment_safe_ = false;  // the last segment (up to its Sync) was
+  void hand_over(IoBufferPtr buf, size_t used, size_t n, bool rewritten, std::string& out);
+  void forward_answers(IoBufferPtr buf, size_t n);
 
   std::string inbuf_;  // whole messages while not forwarding
   proto::StreamFramer framer_;

@@ -462,6 +462,9 @@ void Worker::check_client_timeouts() {
     auto st = c->state();
     ServerConnection* s = c->server();
     bool linked = st == ClientConnection::State::linked && s;
+    // Pipelined behind another client's request: its timeouts start when
+    // its own request runs.
+    if (linked && s->linked_client() != c) continue;
     if (linked && s->busy()) {
       if (query_ms && now_ms - s->busy_since_ms() >= query_ms) doomed.emplace_back(c, "query_timeout");
       continue;
@@ -487,6 +490,8 @@ pool::PoolSettings Worker::settings_for(const PoolKey& key, const conf::Database
   s.pool_size = cfg.effective_pool_size(db);
   s.min_pool_size = db.min_pool_size.value_or(cfg.min_pool_size);
   s.reserve_pool_size = db.reserve_pool_size.value_or(cfg.reserve_pool_size);
+  // Client pools only: the waiters of the others are not clients.
+  s.server_pipelining = !key.auth && !key.health && db.server_pipelining.value_or(cfg.server_pipelining);
   s.reserve_pool_timeout = cfg.reserve_pool_timeout;
   s.query_wait_timeout = cfg.query_wait_timeout;
   s.server_connect_timeout = cfg.server_connect_timeout;
@@ -686,6 +691,13 @@ void Worker::handle_cancel(uint32_t pid, uint32_t key) {
   }
   ClientConnection* c = it->second.first;
   ServerConnection* s = c->server();
+  if (s && s->next_client() == c) {
+    // Pipelined behind another client's request: the cancel goes when this
+    // client's request runs (sent now, it would hit the other one's).
+    spdlog::info("C-{} cancel request: sent when its pipelined request runs on {}", c->id(), s->name());
+    s->cancel_when_next_runs();
+    return;
+  }
   // Only a server linked to this very client receives the cancel.
   if (!s || s->linked_client() != c || s->state() != ServerConnection::State::linked) {
     spdlog::info("C-{} cancel request: no query running", c->id());

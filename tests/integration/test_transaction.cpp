@@ -463,19 +463,24 @@ std::string copy_out(PGconn* c, const std::string& table, long& rows, long long&
 
 // pgbench -i directly on PostgreSQL, then pgbench -M <mode> through pgmux
 // (transaction pool of 5) into a database of its own.
-void pgbench_through_transaction_pool(const std::string& mode, int clients, int per_client) {
+void pgbench_through_transaction_pool(const std::string& mode, int clients, int per_client,
+                                      bool pipelining = false) {
   const auto& fx = fixture();
   ScratchDatabase db("bench");
   const std::map<std::string, std::string> env = {{"PGPASSWORD", "scram_pw"}};
   db.pgbench_init();
-  Pgmux mux(tx_config("default_pool_size = 5\n",
-                      database_section("bench", "dbname = \"" + db.name() + "\"\n")));
+  Pgmux mux(tx_config(std::string("default_pool_size = 5\n") + (pipelining ? "server_pipelining = true\n" : ""),
+                      database_section("bench", "dbname = \"" + db.name() + "\"\n") +
+                          (pipelining ? "[log]\nlevel = \"debug\"\n" : "")));
   BackendMonitor monitor("datname = '" + db.name() + "'");
   const int total = clients * per_client;
-  auto rr = run_process({fx.pg_bin + "/pgbench", "-M", mode, "-c", std::to_string(clients), "-j",
-                         "2", "-t", std::to_string(per_client), "-n", "-h", "127.0.0.1", "-p",
-                         std::to_string(mux.port()), "-U", "scram_user", "bench"},
-                        env, 40s);
+  // With server_pipelining: select-only, whose one-statement transactions
+  // can go out behind one another.
+  std::vector<std::string> argv = {fx.pg_bin + "/pgbench", "-M", mode, "-c", std::to_string(clients), "-j",
+                                   "2", "-t", std::to_string(per_client), "-n", "-h", "127.0.0.1", "-p",
+                                   std::to_string(mux.port()), "-U", "scram_user", "bench"};
+  if (pipelining) argv.push_back("-S");
+  auto rr = run_process(argv, env, 40s);
   monitor.stop();
   INFO("pgbench -M " << mode << (rr.timed_out ? " timed out after 40 s" : "") << ", output:\n"
                       << rr.output);
@@ -488,6 +493,7 @@ void pgbench_through_transaction_pool(const std::string& mode, int clients, int 
   CHECK(monitor.error().empty());
   CHECK(monitor.max() <= 5);
   CHECK(monitor.max() >= 1);
+  if (pipelining) CHECK(contains(mux.log_text(), "pipelined behind"));
   mux.finish();
 }
 
@@ -600,13 +606,25 @@ TEST_CASE("transaction: pgbench -M simple over a pool of 5", "[transaction][pgbe
   pgbench_through_transaction_pool("simple", 50, 100);
 }
 
+TEST_CASE("transaction: pgbench over a pool of 5 with server_pipelining",
+          "[transaction][pgbench][pipelining]") {
+  for (const char* mode : {"prepared", "extended", "simple"}) {
+    INFO("-M " << mode);
+    pgbench_through_transaction_pool(mode, 50, 100, /*pipelining=*/true);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // 2. Twenty clients use the same statement names over three server
 //    connections; each only ever gets its own statements.
 
-TEST_CASE("transaction: twenty clients share statement names over three servers",
-          "[transaction][prepared]") {
-  Pgmux mux(tx_config("default_pool_size = 3\n"));
+namespace {
+// `pipelining`: with server_pipelining, and some requests must have gone
+// out behind another client's.
+void twenty_clients_share_names(bool pipelining) {
+  Pgmux mux(tx_config(std::string("default_pool_size = 3\n") +
+                          (pipelining ? "server_pipelining = true\n" : ""),
+                      pipelining ? "[log]\nlevel = \"debug\"\n" : ""));
   Watchdog wd(25s);
   const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
   constexpr int kClients = 20;
@@ -749,7 +767,26 @@ TEST_CASE("transaction: twenty clients share statement names over three servers"
   CHECK(all_pids.size() <= 3);
   CHECK(all_pids.size() >= 2);
   CHECK(moved >= 1);
+  const std::string log = mux.log_text();
+  size_t pipelined = 0;
+  for (size_t at = log.find("pipelined behind"); at != std::string::npos;
+       at = log.find("pipelined behind", at + 1))
+    ++pipelined;
+  INFO("requests pipelined: " << pipelined);
+  if (pipelining) CHECK(pipelined >= 20);
+  else CHECK(pipelined == 0);
   mux.finish();
+}
+}  // namespace
+
+TEST_CASE("transaction: twenty clients share statement names over three servers",
+          "[transaction][prepared]") {
+  twenty_clients_share_names(false);
+}
+
+TEST_CASE("transaction: server_pipelining keeps each answer with its client",
+          "[transaction][prepared][pipelining]") {
+  twenty_clients_share_names(true);
 }
 
 // ---------------------------------------------------------------------------
@@ -2819,5 +2856,144 @@ TEST_CASE("transaction: random pipelines answer as PostgreSQL does", "[transacti
     }
   }
   CHECK_FALSE(wd.fired());
+  mux.finish();
+}
+
+// ---------------------------------------------------------------------------
+// server_pipelining: a client that would wait for a server goes out behind
+// another client's request on a busy one. Here one server, a slow request
+// ahead, and every way the pair can come apart.
+
+namespace {
+size_t pipelined_count(const Pgmux& mux) {
+  const std::string log = mux.log_text();
+  size_t n = 0;
+  for (size_t at = log.find("pipelined behind"); at != std::string::npos;
+       at = log.find("pipelined behind", at + 1))
+    ++n;
+  return n;
+}
+}  // namespace
+
+TEST_CASE("transaction: server_pipelining behind a slow request", "[transaction][pipelining]") {
+  Pgmux mux(tx_config("default_pool_size = 1\nserver_pipelining = true\nquery_timeout = \"2s\"\n",
+                      "[log]\nlevel = \"debug\"\n"));
+  Watchdog wd(60s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  auto open = [&] {
+    auto c = std::make_unique<WatchedConn>(wd, ci);
+    REQUIRE_CONN(*c);
+    return c;
+  };
+  auto a = open();
+  auto b = open();
+  // Both on the one server once, so that neither needs a SET later.
+  CHECK(scalar(a->get(), "SELECT 1") == "1");
+  CHECK(scalar(b->get(), "SELECT 1") == "1");
+  // `first` runs, `second` is sent 150 ms later, while the server is busy.
+  auto start_pair = [&](WatchedConn& x, const std::string& first, WatchedConn& y,
+                        const std::string& second, bool extended = false) {
+    auto send = [&](PGconn* c, const std::string& sql) {
+      return extended ? send_query(c, sql) : PQsendQuery(c, sql.c_str()) == 1;
+    };
+    REQUIRE(send(x.get(), first));
+    std::this_thread::sleep_for(150ms);
+    REQUIRE(send(y.get(), second));
+    std::this_thread::sleep_for(150ms);
+  };
+
+  SECTION("both get their own answers, in order") {
+    const size_t before = pipelined_count(mux);
+    auto t0 = Clock::now();
+    start_pair(*a, "SELECT pg_sleep(0.5), 'a'", *b, "SELECT 'b'");
+    CHECK(read_results(a->get(), 2) == std::vector<std::string>{"rows:|a", "end"});
+    CHECK(read_results(b->get(), 2) == std::vector<std::string>{"rows:b", "end"});
+    CHECK(seconds_since(t0) < 2.0);
+    CHECK(pipelined_count(mux) == before + 1);
+    // The extended protocol too, and the client ahead goes on afterwards.
+    start_pair(*a, "SELECT pg_sleep(0.5), 'a2'", *b, "SELECT 'b2'", /*extended=*/true);
+    CHECK(read_results(a->get(), 2) == std::vector<std::string>{"rows:|a2", "end"});
+    CHECK(read_results(b->get(), 2) == std::vector<std::string>{"rows:b2", "end"});
+    CHECK(pipelined_count(mux) == before + 2);
+    Result r(PQexecParams(b->get(), "SELECT $1::int + 1", 1, nullptr,
+                          std::array<const char*, 1>{"41"}.data(), nullptr, nullptr, 0));
+    CHECK(describe(r.get()) == "rows:42");
+    CHECK(scalar(a->get(), "SELECT 'a3'") == "a3");
+  }
+
+  SECTION("the client ahead leaves: the queued one still gets its answer") {
+    start_pair(*a, "SELECT pg_sleep(0.6), 'a'", *b, "SELECT 'b'");
+    CHECK(pipelined_count(mux) >= 1);
+    auto t0 = Clock::now();
+    a->reset();
+    CHECK(read_results(b->get(), 2) == std::vector<std::string>{"rows:b", "end"});
+    CHECK(seconds_since(t0) < 2.0);
+    CHECK(scalar(b->get(), "SELECT 'b again'") == "b again");
+  }
+
+  SECTION("the queued client leaves: the one ahead gets its answer, the pool goes on") {
+    start_pair(*a, "SELECT pg_sleep(0.4), 'a'", *b, "SELECT pg_sleep(5), 'b'");
+    CHECK(pipelined_count(mux) >= 1);
+    b->reset();
+    CHECK(read_results(a->get(), 2) == std::vector<std::string>{"rows:|a", "end"});
+    // Its request had nobody to answer: that server connection is closed,
+    // and a new one serves the next request at once.
+    auto t0 = Clock::now();
+    CHECK(scalar(a->get(), "SELECT 'a again'") == "a again");
+    CHECK(seconds_since(t0) < 2.0);
+    CHECK(contains(mux.log_text(), "a pipelined client left with its request in flight"));
+  }
+
+  SECTION("a cancel request of the queued client cancels its own request only") {
+    start_pair(*a, "SELECT pg_sleep(0.5), 'a'", *b, "SELECT pg_sleep(10), 'b'");
+    CHECK(pipelined_count(mux) >= 1);
+    auto t0 = Clock::now();
+    PGcancel* cancel = PQgetCancel(b->get());
+    char errbuf[256] = {};
+    CHECK(PQcancel(cancel, errbuf, sizeof errbuf) == 1);
+    PQfreeCancel(cancel);
+    CHECK(read_results(a->get(), 2) == std::vector<std::string>{"rows:|a", "end"});
+    CHECK(read_results(b->get(), 2) == std::vector<std::string>{"error:57014", "end"});
+    CHECK(seconds_since(t0) < 3.0);
+    CHECK(scalar(b->get(), "SELECT 'b again'") == "b again");
+  }
+
+  SECTION("query_timeout of the client ahead: the queued one goes on") {
+    start_pair(*a, "SELECT pg_sleep(30), 'a'", *b, "SELECT 'b'");
+    CHECK(pipelined_count(mux) >= 1);
+    auto t0 = Clock::now();
+    auto got = read_results(b->get(), 2);
+    CHECK(got == std::vector<std::string>{"rows:b", "end"});
+    INFO("the queued client waited " << seconds_since(t0) << " s");
+    CHECK(seconds_since(t0) < 4.0);
+    std::vector<std::string> messages;
+    read_results(a->get(), 1, &messages);
+    CHECK(any_of_contains(join(messages), {"query_timeout"}));
+  }
+
+  SECTION("nothing goes behind a transaction block, a SET or set_config") {
+    const size_t before = pipelined_count(mux);
+    const std::string own_tz = scalar(b->get(), "SHOW TimeZone");
+    const std::pair<std::string, size_t> firsts[] = {
+        {"BEGIN; SELECT pg_sleep(0.4)", 3},
+        {"SET TimeZone = 'Asia/Tokyo'; SELECT pg_sleep(0.4)", 3},
+        {"SELECT set_config('TimeZone', 'Asia/Tokyo', false), pg_sleep(0.4)", 2}};
+    for (const auto& [first, results] : firsts) {
+      INFO(first);
+      start_pair(*a, first, *b, "SHOW TimeZone");
+      if (first.starts_with("BEGIN")) {
+        // The queued client waits for the end of the transaction.
+        CHECK(read_results(b->get(), 1, nullptr, 1500ms) == std::vector<std::string>{"timeout"});
+        CHECK(read_results(a->get(), results).size() == results);
+        CHECK(try_exec(a->get(), "COMMIT").ok);
+      } else {
+        CHECK(read_results(a->get(), results).size() == results);
+      }
+      CHECK(read_results(b->get(), 2) == std::vector<std::string>{"rows:" + own_tz, "end"});
+    }
+    CHECK(pipelined_count(mux) == before);
+  }
+  a.reset();
+  b.reset();
   mux.finish();
 }

@@ -95,6 +95,7 @@ max_user_connections = 41
 max_prepared_statements = 0
 server_reset_query = "RESET ALL"
 server_reset_query_always = true
+server_pipelining = true
 server_check_query = ""
 server_check_delay = "7s"
 server_connect_timeout = "3s"
@@ -157,6 +158,7 @@ pool_size = 11
 min_pool_size = 4
 reserve_pool_size = 5
 max_db_connections = 60
+server_pipelining = true
 connect_query = "SET search_path = app"
 replicas = ["10.0.0.2:5433", "[::1]:5434", "replica.internal", "/var/run/postgresql:5435"]
 read_routing = "auto"
@@ -273,6 +275,7 @@ TEST_CASE("every key is read into its field", "[conf][load]") {
   CHECK(c->max_prepared_statements == 0);
   CHECK(c->server_reset_query == "RESET ALL");
   CHECK(c->server_reset_query_always);
+  CHECK(c->server_pipelining);
   CHECK(c->server_check_query.empty());
   CHECK(c->server_check_delay == 7s);
   CHECK(c->server_connect_timeout == 3s);
@@ -332,6 +335,7 @@ TEST_CASE("every key is read into its field", "[conf][load]") {
   CHECK(app.min_pool_size == std::optional<int>(4));
   CHECK(app.reserve_pool_size == std::optional<int>(5));
   CHECK(app.max_db_connections == std::optional<int>(60));
+  CHECK(app.server_pipelining == std::optional<bool>(true));
   CHECK(app.connect_query == "SET search_path = app");
   REQUIRE(app.replicas.size() == 4);
   CHECK(app.replicas[0].host == "10.0.0.2");
@@ -386,6 +390,7 @@ TEST_CASE("absent keys keep their defaults", "[conf][defaults]") {
   CHECK(c->max_prepared_statements == 200);
   CHECK(c->server_reset_query == "DISCARD ALL");
   CHECK_FALSE(c->server_reset_query_always);
+  CHECK_FALSE(c->server_pipelining);
   CHECK(c->server_check_query == "SELECT 1");
   CHECK(c->server_check_delay == 30s);
   CHECK(c->server_connect_timeout == 15s);

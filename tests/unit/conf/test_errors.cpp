@@ -87,6 +87,8 @@ TEST_CASE("wrong value types", "[conf][errors][types]") {
   CHECK(err("[pgmux]\nworkers = true\n" + kMin) == "t.toml:2: [pgmux] workers: expected an integer, got a boolean");
   CHECK(err("[pgmux]\nserver_reset_query_always = \"yes\"\n" + kMin) ==
         "t.toml:2: [pgmux] server_reset_query_always: expected a boolean (true or false), got a string");
+  CHECK(err(kMin + "server_pipelining = 1\n") ==
+        "t.toml:5: [databases.app] server_pipelining: expected a boolean (true or false), got an integer");
   CHECK(err("[pgmux]\nserver_reset_query = 1\n" + kMin) ==
         "t.toml:2: [pgmux] server_reset_query: expected a string, got an integer");
   CHECK(err("[pgmux]\npool_mode = [\"session\"]\n" + kMin) ==

@@ -520,3 +520,29 @@ TEST_CASE("unfollowable_sql_command: PREPARE, EXECUTE, DEALLOCATE pgmux cannot r
     CHECK_FALSE(unfollowable_sql_command(q));
   }
 }
+
+TEST_CASE("pipeline_safe_query: one statement that leaves no transaction open and sets nothing",
+          "[sql]") {
+  for (std::string_view q :
+       {"SELECT abalance FROM pgbench_accounts WHERE aid = $1;", "select 1", "  -- c\n SELECT 1",
+        "/* x */ select 1 ;  \n", "VALUES (1)", "TABLE t", "WITH x AS (SELECT 1) SELECT * FROM x",
+        "INSERT INTO t VALUES (1)", "update t set a = 1", "DELETE FROM t", "SELECT pg_sleep(1)",
+        "SELECT 'a;' ;;"}) {
+    INFO("query: [" << q << "]");
+    if (std::string_view(q) == "SELECT 'a;' ;;") {
+      // A semicolon inside a literal: refused all the same (safe side).
+      CHECK_FALSE(pipeline_safe_query(q));
+      continue;
+    }
+    CHECK(pipeline_safe_query(q));
+  }
+  for (std::string_view q :
+       {"BEGIN", "begin; select 1", "START TRANSACTION", "SET TimeZone = 'UTC'", "RESET ALL",
+        "SELECT 1; BEGIN", "SELECT 1; SET x = 1", "SELECT set_config('TimeZone', 'UTC', false)",
+        "select SET_CONFIG('a.b', 'c', false)", "COMMIT", "ROLLBACK", "DISCARD ALL", "PREPARE a AS SELECT 1",
+        "EXECUTE a", "COPY t FROM STDIN", "CALL p()", "DO $$ BEGIN END $$", "LISTEN x", "SHOW TimeZone",
+        "selection", "(SELECT 1)", "", "  ", "/* open comment SELECT 1"}) {
+    INFO("query: [" << q << "]");
+    CHECK_FALSE(pipeline_safe_query(q));
+  }
+}
