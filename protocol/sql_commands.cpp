@@ -183,29 +183,36 @@ bool unfollowable_sql_command(std::string_view query) {
   return first == "execute" || first == "deallocate";
 }
 
-bool pipeline_safe_query(std::string_view query) {
+PipelineKind pipeline_kind(std::string_view query) {
   Lexer lx{query};
   const std::string first = lx.word();
-  static constexpr std::string_view kSafe[] = {"select", "values", "table", "with",
-                                               "insert", "update", "delete"};
-  bool known = false;
-  for (std::string_view k : kSafe) known = known || first == k;
-  if (!known) return false;
   // One statement: semicolons only at the end (one inside a literal or a
   // comment also counts: the answer errs on the safe side).
   size_t end = query.size();
   while (end > 0 && (query[end - 1] == ';' || std::isspace(static_cast<unsigned char>(query[end - 1]))))
     --end;
-  if (query.substr(0, end).find(';') != std::string_view::npos) return false;
+  if (query.substr(0, end).find(';') != std::string_view::npos) return PipelineKind::unsafe;
+  if (first == "commit" || first == "end" || first == "rollback" || first == "abort") {
+    Lexer rest{query.substr(0, end), lx.i};
+    std::string w = rest.word();
+    if (w == "work" || w == "transaction") w = rest.word();
+    rest.skip_space();
+    return w.empty() && rest.i >= rest.s.size() ? PipelineKind::ends_transaction : PipelineKind::unsafe;
+  }
+  static constexpr std::string_view kSafe[] = {"select", "values", "table", "with",
+                                               "insert", "update", "delete"};
+  bool known = false;
+  for (std::string_view k : kSafe) known = known || first == k;
+  if (!known) return PipelineKind::unsafe;
   static constexpr std::string_view kSetConfig = "set_config";
   for (size_t i = 0; i + kSetConfig.size() <= end; ++i) {
     size_t k = 0;
     while (k < kSetConfig.size() &&
            std::tolower(static_cast<unsigned char>(query[i + k])) == kSetConfig[k])
       ++k;
-    if (k == kSetConfig.size()) return false;
+    if (k == kSetConfig.size()) return PipelineKind::unsafe;
   }
-  return true;
+  return PipelineKind::safe;
 }
 
 }  // namespace pgmux::proto

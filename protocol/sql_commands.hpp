@@ -4,6 +4,7 @@
 // is recognised; anything else is an ordinary query.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -30,12 +31,17 @@ bool may_be_sql_command(std::string_view prefix);
 // holds under the name: transaction pooling refuses it.
 bool unfollowable_sql_command(std::string_view query);
 
-// A statement that, run outside a transaction block, cannot leave one
-// open nor change a setting by itself: one SELECT, VALUES, TABLE, WITH,
-// INSERT, UPDATE or DELETE with no set_config() in its text (and no
-// semicolon but trailing ones). server_pipelining may send another
-// client's request behind it. A function it calls that runs SET is not
-// seen (README: Pooling modes).
-bool pipeline_safe_query(std::string_view query);
+// What server_pipelining may queue another client's request behind:
+//  - safe: a statement that, run outside a transaction block, cannot leave
+//    one open nor change a setting by itself: one SELECT, VALUES, TABLE,
+//    WITH, INSERT, UPDATE or DELETE with no set_config() in its text (and
+//    no semicolon but trailing ones). A function it calls that runs SET is
+//    not seen (README: Pooling modes).
+//  - ends_transaction: COMMIT, END, ROLLBACK or ABORT (optionally WORK or
+//    TRANSACTION) alone: whatever the block did, the session is idle after
+//    it (not AND CHAIN, TO SAVEPOINT or PREPARED).
+enum class PipelineKind : uint8_t { unsafe, safe, ends_transaction };
+PipelineKind pipeline_kind(std::string_view query);
+inline bool pipeline_safe_query(std::string_view query) { return pipeline_kind(query) == PipelineKind::safe; }
 
 }  // namespace pgmux::proto

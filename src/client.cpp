@@ -947,17 +947,19 @@ void ClientConnection::vet_for_pipelining(char t, proto::ByteSpan body, uint32_t
   switch (t) {
     case 'P': {
       auto q = query_at(1);
-      const bool safe = q && proto::pipeline_safe_query(*q);
-      vetted_unnamed_ = safe ? server_ : nullptr;
+      const proto::PipelineKind kind = q ? proto::pipeline_kind(*q) : proto::PipelineKind::unsafe;
+      vetted_unnamed_ = server_;
       vetted_unnamed_segment_ = server_->segment();
-      if (safe) server_->vet();
+      vetted_unnamed_kind_ = kind;
+      server_->vet(kind);
       return;
     }
     case 'B':
-      if (vetted_unnamed_ == server_ && vetted_unnamed_segment_ == server_->segment()) server_->vet();
+      if (vetted_unnamed_ == server_ && vetted_unnamed_segment_ == server_->segment())
+        server_->vet(vetted_unnamed_kind_);
       return;
     case 'Q':
-      if (auto q = query_at(0); q && proto::pipeline_safe_query(*q)) server_->vet();
+      if (auto q = query_at(0)) server_->vet(proto::pipeline_kind(*q));
       return;
     default:
       return;
@@ -1918,7 +1920,7 @@ void ClientConnection::emit_parse(const StatementRef& st, std::string& out, bool
   body.append(st->query);
   body.push_back('\0');
   body.append(st->param_types);
-  if (st->pipeline_safe && pipelining_on()) server_->vet();
+  if (pipelining_on()) server_->vet(st->pipeline_kind);
   send_request(out, 'P', body, Req::parse, hidden, st->id, client_tag);
 }
 
@@ -2073,7 +2075,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       nb.append((*st)->server_name);
       nb.push_back('\0');
       nb.append(body_str, m->statement_offset + m->statement.size() + 1, std::string::npos);
-      if ((*st)->pipeline_safe && pipelining_on()) server_->vet();
+      if (pipelining_on()) server_->vet((*st)->pipeline_kind);
       send_request(out, 'B', nb, Req::bind);
       return true;
     }

@@ -248,6 +248,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // server in that request segment is pipeline-safe (vet_for_pipelining).
   const ServerConnection* vetted_unnamed_ = nullptr;
   uint64_t vetted_unnamed_segment_ = 0;
+  proto::PipelineKind vetted_unnamed_kind_ = proto::PipelineKind::unsafe;
   bool pipelining_on() const;
   void vet_for_pipelining(char type, proto::ByteSpan body, uint32_t body_length);
   pool::TimePoint login_started_;

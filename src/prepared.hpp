@@ -15,6 +15,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "protocol/sql_commands.hpp"
+
 namespace pgmux {
 
 struct PreparedStatement {
@@ -22,7 +24,7 @@ struct PreparedStatement {
   std::string server_name;
   std::string query;
   std::string param_types;  // wire bytes: int16 count + int32 OIDs
-  bool pipeline_safe = false;  // proto::pipeline_safe_query(query)
+  proto::PipelineKind pipeline_kind = proto::PipelineKind::unsafe;  // of query
 };
 using StatementRef = std::shared_ptr<const PreparedStatement>;
 

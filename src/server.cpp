@@ -836,6 +836,7 @@ void ServerConnection::watch_end(bool& release_point) {
     else retry_decided_ = true;
   } else if (watched_type_ == 'Z') {
     if (auto st = proto::parse_ready_for_query(body)) tx_status_ = *st;
+    if (tx_status_ == 'I') param_status_since_idle_ = false;
     if (pending_z_ > 0) --pending_z_;
     if (owed_current_ > 0 && --owed_current_ == 0) handoff_ = true;
     count_ready();
@@ -844,6 +845,7 @@ void ServerConnection::watch_end(bool& release_point) {
     release_point = pending_z_ == 0 && !unsynced_;
     if (release_point) copy_ignored_syncs_.clear();  // no COPY can start now
   } else if (auto ps = proto::parse_parameter_status(body)) {
+    param_status_since_idle_ = true;
     note_parameter(ps->name, ps->value);
     if (client_) client_->parameter_changed(ps->name, ps->value);
   }
@@ -1055,8 +1057,13 @@ bool ServerConnection::pipeline_slot_open() const {
   // said 'I') and holds only statements that cannot leave one open or
   // change a setting: the server is idle, with the same session, once it
   // is answered.
+  // Or, begun inside a transaction block ('T', not failed), it is one
+  // COMMIT, ROLLBACK... alone, and no setting changed in the block (SET
+  // LOCAL goes back at its end, after the queued client was found in sync).
   return state_ == State::linked && client_ && !next_ && !next_gone_ && !handoff_ && pending_z_ == 1 &&
-         !unsynced_ && last_segment_safe_ && tx_status_ == 'I' && !retry_armed_ && !in_copy_in_ &&
+         !unsynced_ && last_segment_safe_ &&
+         (tx_status_ == 'I' || (tx_status_ == 'T' && last_segment_ends_tx_ && !param_status_since_idle_)) &&
+         !retry_armed_ && !in_copy_in_ &&
          !extended_copy_in_ && client_mode_ == conf::PoolMode::transaction && pool() &&
          pool()->settings().server_pipelining && pool()->keeps_busy(this);
 }

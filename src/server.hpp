@@ -14,6 +14,7 @@
 #include "conf/config.hpp"
 #include "pool/pool.hpp"
 #include "protocol/codec.hpp"
+#include "protocol/sql_commands.hpp"
 #include "protocol/inspect.hpp"
 #include "protocol/tracker.hpp"
 #include "src/prepared.hpp"
@@ -87,7 +88,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // client's statement in a pipeline: pipelining()).
   void count_request(char type, bool hidden = false) {
     bool was_busy = pending_z_ > 0 || unsynced_;
-    const bool vetted = std::exchange(vetted_, false);
+    const proto::PipelineKind vetted = std::exchange(vetted_, proto::PipelineKind::unsafe);
     switch (type) {
       case 'S':
         // In copy-in mode the server ignores Sync: no ReadyForQuery for it.
@@ -98,13 +99,17 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
         ++segment_;
         unsynced_ = false;
         last_segment_safe_ = segment_safe_;
-        segment_safe_ = true;
+        last_segment_ends_tx_ = segment_safe_ && segment_binds_ == 1 && segment_executes_ == 1 &&
+                                segment_bind_ends_tx_;
+        new_segment();
         break;
       case 'Q': case 'F':
         ++pending_z_;
         ++segment_;
-        last_segment_safe_ = segment_safe_ && vetted && type == 'Q';
-        segment_safe_ = true;
+        last_segment_safe_ = segment_safe_ && vetted != proto::PipelineKind::unsafe && type == 'Q';
+        last_segment_ends_tx_ = last_segment_safe_ && vetted == proto::PipelineKind::ends_transaction &&
+                                segment_binds_ == 0 && segment_executes_ == 0;
+        new_segment();
         unsynced_ = false;
         last_was_execute_ = pipelining_ = false;
         break;
@@ -112,9 +117,14 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
         syncs_since_execute_ = 0;
         last_was_execute_ = unsynced_ = true;
         if (!hidden) pipelining_ = true;
+        if (segment_executes_ < 2) ++segment_executes_;
         break;
-      case 'P': case 'B':
-        if (!vetted) segment_safe_ = false;
+      case 'B':
+        if (segment_binds_ < 2) ++segment_binds_;
+        segment_bind_ends_tx_ = vetted == proto::PipelineKind::ends_transaction;
+        [[fallthrough]];
+      case 'P':
+        if (vetted == proto::PipelineKind::unsafe) segment_safe_ = false;
         unsynced_ = true;
         break;
       case 'D': case 'C': case 'H': unsynced_ = true; break;
@@ -139,7 +149,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // The client vouches for the next Parse, Bind or Query (its statement
   // is pipeline-safe); an Execute needs no vetting (its portal was bound
   // in the same segment).
-  void vet() { vetted_ = true; }
+  void vet(proto::PipelineKind kind) { vetted_ = kind; }
   // A waiting client may go out behind the current client's request now
   // (if it fits_behind).
   bool pipeline_slot_open() const;
@@ -286,9 +296,18 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   bool handoff_ = false;     // the scan stopped at the current client's last one
   bool next_gone_ = false;   // the queued client left: its answers have no reader
   bool cancel_next_ = false; // the queued client asked to cancel
-  bool vetted_ = false;      // the next Parse / Bind / Query is pipeline-safe
-  bool segment_safe_ = true; // ... every one sent since the last Sync was
-  bool last_segment_safe_ = false;  // the last segment (up to its Sync) was
+  proto::PipelineKind vetted_ = proto::PipelineKind::unsafe;  // of the next Parse / Bind / Query
+  bool segment_safe_ = true; // every one sent since the last Sync was vetted
+  uint8_t segment_binds_ = 0, segment_executes_ = 0;  // up to 2
+  bool segment_bind_ends_tx_ = false;  // its last Bind: COMMIT, ROLLBACK...
+  bool last_segment_safe_ = false;     // the last segment (up to its Sync) was safe,
+  bool last_segment_ends_tx_ = false;  // ... and one COMMIT, ROLLBACK... alone
+  bool param_status_since_idle_ = false;  // a ParameterStatus came since the last ReadyForQuery 'I'
+  void new_segment() {
+    segment_safe_ = true;
+    segment_binds_ = segment_executes_ = 0;
+    segment_bind_ends_tx_ = false;
+  }
   void hand_over(IoBufferPtr buf, size_t used, size_t n, bool rewritten, std::string& out);
   void forward_answers(IoBufferPtr buf, size_t n);
 

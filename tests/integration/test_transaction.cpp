@@ -474,12 +474,12 @@ void pgbench_through_transaction_pool(const std::string& mode, int clients, int 
                           (pipelining ? "[log]\nlevel = \"debug\"\n" : "")));
   BackendMonitor monitor("datname = '" + db.name() + "'");
   const int total = clients * per_client;
-  // With server_pipelining: select-only, whose one-statement transactions
-  // can go out behind one another.
+  // With server_pipelining: TPC-B's transactions end with END, which the
+  // next waiting client can go behind; -S also has one-statement ones.
   std::vector<std::string> argv = {fx.pg_bin + "/pgbench", "-M", mode, "-c", std::to_string(clients), "-j",
                                    "2", "-t", std::to_string(per_client), "-n", "-h", "127.0.0.1", "-p",
                                    std::to_string(mux.port()), "-U", "scram_user", "bench"};
-  if (pipelining) argv.push_back("-S");
+  if (pipelining && mode == "simple") argv.push_back("-S");
   auto rr = run_process(argv, env, 40s);
   monitor.stop();
   INFO("pgbench -M " << mode << (rr.timed_out ? " timed out after 40 s" : "") << ", output:\n"
@@ -2969,6 +2969,42 @@ TEST_CASE("transaction: server_pipelining behind a slow request", "[transaction]
     std::vector<std::string> messages;
     read_results(a->get(), 1, &messages);
     CHECK(any_of_contains(join(messages), {"query_timeout"}));
+  }
+
+  SECTION("behind a COMMIT, unless a setting changed in the block") {
+    // A deferred constraint trigger makes COMMIT take 0.5 s.
+    const std::string table = "pipe_" + unique_suffix();
+    {
+      auto su = superuser("app");
+      exec(su.get(), "CREATE TABLE " + table + " (x int)");
+      exec(su.get(), "GRANT ALL ON " + table + " TO PUBLIC");
+      exec(su.get(), "CREATE FUNCTION " + table + "_slow() RETURNS trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$");
+      exec(su.get(), "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON " + table +
+                     " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION " + table + "_slow()");
+    }
+    const std::string own_tz = scalar(b->get(), "SHOW TimeZone");
+    const std::string other_tz = own_tz == "Asia/Tokyo" ? "Europe/Paris" : "Asia/Tokyo";
+    size_t before = pipelined_count(mux);
+    CHECK(try_exec(a->get(), "BEGIN").ok);
+    CHECK(try_exec(a->get(), "INSERT INTO " + table + " VALUES (1)").ok);
+    start_pair(*a, "COMMIT", *b, "SELECT 'b'");
+    CHECK(read_results(a->get(), 2) == std::vector<std::string>{"ok:COMMIT", "end"});
+    CHECK(read_results(b->get(), 2) == std::vector<std::string>{"rows:b", "end"});
+    CHECK(pipelined_count(mux) == before + 1);
+    // The client ahead runs in another time zone and SET LOCALs b's in the
+    // block: the server then shows b's value, but COMMIT puts a's back.
+    CHECK(try_exec(a->get(), "SET TimeZone = '" + other_tz + "'").ok);
+    before = pipelined_count(mux);
+    CHECK(try_exec(a->get(), "BEGIN").ok);
+    CHECK(try_exec(a->get(), "SET LOCAL TimeZone = '" + own_tz + "'").ok);
+    CHECK(try_exec(a->get(), "INSERT INTO " + table + " VALUES (2)").ok);
+    start_pair(*a, "COMMIT", *b, "SHOW TimeZone");
+    CHECK(read_results(a->get(), 2) == std::vector<std::string>{"ok:COMMIT", "end"});
+    CHECK(read_results(b->get(), 2) == std::vector<std::string>{"rows:" + own_tz, "end"});
+    CHECK(scalar(a->get(), "SHOW TimeZone") == other_tz);
+    CHECK(pipelined_count(mux) == before);
+    exec(superuser("app").get(), "DROP TABLE " + table + "; DROP FUNCTION " + table + "_slow()");
   }
 
   SECTION("nothing goes behind a transaction block, a SET or set_config") {

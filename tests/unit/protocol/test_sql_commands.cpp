@@ -546,3 +546,18 @@ TEST_CASE("pipeline_safe_query: one statement that leaves no transaction open an
     CHECK_FALSE(pipeline_safe_query(q));
   }
 }
+
+TEST_CASE("pipeline_kind: COMMIT, END, ROLLBACK, ABORT alone end the transaction", "[sql]") {
+  for (std::string_view q : {"COMMIT", "commit;", "END", "end transaction", "ROLLBACK WORK;", "abort",
+                             "  COMMIT -- done\n", "/* c */ rollback transaction ;"}) {
+    INFO("query: [" << q << "]");
+    CHECK(pipeline_kind(q) == PipelineKind::ends_transaction);
+  }
+  for (std::string_view q : {"COMMIT AND CHAIN", "commit and no chain", "ROLLBACK TO SAVEPOINT a",
+                             "rollback to a", "COMMIT PREPARED 'x'", "ROLLBACK PREPARED 'x'", "END; BEGIN",
+                             "commit; select 1", "committed", "ENDx", "COMMIT WORK WORK"}) {
+    INFO("query: [" << q << "]");
+    CHECK(pipeline_kind(q) == PipelineKind::unsafe);
+  }
+  CHECK(pipeline_kind("SELECT 1") == PipelineKind::safe);
+}
