@@ -15,7 +15,11 @@
 //    two read-only queries joined by "\n;" make a read-only query whose
 //    statements add up (the input is split in the middle).
 //  - is_read_only_command_tag(tag) => same answer with a row count appended.
+//  - pipeline_kind: a second statement after a ";" makes any query unsafe;
+//    a trailing ";" or a leading comment line keeps the kind; a safe query
+//    has no set_config in it (any case).
 //  - Every predicate gives the same answer twice (no hidden state).
+#include <cctype>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -61,6 +65,19 @@ void check_query(std::string_view q) {
   FUZZ_CHECK(read_only(q, n2) == ro && n2 == n);
   FUZZ_CHECK(is_read_only_statement(q) == stmt);
   FUZZ_CHECK(begins_read_only_transaction(q) == begin_ro);
+
+  const PipelineKind kind = pipeline_kind(q);
+  FUZZ_CHECK(pipeline_kind(q) == kind);
+  FUZZ_CHECK(pipeline_kind(std::string(q) + ";SELECT 1") == PipelineKind::unsafe);
+  if (kind != PipelineKind::unsafe) {
+    FUZZ_CHECK(pipeline_kind(std::string(q) + ";") == kind);
+    FUZZ_CHECK(pipeline_kind("-- queued behind\n" + std::string(q)) == kind);
+  }
+  if (kind == PipelineKind::safe) {
+    std::string lower(q);
+    for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
+    FUZZ_CHECK(lower.find("set_config") == std::string::npos);
+  }
 
   if (ro) {
     size_t m = 0;

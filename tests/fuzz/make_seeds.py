@@ -213,6 +213,12 @@ def sql_seeds():
         "SELECT 1; UPDATE t SET a = 1",
         "SELECT 'unterminated",
         "SELECT\x001",
+        "COMMIT",
+        "rollback work;",
+        "END TRANSACTION -- done",
+        "COMMIT AND CHAIN",
+        "ROLLBACK TO SAVEPOINT a",
+        "SELECT set_config('TimeZone', 'UTC', false)",
     ]
     seeds = {"q%02d" % i: q.encode("latin-1") for i, q in enumerate(queries)}
     seeds["tag-select"] = b"SELECT 5"
@@ -387,7 +393,7 @@ INI_KEYS = """logfile pidfile listen_addr listen_port unix_socket_dir auth_type 
 SQL_WORDS = """SELECT select FROM WHERE INTO INSERT UPDATE DELETE MERGE WITH RECURSIVE AS VALUES TABLE SHOW
     ALL EXPLAIN ANALYZE VERBOSE FOR SHARE KEY NO BEGIN START TRANSACTION WORK ISOLATION LEVEL
     SERIALIZABLE REPEATABLE READ COMMITTED UNCOMMITTED WRITE ONLY NOT DEFERRABLE PREPARE EXECUTE
-    DEALLOCATE DISCARD COMMIT UNION UESCAPE ; , ( ) ' '' " "" $$ $a$ E' U&' B' X' U&" \\ \\' -- /*
+    DEALLOCATE DISCARD COMMIT ROLLBACK END ABORT CHAIN SAVEPOINT PREPARED set_config UNION UESCAPE ; , ( ) ' '' " "" $$ $a$ E' U&' B' X' U&" \\ \\' -- /*
     */ $1 ::""".split()
 TOML_WORDS = ["[pgmux]", "[auth]", "[tls]", "[server_tls]", "[admin]", "[log]", "[databases.app]",
               "[users.alice]", "[[", "]]", " = ", '"', "'", '"' * 3, "'" * 3, "{", "}", "[", "]", ",", ".",
