@@ -268,6 +268,7 @@ class Pool {
     return nullptr;
   }
   bool has_waiters() const { return !wait_server_.empty(); }
+  bool has_idle() const { return !idle_.empty(); }
   // A busy server may go on serving without going back to the pool
   // (server_pipelining): not once RECONNECT, a smaller pool size or
   // server_lifetime would close it at its release.

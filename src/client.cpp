@@ -125,7 +125,8 @@ void ClientConnection::on_read_end(Socket&, int status) {
 }
 
 void ClientConnection::on_drained(Socket&) {
-  if (server_) server_->resume_reading();
+  // (A client queued behind another on the server does not read for it.)
+  if (server_ && server_->linked_client() == this) server_->resume_reading();
 }
 
 void ClientConnection::on_write_error(Socket&, int status) {
@@ -970,7 +971,13 @@ void ClientConnection::vet_for_pipelining(char t, proto::ByteSpan body, uint32_t
 // a Sync or a Query, nothing after.
 bool ClientConnection::pipeline_request_ready() const {
   if (state_ != State::wait_server || !pending_ || !more_pending_.empty() || admin_) return false;
-  if (routing_ && routing_->retry) return false;  // its answer is held until judged
+  // Between messages: the waiting bytes start one.
+  if (!framer_.at_boundary() || (named_ && !named_->held.empty()) || (ms_ && ms_->accumulating))
+    return false;
+  // A read on a replica is sent one segment at a time once the server owes
+  // nothing (forward_to_server), and an auto-routed one may be re-run on
+  // the primary: neither goes behind another client's request.
+  if (routing_ && (routing_->retry || routing_->read_link)) return false;
   proto::ByteSpan data(pending_->data, pending_len_);
   size_t pos = 0;
   char last = 0;
@@ -1014,6 +1021,7 @@ void ClientConnection::server_ready() {
   }
   // This request may leave room behind it for a waiting client's.
   if (server_ && server_->linked_client() == this) server_->fill_pipeline_slot();
+  if (state_ != State::linked) return;
   if (!server_ || !server_->write_backlogged()) {
     if (socket_.read_start() != 0) close(CloseReason::client_gone);
   }

@@ -73,6 +73,10 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   bool pipeline_request_ready() const;
   // Its request goes to `s`, queued behind the current client's.
   void pipelined_onto(ServerConnection* s);
+  // pgmux's own answers that are due go out (see flush_due_responses).
+  void flush_own_answers() {
+    if (managed_ && ms_) flush_due_responses();
+  }
   void server_sync_failed(const proto::ErrorFields& e);  // a SET was refused
   void server_lost(const proto::ErrorFields& e);         // the server died
   // The server saw ParameterStatus: the client now has this value.

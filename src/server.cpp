@@ -1077,7 +1077,9 @@ bool ServerConnection::fits_behind(ClientConnection* b) const {
 }
 
 bool ServerConnection::fill_pipeline_slot() {
-  if (!pool() || !pool()->has_waiters() || !pipeline_slot_open()) return false;
+  // An idle server serves the waiters (its serving may be deferred to the
+  // end of the loop turn).
+  if (!pool() || !pool()->has_waiters() || pool()->has_idle() || !pipeline_slot_open()) return false;
   pool::PoolClient* w = pool()->take_waiter([this](pool::PoolClient* pc) {
     auto* c = static_cast<ClientConnection*>(pc);
     return c->pipeline_request_ready() && fits_behind(c);
@@ -1147,11 +1149,19 @@ void ServerConnection::hand_over(IoBufferPtr buf, size_t used, size_t n, bool re
   if (pool::Pool* p = pool()) p->hand_over(this, b);
   busy_since_ms_ = uv_now(loop_);
   query_start_ns_ = xact_start_ns_ = uv_hrtime();
+  // A cancel just sent could land on a request queued right behind: none
+  // is, this turn.
   if (cancel) worker_.cancel_server_query(this);
-  fill_pipeline_slot();
+  else fill_pipeline_slot();
   if (used < n && client_ == b && state_ == State::linked) {
     std::memmove(buf->data, buf->data + used, n - used);
     forward_answers(std::move(buf), n - used);
+  }
+  // pgmux answered b's request itself (a simple DISCARD ALL, say): nothing
+  // is owed, and no answer will come to end the transaction.
+  if (client_ == b && state_ == State::linked && pending_z_ == 0 && !unsynced_) {
+    b->flush_own_answers();
+    if (client_ == b) maybe_release();
   }
 }
 
@@ -1292,6 +1302,7 @@ void ServerConnection::on_read_end(Socket&, int status) {
 
 void ServerConnection::on_drained(Socket&) {
   if (client_) client_->resume_reading();
+  if (next_) next_->resume_reading();  // its request waited for the write queue too
 }
 
 void ServerConnection::on_write_error(Socket&, int status) { fail(uv_strerror(status)); }

@@ -438,3 +438,40 @@ TEST_CASE("routing: writes follow a promoted replica", "[routing][destructive]")
   CHECK_THAT(mux.log_text(), Contains("is now the primary"));
   mux.finish();
 }
+
+// server_pipelining leaves reads routed to a replica alone: they go out one
+// segment at a time once the server owes nothing, so a read queued behind
+// another client's would never be sent.
+TEST_CASE("routing: server_pipelining does not queue replica reads", "[routing][pipelining]") {
+  PgmuxConfig cfg = fixture_routed("read_routing = \"explicit\"\nserver_pipelining = true\n");
+  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 1\n";
+  Pgmux mux(cfg);
+  const std::string ci =
+      mux.conninfo("app", "scram_user", "scram_pw", "options='-c default_transaction_read_only=on'");
+  Conn a = connect(ci);
+  Conn b = connect(ci);
+  REQUIRE(eventually([&] { return plain(a.get()) == "t"; }));
+  CHECK(plain(b.get()) == "t");
+  REQUIRE(PQsendQuery(a.get(), "SELECT pg_sleep(0.5), 'a'") == 1);
+  std::this_thread::sleep_for(150ms);
+  REQUIRE(PQsendQuery(b.get(), "SELECT 'b'") == 1);
+  auto answer = [](PGconn* c) {
+    auto t0 = Clock::now();
+    while (seconds_since(t0) < 5.0) {
+      if (PQconsumeInput(c) == 0 || !PQisBusy(c)) break;
+      std::this_thread::sleep_for(20ms);
+    }
+    Result r(PQgetResult(c));
+    std::string v = r && PQresultStatus(r.get()) == PGRES_TUPLES_OK ? PQgetvalue(r.get(), 0, PQnfields(r.get()) - 1)
+                                                                   : "no answer";
+    while (Result more{PQgetResult(c)}) {
+    }
+    return v;
+  };
+  CHECK(answer(a.get()) == "a");
+  CHECK(answer(b.get()) == "b");
+  CHECK_THAT(mux.log_text(), !Contains("pipelined behind"));
+  a.reset();
+  b.reset();
+  mux.finish();
+}

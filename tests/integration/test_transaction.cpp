@@ -3007,6 +3007,19 @@ TEST_CASE("transaction: server_pipelining behind a slow request", "[transaction]
     exec(superuser("app").get(), "DROP TABLE " + table + "; DROP FUNCTION " + table + "_slow()");
   }
 
+  SECTION("a queued request pgmux answers itself leaves the server free") {
+    // DISCARD ALL is answered by pgmux: nothing goes to the server for it,
+    // and the server must not stay linked to the queued client after it.
+    const size_t before = pipelined_count(mux);
+    start_pair(*a, "SELECT pg_sleep(0.5), 'a'", *b, "DISCARD ALL");
+    CHECK(pipelined_count(mux) == before + 1);
+    CHECK(read_results(a->get(), 2) == std::vector<std::string>{"rows:|a", "end"});
+    CHECK(read_results(b->get(), 2, nullptr, 3s) == std::vector<std::string>{"ok:DISCARD ALL", "end"});
+    auto t0 = Clock::now();
+    CHECK(scalar(a->get(), "SELECT 'a again'") == "a again");
+    CHECK(seconds_since(t0) < 2.0);
+  }
+
   SECTION("nothing goes behind a transaction block, a SET or set_config") {
     const size_t before = pipelined_count(mux);
     const std::string own_tz = scalar(b->get(), "SHOW TimeZone");
