@@ -269,6 +269,9 @@ class Pool {
   }
   bool has_waiters() const { return !wait_server_.empty(); }
   bool has_idle() const { return !idle_.empty(); }
+  // Below its size (and the shared limits): a waiting client gets a new
+  // server soon.
+  bool can_grow() const { return can_open(false); }
   // A busy server may go on serving without going back to the pool
   // (server_pipelining): not once RECONNECT, a smaller pool size or
   // server_lifetime would close it at its release.

@@ -747,7 +747,7 @@ void ClientConnection::acquire_server() {
   // Queued: a busy server may take the longest waiting client that fits
   // behind its current request (server_pipelining).
   if (state_ == State::wait_server && waiting() == pool::ClientWait::server &&
-      target->settings().server_pipelining && pipeline_request_ready()) {
+      target->settings().server_pipelining && !target->can_grow() && pipeline_request_ready()) {
     pool::PoolServer* s = target->find_active([](pool::PoolServer* p) {
       return static_cast<ServerConnection*>(p)->pipeline_slot_open();
     });
@@ -985,6 +985,16 @@ bool ClientConnection::pipeline_request_ready() const {
     auto fr = proto::peek_frame(data.subspan(pos), worker_.config().max_packet_size);
     if (fr.result != proto::Result::ok) return false;
     last = char(data[pos]);
+    // SQL commands pgmux follows (PREPARE, EXECUTE, DEALLOCATE, DISCARD)
+    // are judged against the server's state as it is when they are read
+    // (a transaction status, settings to reset): not behind another
+    // client's request, whose end changes that state.
+    std::string_view body(reinterpret_cast<const char*>(data.data()) + pos + 5, fr.frame.total() - 5);
+    if (last == 'Q' && proto::may_be_sql_command(body)) return false;
+    if (last == 'P') {
+      const size_t nul = body.find('\0');
+      if (nul == std::string_view::npos || proto::may_be_sql_command(body.substr(nul + 1))) return false;
+    }
     pos += fr.frame.total();
   }
   return last == 'S' || last == 'Q';

@@ -1079,7 +1079,8 @@ bool ServerConnection::fits_behind(ClientConnection* b) const {
 bool ServerConnection::fill_pipeline_slot() {
   // An idle server serves the waiters (its serving may be deferred to the
   // end of the loop turn).
-  if (!pool() || !pool()->has_waiters() || pool()->has_idle() || !pipeline_slot_open()) return false;
+  if (!pool() || !pool()->has_waiters() || pool()->has_idle() || pool()->can_grow() || !pipeline_slot_open())
+    return false;
   pool::PoolClient* w = pool()->take_waiter([this](pool::PoolClient* pc) {
     auto* c = static_cast<ClientConnection*>(pc);
     return c->pipeline_request_ready() && fits_behind(c);
@@ -1096,6 +1097,7 @@ void ServerConnection::hand_over(IoBufferPtr buf, size_t used, size_t n, bool re
                                  std::string& out) {
   handoff_ = false;
   owed_current_ = 0;
+  orphan_cancelled_ = false;
   hiding_ = false;  // at a message boundary
   held_header_.clear();
   ClientConnection* a = client_;
@@ -1149,20 +1151,23 @@ void ServerConnection::hand_over(IoBufferPtr buf, size_t used, size_t n, bool re
   if (pool::Pool* p = pool()) p->hand_over(this, b);
   busy_since_ms_ = uv_now(loop_);
   query_start_ns_ = xact_start_ns_ = uv_hrtime();
-  // A cancel just sent could land on a request queued right behind: none
-  // is, this turn.
-  if (cancel) worker_.cancel_server_query(this);
-  else fill_pipeline_slot();
   if (used < n && client_ == b && state_ == State::linked) {
     std::memmove(buf->data, buf->data + used, n - used);
     forward_answers(std::move(buf), n - used);
   }
-  // pgmux answered b's request itself (a simple DISCARD ALL, say): nothing
-  // is owed, and no answer will come to end the transaction.
-  if (client_ == b && state_ == State::linked && pending_z_ == 0 && !unsynced_) {
+  if (client_ != b || state_ != State::linked) return;  // b's answers were all in, or it left
+  if (pending_z_ == 0 && !unsynced_) {
+    // pgmux answered b's request itself: nothing is owed, and no answer
+    // will come to end the transaction.
     b->flush_own_answers();
     if (client_ == b) maybe_release();
+    return;
   }
+  // b's cancel, deferred while it was queued, goes now that its request
+  // runs; nobody is queued behind it this turn (the cancel could land on
+  // that one).
+  if (cancel) worker_.cancel_server_query(this);
+  else fill_pipeline_slot();
 }
 
 void ServerConnection::forget_unprepared(const std::vector<uint64_t>& tags) {
@@ -1223,9 +1228,15 @@ void ServerConnection::unlink_client(const ClientConnection* c, bool responses_t
     next_ = nullptr;
     next_gone_ = true;
     cancel_next_ = false;
+    if (!client_) both_left();
     return;
   }
   if (c != client_) return;
+  if (next_gone_) {
+    client_ = nullptr;
+    both_left();
+    return;
+  }
   if (has_next()) {
     // The current client left with another queued behind it: its answers
     // are dropped up to its last ReadyForQuery, then the queued client's
@@ -1239,6 +1250,22 @@ void ServerConnection::unlink_client(const ClientConnection* c, bool responses_t
     return;
   }
   unlink_client(responses_tracked);
+}
+
+// Both the current and the queued client left: nobody is hurt by a cancel
+// now, and the connection, with unread requests in flight, is not reused.
+void ServerConnection::both_left() {
+  if (busy()) worker_.cancel_server_query(this);
+  close("both pipelined clients left with requests in flight");
+}
+
+// The current client left with one queued behind it: its statement runs to
+// its end (a cancel could hit the queued request), up to query_timeout.
+void ServerConnection::check_orphan_timeout(uint64_t now_ms, uint64_t query_ms) {
+  if (client_ || !next_ || orphan_cancelled_ || !busy() || now_ms - busy_since_ms_ < query_ms) return;
+  orphan_cancelled_ = true;
+  spdlog::info("{} query_timeout: cancelling the statement of a client that left", name_);
+  worker_.cancel_server_query(this);
 }
 
 void ServerConnection::unlink_client(bool responses_tracked) {

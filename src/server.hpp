@@ -99,17 +99,17 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
         ++segment_;
         unsynced_ = false;
         last_segment_safe_ = segment_safe_;
-        last_segment_ends_tx_ = segment_safe_ && segment_binds_ == 1 && segment_executes_ == 1 &&
-                                segment_bind_ends_tx_;
-        new_segment();
+        last_segment_ends_tx_ = false;  // (a COMMIT counts as a simple Query only)
+        segment_safe_ = true;
         break;
       case 'Q': case 'F':
         ++pending_z_;
         ++segment_;
-        last_segment_safe_ = segment_safe_ && vetted != proto::PipelineKind::unsafe && type == 'Q';
-        last_segment_ends_tx_ = last_segment_safe_ && vetted == proto::PipelineKind::ends_transaction &&
-                                segment_binds_ == 0 && segment_executes_ == 0;
-        new_segment();
+        // A Query after extended-protocol messages without a Sync is a
+        // segment of its own only for the server's error handling: not safe.
+        last_segment_safe_ = segment_safe_ && !unsynced_ && vetted != proto::PipelineKind::unsafe && type == 'Q';
+        last_segment_ends_tx_ = last_segment_safe_ && vetted == proto::PipelineKind::ends_transaction;
+        segment_safe_ = true;
         unsynced_ = false;
         last_was_execute_ = pipelining_ = false;
         break;
@@ -117,14 +117,12 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
         syncs_since_execute_ = 0;
         last_was_execute_ = unsynced_ = true;
         if (!hidden) pipelining_ = true;
-        if (segment_executes_ < 2) ++segment_executes_;
         break;
-      case 'B':
-        if (segment_binds_ < 2) ++segment_binds_;
-        segment_bind_ends_tx_ = vetted == proto::PipelineKind::ends_transaction;
-        [[fallthrough]];
-      case 'P':
-        if (vetted == proto::PipelineKind::unsafe) segment_safe_ = false;
+      case 'P': case 'B':
+        // Through the extended protocol only safe statements count: a
+        // COMMIT's Bind may fail (parameters) or its Execute name another
+        // portal, and the block would stay open.
+        if (vetted != proto::PipelineKind::safe) segment_safe_ = false;
         unsynced_ = true;
         break;
       case 'D': case 'C': case 'H': unsynced_ = true; break;
@@ -168,6 +166,9 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   bool fill_pipeline_slot();
   // A cancel request of the queued client: sent when its request runs.
   void cancel_when_next_runs() { cancel_next_ = true; }
+  // query_timeout for the statement of a current client that left with
+  // another queued behind it (nobody else checks it).
+  void check_orphan_timeout(uint64_t now_ms, uint64_t query_ms);
   // The client's request is an auto-routed read on a replica: hold the
   // answer until it is clear whether the replica refused it as a write
   // (SQLSTATE 25006, before any row), in which case the client re-runs it
@@ -296,18 +297,14 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   bool handoff_ = false;     // the scan stopped at the current client's last one
   bool next_gone_ = false;   // the queued client left: its answers have no reader
   bool cancel_next_ = false; // the queued client asked to cancel
+  bool orphan_cancelled_ = false;  // check_orphan_timeout sent its cancel
+  void both_left();
   proto::PipelineKind vetted_ = proto::PipelineKind::unsafe;  // of the next Parse / Bind / Query
   bool segment_safe_ = true; // every one sent since the last Sync was vetted
-  uint8_t segment_binds_ = 0, segment_executes_ = 0;  // up to 2
-  bool segment_bind_ends_tx_ = false;  // its last Bind: COMMIT, ROLLBACK...
   bool last_segment_safe_ = false;     // the last segment (up to its Sync) was safe,
-  bool last_segment_ends_tx_ = false;  // ... and one COMMIT, ROLLBACK... alone
+  bool last_segment_ends_tx_ = false;  // ... and a simple Query of one COMMIT, ROLLBACK...
   bool param_status_since_idle_ = false;  // a ParameterStatus came since the last ReadyForQuery 'I'
-  void new_segment() {
-    segment_safe_ = true;
-    segment_binds_ = segment_executes_ = 0;
-    segment_bind_ends_tx_ = false;
-  }
+
   void hand_over(IoBufferPtr buf, size_t used, size_t n, bool rewritten, std::string& out);
   void forward_answers(IoBufferPtr buf, size_t n);
 

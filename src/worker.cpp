@@ -463,8 +463,12 @@ void Worker::check_client_timeouts() {
     ServerConnection* s = c->server();
     bool linked = st == ClientConnection::State::linked && s;
     // Pipelined behind another client's request: its timeouts start when
-    // its own request runs.
-    if (linked && s->linked_client() != c) continue;
+    // its own request runs. The request ahead of it, if its client left,
+    // still has query_timeout.
+    if (linked && s->linked_client() != c) {
+      if (query_ms) s->check_orphan_timeout(now_ms, query_ms);
+      continue;
+    }
     if (linked && s->busy()) {
       if (query_ms && now_ms - s->busy_since_ms() >= query_ms) doomed.emplace_back(c, "query_timeout");
       continue;

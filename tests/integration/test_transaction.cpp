@@ -475,11 +475,12 @@ void pgbench_through_transaction_pool(const std::string& mode, int clients, int 
   BackendMonitor monitor("datname = '" + db.name() + "'");
   const int total = clients * per_client;
   // With server_pipelining: TPC-B's transactions end with END, which the
-  // next waiting client can go behind; -S also has one-statement ones.
+  // next waiting client can go behind when it is a simple Query; through
+  // the extended protocol, -S's one-statement transactions.
   std::vector<std::string> argv = {fx.pg_bin + "/pgbench", "-M", mode, "-c", std::to_string(clients), "-j",
                                    "2", "-t", std::to_string(per_client), "-n", "-h", "127.0.0.1", "-p",
                                    std::to_string(mux.port()), "-U", "scram_user", "bench"};
-  if (pipelining && mode == "simple") argv.push_back("-S");
+  if (pipelining && mode != "simple") argv.push_back("-S");
   auto rr = run_process(argv, env, 40s);
   monitor.stop();
   INFO("pgbench -M " << mode << (rr.timed_out ? " timed out after 40 s" : "") << ", output:\n"
@@ -3007,17 +3008,47 @@ TEST_CASE("transaction: server_pipelining behind a slow request", "[transaction]
     exec(superuser("app").get(), "DROP TABLE " + table + "; DROP FUNCTION " + table + "_slow()");
   }
 
-  SECTION("a queued request pgmux answers itself leaves the server free") {
-    // DISCARD ALL is answered by pgmux: nothing goes to the server for it,
-    // and the server must not stay linked to the queued client after it.
-    const size_t before = pipelined_count(mux);
-    start_pair(*a, "SELECT pg_sleep(0.5), 'a'", *b, "DISCARD ALL");
-    CHECK(pipelined_count(mux) == before + 1);
-    CHECK(read_results(a->get(), 2) == std::vector<std::string>{"rows:|a", "end"});
-    CHECK(read_results(b->get(), 2, nullptr, 3s) == std::vector<std::string>{"ok:DISCARD ALL", "end"});
+  SECTION("SQL commands pgmux follows wait their turn, and leave the server free") {
+    // DISCARD ALL (answered by pgmux, which resets the client's settings) and
+    // DEALLOCATE ALL (answered with the server's transaction status) are
+    // judged against the server's state when read: they are not queued.
+    for (const char* cmd : {"DISCARD ALL", "DEALLOCATE ALL"}) {
+      INFO(cmd);
+      CHECK(try_exec(b->get(), "SET TimeZone = 'Asia/Tokyo'").ok);
+      const size_t before = pipelined_count(mux);
+      start_pair(*a, "SELECT pg_sleep(0.5), 'a'", *b, cmd);
+      CHECK(read_results(a->get(), 2) == std::vector<std::string>{"rows:|a", "end"});
+      CHECK(read_results(b->get(), 2) == std::vector<std::string>{std::string("ok:") + cmd, "end"});
+      CHECK(PQtransactionStatus(b->get()) == PQTRANS_IDLE);
+      CHECK(pipelined_count(mux) == before);
+      if (std::string_view(cmd) == "DISCARD ALL") CHECK(scalar(b->get(), "SHOW TimeZone") != "Asia/Tokyo");
+      auto t0 = Clock::now();
+      CHECK(scalar(a->get(), "SELECT 'a again'") == "a again");
+      CHECK(seconds_since(t0) < 2.0);
+    }
+  }
+
+  SECTION("the client ahead leaves: query_timeout still ends its statement") {
+    start_pair(*a, "SELECT pg_sleep(30), 'a'", *b, "SELECT 'b'");
+    CHECK(pipelined_count(mux) >= 1);
     auto t0 = Clock::now();
-    CHECK(scalar(a->get(), "SELECT 'a again'") == "a again");
+    a->reset();
+    CHECK(read_results(b->get(), 2, nullptr, 8s) == std::vector<std::string>{"rows:b", "end"});
+    INFO("the queued client waited " << seconds_since(t0) << " s");
+    CHECK(seconds_since(t0) < 4.5);
+    CHECK(contains(mux.log_text(), "cancelling the statement of a client that left"));
+  }
+
+  SECTION("both clients leave: the server is not kept for them") {
+    start_pair(*a, "SELECT pg_sleep(30), 'a'", *b, "SELECT 'b'");
+    CHECK(pipelined_count(mux) >= 1);
+    a->reset();
+    b->reset();
+    auto c = open();
+    auto t0 = Clock::now();
+    CHECK(scalar(c->get(), "SELECT 'c'") == "c");
     CHECK(seconds_since(t0) < 2.0);
+    CHECK(contains(mux.log_text(), "both pipelined clients left"));
   }
 
   SECTION("nothing goes behind a transaction block, a SET or set_config") {
