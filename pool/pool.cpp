@@ -240,6 +240,13 @@ void Pool::enqueue(PoolClient* c, ClientWait w) {
   (w == ClientWait::welcome ? wait_welcome_ : wait_server_).push_back(c);
 }
 
+void Pool::note_waited(TimePoint since) {
+  const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(connector_.now() - since);
+  const uint64_t us = waited.count() > 0 ? uint64_t(waited.count()) : 0;
+  stats.wait_us += us;
+  stats.wait_hist.add(us);
+}
+
 void Pool::dequeue(PoolClient* c) {
   if (c->wait_ == ClientWait::welcome) wait_welcome_.remove(c);
   else if (c->wait_ == ClientWait::server) wait_server_.remove(c);
@@ -252,14 +259,10 @@ void Pool::serve_waiters() {
   serving_ = true;
   while (!idle_.empty() && !wait_server_.empty()) {
     PoolClient* c = wait_server_.front();
-    const TimePoint since = c->wait_since_;
+    note_waited(c->wait_since_);
     dequeue(c);
     PoolServer* s = idle_.back();
     link(s, c);
-    const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(connector_.now() - since);
-    const uint64_t us = waited.count() > 0 ? uint64_t(waited.count()) : 0;
-    stats.wait_us += us;
-    stats.wait_hist.add(us);
     c->pool_server_assigned(s);
   }
   serving_ = false;

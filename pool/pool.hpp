@@ -255,11 +255,7 @@ class Pool {
   template <class F> PoolClient* take_waiter(F f) {
     for (PoolClient* c = wait_server_.front(); c; c = List<PoolClient, &PoolClient::pool_hook>::next(c)) {
       if (f(c)) {
-        const auto waited =
-            std::chrono::duration_cast<std::chrono::microseconds>(connector_.now() - c->wait_since_);
-        const uint64_t us = waited.count() > 0 ? uint64_t(waited.count()) : 0;
-        stats.wait_us += us;
-        stats.wait_hist.add(us);
+        note_waited(c->wait_since_);
         ++stats.pipelined;
         dequeue(c);
         return c;
@@ -312,6 +308,8 @@ class Pool {
   List<PoolServer, &PoolServer::pool_hook>* list_for(ServerState st);
   void link(PoolServer* s, PoolClient* c);
   void enqueue(PoolClient* c, ClientWait w);
+  // A client that waited since `since` gets a server: wait statistics.
+  void note_waited(TimePoint since);
   void dequeue(PoolClient* c);
   void serve_waiters();
   void open_as_needed();
