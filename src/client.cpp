@@ -938,16 +938,14 @@ bool ClientConnection::pipelining_on() const {
 // (named ones are inspected); Bind: of the unnamed statement to the
 // unnamed portal. The whole body must be in this chunk.
 void ClientConnection::vet_for_pipelining(char t, proto::ByteSpan body, uint32_t len) {
-  auto query_at = [&](size_t at) -> std::optional<std::string_view> {
-    if (body.size() < len || len <= at) return std::nullopt;
-    std::string_view b(reinterpret_cast<const char*>(body.data()), len);
-    size_t nul = b.find('\0', at);
-    if (nul == std::string_view::npos) return std::nullopt;
-    return b.substr(at, nul - at);
-  };
   switch (t) {
     case 'P': {
-      auto q = query_at(1);
+      // The unnamed statement: a NUL, then the query up to its own NUL.
+      std::optional<std::string_view> q;
+      if (body.size() >= len && len > 1) {
+        std::string_view b(reinterpret_cast<const char*>(body.data()), len);
+        if (size_t nul = b.find('\0', 1); nul != std::string_view::npos) q = b.substr(1, nul - 1);
+      }
       const proto::PipelineKind kind = q ? proto::pipeline_kind(*q) : proto::PipelineKind::unsafe;
       vetted_unnamed_ = server_;
       vetted_unnamed_segment_ = server_->segment();
@@ -960,7 +958,8 @@ void ClientConnection::vet_for_pipelining(char t, proto::ByteSpan body, uint32_t
         server_->vet(vetted_unnamed_kind_);
       return;
     case 'Q':
-      if (auto q = query_at(0)) server_->vet(proto::pipeline_kind(*q));
+      if (body.size() < len) return;
+      if (auto q = proto::parse_query(body.subspan(0, len))) server_->vet(proto::pipeline_kind(*q));
       return;
     default:
       return;
