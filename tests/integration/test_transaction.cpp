@@ -289,6 +289,14 @@ std::vector<std::string> one_row(const QueryOutcome& o) {
   return o.rows[0];
 }
 
+// `r` is PostgreSQL's "prepared statement <name> does not exist" (26000).
+void check_no_statement(const std::string& what, const QueryOutcome& r, std::string_view name) {
+  INFO(what << ": " << describe_outcome(r));
+  CHECK_FALSE(r.ok);
+  CHECK(r.sqlstate == "26000");
+  CHECK_THAT(r.message, Contains("prepared statement \"" + std::string(name) + "\" does not exist"));
+}
+
 // Pipeline mode: queue statements.
 bool send_query(PGconn* c, const std::string& sql) {
   return PQsendQueryParams(c, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
@@ -1811,11 +1819,7 @@ TEST_CASE("transaction: SQL PREPARE and EXECUTE across servers", "[transaction][
 
   // B does not see A's p1, wherever it runs, and can have its own.
   for (int i = 0; i < 4; ++i) {
-    auto r = try_exec(b.get(), "EXECUTE p1(1)");
-    INFO("B's EXECUTE p1 before preparing it: " << describe_outcome(r));
-    CHECK_FALSE(r.ok);
-    CHECK(r.sqlstate == "26000");
-    CHECK_THAT(r.message, Contains("prepared statement \"p1\" does not exist"));
+    check_no_statement("B's EXECUTE p1 before preparing it", try_exec(b.get(), "EXECUTE p1(1)"), "p1");
   }
   exec(b.get(), "PREPARE p1 AS SELECT $1::int * 3, pg_backend_pid()");
   for (int i = 0; i < 4; ++i) {
@@ -1832,13 +1836,9 @@ TEST_CASE("transaction: SQL PREPARE and EXECUTE across servers", "[transaction][
   for (int round = 0; round < 2; ++round) {
     exec(h.get(), "BEGIN");
     scalar(h.get(), "SELECT pg_backend_pid()");
-    auto r = try_exec(a.get(), "EXECUTE p1(21)");
-    INFO("A's EXECUTE after DEALLOCATE: " << describe_outcome(r));
-    CHECK_FALSE(r.ok);
-    CHECK(r.sqlstate == "26000");
-    CHECK_THAT(r.message, Contains("prepared statement \"p1\" does not exist"));
+    check_no_statement("A's EXECUTE after DEALLOCATE", try_exec(a.get(), "EXECUTE p1(21)"), "p1");
     exec(h.get(), "COMMIT");
-    r = try_exec(a.get(), "EXECUTE p1(21)");
+    auto r = try_exec(a.get(), "EXECUTE p1(21)");
     CHECK(r.sqlstate == "26000");
     CHECK(exec(b.get(), "EXECUTE p1(21)").at(0).at(0) == "63");
   }
@@ -1905,11 +1905,7 @@ TEST_CASE("transaction: SQL PREPARE and EXECUTE through the extended protocol",
 
   // B never runs A's statement, and can have its own under the name.
   for (int i = 0; i < 4; ++i) {
-    auto r = ext(b.get(), "EXECUTE p1(1)");
-    INFO("B's EXECUTE p1 before preparing it: " << describe_outcome(r));
-    CHECK_FALSE(r.ok);
-    CHECK(r.sqlstate == "26000");
-    CHECK_THAT(r.message, Contains("prepared statement \"p1\" does not exist"));
+    check_no_statement("B's EXECUTE p1 before preparing it", ext(b.get(), "EXECUTE p1(1)"), "p1");
   }
   ext_ok(b.get(), "PREPARE p1 AS SELECT $1::int * 3, pg_backend_pid()");
   for (int i = 0; i < 4; ++i) {
