@@ -761,6 +761,26 @@ void read_pgmux(Table& t, Config& c) {
   t.integer("max_startup_params", c.max_startup_params, 1);
   t.integer("max_concurrent_logins", c.max_concurrent_logins, 1);
   t.duration("auth_failure_delay", c.auth_failure_delay);
+  t.boolean("tcp_keepalive", c.tcp_keepalive);
+  for (auto [key, out] : {std::pair{"tcp_keepidle", &c.tcp_keepidle}, std::pair{"tcp_keepintvl", &c.tcp_keepintvl}}) {
+    Duration d{0};
+    if (const Value* v = t.duration(key, d)) {
+      if (d.count() % 1000 != 0 || d > std::chrono::seconds(32767)) {
+        t.error(v, key, "must be whole seconds up to 32767s (0s: the system's value), got " + format_duration(d));
+      } else {
+        *out = d;
+      }
+    }
+  }
+  t.integer("tcp_keepcnt", c.tcp_keepcnt, 0, 127);
+  Duration user_timeout{0};
+  if (const Value* v = t.duration("tcp_user_timeout", user_timeout)) {
+    if (user_timeout.count() > kIntMax) {
+      t.error(v, "tcp_user_timeout", "must be at most " + std::to_string(kIntMax) + "ms");
+    } else {
+      c.tcp_user_timeout = user_timeout;
+    }
+  }
 
   if (c.min_pool_size > c.default_pool_size && (mps || dps)) {
     t.error(mps ? mps : dps, mps ? "min_pool_size" : "default_pool_size",

@@ -187,6 +187,13 @@ struct Config {
   int max_startup_params = 64;
   int max_concurrent_logins = 1000;
   Duration auth_failure_delay{0};
+  // TCP keepalive on clients' and servers' TCP connections (applied when a
+  // connection is accepted or opened). 0 = the system's value.
+  bool tcp_keepalive = true;
+  Duration tcp_keepidle{0};      // whole seconds, up to 32767 s (TCP_KEEPIDLE)
+  Duration tcp_keepintvl{0};     // whole seconds, up to 32767 s (TCP_KEEPINTVL)
+  int tcp_keepcnt = 0;           // probes, up to 127 (TCP_KEEPCNT)
+  Duration tcp_user_timeout{0};  // unacknowledged data this long closes the connection (TCP_USER_TIMEOUT)
 
   AuthConfig auth;
   TlsConfig tls;                 // client side; default disable

@@ -534,11 +534,6 @@ const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"listen_backlog", kNoEquivalent},
     {"tcp_defer_accept", kNoEquivalent},
     {"tcp_socket_buffer", kNoEquivalent},
-    {"tcp_keepalive", kNoEquivalent},
-    {"tcp_keepcnt", kNoEquivalent},
-    {"tcp_keepidle", kNoEquivalent},
-    {"tcp_keepintvl", kNoEquivalent},
-    {"tcp_user_timeout", kNoEquivalent},
     {"peer_id", "pgmux has no peering"},
     {"cancel_wait_timeout", kNoEquivalent},
     {"transaction_timeout", kNoEquivalent},
@@ -808,6 +803,21 @@ class Converter {
     duration("client_idle_timeout", b);
     duration("client_login_timeout", b);
     duration("idle_transaction_timeout", b);
+    if (const Entry* e = take("tcp_keepalive")) b.set("tcp_keepalive", boolean(*e) ? "true" : "false");
+    for (const char* key : {"tcp_keepidle", "tcp_keepintvl"}) {  // seconds
+      if (const Entry* e = take(key)) {
+        if (auto n = bounded(*e, b, 0, 32767, "pgmux accepts 0 (the system's value) to 32767 seconds"))
+          b.set(key, toml_string(format_duration(std::chrono::seconds(*n))));
+      }
+    }
+    if (const Entry* e = take("tcp_keepcnt")) {
+      if (auto n = bounded(*e, b, 0, 127, "pgmux accepts 0 (the system's value) to 127 probes"))
+        b.set("tcp_keepcnt", std::to_string(*n));
+    }
+    if (const Entry* e = take("tcp_user_timeout")) {  // milliseconds
+      if (auto n = bounded(*e, b, 0, INT32_MAX, "must not be negative"))
+        b.set("tcp_user_timeout", toml_string(format_duration(Duration{*n})));
+    }
     if (const Entry* e = take("max_packet_size")) {
       const int64_t n = integer(*e, b);
       if (n < 1024 || n > 0x7fffffff) {

@@ -80,6 +80,7 @@ void ClientConnection::start() {
   login_started_ = worker_.now();
   worker_.client_started(this);
   socket_.set_nodelay();
+  worker_.set_keepalive(socket_, "C-" + std::to_string(id_));
   if (worker_.config().log.connections)
     spdlog::info("C-{} connection from {}", id_, socket_.peer_name());
   if (socket_.read_start() != 0) close(CloseReason::client_gone);

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -318,6 +320,23 @@ void Socket::connect_cb(uv_connect_t* req, int status) {
 
 void Socket::set_nodelay() {
   if (kind_ == Kind::tcp) uv_tcp_nodelay(&h_.tcp, 1);
+}
+
+const char* Socket::set_keepalive(const TcpKeepalive& k) {
+  if (kind_ != Kind::tcp) return nullptr;
+  uv_os_fd_t fd;
+  if (uv_fileno(&h_.handle, &fd) != 0) return "SO_KEEPALIVE";
+  auto set = [fd](int level, int name, int value) {
+    return setsockopt(fd, level, name, &value, sizeof value) == 0;
+  };
+  if (!set(SOL_SOCKET, SO_KEEPALIVE, k.on ? 1 : 0)) return "SO_KEEPALIVE";
+  if (k.on) {
+    if (k.idle_s > 0 && !set(IPPROTO_TCP, TCP_KEEPIDLE, k.idle_s)) return "TCP_KEEPIDLE";
+    if (k.interval_s > 0 && !set(IPPROTO_TCP, TCP_KEEPINTVL, k.interval_s)) return "TCP_KEEPINTVL";
+    if (k.count > 0 && !set(IPPROTO_TCP, TCP_KEEPCNT, k.count)) return "TCP_KEEPCNT";
+  }
+  if (k.user_timeout_ms > 0 && !set(IPPROTO_TCP, TCP_USER_TIMEOUT, k.user_timeout_ms)) return "TCP_USER_TIMEOUT";
+  return nullptr;
 }
 
 int Socket::read_start() {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "auth/crypto.hpp"
@@ -1062,6 +1063,18 @@ void Worker::shutdown_now() {
                          reinterpret_cast<uv_handle_t*>(&serve_idle_)})
     if (!uv_is_closing(h)) uv_close(h, nullptr);
   if (on_stopped) on_stopped();
+}
+
+void Worker::set_keepalive(Socket& s, const std::string& who) const {
+  const conf::Config& c = config();
+  TcpKeepalive k;
+  k.on = c.tcp_keepalive;
+  k.idle_s = static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(c.tcp_keepidle).count());
+  k.interval_s = static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(c.tcp_keepintvl).count());
+  k.count = c.tcp_keepcnt;
+  k.user_timeout_ms = static_cast<int>(c.tcp_user_timeout.count());
+  if (const char* refused = s.set_keepalive(k))
+    spdlog::warn("{}: the kernel refused {}: {}", who, refused, std::strerror(errno));
 }
 
 }  // namespace pgmux

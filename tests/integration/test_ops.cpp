@@ -2,8 +2,16 @@
 // graceful and immediate shutdown, and the SO_REUSEPORT handover.
 #include <catch2/catch.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
 
 #include <future>
 #include <thread>
@@ -335,4 +343,149 @@ TEST_CASE("ops: SO_REUSEPORT handover under pgbench load with zero failed transa
   CHECK(std::atol(xacts.c_str()) > 100);
   admin.reset();
   new_mux->finish();
+}
+
+// ---------------------------------------------------------------------------
+// TCP keepalive (tcp_keepalive, tcp_keepidle, tcp_keepintvl, tcp_keepcnt,
+// tcp_user_timeout): read back from pgmux's own sockets. The test is
+// pgmux's parent, so pidfd_getfd may copy its descriptors.
+
+namespace {
+
+struct SockOpts {
+  int keepalive = -1, idle = -1, interval = -1, count = -1, user_timeout = -1;
+};
+
+int sysctl_int(const std::string& name) {
+  return std::stoi(trim(read_file("/proc/sys/net/ipv4/" + name)));
+}
+
+// The options of pgmux's TCP socket whose peer port is `peer_port` (a
+// client's local port, or PostgreSQL's port for a server connection).
+std::optional<SockOpts> pgmux_socket(int pid, int peer_port) {
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  REQUIRE(pidfd >= 0);
+  std::optional<SockOpts> found;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(e.path(), ec);
+    if (ec || !target.string().starts_with("socket:")) continue;
+    const int theirs = std::stoi(e.path().filename().string());
+    const int fd = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, theirs, 0));
+    if (fd < 0) {
+      INFO("pidfd_getfd needs ptrace access to pgmux (root, or kernel.yama.ptrace_scope <= 1)");
+      REQUIRE(errno != EPERM);
+      continue;  // closed meanwhile
+    }
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0 && peer.ss_family == AF_INET &&
+        ntohs(reinterpret_cast<sockaddr_in*>(&peer)->sin_port) == peer_port) {
+      SockOpts o;
+      auto get = [fd](int level, int name, int& out) {
+        socklen_t l = sizeof out;
+        REQUIRE(getsockopt(fd, level, name, &out, &l) == 0);
+      };
+      get(SOL_SOCKET, SO_KEEPALIVE, o.keepalive);
+      get(IPPROTO_TCP, TCP_KEEPIDLE, o.idle);
+      get(IPPROTO_TCP, TCP_KEEPINTVL, o.interval);
+      get(IPPROTO_TCP, TCP_KEEPCNT, o.count);
+      get(IPPROTO_TCP, TCP_USER_TIMEOUT, o.user_timeout);
+      found = o;
+    }
+    ::close(fd);
+    if (found) break;
+  }
+  ::close(pidfd);
+  return found;
+}
+
+int local_port(PGconn* c) {
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  REQUIRE(getsockname(PQsocket(c), reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  return ntohs(a.sin_port);
+}
+
+// pgmux's socket towards this client, and one of its sockets towards
+// PostgreSQL (session mode: the client's own server).
+std::pair<SockOpts, SockOpts> keepalive_of(Pgmux& mux, PGconn* c) {
+  CHECK(scalar(c, "SELECT 1") == "1");
+  auto client_side = pgmux_socket(mux.pid(), local_port(c));
+  auto server_side = pgmux_socket(mux.pid(), fixture().pg_port);
+  REQUIRE(client_side);
+  REQUIRE(server_side);
+  return {*client_side, *server_side};
+}
+
+}  // namespace
+
+TEST_CASE("ops: TCP keepalive on client and server connections", "[ops][keepalive]") {
+  SECTION("on by default, with the system's timings") {
+    Pgmux mux(session_config("scram-sha-256", plaintext_userlist()));
+    Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+    const auto [client_side, server_side] = keepalive_of(mux, c.get());
+    for (const SockOpts& o : {client_side, server_side}) {
+      CHECK(o.keepalive == 1);
+      CHECK(o.idle == sysctl_int("tcp_keepalive_time"));
+      CHECK(o.interval == sysctl_int("tcp_keepalive_intvl"));
+      CHECK(o.count == sysctl_int("tcp_keepalive_probes"));
+      CHECK(o.user_timeout == 0);
+    }
+    c.reset();
+    mux.finish();
+  }
+  SECTION("timings from the config, changed by console SET for new connections") {
+    PgmuxConfig cfg = session_config("scram-sha-256", plaintext_userlist() + admin_users(),
+                                     "tcp_keepidle = \"7s\"\ntcp_keepintvl = \"3s\"\ntcp_keepcnt = 4\n"
+                                     "tcp_user_timeout = \"9500ms\"\n",
+                                     admin_rest());
+    Pgmux mux(cfg);
+    Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+    const auto [client_side, server_side] = keepalive_of(mux, c.get());
+    for (const SockOpts& o : {client_side, server_side}) {
+      CHECK(o.keepalive == 1);
+      CHECK(o.idle == 7);
+      CHECK(o.interval == 3);
+      CHECK(o.count == 4);
+      CHECK(o.user_timeout == 9500);
+    }
+    Conn admin = connect(mux.conninfo("pgbouncer", "admin", "admin_pw"));
+    CHECK(config_value(admin.get(), "tcp_keepidle") == "7s");
+    CHECK(config_value(admin.get(), "tcp_user_timeout") == "9500ms");
+    exec(admin.get(), "SET tcp_keepidle = '11s'");
+    for (const auto& [sql, expect] : std::vector<std::pair<std::string, std::string>>{
+             {"SET tcp_keepidle = '1500ms'", "whole seconds"},
+             {"SET tcp_keepcnt = 128", "must be between 0 and 127"}}) {
+      Result r(PQexec(admin.get(), sql.c_str()));
+      INFO(sql);
+      CHECK(PQresultStatus(r.get()) == PGRES_FATAL_ERROR);
+      CHECK_THAT(std::string(PQresultErrorMessage(r.get())), Contains(expect));
+    }
+    Conn d = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+    auto newer = pgmux_socket(mux.pid(), local_port(d.get()));
+    REQUIRE(newer);
+    CHECK(newer->idle == 11);
+    CHECK(newer->interval == 3);
+    // The first client's socket keeps what it was given.
+    auto older = pgmux_socket(mux.pid(), local_port(c.get()));
+    REQUIRE(older);
+    CHECK(older->idle == 7);
+    c.reset();
+    d.reset();
+    admin.reset();
+    mux.finish();
+  }
+  SECTION("off") {
+    Pgmux mux(session_config("scram-sha-256", plaintext_userlist(),
+                             "tcp_keepalive = false\ntcp_user_timeout = \"4s\"\n"));
+    Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+    const auto [client_side, server_side] = keepalive_of(mux, c.get());
+    for (const SockOpts& o : {client_side, server_side}) {
+      CHECK(o.keepalive == 0);
+      CHECK(o.user_timeout == 4000);
+    }
+    c.reset();
+    mux.finish();
+  }
 }

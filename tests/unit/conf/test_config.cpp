@@ -112,6 +112,11 @@ max_packet_size = "16MB"
 max_startup_params = 10
 max_concurrent_logins = 50
 auth_failure_delay = "1500ms"
+tcp_keepalive = true
+tcp_keepidle = "1min"
+tcp_keepintvl = "5s"
+tcp_keepcnt = 3
+tcp_user_timeout = "2500ms"
 
 [auth]
 type = "md5"
@@ -292,6 +297,11 @@ TEST_CASE("every key is read into its field", "[conf][load]") {
   CHECK(c->max_startup_params == 10);
   CHECK(c->max_concurrent_logins == 50);
   CHECK(c->auth_failure_delay == 1500ms);
+  CHECK(c->tcp_keepalive);
+  CHECK(c->tcp_keepidle == 60s);
+  CHECK(c->tcp_keepintvl == 5s);
+  CHECK(c->tcp_keepcnt == 3);
+  CHECK(c->tcp_user_timeout == 2500ms);
 
   CHECK(c->auth.type == AuthType::md5);
   CHECK(c->auth.file == "/etc/pgmux/userlist.txt");
@@ -407,6 +417,11 @@ TEST_CASE("absent keys keep their defaults", "[conf][defaults]") {
   CHECK(c->max_startup_params == 64);
   CHECK(c->max_concurrent_logins == 1000);
   CHECK(c->auth_failure_delay == 0s);
+  CHECK(c->tcp_keepalive);  // as PgBouncer's tcp_keepalive = 1
+  CHECK(c->tcp_keepidle == 0s);
+  CHECK(c->tcp_keepintvl == 0s);
+  CHECK(c->tcp_keepcnt == 0);
+  CHECK(c->tcp_user_timeout == 0s);
 
   CHECK(c->auth.type == AuthType::scram_sha_256);
   CHECK(c->auth.file == "/etc/pgmux/users.txt");

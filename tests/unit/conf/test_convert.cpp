@@ -179,7 +179,7 @@ TEST_CASE("convert: the sample pgbouncer.ini", "[convert]") {
   CHECK(r.toml.find("# unsupported: server_round_robin = 1 (pgmux has no equivalent)") != std::string::npos);
   CHECK(r.toml.find("# unsupported: pkt_buf = 4096") != std::string::npos);
   CHECK(has_line(r.toml, "so_reuseport = false"));
-  CHECK(r.toml.find("# unsupported: tcp_keepalive = 1") != std::string::npos);
+  CHECK(has_line(r.toml, "tcp_keepalive = true"));
   CHECK(r.toml.find("# unsupported: ignore_startup_parameters = extra_float_digits") != std::string::npos);
   CHECK(r.toml.find("# unsupported: %include /etc/pgbouncer/pgbouncer-local.ini") != std::string::npos);
   CHECK_FALSE(has_line_starting(r.toml, "# refused:"));
@@ -413,6 +413,21 @@ TEST_CASE("convert: pool settings", "[convert]") {
     CHECK(ok(toml)->server_check_query == "SELECT 1");
     CHECK(convert_err(with("server_reset_query_always = maybe\n")) ==
           "t.ini:6: [pgbouncer] server_reset_query_always: expected 0 or 1, got \"maybe\"");
+  }
+  SECTION("TCP keepalive (seconds; tcp_user_timeout in milliseconds)") {
+    const auto c = convert_load(with("tcp_keepalive = 1\ntcp_keepidle = 60\ntcp_keepintvl = 5\ntcp_keepcnt = 3\n"
+                                     "tcp_user_timeout = 2500\n"));
+    CHECK(c->tcp_keepalive);
+    CHECK(c->tcp_keepidle == std::chrono::seconds(60));
+    CHECK(c->tcp_keepintvl == std::chrono::seconds(5));
+    CHECK(c->tcp_keepcnt == 3);
+    CHECK(c->tcp_user_timeout == std::chrono::milliseconds(2500));
+    CHECK_FALSE(convert_load(with("tcp_keepalive = 0\n"))->tcp_keepalive);
+    const auto toml = convert_ok(with("tcp_keepidle = 40000\ntcp_keepcnt = 200\ntcp_user_timeout = -1\n"));
+    CHECK(toml.find("# untranslatable: tcp_keepidle = 40000 (") != std::string::npos);
+    CHECK(toml.find("# untranslatable: tcp_keepcnt = 200 (") != std::string::npos);
+    CHECK(toml.find("# untranslatable: tcp_user_timeout = -1 (") != std::string::npos);
+    ok(toml);
   }
   SECTION("pool_mode") {
     CHECK(convert_load(with("pool_mode = session\n"))->pool_mode == PoolMode::session);

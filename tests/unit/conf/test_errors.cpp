@@ -240,12 +240,39 @@ TEST_CASE("durations in the file", "[conf][errors][duration]") {
   for (const char* key :
        {"reserve_pool_timeout", "server_check_delay", "server_connect_timeout", "server_login_retry",
         "server_idle_timeout", "server_lifetime", "query_timeout", "query_wait_timeout", "client_idle_timeout",
-        "client_login_timeout", "idle_transaction_timeout", "shutdown_timeout", "auth_failure_delay"}) {
+        "client_login_timeout", "idle_transaction_timeout", "shutdown_timeout", "auth_failure_delay",
+        "tcp_keepidle", "tcp_keepintvl", "tcp_user_timeout"}) {
     INFO(key);
     CHECK_THAT(err(std::string("[pgmux]\n\n") + key + " = 15\n" + kMin),
                StartsWith(std::string("t.toml:3: [pgmux] ") + key + ": expected a duration string with a unit"));
     CHECK(ok(std::string("[pgmux]\n") + key + " = \"7min\"\n" + kMin));
   }
+}
+
+TEST_CASE("TCP keepalive settings", "[conf][errors]") {
+  for (const char* key : {"tcp_keepidle", "tcp_keepintvl"}) {
+    INFO(key);
+    CHECK(err(std::string("[pgmux]\n") + key + " = \"1500ms\"\n" + kMin) ==
+          std::string("t.toml:2: [pgmux] ") + key +
+              ": must be whole seconds up to 32767s (0s: the system's value), got 1500ms");
+    CHECK(err(std::string("[pgmux]\n") + key + " = \"32768s\"\n" + kMin) ==
+          std::string("t.toml:2: [pgmux] ") + key +
+              ": must be whole seconds up to 32767s (0s: the system's value), got 32768s");
+    CHECK(ok(std::string("[pgmux]\n") + key + " = \"32767s\"\n" + kMin));
+    CHECK(ok(std::string("[pgmux]\n") + key + " = \"0s\"\n" + kMin));
+  }
+  CHECK(err("[pgmux]\ntcp_keepcnt = 128\n" + kMin) ==
+        "t.toml:2: [pgmux] tcp_keepcnt: must be between 0 and 127, got 128");
+  CHECK(err("[pgmux]\ntcp_keepcnt = -1\n" + kMin) ==
+        "t.toml:2: [pgmux] tcp_keepcnt: must be between 0 and 127, got -1");
+  CHECK(err("[pgmux]\ntcp_user_timeout = \"25d\"\n" + kMin) ==
+        "t.toml:2: [pgmux] tcp_user_timeout: must be at most 2147483647ms");
+  CHECK(err("[pgmux]\ntcp_keepalive = 1\n" + kMin) ==
+        "t.toml:2: [pgmux] tcp_keepalive: expected a boolean (true or false), got an integer");
+  auto c = ok("[pgmux]\ntcp_keepalive = false\ntcp_user_timeout = \"24d\"\n" + kMin);
+  REQUIRE(c);
+  CHECK_FALSE(c->tcp_keepalive);
+  CHECK(c->tcp_user_timeout == std::chrono::hours(24 * 24));
 }
 
 TEST_CASE("max_packet_size limits and formats", "[conf][errors][bytes]") {
