@@ -293,7 +293,7 @@ void show_databases(Worker& w, std::string& out) {
                     n(uint64_t(db.reserve_pool_size.value_or(cfg.reserve_pool_size))),
                     db.pool_mode ? std::string(conf::to_string(*db.pool_mode)) : "",
                     n(uint64_t(cfg.effective_max_db_connections(&db))), n(current),
-                    w.is_paused(name) ? "1" : "0", "0", replicas, std::string(conf::to_string(db.read_routing))});
+                    w.is_paused(name) ? "1" : "0", w.is_disabled(name) ? "1" : "0", replicas, std::string(conf::to_string(db.read_routing))});
   }
   table(out,
         {"name", "host", "port", "database", "force_user", "pool_size", "min_pool_size", "reserve_pool",
@@ -418,7 +418,8 @@ void show_help(std::string& out) {
   f.detail =
       "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION|STATE\n"
       "\tSHOW LISTS|STATS|TOTALS\n"
-      "\tPAUSE [<db>]\n\tRESUME [<db>]\n\tRECONNECT [<db>]\n\tKILL <db>\n\tKILL_CLIENT <id>\n"
+      "\tPAUSE [<db>]\n\tRESUME [<db>]\n\tDISABLE <db>\n\tENABLE <db>\n\tRECONNECT [<db>]\n\tKILL <db>\n"
+      "\tKILL_CLIENT <id>\n"
       "\tWAIT_CLOSE [<db>]\n\tRELOAD\n\tSET <key> = <value>\n\tSHUTDOWN [WAIT_FOR_CLIENTS]";
   proto::notice_response(out, f);
   proto::command_complete(out, "SHOW");
@@ -507,6 +508,12 @@ AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level
     if (!known_db()) return r;
     w.kill_database(db);
     proto::command_complete(r.out, "KILL");
+  } else if (cmd == "DISABLE" || cmd == "ENABLE") {
+    if (a.size() != 2) return bad();
+    if (!known_db()) return r;
+    if (cmd == "DISABLE") w.disable(db);
+    else w.enable(db);
+    proto::command_complete(r.out, cmd);
   } else if (cmd == "KILL_CLIENT") {
     if (a.size() != 2) return bad();
     std::string id = a[1];
@@ -566,7 +573,7 @@ AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level
     }
   } else {
     error(r.out, "0A000",
-          cmd + " is not supported by pgmux (SUSPEND, DISABLE, ENABLE: no equivalent yet)");
+          cmd + " is not supported by pgmux (SUSPEND: use so_reuseport for a restart without dropping clients)");
   }
   return r;
 }

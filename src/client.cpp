@@ -542,6 +542,12 @@ void ClientConnection::auth_succeeded() {
     auth_failed("database or admin user removed by a reload during the login");
     return;
   }
+  if (db && (worker_.is_disabled(database_) || worker_.is_disabled(db->name))) {
+    auto e = proto::fatal_error(proto::sqlstate::kCannotConnectNow,
+                                "database \"" + database_ + "\" does not allow connections (DISABLE on the admin console)");
+    close(CloseReason::disabled, &e);
+    return;
+  }
   auth_.reset();
   if (is_admin_database(database_)) {
     admin_ = std::make_unique<AdminState>();

@@ -32,6 +32,7 @@ const char* to_string(CloseReason r) {
     case CloseReason::unsupported: return "unsupported request";
     case CloseReason::timeout: return "timeout";
     case CloseReason::killed: return "killed from the admin console";
+    case CloseReason::disabled: return "database disabled";
   }
   return "?";
 }
@@ -920,6 +921,16 @@ void Worker::resume(const std::string& db) {
     unpark(c);
     c->resume_after_pause();
   }
+}
+
+void Worker::disable(const std::string& db) {
+  disabled_dbs_.insert(db);
+  spdlog::info("DISABLE {}: new logins are refused until ENABLE", db);
+}
+
+void Worker::enable(const std::string& db) {
+  disabled_dbs_.erase(db);
+  spdlog::info("ENABLE {}", db);
 }
 
 void Worker::park(ClientConnection* c) {

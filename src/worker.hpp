@@ -48,6 +48,7 @@ enum class CloseReason {
   unsupported,          // a feature we refuse (e.g. replication connections)
   timeout,              // query_timeout, client_idle_timeout, idle_transaction_timeout
   killed,               // KILL / KILL_CLIENT on the admin console
+  disabled,             // login to a database DISABLEd on the admin console
 };
 const char* to_string(CloseReason r);
 
@@ -192,6 +193,11 @@ class Worker : public pool::Connector {
   }
   void pause(const std::string& db);
   void resume(const std::string& db);
+  // DISABLE / ENABLE: a disabled database (its name as in the config)
+  // refuses new logins; connected clients go on. Kept across reloads.
+  void disable(const std::string& db);
+  void enable(const std::string& db);
+  bool is_disabled(std::string_view db) const { return disabled_dbs_.count(db) > 0; }
   void park(ClientConnection* c);
   void unpark(ClientConnection* c);
   void reconnect(const std::string& db);
@@ -278,6 +284,7 @@ class Worker : public pool::Connector {
   pool::TimePoint shutdown_deadline_{};
   pool::TimePoint started_at_ = pool::Clock::now();
   std::set<std::string, std::less<>> paused_dbs_;
+  std::set<std::string, std::less<>> disabled_dbs_;
   bool paused_all_ = false;
   std::vector<ClientConnection*> parked_;
   struct DelayedClose {

@@ -1,6 +1,7 @@
 // The admin console (issue 6): SHOW commands with PgBouncer's columns through
 // libpq, on "pgmux" and its "pgbouncer" alias; who may do what; PAUSE /
-// RESUME, RECONNECT / WAIT_CLOSE, KILL, KILL_CLIENT, SHUTDOWN.
+// RESUME, DISABLE / ENABLE, RECONNECT / WAIT_CLOSE, KILL, KILL_CLIENT,
+// SHUTDOWN.
 #include <catch2/catch.hpp>
 
 #include <sys/wait.h>
@@ -223,6 +224,55 @@ TEST_CASE("admin: RECONNECT and WAIT_CLOSE replace server connections; KILL_CLIE
   c.reset();
   victim.reset();
   fresh.reset();
+  a.reset();
+  mux.finish();
+}
+
+TEST_CASE("admin: DISABLE refuses new logins to a database until ENABLE; its clients go on", "[admin]") {
+  PgmuxConfig cfg = admin_config();
+  cfg.rest += "\n" + database_section("app2");
+  Pgmux mux(cfg);
+  Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  Conn a = connect(mux.conninfo("pgbouncer", "admin", "admin_pw"));
+  auto r = try_exec(a.get(), "DISABLE app");
+  CHECK(r.ok);
+  CHECK(r.cmd_status == "DISABLE");
+  CHECK(cell(query(a.get(), "SHOW DATABASES").get(), "name", "app", "disabled") == "1");
+  CHECK(cell(query(a.get(), "SHOW DATABASES").get(), "name", "app2", "disabled") == "0");
+  const std::string refused = connect_error(mux.conninfo("app", "scram_user", "scram_pw"));
+  CHECK_THAT(refused, Contains("database \"app\" does not allow connections (DISABLE on the admin console)"));
+  {
+    // SQLSTATE 57P03 (cannot connect now), as a client sees it.
+    Conn raw = connect_raw(mux.conninfo("app", "scram_user", "scram_pw"));
+    CHECK(PQstatus(raw.get()) == CONNECTION_BAD);
+    CHECK_THAT(std::string(PQerrorMessage(raw.get())), Contains("does not allow connections"));
+  }
+  // A wrong password is still a wrong password.
+  CHECK_THAT(connect_error(mux.conninfo("app", "scram_user", "nope")), Contains("password authentication failed"));
+  // The connected client goes on; other databases take logins.
+  CHECK(scalar(c.get(), "SELECT 1") == "1");
+  Conn other = connect(mux.conninfo("app2", "scram_user", "scram_pw"));
+  CHECK(scalar(other.get(), "SELECT current_database()") == "app2");
+  // A reload keeps the database disabled.
+  exec(a.get(), "RELOAD");
+  CHECK_THAT(connect_error(mux.conninfo("app", "scram_user", "scram_pw")), Contains("does not allow connections"));
+  CHECK(exec_error(a.get(), "DISABLE nosuchdb").sqlstate == "42704");
+  CHECK(exec_error(a.get(), "DISABLE").sqlstate == "42601");
+  CHECK(exec_error(a.get(), "ENABLE app app2").sqlstate == "42601");
+  {
+    Conn watcher = connect(mux.conninfo("pgmux", "watcher", "watch_pw"));
+    CHECK(exec_error(watcher.get(), "ENABLE app").sqlstate == "42501");
+  }
+  r = try_exec(a.get(), "ENABLE app");
+  CHECK(r.ok);
+  CHECK(r.cmd_status == "ENABLE");
+  CHECK(cell(query(a.get(), "SHOW DATABASES").get(), "name", "app", "disabled") == "0");
+  Conn back = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  CHECK(scalar(back.get(), "SELECT 2") == "2");
+  CHECK_THAT(mux.log_text(), Contains("DISABLE app: new logins are refused until ENABLE"));
+  c.reset();
+  other.reset();
+  back.reset();
   a.reset();
   mux.finish();
 }
