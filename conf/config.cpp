@@ -887,6 +887,14 @@ void read_log(Table& t, Config& c) {
   t.string("file", c.log.file);
   t.boolean("connections", c.log.connections);
   t.boolean("disconnections", c.log.disconnections);
+  Duration period = c.log.stats_period;
+  if (const Value* v = t.duration("stats_period", period)) {
+    if (period.count() != 0 && period < std::chrono::seconds(1)) {
+      t.error(v, "stats_period", "must be at least 1s (0s: no stats lines), got " + format_duration(period));
+    } else {
+      c.log.stats_period = period;
+    }
+  }
 }
 
 void read_database(Table& t, const std::string& name, Config& c) {

@@ -147,6 +147,9 @@ struct LogConfig {
   std::string file;            // empty = stderr
   bool connections = true;
   bool disconnections = true;
+  // A line per database with its rates and average times over the period
+  // (PgBouncer's log_stats); 0 = none.
+  Duration stats_period = std::chrono::seconds(60);
 };
 
 struct Config {

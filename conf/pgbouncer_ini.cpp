@@ -511,8 +511,6 @@ const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"syslog_ident", "pgmux logs to stderr (the journal under systemd) or to [log] file"},
     {"syslog_facility", "pgmux logs to stderr (the journal under systemd) or to [log] file"},
     {"log_pooler_errors", kNoEquivalent},
-    {"log_stats", "pgmux has no periodic statistics log; use SHOW STATS"},
-    {"stats_period", "pgmux has no periodic statistics log; use SHOW STATS"},
     {"server_round_robin", kNoEquivalent},
     {"server_fast_close", kNoEquivalent},
     {"ignore_startup_parameters", "not needed: pgmux keeps any startup parameter a client sends"},
@@ -963,6 +961,20 @@ class Converter {
     if (const Entry* e = take("logfile")) path("file", *e, log_);
     if (const Entry* e = take("log_connections")) log_.set("connections", boolean(*e) ? "true" : "false");
     if (const Entry* e = take("log_disconnections")) log_.set("disconnections", boolean(*e) ? "true" : "false");
+    // log_stats = 0 turns the stats lines off; stats_period is their period
+    // (pgmux's SHOW STATS averages since it started, whatever the period).
+    const Entry* log_stats = take("log_stats");
+    const Entry* period = take("stats_period");
+    if (log_stats && !boolean(*log_stats)) {
+      log_.set("stats_period", "\"0s\"");
+    } else if (period) {
+      const auto s = seconds(*period);
+      if (s.value.count() == 0 || s.value < std::chrono::seconds(1)) {
+        log_.comment(untranslatable(period->key, period->value, "pgmux needs at least 1s; its default, 60s, stays"));
+      } else {
+        duration(*period, log_);
+      }
+    }
   }
 
   // Every [pgbouncer] setting not converted above, in file order.

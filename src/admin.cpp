@@ -105,28 +105,38 @@ const RouteState* route_of(Worker& w, const conf::DatabaseConfig& db) {
   return found;
 }
 
-struct Totals {
-  uint64_t xact = 0, query = 0, recv = 0, sent = 0, xact_us = 0, query_us = 0, wait_us = 0, waits = 0;
-  void add(const pool::PoolStats& s) {
-    xact += s.xact_count;
-    query += s.query_count;
-    recv += s.client_bytes;
-    sent += s.server_bytes;
-    xact_us += s.xact_us;
-    query_us += s.query_us;
-    wait_us += s.wait_us;
-    waits += s.wait_hist.count;
-  }
-  // PgBouncer's avg_* columns: per second for counts and bytes, per
-  // transaction / query / wait for times. pgmux averages since it started.
-  Row row(double uptime) const {
-    auto rate = [&](uint64_t v) { return n(uptime > 0 ? uint64_t(double(v) / uptime) : 0); };
-    auto per = [](uint64_t v, uint64_t d) { return n(d ? v / d : 0); };
-    return {n(xact),      n(query),          n(recv),        n(sent),       n(xact_us),
-            n(query_us),  n(wait_us),        rate(xact),     rate(query),   rate(recv),
-            rate(sent),   per(xact_us, xact), per(query_us, query), per(wait_us, waits)};
+// PgBouncer's avg_* figures: per second for counts and bytes, per
+// transaction / query / wait for times.
+struct Averages {
+  uint64_t xact, query, recv, sent, xact_us, query_us, wait_us;
+  Averages(const PoolTotals& t, double seconds) {
+    auto rate = [&](uint64_t v) { return seconds > 0 ? uint64_t(double(v) / seconds) : 0; };
+    auto per = [](uint64_t v, uint64_t d) { return d ? v / d : 0; };
+    xact = rate(t.xact);
+    query = rate(t.query);
+    recv = rate(t.recv);
+    sent = rate(t.sent);
+    xact_us = per(t.xact_us, t.xact);
+    query_us = per(t.query_us, t.query);
+    wait_us = per(t.wait_us, t.waits);
   }
 };
+
+// SHOW STATS / SHOW TOTALS: the totals, then averages since pgmux started.
+Row totals_row(const PoolTotals& t, double uptime) {
+  const Averages a(t, uptime);
+  return {n(t.xact),   n(t.query),   n(t.recv),   n(t.sent),      n(t.xact_us),    n(t.query_us), n(t.wait_us),
+          n(a.xact),   n(a.query),   n(a.recv),   n(a.sent),      n(a.xact_us),    n(a.query_us), n(a.wait_us)};
+}
+
+// Totals of the pools of each database (pgmux's own pools left out).
+std::map<std::string, PoolTotals, std::less<>> totals_by_database(Worker& w) {
+  std::map<std::string, PoolTotals, std::less<>> by_db;
+  w.for_each_pool([&](const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig&) {
+    if (!key.health) by_db[key.database].add(p.stats);
+  });
+  return by_db;
+}
 
 double uptime_seconds(Worker& w) {
   return std::chrono::duration<double>(pool::Clock::now() - w.started_at()).count();
@@ -165,14 +175,10 @@ void show_pools(Worker& w, std::string& out) {
 }
 
 void show_stats(Worker& w, std::string& out) {
-  std::map<std::string, Totals> by_db;
-  w.for_each_pool([&](const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig&) {
-    if (!key.health) by_db[key.database].add(p.stats);
-  });
   std::vector<Row> rows;
   double up = uptime_seconds(w);
-  for (auto& [db, t] : by_db) {
-    Row r = t.row(up);
+  for (auto& [db, t] : totals_by_database(w)) {
+    Row r = totals_row(t, up);
     r.insert(r.begin(), db);
     rows.push_back(std::move(r));
   }
@@ -184,11 +190,11 @@ void show_stats(Worker& w, std::string& out) {
 }
 
 void show_totals(Worker& w, std::string& out) {
-  Totals t;
+  PoolTotals t;
   w.for_each_pool([&](const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig&) {
     if (!key.health) t.add(p.stats);
   });
-  Row v = t.row(uptime_seconds(w));
+  Row v = totals_row(t, uptime_seconds(w));
   static const char* names[] = {"total_xact_count", "total_query_count", "total_client_bytes",
                                 "total_server_bytes", "total_xact_time", "total_query_time",
                                 "total_wait_time", "avg_xact_count", "avg_query_count",
@@ -362,12 +368,13 @@ void show_config(Worker& w, std::string& out) {
       {"stats_users", join(c.admin.stats_users), ""},
       {"metrics_listen", c.admin.metrics_listen, ""},
       {"log_level", c.log.level, d.log.level},
+      {"stats_period", dur(c.log.stats_period), dur(d.log.stats_period)},
   };
   // [pgmux] settings other than the bound sockets can be SET on the console;
   // the rest changes with the file and RELOAD.
   for (Row& r : rows) {
     static const char* kFixed[] = {"listen", "workers", "so_reuseport", "auth_type", "auth_file", "admin_users",
-                                   "stats_users", "metrics_listen", "log_level"};
+                                   "stats_users", "metrics_listen", "log_level", "stats_period"};
     const bool fixed = std::find_if(std::begin(kFixed), std::end(kFixed),
                                     [&](const char* k) { return r[0] == k; }) != std::end(kFixed);
     r.push_back(fixed ? "no" : "yes");
@@ -435,6 +442,41 @@ AdminLevel admin_level(const conf::Config& cfg, std::string_view user) {
   for (const auto& u : cfg.admin.stats_users)
     if (u == user) return AdminLevel::stats;
   return AdminLevel::none;
+}
+
+void PoolTotals::add(const pool::PoolStats& s) {
+  xact += s.xact_count;
+  query += s.query_count;
+  recv += s.client_bytes;
+  sent += s.server_bytes;
+  xact_us += s.xact_us;
+  query_us += s.query_us;
+  wait_us += s.wait_us;
+  waits += s.wait_hist.count;
+}
+
+void log_stats(Worker& w, std::map<std::string, PoolTotals, std::less<>>& last, double seconds, bool emit) {
+  auto now = totals_by_database(w);
+  if (emit) {
+    for (const auto& [db, t] : now) {
+      // A pool dropped and made again since: its counters started afresh.
+      auto since = [](uint64_t cur, uint64_t before) { return cur >= before ? cur - before : cur; };
+      PoolTotals d;
+      if (auto it = last.find(db); it != last.end()) {
+        const PoolTotals& b = it->second;
+        d = {since(t.xact, b.xact),       since(t.query, b.query),       since(t.recv, b.recv),
+             since(t.sent, b.sent),       since(t.xact_us, b.xact_us),   since(t.query_us, b.query_us),
+             since(t.wait_us, b.wait_us), since(t.waits, b.waits)};
+      } else {
+        d = t;
+      }
+      const Averages a(d, seconds);
+      spdlog::info("stats {}: {} xacts/s, {} queries/s, in {} B/s, out {} B/s, xact {} us, query {} us, "
+                   "wait {} us ({} clients waited)",
+                   db, a.xact, a.query, a.recv, a.sent, a.xact_us, a.query_us, a.wait_us, d.waits);
+    }
+  }
+  last = std::move(now);
 }
 
 AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level, std::string_view query) {

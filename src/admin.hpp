@@ -5,10 +5,12 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 
 #include "conf/config.hpp"
+#include "pool/pool.hpp"
 
 namespace pgmux {
 
@@ -30,6 +32,19 @@ struct AdminReply {
   std::string db;  // ... and its database argument (empty = all)
   bool close_after = false;  // SHUTDOWN: the session ends
 };
+
+// What the pools of one database did (SHOW STATS, SHOW TOTALS, the stats
+// log line).
+struct PoolTotals {
+  uint64_t xact = 0, query = 0, recv = 0, sent = 0, xact_us = 0, query_us = 0, wait_us = 0, waits = 0;
+  void add(const pool::PoolStats& s);
+};
+
+// [log] stats_period: one log line per database with what its pools did
+// since the previous call, `seconds` ago (rates per second, average times).
+// `last` holds the totals of that call and is updated; with `emit` false
+// nothing is logged (the first call after the period was turned on).
+void log_stats(Worker& w, std::map<std::string, PoolTotals, std::less<>>& last, double seconds, bool emit);
 
 // Runs one query string on the console.
 AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level,

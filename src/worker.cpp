@@ -417,6 +417,7 @@ void Worker::tick() {
   if (!delayed_closes_.empty()) run_delayed_closes();
   auth_query_->tick(now, config_->client_login_timeout);
   if (!admin_waits_.empty()) check_admin_waits();
+  maybe_log_stats(now);
   if (shutdown_request_) {
     int r = shutdown_request_;
     shutdown_request_ = 0;
@@ -921,6 +922,19 @@ void Worker::resume(const std::string& db) {
     unpark(c);
     c->resume_after_pause();
   }
+}
+
+void Worker::maybe_log_stats(pool::TimePoint now) {
+  const conf::Duration period = config_->log.stats_period;
+  if (period.count() == 0) {
+    stats_primed_ = false;
+    stats_last_.clear();
+    return;
+  }
+  if (stats_primed_ && now - stats_at_ < period) return;
+  log_stats(*this, stats_last_, std::chrono::duration<double>(now - stats_at_).count(), stats_primed_);
+  stats_at_ = now;
+  stats_primed_ = true;
 }
 
 void Worker::disable(const std::string& db) {

@@ -20,6 +20,7 @@
 #include "conf/config.hpp"
 #include "pool/list.hpp"
 #include "pool/pool.hpp"
+#include "src/admin.hpp"
 #include "src/auth_query.hpp"
 #include "src/client.hpp"
 #include "src/health.hpp"
@@ -283,6 +284,11 @@ class Worker : public pool::Connector {
   static constexpr uint64_t kShutdownIdleGraceMs = 500;
   pool::TimePoint shutdown_deadline_{};
   pool::TimePoint started_at_ = pool::Clock::now();
+  // [log] stats_period: the totals at the last stats line.
+  std::map<std::string, PoolTotals, std::less<>> stats_last_;
+  pool::TimePoint stats_at_{};
+  bool stats_primed_ = false;
+  void maybe_log_stats(pool::TimePoint now);
   std::set<std::string, std::less<>> paused_dbs_;
   std::set<std::string, std::less<>> disabled_dbs_;
   bool paused_all_ = false;

@@ -381,7 +381,7 @@ CONFIG_KEYS = """auth_failure_delay ca cert ciphers client_idle_timeout client_l
     query_wait_timeout read_routing read_your_writes replica_fallback replicas reserve_pool_size
     reserve_pool_timeout server_check_delay server_check_query server_connect_timeout server_idle_timeout
     server_lifetime server_login_retry server_pipelining server_reset_query server_reset_query_always
-    shutdown_timeout stats_users target_session_attrs tcp_keepalive tcp_keepcnt tcp_keepidle tcp_keepintvl
+    shutdown_timeout stats_period stats_users target_session_attrs tcp_keepalive tcp_keepcnt tcp_keepidle tcp_keepintvl
     tcp_user_timeout type user users workers""".split()
 INI_KEYS = """logfile pidfile listen_addr listen_port unix_socket_dir auth_type auth_file auth_query auth_user
     admin_users stats_users pool_mode server_reset_query server_reset_query_always server_check_query
@@ -391,7 +391,7 @@ INI_KEYS = """logfile pidfile listen_addr listen_port unix_socket_dir auth_type 
     client_login_timeout idle_transaction_timeout log_connections log_disconnections client_tls_sslmode
     client_tls_key_file client_tls_cert_file server_tls_sslmode ignore_startup_parameters host port dbname
     user password pool_size reserve_pool connect_query client_encoding datestyle timezone tcp_keepalive
-    tcp_keepcnt tcp_keepidle tcp_keepintvl tcp_user_timeout""".split()
+    tcp_keepcnt tcp_keepidle tcp_keepintvl tcp_user_timeout log_stats stats_period""".split()
 SQL_WORDS = """SELECT select FROM WHERE INTO INSERT UPDATE DELETE MERGE WITH RECURSIVE AS VALUES TABLE SHOW
     ALL EXPLAIN ANALYZE VERBOSE FOR SHARE KEY NO BEGIN START TRANSACTION WORK ISOLATION LEVEL
     SERIALIZABLE REPEATABLE READ COMMITTED UNCOMMITTED WRITE ONLY NOT DEFERRABLE PREPARE EXECUTE

@@ -14,6 +14,7 @@
 #include <filesystem>
 
 #include <future>
+#include <regex>
 #include <thread>
 
 #include "harness.hpp"
@@ -488,4 +489,63 @@ TEST_CASE("ops: TCP keepalive on client and server connections", "[ops][keepaliv
     c.reset();
     mux.finish();
   }
+}
+
+// [log] stats_period: a line per database with what it did in the period.
+TEST_CASE("ops: periodic stats log line per database", "[ops][log]") {
+  PgmuxConfig cfg = session_config("scram-sha-256", plaintext_userlist() + admin_users(), "",
+                                   "\n" + database_section("app2") + "\n[log]\nstats_period = \"1s\"\n" + admin_rest());
+  Pgmux mux(cfg);
+  Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  // Traffic through app only, for longer than a period.
+  const auto t0 = Clock::now();
+  int n = 0;
+  while (seconds_since(t0) < 2.5) {
+    ++n;
+    CHECK(scalar(c.get(), "SELECT " + std::to_string(n)) == std::to_string(n));
+    std::this_thread::sleep_for(5ms);
+  }
+  Conn idle = connect(mux.conninfo("app2", "scram_user", "scram_pw"));
+  const std::regex line(R"(stats (\w+): (\d+) xacts/s, (\d+) queries/s, in (\d+) B/s, out (\d+) B/s, )"
+                        R"(xact (\d+) us, query (\d+) us, wait (\d+) us \((\d+) clients waited\))");
+  // Lines for app with traffic, and (once its pool exists) a quiet one for app2.
+  int busy_lines = 0, app2_lines = 0;
+  REQUIRE(wait_until(
+      [&] {
+        busy_lines = app2_lines = 0;
+        const std::string log = mux.log_text();
+        for (auto it = std::sregex_iterator(log.begin(), log.end(), line); it != std::sregex_iterator(); ++it) {
+          const auto& m = *it;
+          if (m[1] == "app" && std::stoull(m[2]) > 0) {
+            ++busy_lines;
+            CHECK(std::stoull(m[3]) >= std::stoull(m[2]));  // a query per transaction here
+            CHECK(std::stoull(m[4]) > 0);
+            CHECK(std::stoull(m[5]) > 0);
+          }
+          if (m[1] == "app2") {
+            ++app2_lines;
+            CHECK(std::stoull(m[2]) == 0);
+          }
+        }
+        return busy_lines >= 2 && app2_lines >= 1;
+      },
+      5s));
+  // Turned off by a reload: no more lines.
+  write_file(mux.config_path(), replace_all(mux.config_text(), "stats_period = \"1s\"", "stats_period = \"0s\""));
+  Conn admin = connect(mux.conninfo("pgbouncer", "admin", "admin_pw"));
+  exec(admin.get(), "RELOAD");
+  CHECK(config_value(admin.get(), "stats_period") == "0s");
+  std::this_thread::sleep_for(200ms);
+  const size_t count = [&] {
+    const std::string log = mux.log_text();
+    return static_cast<size_t>(std::distance(std::sregex_iterator(log.begin(), log.end(), line), std::sregex_iterator()));
+  }();
+  std::this_thread::sleep_for(1500ms);
+  const std::string log = mux.log_text();
+  CHECK(static_cast<size_t>(std::distance(std::sregex_iterator(log.begin(), log.end(), line), std::sregex_iterator())) ==
+        count);
+  c.reset();
+  idle.reset();
+  admin.reset();
+  mux.finish();
 }

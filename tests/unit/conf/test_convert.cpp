@@ -550,6 +550,14 @@ TEST_CASE("convert: logging and admin users", "[convert]") {
   CHECK(c->admin.users == std::vector<std::string>{"root"});
   CHECK(c->admin.stats_users.empty());
   CHECK(convert_ok(with("syslog = 1\n")).find("# unsupported: syslog = 1 (") != std::string::npos);
+  // The stats log line.
+  CHECK(c->log.stats_period == std::chrono::seconds(60));
+  CHECK(convert_load(with("stats_period = 15\n"))->log.stats_period == std::chrono::seconds(15));
+  CHECK(convert_load(with("log_stats = 0\nstats_period = 15\n"))->log.stats_period.count() == 0);
+  CHECK(convert_load(with("log_stats = 1\nstats_period = 30\n"))->log.stats_period == std::chrono::seconds(30));
+  const auto toml = convert_ok(with("stats_period = 0\n"));
+  CHECK(toml.find("# untranslatable: stats_period = 0 (") != std::string::npos);
+  CHECK(ok(toml)->log.stats_period == std::chrono::seconds(60));
 }
 
 TEST_CASE("convert: database connection strings", "[convert]") {

@@ -275,6 +275,22 @@ TEST_CASE("TCP keepalive settings", "[conf][errors]") {
   CHECK(c->tcp_user_timeout == std::chrono::hours(24 * 24));
 }
 
+TEST_CASE("[log] stats_period", "[conf][errors]") {
+  auto c = ok(kMin);
+  REQUIRE(c);
+  CHECK(c->log.stats_period == std::chrono::seconds(60));
+  c = ok(kMin + "[log]\nstats_period = \"0s\"\n");
+  REQUIRE(c);
+  CHECK(c->log.stats_period.count() == 0);
+  c = ok(kMin + "[log]\nstats_period = \"5min\"\n");
+  REQUIRE(c);
+  CHECK(c->log.stats_period == std::chrono::minutes(5));
+  CHECK_THAT(err(kMin + "[log]\nstats_period = \"500ms\"\n"),
+             Catch::Matchers::EndsWith("[log] stats_period: must be at least 1s (0s: no stats lines), got 500ms"));
+  CHECK_THAT(err(kMin + "[log]\nstats_period = 60\n"),
+             Catch::Matchers::Contains("[log] stats_period: expected a duration string with a unit"));
+}
+
 TEST_CASE("max_packet_size limits and formats", "[conf][errors][bytes]") {
   CHECK(err("[pgmux]\nmax_packet_size = 1023\n" + kMin) ==
         "t.toml:2: [pgmux] max_packet_size: must be between 1kB and 2147483647 bytes, got 1023");
