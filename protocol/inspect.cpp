@@ -183,6 +183,21 @@ std::optional<ErrorFields> parse_error_fields(ByteSpan body) {
   return f;
 }
 
+bool is_stale_plan_error(ByteSpan body) {
+  Reader r(body);
+  bool code = false, routine = false;
+  for (;;) {
+    uint8_t field = 0;
+    if (!r.u8(field)) return false;
+    if (field == 0) break;
+    std::string_view v;
+    if (!r.cstr(v)) return false;
+    if (field == 'C') code = v == "0A000";
+    else if (field == 'R') routine = v == "RevalidateCachedQuery";
+  }
+  return r.at_end() && code && routine;
+}
+
 std::optional<std::string_view> parse_command_complete(ByteSpan body) {
   Reader r(body);
   std::string_view tag;

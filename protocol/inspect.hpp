@@ -71,6 +71,12 @@ std::optional<char> parse_ready_for_query(ByteSpan body);
 // is required and must be the last byte.
 std::optional<ErrorFields> parse_error_fields(ByteSpan body);
 
+// An ErrorResponse body saying a prepared statement's plan went stale with
+// a changed result type ("cached plan must not change result type": SQLSTATE
+// 0A000 from routine RevalidateCachedQuery, which no locale translates).
+// The statement fails on that connection until it is prepared again.
+bool is_stale_plan_error(ByteSpan body);
+
 // 'C' CommandComplete tag.
 std::optional<std::string_view> parse_command_complete(ByteSpan body);
 

@@ -42,6 +42,8 @@ ServerConnection::ServerConnection(Worker& w, pool::Pool&, const conf::DatabaseC
               this),
       framer_(w.config().max_packet_size),
       statements_(size_t(w.config().max_prepared_statements)),
+      plan_epoch_(w.plan_epoch(dbname_)),
+      plan_epoch_seen_(*plan_epoch_),
       loop_(w.loop()) {}
 
 ServerConnection::~ServerConnection() = default;
@@ -794,11 +796,13 @@ void ServerConnection::forward(IoBufferPtr buf, size_t offset, size_t n) {
 // and the rewriting path: ReadyForQuery (transaction status, what is still
 // owed), ParameterStatus (the client's view follows), COPY IN.
 void ServerConnection::watch_header(char type, bool& release_point) {
-  watched_type_ = (type == 'Z' || type == 'S' || (type == 'C' && client_)) ? type : 0;
+  // Errors are read too (rare): the SQLSTATE decides a read's retry, and a
+  // stale plan makes pgmux prepare its statements again.
+  watched_type_ = (type == 'Z' || type == 'S' || type == 'E' || (type == 'C' && client_)) ? type : 0;
   msg_acc_.clear();
   if (retry_armed_ && !retry_wanted_ && !retry_decided_) {
     switch (type) {
-      case 'E': watched_type_ = 'E'; break;  // the SQLSTATE decides
+      case 'E': break;  // the SQLSTATE decides
       // Nothing the client could act on yet.
       case '1': case '2': case 't': case 'T': case 'n': case 'S': case 'N': break;
       default: retry_decided_ = true; break;
@@ -832,9 +836,12 @@ void ServerConnection::watch_end(bool& release_point) {
       client_->note_write();
     if (tag) note_session_command(*tag);
   } else if (watched_type_ == 'E') {
-    auto e = proto::parse_error_fields(body);
-    if (e && e->sqlstate == "25006") retry_wanted_ = true;
-    else retry_decided_ = true;
+    if (retry_armed_ && !retry_wanted_ && !retry_decided_) {
+      auto e = proto::parse_error_fields(body);
+      if (e && e->sqlstate == "25006") retry_wanted_ = true;
+      else retry_decided_ = true;
+    }
+    if (proto::is_stale_plan_error(body)) worker_.invalidate_plans(dbname_, name_);
   } else if (watched_type_ == 'Z') {
     if (auto st = proto::parse_ready_for_query(body)) tx_status_ = *st;
     if (tx_status_ == 'I') param_status_since_idle_ = false;

@@ -937,6 +937,13 @@ void Worker::maybe_log_stats(pool::TimePoint now) {
   stats_primed_ = true;
 }
 
+void Worker::invalidate_plans(const std::string& dbname, const std::string& seen_by) {
+  ++plan_epochs_[dbname];
+  spdlog::info("{}: a prepared statement's result type changed (cached plan must not change result type); "
+               "statements on database \"{}\" are prepared again on each server connection at their next use",
+               seen_by, dbname);
+}
+
 void Worker::disable(const std::string& db) {
   disabled_dbs_.insert(db);
   spdlog::info("DISABLE {}: new logins are refused until ENABLE", db);

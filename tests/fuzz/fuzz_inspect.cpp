@@ -92,6 +92,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(*z == 'I' || *z == 'T' || *z == 'E');
     same(std::string(1, *z), body);
   }
+  // A stale-plan error is a well-formed ErrorResponse with SQLSTATE 0A000.
+  if (is_stale_plan_error(body)) {
+    auto f = parse_error_fields(body);
+    FUZZ_CHECK(f.has_value() && f->sqlstate == "0A000");
+  }
   if (auto f = parse_error_fields(body)) {
     std::string msg;
     error_response(msg, *f);

@@ -2092,6 +2092,58 @@ TEST_CASE("transaction: max_prepared_statements LRU", "[transaction][prepared]")
 //     PQclosePrepared): raw extended-protocol messages, with another client
 //     taking the server in between so statements must be re-prepared.
 
+// A schema change makes a statement's result type change: PostgreSQL then
+// refuses the old statement ("cached plan must not change result type",
+// 0A000) until it is prepared again. Drivers (asyncpg, JDBC) re-prepare and
+// retry once, but pgmux shares one server statement per text: the
+// re-prepare must reach whichever server connection runs the retry.
+TEST_CASE("transaction: a statement whose result type changed is prepared again on every server",
+          "[transaction][prepared]") {
+  ScratchDatabase db("stale");
+  {
+    Conn su = connect(superuser_conninfo(db.name()));
+    exec(su.get(), "CREATE TABLE shape (a int); INSERT INTO shape VALUES (1); GRANT ALL ON shape TO scram_user");
+  }
+  Pgmux mux(tx_config("default_pool_size = 2\n", database_section("stale", "dbname = \"" + db.name() + "\"\n")));
+  Conn x = connect(mux.conninfo("stale", "scram_user", "scram_pw"));
+  Conn y = connect(mux.conninfo("stale", "scram_user", "scram_pw"));
+  const std::string sql = "SELECT * FROM shape";
+  // The statement on both server connections: x holds one in a block, so
+  // y's runs on the other; then the other way round.
+  exec(x.get(), "BEGIN");
+  REQUIRE(prepare(x.get(), "sx", sql, 0).ok);
+  REQUIRE(exec_prepared(x.get(), "sx", {}).ok);
+  REQUIRE(prepare(y.get(), "sy", sql, 0).ok);
+  CHECK(describe_outcome(exec_prepared(y.get(), "sy", {})) == "ok [1]");
+  exec(x.get(), "COMMIT");
+  {
+    Conn su = connect(superuser_conninfo(db.name()));
+    exec(su.get(), "ALTER TABLE shape ADD COLUMN b int DEFAULT 7");
+  }
+  // The stale statement fails, as it would without pgmux.
+  auto stale = exec_prepared(y.get(), "sy", {});
+  CHECK_FALSE(stale.ok);
+  CHECK(stale.sqlstate == "0A000");
+  // Prepared again by the client (as drivers do), it works on either server.
+  exec(x.get(), "BEGIN");
+  const std::string held = scalar(x.get(), "SELECT pg_backend_pid()");
+  REQUIRE(prepare(y.get(), "sy2", sql, 0).ok);
+  CHECK(describe_outcome(exec_prepared(y.get(), "sy2", {})) == "ok [1|7]");
+  CHECK(scalar(y.get(), "SELECT pg_backend_pid()") != held);
+  exec(x.get(), "COMMIT");
+  exec(y.get(), "BEGIN");
+  const std::string held_y = scalar(y.get(), "SELECT pg_backend_pid()");
+  REQUIRE(prepare(x.get(), "sx2", sql, 0).ok);
+  CHECK(describe_outcome(exec_prepared(x.get(), "sx2", {})) == "ok [1|7]");
+  CHECK(scalar(x.get(), "SELECT pg_backend_pid()") != held_y);
+  exec(y.get(), "COMMIT");
+  CHECK(describe_outcome(exec_prepared(y.get(), "sy2", {})) == "ok [1|7]");
+  CHECK_THAT(mux.log_text(), Contains("a prepared statement's result type changed"));
+  x.reset();
+  y.reset();
+  mux.finish();
+}
+
 TEST_CASE("transaction: protocol Close and Flush of named statements", "[transaction][prepared]") {
   Pgmux mux(trust_tx_config(2));
   auto holder = connect(mux.conninfo("app", "trust_user"));

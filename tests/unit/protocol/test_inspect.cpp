@@ -239,6 +239,22 @@ TEST_CASE("parse_error_fields", "[inspect]") {
   }
 }
 
+TEST_CASE("is_stale_plan_error", "[inspect]") {
+  // As PostgreSQL 15 sends it, in German: only C and R count.
+  const std::string stale = cs("SFEHLER") + cs("VERROR") + cs("C0A000") +
+                            cs("Mgecachter Plan darf den Ergebnistyp nicht ändern") + cs("Fplancache.c") +
+                            cs("L735") + cs("RRevalidateCachedQuery") + NUL;
+  CHECK(is_stale_plan_error(span(stale)));
+  // Every shorter prefix is malformed.
+  for (size_t i = 0; i < stale.size(); ++i) CHECK_FALSE(is_stale_plan_error(span(stale.substr(0, i))));
+  CHECK_FALSE(is_stale_plan_error(span(stale + "x")));
+  // Same code from another routine, or the routine with another code.
+  CHECK_FALSE(is_stale_plan_error(span(cs("C0A000") + cs("RExecSetupPartitionTupleRouting") + NUL)));
+  CHECK_FALSE(is_stale_plan_error(span(cs("C42P01") + cs("RRevalidateCachedQuery") + NUL)));
+  CHECK_FALSE(is_stale_plan_error(span(cs("C0A000") + cs("Mcached plan must not change result type") + NUL)));
+  CHECK(is_stale_plan_error(span(cs("RRevalidateCachedQuery") + cs("C0A000") + NUL)));
+}
+
 TEST_CASE("parse_command_complete, parse_password_message, parse_query", "[inspect]") {
   for (const char* name : {"parse_command_complete", "parse_password_message", "parse_query"}) {
     const Inspector& in = inspector(name);
