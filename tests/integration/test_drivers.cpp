@@ -1,0 +1,70 @@
+// Real drivers through pgmux in transaction mode (issue 3): asyncpg and
+// psycopg 3 (Debian's python3-asyncpg and python3-psycopg, installed by
+// scripts/test) name every statement themselves and keep it for the life of
+// their connection, while each transaction may run on another server
+// connection. The workloads are tests/integration/drivers/*.py; each checks
+// every answer and exits non-zero with the first wrong one.
+#include <catch2/catch.hpp>
+
+#include "harness.hpp"
+
+using namespace it;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// Debian's interpreter, which has the packaged drivers (a python3 earlier
+// in PATH, e.g. pyenv's, may not).
+const char* const kPython = "/usr/bin/python3";
+
+std::string drivers_dir() {
+  const std::string fixture = PGMUX_FIXTURE_SCRIPT;
+  return fixture.substr(0, fixture.rfind('/')) + "/drivers";
+}
+
+// A transaction pool of 2 for database "drv" (a scratch database owned by
+// scram_user), with `max_prepared_statements`.
+PgmuxConfig drivers_config(const ScratchDatabase& db, const std::string& max_prepared) {
+  PgmuxConfig cfg;
+  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 2\nmax_prepared_statements = " + max_prepared + "\n";
+  cfg.rest = auth_section("scram-sha-256") + "\n" + database_section("drv", "dbname = \"" + db.name() + "\"\n") +
+             "\n[log]\nconnections = false\ndisconnections = false\n";
+  cfg.userlist = plaintext_userlist();
+  return cfg;
+}
+
+void run_workload(const std::string& script, const std::string& dsn, const std::string& expect) {
+  auto r = run_process({kPython, drivers_dir() + "/" + script, dsn, "t" + unique_suffix()}, {}, 180s);
+  INFO(script << " output:\n" << r.output);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Contains(expect));
+}
+
+}  // namespace
+
+TEST_CASE("drivers: asyncpg over a transaction pool of 2", "[drivers][prepared]") {
+  ScratchDatabase db("asyncpg");
+  // pgmux's default, and a cache so small that statements are evicted and
+  // prepared again all the time.
+  for (const std::string limit : {"200", "3"}) {
+    DYNAMIC_SECTION("max_prepared_statements = " << limit) {
+      Pgmux mux(drivers_config(db, limit));
+      run_workload("asyncpg_workload.py",
+                   "postgresql://scram_user:scram_pw@127.0.0.1:" + std::to_string(mux.port()) + "/drv",
+                   "connections x 25 rounds ok");
+      mux.finish();
+    }
+  }
+}
+
+TEST_CASE("drivers: psycopg 3 over a transaction pool of 2", "[drivers][prepared]") {
+  ScratchDatabase db("psycopg");
+  for (const std::string limit : {"200", "3"}) {
+    DYNAMIC_SECTION("max_prepared_statements = " << limit) {
+      Pgmux mux(drivers_config(db, limit));
+      run_workload("psycopg_workload.py", mux.conninfo("drv", "scram_user", "scram_pw"),
+                   "connections x 30 rounds ok");
+      mux.finish();
+    }
+  }
+}
