@@ -215,4 +215,11 @@ PipelineKind pipeline_kind(std::string_view query) {
   return PipelineKind::safe;
 }
 
+bool transaction_exit_statement(std::string_view query) {
+  Lexer lx{query};
+  const std::string first = lx.word();
+  if (first == "commit" || first == "end" || first == "rollback" || first == "abort") return lx.word() != "prepared";
+  return first == "prepare" && lx.word() == "transaction";
+}
+
 }  // namespace pgmux::proto

@@ -42,6 +42,11 @@ bool unfollowable_sql_command(std::string_view query);
 //    it (not AND CHAIN, TO SAVEPOINT or PREPARED).
 enum class PipelineKind : uint8_t { unsafe, safe, ends_transaction };
 PipelineKind pipeline_kind(std::string_view query);
+// PostgreSQL's IsTransactionExitStmt, for a text the server parsed as one
+// statement: COMMIT / END, ROLLBACK / ABORT (TO SAVEPOINT too), PREPARE
+// TRANSACTION; not COMMIT / ROLLBACK PREPARED. PostgreSQL parses, binds and
+// runs these in a failed transaction block, and refuses the rest (25P02).
+bool transaction_exit_statement(std::string_view query);
 inline bool pipeline_safe_query(std::string_view query) { return pipeline_kind(query) == PipelineKind::safe; }
 
 }  // namespace pgmux::proto

@@ -2051,10 +2051,18 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       }
       // A name defined after a DEALLOCATE ALL in flight would go with it.
       if (drop_all_pending() && awaiting_server()) return wait_for_answers();
+      // PostgreSQL parses COMMIT, ROLLBACK... in a failed transaction block
+      // too: no probe for those.
+      const bool exit_stmt = proto::transaction_exit_statement(m->query);
       if (owns(std::string(m->statement))) {
         // Whether the name exists may hang on a Parse in flight.
         if (!ms().tracker.skipping() && awaiting_server()) return wait_for_answers();
-        report_own_error(already_exists(m->statement), out, /*simple=*/false);
+        if (exit_stmt) {
+          ms().tracker.synthetic(already_exists(m->statement));
+          fail_on_server(out, /*simple=*/false);
+        } else {
+          report_own_error(already_exists(m->statement), out, /*simple=*/false);
+        }
         ms().skip_to_sync = true;
         return true;
       }
@@ -2068,7 +2076,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       named().name_tag[name] = ctag;
       if (prepared_on_server(st)) {
         // PostgreSQL would refuse the Parse in a failed transaction block.
-        probe_failed_transaction(out);
+        if (!exit_stmt) probe_failed_transaction(out);
         ms().tracker.synthetic(parse_complete(), ctag);
       } else {
         emit_parse(st, out, /*hidden=*/false, ctag);

@@ -2144,6 +2144,62 @@ TEST_CASE("transaction: a statement whose result type changed is prepared again 
   mux.finish();
 }
 
+// In a failed transaction block PostgreSQL still parses and runs COMMIT,
+// ROLLBACK (TO SAVEPOINT) and PREPARE TRANSACTION, and refuses anything else
+// (25P02). pgmux answers a Parse of a text already prepared on the server
+// itself; it must not refuse those (pgjdbc prepares its ROLLBACK so).
+TEST_CASE("transaction: a named ROLLBACK or COMMIT prepared in a failed transaction block",
+          "[transaction][prepared]") {
+  Pgmux mux(tx_config("default_pool_size = 1\n"));
+  Conn first = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  // On the one server connection already, by another client.
+  int k = 0;
+  for (const char* sql : {"ROLLBACK", "COMMIT", "ROLLBACK TO SAVEPOINT s1", "SELECT 1"})
+    REQUIRE(prepare(first.get(), "by_first_" + std::to_string(++k), sql, 0).ok);
+  SECTION("ROLLBACK") {
+    exec(c.get(), "BEGIN");
+    CHECK(exec_error(c.get(), "SELECT 1/0").sqlstate == "22012");
+    auto p = prepare(c.get(), "rb", "ROLLBACK", 0);
+    CHECK(p.ok);
+    CHECK(exec_prepared(c.get(), "rb", {}).cmd_status == "ROLLBACK");
+    CHECK(PQtransactionStatus(c.get()) == PQTRANS_IDLE);
+  }
+  SECTION("COMMIT rolls back") {
+    exec(c.get(), "BEGIN");
+    CHECK(exec_error(c.get(), "SELECT 1/0").sqlstate == "22012");
+    CHECK(prepare(c.get(), "cm", "COMMIT", 0).ok);
+    CHECK(exec_prepared(c.get(), "cm", {}).cmd_status == "ROLLBACK");
+    CHECK(PQtransactionStatus(c.get()) == PQTRANS_IDLE);
+  }
+  SECTION("ROLLBACK TO SAVEPOINT") {
+    exec(c.get(), "BEGIN");
+    exec(c.get(), "SAVEPOINT s1");
+    CHECK(exec_error(c.get(), "SELECT 1/0").sqlstate == "22012");
+    CHECK(prepare(c.get(), "rts", "ROLLBACK TO SAVEPOINT s1", 0).ok);
+    CHECK(exec_prepared(c.get(), "rts", {}).ok);
+    CHECK(scalar(c.get(), "SELECT 2") == "2");  // the block goes on
+    exec(c.get(), "COMMIT");
+  }
+  SECTION("anything else is refused, as PostgreSQL does") {
+    exec(c.get(), "BEGIN");
+    CHECK(exec_error(c.get(), "SELECT 1/0").sqlstate == "22012");
+    CHECK(prepare(c.get(), "s", "SELECT 1", 0).sqlstate == "25P02");
+    exec(c.get(), "ROLLBACK");
+  }
+  SECTION("a duplicate name is still 42P05") {
+    REQUIRE(prepare(c.get(), "dup", "ROLLBACK", 0).ok);
+    exec(c.get(), "BEGIN");
+    CHECK(exec_error(c.get(), "SELECT 1/0").sqlstate == "22012");
+    CHECK(prepare(c.get(), "dup", "ROLLBACK", 0).sqlstate == "42P05");
+    CHECK(exec_prepared(c.get(), "dup", {}).cmd_status == "ROLLBACK");
+    CHECK(PQtransactionStatus(c.get()) == PQTRANS_IDLE);
+  }
+  first.reset();
+  c.reset();
+  mux.finish();
+}
+
 TEST_CASE("transaction: protocol Close and Flush of named statements", "[transaction][prepared]") {
   Pgmux mux(trust_tx_config(2));
   auto holder = connect(mux.conninfo("app", "trust_user"));

@@ -561,3 +561,17 @@ TEST_CASE("pipeline_kind: COMMIT, END, ROLLBACK, ABORT alone end the transaction
   }
   CHECK(pipeline_kind("SELECT 1") == PipelineKind::safe);
 }
+
+TEST_CASE("transaction_exit_statement: what PostgreSQL runs in a failed transaction block", "[sql]") {
+  for (std::string_view q : {"COMMIT", "commit work", "END", "end transaction;", "COMMIT AND CHAIN", "ROLLBACK",
+                             "rollback and no chain", "ABORT", "ROLLBACK TO SAVEPOINT s1", "rollback to s1",
+                             "PREPARE TRANSACTION 'gx'", "/* c */ COMMIT", "  -- x\n  ROLLBACK"}) {
+    INFO("query: [" << q << "]");
+    CHECK(transaction_exit_statement(q));
+  }
+  for (std::string_view q : {"COMMIT PREPARED 'gx'", "rollback prepared 'gx'", "BEGIN", "SELECT 1", "SAVEPOINT s1",
+                             "RELEASE SAVEPOINT s1", "PREPARE p AS SELECT 1", "committed", "ends", "", "-- COMMIT"}) {
+    INFO("query: [" << q << "]");
+    CHECK_FALSE(transaction_exit_statement(q));
+  }
+}
