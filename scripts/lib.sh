@@ -9,7 +9,7 @@ PGMUX_DEPS=(
   build-essential cmake pkg-config
   libuv1-dev libssl-dev libtoml11-dev libspdlog-dev catch2 libpq-dev
   postgresql-15 postgresql-client-15 pgbouncer python3
-  python3-asyncpg python3-psycopg
+  python3-asyncpg python3-psycopg default-jre-headless libpostgresql-jdbc-java
   dpkg-dev systemd adduser
 )
 

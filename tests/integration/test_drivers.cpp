@@ -1,9 +1,10 @@
-// Real drivers through pgmux in transaction mode (issue 3): asyncpg and
-// psycopg 3 (Debian's python3-asyncpg and python3-psycopg, installed by
-// scripts/test) name every statement themselves and keep it for the life of
-// their connection, while each transaction may run on another server
-// connection. The workloads are tests/integration/drivers/*.py; each checks
-// every answer and exits non-zero with the first wrong one.
+// Real drivers through pgmux in transaction mode (issue 3): asyncpg,
+// psycopg 3 and pgjdbc (Debian's python3-asyncpg, python3-psycopg and
+// libpostgresql-jdbc-java, installed by scripts/test) name every statement
+// themselves and keep it for the life of their connection, while each
+// transaction may run on another server connection. The workloads are in
+// tests/integration/drivers/; each checks every answer and exits non-zero
+// with the first wrong one.
 #include <catch2/catch.hpp>
 
 #include "harness.hpp"
@@ -33,11 +34,15 @@ PgmuxConfig drivers_config(const ScratchDatabase& db, const std::string& max_pre
   return cfg;
 }
 
-void run_workload(const std::string& script, const std::string& dsn, const std::string& expect) {
-  auto r = run_process({kPython, drivers_dir() + "/" + script, dsn, "t" + unique_suffix()}, {}, 180s);
-  INFO(script << " output:\n" << r.output);
+void run_workload(const std::vector<std::string>& command, const std::string& expect) {
+  auto r = run_process(command, {}, 180s);
+  INFO(command[command.size() - 3] << " output:\n" << r.output);
   CHECK(r.exit_code == 0);
   CHECK_THAT(r.output, Contains(expect));
+}
+
+void run_python(const std::string& script, const std::string& dsn, const std::string& expect) {
+  run_workload({kPython, drivers_dir() + "/" + script, dsn, "t" + unique_suffix()}, expect);
 }
 
 }  // namespace
@@ -49,7 +54,7 @@ TEST_CASE("drivers: asyncpg over a transaction pool of 2", "[drivers][prepared]"
   for (const std::string limit : {"200", "3"}) {
     DYNAMIC_SECTION("max_prepared_statements = " << limit) {
       Pgmux mux(drivers_config(db, limit));
-      run_workload("asyncpg_workload.py",
+      run_python("asyncpg_workload.py",
                    "postgresql://scram_user:scram_pw@127.0.0.1:" + std::to_string(mux.port()) + "/drv",
                    "connections x 25 rounds ok");
       mux.finish();
@@ -62,7 +67,26 @@ TEST_CASE("drivers: psycopg 3 over a transaction pool of 2", "[drivers][prepared
   for (const std::string limit : {"200", "3"}) {
     DYNAMIC_SECTION("max_prepared_statements = " << limit) {
       Pgmux mux(drivers_config(db, limit));
-      run_workload("psycopg_workload.py", mux.conninfo("drv", "scram_user", "scram_pw"),
+      run_python("psycopg_workload.py", mux.conninfo("drv", "scram_user", "scram_pw"),
+                   "connections x 30 rounds ok");
+      mux.finish();
+    }
+  }
+}
+
+// prepareThreshold=1: pgjdbc prepares every statement on the server under
+// its own name (its ROLLBACK after an error too), runs batches as one
+// pipeline and reads a result with a fetch size through a named portal.
+TEST_CASE("drivers: pgjdbc over a transaction pool of 2", "[drivers][prepared]") {
+  ScratchDatabase db("pgjdbc");
+  for (const std::string limit : {"200", "3"}) {
+    DYNAMIC_SECTION("max_prepared_statements = " << limit) {
+      Pgmux mux(drivers_config(db, limit));
+      const std::string url = "jdbc:postgresql://127.0.0.1:" + std::to_string(mux.port()) +
+                              "/drv?user=scram_user&password=scram_pw&prepareThreshold=1";
+      // Java's single-file launcher compiles the workload in memory.
+      run_workload({"java", "-cp", "/usr/share/java/postgresql.jar", drivers_dir() + "/JdbcWorkload.java", url,
+                    "t" + unique_suffix()},
                    "connections x 30 rounds ok");
       mux.finish();
     }
