@@ -10,6 +10,7 @@ PGMUX_DEPS=(
   libuv1-dev libssl-dev libtoml11-dev libspdlog-dev catch2 libpq-dev
   postgresql-15 postgresql-client-15 pgbouncer python3
   python3-asyncpg python3-psycopg default-jre-headless libpostgresql-jdbc-java
+  golang-go golang-github-jackc-pgx-v4-dev
   dpkg-dev systemd adduser
 )
 

@@ -1,6 +1,7 @@
 // Real drivers through pgmux in transaction mode (issue 3): asyncpg,
-// psycopg 3 and pgjdbc (Debian's python3-asyncpg, python3-psycopg and
-// libpostgresql-jdbc-java, installed by scripts/test) name every statement
+// psycopg 3, pgjdbc and pgx (Debian's python3-asyncpg, python3-psycopg,
+// libpostgresql-jdbc-java and golang-github-jackc-pgx-v4-dev, installed by
+// scripts/test) name every statement
 // themselves and keep it for the life of their connection, while each
 // transaction may run on another server connection. The workloads are in
 // tests/integration/drivers/; each checks every answer and exits non-zero
@@ -86,6 +87,33 @@ TEST_CASE("drivers: pgjdbc over a transaction pool of 2", "[drivers][prepared]")
                               "/drv?user=scram_user&password=scram_pw&prepareThreshold=1";
       // Java's single-file launcher compiles the workload in memory.
       run_workload({"java", "-cp", "/usr/share/java/postgresql.jar", drivers_dir() + "/JdbcWorkload.java", url,
+                    "t" + unique_suffix()},
+                   "connections x 30 rounds ok");
+      mux.finish();
+    }
+  }
+}
+
+// pgx v4 (its statement cache prepares every query under its own name),
+// built from Debian's Go sources in GOPATH mode: batches, binary COPY, an
+// explicitly named statement used across transactions.
+TEST_CASE("drivers: pgx over a transaction pool of 2", "[drivers][prepared]") {
+  static TempDir build;  // once per process: the sections share the binary
+  static const std::string binary = [] {
+    const std::string out = build.file("pgx_workload");
+    auto r = run_process({"go", "build", "-o", out, drivers_dir() + "/pgx_workload.go"},
+                         {{"GO111MODULE", "off"}, {"GOPATH", "/usr/share/gocode"}, {"GOCACHE", build.file("gocache")},
+                          {"HOME", build.path()}},
+                         300s);
+    INFO("go build:\n" << r.output);
+    REQUIRE(r.exit_code == 0);
+    return out;
+  }();
+  ScratchDatabase db("pgx");
+  for (const std::string limit : {"200", "3"}) {
+    DYNAMIC_SECTION("max_prepared_statements = " << limit) {
+      Pgmux mux(drivers_config(db, limit));
+      run_workload({binary, "postgres://scram_user:scram_pw@127.0.0.1:" + std::to_string(mux.port()) + "/drv",
                     "t" + unique_suffix()},
                    "connections x 30 rounds ok");
       mux.finish();
