@@ -24,11 +24,18 @@ std::string drivers_dir() {
   return fixture.substr(0, fixture.rfind('/')) + "/drivers";
 }
 
+// The pgmux settings each workload runs under: pgmux's default statement
+// cache; one so small that statements are evicted and prepared again all
+// the time; and server_pipelining (waiting clients' requests sent behind
+// others' on busy servers).
+const char* const kVariants[] = {"max_prepared_statements = 200", "max_prepared_statements = 3",
+                                 "server_pipelining = true"};
+
 // A transaction pool of 2 for database "drv" (a scratch database owned by
-// scram_user), with `max_prepared_statements`.
-PgmuxConfig drivers_config(const ScratchDatabase& db, const std::string& max_prepared) {
+// scram_user), with `variant`.
+PgmuxConfig drivers_config(const ScratchDatabase& db, const std::string& variant) {
   PgmuxConfig cfg;
-  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 2\nmax_prepared_statements = " + max_prepared + "\n";
+  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 2\n" + variant + "\n";
   cfg.rest = auth_section("scram-sha-256") + "\n" + database_section("drv", "dbname = \"" + db.name() + "\"\n") +
              "\n[log]\nconnections = false\ndisconnections = false\n";
   cfg.userlist = plaintext_userlist();
@@ -50,11 +57,9 @@ void run_python(const std::string& script, const std::string& dsn, const std::st
 
 TEST_CASE("drivers: asyncpg over a transaction pool of 2", "[drivers][prepared]") {
   ScratchDatabase db("asyncpg");
-  // pgmux's default, and a cache so small that statements are evicted and
-  // prepared again all the time.
-  for (const std::string limit : {"200", "3"}) {
-    DYNAMIC_SECTION("max_prepared_statements = " << limit) {
-      Pgmux mux(drivers_config(db, limit));
+  for (const std::string variant : kVariants) {
+    DYNAMIC_SECTION(variant) {
+      Pgmux mux(drivers_config(db, variant));
       run_python("asyncpg_workload.py",
                    "postgresql://scram_user:scram_pw@127.0.0.1:" + std::to_string(mux.port()) + "/drv",
                    "connections x 25 rounds ok");
@@ -65,9 +70,9 @@ TEST_CASE("drivers: asyncpg over a transaction pool of 2", "[drivers][prepared]"
 
 TEST_CASE("drivers: psycopg 3 over a transaction pool of 2", "[drivers][prepared]") {
   ScratchDatabase db("psycopg");
-  for (const std::string limit : {"200", "3"}) {
-    DYNAMIC_SECTION("max_prepared_statements = " << limit) {
-      Pgmux mux(drivers_config(db, limit));
+  for (const std::string variant : kVariants) {
+    DYNAMIC_SECTION(variant) {
+      Pgmux mux(drivers_config(db, variant));
       run_python("psycopg_workload.py", mux.conninfo("drv", "scram_user", "scram_pw"),
                    "connections x 30 rounds ok");
       mux.finish();
@@ -80,9 +85,9 @@ TEST_CASE("drivers: psycopg 3 over a transaction pool of 2", "[drivers][prepared
 // pipeline and reads a result with a fetch size through a named portal.
 TEST_CASE("drivers: pgjdbc over a transaction pool of 2", "[drivers][prepared]") {
   ScratchDatabase db("pgjdbc");
-  for (const std::string limit : {"200", "3"}) {
-    DYNAMIC_SECTION("max_prepared_statements = " << limit) {
-      Pgmux mux(drivers_config(db, limit));
+  for (const std::string variant : kVariants) {
+    DYNAMIC_SECTION(variant) {
+      Pgmux mux(drivers_config(db, variant));
       const std::string url = "jdbc:postgresql://127.0.0.1:" + std::to_string(mux.port()) +
                               "/drv?user=scram_user&password=scram_pw&prepareThreshold=1";
       // Java's single-file launcher compiles the workload in memory.
@@ -110,9 +115,9 @@ TEST_CASE("drivers: pgx over a transaction pool of 2", "[drivers][prepared]") {
     return out;
   }();
   ScratchDatabase db("pgx");
-  for (const std::string limit : {"200", "3"}) {
-    DYNAMIC_SECTION("max_prepared_statements = " << limit) {
-      Pgmux mux(drivers_config(db, limit));
+  for (const std::string variant : kVariants) {
+    DYNAMIC_SECTION(variant) {
+      Pgmux mux(drivers_config(db, variant));
       run_workload({binary, "postgres://scram_user:scram_pw@127.0.0.1:" + std::to_string(mux.port()) + "/drv",
                     "t" + unique_suffix()},
                    "connections x 30 rounds ok");
