@@ -46,6 +46,11 @@ class PreparedRegistry {
   // client's Parse of the same text can be answered without a server.
   void mark_proven(uint64_t id) { proven_.insert(id); }
   bool proven(uint64_t id) const { return proven_.count(id) != 0; }
+  // A statement's result type changed on a server (a schema change): texts
+  // prepared from now on get new statements (new server names), so a
+  // client's re-prepare never reaches a stale plan. Clients keep the
+  // statements they have, as their drivers keep the result types.
+  void retire_all() { by_key_.clear(); }
 
  private:
   std::unordered_map<std::string, std::weak_ptr<const PreparedStatement>> by_key_;

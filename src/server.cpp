@@ -42,8 +42,6 @@ ServerConnection::ServerConnection(Worker& w, pool::Pool&, const conf::DatabaseC
               this),
       framer_(w.config().max_packet_size),
       statements_(size_t(w.config().max_prepared_statements)),
-      plan_epoch_(w.plan_epoch(dbname_)),
-      plan_epoch_seen_(*plan_epoch_),
       loop_(w.loop()) {}
 
 ServerConnection::~ServerConnection() = default;

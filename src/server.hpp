@@ -209,16 +209,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   uint16_t port() const { return port_; }
   const std::string& name() const { return name_; }
   ClientConnection* linked_client() const { return client_; }
-  // What this connection has prepared; forgotten (each is closed and
-  // prepared again at its next use) once a statement's plan went stale on
-  // any connection to the database (Worker::invalidate_plans).
-  ServerStatementCache& statements() {
-    if (*plan_epoch_ != plan_epoch_seen_) {
-      statements_.clear();
-      plan_epoch_seen_ = *plan_epoch_;
-    }
-    return statements_;
-  }
+  ServerStatementCache& statements() { return statements_; }
   // SQL-level PREPARE names on this connection -> statement id.
   std::unordered_map<std::string, uint64_t>& sql_prepared() { return sql_prepared_; }
   // RESET ALL, then SET of these (a client's login values), went to the
@@ -362,8 +353,6 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   conf::PoolMode client_mode_ = conf::PoolMode::session;
 
   ServerStatementCache statements_;
-  const uint64_t* plan_epoch_;
-  uint64_t plan_epoch_seen_;
   std::unordered_map<std::string, uint64_t> sql_prepared_;
   uv_loop_t* loop_;
   uint64_t busy_since_ms_ = 0;   // when the server started owing a reply

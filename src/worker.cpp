@@ -938,9 +938,9 @@ void Worker::maybe_log_stats(pool::TimePoint now) {
 }
 
 void Worker::invalidate_plans(const std::string& dbname, const std::string& seen_by) {
-  ++plan_epochs_[dbname];
-  spdlog::info("{}: a prepared statement's result type changed (cached plan must not change result type); "
-               "statements on database \"{}\" are prepared again on each server connection at their next use",
+  prepared_.retire_all();
+  spdlog::info("{}: a prepared statement's result type changed on database \"{}\" (cached plan must not change "
+               "result type); statements prepared from now on get new server names",
                seen_by, dbname);
 }
 

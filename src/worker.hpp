@@ -216,11 +216,9 @@ class Worker : public pool::Connector {
   // another client with the same set (ServerConnection::link_sync).
   uint64_t param_set_id(const pool::Params& params);
   PreparedRegistry& prepared() { return prepared_; }
-  // A prepared statement's result type changed on the server (a schema
-  // change): every server connection to that database prepares its
-  // statements again as they are used. The counter a ServerConnection
-  // compares with the value it last saw (stable address).
-  const uint64_t* plan_epoch(const std::string& dbname) { return &plan_epochs_[dbname]; }
+  // A prepared statement's result type changed on a server (a schema
+  // change): statements prepared from now on get new server names
+  // (PreparedRegistry::retire_all).
   void invalidate_plans(const std::string& dbname, const std::string& seen_by);
   // Called once everything is closed after a shutdown (closes signal handles
   // so the loop can end).
@@ -281,7 +279,6 @@ class Worker : public pool::Connector {
   pool::List<ServerConnection, &ServerConnection::all_hook> servers_;
   size_t counted_clients_ = 0;  // against max_client_conn
   PreparedRegistry prepared_;
-  std::unordered_map<std::string, uint64_t> plan_epochs_;  // by server-side database name
   uint64_t last_id_ = 0;
   std::unordered_map<std::string, uint64_t> param_sets_;
   uint64_t last_param_set_ = 0;
