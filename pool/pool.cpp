@@ -245,6 +245,7 @@ void Pool::note_waited(TimePoint since) {
   const uint64_t us = waited.count() > 0 ? uint64_t(waited.count()) : 0;
   stats.wait_us += us;
   stats.wait_hist.add(us);
+  ++stats.waited;
 }
 
 void Pool::dequeue(PoolClient* c) {

@@ -159,6 +159,7 @@ struct PoolStats {
   uint64_t client_bytes = 0;  // from clients to servers
   uint64_t server_bytes = 0;  // from servers to clients
   uint64_t xact_us = 0, query_us = 0, wait_us = 0;
+  uint64_t waited = 0;  // clients that waited for a server (wait_hist also counts immediate ones)
   // server_pipelining: clients sent out behind another client's request.
   uint64_t pipelined = 0;
   uint64_t server_errors = 0;  // server connections lost or refused at login

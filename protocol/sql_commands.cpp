@@ -217,9 +217,18 @@ PipelineKind pipeline_kind(std::string_view query) {
 
 bool transaction_exit_statement(std::string_view query) {
   Lexer lx{query};
+  lx.skip_space();
+  while (lx.i < lx.s.size() && lx.s[lx.i] == ';') {  // empty statements before it
+    ++lx.i;
+    lx.skip_space();
+  }
   const std::string first = lx.word();
   if (first == "commit" || first == "end" || first == "rollback" || first == "abort") return lx.word() != "prepared";
-  return first == "prepare" && lx.word() == "transaction";
+  if (first != "prepare" || lx.word() != "transaction") return false;
+  // PREPARE TRANSACTION 'gid', not a statement named "transaction"
+  // (PREPARE transaction [(types)] AS ...).
+  lx.skip_space();
+  return lx.i < lx.s.size() && lx.s[lx.i] != '(' && lx.word() != "as";
 }
 
 }  // namespace pgmux::proto

@@ -453,27 +453,49 @@ void PoolTotals::add(const pool::PoolStats& s) {
   query_us += s.query_us;
   wait_us += s.wait_us;
   waits += s.wait_hist.count;
+  waited += s.waited;
+}
+
+void PoolTotals::add(const PoolTotals& t) {
+  xact += t.xact;
+  query += t.query;
+  recv += t.recv;
+  sent += t.sent;
+  xact_us += t.xact_us;
+  query_us += t.query_us;
+  wait_us += t.wait_us;
+  waits += t.waits;
+  waited += t.waited;
 }
 
 void log_stats(Worker& w, std::map<std::string, PoolTotals, std::less<>>& last, double seconds, bool emit) {
   auto now = totals_by_database(w);
+  // Pools dropped after a reload count on, so that the totals only grow.
+  for (auto& [db, t] : now)
+    if (auto gone = w.dropped_totals().find(db); gone != w.dropped_totals().end()) t.add(gone->second);
   if (emit) {
     for (const auto& [db, t] : now) {
-      // A pool dropped and made again since: its counters started afresh.
-      auto since = [](uint64_t cur, uint64_t before) { return cur >= before ? cur - before : cur; };
+      auto since = [](uint64_t cur, uint64_t before) { return cur >= before ? cur - before : 0; };
       PoolTotals d;
       if (auto it = last.find(db); it != last.end()) {
         const PoolTotals& b = it->second;
         d = {since(t.xact, b.xact),       since(t.query, b.query),       since(t.recv, b.recv),
              since(t.sent, b.sent),       since(t.xact_us, b.xact_us),   since(t.query_us, b.query_us),
-             since(t.wait_us, b.wait_us), since(t.waits, b.waits)};
+             since(t.wait_us, b.wait_us), since(t.waits, b.waits),       since(t.waited, b.waited)};
       } else {
         d = t;
+        // Its pools were all gone at the last line: only what came since.
+        if (auto gone = w.dropped_totals().find(db); gone != w.dropped_totals().end()) {
+          const PoolTotals& g = gone->second;
+          d = {since(t.xact, g.xact),       since(t.query, g.query),       since(t.recv, g.recv),
+               since(t.sent, g.sent),       since(t.xact_us, g.xact_us),   since(t.query_us, g.query_us),
+               since(t.wait_us, g.wait_us), since(t.waits, g.waits),       since(t.waited, g.waited)};
+        }
       }
       const Averages a(d, seconds);
       spdlog::info("stats {}: {} xacts/s, {} queries/s, in {} B/s, out {} B/s, xact {} us, query {} us, "
                    "wait {} us ({} clients waited)",
-                   db, a.xact, a.query, a.recv, a.sent, a.xact_us, a.query_us, a.wait_us, d.waits);
+                   db, a.xact, a.query, a.recv, a.sent, a.xact_us, a.query_us, a.wait_us, d.waited);
     }
   }
   last = std::move(now);
@@ -552,7 +574,14 @@ AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level
     proto::command_complete(r.out, "KILL");
   } else if (cmd == "DISABLE" || cmd == "ENABLE") {
     if (a.size() != 2) return bad();
-    if (!known_db()) return r;
+    // A name the "*" entry serves may be disabled too, and a disabled name
+    // enabled even after a reload removed its entry.
+    const bool served = !db.empty() && (w.config().databases.count(db) || w.config().databases.count("*") ||
+                                        (cmd == "ENABLE" && w.is_disabled(db)));
+    if (!served) {
+      error(r.out, "42704", "no such database: " + db);
+      return r;
+    }
     if (cmd == "DISABLE") w.disable(db);
     else w.enable(db);
     proto::command_complete(r.out, cmd);

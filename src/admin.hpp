@@ -36,8 +36,11 @@ struct AdminReply {
 // What the pools of one database did (SHOW STATS, SHOW TOTALS, the stats
 // log line).
 struct PoolTotals {
-  uint64_t xact = 0, query = 0, recv = 0, sent = 0, xact_us = 0, query_us = 0, wait_us = 0, waits = 0;
+  // waits: server assignments (immediate ones too); waited: clients that
+  // had to wait for one.
+  uint64_t xact = 0, query = 0, recv = 0, sent = 0, xact_us = 0, query_us = 0, wait_us = 0, waits = 0, waited = 0;
   void add(const pool::PoolStats& s);
+  void add(const PoolTotals& t);
 };
 
 // [log] stats_period: one log line per database with what its pools did

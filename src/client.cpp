@@ -2101,6 +2101,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       if (!st) return other_name(m->statement, Req::bind);
       if (uncertain(m->statement)) return wait_for_answers();
       ensure(*st);
+      server_->note_statement_use((*st)->generation);
       std::string nb;
       nb.reserve(body_str.size() + (*st)->server_name.size());
       nb.append(body_str, 0, m->statement_offset);
@@ -2123,6 +2124,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       if (!st) return other_name(m->name, Req::describe_stmt);
       if (uncertain(m->name)) return wait_for_answers();
       ensure(*st);
+      server_->note_statement_use((*st)->generation);
       std::string nb = "S" + (*st)->server_name;
       nb.push_back('\0');
       send_request(out, 'D', nb, Req::describe_stmt);

@@ -20,6 +20,7 @@ StatementRef PreparedRegistry::get(std::string_view query, std::string_view para
   st->query = std::string(query);
   st->param_types = std::string(param_types);
   st->pipeline_kind = proto::pipeline_kind(st->query);
+  st->generation = generation_;
   by_key_[std::move(key)] = st;
   if (by_key_.size() >= sweep_at_) {
     // Forget statements no client holds any more (and their proven mark).

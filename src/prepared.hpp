@@ -25,6 +25,7 @@ struct PreparedStatement {
   std::string query;
   std::string param_types;  // wire bytes: int16 count + int32 OIDs
   proto::PipelineKind pipeline_kind = proto::PipelineKind::unsafe;  // of query
+  uint64_t generation = 0;  // PreparedRegistry::generation() when it was made
 };
 using StatementRef = std::shared_ptr<const PreparedStatement>;
 
@@ -50,12 +51,18 @@ class PreparedRegistry {
   // prepared from now on get new statements (new server names), so a
   // client's re-prepare never reaches a stale plan. Clients keep the
   // statements they have, as their drivers keep the result types.
-  void retire_all() { by_key_.clear(); }
+  void retire_all() {
+    by_key_.clear();
+    ++generation_;
+  }
+  // How many times the texts were retired: statements made since have this.
+  uint64_t generation() const { return generation_; }
 
  private:
   std::unordered_map<std::string, std::weak_ptr<const PreparedStatement>> by_key_;
   std::unordered_set<uint64_t> proven_;
   uint64_t next_id_ = 1;
+  uint64_t generation_ = 0;
   size_t sweep_at_ = 1024;
 };
 

@@ -210,6 +210,11 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   const std::string& name() const { return name_; }
   ClientConnection* linked_client() const { return client_; }
   ServerStatementCache& statements() { return statements_; }
+  // A Bind or Describe of a statement of that generation goes out (see
+  // stale plans in watch_end): the newest in flight is kept.
+  void note_statement_use(uint64_t generation) {
+    if (generation + 1 > used_generation_) used_generation_ = generation + 1;
+  }
   // SQL-level PREPARE names on this connection -> statement id.
   std::unordered_map<std::string, uint64_t>& sql_prepared() { return sql_prepared_; }
   // RESET ALL, then SET of these (a client's login values), went to the
@@ -353,6 +358,9 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   conf::PoolMode client_mode_ = conf::PoolMode::session;
 
   ServerStatementCache statements_;
+  // 1 + the newest PreparedStatement::generation bound or described since
+  // the server last owed nothing; 0 = none.
+  uint64_t used_generation_ = 0;
   std::unordered_map<std::string, uint64_t> sql_prepared_;
   uv_loop_t* loop_;
   uint64_t busy_since_ms_ = 0;   // when the server started owing a reply

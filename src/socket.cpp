@@ -10,6 +10,7 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <new>
 
@@ -325,7 +326,10 @@ void Socket::set_nodelay() {
 const char* Socket::set_keepalive(const TcpKeepalive& k) {
   if (kind_ != Kind::tcp) return nullptr;
   uv_os_fd_t fd;
-  if (uv_fileno(&h_.handle, &fd) != 0) return "SO_KEEPALIVE";
+  if (uv_fileno(&h_.handle, &fd) != 0) {
+    errno = EBADF;  // no descriptor (the handle is closing)
+    return "SO_KEEPALIVE";
+  }
   auto set = [fd](int level, int name, int value) {
     return setsockopt(fd, level, name, &value, sizeof value) == 0;
   };

@@ -290,9 +290,16 @@ class Worker : public pool::Connector {
   pool::TimePoint started_at_ = pool::Clock::now();
   // [log] stats_period: the totals at the last stats line.
   std::map<std::string, PoolTotals, std::less<>> stats_last_;
+  std::map<std::string, PoolTotals, std::less<>> dropped_totals_;  // of pools a reload retired, then dropped
   pool::TimePoint stats_at_{};
   bool stats_primed_ = false;
   void maybe_log_stats(pool::TimePoint now);
+
+ public:
+  // What the pools of each database that were dropped after a reload did.
+  const std::map<std::string, PoolTotals, std::less<>>& dropped_totals() const { return dropped_totals_; }
+
+ private:
   std::set<std::string, std::less<>> paused_dbs_;
   std::set<std::string, std::less<>> disabled_dbs_;
   bool paused_all_ = false;

@@ -277,6 +277,38 @@ TEST_CASE("admin: DISABLE refuses new logins to a database until ENABLE; its cli
   mux.finish();
 }
 
+// Names the "*" entry serves can be disabled; a disabled name whose entry a
+// reload removed (so "*" serves it) can still be enabled.
+TEST_CASE("admin: DISABLE and ENABLE with the \"*\" entry", "[admin]") {
+  PgmuxConfig cfg = admin_config();
+  cfg.rest += "\n[databases.\"*\"]\nhost = \"@PG_HOST@\"\nport = @PG_PORT@\n";
+  Pgmux mux(cfg);
+  Conn a = connect(mux.conninfo("pgbouncer", "admin", "admin_pw"));
+  CHECK(try_exec(a.get(), "DISABLE app2").ok);
+  CHECK_THAT(connect_error(mux.conninfo("app2", "scram_user", "scram_pw")), Contains("does not allow connections"));
+  CHECK(try_exec(a.get(), "ENABLE app2").ok);
+  Conn c2 = connect(mux.conninfo("app2", "scram_user", "scram_pw"));
+  CHECK(scalar(c2.get(), "SELECT current_database()") == "app2");
+  CHECK(exec_error(a.get(), "DISABLE \"\"").sqlstate == "42704");
+  // app's own entry goes with a reload: "*" serves it, still disabled.
+  CHECK(try_exec(a.get(), "DISABLE app").ok);
+  std::string text = mux.config_text();
+  const size_t at = text.find("[databases.app]");
+  REQUIRE(at != std::string::npos);
+  const size_t end = text.find("\n[", at + 1);
+  text.erase(at, end == std::string::npos ? std::string::npos : end + 1 - at);
+  write_file(mux.config_path(), text);
+  exec(a.get(), "RELOAD");
+  CHECK_THAT(connect_error(mux.conninfo("app", "scram_user", "scram_pw")), Contains("does not allow connections"));
+  CHECK(try_exec(a.get(), "ENABLE app").ok);
+  Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  CHECK(scalar(c.get(), "SELECT current_database()") == "app");
+  c.reset();
+  c2.reset();
+  a.reset();
+  mux.finish();
+}
+
 TEST_CASE("admin: SHUTDOWN ends pgmux", "[admin]") {
   Pgmux mux(admin_config());
   Conn a = connect(mux.conninfo("pgbouncer", "admin", "admin_pw"));

@@ -2144,6 +2144,46 @@ TEST_CASE("transaction: a statement whose result type changed is prepared again 
   mux.finish();
 }
 
+// A client that keeps running its old statement after the schema change
+// gets 0A000 each time; the texts are retired once, not at every error (each
+// retirement gives every text a new server name: copies pile up).
+TEST_CASE("transaction: stale plans retire the statement texts once per schema change",
+          "[transaction][prepared]") {
+  ScratchDatabase db("stale2");
+  {
+    Conn su = connect(superuser_conninfo(db.name()));
+    exec(su.get(), "CREATE TABLE shape (a int); INSERT INTO shape VALUES (1); GRANT ALL ON shape TO scram_user");
+  }
+  Pgmux mux(tx_config("default_pool_size = 1\n", database_section("stale", "dbname = \"" + db.name() + "\"\n")));
+  Conn old_client = connect(mux.conninfo("stale", "scram_user", "scram_pw"));
+  Conn other = connect(mux.conninfo("stale", "scram_user", "scram_pw"));
+  REQUIRE(prepare(old_client.get(), "old", "SELECT * FROM shape", 0).ok);
+  REQUIRE(exec_prepared(old_client.get(), "old", {}).ok);
+  {
+    Conn su = connect(superuser_conninfo(db.name()));
+    exec(su.get(), "ALTER TABLE shape ADD COLUMN b int");
+  }
+  for (int i = 0; i < 5; ++i) {
+    CHECK(exec_prepared(old_client.get(), "old", {}).sqlstate == "0A000");
+    const std::string name = "n" + std::to_string(i);
+    REQUIRE(prepare(other.get(), name, "SELECT 42", 0).ok);
+    CHECK(describe_outcome(exec_prepared(other.get(), name, {})) == "ok [42]");
+  }
+  // One server connection: its copies of the text.
+  CHECK(scalar(other.get(), "SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT 42'") == "1");
+  const std::string log = mux.log_text();
+  size_t lines = 0;
+  for (size_t at = log.find("result type changed"); at != std::string::npos; at = log.find("result type changed", at + 1))
+    ++lines;
+  CHECK(lines == 1);
+  // A new statement of the same text works (its own server name).
+  REQUIRE(prepare(old_client.get(), "fresh", "SELECT * FROM shape", 0).ok);
+  CHECK(describe_outcome(exec_prepared(old_client.get(), "fresh", {})) == "ok [1|]");
+  old_client.reset();
+  other.reset();
+  mux.finish();
+}
+
 // In a failed transaction block PostgreSQL still parses and runs COMMIT,
 // ROLLBACK (TO SAVEPOINT) and PREPARE TRANSACTION, and refuses anything else
 // (25P02). pgmux answers a Parse of a text already prepared on the server

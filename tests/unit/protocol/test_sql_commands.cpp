@@ -565,12 +565,16 @@ TEST_CASE("pipeline_kind: COMMIT, END, ROLLBACK, ABORT alone end the transaction
 TEST_CASE("transaction_exit_statement: what PostgreSQL runs in a failed transaction block", "[sql]") {
   for (std::string_view q : {"COMMIT", "commit work", "END", "end transaction;", "COMMIT AND CHAIN", "ROLLBACK",
                              "rollback and no chain", "ABORT", "ROLLBACK TO SAVEPOINT s1", "rollback to s1",
-                             "PREPARE TRANSACTION 'gx'", "/* c */ COMMIT", "  -- x\n  ROLLBACK"}) {
+                             "PREPARE TRANSACTION 'gx'", "/* c */ COMMIT", "  -- x\n  ROLLBACK", ";COMMIT",
+                             " ; ;rollback", "prepare transaction E'gx'", "PREPARE TRANSACTION $$gx$$"}) {
     INFO("query: [" << q << "]");
     CHECK(transaction_exit_statement(q));
   }
   for (std::string_view q : {"COMMIT PREPARED 'gx'", "rollback prepared 'gx'", "BEGIN", "SELECT 1", "SAVEPOINT s1",
-                             "RELEASE SAVEPOINT s1", "PREPARE p AS SELECT 1", "committed", "ends", "", "-- COMMIT"}) {
+                             "RELEASE SAVEPOINT s1", "PREPARE p AS SELECT 1", "committed", "ends", "", "-- COMMIT",
+                             // a prepared statement named "transaction"
+                             "PREPARE transaction AS SELECT 1", "prepare transaction (int) as select $1",
+                             "PREPARE TRANSACTION", ";", "; SELECT 1"}) {
     INFO("query: [" << q << "]");
     CHECK_FALSE(transaction_exit_statement(q));
   }
