@@ -18,6 +18,9 @@
 //  - pipeline_kind: a second statement after a ";" makes any query unsafe;
 //    a trailing ";" or a leading comment line keeps the kind; a safe query
 //    has no set_config in it (any case).
+//  - transaction_exit_statement: a lone COMMIT/ROLLBACK... (pipeline kind
+//    ends_transaction) is one; a safe query is none; a leading comment line
+//    or ';' keeps the answer.
 //  - Every predicate gives the same answer twice (no hidden state).
 #include <cctype>
 #include <cstdint>
@@ -73,6 +76,12 @@ void check_query(std::string_view q) {
     FUZZ_CHECK(pipeline_kind(std::string(q) + ";") == kind);
     FUZZ_CHECK(pipeline_kind("-- queued behind\n" + std::string(q)) == kind);
   }
+  const bool exit_stmt = transaction_exit_statement(q);
+  FUZZ_CHECK(transaction_exit_statement(q) == exit_stmt);
+  if (kind == PipelineKind::ends_transaction) FUZZ_CHECK(exit_stmt);
+  if (kind == PipelineKind::safe) FUZZ_CHECK(!exit_stmt);
+  FUZZ_CHECK(transaction_exit_statement("-- c\n" + std::string(q)) == exit_stmt);
+  FUZZ_CHECK(transaction_exit_statement(";" + std::string(q)) == exit_stmt);
   if (kind == PipelineKind::safe) {
     std::string lower(q);
     for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
