@@ -469,28 +469,22 @@ void PoolTotals::add(const PoolTotals& t) {
 }
 
 void log_stats(Worker& w, std::map<std::string, PoolTotals, std::less<>>& last, double seconds, bool emit) {
-  auto now = totals_by_database(w);
-  // Pools dropped after a reload count on, so that the totals only grow.
-  for (auto& [db, t] : now)
-    if (auto gone = w.dropped_totals().find(db); gone != w.dropped_totals().end()) t.add(gone->second);
+  const auto live = totals_by_database(w);
+  // Pools dropped after a reload count on, so that the totals only grow:
+  // the snapshot holds every database that had pools, lines go to those
+  // that have some now.
+  auto now = live;
+  for (const auto& [db, gone] : w.dropped_totals()) now[db].add(gone);
   if (emit) {
     for (const auto& [db, t] : now) {
+      if (!live.count(db)) continue;
       auto since = [](uint64_t cur, uint64_t before) { return cur >= before ? cur - before : 0; };
-      PoolTotals d;
+      PoolTotals d = t;
       if (auto it = last.find(db); it != last.end()) {
         const PoolTotals& b = it->second;
         d = {since(t.xact, b.xact),       since(t.query, b.query),       since(t.recv, b.recv),
              since(t.sent, b.sent),       since(t.xact_us, b.xact_us),   since(t.query_us, b.query_us),
              since(t.wait_us, b.wait_us), since(t.waits, b.waits),       since(t.waited, b.waited)};
-      } else {
-        d = t;
-        // Its pools were all gone at the last line: only what came since.
-        if (auto gone = w.dropped_totals().find(db); gone != w.dropped_totals().end()) {
-          const PoolTotals& g = gone->second;
-          d = {since(t.xact, g.xact),       since(t.query, g.query),       since(t.recv, g.recv),
-               since(t.sent, g.sent),       since(t.xact_us, g.xact_us),   since(t.query_us, g.query_us),
-               since(t.wait_us, g.wait_us), since(t.waits, g.waits),       since(t.waited, g.waited)};
-        }
       }
       const Averages a(d, seconds);
       spdlog::info("stats {}: {} xacts/s, {} queries/s, in {} B/s, out {} B/s, xact {} us, query {} us, "

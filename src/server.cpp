@@ -839,11 +839,15 @@ void ServerConnection::watch_end(bool& release_point) {
       if (e && e->sqlstate == "25006") retry_wanted_ = true;
       else retry_decided_ = true;
     }
-    // A stale plan: the texts are retired once per schema change. Old
-    // statements (from before the last retirement) failing again change
-    // nothing; a statement of the current generation in flight does.
-    if (proto::is_stale_plan_error(body) && used_generation_ == worker_.prepared().generation() + 1)
-      worker_.invalidate_plans(dbname_, name_);
+    // A stale plan: the texts are retired once per schema change. The
+    // error answers the oldest unanswered segment; it retires them when
+    // every statement that segment uses is of the current generation (an
+    // old statement failing again changes nothing).
+    if (proto::is_stale_plan_error(body)) {
+      const uint64_t answering = segment_ - pending_z_;
+      for (const auto& [seg, gen] : statement_uses_)
+        if (seg == answering && gen == worker_.prepared().generation()) worker_.invalidate_plans(dbname_, name_);
+    }
   } else if (watched_type_ == 'Z') {
     if (auto st = proto::parse_ready_for_query(body)) tx_status_ = *st;
     if (tx_status_ == 'I') param_status_since_idle_ = false;
@@ -853,7 +857,10 @@ void ServerConnection::watch_end(bool& release_point) {
     in_copy_in_ = false;
     ready_since_ms_ = uv_now(loop_);
     release_point = pending_z_ == 0 && !unsynced_;
-    if (pending_z_ == 0) used_generation_ = 0;
+    if (!statement_uses_.empty()) {  // answered segments
+      const uint64_t oldest = segment_ - pending_z_;
+      std::erase_if(statement_uses_, [&](const auto& u) { return u.first < oldest; });
+    }
     if (release_point) copy_ignored_syncs_.clear();  // no COPY can start now
   } else if (auto ps = proto::parse_parameter_status(body)) {
     param_status_since_idle_ = true;

@@ -210,10 +210,14 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   const std::string& name() const { return name_; }
   ClientConnection* linked_client() const { return client_; }
   ServerStatementCache& statements() { return statements_; }
-  // A Bind or Describe of a statement of that generation goes out (see
-  // stale plans in watch_end): the newest in flight is kept.
+  // A Bind or Describe of a statement of that generation goes out in the
+  // segment being sent (see stale plans in watch_end): the oldest
+  // generation each unanswered segment uses is kept.
   void note_statement_use(uint64_t generation) {
-    if (generation + 1 > used_generation_) used_generation_ = generation + 1;
+    if (statement_uses_.empty() || statement_uses_.back().first != segment_)
+      statement_uses_.emplace_back(segment_, generation);
+    else if (generation < statement_uses_.back().second)
+      statement_uses_.back().second = generation;
   }
   // SQL-level PREPARE names on this connection -> statement id.
   std::unordered_map<std::string, uint64_t>& sql_prepared() { return sql_prepared_; }
@@ -358,9 +362,9 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   conf::PoolMode client_mode_ = conf::PoolMode::session;
 
   ServerStatementCache statements_;
-  // 1 + the newest PreparedStatement::generation bound or described since
-  // the server last owed nothing; 0 = none.
-  uint64_t used_generation_ = 0;
+  // (segment, oldest PreparedStatement::generation bound or described in
+  // it) for segments not answered yet.
+  std::vector<std::pair<uint64_t, uint64_t>> statement_uses_;
   std::unordered_map<std::string, uint64_t> sql_prepared_;
   uv_loop_t* loop_;
   uint64_t busy_since_ms_ = 0;   // when the server started owing a reply

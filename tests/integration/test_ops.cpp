@@ -564,12 +564,14 @@ TEST_CASE("ops: stats line after a reload drops one of the database's pools", "[
   std::atomic<bool> stop{false};
   std::thread steady([&] {
     Conn c = connect_raw(mux.conninfo("app", "scram_user", "scram_pw"));
+    // A history of its own, which a wrong line would show as this period's.
+    for (int i = 0; i < 600; ++i) try_exec(c.get(), "SELECT 1");
     while (!stop) {
       try_exec(c.get(), "SELECT 1");
       std::this_thread::sleep_for(50ms);
     }
   });
-  std::this_thread::sleep_for(1500ms);
+  std::this_thread::sleep_for(2500ms);
   // Logins to app now use scram_user on the server: md5_user's pool is
   // retired, and dropped once its client has left.
   std::string text = mux.config_text();

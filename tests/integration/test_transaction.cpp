@@ -2184,6 +2184,108 @@ TEST_CASE("transaction: stale plans retire the statement texts once per schema c
   mux.finish();
 }
 
+namespace {
+
+size_t count_in(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// Reads a pipeline's results until `syncs` PGRES_PIPELINE_SYNC; "ok",
+// "err:<sqlstate>", "aborted" or "sync" for each.
+std::vector<std::string> drain_pipeline(PGconn* c, int syncs) {
+  std::vector<std::string> got;
+  const auto deadline = Clock::now() + 10s;
+  while (syncs > 0 && Clock::now() < deadline) {
+    PGresult* r = PQgetResult(c);
+    if (!r) continue;
+    const auto st = PQresultStatus(r);
+    if (st == PGRES_PIPELINE_SYNC) {
+      --syncs;
+      got.push_back("sync");
+    } else if (st == PGRES_FATAL_ERROR) {
+      const char* code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      got.push_back(std::string("err:") + (code ? code : "?"));
+    } else if (st == PGRES_PIPELINE_ABORTED) {
+      got.push_back("aborted");
+    } else {
+      got.push_back("ok");
+    }
+    PQclear(r);
+  }
+  return got;
+}
+
+// A pool of 1 on a scratch database with table shape (a int), and a
+// client that prepared `name` = SELECT * FROM shape before a column was
+// added.
+struct StaleSetup {
+  ScratchDatabase db{"stale3"};
+  std::unique_ptr<Pgmux> mux;
+  Conn c;
+  explicit StaleSetup(const std::string& name) {
+    {
+      Conn su = connect(superuser_conninfo(db.name()));
+      exec(su.get(), "CREATE TABLE shape (a int); INSERT INTO shape VALUES (1); GRANT ALL ON shape TO scram_user");
+    }
+    mux = std::make_unique<Pgmux>(
+        tx_config("default_pool_size = 1\n", database_section("stale", "dbname = \"" + db.name() + "\"\n")));
+    c = connect(mux->conninfo("stale", "scram_user", "scram_pw"));
+    REQUIRE(prepare(c.get(), name, "SELECT * FROM shape", 0).ok);
+    REQUIRE(exec_prepared(c.get(), name, {}).ok);
+    Conn su = connect(superuser_conninfo(db.name()));
+    exec(su.get(), "ALTER TABLE shape ADD COLUMN b int");
+  }
+};
+
+}  // namespace
+
+// Which statement failed decides: an old one failing in the same pipeline
+// segment as current ones retires nothing, and a current one failing after
+// an earlier segment was answered does retire (found by a review).
+TEST_CASE("transaction: stale plans in pipelines retire by the failing segment's statements",
+          "[transaction][prepared]") {
+  SECTION("an old statement after current ones in one segment") {
+    StaleSetup t("old");
+    REQUIRE(PQenterPipelineMode(t.c.get()) == 1);
+    for (int i = 0; i < 4; ++i) {
+      const std::string n = "n" + std::to_string(i);
+      REQUIRE(PQsendPrepare(t.c.get(), n.c_str(), "SELECT 42", 0, nullptr) == 1);
+      REQUIRE(PQsendQueryPrepared(t.c.get(), n.c_str(), 0, nullptr, nullptr, nullptr, 0) == 1);
+      REQUIRE(PQsendQueryPrepared(t.c.get(), "old", 0, nullptr, nullptr, nullptr, 0) == 1);
+      REQUIRE(PQpipelineSync(t.c.get()) == 1);
+      CHECK(drain_pipeline(t.c.get(), 1) == std::vector<std::string>{"ok", "ok", "err:0A000", "sync"});
+    }
+    REQUIRE(PQexitPipelineMode(t.c.get()) == 1);
+    // The first failure retires (every statement of its segment was of the
+    // current generation then); the next ones come from an old statement.
+    CHECK(count_in(t.mux->log_text(), "result type changed") == 1);
+    t.c.reset();
+    t.mux->finish();
+  }
+  SECTION("a current statement failing after an earlier segment's ReadyForQuery") {
+    StaleSetup t("cur");
+    REQUIRE(PQenterPipelineMode(t.c.get()) == 1);
+    REQUIRE(PQsendQueryParams(t.c.get(), "SELECT pg_sleep(0.3)", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQpipelineSync(t.c.get()) == 1);
+    REQUIRE(PQsendQueryPrepared(t.c.get(), "cur", 0, nullptr, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQsendFlushRequest(t.c.get()) == 1);
+    REQUIRE(PQflush(t.c.get()) == 0);
+    CHECK(drain_pipeline(t.c.get(), 1) == std::vector<std::string>{"ok", "sync"});
+    std::this_thread::sleep_for(500ms);
+    REQUIRE(PQpipelineSync(t.c.get()) == 1);
+    CHECK(drain_pipeline(t.c.get(), 1) == std::vector<std::string>{"err:0A000", "sync"});
+    REQUIRE(PQexitPipelineMode(t.c.get()) == 1);
+    CHECK(count_in(t.mux->log_text(), "result type changed") == 1);
+    // The driver's re-prepare of the same text gets a fresh plan.
+    REQUIRE(prepare(t.c.get(), "cur2", "SELECT * FROM shape", 0).ok);
+    CHECK(describe_outcome(exec_prepared(t.c.get(), "cur2", {})) == "ok [1|]");
+    t.c.reset();
+    t.mux->finish();
+  }
+}
+
 // In a failed transaction block PostgreSQL still parses and runs COMMIT,
 // ROLLBACK (TO SAVEPOINT) and PREPARE TRANSACTION, and refuses anything else
 // (25P02). pgmux answers a Parse of a text already prepared on the server
