@@ -133,7 +133,7 @@ Row totals_row(const PoolTotals& t, double uptime) {
 std::map<std::string, PoolTotals, std::less<>> totals_by_database(Worker& w) {
   std::map<std::string, PoolTotals, std::less<>> by_db;
   w.for_each_pool([&](const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig&) {
-    if (!key.health) by_db[key.database].add(p.stats);
+    if (!key.health) by_db[key.database].add(PoolTotals(p.stats));
   });
   return by_db;
 }
@@ -191,9 +191,7 @@ void show_stats(Worker& w, std::string& out) {
 
 void show_totals(Worker& w, std::string& out) {
   PoolTotals t;
-  w.for_each_pool([&](const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig&) {
-    if (!key.health) t.add(p.stats);
-  });
+  for (const auto& [db, d] : totals_by_database(w)) t.add(d);
   Row v = totals_row(t, uptime_seconds(w));
   static const char* names[] = {"total_xact_count", "total_query_count", "total_client_bytes",
                                 "total_server_bytes", "total_xact_time", "total_query_time",
@@ -444,28 +442,31 @@ AdminLevel admin_level(const conf::Config& cfg, std::string_view user) {
   return AdminLevel::none;
 }
 
-void PoolTotals::add(const pool::PoolStats& s) {
-  xact += s.xact_count;
-  query += s.query_count;
-  recv += s.client_bytes;
-  sent += s.server_bytes;
-  xact_us += s.xact_us;
-  query_us += s.query_us;
-  wait_us += s.wait_us;
-  waits += s.wait_hist.count;
-  waited += s.waited;
-}
+PoolTotals::PoolTotals(const pool::PoolStats& s)
+    : xact(s.xact_count),
+      query(s.query_count),
+      recv(s.client_bytes),
+      sent(s.server_bytes),
+      xact_us(s.xact_us),
+      query_us(s.query_us),
+      wait_us(s.wait_us),
+      waits(s.wait_hist.count),
+      waited(s.waited) {}
+
+namespace {
+constexpr uint64_t PoolTotals::*kTotalsFields[] = {&PoolTotals::xact,     &PoolTotals::query,   &PoolTotals::recv,
+                                                   &PoolTotals::sent,     &PoolTotals::xact_us, &PoolTotals::query_us,
+                                                   &PoolTotals::wait_us,  &PoolTotals::waits,   &PoolTotals::waited};
+}  // namespace
 
 void PoolTotals::add(const PoolTotals& t) {
-  xact += t.xact;
-  query += t.query;
-  recv += t.recv;
-  sent += t.sent;
-  xact_us += t.xact_us;
-  query_us += t.query_us;
-  wait_us += t.wait_us;
-  waits += t.waits;
-  waited += t.waited;
+  for (auto f : kTotalsFields) this->*f += t.*f;
+}
+
+PoolTotals PoolTotals::since(const PoolTotals& before) const {
+  PoolTotals d;
+  for (auto f : kTotalsFields) d.*f = this->*f >= before.*f ? this->*f - before.*f : 0;
+  return d;
 }
 
 void log_stats(Worker& w, std::map<std::string, PoolTotals, std::less<>>& last, double seconds, bool emit) {
@@ -478,14 +479,8 @@ void log_stats(Worker& w, std::map<std::string, PoolTotals, std::less<>>& last, 
   if (emit) {
     for (const auto& [db, t] : now) {
       if (!live.count(db)) continue;
-      auto since = [](uint64_t cur, uint64_t before) { return cur >= before ? cur - before : 0; };
-      PoolTotals d = t;
-      if (auto it = last.find(db); it != last.end()) {
-        const PoolTotals& b = it->second;
-        d = {since(t.xact, b.xact),       since(t.query, b.query),       since(t.recv, b.recv),
-             since(t.sent, b.sent),       since(t.xact_us, b.xact_us),   since(t.query_us, b.query_us),
-             since(t.wait_us, b.wait_us), since(t.waits, b.waits),       since(t.waited, b.waited)};
-      }
+      const auto it = last.find(db);
+      const PoolTotals d = it != last.end() ? t.since(it->second) : t;
       const Averages a(d, seconds);
       spdlog::info("stats {}: {} xacts/s, {} queries/s, in {} B/s, out {} B/s, xact {} us, query {} us, "
                    "wait {} us ({} clients waited)",

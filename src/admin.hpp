@@ -39,8 +39,11 @@ struct PoolTotals {
   // waits: server assignments (immediate ones too); waited: clients that
   // had to wait for one.
   uint64_t xact = 0, query = 0, recv = 0, sent = 0, xact_us = 0, query_us = 0, wait_us = 0, waits = 0, waited = 0;
-  void add(const pool::PoolStats& s);
+  PoolTotals() = default;
+  explicit PoolTotals(const pool::PoolStats& s);
   void add(const PoolTotals& t);
+  // What came since `before` (a counter below it counts from 0).
+  PoolTotals since(const PoolTotals& before) const;
 };
 
 // [log] stats_period: one log line per database with what its pools did

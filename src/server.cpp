@@ -844,7 +844,7 @@ void ServerConnection::watch_end(bool& release_point) {
     // every statement that segment uses is of the current generation (an
     // old statement failing again changes nothing).
     if (proto::is_stale_plan_error(body)) {
-      const uint64_t answering = segment_ - pending_z_;
+      const uint64_t answering = oldest_unanswered_segment();
       for (const auto& [seg, gen] : statement_uses_)
         if (seg == answering && gen == worker_.prepared().generation()) worker_.invalidate_plans(dbname_, name_);
     }
@@ -858,7 +858,7 @@ void ServerConnection::watch_end(bool& release_point) {
     ready_since_ms_ = uv_now(loop_);
     release_point = pending_z_ == 0 && !unsynced_;
     if (!statement_uses_.empty()) {  // answered segments
-      const uint64_t oldest = segment_ - pending_z_;
+      const uint64_t oldest = oldest_unanswered_segment();
       std::erase_if(statement_uses_, [&](const auto& u) { return u.first < oldest; });
     }
     if (release_point) copy_ignored_syncs_.clear();  // no COPY can start now

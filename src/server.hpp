@@ -365,6 +365,9 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // (segment, oldest PreparedStatement::generation bound or described in
   // it) for segments not answered yet.
   std::vector<std::pair<uint64_t, uint64_t>> statement_uses_;
+  // The segment the server's next message answers: every Sync or Query
+  // sent starts a segment and owes one ReadyForQuery.
+  uint64_t oldest_unanswered_segment() const { return segment_ - uint64_t(pending_z_); }
   std::unordered_map<std::string, uint64_t> sql_prepared_;
   uv_loop_t* loop_;
   uint64_t busy_since_ms_ = 0;   // when the server started owing a reply

@@ -894,7 +894,7 @@ void Worker::drop_retired_pools() {
       continue;
     }
     spdlog::info("pool {}/{} closed: unused since a reload retired it", key.database, key.user);
-    if (!key.health) dropped_totals_[key.database].add(e.pool->stats);  // the stats line's totals only grow
+    if (!key.health) dropped_totals_[key.database].add(PoolTotals(e.pool->stats));  // the stats line's totals only grow
     it = pools_.erase(it);
   }
 }

@@ -220,6 +220,9 @@ class Worker : public pool::Connector {
   // change): statements prepared from now on get new server names
   // (PreparedRegistry::retire_all).
   void invalidate_plans(const std::string& dbname, const std::string& seen_by);
+  // What the pools of each database that were dropped after a reload did
+  // (the stats line's totals only grow).
+  const std::map<std::string, PoolTotals, std::less<>>& dropped_totals() const { return dropped_totals_; }
   // Called once everything is closed after a shutdown (closes signal handles
   // so the loop can end).
   std::function<void()> on_stopped;
@@ -294,12 +297,6 @@ class Worker : public pool::Connector {
   pool::TimePoint stats_at_{};
   bool stats_primed_ = false;
   void maybe_log_stats(pool::TimePoint now);
-
- public:
-  // What the pools of each database that were dropped after a reload did.
-  const std::map<std::string, PoolTotals, std::less<>>& dropped_totals() const { return dropped_totals_; }
-
- private:
   std::set<std::string, std::less<>> paused_dbs_;
   std::set<std::string, std::less<>> disabled_dbs_;
   bool paused_all_ = false;
