@@ -8,6 +8,8 @@
 // with the first wrong one.
 #include <catch2/catch.hpp>
 
+#include <functional>
+
 #include "harness.hpp"
 
 using namespace it;
@@ -42,61 +44,62 @@ PgmuxConfig drivers_config(const ScratchDatabase& db, const std::string& variant
   return cfg;
 }
 
-void run_workload(const std::vector<std::string>& command, const std::string& expect) {
-  auto r = run_process(command, {}, 180s);
-  INFO(command[command.size() - 3] << " output:\n" << r.output);
-  CHECK(r.exit_code == 0);
-  CHECK_THAT(r.output, Contains(expect));
+// For each variant, on a scratch database: pgmux, then `command(mux)`
+// with a table-name tag appended; it must exit 0 and print `expect`.
+void run_workload(std::string_view tag, const std::function<std::vector<std::string>(const Pgmux&)>& command,
+                  const std::string& expect) {
+  ScratchDatabase db(tag);
+  for (const std::string variant : kVariants) {
+    DYNAMIC_SECTION(variant) {
+      Pgmux mux(drivers_config(db, variant));
+      std::vector<std::string> argv = command(mux);
+      argv.push_back("t" + unique_suffix());
+      auto r = run_process(argv, {}, 180s);
+      INFO(argv[0] << " " << argv[1] << " output:\n" << r.output);
+      CHECK(r.exit_code == 0);
+      CHECK_THAT(r.output, Contains(expect));
+      mux.finish();
+    }
+  }
 }
 
-void run_python(const std::string& script, const std::string& dsn, const std::string& expect) {
-  run_workload({kPython, drivers_dir() + "/" + script, dsn, "t" + unique_suffix()}, expect);
+std::string dsn(const Pgmux& mux) {
+  return "postgresql://scram_user:scram_pw@127.0.0.1:" + std::to_string(mux.port()) + "/drv";
 }
 
 }  // namespace
 
 TEST_CASE("drivers: asyncpg over a transaction pool of 2", "[drivers][prepared]") {
-  ScratchDatabase db("asyncpg");
-  for (const std::string variant : kVariants) {
-    DYNAMIC_SECTION(variant) {
-      Pgmux mux(drivers_config(db, variant));
-      run_python("asyncpg_workload.py",
-                   "postgresql://scram_user:scram_pw@127.0.0.1:" + std::to_string(mux.port()) + "/drv",
-                   "connections x 25 rounds ok");
-      mux.finish();
-    }
-  }
+  run_workload(
+      "asyncpg",
+      [](const Pgmux& mux) { return std::vector<std::string>{kPython, drivers_dir() + "/asyncpg_workload.py", dsn(mux)}; },
+      "connections x 25 rounds ok");
 }
 
 TEST_CASE("drivers: psycopg 3 over a transaction pool of 2", "[drivers][prepared]") {
-  ScratchDatabase db("psycopg");
-  for (const std::string variant : kVariants) {
-    DYNAMIC_SECTION(variant) {
-      Pgmux mux(drivers_config(db, variant));
-      run_python("psycopg_workload.py", mux.conninfo("drv", "scram_user", "scram_pw"),
-                   "connections x 30 rounds ok");
-      mux.finish();
-    }
-  }
+  run_workload(
+      "psycopg",
+      [](const Pgmux& mux) {
+        return std::vector<std::string>{kPython, drivers_dir() + "/psycopg_workload.py",
+                                        mux.conninfo("drv", "scram_user", "scram_pw")};
+      },
+      "connections x 30 rounds ok");
 }
 
 // prepareThreshold=1: pgjdbc prepares every statement on the server under
 // its own name (its ROLLBACK after an error too), runs batches as one
 // pipeline and reads a result with a fetch size through a named portal.
 TEST_CASE("drivers: pgjdbc over a transaction pool of 2", "[drivers][prepared]") {
-  ScratchDatabase db("pgjdbc");
-  for (const std::string variant : kVariants) {
-    DYNAMIC_SECTION(variant) {
-      Pgmux mux(drivers_config(db, variant));
-      const std::string url = "jdbc:postgresql://127.0.0.1:" + std::to_string(mux.port()) +
-                              "/drv?user=scram_user&password=scram_pw&prepareThreshold=1";
-      // Java's single-file launcher compiles the workload in memory.
-      run_workload({"java", "-cp", "/usr/share/java/postgresql.jar", drivers_dir() + "/JdbcWorkload.java", url,
-                    "t" + unique_suffix()},
-                   "connections x 30 rounds ok");
-      mux.finish();
-    }
-  }
+  run_workload(
+      "pgjdbc",
+      [](const Pgmux& mux) {
+        // Java's single-file launcher compiles the workload in memory.
+        return std::vector<std::string>{"java", "-cp", "/usr/share/java/postgresql.jar",
+                                        drivers_dir() + "/JdbcWorkload.java",
+                                        "jdbc:postgresql://127.0.0.1:" + std::to_string(mux.port()) +
+                                            "/drv?user=scram_user&password=scram_pw&prepareThreshold=1"};
+      },
+      "connections x 30 rounds ok");
 }
 
 // pgx v4 (its statement cache prepares every query under its own name),
@@ -114,14 +117,8 @@ TEST_CASE("drivers: pgx over a transaction pool of 2", "[drivers][prepared]") {
     REQUIRE(r.exit_code == 0);
     return out;
   }();
-  ScratchDatabase db("pgx");
-  for (const std::string variant : kVariants) {
-    DYNAMIC_SECTION(variant) {
-      Pgmux mux(drivers_config(db, variant));
-      run_workload({binary, "postgres://scram_user:scram_pw@127.0.0.1:" + std::to_string(mux.port()) + "/drv",
-                    "t" + unique_suffix()},
-                   "connections x 30 rounds ok");
-      mux.finish();
-    }
-  }
+  run_workload(
+      "pgx",
+      [](const Pgmux& mux) { return std::vector<std::string>{binary, dsn(mux)}; },
+      "connections x 30 rounds ok");
 }

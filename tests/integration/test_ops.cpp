@@ -54,6 +54,16 @@ void expect_no_failures(const ProcessResult& r) {
 }
 
 // The value of SHOW CONFIG's `key`.
+// Each console command fails, its message containing the text paired with it.
+void check_refused(PGconn* admin, const std::vector<std::pair<std::string, std::string>>& commands) {
+  for (const auto& [sql, expect] : commands) {
+    Result r(PQexec(admin, sql.c_str()));
+    INFO(sql);
+    CHECK(PQresultStatus(r.get()) == PGRES_FATAL_ERROR);
+    CHECK_THAT(std::string(PQresultErrorMessage(r.get())), Contains(expect));
+  }
+}
+
 std::string config_value(PGconn* admin, const std::string& key) {
   Rows rows = exec(admin, "SHOW CONFIG");
   for (const auto& r : rows)
@@ -187,16 +197,10 @@ TEST_CASE("ops: console SET and RELOAD", "[ops][reload][admin]") {
     auto out = exec_error(c.get(), "SELECT pg_sleep(5)");
     CHECK_THAT(out.message, Contains("query_timeout"));
   }
-  for (const auto& [sql, expect] : std::vector<std::pair<std::string, std::string>>{
-           {"SET default_pool_size = 0", "must be >= 1"},
-           {"SET listen = '127.0.0.1:1'", "takes a restart"},
-           {"SET no_such_thing = 1", "unknown key"},
-           {"SET default_pool_size", "invalid command"}}) {
-    Result r(PQexec(admin.get(), sql.c_str()));
-    INFO(sql);
-    CHECK(PQresultStatus(r.get()) == PGRES_FATAL_ERROR);
-    CHECK_THAT(std::string(PQresultErrorMessage(r.get())), Contains(expect));
-  }
+  check_refused(admin.get(), {{"SET default_pool_size = 0", "must be >= 1"},
+                              {"SET listen = '127.0.0.1:1'", "takes a restart"},
+                              {"SET no_such_thing = 1", "unknown key"},
+                              {"SET default_pool_size", "invalid command"}});
   CHECK(config_value(admin.get(), "default_pool_size") == "5");
   {
     Conn watcher = connect(mux.conninfo("pgmux", "watcher", "watch_pw"));
@@ -456,14 +460,8 @@ TEST_CASE("ops: TCP keepalive on client and server connections", "[ops][keepaliv
     CHECK(config_value(admin.get(), "tcp_keepidle") == "7s");
     CHECK(config_value(admin.get(), "tcp_user_timeout") == "9500ms");
     exec(admin.get(), "SET tcp_keepidle = '11s'");
-    for (const auto& [sql, expect] : std::vector<std::pair<std::string, std::string>>{
-             {"SET tcp_keepidle = '1500ms'", "whole seconds"},
-             {"SET tcp_keepcnt = 128", "must be between 0 and 127"}}) {
-      Result r(PQexec(admin.get(), sql.c_str()));
-      INFO(sql);
-      CHECK(PQresultStatus(r.get()) == PGRES_FATAL_ERROR);
-      CHECK_THAT(std::string(PQresultErrorMessage(r.get())), Contains(expect));
-    }
+    check_refused(admin.get(), {{"SET tcp_keepidle = '1500ms'", "whole seconds"},
+                                {"SET tcp_keepcnt = 128", "must be between 0 and 127"}});
     Conn d = connect(mux.conninfo("app", "scram_user", "scram_pw"));
     auto newer = pgmux_socket(mux.pid(), local_port(d.get()));
     REQUIRE(newer);

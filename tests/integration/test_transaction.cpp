@@ -2088,9 +2088,35 @@ TEST_CASE("transaction: max_prepared_statements LRU", "[transaction][prepared]")
 }
 
 // ---------------------------------------------------------------------------
-// 13. The protocol-level Close of a named statement (libpq 15 has no
-//     PQclosePrepared): raw extended-protocol messages, with another client
-//     taking the server in between so statements must be re-prepared.
+// Stale plans after a schema change, and named COMMIT/ROLLBACK in a failed
+// transaction block.
+
+namespace {
+
+size_t count_in(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// A scratch database with table shape (a int) holding one row, served as
+// database "stale".
+struct ShapeDatabase {
+  ScratchDatabase db;
+  explicit ShapeDatabase(std::string_view tag) : db(tag) {
+    run("CREATE TABLE shape (a int); INSERT INTO shape VALUES (1); GRANT ALL ON shape TO scram_user");
+  }
+  void run(const std::string& sql) const {
+    Conn su = connect(superuser_conninfo(db.name()));
+    exec(su.get(), sql);
+  }
+  PgmuxConfig config(int pool_size) const {
+    return tx_config("default_pool_size = " + std::to_string(pool_size) + "\n",
+                     database_section("stale", "dbname = \"" + db.name() + "\"\n"));
+  }
+};
+
+}  // namespace
 
 // A schema change makes a statement's result type change: PostgreSQL then
 // refuses the old statement ("cached plan must not change result type",
@@ -2099,12 +2125,8 @@ TEST_CASE("transaction: max_prepared_statements LRU", "[transaction][prepared]")
 // re-prepare must reach whichever server connection runs the retry.
 TEST_CASE("transaction: a statement whose result type changed is prepared again on every server",
           "[transaction][prepared]") {
-  ScratchDatabase db("stale");
-  {
-    Conn su = connect(superuser_conninfo(db.name()));
-    exec(su.get(), "CREATE TABLE shape (a int); INSERT INTO shape VALUES (1); GRANT ALL ON shape TO scram_user");
-  }
-  Pgmux mux(tx_config("default_pool_size = 2\n", database_section("stale", "dbname = \"" + db.name() + "\"\n")));
+  ShapeDatabase shape("stale");
+  Pgmux mux(shape.config(2));
   Conn x = connect(mux.conninfo("stale", "scram_user", "scram_pw"));
   Conn y = connect(mux.conninfo("stale", "scram_user", "scram_pw"));
   const std::string sql = "SELECT * FROM shape";
@@ -2116,10 +2138,7 @@ TEST_CASE("transaction: a statement whose result type changed is prepared again 
   REQUIRE(prepare(y.get(), "sy", sql, 0).ok);
   CHECK(describe_outcome(exec_prepared(y.get(), "sy", {})) == "ok [1]");
   exec(x.get(), "COMMIT");
-  {
-    Conn su = connect(superuser_conninfo(db.name()));
-    exec(su.get(), "ALTER TABLE shape ADD COLUMN b int DEFAULT 7");
-  }
+  shape.run("ALTER TABLE shape ADD COLUMN b int DEFAULT 7");
   // The stale statement fails, as it would without pgmux.
   auto stale = exec_prepared(y.get(), "sy", {});
   CHECK_FALSE(stale.ok);
@@ -2149,20 +2168,13 @@ TEST_CASE("transaction: a statement whose result type changed is prepared again 
 // retirement gives every text a new server name: copies pile up).
 TEST_CASE("transaction: stale plans retire the statement texts once per schema change",
           "[transaction][prepared]") {
-  ScratchDatabase db("stale2");
-  {
-    Conn su = connect(superuser_conninfo(db.name()));
-    exec(su.get(), "CREATE TABLE shape (a int); INSERT INTO shape VALUES (1); GRANT ALL ON shape TO scram_user");
-  }
-  Pgmux mux(tx_config("default_pool_size = 1\n", database_section("stale", "dbname = \"" + db.name() + "\"\n")));
+  ShapeDatabase shape("stale2");
+  Pgmux mux(shape.config(1));
   Conn old_client = connect(mux.conninfo("stale", "scram_user", "scram_pw"));
   Conn other = connect(mux.conninfo("stale", "scram_user", "scram_pw"));
   REQUIRE(prepare(old_client.get(), "old", "SELECT * FROM shape", 0).ok);
   REQUIRE(exec_prepared(old_client.get(), "old", {}).ok);
-  {
-    Conn su = connect(superuser_conninfo(db.name()));
-    exec(su.get(), "ALTER TABLE shape ADD COLUMN b int");
-  }
+  shape.run("ALTER TABLE shape ADD COLUMN b int");
   for (int i = 0; i < 5; ++i) {
     CHECK(exec_prepared(old_client.get(), "old", {}).sqlstate == "0A000");
     const std::string name = "n" + std::to_string(i);
@@ -2171,11 +2183,7 @@ TEST_CASE("transaction: stale plans retire the statement texts once per schema c
   }
   // One server connection: its copies of the text.
   CHECK(scalar(other.get(), "SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT 42'") == "1");
-  const std::string log = mux.log_text();
-  size_t lines = 0;
-  for (size_t at = log.find("result type changed"); at != std::string::npos; at = log.find("result type changed", at + 1))
-    ++lines;
-  CHECK(lines == 1);
+  CHECK(count_in(mux.log_text(), "result type changed") == 1);
   // A new statement of the same text works (its own server name).
   REQUIRE(prepare(old_client.get(), "fresh", "SELECT * FROM shape", 0).ok);
   CHECK(describe_outcome(exec_prepared(old_client.get(), "fresh", {})) == "ok [1|]");
@@ -2185,12 +2193,6 @@ TEST_CASE("transaction: stale plans retire the statement texts once per schema c
 }
 
 namespace {
-
-size_t count_in(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
 
 // Reads a pipeline's results until `syncs` PGRES_PIPELINE_SYNC; "ok",
 // "err:<sqlstate>", "aborted" or "sync" for each.
@@ -2221,21 +2223,13 @@ std::vector<std::string> drain_pipeline(PGconn* c, int syncs) {
 // client that prepared `name` = SELECT * FROM shape before a column was
 // added.
 struct StaleSetup {
-  ScratchDatabase db{"stale3"};
-  std::unique_ptr<Pgmux> mux;
-  Conn c;
+  ShapeDatabase shape{"stale3"};
+  Pgmux mux{shape.config(1)};
+  Conn c = connect(mux.conninfo("stale", "scram_user", "scram_pw"));
   explicit StaleSetup(const std::string& name) {
-    {
-      Conn su = connect(superuser_conninfo(db.name()));
-      exec(su.get(), "CREATE TABLE shape (a int); INSERT INTO shape VALUES (1); GRANT ALL ON shape TO scram_user");
-    }
-    mux = std::make_unique<Pgmux>(
-        tx_config("default_pool_size = 1\n", database_section("stale", "dbname = \"" + db.name() + "\"\n")));
-    c = connect(mux->conninfo("stale", "scram_user", "scram_pw"));
     REQUIRE(prepare(c.get(), name, "SELECT * FROM shape", 0).ok);
     REQUIRE(exec_prepared(c.get(), name, {}).ok);
-    Conn su = connect(superuser_conninfo(db.name()));
-    exec(su.get(), "ALTER TABLE shape ADD COLUMN b int");
+    shape.run("ALTER TABLE shape ADD COLUMN b int");
   }
 };
 
@@ -2260,9 +2254,9 @@ TEST_CASE("transaction: stale plans in pipelines retire by the failing segment's
     REQUIRE(PQexitPipelineMode(t.c.get()) == 1);
     // The first failure retires (every statement of its segment was of the
     // current generation then); the next ones come from an old statement.
-    CHECK(count_in(t.mux->log_text(), "result type changed") == 1);
+    CHECK(count_in(t.mux.log_text(), "result type changed") == 1);
     t.c.reset();
-    t.mux->finish();
+    t.mux.finish();
   }
   SECTION("a current statement failing after an earlier segment's ReadyForQuery") {
     StaleSetup t("cur");
@@ -2277,12 +2271,12 @@ TEST_CASE("transaction: stale plans in pipelines retire by the failing segment's
     REQUIRE(PQpipelineSync(t.c.get()) == 1);
     CHECK(drain_pipeline(t.c.get(), 1) == std::vector<std::string>{"err:0A000", "sync"});
     REQUIRE(PQexitPipelineMode(t.c.get()) == 1);
-    CHECK(count_in(t.mux->log_text(), "result type changed") == 1);
+    CHECK(count_in(t.mux.log_text(), "result type changed") == 1);
     // The driver's re-prepare of the same text gets a fresh plan.
     REQUIRE(prepare(t.c.get(), "cur2", "SELECT * FROM shape", 0).ok);
     CHECK(describe_outcome(exec_prepared(t.c.get(), "cur2", {})) == "ok [1|]");
     t.c.reset();
-    t.mux->finish();
+    t.mux.finish();
   }
 }
 
@@ -2341,6 +2335,11 @@ TEST_CASE("transaction: a named ROLLBACK or COMMIT prepared in a failed transact
   c.reset();
   mux.finish();
 }
+
+// ---------------------------------------------------------------------------
+// 13. The protocol-level Close of a named statement (libpq 15 has no
+//     PQclosePrepared): raw extended-protocol messages, with another client
+//     taking the server in between so statements must be re-prepared.
 
 TEST_CASE("transaction: protocol Close and Flush of named statements", "[transaction][prepared]") {
   Pgmux mux(trust_tx_config(2));
