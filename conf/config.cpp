@@ -589,6 +589,18 @@ class Table {
     return v;
   }
 
+  // A duration that `rule` must also accept: it returns the reason it does
+  // not (out then keeps its value), or an empty string.
+  template <typename Rule>
+  const Value* checked_duration(std::string_view key, Duration& out, Rule&& rule) {
+    const Value* v = take(key);
+    if (auto d = raw_duration(key, v)) {
+      if (std::string why = rule(*d); !why.empty()) error(v, key, why);
+      else out = *d;
+    }
+    return v;
+  }
+
   const Value* bytes(std::string_view key, uint64_t& out, uint64_t min, uint64_t max) {
     const Value* v = take(key);
     if (!v) return nullptr;
@@ -763,24 +775,16 @@ void read_pgmux(Table& t, Config& c) {
   t.duration("auth_failure_delay", c.auth_failure_delay);
   t.boolean("tcp_keepalive", c.tcp_keepalive);
   for (auto [key, out] : {std::pair{"tcp_keepidle", &c.tcp_keepidle}, std::pair{"tcp_keepintvl", &c.tcp_keepintvl}}) {
-    Duration d{0};
-    if (const Value* v = t.duration(key, d)) {
-      if (d.count() % 1000 != 0 || d > std::chrono::seconds(32767)) {
-        t.error(v, key, "must be whole seconds up to 32767s (0s: the system's value), got " + format_duration(d));
-      } else {
-        *out = d;
-      }
-    }
+    t.checked_duration(key, *out, [](Duration d) {
+      return d.count() % 1000 != 0 || d > std::chrono::seconds(32767)
+                 ? "must be whole seconds up to 32767s (0s: the system's value), got " + format_duration(d)
+                 : std::string();
+    });
   }
   t.integer("tcp_keepcnt", c.tcp_keepcnt, 0, 127);
-  Duration user_timeout{0};
-  if (const Value* v = t.duration("tcp_user_timeout", user_timeout)) {
-    if (user_timeout.count() > kIntMax) {
-      t.error(v, "tcp_user_timeout", "must be at most " + std::to_string(kIntMax) + "ms");
-    } else {
-      c.tcp_user_timeout = user_timeout;
-    }
-  }
+  t.checked_duration("tcp_user_timeout", c.tcp_user_timeout, [](Duration d) {
+    return d.count() > kIntMax ? "must be at most " + std::to_string(kIntMax) + "ms" : std::string();
+  });
 
   if (c.min_pool_size > c.default_pool_size && (mps || dps)) {
     t.error(mps ? mps : dps, mps ? "min_pool_size" : "default_pool_size",
@@ -887,14 +891,11 @@ void read_log(Table& t, Config& c) {
   t.string("file", c.log.file);
   t.boolean("connections", c.log.connections);
   t.boolean("disconnections", c.log.disconnections);
-  Duration period = c.log.stats_period;
-  if (const Value* v = t.duration("stats_period", period)) {
-    if (period.count() != 0 && period < std::chrono::seconds(1)) {
-      t.error(v, "stats_period", "must be at least 1s (0s: no stats lines), got " + format_duration(period));
-    } else {
-      c.log.stats_period = period;
-    }
-  }
+  t.checked_duration("stats_period", c.log.stats_period, [](Duration d) {
+    return d.count() != 0 && d < std::chrono::seconds(1)
+               ? "must be at least 1s (0s: no stats lines), got " + format_duration(d)
+               : std::string();
+  });
 }
 
 void read_database(Table& t, const std::string& name, Config& c) {
