@@ -335,6 +335,29 @@ std::optional<std::vector<ColumnDesc>> parse_row_description(ByteSpan body) {
   return cols;
 }
 
+uint64_t result_shape(char type, ByteSpan body) {
+  if (type != 'T') return kNoRowsShape;
+  auto cols = parse_row_description(body);
+  if (!cols) return kUnreadableShape;
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
+  auto mix = [&h](const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    for (size_t i = 0; i < n; ++i) {
+      h ^= b[i];
+      h *= 0x100000001b3ull;
+    }
+  };
+  const uint32_t n = uint32_t(cols->size());
+  mix(&n, sizeof n);
+  for (const ColumnDesc& c : *cols) {
+    mix(c.name.data(), c.name.size());
+    mix("", 1);  // the name's end
+    mix(&c.type_oid, sizeof c.type_oid);
+    mix(&c.typmod, sizeof c.typmod);
+  }
+  return h > kUnreadableShape ? h : h + kUnreadableShape + 1;
+}
+
 std::optional<std::vector<std::optional<std::string_view>>> parse_data_row(ByteSpan body) {
   Reader r(body);
   int16_t n = 0;

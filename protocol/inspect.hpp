@@ -135,6 +135,16 @@ struct ColumnDesc {
 };
 std::optional<std::vector<ColumnDesc>> parse_row_description(ByteSpan body);
 
+// A statement's result type, as PostgreSQL compares it when it revalidates
+// a cached plan: the columns' names, type OIDs and type modifiers (not the
+// table a column comes from, nor the format codes). A hash of them from a
+// 'T' RowDescription body, or kNoRowsShape for 'n' NoData; never 0 (0
+// stands for "not known"). kUnreadableShape: a malformed RowDescription
+// (compares equal to anything).
+constexpr uint64_t kNoRowsShape = 1;
+constexpr uint64_t kUnreadableShape = 2;
+uint64_t result_shape(char type, ByteSpan body);
+
 // Backend 'D' DataRow: one entry per column, nullopt = SQL NULL.
 std::optional<std::vector<std::optional<std::string_view>>> parse_data_row(ByteSpan body);
 

@@ -46,6 +46,31 @@ class ResponseTracker {
     e.client_tag = client_tag;
     q_.push_back(e);
   }
+  // A Describe of a named statement: its answer tells the result type of
+  // statement `stmt` (pgmux's id) on the server, and, for a client's
+  // Describe (`name_tag` non-zero), the result type that client now knows
+  // for its statement name (see describing).
+  void sent_describe(bool hidden, uint64_t stmt, uint64_t name_tag) {
+    const size_t before = q_.size();
+    sent(Request::describe_stmt, hidden);
+    if (q_.size() == before) return;  // the server skips it
+    q_.back().shape_stmt = stmt;
+    q_.back().shape_name = name_tag;
+  }
+  // The next request to be answered is such a Describe: its statement and
+  // name tag. For the server's RowDescription / NoData before
+  // on_server_message sees it.
+  bool describing(uint64_t& stmt, uint64_t& name_tag) const {
+    for (size_t i = head_; i < q_.size(); ++i) {
+      const Entry& e = q_[i];
+      if (e.is_synthetic) continue;
+      if (e.req != Request::describe_stmt || !e.shape_stmt) return false;
+      stmt = e.shape_stmt;
+      name_tag = e.shape_name;
+      return true;
+    }
+    return false;
+  }
   // pgmux answers a request itself with this (complete) message, delivered
   // once every earlier request has been answered.
   void synthetic(std::string message, uint64_t client_tag = 0);
@@ -133,6 +158,8 @@ class ResponseTracker {
     bool hide_error = false;      // sent_failing: the expected error is hidden
     uint64_t tag = 0;
     uint64_t client_tag = 0;
+    uint64_t shape_stmt = 0;  // sent_describe
+    uint64_t shape_name = 0;
   };  // trivially copyable: queued and dequeued per request
   static bool terminates(const Entry& e, char type) {
     switch (e.req) {

@@ -42,6 +42,11 @@ std::string already_exists(std::string_view name) { return statement_error("42P0
 // SQL-level statements keep their names on the server, where pgmux's own
 // (pgmux_<n>, pgmux.*) live too.
 bool reserved_name(std::string_view name) { return name.starts_with("pgmux"); }
+// What PostgreSQL says when a statement's result type changed since it was
+// prepared (RevalidateCachedQuery).
+std::string stale_result_error() {
+  return error_message("0A000", "cached plan must not change result type");
+}
 std::string unfollowable_error() {
   return error_message("0A000",
                        "pgmux cannot follow this statement under transaction pooling: PREPARE, "
@@ -1508,7 +1513,7 @@ bool ClientConnection::answer_without_server(const uint8_t* data, size_t n) {
   std::string out;
   for (auto& st : steps) {
     if (st.type == 'P') {
-      named().stmts[st.name] = st.st;
+      named().stmts[st.name] = {st.st};
       append_message(out, '1', {});
     } else if (st.type == 'C') {
       named().stmts.erase(st.name);
@@ -1543,6 +1548,7 @@ void ClientConnection::forget_unnamed() {
     named().deallocs.clear();
     named().sql_prepares.clear();
     named().name_tag.clear();
+    named().describing.clear();  // skipped after an error
   }
 }
 
@@ -1948,6 +1954,31 @@ void ClientConnection::emit_parse(const StatementRef& st, std::string& out, bool
   send_request(out, 'P', body, Req::parse, hidden, st->id, client_tag);
 }
 
+// A Describe of statement `st`; the client's (`name`: its name for it) or
+// pgmux's own (hidden). Its answer tells the result type (learn_shape).
+void ClientConnection::send_describe(const StatementRef& st, std::string& out, bool hidden,
+                                    const std::string& name) {
+  std::string body = "S" + st->server_name;
+  body.push_back('\0');
+  append_message(out, 'D', body);
+  uint64_t tag = 0;
+  if (!hidden) {
+    tag = ms().next_parse_tag++;
+    named().describing[tag] = {name, st->id};
+  }
+  ms().tracker.sent_describe(hidden, st->id, tag);
+  server_->count_request('D', hidden);
+}
+
+void ClientConnection::learn_shape(uint64_t tag, uint64_t shape) {
+  if (!named_) return;
+  auto it = named_->describing.find(tag);
+  if (it == named_->describing.end()) return;
+  auto s = named_->stmts.find(it->second.first);
+  if (s != named_->stmts.end() && s->second.st->id == it->second.second) s->second.shape = shape;
+  named_->describing.erase(it);
+}
+
 void ClientConnection::send_request(std::string& out, char type, std::string_view body, Req r,
                                     bool hidden, uint64_t tag, uint64_t client_tag) {
   append_message(out, type, body);
@@ -1982,7 +2013,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
   };
   auto lookup = [&](std::string_view name) -> const StatementRef* {
     auto it = named().stmts.find(std::string(name));
-    return it == named().stmts.end() ? nullptr : &it->second;
+    return it == named().stmts.end() ? nullptr : &it->second.st;
   };
   // The client has a statement of that name (protocol or SQL level: one
   // namespace, as in PostgreSQL).
@@ -1997,6 +2028,39 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
   };
   auto ensure = [&](const StatementRef& st) {
     if (!prepared_on_server(st)) emit_parse(st, out, /*hidden=*/true);
+  };
+  // A client's statement keeps the result type the client was told: after
+  // a schema change PostgreSQL refuses to run it with another (0A000). The
+  // server's copy may be younger than the client's statement (pgmux
+  // prepared it there for the client, or another client did): when its
+  // result type is not known, pgmux describes it (hidden) and the request
+  // waits for the answer. nullopt: go on; else process_message's result.
+  auto keep_result_type = [&](const std::string& name, const StatementRef& st) -> std::optional<bool> {
+    auto it = named().stmts.find(name);
+    const uint64_t told = it == named().stmts.end() ? 0 : it->second.shape;
+    if (!told || ms().tracker.skipping()) {  // (the server skips the request)
+      ms().shape_wait = 0;
+      return std::nullopt;
+    }
+    uint64_t has = 0;
+    if (server_->statements().usable(st->id, server_->segment())) has = server_->statements().shape(st->id);
+    if (!has) {
+      // Described already and still not known (it left the server): go on.
+      if (ms().shape_wait == st->id) {
+        ms().shape_wait = 0;
+        return std::nullopt;
+      }
+      ensure(st);
+      send_describe(st, out, /*hidden=*/true);
+      ms().shape_wait = st->id;
+      return wait_for_answers();
+    }
+    ms().shape_wait = 0;
+    if (has == told || has == proto::kUnreadableShape || told == proto::kUnreadableShape)
+      return std::nullopt;
+    report_own_error(stale_result_error(), out, /*simple=*/false);
+    ms().skip_to_sync = true;
+    return true;
   };
   // A Bind or Describe of a name that is no protocol-level statement of the
   // client: its SQL-level statement (one namespace, as in PostgreSQL), put
@@ -2070,7 +2134,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       std::string_view types(body_str.data() + types_at, body_str.size() - types_at);
       StatementRef st = worker_.prepared().get(m->query, types);
       std::string name(m->statement);
-      named().stmts[name] = st;
+      named().stmts[name] = {st};
       uint64_t ctag = ms().next_parse_tag++;
       named().unconfirmed[ctag] = {name, server_->segment()};
       named().name_tag[name] = ctag;
@@ -2100,6 +2164,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       const StatementRef* st = lookup(m->statement);
       if (!st) return other_name(m->statement, Req::bind);
       if (uncertain(m->statement)) return wait_for_answers();
+      if (auto r = keep_result_type(std::string(m->statement), *st)) return *r;
       ensure(*st);
       server_->note_statement_use((*st)->generation);
       std::string nb;
@@ -2123,11 +2188,11 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       const StatementRef* st = lookup(m->name);
       if (!st) return other_name(m->name, Req::describe_stmt);
       if (uncertain(m->name)) return wait_for_answers();
+      const std::string name(m->name);
+      if (auto r = keep_result_type(name, *st)) return *r;
       ensure(*st);
       server_->note_statement_use((*st)->generation);
-      std::string nb = "S" + (*st)->server_name;
-      nb.push_back('\0');
-      send_request(out, 'D', nb, Req::describe_stmt);
+      send_describe(*st, out, /*hidden=*/false, name);
       return true;
     }
     case 'C': {

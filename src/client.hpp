@@ -65,6 +65,9 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // Drops statement names whose Parse failed or was skipped (reported by
   // the tracker after an error).
   void forget_unnamed();
+  // The server answered the client's Describe of one of its statements
+  // (send_describe's tag) with this result type (proto::result_shape).
+  void learn_shape(uint64_t tag, uint64_t shape);
   bool managed() const { return managed_; }
   void resume_reading();  // the server drained what we sent it
   void server_ready();                                // parameters in sync
@@ -213,6 +216,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   }
   void probe_failed_transaction(std::string& out);
   void emit_parse(const StatementRef& st, std::string& out, bool hidden, uint64_t client_tag = 0);
+  void send_describe(const StatementRef& st, std::string& out, bool hidden, const std::string& name = {});
   // A request for the server: its message goes into `out`, and the tracker
   // and the server's counters learn of it.
   void send_request(std::string& out, char type, std::string_view body,
@@ -306,6 +310,9 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     char acc_type = 0;
     bool accumulating = false;
     bool pass_current = false;  // the message in progress goes out unchanged
+    // The statement whose result type pgmux described (hidden) for the
+    // request waiting for answers (keep_result_type).
+    uint64_t shape_wait = 0;
     bool skip_to_sync = false;  // pgmux answered an error: drop messages until Sync
     bool drop_current = false;  // the message in progress is dropped
     // pgmux must answer a request itself, or apply a Close, but the answer
@@ -366,7 +373,17 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // Named statements, allocated on first use: most clients never name one,
   // and an idle client should not carry four empty hash tables.
   struct NamedState {
-    std::unordered_map<std::string, StatementRef> stmts;      // client name -> statement
+    // A client's protocol-level statement: pgmux's statement, and the
+    // result type the client was told when it described it (0 if it did
+    // not; proto::result_shape).
+    struct ClientStatement {
+      StatementRef st;
+      uint64_t shape = 0;
+    };
+    std::unordered_map<std::string, ClientStatement> stmts;  // client name -> statement
+    // The client's Describes of its statements in flight: describe tag ->
+    // name and statement (learn_shape).
+    std::unordered_map<uint64_t, std::pair<std::string, uint64_t>> describing;
     std::unordered_map<std::string, StatementRef> sql_stmts;  // SQL-level PREPARE names
     // Parses not yet answered: client tag -> name and the request segment
     // the Parse went in, and the tag that last defined each such name, so a

@@ -58,6 +58,7 @@ bool ServerStatementCache::usable(uint64_t id, uint64_t segment) {
 std::optional<std::string> ServerStatementCache::insert(uint64_t id, const std::string& server_name,
                                                          uint64_t segment) {
   pending_[id] = segment;
+  shapes_.erase(id);  // a new Parse: the server plans it again
   if (contains(id)) return std::nullopt;
   lru_.emplace_front(id, server_name);
   index_[id] = lru_.begin();
@@ -65,6 +66,7 @@ std::optional<std::string> ServerStatementCache::insert(uint64_t id, const std::
     auto victim = std::prev(lru_.end());
     std::string name = std::move(victim->second);
     pending_.erase(victim->first);
+    shapes_.erase(victim->first);
     index_.erase(victim->first);
     lru_.erase(victim);
     return name;
@@ -78,10 +80,21 @@ void ServerStatementCache::erase(uint64_t id) {
   lru_.erase(it->second);
   index_.erase(it);
   pending_.erase(id);
+  shapes_.erase(id);
+}
+
+void ServerStatementCache::set_shape(uint64_t id, uint64_t shape) {
+  if (index_.count(id)) shapes_[id] = shape;
+}
+
+uint64_t ServerStatementCache::shape(uint64_t id) const {
+  auto it = shapes_.find(id);
+  return it == shapes_.end() ? 0 : it->second;
 }
 
 void ServerStatementCache::clear() {
   pending_.clear();
+  shapes_.clear();
   lru_.clear();
   index_.clear();
 }

@@ -88,9 +88,15 @@ class ServerStatementCache {
   void erase(uint64_t id);
   void clear();
   size_t size() const { return index_.size(); }
+  // The result type the server described for its copy of the statement
+  // (proto::result_shape), 0 if not known; forgotten when it is parsed
+  // again or leaves.
+  void set_shape(uint64_t id, uint64_t shape);
+  uint64_t shape(uint64_t id) const;
 
  private:
   size_t capacity_;
+  std::unordered_map<uint64_t, uint64_t> shapes_;  // id -> result shape
   std::unordered_map<uint64_t, uint64_t> pending_;  // id -> segment of its unanswered Parse
   std::list<std::pair<uint64_t, std::string>> lru_;  // front = most recent
   std::unordered_map<uint64_t, std::list<std::pair<uint64_t, std::string>>::iterator> index_;

@@ -798,6 +798,13 @@ void ServerConnection::watch_header(char type, bool& release_point) {
   // stale plan makes pgmux prepare its statements again.
   watched_type_ = (type == 'Z' || type == 'S' || type == 'E' || (type == 'C' && client_)) ? type : 0;
   msg_acc_.clear();
+  // The result type of a named statement a Describe asked for (the tracker
+  // has not seen this message yet).
+  if ((type == 'T' || type == 'n') && client_ && client_->managed() &&
+      client_->tracker().describing(described_stmt_, described_name_)) {
+    watched_type_ = type;
+    watch_overflow_ = false;
+  }
   if (retry_armed_ && !retry_wanted_ && !retry_decided_) {
     switch (type) {
       case 'E': break;  // the SQLSTATE decides
@@ -821,8 +828,14 @@ void ServerConnection::watch_body(proto::ByteSpan data) {
     watched_type_ = 0;
     return;
   }
-  if (msg_acc_.size() + data.size() <= kMaxWatchedMessage) msg_acc_.append(proto::as_chars(data));
-  else watched_type_ = 0;
+  if (msg_acc_.size() + data.size() <= kMaxWatchedMessage) {
+    msg_acc_.append(proto::as_chars(data));
+  } else if (watched_type_ == 'T') {
+    watch_overflow_ = true;  // too many columns to compare
+    msg_acc_.clear();
+  } else {
+    watched_type_ = 0;
+  }
 }
 
 void ServerConnection::watch_end(bool& release_point) {
@@ -848,6 +861,11 @@ void ServerConnection::watch_end(bool& release_point) {
       for (const auto& [seg, gen] : statement_uses_)
         if (seg == answering && gen == worker_.prepared().generation()) worker_.invalidate_plans(dbname_, name_);
     }
+  } else if (watched_type_ == 'T' || watched_type_ == 'n') {
+    const uint64_t shape = watch_overflow_ ? proto::kUnreadableShape : proto::result_shape(watched_type_, body);
+    statements_.set_shape(described_stmt_, shape);
+    if (described_name_ && client_) client_->learn_shape(described_name_, shape);
+    watch_overflow_ = false;
   } else if (watched_type_ == 'Z') {
     if (auto st = proto::parse_ready_for_query(body)) tx_status_ = *st;
     if (tx_status_ == 'I') param_status_since_idle_ = false;

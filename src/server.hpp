@@ -321,6 +321,9 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   proto::StreamFramer framer_;
   std::string msg_acc_;  // body of a small message being watched (S, Z)
   char watched_type_ = 0;
+  // A statement Describe's answer being watched (tracker.describing).
+  uint64_t described_stmt_ = 0, described_name_ = 0;
+  bool watch_overflow_ = false;  // its RowDescription is over kMaxWatchedMessage
   bool hiding_ = false;       // the message in progress is not for the client
   std::string held_header_;   // header bytes whose message type is not known yet
 

@@ -2280,6 +2280,73 @@ TEST_CASE("transaction: stale plans in pipelines retire by the failing segment's
   }
 }
 
+// A client's statement keeps the result type the client was told (its
+// Describe): PostgreSQL refuses to run it with another one (0A000 "cached
+// plan must not change result type") after a schema change. pgmux must too
+// when it prepares the statement again on a server connection that lacks
+// it, where the server would plan it with the new schema and send rows of
+// a shape the driver does not expect (asyncpg then fails with a protocol
+// error). A client that prepares the text after the change gets its rows.
+TEST_CASE("transaction: an old statement prepared again after a schema change keeps its result type",
+          "[transaction][prepared]") {
+  ShapeDatabase shape("stale4");
+  Pgmux mux(shape.config(2));
+  Conn a = connect(mux.conninfo("stale", "scram_user", "scram_pw"));
+  Conn b = connect(mux.conninfo("stale", "scram_user", "scram_pw"));
+  const std::string sql = "SELECT * FROM shape";
+  // a prepares and describes its statement on one server connection, which
+  // then goes: the other one (or a new one) lacks the statement.
+  exec(a.get(), "BEGIN");
+  REQUIRE(prepare(a.get(), "s", sql, 0).ok);
+  {
+    Result d(PQdescribePrepared(a.get(), "s"));
+    REQUIRE(PQresultStatus(d.get()) == PGRES_COMMAND_OK);
+    CHECK(PQnfields(d.get()) == 1);
+  }
+  CHECK(describe_outcome(exec_prepared(a.get(), "s", {})) == "ok [1]");
+  const std::string pid = scalar(a.get(), "SELECT pg_backend_pid()");
+  exec(a.get(), "COMMIT");
+  shape.run("SELECT pg_terminate_backend(" + pid + ")");
+  shape.run("ALTER TABLE shape ADD COLUMN b int DEFAULT 7");
+  std::this_thread::sleep_for(200ms);  // pgmux sees the server go
+
+  auto stale = exec_prepared(a.get(), "s", {});
+  CHECK(stale.sqlstate == "0A000");
+  CHECK_THAT(describe_outcome(stale), Contains("cached plan must not change result type"));
+  {
+    Result d(PQdescribePrepared(a.get(), "s"));
+    CHECK(PQresultStatus(d.get()) == PGRES_FATAL_ERROR);
+  }
+  // In a transaction block the error fails the block, as PostgreSQL's does.
+  exec(a.get(), "BEGIN");
+  CHECK(exec_prepared(a.get(), "s", {}).sqlstate == "0A000");
+  CHECK(exec_error(a.get(), "SELECT 1").sqlstate == "25P02");
+  exec(a.get(), "ROLLBACK");
+  // Prepared again (as drivers do), the text runs with the new result type.
+  REQUIRE(prepare(a.get(), "s2", sql, 0).ok);
+  {
+    Result d(PQdescribePrepared(a.get(), "s2"));
+    CHECK(PQnfields(d.get()) == 2);
+  }
+  CHECK(describe_outcome(exec_prepared(a.get(), "s2", {})) == "ok [1|7]");
+  // A client that prepares the text only now is never refused, on either server.
+  REQUIRE(prepare(b.get(), "t", sql, 0).ok);
+  {
+    Result d(PQdescribePrepared(b.get(), "t"));
+    CHECK(PQnfields(d.get()) == 2);
+  }
+  for (int i = 0; i < 4; ++i) {
+    exec(a.get(), "BEGIN");
+    (void)scalar(a.get(), "SELECT 1");
+    CHECK(describe_outcome(exec_prepared(b.get(), "t", {})) == "ok [1|7]");
+    exec(a.get(), "COMMIT");
+    CHECK(describe_outcome(exec_prepared(b.get(), "t", {})) == "ok [1|7]");
+  }
+  a.reset();
+  b.reset();
+  mux.finish();
+}
+
 // In a failed transaction block PostgreSQL still parses and runs COMMIT,
 // ROLLBACK (TO SAVEPOINT) and PREPARE TRANSACTION, and refuses anything else
 // (25P02). pgmux answers a Parse of a text already prepared on the server

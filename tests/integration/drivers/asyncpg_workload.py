@@ -27,12 +27,14 @@ def check(cond, what):
 
 async def setup(c):
     await c.execute(f"""
-        DROP TABLE IF EXISTS {T}_items, {T}_shape;
+        DROP TABLE IF EXISTS {T}_items, {T}_shape, {T}_shape2;
         DROP TYPE IF EXISTS {T}_mood;
         CREATE TYPE {T}_mood AS ENUM ('sad', 'ok', 'happy');
         CREATE TABLE {T}_items (id int PRIMARY KEY, name text, tags text[], doc jsonb, mood {T}_mood);
         CREATE TABLE {T}_shape (a int);
         INSERT INTO {T}_shape VALUES (1), (2);
+        CREATE TABLE {T}_shape2 (a int);
+        INSERT INTO {T}_shape2 VALUES (1), (2);
     """)
 
 
@@ -100,7 +102,25 @@ async def main():
         await c.execute(f"ALTER TABLE {T}_shape ADD COLUMN b int DEFAULT 7")
         after = await c.fetch(f"SELECT * FROM {T}_shape ORDER BY a")
         check([tuple(r) for r in after] == [(1, 7), (2, 7)], f"shape after: {after}")
-        await c.execute(f"DROP TABLE {T}_items, {T}_shape; DROP TYPE {T}_mood")
+    # Every connection has the statement cached with its result type when
+    # the schema changes; then each runs it again, wherever pgmux prepares
+    # it (evictions, other server connections). asyncpg re-prepares on
+    # 0A000; rows of another shape than it was told are a protocol error.
+    async def shape2(n, expect, barrier):
+        async with pool.acquire() as c:
+            await barrier.wait()  # all connections at once
+            for _ in range(3):
+                rows = await c.fetch(f"SELECT * FROM {T}_shape2 ORDER BY a")
+                check([tuple(r) for r in rows] == expect, f"shape2 on connection {n}: {rows}")
+                check(await c.fetchval(f"SELECT {n} + $1::int", 1) == n + 1, "another statement")
+    barrier = asyncio.Barrier(TASKS)
+    await asyncio.gather(*(shape2(n, [(1,), (2,)], barrier) for n in range(TASKS)))
+    async with pool.acquire() as c:
+        await c.execute(f"ALTER TABLE {T}_shape2 ADD COLUMN b int DEFAULT 7")
+    barrier = asyncio.Barrier(TASKS)
+    await asyncio.gather(*(shape2(n, [(1, 7), (2, 7)], barrier) for n in range(TASKS)))
+    async with pool.acquire() as c:
+        await c.execute(f"DROP TABLE {T}_items, {T}_shape, {T}_shape2; DROP TYPE {T}_mood")
     await pool.close()
     print(f"asyncpg {asyncpg.__version__}: {TASKS} connections x {ROUNDS} rounds ok")
 

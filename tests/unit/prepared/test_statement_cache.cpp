@@ -45,3 +45,27 @@ TEST_CASE("ServerStatementCache: an unanswered Parse counts only in its own segm
   c.confirm(5);
   CHECK(c.usable(5, 12));
 }
+
+TEST_CASE("ServerStatementCache: a statement's result type lasts as long as its copy", "[prepared]") {
+  ServerStatementCache c(2);
+  c.set_shape(1, 77);  // not there: nothing recorded
+  CHECK(c.shape(1) == 0);
+  c.insert(1, "pgmux_1");
+  c.confirm(1);
+  c.set_shape(1, 77);
+  CHECK(c.shape(1) == 77);
+  c.insert(1, "pgmux_1");  // parsed again: planned again
+  CHECK(c.shape(1) == 0);
+  c.set_shape(1, 78);
+  c.insert(2, "pgmux_2");
+  c.set_shape(2, 79);
+  c.insert(3, "pgmux_3");  // evicts 1
+  CHECK(c.shape(1) == 0);
+  CHECK(c.shape(2) == 79);
+  c.erase(2);
+  CHECK(c.shape(2) == 0);
+  c.insert(4, "pgmux_4");
+  c.set_shape(4, 80);
+  c.clear();
+  CHECK(c.shape(4) == 0);
+}

@@ -481,3 +481,32 @@ TEST_CASE("Every inspector rejects every truncation of every valid corpus body",
   }
   CHECK(n == inspectors().size() - 1);  // all but parse_auth_request (tested above)
 }
+
+TEST_CASE("result_shape: names, types and type modifiers decide", "[inspect]") {
+  auto field = [](const std::string& name, uint32_t table, uint16_t attnum, uint32_t type, int32_t typmod,
+                  uint16_t format) {
+    return cs(name) + be32(table) + be16(attnum) + be32(type) + be16(4) + be32(uint32_t(typmod)) + be16(format);
+  };
+  auto shape = [](const std::string& fields, uint16_t n) {
+    const std::string body = be16(n) + fields;
+    return result_shape('T', span(body));
+  };
+  const uint64_t a = shape(field("a", 16384, 1, 23, -1, 0), 1);
+  CHECK(a > kUnreadableShape);
+  // Where a column comes from and its format code do not count (PostgreSQL's
+  // revalidation compares the columns' names and types).
+  CHECK(shape(field("a", 99999, 3, 23, -1, 1), 1) == a);
+  CHECK(shape(field("b", 16384, 1, 23, -1, 0), 1) != a);     // name
+  CHECK(shape(field("a", 16384, 1, 20, -1, 0), 1) != a);     // type
+  CHECK(shape(field("a", 16384, 1, 23, 14, 0), 1) != a);     // typmod (varchar(10))
+  CHECK(shape(field("a", 16384, 1, 23, -1, 0) + field("b", 16384, 2, 23, -1, 0), 2) != a);  // a column more
+  // Names do not run into each other: ("ab","c") is not ("a","bc").
+  CHECK(shape(field("ab", 0, 0, 25, -1, 0) + field("c", 0, 0, 25, -1, 0), 2) !=
+        shape(field("a", 0, 0, 25, -1, 0) + field("bc", 0, 0, 25, -1, 0), 2));
+  CHECK(shape("", 0) > kUnreadableShape);  // no columns: a RowDescription still
+  CHECK(shape("", 0) != result_shape('n', {}));
+  CHECK(result_shape('n', {}) == kNoRowsShape);
+  // A malformed one is neither known nor unknown: it compares equal to anything.
+  const std::string bad = be16(2) + field("a", 0, 0, 23, -1, 0);
+  CHECK(result_shape('T', span(bad)) == kUnreadableShape);
+}

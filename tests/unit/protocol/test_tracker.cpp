@@ -1324,3 +1324,40 @@ TEST_CASE("ResponseTracker: a tagged Execute is reported when completed, not whe
   CHECK(h.t.take_executed().empty());
   CHECK(h.take_tags() == std::vector<uint64_t>{43});  // reported as not done
 }
+
+TEST_CASE("ResponseTracker: describing names the statement Describe the next answer is for",
+          "[tracker]") {
+  Harness h;
+  uint64_t stmt = 0, name = 0;
+  CHECK_FALSE(h.t.describing(stmt, name));
+  h.send(R::parse, true, 5);
+  h.t.sent_describe(true, 5, 0);   // pgmux's own
+  h.answer(syn('1'));               // a Parse pgmux answers itself
+  h.t.sent_describe(false, 6, 42);  // the client's
+  h.send(R::describe_stmt);        // a Describe pgmux does not follow
+  h.send(R::sync);
+  CHECK_FALSE(h.t.describing(stmt, name));  // a Parse is at the head
+  h.server('1');
+  REQUIRE(h.t.describing(stmt, name));
+  CHECK(stmt == 5);
+  CHECK(name == 0);
+  h.server('t');
+  CHECK(h.t.describing(stmt, name));  // still: 'T' / 'n' ends it
+  h.server('T');
+  // pgmux's answer is due first (synthetic entries are skipped).
+  REQUIRE(h.t.describing(stmt, name));
+  CHECK(stmt == 6);
+  CHECK(name == 42);
+  h.server('t');
+  h.server('n');
+  CHECK_FALSE(h.t.describing(stmt, name));
+  h.server_all("tTZ");
+  CHECK(h.seen() == "[1]tntTZ");
+  require_idle(h.t);
+  // Sent while the server skips to Sync after an error: never answered.
+  Harness e;
+  e.send(R::bind);
+  e.server('E');
+  e.t.sent_describe(false, 7, 43);
+  CHECK_FALSE(e.t.describing(stmt, name));
+}
