@@ -2347,6 +2347,62 @@ TEST_CASE("transaction: an old statement prepared again after a schema change ke
   mux.finish();
 }
 
+// SQL-level PREPARE after a schema change: where the server has the
+// client's statement, PostgreSQL refuses it (0A000) as it would without
+// pgmux; where pgmux prepares it again (hidden), it is planned with the new
+// schema, and the rows come with their new RowDescription (a simple-protocol
+// EXECUTE describes every result). DEALLOCATE and PREPARE again work on
+// either server.
+TEST_CASE("transaction: SQL-level PREPARE after a schema change", "[transaction][prepared]") {
+  ShapeDatabase shape("stale5");
+  Pgmux mux(shape.config(2));
+  Conn a = connect(mux.conninfo("stale", "scram_user", "scram_pw"));
+  Conn holder = connect(mux.conninfo("stale", "scram_user", "scram_pw"));
+  exec(a.get(), "BEGIN");
+  exec(a.get(), "PREPARE q AS SELECT * FROM shape");
+  CHECK(describe_outcome(try_exec(a.get(), "EXECUTE q")) == "ok [1]");
+  const std::string prepared_on = scalar(a.get(), "SELECT pg_backend_pid()");
+  exec(a.get(), "COMMIT");
+  shape.run("ALTER TABLE shape ADD COLUMN b int DEFAULT 7");
+  // a's EXECUTE on each server connection in turn: holder keeps the other
+  // one in a transaction block.
+  std::map<std::string, std::string> by_server;  // backend pid -> outcome
+  for (int i = 0; i < 8 && by_server.size() < 2; ++i) {
+    exec(holder.get(), "BEGIN");
+    const std::string held = scalar(holder.get(), "SELECT pg_backend_pid()");
+    exec(a.get(), "BEGIN");
+    const std::string pid = scalar(a.get(), "SELECT pg_backend_pid()");
+    CHECK(pid != held);
+    auto r = try_exec(a.get(), "EXECUTE q");
+    by_server.emplace(pid, r.ok ? describe_outcome(r) : r.sqlstate + " " + r.message);
+    if (i % 2 == 0) {  // the other order of release next time
+      exec(holder.get(), "COMMIT");
+      exec(a.get(), "ROLLBACK");
+    } else {
+      exec(a.get(), "ROLLBACK");
+      exec(holder.get(), "COMMIT");
+    }
+  }
+  REQUIRE(by_server.size() == 2);
+  for (const auto& [pid, outcome] : by_server) {
+    INFO("server " << pid << " (prepared on " << prepared_on << "): " << outcome);
+    if (pid == prepared_on) CHECK_THAT(outcome, Contains("0A000") && Contains("cached plan must not change result type"));
+    else CHECK(outcome == "ok [1|7]");
+  }
+  exec(a.get(), "DEALLOCATE q");
+  exec(a.get(), "PREPARE q AS SELECT * FROM shape");
+  for (int i = 0; i < 3; ++i) {
+    exec(holder.get(), "BEGIN");
+    (void)scalar(holder.get(), "SELECT 1");
+    CHECK(describe_outcome(try_exec(a.get(), "EXECUTE q")) == "ok [1|7]");
+    exec(holder.get(), "COMMIT");
+    CHECK(describe_outcome(try_exec(a.get(), "EXECUTE q")) == "ok [1|7]");
+  }
+  a.reset();
+  holder.reset();
+  mux.finish();
+}
+
 // In a failed transaction block PostgreSQL still parses and runs COMMIT,
 // ROLLBACK (TO SAVEPOINT) and PREPARE TRANSACTION, and refuses anything else
 // (25P02). pgmux answers a Parse of a text already prepared on the server
