@@ -571,6 +571,23 @@ AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level
       error(r.out, "42704", "no such database: " + db);
       return r;
     }
+    if (cmd == "DISABLE" && !w.config().databases.count(db)) {
+      // Only "*" serves it: a typo would be taken too. Said when no client
+      // has used the name yet.
+      bool used = false;
+      w.for_each_pool([&](const PoolKey& key, const pool::Pool&, const conf::DatabaseConfig&) {
+        used = used || key.database == db;
+      });
+      if (!used) {
+        proto::ErrorFields f;
+        f.severity = "NOTICE";
+        f.sqlstate = "00000";
+        f.message = "database \"" + db + "\" has no entry of its own and no client has used it: disabled as a "
+                    "name the \"*\" entry serves";
+        f.hint = "Check the spelling; ENABLE undoes it.";
+        proto::notice_response(r.out, f);
+      }
+    }
     if (cmd == "DISABLE") w.disable(db);
     else w.enable(db);
     proto::command_complete(r.out, cmd);

@@ -284,14 +284,28 @@ TEST_CASE("admin: DISABLE and ENABLE with the \"*\" entry", "[admin]") {
   cfg.rest += "\n[databases.\"*\"]\nhost = \"@PG_HOST@\"\nport = @PG_PORT@\n";
   Pgmux mux(cfg);
   Conn a = connect(mux.conninfo("pgbouncer", "admin", "admin_pw"));
+  std::vector<std::string> notices;
+  PQsetNoticeReceiver(
+      a.get(),
+      [](void* arg, const PGresult* res) {
+        const char* m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        static_cast<std::vector<std::string>*>(arg)->push_back(m ? m : "");
+      },
+      &notices);
   CHECK(try_exec(a.get(), "DISABLE app2").ok);
+  // A name no client used yet, with no entry of its own: maybe a typo.
+  REQUIRE(notices.size() == 1);
+  CHECK_THAT(notices[0], Contains("\"app2\" has no entry of its own and no client has used it"));
   CHECK_THAT(connect_error(mux.conninfo("app2", "scram_user", "scram_pw")), Contains("does not allow connections"));
   CHECK(try_exec(a.get(), "ENABLE app2").ok);
   Conn c2 = connect(mux.conninfo("app2", "scram_user", "scram_pw"));
   CHECK(scalar(c2.get(), "SELECT current_database()") == "app2");
   CHECK(exec_error(a.get(), "DISABLE \"\"").sqlstate == "42704");
   // app's own entry goes with a reload: "*" serves it, still disabled.
-  CHECK(try_exec(a.get(), "DISABLE app").ok);
+  CHECK(try_exec(a.get(), "DISABLE app").ok);  // its own entry: no notice
+  CHECK(try_exec(a.get(), "DISABLE app2").ok);  // used by a client now: none either
+  CHECK(try_exec(a.get(), "ENABLE app2").ok);
+  CHECK(notices.size() == 1);
   std::string text = mux.config_text();
   const size_t at = text.find("[databases.app]");
   REQUIRE(at != std::string::npos);
