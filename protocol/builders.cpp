@@ -85,6 +85,7 @@ void fields_message(std::string& out, char type, const ErrorFields& f) {
   field('M', f.message);
   field('D', f.detail);
   field('H', f.hint);
+  field('R', f.routine);
   w.u8(0);
   w.finish();
 }

@@ -37,6 +37,9 @@ struct ErrorFields {
   std::string message;
   std::string detail;
   std::string hint;
+  // 'R': the PostgreSQL function that raised it, for errors pgmux gives in
+  // PostgreSQL's name that drivers recognise by it (RevalidateCachedQuery).
+  std::string routine;
 };
 
 // A FATAL error (the connection ends after it).

@@ -50,9 +50,11 @@ class ResponseTracker {
   // statement `stmt` (pgmux's id) on the server, and, for a client's
   // Describe (`name_tag` non-zero), the result type that client now knows
   // for its statement name (see describing).
-  void sent_describe(bool hidden, uint64_t stmt, uint64_t name_tag) {
+  // A portal Describe (`portal`) of a portal bound to statement `stmt`
+  // tells the same (its RowDescription has the statement's columns).
+  void sent_describe(bool hidden, uint64_t stmt, uint64_t name_tag, bool portal = false) {
     const size_t before = q_.size();
-    sent(Request::describe_stmt, hidden);
+    sent(portal ? Request::describe_portal : Request::describe_stmt, hidden);
     if (q_.size() == before) return;  // the server skips it
     q_.back().shape_stmt = stmt;
     q_.back().shape_name = name_tag;
@@ -64,7 +66,8 @@ class ResponseTracker {
     for (size_t i = head_; i < q_.size(); ++i) {
       const Entry& e = q_[i];
       if (e.is_synthetic) continue;
-      if (e.req != Request::describe_stmt || !e.shape_stmt) return false;
+      if ((e.req != Request::describe_stmt && e.req != Request::describe_portal) || !e.shape_stmt)
+        return false;
       stmt = e.shape_stmt;
       name_tag = e.shape_name;
       return true;

@@ -43,9 +43,16 @@ std::string already_exists(std::string_view name) { return statement_error("42P0
 // (pgmux_<n>, pgmux.*) live too.
 bool reserved_name(std::string_view name) { return name.starts_with("pgmux"); }
 // What PostgreSQL says when a statement's result type changed since it was
-// prepared (RevalidateCachedQuery).
+// prepared. Drivers know it by its routine (asyncpg then drops its cached
+// statement and retries; pgjdbc prepares again).
 std::string stale_result_error() {
-  return error_message("0A000", "cached plan must not change result type");
+  proto::ErrorFields e;
+  e.sqlstate = "0A000";
+  e.message = "cached plan must not change result type";
+  e.routine = "RevalidateCachedQuery";
+  std::string m;
+  proto::error_response(m, e);
+  return m;
 }
 std::string unfollowable_error() {
   return error_message("0A000",
@@ -1269,7 +1276,9 @@ bool may_be_sql_command_at(proto::ByteSpan body, size_t at) {
 
 // `armed`: the unnamed statement or a portal holds a SQL command pgmux
 // follows, so Execute (and Bind and Close, which move it) are inspected too.
-bool needs_inspection(char t, proto::ByteSpan body, bool armed) {
+// `watch_portal`: a portal Describe tells a statement's result type
+// (NamedState::bound).
+bool needs_inspection(char t, proto::ByteSpan body, bool armed, bool watch_portal) {
   switch (t) {
     case 'E':
       return armed;
@@ -1281,7 +1290,7 @@ bool needs_inspection(char t, proto::ByteSpan body, bool armed) {
       if (armed) return true;
       [[fallthrough]];
     case 'D':
-      return body.size() < 2 || (body[0] == 'S' && body[1] != 0);
+      return body.size() < 2 || (body[0] == 'S' && body[1] != 0) || (watch_portal && body[0] == 'P');
     case 'Q':
       return may_be_sql_command_at(body, 0);
     default:
@@ -1357,7 +1366,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
       }
       if (t == 'S') m.skip_to_sync = false;
       proto::ByteSpan after = chunk.subspan(pos);
-      if (needs_inspection(t, after, m.arms != nullptr)) {
+      if (needs_inspection(t, after, m.arms != nullptr, named_ && named_->bound.id != 0)) {
         leave_raw();
         if (named_) named_->held.clear();
         m.accumulating = true;
@@ -1380,7 +1389,10 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
           if (m.arms) disarm_statement();
           m.tracker.sent(Req::parse);
           break;
-        case 'B': m.tracker.sent(Req::bind); break;
+        case 'B':
+          if (named_) named_->bound.id = 0;
+          m.tracker.sent(Req::bind);
+          break;
         case 'D': m.tracker.sent(after[0] == 'S' ? Req::describe_stmt : Req::describe_portal); break;
         case 'C': m.tracker.sent(Req::close); break;
         case 'c': case 'f': m.tracker.copy_in_finished(); break;
@@ -2032,35 +2044,40 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
   // A client's statement keeps the result type the client was told: after
   // a schema change PostgreSQL refuses to run it with another (0A000). The
   // server's copy may be younger than the client's statement (pgmux
-  // prepared it there for the client, or another client did): when its
-  // result type is not known, pgmux describes it (hidden) and the request
-  // waits for the answer. nullopt: go on; else process_message's result.
+  // prepared it there for the client, or another client did), or older (a
+  // stale plan of a statement the client prepared after the change): when
+  // its result type is not known, or differs, pgmux describes it (hidden;
+  // a copy that differs is first parsed again, so that it has the current
+  // schema's plan) and the request waits for the answer. The client gets
+  // 0A000 only when the current plan's result type differs from what it was
+  // told. nullopt: go on; else process_message's result.
   auto keep_result_type = [&](const std::string& name, const StatementRef& st) -> std::optional<bool> {
     auto it = named().stmts.find(name);
     const uint64_t told = it == named().stmts.end() ? 0 : it->second.shape;
-    if (!told || ms().tracker.skipping()) {  // (the server skips the request)
-      ms().shape_wait = 0;
-      return std::nullopt;
-    }
+    const bool checked = ms().shape_wait == st->id;  // described for this request already
+    ms().shape_wait = 0;
+    if (!told || ms().tracker.skipping()) return std::nullopt;  // (the server skips the request)
     uint64_t has = 0;
     if (server_->statements().usable(st->id, server_->segment())) has = server_->statements().shape(st->id);
-    if (!has) {
-      // Described already and still not known (it left the server): go on.
-      if (ms().shape_wait == st->id) {
-        ms().shape_wait = 0;
-        return std::nullopt;
-      }
-      ensure(st);
-      send_describe(st, out, /*hidden=*/true);
-      ms().shape_wait = st->id;
-      return wait_for_answers();
+    if (has == told || has == proto::kUnreadableShape || told == proto::kUnreadableShape) return std::nullopt;
+    if (checked) {
+      // Still not known (it left the server): go on.
+      if (!has) return std::nullopt;
+      // The current plan's result type is not the client's: PostgreSQL's
+      // error, and a schema change (statements prepared from now on get new
+      // server names, as when a server reports one).
+      if (st->generation == worker_.prepared().generation()) worker_.invalidate_plans(server_->dbname(), server_->name());
+      report_own_error(stale_result_error(), out, /*simple=*/false);
+      ms().skip_to_sync = true;
+      return true;
     }
-    ms().shape_wait = 0;
-    if (has == told || has == proto::kUnreadableShape || told == proto::kUnreadableShape)
-      return std::nullopt;
-    report_own_error(stale_result_error(), out, /*simple=*/false);
-    ms().skip_to_sync = true;
-    return true;
+    if (has) server_->statements().erase(st->id);  // parsed again (Close + Parse)
+    ensure(st);
+    // The describe's 0A000, if the copy is stale, counts as this segment's.
+    server_->note_statement_use(st->generation);
+    send_describe(st, out, /*hidden=*/true);
+    ms().shape_wait = st->id;
+    return wait_for_answers();
   };
   // A Bind or Describe of a name that is no protocol-level statement of the
   // client: its SQL-level statement (one namespace, as in PostgreSQL), put
@@ -2153,6 +2170,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         protocol_error("malformed Bind message");
         return false;
       }
+      if (named_) named_->bound.id = 0;
       // The armed statement bound to a portal: its Executes run the command
       // (another statement bound to that portal replaces it).
       if (ms().arms) {
@@ -2165,6 +2183,8 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       if (!st) return other_name(m->statement, Req::bind);
       if (uncertain(m->statement)) return wait_for_answers();
       if (auto r = keep_result_type(std::string(m->statement), *st)) return *r;
+      if (auto it = named().stmts.find(std::string(m->statement)); it != named().stmts.end() && !it->second.shape)
+        named().bound = {std::string(m->portal), std::string(m->statement), (*st)->id};
       ensure(*st);
       server_->note_statement_use((*st)->generation);
       std::string nb;
@@ -2183,7 +2203,16 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         protocol_error("malformed Describe message");
         return false;
       }
-      if (m->kind == 'P') return pass(Req::describe_portal);
+      if (m->kind == 'P') {
+        auto& b = named().bound;
+        if (!b.id || m->name != b.portal) return pass(Req::describe_portal);
+        const uint64_t tag = ms().next_parse_tag++;
+        named().describing[tag] = {b.name, b.id};
+        append_message(out, 'D', body_str);
+        ms().tracker.sent_describe(/*hidden=*/false, b.id, tag, /*portal=*/true);
+        server_->count_request('D');
+        return true;
+      }
       if (m->name.empty()) return pass(Req::describe_stmt);
       const StatementRef* st = lookup(m->name);
       if (!st) return other_name(m->name, Req::describe_stmt);

@@ -384,6 +384,13 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     // The client's Describes of its statements in flight: describe tag ->
     // name and statement (learn_shape).
     std::unordered_map<uint64_t, std::pair<std::string, uint64_t>> describing;
+    // The last Bind, when it bound a statement whose result type the client
+    // was not told (it never described it): a Describe of that portal tells
+    // it (pgjdbc, libpq's PQexecPrepared). Any Bind resets it.
+    struct Bound {
+      std::string portal, name;
+      uint64_t id = 0;  // 0: none
+    } bound;
     std::unordered_map<std::string, StatementRef> sql_stmts;  // SQL-level PREPARE names
     // Parses not yet answered: client tag -> name and the request segment
     // the Parse went in, and the tag that last defined each such name, so a

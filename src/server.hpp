@@ -208,6 +208,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   bool local_address(std::string& ip, int& port) const { return socket_.address(false, ip, port); }
   uint16_t port() const { return port_; }
   const std::string& name() const { return name_; }
+  const std::string& dbname() const { return dbname_; }  // on the server
   ClientConnection* linked_client() const { return client_; }
   ServerStatementCache& statements() { return statements_; }
   // A Bind or Describe of a statement of that generation goes out in the

@@ -2347,6 +2347,108 @@ TEST_CASE("transaction: an old statement prepared again after a schema change ke
   mux.finish();
 }
 
+namespace {
+
+// A client in a transaction block on the server connection whose backend
+// is `pid` (pool of 2): the other clients' statements run on the other one.
+// COMMIT it before it goes.
+Conn hold_server(const std::string& conninfo, const std::string& pid) {
+  Conn h1 = connect(conninfo);
+  exec(h1.get(), "BEGIN");
+  if (scalar(h1.get(), "SELECT pg_backend_pid()") == pid) return h1;
+  Conn h2 = connect(conninfo);
+  exec(h2.get(), "BEGIN");
+  exec(h1.get(), "COMMIT");
+  REQUIRE(scalar(h2.get(), "SELECT pg_backend_pid()") == pid);
+  return h2;
+}
+
+}  // namespace
+
+// A copy of the text prepared before the change (its plan stale) serves a
+// client that prepared the text after it: PostgreSQL would run that
+// client's statement. pgmux parses the copy again when its known result
+// type differs, and refuses only when the current plan's differs from what
+// the client was told (found by a review). A schema changed and changed
+// back is no change.
+TEST_CASE("transaction: result types against copies prepared before a schema change",
+          "[transaction][prepared]") {
+  ShapeDatabase shape("stale6");
+  Pgmux mux(shape.config(2));
+  const std::string ci = mux.conninfo("stale", "scram_user", "scram_pw");
+  Conn a = connect(ci);
+  const std::string sql = "SELECT * FROM shape";
+  // A copy on one server connection, described (its result type known).
+  exec(a.get(), "BEGIN");
+  const std::string first = scalar(a.get(), "SELECT pg_backend_pid()");
+  REQUIRE(prepare(a.get(), "s", sql, 0).ok);
+  { Result d(PQdescribePrepared(a.get(), "s")); CHECK(PQnfields(d.get()) == 1); }
+  exec(a.get(), "COMMIT");
+  // Runs `f` with the other server connection than `held` held.
+  auto on_other_than = [&](const std::string& held, const std::function<void()>& f) {
+    Conn h = hold_server(ci, held);
+    f();
+    exec(h.get(), "COMMIT");
+  };
+  shape.run("ALTER TABLE shape ADD COLUMN b int DEFAULT 7");
+  // A client prepares the text now on the other connection, which has no
+  // copy: the server plans it with the new schema.
+  Conn c = connect(ci);
+  std::string second;
+  on_other_than(first, [&] {
+    REQUIRE(prepare(c.get(), "t", sql, 0).ok);
+    Result d(PQdescribePrepared(c.get(), "t"));
+    CHECK(PQnfields(d.get()) == 2);
+    second = scalar(c.get(), "SELECT pg_backend_pid()");
+  });
+  REQUIRE(second != first);
+
+  SECTION("a statement prepared after the change runs on a copy from before it") {
+    for (const std::string& held : {second, first, second})
+      on_other_than(held, [&] { CHECK(describe_outcome(exec_prepared(c.get(), "t", {})) == "ok [1|7]"); });
+    // The old statement fails everywhere, as it would without pgmux.
+    for (const std::string& held : {first, second})
+      on_other_than(held, [&] { CHECK(exec_prepared(a.get(), "s", {}).sqlstate == "0A000"); });
+  }
+  SECTION("changed and changed back") {
+    shape.run("ALTER TABLE shape DROP COLUMN b");
+    // a's statement has its old result type again: it runs on both.
+    for (const std::string& held : {first, second, first})
+      on_other_than(held, [&] { CHECK(describe_outcome(exec_prepared(a.get(), "s", {})) == "ok [1]"); });
+    // c's has not (PostgreSQL refuses it).
+    on_other_than(first, [&] { CHECK(exec_prepared(c.get(), "t", {}).sqlstate == "0A000"); });
+  }
+  c.reset();
+  a.reset();
+  mux.finish();
+}
+
+// libpq's PQexecPrepared and pgjdbc never describe the statement, only the
+// portal (Bind, Describe portal, Execute): that RowDescription tells the
+// client the statement's result type too. pgmux's 0A000 carries
+// PostgreSQL's routine (RevalidateCachedQuery), by which asyncpg and pgjdbc
+// know a stale statement and prepare it again.
+TEST_CASE("transaction: a portal Describe tells a statement's result type", "[transaction][prepared]") {
+  ShapeDatabase shape("stale7");
+  Pgmux mux(shape.config(2));
+  Conn a = connect(mux.conninfo("stale", "scram_user", "scram_pw"));
+  exec(a.get(), "BEGIN");
+  REQUIRE(prepare(a.get(), "s", "SELECT * FROM shape", 0).ok);
+  CHECK(describe_outcome(exec_prepared(a.get(), "s", {})) == "ok [1]");
+  const std::string pid = scalar(a.get(), "SELECT pg_backend_pid()");
+  exec(a.get(), "COMMIT");
+  shape.run("SELECT pg_terminate_backend(" + pid + ")");
+  shape.run("ALTER TABLE shape ADD COLUMN b int DEFAULT 7");
+  std::this_thread::sleep_for(200ms);
+  Result r(PQexecPrepared(a.get(), "s", 0, nullptr, nullptr, nullptr, 0));
+  REQUIRE(PQresultStatus(r.get()) == PGRES_FATAL_ERROR);
+  CHECK(std::string(PQresultErrorField(r.get(), PG_DIAG_SQLSTATE)) == "0A000");
+  const char* routine = PQresultErrorField(r.get(), PG_DIAG_SOURCE_FUNCTION);
+  CHECK(std::string(routine ? routine : "") == "RevalidateCachedQuery");
+  a.reset();
+  mux.finish();
+}
+
 // SQL-level PREPARE after a schema change: where the server has the
 // client's statement, PostgreSQL refuses it (0A000) as it would without
 // pgmux; where pgmux prepares it again (hidden), it is planned with the new

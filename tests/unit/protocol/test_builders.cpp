@@ -207,6 +207,17 @@ TEST_CASE("Error and notice builders", "[builders]") {
     CHECK(p->detail == "d");
     CHECK(p->hint == "h");
   }
+  SECTION("the routine, as PostgreSQL's own errors carry it") {
+    ErrorFields f;
+    f.sqlstate = "0A000";
+    f.message = "cached plan must not change result type";
+    f.routine = "RevalidateCachedQuery";
+    std::string s;
+    error_response(s, f);
+    CHECK(s == typed('E', cs("SERROR") + cs("VERROR") + cs("C0A000") + cs("Mcached plan must not change result type") +
+                              cs("RRevalidateCachedQuery") + std::string(1, '\0')));
+    CHECK(is_stale_plan_error(body_in(s)));  // what pgmux itself looks for in a server's
+  }
   SECTION("defaults and omitted empty fields") {
     ErrorFields f;
     f.message = "boom";

@@ -1354,6 +1354,19 @@ TEST_CASE("ResponseTracker: describing names the statement Describe the next ans
   h.server_all("tTZ");
   CHECK(h.seen() == "[1]tntTZ");
   require_idle(h.t);
+  // A portal Describe tells it too.
+  h.send(R::bind);
+  h.t.sent_describe(false, 8, 44, /*portal=*/true);
+  h.send(R::execute);
+  h.send(R::sync);
+  h.server('2');
+  REQUIRE(h.t.describing(stmt, name));
+  CHECK(stmt == 8);
+  CHECK(name == 44);
+  h.server_all("TDCZ");
+  CHECK_FALSE(h.t.describing(stmt, name));
+  CHECK(h.seen() == "2TDCZ");
+  require_idle(h.t);
   // Sent while the server skips to Sync after an error: never answered.
   Harness e;
   e.send(R::bind);
