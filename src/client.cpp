@@ -2023,9 +2023,9 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
     send_request(out, type, body_str, r);
     return true;
   };
-  auto lookup = [&](std::string_view name) -> const StatementRef* {
+  auto lookup = [&](std::string_view name) -> NamedState::ClientStatement* {
     auto it = named().stmts.find(std::string(name));
-    return it == named().stmts.end() ? nullptr : &it->second.st;
+    return it == named().stmts.end() ? nullptr : &it->second;
   };
   // The client has a statement of that name (protocol or SQL level: one
   // namespace, as in PostgreSQL).
@@ -2051,9 +2051,9 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
   // schema's plan) and the request waits for the answer. The client gets
   // 0A000 only when the current plan's result type differs from what it was
   // told. nullopt: go on; else process_message's result.
-  auto keep_result_type = [&](const std::string& name, const StatementRef& st) -> std::optional<bool> {
-    auto it = named().stmts.find(name);
-    const uint64_t told = it == named().stmts.end() ? 0 : it->second.shape;
+  auto keep_result_type = [&](const NamedState::ClientStatement& cs) -> std::optional<bool> {
+    const StatementRef& st = cs.st;
+    const uint64_t told = cs.shape;
     const bool checked = ms().shape_wait == st->id;  // described for this request already
     ms().shape_wait = 0;
     if (!told || ms().tracker.skipping()) return std::nullopt;  // (the server skips the request)
@@ -2179,12 +2179,12 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
           ms().arms->portals.emplace_back(std::string(m->portal), *ms().arms->statement);
       }
       if (m->statement.empty()) return pass(Req::bind);
-      const StatementRef* st = lookup(m->statement);
-      if (!st) return other_name(m->statement, Req::bind);
+      NamedState::ClientStatement* cs = lookup(m->statement);
+      if (!cs) return other_name(m->statement, Req::bind);
       if (uncertain(m->statement)) return wait_for_answers();
-      if (auto r = keep_result_type(std::string(m->statement), *st)) return *r;
-      if (auto it = named().stmts.find(std::string(m->statement)); it != named().stmts.end() && !it->second.shape)
-        named().bound = {std::string(m->portal), std::string(m->statement), (*st)->id};
+      if (auto r = keep_result_type(*cs)) return *r;
+      const StatementRef* st = &cs->st;
+      if (!cs->shape) named().bound = {std::string(m->portal), std::string(m->statement), (*st)->id};
       ensure(*st);
       server_->note_statement_use((*st)->generation);
       std::string nb;
@@ -2214,14 +2214,14 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         return true;
       }
       if (m->name.empty()) return pass(Req::describe_stmt);
-      const StatementRef* st = lookup(m->name);
-      if (!st) return other_name(m->name, Req::describe_stmt);
+      NamedState::ClientStatement* cs = lookup(m->name);
+      if (!cs) return other_name(m->name, Req::describe_stmt);
       if (uncertain(m->name)) return wait_for_answers();
-      const std::string name(m->name);
-      if (auto r = keep_result_type(name, *st)) return *r;
+      if (auto r = keep_result_type(*cs)) return *r;
+      const StatementRef* st = &cs->st;
       ensure(*st);
       server_->note_statement_use((*st)->generation);
-      send_describe(*st, out, /*hidden=*/false, name);
+      send_describe(*st, out, /*hidden=*/false, std::string(m->name));
       return true;
     }
     case 'C': {
