@@ -1380,6 +1380,9 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
         continue;
       }
       m.pass_current = true;
+      // Whatever may close or replace a portal forgets the bound one
+      // (NamedState::bound).
+      if (named_ && (t == 'Q' || t == 'S' || t == 'F' || t == 'E')) named_->bound.id = 0;
       switch (t) {
         case 'Q': m.tracker.sent(Req::query); break;
         case 'S': m.tracker.sent(Req::sync); break;
@@ -2230,7 +2233,10 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         protocol_error("malformed Close message");
         return false;
       }
-      if (m->kind == 'P' && ms().arms) disarm_portal(m->name);
+      if (m->kind == 'P') {
+        if (named_) named_->bound.id = 0;
+        if (ms().arms) disarm_portal(m->name);
+      }
       if (m->kind == 'S' && !m->name.empty()) {
         // After an error the server skips to Sync, and so would PostgreSQL:
         // the name stays. Whether an error comes may hang on what is in flight.
@@ -2246,8 +2252,10 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       return pass(Req::close);
     }
     case 'Q':
+      if (named_) named_->bound.id = 0;
       return process_query(body_str, out);
     case 'E':
+      if (named_) named_->bound.id = 0;
       return arm_execute(body_str, out);
     default:
       return pass(Req::query);  // not reached: only inspected types come here

@@ -386,7 +386,10 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     std::unordered_map<uint64_t, std::pair<std::string, uint64_t>> describing;
     // The last Bind, when it bound a statement whose result type the client
     // was not told (it never described it): a Describe of that portal tells
-    // it (pgjdbc, libpq's PQexecPrepared). Any Bind resets it.
+    // it (pgjdbc, libpq's PQexecPrepared: Bind, Describe portal, Execute).
+    // Any Bind resets it, and so does whatever may close the portal or put
+    // another in its place (Close portal, Query, Execute, FunctionCall,
+    // Sync): a cursor of the same name does not have the statement's type.
     struct Bound {
       std::string portal, name;
       uint64_t id = 0;  // 0: none

@@ -2449,6 +2449,47 @@ TEST_CASE("transaction: a portal Describe tells a statement's result type", "[tr
   mux.finish();
 }
 
+// The portal a Describe names must still be the one bound to the statement:
+// closed, and a cursor of that name declared in its place, its
+// RowDescription is the cursor's, not the statement's. Taken for the
+// statement's, it made the client's own statement fail (0A000) once another
+// client described the text.
+TEST_CASE("transaction: a portal Describe after the portal was replaced tells nothing of the statement",
+          "[transaction][prepared]") {
+  Pgmux mux(trust_tx_config(1));
+  auto a = raw_login(mux.port());
+  a.send(parse_msg("s", "SELECT 1 AS x") + sync_msg());
+  CHECK(read_replies(a).types == "1Z");
+  a.send(msg('Q', cstr("BEGIN")));
+  CHECK(read_replies(a).types == "CZ");
+  a.send(bind_msg("p", "s") + execute_msg("p") + close_msg('P', "p") + sync_msg());
+  CHECK(read_replies(a).types == "2DC3Z");
+  SECTION("a cursor declared by a simple query") {
+    a.send(msg('Q', cstr("DECLARE p CURSOR FOR SELECT 1 AS a, 2 AS b")));
+    CHECK(read_replies(a).types == "CZ");
+  }
+  SECTION("a cursor declared through the extended protocol") {
+    a.send(parse_msg("", "DECLARE p CURSOR FOR SELECT 1 AS a, 2 AS b") + bind_msg("", "") +
+           execute_msg("") + sync_msg());
+    CHECK(read_replies(a).types == "12CZ");
+  }
+  a.send(describe_msg('P', "p") + sync_msg());
+  CHECK(read_replies(a).types == "TZ");
+  a.send(msg('Q', cstr("COMMIT")));
+  CHECK(read_replies(a).types == "CZ");
+  // Another client describes the text (the one server connection).
+  auto b = raw_login(mux.port());
+  b.send(parse_msg("t", "SELECT 1 AS x") + describe_msg('S', "t") + sync_msg());
+  CHECK(read_replies(b).types == "1tTZ");
+  for (int i = 0; i < 2; ++i) {
+    a.send(bind_msg("", "s") + execute_msg("") + sync_msg());
+    auto r = read_replies(a);
+    INFO(join(r.errors));
+    CHECK(r.types == "2DCZ");
+  }
+  mux.finish();
+}
+
 // SQL-level PREPARE after a schema change: where the server has the
 // client's statement, PostgreSQL refuses it (0A000) as it would without
 // pgmux; where pgmux prepares it again (hidden), it is planned with the new
