@@ -2054,7 +2054,13 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
   // schema's plan) and the request waits for the answer. The client gets
   // 0A000 only when the current plan's result type differs from what it was
   // told. nullopt: go on; else process_message's result.
-  auto keep_result_type = [&](const NamedState::ClientStatement& cs) -> std::optional<bool> {
+  auto keep_result_type = [&](NamedState::ClientStatement& cs) -> std::optional<bool> {
+    // Told no result type, a statement of retired texts takes the current
+    // one of its text: the client may have prepared it after the schema
+    // change, onto a copy planned before it (pgmux answered the Parse), and
+    // PostgreSQL would plan it anew; nothing the client knows changes.
+    if (!cs.shape && cs.st->generation != worker_.prepared().generation())
+      cs.st = worker_.prepared().get(cs.st->query, cs.st->param_types);
     const StatementRef& st = cs.st;
     const uint64_t told = cs.shape;
     const bool checked = ms().shape_wait == st->id;  // described for this request already

@@ -2423,6 +2423,43 @@ TEST_CASE("transaction: result types against copies prepared before a schema cha
   mux.finish();
 }
 
+// A client that prepares a text after a schema change, on a server
+// connection whose copy is from before it: pgmux answers the Parse from the
+// copy, so the first use meets the server's 0A000 (PostgreSQL would plan the
+// text anew). The client was told no result type: its next use runs on a
+// copy prepared again, rather than failing for as long as the client lives.
+// One told the old result type still gets 0A000, as from PostgreSQL.
+TEST_CASE("transaction: a statement prepared after a schema change onto a stale copy recovers",
+          "[transaction][prepared]") {
+  ShapeDatabase shape("stale8");
+  Pgmux mux(shape.config(1));
+  const std::string ci = mux.conninfo("stale", "scram_user", "scram_pw");
+  const std::string sql = "SELECT * FROM shape";
+  Conn a = connect(ci);
+  REQUIRE(prepare(a.get(), "s", sql, 0).ok);
+  { Result d(PQdescribePrepared(a.get(), "s")); CHECK(PQnfields(d.get()) == 1); }
+  shape.run("ALTER TABLE shape ADD COLUMN b int DEFAULT 7");
+  Conn b = connect(ci);
+  REQUIRE(prepare(b.get(), "t", sql, 0).ok);
+  SECTION("described first") {
+    Result d(PQdescribePrepared(b.get(), "t"));
+    REQUIRE(PQresultStatus(d.get()) == PGRES_FATAL_ERROR);
+    CHECK(std::string(PQresultErrorField(d.get(), PG_DIAG_SQLSTATE)) == "0A000");
+    for (int i = 0; i < 3; ++i) CHECK(describe_outcome(exec_prepared(b.get(), "t", {})) == "ok [1|7]");
+    Result again(PQdescribePrepared(b.get(), "t"));
+    CHECK(PQresultStatus(again.get()) == PGRES_COMMAND_OK);
+    CHECK(PQnfields(again.get()) == 2);
+  }
+  SECTION("executed first") {
+    CHECK(exec_prepared(b.get(), "t", {}).sqlstate == "0A000");
+    for (int i = 0; i < 3; ++i) CHECK(describe_outcome(exec_prepared(b.get(), "t", {})) == "ok [1|7]");
+  }
+  CHECK(exec_prepared(a.get(), "s", {}).sqlstate == "0A000");
+  b.reset();
+  a.reset();
+  mux.finish();
+}
+
 // libpq's PQexecPrepared and pgjdbc never describe the statement, only the
 // portal (Bind, Describe portal, Execute): that RowDescription tells the
 // client the statement's result type too. pgmux's 0A000 carries
