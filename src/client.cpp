@@ -2036,9 +2036,12 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
     return named().stmts.count(name) > 0 || named().sql_stmts.count(name) > 0;
   };
   auto uncertain = [&](std::string_view name) { return uncertain_name(name); };
+  // A request that waited for keep_result_type's check was counted then.
+  bool counted = false;
   auto prepared_on_server = [&](const StatementRef& st) {
     const bool hit = server_->statements().usable(st->id, server_->segment());
-    if (pool::Pool* p = server_->pool()) ++(hit ? p->stats.prepared_hits : p->stats.prepared_misses);
+    if (pool::Pool* p = server_->pool(); p && !counted)
+      ++(hit ? p->stats.prepared_hits : p->stats.prepared_misses);
     return hit;
   };
   auto ensure = [&](const StatementRef& st) {
@@ -2065,6 +2068,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
     const uint64_t told = cs.shape;
     const bool checked = ms().shape_wait == st->id;  // described for this request already
     ms().shape_wait = 0;
+    counted = checked;
     if (!told || ms().tracker.skipping()) return std::nullopt;  // (the server skips the request)
     uint64_t has = 0;
     if (server_->statements().usable(st->id, server_->segment())) has = server_->statements().shape(st->id);
@@ -2193,7 +2197,12 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       if (uncertain(m->statement)) return wait_for_answers();
       if (auto r = keep_result_type(*cs)) return *r;
       const StatementRef* st = &cs->st;
-      if (!cs->shape) named().bound = {std::string(m->portal), std::string(m->statement), (*st)->id};
+      if (!cs->shape) {  // (assigned in place: no allocation per Bind once the names fit)
+        auto& b = named().bound;
+        b.portal.assign(m->portal);
+        b.name.assign(m->statement);
+        b.id = (*st)->id;
+      }
       ensure(*st);
       server_->note_statement_use((*st)->generation);
       std::string nb;

@@ -644,8 +644,11 @@ TEST_CASE("metrics: pgbench through a transaction pool, scraped while it runs", 
     const double hits = s.sum("pgmux_prepared_statements_total", {{"database", "bench"}, {"result", "hit"}});
     const double misses = s.sum("pgmux_prepared_statements_total", {{"database", "bench"}, {"result", "miss"}});
     INFO("hits " << hits << " misses " << misses);
-    // tpcb-like: 7 statements, 10 clients x 50 transactions, at most 5 servers.
+    // tpcb-like: 7 statements, 10 clients x 50 transactions, at most 5
+    // servers. Each Bind counts once, and so does each Parse pgmux did not
+    // answer without a server.
     CHECK(hits + misses >= 7.0 * 10 * 50);
+    CHECK(hits + misses <= 7.0 * 10 + 7.0 * 10 * 50);
     CHECK(misses >= 7.0);
     CHECK(misses <= 7.0 * 5);
   }
@@ -952,4 +955,32 @@ TEST_CASE("metrics: IPv6 listen address, and a busy port refuses to start", "[me
   INFO(bad.output);
   CHECK(bad.exit_code == 1);
   CHECK_THAT(bad.output, Contains("metrics_listen"));
+}
+
+// A Bind that waits for pgmux's check of its statement's result type (the
+// server copy went, here by eviction, and is prepared and described again)
+// counts once, when it first comes.
+TEST_CASE("metrics: a Bind that waits for a result-type check counts once", "[metrics]") {
+  const int mport = free_port();
+  Pgmux mux(metrics_config(mport, "default_pool_size = 1\nmax_prepared_statements = 1\n",
+                           database_section("app")));
+  REQUIRE(wait_metrics(mport));
+  Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  { Result r(PQprepare(c.get(), "s", "SELECT 1 AS a", 0, nullptr)); REQUIRE(PQresultStatus(r.get()) == PGRES_COMMAND_OK); }
+  { Result d(PQdescribePrepared(c.get(), "s")); REQUIRE(PQnfields(d.get()) == 1); }
+  // Another statement takes the one place on the server: s's copy goes.
+  { Result r(PQprepare(c.get(), "s2", "SELECT 2 AS b", 0, nullptr)); REQUIRE(PQresultStatus(r.get()) == PGRES_COMMAND_OK); }
+  Scrape before = scrape(mport);
+  const std::map<std::string, std::string> hit = {{"database", "app"}, {"result", "hit"}};
+  const std::map<std::string, std::string> miss = {{"database", "app"}, {"result", "miss"}};
+  const double hits = before.sum("pgmux_prepared_statements_total", hit);
+  const double misses = before.sum("pgmux_prepared_statements_total", miss);
+  Result r(PQexecPrepared(c.get(), "s", 0, nullptr, nullptr, nullptr, 0));
+  REQUIRE(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
+  CHECK(std::string(PQgetvalue(r.get(), 0, 0)) == "1");
+  Scrape after = scrape(mport);
+  CHECK(after.sum("pgmux_prepared_statements_total", miss) == misses + 1);
+  CHECK(after.sum("pgmux_prepared_statements_total", hit) == hits);
+  c.reset();
+  mux.finish();
 }
