@@ -1740,15 +1740,24 @@ void ClientConnection::deallocate_on_server(const std::string& name, std::string
 }
 
 // The client's SQL statement `name` on this server, re-prepared (hidden)
-// when the server has none or another client's under that name.
-void ClientConnection::ensure_sql_on_server(const std::string& name, const StatementRef& st,
-                                            std::string& out, bool simple) {
+// when the server has none or another client's under that name. After a
+// schema change (the texts retired) it is the current statement of its
+// name and text: a copy on the server may be from before the change, where
+// the client prepared its own after it (PostgreSQL would run that); every
+// EXECUTE comes with its RowDescription, so the client is bound to no
+// result type. The use counts for the request about to go (a stale copy's
+// 0A000 retires the texts).
+void ClientConnection::ensure_sql_on_server(const std::string& name, StatementRef& st, std::string& out,
+                                            bool simple) {
+  if (st->generation != worker_.prepared().generation()) st = worker_.prepared().get(st->query, st->param_types);
   auto& on_server = server_->sql_prepared();
   auto it = on_server.find(name);
-  if (it != on_server.end() && it->second == st->id) return;
-  if (it != on_server.end()) deallocate_on_server(name, out, simple);
-  run_hidden(std::string(sql_prepare_text(*st)), st->id | kSqlStatementTag, out, simple);
-  on_server[name] = st->id;
+  if (it == on_server.end() || it->second != st->id) {
+    if (it != on_server.end()) deallocate_on_server(name, out, simple);
+    run_hidden(std::string(sql_prepare_text(*st)), st->id | kSqlStatementTag, out, simple);
+    on_server[name] = st->id;
+  }
+  server_->note_statement_use(st->generation);
 }
 
 // SQL PREPARE, EXECUTE, DEALLOCATE ALL and DISCARD ALL sent as the unnamed

@@ -2583,6 +2583,50 @@ TEST_CASE("transaction: SQL-level PREPARE after a schema change", "[transaction]
   mux.finish();
 }
 
+// A client's SQL PREPARE after a schema change is planned anew where it
+// runs, but another server connection may hold the same statement (name and
+// text) from before the change, PREPAREd there by another client: the
+// client's EXECUTE there gets PostgreSQL's 0A000 once, then pgmux prepares
+// it again there (PostgreSQL would have run it; without this it failed for
+// as long as that server connection lived). So does the old client's.
+TEST_CASE("transaction: SQL-level PREPARE after a schema change onto a stale copy recovers",
+          "[transaction][prepared]") {
+  ShapeDatabase shape("stale9");
+  Pgmux mux(shape.config(2));
+  const std::string ci = mux.conninfo("stale", "scram_user", "scram_pw");
+  Conn a = connect(ci);
+  exec(a.get(), "BEGIN");
+  exec(a.get(), "PREPARE q AS SELECT * FROM shape");
+  CHECK(describe_outcome(try_exec(a.get(), "EXECUTE q")) == "ok [1]");
+  const std::string first = scalar(a.get(), "SELECT pg_backend_pid()");
+  exec(a.get(), "COMMIT");
+  shape.run("ALTER TABLE shape ADD COLUMN b int DEFAULT 7");
+  // Runs `f` with the server connection `held` held by another client.
+  auto with_held = [&](const std::string& held, const std::function<void()>& f) {
+    Conn h = hold_server(ci, held);
+    f();
+    exec(h.get(), "COMMIT");
+  };
+  Conn b = connect(ci);
+  std::string second;
+  with_held(first, [&] {
+    exec(b.get(), "PREPARE q AS SELECT * FROM shape");
+    CHECK(describe_outcome(try_exec(b.get(), "EXECUTE q")) == "ok [1|7]");
+    second = scalar(b.get(), "SELECT pg_backend_pid()");
+  });
+  REQUIRE(second != first);
+  // b's EXECUTE on the first connection: a's copy there is stale.
+  with_held(second, [&] {
+    CHECK(try_exec(b.get(), "EXECUTE q").sqlstate == "0A000");
+    for (int i = 0; i < 2; ++i) CHECK(describe_outcome(try_exec(b.get(), "EXECUTE q")) == "ok [1|7]");
+  });
+  for (const std::string& held : {first, second})
+    with_held(held, [&] { CHECK(describe_outcome(try_exec(a.get(), "EXECUTE q")) == "ok [1|7]"); });
+  b.reset();
+  a.reset();
+  mux.finish();
+}
+
 // In a failed transaction block PostgreSQL still parses and runs COMMIT,
 // ROLLBACK (TO SAVEPOINT) and PREPARE TRANSACTION, and refuses anything else
 // (25P02). pgmux answers a Parse of a text already prepared on the server
