@@ -84,6 +84,7 @@ ResponseTracker::Action ResponseTracker::on_server_message_slow(char type) {
     while (!empty() && (front().is_synthetic || front().req != Request::sync)) {
       if (front().tag) report(kUnprepared, front().tag);
       if (front().client_tag) report(kUnnamed, front().client_tag);
+      if (front().shape_name) report(kUnnamed, front().shape_name);
       pop_front();
     }
     // No Sync sent yet: what the client sends until then is discarded too.

@@ -52,12 +52,15 @@ class ResponseTracker {
   // for its statement name (see describing).
   // A portal Describe (`portal`) of a portal bound to statement `stmt`
   // tells the same (its RowDescription has the statement's columns).
-  void sent_describe(bool hidden, uint64_t stmt, uint64_t name_tag, bool portal = false) {
+  // False: the server skips it (after an error). A client's Describe that
+  // fails is reported as take_unnamed reports a Parse (its name tag).
+  bool sent_describe(bool hidden, uint64_t stmt, uint64_t name_tag, bool portal = false) {
     const size_t before = q_.size();
     sent(portal ? Request::describe_portal : Request::describe_stmt, hidden);
-    if (q_.size() == before) return;  // the server skips it
+    if (q_.size() == before) return false;
     q_.back().shape_stmt = stmt;
     q_.back().shape_name = name_tag;
+    return true;
   }
   // The next request to be answered is such a Describe: its statement and
   // name tag. For the server's RowDescription / NoData before
@@ -72,6 +75,13 @@ class ResponseTracker {
       name_tag = e.shape_name;
       return true;
     }
+    return false;
+  }
+  // A client's Describe (of the statement, or of a portal bound to it)
+  // that tells the result type of statement `stmt` is unanswered.
+  bool client_describes(uint64_t stmt) const {
+    for (size_t i = head_; i < q_.size(); ++i)
+      if (q_[i].shape_name && q_[i].shape_stmt == stmt) return true;
     return false;
   }
   // pgmux answers a request itself with this (complete) message, delivered

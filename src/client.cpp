@@ -1548,6 +1548,7 @@ void ClientConnection::forget_unnamed() {
     return;
   }
   for (uint64_t tag : ms().tracker.take_unnamed()) {
+    named().describing.erase(tag);  // a Describe that failed tells nothing
     auto it = named().unconfirmed.find(tag);
     if (it == named().unconfirmed.end()) continue;
     auto nt = named().name_tag.find(it->second.name);
@@ -1563,7 +1564,7 @@ void ClientConnection::forget_unnamed() {
     named().deallocs.clear();
     named().sql_prepares.clear();
     named().name_tag.clear();
-    named().describing.clear();  // skipped after an error
+    named().describing.clear();
   }
 }
 
@@ -1986,11 +1987,8 @@ void ClientConnection::send_describe(const StatementRef& st, std::string& out, b
   body.push_back('\0');
   append_message(out, 'D', body);
   uint64_t tag = 0;
-  if (!hidden) {
-    tag = ms().next_parse_tag++;
-    named().describing[tag] = {name, st->id};
-  }
-  ms().tracker.sent_describe(hidden, st->id, tag);
+  if (!hidden) tag = ms().next_parse_tag++;
+  if (ms().tracker.sent_describe(hidden, st->id, tag) && tag) named().describing[tag] = {name, st->id};
   server_->count_request('D', hidden);
 }
 
@@ -2070,8 +2068,11 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
     // Told no result type, a statement of retired texts takes the current
     // one of its text: the client may have prepared it after the schema
     // change, onto a copy planned before it (pgmux answered the Parse), and
-    // PostgreSQL would plan it anew; nothing the client knows changes.
-    if (!cs.shape && cs.st->generation != worker_.prepared().generation())
+    // PostgreSQL would plan it anew; nothing the client knows changes. Not
+    // while a Describe of it is in flight: its answer tells the client a
+    // result type, which must stay the statement's (learn_shape).
+    if (!cs.shape && cs.st->generation != worker_.prepared().generation() &&
+        !ms().tracker.client_describes(cs.st->id))
       cs.st = worker_.prepared().get(cs.st->query, cs.st->param_types);
     const StatementRef& st = cs.st;
     const uint64_t told = cs.shape;
@@ -2234,9 +2235,9 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         auto& b = named().bound;
         if (!b.id || m->name != b.portal) return pass(Req::describe_portal);
         const uint64_t tag = ms().next_parse_tag++;
-        named().describing[tag] = {b.name, b.id};
         append_message(out, 'D', body_str);
-        ms().tracker.sent_describe(/*hidden=*/false, b.id, tag, /*portal=*/true);
+        if (ms().tracker.sent_describe(/*hidden=*/false, b.id, tag, /*portal=*/true))
+          named().describing[tag] = {b.name, b.id};
         server_->count_request('D');
         return true;
       }

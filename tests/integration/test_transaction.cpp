@@ -2460,6 +2460,51 @@ TEST_CASE("transaction: a statement prepared after a schema change onto a stale 
   mux.finish();
 }
 
+// A statement told no result type follows its text after a schema change,
+// but not while the client's Describe of it is in flight: that answer tells
+// the client a result type, which pgmux must keep (it was dropped, and after
+// a later change the client got rows of the new shape with no error, where
+// PostgreSQL refuses the statement). The texts are retired by another
+// client's stale plan, on another table (found by a review).
+TEST_CASE("transaction: a Describe in flight when the texts are retired still tells the result type",
+          "[transaction][prepared]") {
+  ShapeDatabase shape("stale10");
+  shape.run("CREATE TABLE other (o int); INSERT INTO other VALUES (5); GRANT ALL ON shape, other TO PUBLIC; "
+            "ALTER TABLE other OWNER TO trust_user");
+  Pgmux mux(trust_tx_config(2, database_section("app", "dbname = \"" + shape.db.name() + "\"\n")));
+  auto b = raw_login(mux.port());
+  b.send(parse_msg("t", "SELECT * FROM shape") + sync_msg());
+  REQUIRE(read_replies(b).types == "1Z");
+  const bool in_flight = GENERATE(false, true);
+  INFO("Describe answered " << (in_flight ? "after" : "before") << " the texts are retired");
+  b.send(describe_msg('S', "t") + parse_msg("", "SELECT pg_sleep(1.5)") + bind_msg("", "") + execute_msg("") +
+         sync_msg());
+  if (!in_flight) CHECK(read_replies(b).types == "tT12DCZ");
+  // Another client's stale plan, on the other server connection.
+  auto a = raw_login(mux.port());
+  a.send(msg('Q', cstr("BEGIN")));
+  REQUIRE(read_replies(a).types == "CZ");
+  a.send(parse_msg("u", "SELECT * FROM other") + bind_msg("", "u") + execute_msg("") + sync_msg());
+  REQUIRE(read_replies(a).types == "12DCZ");
+  a.send(msg('Q', cstr("ALTER TABLE other ADD COLUMN c int")));
+  REQUIRE(read_replies(a).types == "CZ");
+  a.send(bind_msg("", "u") + execute_msg("") + sync_msg());
+  REQUIRE(read_replies(a).types == "EZ");  // 0A000: the texts are retired
+  a.send(msg('Q', cstr("ROLLBACK")));
+  REQUIRE(read_replies(a).types == "CZ");
+  b.send(bind_msg("", "t") + execute_msg("") + sync_msg());
+  if (in_flight) CHECK(read_replies(b).types == "tT12DCZ");
+  CHECK(read_replies(b).types == "2DCZ");
+  shape.run("ALTER TABLE shape ADD COLUMN b int DEFAULT 7");
+  for (int i = 0; i < 3; ++i) {
+    b.send(bind_msg("", "t") + execute_msg("") + sync_msg());
+    auto r = read_replies(b);
+    CHECK(r.types == "EZ");
+    CHECK_THAT(join(r.errors), Contains("0A000"));
+  }
+  mux.finish();
+}
+
 // libpq's PQexecPrepared and pgjdbc never describe the statement, only the
 // portal (Bind, Describe portal, Execute): that RowDescription tells the
 // client the statement's result type too. pgmux's 0A000 carries

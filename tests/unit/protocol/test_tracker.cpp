@@ -1367,10 +1367,36 @@ TEST_CASE("ResponseTracker: describing names the statement Describe the next ans
   CHECK_FALSE(h.t.describing(stmt, name));
   CHECK(h.seen() == "2TDCZ");
   require_idle(h.t);
-  // Sent while the server skips to Sync after an error: never answered.
+  // Sent while the server skips to Sync after an error: never answered,
+  // and so said.
   Harness e;
   e.send(R::bind);
   e.server('E');
-  e.t.sent_describe(false, 7, 43);
+  CHECK_FALSE(e.t.sent_describe(false, 7, 43));
   CHECK_FALSE(e.t.describing(stmt, name));
+  CHECK_FALSE(e.t.client_describes(7));
+}
+
+TEST_CASE("ResponseTracker: a client's Describe in flight, and one that fails, by statement", "[tracker]") {
+  Harness h;
+  CHECK(h.t.sent_describe(true, 5, 0));  // pgmux's own: not the client's
+  CHECK(h.t.sent_describe(false, 6, 42));
+  h.send(R::bind);
+  CHECK(h.t.sent_describe(false, 7, 43, /*portal=*/true));
+  h.send(R::execute);
+  h.send(R::sync);
+  CHECK_FALSE(h.t.client_describes(5));
+  CHECK(h.t.client_describes(6));
+  CHECK(h.t.client_describes(7));
+  h.server_all("tT");  // pgmux's own, hidden
+  h.server_all("tT");  // 6's
+  CHECK_FALSE(h.t.client_describes(6));
+  CHECK(h.t.client_describes(7));
+  // The Bind fails: the portal Describe is never answered, and its name
+  // tag is reported with the Parses that define no name.
+  h.server('E');
+  CHECK_FALSE(h.t.client_describes(7));
+  CHECK(h.t.take_unnamed() == std::vector<uint64_t>{43});
+  h.server('Z');
+  require_idle(h.t);
 }
