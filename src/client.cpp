@@ -60,6 +60,12 @@ std::string unfollowable_error() {
                        "EXECUTE and DEALLOCATE must be alone in a query, with a plain or "
                        "double-quoted name");
 }
+std::string named_sql_command_error() {
+  return error_message("0A000",
+                       "pgmux cannot follow PREPARE, EXECUTE or DEALLOCATE in a named prepared statement under "
+                       "transaction pooling (its server session may hold another client's statement of that "
+                       "name): send it as a simple query or through the unnamed statement");
+}
 std::string reserved_name_error(std::string_view name) {
   return error_message("0A000", "prepared statement name \"" + std::string(name) +
                                     "\" is reserved by pgmux (names starting with \"pgmux\")");
@@ -1746,11 +1752,14 @@ void ClientConnection::deallocate_on_server(const std::string& name, std::string
 // name and text: a copy on the server may be from before the change, where
 // the client prepared its own after it (PostgreSQL would run that); every
 // EXECUTE comes with its RowDescription, so the client is bound to no
-// result type. The use counts for the request about to go (a stale copy's
-// 0A000 retires the texts).
+// result type. Not so a protocol-level Bind of the name (!follow_text): the
+// client may have described the statement, and PostgreSQL refuses it with
+// another result type. The use counts for the request about to go (a stale
+// copy's 0A000 retires the texts).
 void ClientConnection::ensure_sql_on_server(const std::string& name, StatementRef& st, std::string& out,
-                                            bool simple) {
-  if (st->generation != worker_.prepared().generation()) st = worker_.prepared().get(st->query, st->param_types);
+                                            bool simple, bool follow_text) {
+  if (follow_text && st->generation != worker_.prepared().generation())
+    st = worker_.prepared().get(st->query, st->param_types);
   auto& on_server = server_->sql_prepared();
   auto it = on_server.find(name);
   if (it == on_server.end() || it->second != st->id) {
@@ -2115,7 +2124,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       // In a failed transaction block PostgreSQL refuses it (25P02); the
       // probe makes the server do so whether it has the statement or not.
       if (server_->in_failed_transaction()) probe_failed_transaction(out);
-      else ensure_sql_on_server(key, sql->second, out, /*simple=*/false);
+      else ensure_sql_on_server(key, sql->second, out, /*simple=*/false, /*follow_text=*/false);
       return pass(r);
     }
     // PostgreSQL looks the name up first (26000, even in a failed
@@ -2152,6 +2161,19 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         if (cmd.kind == proto::SqlCommand::Kind::deallocate)  // the name is looked up at the Execute
           return deallocate_extended(DeallocWhat::one, cmd.name, {}, out);
         return sql_command_extended(cmd, m->query, body_str, out);
+      }
+      // A SQL PREPARE, EXECUTE or DEALLOCATE of one name: shared by text
+      // among clients, the statement would run or drop whatever the server
+      // session holds under that name, another client's included. (DEALLOCATE
+      // ALL and DISCARD ALL are seen by their command tags.)
+      if (const auto k = proto::classify_sql_command(m->query).kind;
+          k == proto::SqlCommand::Kind::prepare || k == proto::SqlCommand::Kind::execute ||
+          k == proto::SqlCommand::Kind::deallocate ||
+          (k == proto::SqlCommand::Kind::other && proto::unfollowable_sql_command(m->query))) {
+        if (ms().tracker.skipping()) return true;  // the server would skip it: nothing to answer
+        report_own_error(named_sql_command_error(), out, /*simple=*/false);
+        ms().skip_to_sync = true;
+        return true;
       }
       // A name defined after a DEALLOCATE ALL in flight would go with it.
       if (drop_all_pending() && awaiting_server()) return wait_for_answers();

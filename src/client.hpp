@@ -197,7 +197,8 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   void run_hidden_extended(const std::string& sql, uint64_t tag, std::string& out);
   void run_hidden(const std::string& sql, uint64_t tag, std::string& out, bool simple);
   void deallocate_on_server(const std::string& name, std::string& out, bool simple);
-  void ensure_sql_on_server(const std::string& name, StatementRef& st, std::string& out, bool simple);
+  void ensure_sql_on_server(const std::string& name, StatementRef& st, std::string& out, bool simple,
+                            bool follow_text = true);
   bool arm_execute(const std::string& body, std::string& out);
   bool drop_all_pending() const;
   bool uncertain_name(std::string_view name);

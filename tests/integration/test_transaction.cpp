@@ -2672,6 +2672,30 @@ TEST_CASE("transaction: SQL-level PREPARE after a schema change onto a stale cop
   mux.finish();
 }
 
+// A SQL-level statement described and bound through the protocol keeps
+// the result type the client was told: after a schema change its Binds get
+// PostgreSQL's 0A000 every time, not rows of the new shape without a
+// RowDescription (found by a review: the text followed the change).
+TEST_CASE("transaction: a SQL-level statement bound through the protocol after a schema change",
+          "[transaction][prepared]") {
+  ShapeDatabase shape("stale11");
+  shape.run("GRANT ALL ON shape TO trust_user");
+  Pgmux mux(trust_tx_config(1, database_section("app", "dbname = \"" + shape.db.name() + "\"\n")));
+  auto x = raw_login(mux.port());
+  x.send(msg('Q', cstr("PREPARE q AS SELECT * FROM shape")));
+  REQUIRE(read_replies(x).types == "CZ");
+  x.send(describe_msg('S', "q") + sync_msg());
+  REQUIRE(read_replies(x).types == "tTZ");
+  shape.run("ALTER TABLE shape ADD COLUMN b int DEFAULT 7");
+  for (int i = 0; i < 3; ++i) {
+    x.send(bind_msg("", "q") + execute_msg("") + sync_msg());
+    auto r = read_replies(x);
+    CHECK(r.types == "EZ");
+    CHECK_THAT(join(r.errors), Contains("0A000"));
+  }
+  mux.finish();
+}
+
 // In a failed transaction block PostgreSQL still parses and runs COMMIT,
 // ROLLBACK (TO SAVEPOINT) and PREPARE TRANSACTION, and refuses anything else
 // (25P02). pgmux answers a Parse of a text already prepared on the server
@@ -2860,6 +2884,44 @@ TEST_CASE("transaction: a pipeline cut at every byte gets the same answers", "[t
 //      names, a DISCARD ALL described but never executed, or whose portal
 //      was closed, one followed by a query in the same segment, and a
 //      client that resets its connection right after a pipeline.
+
+// A SQL PREPARE, EXECUTE or DEALLOCATE of one name as a *named* statement:
+// pgmux shares a named statement among clients by its text, so the server
+// would run or drop whatever statement of that name its session holds,
+// another client's included (found by a review: B read A's statement).
+// pgmux refuses them with 0A000; unnamed, and as simple queries, they work.
+TEST_CASE("transaction: SQL PREPARE/EXECUTE/DEALLOCATE as named statements are refused",
+          "[transaction][prepared]") {
+  Pgmux mux(trust_tx_config(1));
+  Watchdog wd(60s);
+  auto a = raw_login(mux.port());
+  a.send(msg('Q', cstr("PREPARE q AS SELECT 'secret of a'")));
+  REQUIRE(read_replies(a).types == "CZ");
+  auto b = raw_login(mux.port());
+  for (const char* sql : {"EXECUTE q", "execute  q", "DEALLOCATE q", "DEALLOCATE PREPARE q",
+                          "PREPARE q2 AS SELECT 1", "EXECUTE U&\"q\""}) {
+    INFO(sql);
+    b.send(parse_msg("s1", sql) + bind_msg("", "s1") + execute_msg("") + sync_msg());
+    auto r = read_replies(b);
+    CHECK(r.types == "EZ");
+    CHECK_THAT(join(r.errors), Contains("0A000") && Contains("named"));
+    CHECK(r.values.empty());
+  }
+  // Nothing was defined or dropped: B has no s1, A still has q.
+  b.send(bind_msg("", "s1") + execute_msg("") + sync_msg());
+  auto r = read_replies(b);
+  CHECK(r.types == "EZ");
+  CHECK_THAT(join(r.errors), Contains("26000"));
+  a.send(msg('Q', cstr("EXECUTE q")));
+  r = read_replies(a);
+  CHECK(r.types == "TDCZ");
+  CHECK(r.values == std::vector<std::string>{"secret of a"});
+  // Other statements, PREPARE TRANSACTION and EXPLAIN EXECUTE are no such
+  // commands.
+  b.send(parse_msg("s2", "SELECT 'prepared'") + bind_msg("", "s2") + execute_msg("") + sync_msg());
+  CHECK(read_replies(b).types == "12DCZ");
+  mux.finish();
+}
 
 TEST_CASE("transaction: SQL commands through named portals, over 64 KiB and with reserved names", "[transaction][prepared]") {
   Pgmux mux(trust_tx_config(1));
