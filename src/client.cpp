@@ -1371,6 +1371,9 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
         continue;
       }
       if (t == 'S') m.skip_to_sync = false;
+      // Whatever may bind, close or replace a portal forgets the bound one
+      // (NamedState::bound; a Close of a portal does when it is read).
+      if (named_ && (t == 'B' || t == 'Q' || t == 'S' || t == 'F' || t == 'E')) named_->bound.id = 0;
       proto::ByteSpan after = chunk.subspan(pos);
       if (needs_inspection(t, after, m.arms != nullptr, named_ && named_->bound.id != 0)) {
         leave_raw();
@@ -1386,9 +1389,6 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
         continue;
       }
       m.pass_current = true;
-      // Whatever may close or replace a portal forgets the bound one
-      // (NamedState::bound).
-      if (named_ && (t == 'Q' || t == 'S' || t == 'F' || t == 'E')) named_->bound.id = 0;
       switch (t) {
         case 'Q': m.tracker.sent(Req::query); break;
         case 'S': m.tracker.sent(Req::sync); break;
@@ -1398,10 +1398,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
           if (m.arms) disarm_statement();
           m.tracker.sent(Req::parse);
           break;
-        case 'B':
-          if (named_) named_->bound.id = 0;
-          m.tracker.sent(Req::bind);
-          break;
+        case 'B': m.tracker.sent(Req::bind); break;
         case 'D': m.tracker.sent(after[0] == 'S' ? Req::describe_stmt : Req::describe_portal); break;
         case 'C': m.tracker.sent(Req::close); break;
         case 'c': case 'f': m.tracker.copy_in_finished(); break;
@@ -1758,8 +1755,7 @@ void ClientConnection::deallocate_on_server(const std::string& name, std::string
 // copy's 0A000 retires the texts).
 void ClientConnection::ensure_sql_on_server(const std::string& name, StatementRef& st, std::string& out,
                                             bool simple, bool follow_text) {
-  if (follow_text && st->generation != worker_.prepared().generation())
-    st = worker_.prepared().get(st->query, st->param_types);
+  if (follow_text) st = worker_.prepared().renew(st);
   auto& on_server = server_->sql_prepared();
   auto it = on_server.find(name);
   if (it == on_server.end() || it->second != st->id) {
@@ -2082,7 +2078,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
     // result type, which must stay the statement's (learn_shape).
     if (!cs.shape && cs.st->generation != worker_.prepared().generation() &&
         !ms().tracker.client_describes(cs.st->id))
-      cs.st = worker_.prepared().get(cs.st->query, cs.st->param_types);
+      cs.st = worker_.prepared().renew(cs.st);
     const StatementRef& st = cs.st;
     const uint64_t told = cs.shape;
     const bool checked = ms().shape_wait == st->id;  // described for this request already
@@ -2215,7 +2211,6 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         protocol_error("malformed Bind message");
         return false;
       }
-      if (named_) named_->bound.id = 0;
       // The armed statement bound to a portal: its Executes run the command
       // (another statement bound to that portal replaces it).
       if (ms().arms) {
@@ -2299,10 +2294,8 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
       return pass(Req::close);
     }
     case 'Q':
-      if (named_) named_->bound.id = 0;
       return process_query(body_str, out);
     case 'E':
-      if (named_) named_->bound.id = 0;
       return arm_execute(body_str, out);
     default:
       return pass(Req::query);  // not reached: only inspected types come here

@@ -57,6 +57,10 @@ class PreparedRegistry {
   }
   // How many times the texts were retired: statements made since have this.
   uint64_t generation() const { return generation_; }
+  // The current statement of `st`'s text (`st` itself unless retired).
+  StatementRef renew(const StatementRef& st) {
+    return st->generation == generation_ ? st : get(st->query, st->param_types);
+  }
 
  private:
   std::unordered_map<std::string, std::weak_ptr<const PreparedStatement>> by_key_;
