@@ -2114,7 +2114,22 @@ struct ShapeDatabase {
     return tx_config("default_pool_size = " + std::to_string(pool_size) + "\n",
                      database_section("stale", "dbname = \"" + db.name() + "\"\n"));
   }
+  // For the raw-protocol tests: trust_user, database "app".
+  PgmuxConfig trust_config(int pool_size) const {
+    return trust_tx_config(pool_size, database_section("app", "dbname = \"" + db.name() + "\"\n"));
+  }
 };
+
+// `stmt` bound (unnamed portal) and executed three times: PostgreSQL's
+// 0A000 each time (a result type the client was told, then changed).
+void expect_stale_binds(RawSocket& s, const std::string& stmt) {
+  for (int i = 0; i < 3; ++i) {
+    s.send(bind_msg("", stmt) + execute_msg("") + sync_msg());
+    auto r = read_replies(s);
+    CHECK(r.types == "EZ");
+    CHECK_THAT(join(r.errors), Contains("0A000"));
+  }
+}
 
 }  // namespace
 
@@ -2471,7 +2486,7 @@ TEST_CASE("transaction: a Describe in flight when the texts are retired still te
   ShapeDatabase shape("stale10");
   shape.run("CREATE TABLE other (o int); INSERT INTO other VALUES (5); GRANT ALL ON shape, other TO PUBLIC; "
             "ALTER TABLE other OWNER TO trust_user");
-  Pgmux mux(trust_tx_config(2, database_section("app", "dbname = \"" + shape.db.name() + "\"\n")));
+  Pgmux mux(shape.trust_config(2));
   auto b = raw_login(mux.port());
   b.send(parse_msg("t", "SELECT * FROM shape") + sync_msg());
   REQUIRE(read_replies(b).types == "1Z");
@@ -2496,12 +2511,7 @@ TEST_CASE("transaction: a Describe in flight when the texts are retired still te
   if (in_flight) CHECK(read_replies(b).types == "tT12DCZ");
   CHECK(read_replies(b).types == "2DCZ");
   shape.run("ALTER TABLE shape ADD COLUMN b int DEFAULT 7");
-  for (int i = 0; i < 3; ++i) {
-    b.send(bind_msg("", "t") + execute_msg("") + sync_msg());
-    auto r = read_replies(b);
-    CHECK(r.types == "EZ");
-    CHECK_THAT(join(r.errors), Contains("0A000"));
-  }
+  expect_stale_binds(b, "t");
   mux.finish();
 }
 
@@ -2680,19 +2690,14 @@ TEST_CASE("transaction: a SQL-level statement bound through the protocol after a
           "[transaction][prepared]") {
   ShapeDatabase shape("stale11");
   shape.run("GRANT ALL ON shape TO trust_user");
-  Pgmux mux(trust_tx_config(1, database_section("app", "dbname = \"" + shape.db.name() + "\"\n")));
+  Pgmux mux(shape.trust_config(1));
   auto x = raw_login(mux.port());
   x.send(msg('Q', cstr("PREPARE q AS SELECT * FROM shape")));
   REQUIRE(read_replies(x).types == "CZ");
   x.send(describe_msg('S', "q") + sync_msg());
   REQUIRE(read_replies(x).types == "tTZ");
   shape.run("ALTER TABLE shape ADD COLUMN b int DEFAULT 7");
-  for (int i = 0; i < 3; ++i) {
-    x.send(bind_msg("", "q") + execute_msg("") + sync_msg());
-    auto r = read_replies(x);
-    CHECK(r.types == "EZ");
-    CHECK_THAT(join(r.errors), Contains("0A000"));
-  }
+  expect_stale_binds(x, "q");
   mux.finish();
 }
 
