@@ -1,5 +1,6 @@
 #include "pool/pool.hpp"
 
+#include <algorithm>
 #include <atomic>
 
 namespace pgmux::pool {
@@ -28,13 +29,14 @@ void PoolClient::leave_wait() {
 }
 
 Pool::Pool(std::string database, std::string user, PoolSettings settings, Connector& connector,
-           SharedLimit* db_limit, SharedLimit* user_limit)
+           SharedLimit* db_limit, SharedLimit* user_limit, SharedLimit* key_limit)
     : database_(std::move(database)),
       user_(std::move(user)),
       settings_(settings),
       connector_(connector),
       db_limit_(db_limit),
-      user_limit_(user_limit) {}
+      user_limit_(user_limit),
+      key_limit_(key_limit) {}
 
 void Connector::defer_serve(Pool& pool) { pool.serve_deferred(); }
 
@@ -59,8 +61,12 @@ void Pool::update_settings(const PoolSettings& s) {
 }
 
 bool Pool::over_capacity() const {
-  size_t total = connecting_.size() + idle_.size() + active_.size() + resetting_.size();
-  return total > size_t(settings_.pool_size) + size_t(settings_.reserve_pool_size);
+  return key_total() > size_t(settings_.pool_size) + size_t(settings_.reserve_pool_size);
+}
+
+size_t Pool::key_total() const {
+  if (key_limit_) return size_t(std::max(0, key_limit_->count.load(std::memory_order_relaxed)));
+  return connecting_.size() + idle_.size() + active_.size() + resetting_.size();
 }
 
 PoolCounts Pool::counts() const {
@@ -93,12 +99,16 @@ void Pool::set_state(PoolServer* s, ServerState st) {
   if (auto* l = list_for(old)) l->remove(s);
   if (auto* l = list_for(st)) l->push_back(s);
   if (old == ServerState::none && st != ServerState::none) {
-    if (db_limit_) ++db_limit_->count;
-    if (user_limit_) ++user_limit_->count;
+    if (slot_held_) {
+      slot_held_ = false;  // taken by take_slot
+    } else {
+      for (SharedLimit* l : {db_limit_, user_limit_, key_limit_})
+        if (l) l->count.fetch_add(1, std::memory_order_relaxed);
+    }
     s->pool_ = this;
   } else if (old != ServerState::none && st == ServerState::none) {
-    if (db_limit_) --db_limit_->count;
-    if (user_limit_) --user_limit_->count;
+    for (SharedLimit* l : {db_limit_, user_limit_, key_limit_})
+      if (l) l->give();
     s->pool_ = nullptr;
   }
   if (st != ServerState::active) s->client_ = nullptr;
@@ -153,6 +163,7 @@ void Pool::release(PoolServer* s) {
     s->pool_close("pool size reduced by a reload");
     return;
   }
+  if (key_limit_ && wait_server_.empty() && wait_welcome_.empty() && connector_.give_slot_away(*this, s)) return;
   set_state(s, ServerState::idle);
   if (wait_server_.empty() || serve_deferred_) return;
   serve_deferred_ = true;
@@ -272,12 +283,47 @@ void Pool::serve_waiters() {
 bool Pool::in_backoff() const { return in_failure_ && connector_.now() < retry_at_; }
 
 bool Pool::can_open(bool use_reserve) const {
-  size_t total = connecting_.size() + idle_.size() + active_.size() + resetting_.size();
   size_t limit = size_t(settings_.pool_size) + (use_reserve ? size_t(settings_.reserve_pool_size) : 0);
-  if (total >= limit) return false;
+  if (key_total() >= limit) return false;
   if (db_limit_ && db_limit_->full()) return false;
   if (user_limit_ && user_limit_->full()) return false;
   return true;
+}
+
+bool Pool::take_slot(bool use_reserve) {
+  const int limit = settings_.pool_size + (use_reserve ? settings_.reserve_pool_size : 0);
+  if (!key_limit_) {
+    size_t total = connecting_.size() + idle_.size() + active_.size() + resetting_.size();
+    if (total >= size_t(std::max(0, limit))) return false;
+  } else if (limit <= 0 || !key_limit_->try_take(limit)) {
+    return false;
+  }
+  if (db_limit_ && !db_limit_->try_take()) {
+    if (key_limit_) key_limit_->give();
+    return false;
+  }
+  if (user_limit_ && !user_limit_->try_take()) {
+    if (key_limit_) key_limit_->give();
+    if (db_limit_) db_limit_->give();
+    return false;
+  }
+  slot_held_ = true;
+  return true;
+}
+
+void Pool::give_slot() {
+  if (!slot_held_) return;
+  slot_held_ = false;
+  for (SharedLimit* l : {db_limit_, user_limit_, key_limit_})
+    if (l) l->give();
+}
+
+bool Pool::open_one(bool use_reserve, proto::ErrorFields& error, bool& no_slot) {
+  no_slot = !take_slot(use_reserve);
+  if (no_slot) return false;
+  bool ok = connector_.open_server(*this, error);
+  give_slot();  // unused if no server was added
+  return ok;
 }
 
 void Pool::open_as_needed() {
@@ -290,9 +336,13 @@ void Pool::open_as_needed() {
   for (;;) {
     size_t needed = wait_server_.size() + (wait_welcome_.empty() ? 0 : 1);
     if (connecting_.size() >= needed) return;
-    if (!can_open(use_reserve)) return;
     proto::ErrorFields error;
-    if (!connector_.open_server(*this, error)) {
+    bool no_slot = false;
+    if (!open_one(use_reserve, error, no_slot)) {
+      if (no_slot) {
+        if (key_limit_ && starved_by_shared_limit()) connector_.slot_wanted(*this);
+        return;
+      }
       // Nothing to try with (e.g. no credentials yet): tell the waiters.
       fail_waiters(error, false);
       return;
@@ -359,9 +409,10 @@ void Pool::tick() {
   if (have_welcome_ && !in_backoff()) {
     for (;;) {
       size_t total_now = connecting_.size() + idle_.size() + active_.size() + resetting_.size();
-      if (total_now >= size_t(settings_.min_pool_size) || !can_open(false)) break;
+      if (total_now >= size_t(settings_.min_pool_size)) break;
       proto::ErrorFields error;
-      if (!connector_.open_server(*this, error)) break;
+      bool no_slot = false;
+      if (!open_one(false, error, no_slot)) break;
     }
   }
   open_as_needed();
@@ -402,6 +453,8 @@ bool Pool::starved_by_shared_limit() const {
   if (connecting_.size() >= needed) return false;
   size_t total = connecting_.size() + idle_.size() + active_.size() + resetting_.size();
   if (total >= size_t(settings_.pool_size)) return false;
+  // Other workers' pools of this key hold the rest of pool_size.
+  if (key_limit_ && key_total() >= size_t(settings_.pool_size)) return true;
   return (db_limit_ && db_limit_->full()) || (user_limit_ && user_limit_->full());
 }
 

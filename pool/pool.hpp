@@ -6,6 +6,7 @@
 // without I/O or sleeps. A Pool belongs to exactly one worker loop.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -105,13 +106,43 @@ class Connector {
   virtual void defer_serve(Pool& pool);
   // The pool goes away: forget any deferred serve for it.
   virtual void forget_pool(Pool& pool) { (void)pool; }
+  // Pools with a key limit (more than one worker). A client of `pool` waits
+  // and no slot is free: another worker may hold an idle one.
+  virtual void slot_wanted(Pool& pool) { (void)pool; }
+  // `s` is released with no client of `pool` waiting: true if the connector
+  // closed it to give its slot to another worker's waiting client.
+  virtual bool give_slot_away(Pool& pool, PoolServer* s) {
+    (void)pool;
+    (void)s;
+    return false;
+  }
 };
 
-// A limit shared by several pools (max_db_connections, max_user_connections).
+// A limit shared by several pools (max_db_connections, max_user_connections,
+// and a pool's own size across workers), which may run on different worker
+// threads: the counts are atomics, and a slot is taken by compare-and-swap
+// so that two workers can never both take the last one.
 struct SharedLimit {
-  int max = 0;  // 0 = unlimited
-  int count = 0;
-  bool full() const { return max > 0 && count >= max; }
+  std::atomic<int> max{0};  // 0 = unlimited (the pool-size limit passes its own)
+  std::atomic<int> count{0};
+  // Workers (bit index % 64) whose pools wait for a slot of this limit
+  // while other workers' pools may hold idle servers under it (see
+  // Worker::slot_wanted).
+  std::atomic<uint64_t> wanted{0};
+  bool full() const {
+    int m = max.load(std::memory_order_relaxed);
+    return m > 0 && count.load(std::memory_order_relaxed) >= m;
+  }
+  // One slot if fewer than `limit` are taken (limit <= 0: unlimited).
+  bool try_take(int limit) {
+    int c = count.load(std::memory_order_relaxed);
+    do {
+      if (limit > 0 && c >= limit) return false;
+    } while (!count.compare_exchange_weak(c, c + 1, std::memory_order_relaxed));
+    return true;
+  }
+  bool try_take() { return try_take(max.load(std::memory_order_relaxed)); }
+  void give() { count.fetch_sub(1, std::memory_order_relaxed); }
 };
 
 struct PoolSettings {
@@ -174,8 +205,11 @@ enum class Acquire { assigned, queued, failed };
 
 class Pool {
  public:
+  // `key_limit` counts the servers of every worker's pool of the same key
+  // (pool_size and reserve_pool_size bound them together); without it the
+  // pool counts only its own.
   Pool(std::string database, std::string user, PoolSettings settings, Connector& connector,
-       SharedLimit* db_limit = nullptr, SharedLimit* user_limit = nullptr);
+       SharedLimit* db_limit = nullptr, SharedLimit* user_limit = nullptr, SharedLimit* key_limit = nullptr);
   ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
@@ -265,6 +299,9 @@ class Pool {
     return nullptr;
   }
   bool has_waiters() const { return !wait_server_.empty(); }
+  // Opens servers for the waiting clients if slots are free (a slot was
+  // just given up by another worker's pool).
+  void open_for_waiters() { open_as_needed(); }
   bool has_idle() const { return !idle_.empty(); }
   // Below its size (and the shared limits): a waiting client gets a new
   // server soon.
@@ -302,6 +339,9 @@ class Pool {
   bool starved_by_shared_limit() const;
   SharedLimit* db_limit() const { return db_limit_; }
   SharedLimit* user_limit() const { return user_limit_; }
+  SharedLimit* key_limit() const { return key_limit_; }
+  // Servers of this key: every worker's (key_limit) or this pool's own.
+  size_t key_total() const;
 
  private:
   friend class PoolServer;
@@ -315,6 +355,13 @@ class Pool {
   void serve_waiters();
   void open_as_needed();
   bool can_open(bool use_reserve) const;
+  // Takes a slot of every limit for a server about to open (all or none);
+  // add_connecting consumes it, or give_slot returns it if none was added.
+  bool take_slot(bool use_reserve);
+  void give_slot();
+  // Opens one server under a slot taken first; false if no slot or the
+  // connector could not (its error in `error`).
+  bool open_one(bool use_reserve, proto::ErrorFields& error, bool& no_slot);
   void fail_waiters(const proto::ErrorFields& e, bool welcome_only);
   bool in_backoff() const;
   bool over_capacity() const;
@@ -324,6 +371,8 @@ class Pool {
   Connector& connector_;
   SharedLimit* db_limit_;
   SharedLimit* user_limit_;
+  SharedLimit* key_limit_;
+  bool slot_held_ = false;  // take_slot succeeded, add_connecting not yet called
 
   List<PoolServer, &PoolServer::pool_hook> connecting_, idle_, active_, resetting_;
   List<PoolClient, &PoolClient::pool_hook> wait_welcome_, wait_server_;

@@ -361,6 +361,68 @@ TEST_CASE("a pool starved by a shared limit can take an idle slot from another p
   CHECK_FALSE(p2.starved_by_shared_limit());
 }
 
+// Two workers' pools of one key share pool_size through a key limit.
+TEST_CASE("a key limit bounds the pools of every worker together") {
+  FakeConnector c;
+  SharedLimit key;
+  std::vector<FakeClient> cl(4);
+  Pool w0("app", "alice", settings(2), c, nullptr, nullptr, &key);
+  Pool w1("app", "alice", settings(2), c, nullptr, nullptr, &key);
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  REQUIRE(w0.acquire(&cl[0], s, e) == Acquire::queued);
+  REQUIRE(w0.acquire(&cl[1], s, e) == Acquire::queued);
+  CHECK(key.count == 2);
+  CHECK(w0.key_total() == 2);
+  // The other worker's pool opens nothing: the key is at pool_size.
+  REQUIRE(w1.acquire(&cl[2], s, e) == Acquire::queued);
+  CHECK(w1.counts().total_servers() == 0);
+  CHECK(w1.starved_by_shared_limit());
+  login_all(w0, c);
+  w0.release(cl[0].assigned);
+  CHECK_FALSE(w0.starved_by_shared_limit());
+  // The first worker gives its idle server up; the second opens one.
+  REQUIRE(w0.close_one_idle("freeing a slot for another worker's clients"));
+  CHECK(key.count == 1);
+  w1.tick();
+  CHECK(w1.counts().connecting == 1);
+  CHECK(key.count == 2);
+  CHECK_FALSE(w1.starved_by_shared_limit());
+  // Servers leaving any way give their slot back.
+  login_all(w1, c);
+  w0.remove(cl[1].assigned);
+  w1.remove(cl[2].assigned);
+  CHECK(key.count == 0);
+}
+
+TEST_CASE("a slot is taken from every limit or from none") {
+  FakeConnector c;
+  SharedLimit key, db{1, 0}, user{5, 0};
+  std::vector<FakeClient> cl(3);
+  Pool p1("app", "alice", settings(3), c, &db, &user, &key);
+  Pool p2("app", "alice", settings(3), c, &db, &user, &key);
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  REQUIRE(p1.acquire(&cl[0], s, e) == Acquire::queued);
+  CHECK(key.count == 1);
+  CHECK(db.count == 1);
+  CHECK(user.count == 1);
+  // max_db_connections is full: the key and user slots taken first go back.
+  REQUIRE(p2.acquire(&cl[1], s, e) == Acquire::queued);
+  CHECK(c.servers.size() == 1);
+  CHECK(key.count == 1);
+  CHECK(db.count == 1);
+  CHECK(user.count == 1);
+  // A connector that cannot open gives the slot back too.
+  db.max = 5;
+  c.refuse = true;
+  p2.acquire(&cl[2], s, e);
+  CHECK(cl[2].errors == std::vector<std::string>{"no credentials"});
+  CHECK(key.count == 1);
+  CHECK(db.count == 1);
+  CHECK(user.count == 1);
+}
+
 TEST_CASE("update_settings shrinks a pool: idle servers now, busy ones on release") {
   FakeConnector c;
   Pool p("app", "alice", settings(4), c);
