@@ -264,6 +264,8 @@ void Pool::dequeue(PoolClient* c) {
   else if (c->wait_ == ClientWait::server) wait_server_.remove(c);
   c->wait_ = ClientWait::none;
   c->wait_pool_ = nullptr;
+  // No client waits here any more: a slot wanted for them is not.
+  if (key_limit_ && wait_server_.empty() && wait_welcome_.empty()) connector_.slot_unwanted(*this);
 }
 
 void Pool::serve_waiters() {

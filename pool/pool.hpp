@@ -109,6 +109,8 @@ class Connector {
   // Pools with a key limit (more than one worker). A client of `pool` waits
   // and no slot is free: another worker may hold an idle one.
   virtual void slot_wanted(Pool& pool) { (void)pool; }
+  // No client of `pool` waits any more.
+  virtual void slot_unwanted(Pool& pool) { (void)pool; }
   // `s` is released with no client of `pool` waiting: true if the connector
   // closed it to give its slot to another worker's waiting client.
   virtual bool give_slot_away(Pool& pool, PoolServer* s) {

@@ -97,6 +97,22 @@ std::string backend_lag(const RouteState* route, uint16_t backend) {
   return buf;
 }
 
+// Every worker's pools, clients and servers (inside Hub::read_all):
+// f(worker, ...).
+template <class F>
+void each_pool(Worker& w, F&& f) {
+  for (Worker* x : w.all())
+    x->for_each_pool([&](const PoolKey& k, const pool::Pool& p, const conf::DatabaseConfig& d) { f(*x, k, p, d); });
+}
+template <class F>
+void each_client(Worker& w, F&& f) {
+  for (Worker* x : w.all()) x->for_each_client([&](const ClientConnection& c) { f(*x, c); });
+}
+template <class F>
+void each_server(Worker& w, F&& f) {
+  for (Worker* x : w.all()) x->for_each_server([&](const ServerConnection& s) { f(*x, s); });
+}
+
 const RouteState* route_of(Worker& w, const conf::DatabaseConfig& db) {
   const RouteState* found = nullptr;
   w.for_each_route([&](const RouteState& r) {
@@ -132,7 +148,7 @@ Row totals_row(const PoolTotals& t, double uptime) {
 // Totals of the pools of each database (pgmux's own pools left out).
 std::map<std::string, PoolTotals, std::less<>> totals_by_database(Worker& w) {
   std::map<std::string, PoolTotals, std::less<>> by_db;
-  w.for_each_pool([&](const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig&) {
+  each_pool(w, [&](Worker&, const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig&) {
     if (!key.health) by_db[key.database].add(PoolTotals(p.stats));
   });
   return by_db;
@@ -146,7 +162,7 @@ void show_pools(Worker& w, std::string& out) {
   // Clients per pool: a linked client counts where its server is, others
   // where they logged in.
   std::map<const pool::Pool*, uint64_t> active;
-  w.for_each_client([&](const ClientConnection& c) {
+  each_client(w, [&](Worker&, const ClientConnection& c) {
     using S = ClientConnection::State;
     S st = c.state();
     if (st != S::idle && st != S::linked && st != S::syncing) return;
@@ -154,18 +170,18 @@ void show_pools(Worker& w, std::string& out) {
     if (p) ++active[p];
   });
   std::vector<Row> rows;
-  w.for_each_pool([&](const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig& db) {
+  each_pool(w, [&](Worker& x, const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig& db) {
     if (key.health) return;
     auto c = p.counts();
     auto wait = p.max_wait();
-    const RouteState* route = route_of(w, db);
+    const RouteState* route = route_of(x, db);
     conf::PoolMode mode = db.pool_mode.value_or(w.config().pool_mode);
     uint64_t wait_us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(wait).count());
     rows.push_back({key.database, key.user, n(active[&p]), n(c.waiting_server + c.waiting_welcome), "0", "0",
                     n(c.active), "0", "0", n(c.idle), "0", n(c.resetting), n(c.connecting),
                     n(wait_us / 1000000), n(wait_us % 1000000), std::string(conf::to_string(mode)),
                     backend_name(route, db, key.backend), backend_role(route, key.backend),
-                    backend_lag(route, key.backend), "0"});
+                    backend_lag(route, key.backend), n(uint64_t(x.index()))});
   });
   table(out,
         {"database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req", "cl_waiting_cancel_req",
@@ -228,8 +244,8 @@ const char* server_state(ServerConnection::State s) {
 
 void show_clients(Worker& w, std::string& out) {
   std::vector<Row> rows;
-  uint64_t now_ms = uv_now(w.loop());
-  w.for_each_client([&](const ClientConnection& c) {
+  each_client(w, [&](Worker& x, const ClientConnection& c) {
+    const uint64_t now_ms = uv_now(x.loop());
     std::string addr = "unix", laddr = "unix";
     int port = 0, lport = 0;
     auto& sock = const_cast<ClientConnection&>(c).socket();
@@ -245,7 +261,7 @@ void show_clients(Worker& w, std::string& out) {
     rows.push_back({"C", c.user(), c.database(), client_state(c.state()), addr, n(uint64_t(port)), laddr,
                     n(uint64_t(lport)), wall_time(c.login_started()), request, n(wait_us / 1000000),
                     n(wait_us % 1000000), "0", "C-" + n(c.id()), c.server() ? c.server()->name() : "", "0",
-                    c.tls_description(), app ? *app : "", n(c.id()), "0"});
+                    c.tls_description(), app ? *app : "", n(c.id()), n(uint64_t(x.index()))});
   });
   table(out,
         {"type", "user", "database", "state", "addr", "port", "local_addr", "local_port", "connect_time",
@@ -256,7 +272,7 @@ void show_clients(Worker& w, std::string& out) {
 
 void show_servers(Worker& w, std::string& out) {
   std::vector<Row> rows;
-  w.for_each_server([&](const ServerConnection& s) {
+  each_server(w, [&](Worker& x, const ServerConnection& s) {
     std::string laddr;
     int lport = 0;
     const_cast<ServerConnection&>(s).local_address(laddr, lport);
@@ -266,14 +282,14 @@ void show_servers(Worker& w, std::string& out) {
     std::string role = "primary";
     if (p) {
       if (const conf::DatabaseConfig* dc = w.config().find_database(db))
-        role = backend_role(route_of(w, *dc), p->backend());
+        role = backend_role(route_of(x, *dc), p->backend());
       if (p->auth_lookup()) role += " (auth query)";
       else if (p->health_check()) role += " (health check)";
     }
     rows.push_back({"S", s.user(), db, server_state(s.state()), s.host(), n(s.port()), laddr,
                     n(uint64_t(lport)), wall_time(s.created_at()), wall_time(s.state_since()), "0", "0",
                     "0", s.name(), c ? "C-" + n(c->id()) : "", n(s.backend_pid()), s.tls_description(), "",
-                    role, "0"});
+                    role, n(uint64_t(x.index()))});
   });
   table(out,
         {"type", "user", "database", "state", "addr", "port", "local_addr", "local_port", "connect_time",
@@ -287,8 +303,8 @@ void show_databases(Worker& w, std::string& out) {
   std::vector<Row> rows;
   for (const auto& [name, db] : cfg.databases) {
     uint64_t current = 0;
-    w.for_each_pool([&](const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig& d) {
-      if (&d == &db && !key.health) current += p.counts().total_servers();
+    each_pool(w, [&](Worker&, const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig& d) {
+      if (d.name == db.name && !key.health) current += p.counts().total_servers();
     });
     std::string replicas;
     for (const auto& r : db.replicas) replicas += (replicas.empty() ? "" : ",") + r.host + ":" + n(r.port);
@@ -382,9 +398,9 @@ void show_config(Worker& w, std::string& out) {
 
 void show_lists(Worker& w, std::string& out) {
   uint64_t pools = 0, used_servers = 0, login_clients = 0, used_clients = 0;
-  w.for_each_pool([&](const PoolKey& key, const pool::Pool&, const conf::DatabaseConfig&) { pools += !key.health; });
-  w.for_each_server([&](const ServerConnection&) { ++used_servers; });
-  w.for_each_client([&](const ClientConnection& c) {
+  each_pool(w, [&](Worker&, const PoolKey& key, const pool::Pool&, const conf::DatabaseConfig&) { pools += !key.health; });
+  each_server(w, [&](Worker&, const ServerConnection&) { ++used_servers; });
+  each_client(w, [&](Worker&, const ClientConnection& c) {
     using S = ClientConnection::State;
     if (c.state() == S::startup || c.state() == S::auth) ++login_clients;
     else ++used_clients;
@@ -475,7 +491,8 @@ void log_stats(Worker& w, std::map<std::string, PoolTotals, std::less<>>& last, 
   // the snapshot holds every database that had pools, lines go to those
   // that have some now.
   auto now = live;
-  for (const auto& [db, gone] : w.dropped_totals()) now[db].add(gone);
+  for (Worker* x : w.all())
+    for (const auto& [db, gone] : x->dropped_totals()) now[db].add(gone);
   if (emit) {
     for (const auto& [db, t] : now) {
       if (!live.count(db)) continue;
@@ -489,6 +506,27 @@ void log_stats(Worker& w, std::map<std::string, PoolTotals, std::less<>>& last, 
   }
   last = std::move(now);
 }
+
+namespace {
+// SHOW `what` (upper case); false if unknown. Inside Hub::read_all.
+bool show(Worker& w, const std::string& what, std::string& out) {
+  if (what == "POOLS") show_pools(w, out);
+  else if (what == "STATS") show_stats(w, out);
+  else if (what == "TOTALS") show_totals(w, out);
+  else if (what == "CLIENTS") show_clients(w, out);
+  else if (what == "SERVERS") show_servers(w, out);
+  else if (what == "DATABASES") show_databases(w, out);
+  else if (what == "USERS") show_users(w, out);
+  else if (what == "CONFIG") show_config(w, out);
+  else if (what == "LISTS") show_lists(w, out);
+  else if (what == "STATE") show_state(w, out);
+  else if (what == "HELP") show_help(out);
+  else if (what == "VERSION")
+    table(out, {"version"}, {{std::string("pgmux ") + PGMUX_VERSION + " (PgBouncer 1.18.0 compatible console)"}});
+  else return false;
+  return true;
+}
+}  // namespace
 
 AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level, std::string_view query) {
   AdminReply r;
@@ -507,20 +545,9 @@ AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level
   };
   if (cmd == "SHOW") {
     if (a.size() != 2) return bad();
-    if (arg1 == "POOLS") show_pools(w, r.out);
-    else if (arg1 == "STATS") show_stats(w, r.out);
-    else if (arg1 == "TOTALS") show_totals(w, r.out);
-    else if (arg1 == "CLIENTS") show_clients(w, r.out);
-    else if (arg1 == "SERVERS") show_servers(w, r.out);
-    else if (arg1 == "DATABASES") show_databases(w, r.out);
-    else if (arg1 == "USERS") show_users(w, r.out);
-    else if (arg1 == "CONFIG") show_config(w, r.out);
-    else if (arg1 == "LISTS") show_lists(w, r.out);
-    else if (arg1 == "STATE") show_state(w, r.out);
-    else if (arg1 == "HELP") show_help(r.out);
-    else if (arg1 == "VERSION")
-      table(r.out, {"version"}, {{std::string("pgmux ") + PGMUX_VERSION + " (PgBouncer 1.18.0 compatible console)"}});
-    else return bad();
+    bool known = true;
+    w.hub().read_all(&w, [&] { known = show(w, arg1, r.out); });
+    if (!known) return bad();
     return r;
   }
   static const char* kKnown[] = {"PAUSE", "RESUME", "RECONNECT", "KILL", "KILL_CLIENT", "WAIT_CLOSE",
@@ -539,17 +566,17 @@ AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level
   spdlog::info("C-{} admin console: {}", self.id(), q);
   if (cmd == "PAUSE") {
     if (a.size() > 2 || !known_db()) return a.size() > 2 ? bad() : r;
-    w.pause(db);
+    w.hub().broadcast(&w, [db](Worker& x) { x.pause(db); });
     r.later = true;
     r.tag = "PAUSE";
     r.db = db;
   } else if (cmd == "RESUME") {
     if (a.size() > 2 || !known_db()) return a.size() > 2 ? bad() : r;
-    w.resume(db);
+    w.hub().broadcast(&w, [db](Worker& x) { x.resume(db); });
     proto::command_complete(r.out, "RESUME");
   } else if (cmd == "RECONNECT") {
     if (a.size() > 2 || !known_db()) return a.size() > 2 ? bad() : r;
-    w.reconnect(db);
+    w.hub().broadcast(&w, [db](Worker& x) { x.reconnect(db); });
     proto::command_complete(r.out, "RECONNECT");
   } else if (cmd == "WAIT_CLOSE") {
     if (a.size() > 2 || !known_db()) return a.size() > 2 ? bad() : r;
@@ -559,7 +586,7 @@ AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level
   } else if (cmd == "KILL") {
     if (a.size() != 2) return bad();
     if (!known_db()) return r;
-    w.kill_database(db);
+    w.hub().broadcast(&w, [db](Worker& x) { x.kill_database(db); });
     proto::command_complete(r.out, "KILL");
   } else if (cmd == "DISABLE" || cmd == "ENABLE") {
     if (a.size() != 2) return bad();
@@ -575,8 +602,10 @@ AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level
       // Only "*" serves it: a typo would be taken too. Said when no client
       // has used the name yet.
       bool used = false;
-      w.for_each_pool([&](const PoolKey& key, const pool::Pool&, const conf::DatabaseConfig&) {
-        used = used || key.database == db;
+      w.hub().read_all(&w, [&] {
+        each_pool(w, [&](Worker&, const PoolKey& key, const pool::Pool&, const conf::DatabaseConfig&) {
+          used = used || key.database == db;
+        });
       });
       if (!used) {
         proto::ErrorFields f;
@@ -588,8 +617,8 @@ AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level
         proto::notice_response(r.out, f);
       }
     }
-    if (cmd == "DISABLE") w.disable(db);
-    else w.enable(db);
+    if (cmd == "DISABLE") w.hub().broadcast(&w, [db](Worker& x) { x.disable(db); });
+    else w.hub().broadcast(&w, [db](Worker& x) { x.enable(db); });
     proto::command_complete(r.out, cmd);
   } else if (cmd == "KILL_CLIENT") {
     if (a.size() != 2) return bad();
@@ -597,7 +626,17 @@ AdminReply run_admin_command(Worker& w, ClientConnection& self, AdminLevel level
     if (id.rfind("C-", 0) == 0) id = id.substr(2);
     char* end = nullptr;
     unsigned long long v = std::strtoull(id.c_str(), &end, 10);
-    if (id.empty() || *end || !w.kill_client(v)) {
+    // The worker that has the client closes it.
+    Worker* owner = nullptr;
+    if (!id.empty() && !*end)
+      w.hub().read_all(&w, [&] {
+        each_client(w, [&](Worker& x, const ClientConnection& c) {
+          if (c.id() == v && c.state() != ClientConnection::State::closing) owner = &x;
+        });
+      });
+    if (owner == &w) owner = w.kill_client(v) ? owner : nullptr;
+    else if (owner) owner->post([v](Worker& x) { x.kill_client(v); });
+    if (!owner) {
       error(r.out, "42704", "no such client: " + a[1]);
       return r;
     }

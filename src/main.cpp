@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
+#include <thread>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -145,18 +147,26 @@ int main(int argc, char** argv) {
   }
   ::signal(SIGPIPE, SIG_IGN);
   spdlog::info("pgmux {} starting with {}", PGMUX_VERSION, config_path);
-  if (cfg.workers > 1)
-    spdlog::warn("workers = {}: only one worker is implemented so far; running one", cfg.workers);
 
-  pgmux::Worker worker(loaded.config, std::move(files));
+  // One worker per thread; the first runs on this thread and also holds
+  // the listeners, the signal handles, the metrics endpoint and the
+  // watchdog.
+  pgmux::Hub hub;
+  std::vector<std::unique_ptr<pgmux::Worker>> workers;
+  for (int i = 0; i < cfg.workers; ++i) {
+    workers.push_back(std::make_unique<pgmux::Worker>(hub, size_t(i), loaded.config, files));
+    hub.add(workers.back().get());
+  }
+  pgmux::Worker& worker = *workers[0];
+  if (cfg.workers > 1) spdlog::info("{} workers", cfg.workers);
   Signals sig;
   uv_signal_init(worker.loop(), &sig.term);
   uv_signal_init(worker.loop(), &sig.intr);
   uv_signal_init(worker.loop(), &sig.hup);
   sig.term.data = sig.intr.data = sig.hup.data = &worker;
-  pgmux::systemd::Watchdog watchdog;  // WATCHDOG=1 from the worker loop, if systemd asks
+  pgmux::systemd::Watchdog watchdog;  // WATCHDOG=1 from the first worker's loop, if systemd asks
   std::unique_ptr<pgmux::metrics::MetricsServer> metrics;  // [admin] metrics_listen
-  worker.on_stopped = [&sig, &watchdog, &metrics] {
+  hub.on_all_stopped = [&sig, &watchdog, &metrics] {
     for (uv_signal_t* s : {&sig.term, &sig.intr, &sig.hup})
       if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(s)))
         uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
@@ -167,12 +177,13 @@ int main(int argc, char** argv) {
     spdlog::info("SIGTERM: graceful shutdown");
     auto* w = static_cast<pgmux::Worker*>(s->data);
     pgmux::systemd::notify(pgmux::systemd::stopping_message(w->config().shutdown_timeout));
-    w->shutdown_gracefully();
+    w->hub().broadcast(w, [](pgmux::Worker& x) { x.shutdown_gracefully(); });
   }, SIGTERM);
   uv_signal_start(&sig.intr, [](uv_signal_t* s, int) {
     spdlog::info("SIGINT: immediate shutdown");
     pgmux::systemd::notify(pgmux::systemd::stopping_message(std::nullopt));
-    static_cast<pgmux::Worker*>(s->data)->shutdown_now();
+    auto* w = static_cast<pgmux::Worker*>(s->data);
+    w->hub().broadcast(w, [](pgmux::Worker& x) { x.shutdown_now(); });
   }, SIGINT);
   uv_signal_start(&sig.hup, [](uv_signal_t* s, int) {
     spdlog::info("SIGHUP: reload");
@@ -182,16 +193,27 @@ int main(int argc, char** argv) {
     pgmux::systemd::notify(pgmux::systemd::ready_message(w->config()));
   }, SIGHUP);
 
-  if (!worker.start()) {
-    worker.shutdown_now();
+  // Every worker but the first runs on a thread of its own; stops them all
+  // (a failed start) and waits for them.
+  std::vector<std::thread> threads;
+  auto stop_all = [&] {
+    hub.broadcast(&worker, [](pgmux::Worker& x) { x.shutdown_now(); });
     worker.run();
+    for (auto& t : threads) t.join();
+  };
+  bool ok = true;
+  for (auto& w : workers) ok = ok && w->start();
+  if (!ok) {
+    for (size_t i = 1; i < workers.size(); ++i) workers[i]->shutdown_now();
+    worker.shutdown_now();
+    for (auto& w : workers) w->run();
     return 1;
   }
+  for (size_t i = 1; i < workers.size(); ++i) threads.emplace_back([w = workers[i].get()] { w->run(); });
   if (!cfg.admin.metrics_listen.empty()) {
     metrics = std::make_unique<pgmux::metrics::MetricsServer>(worker);
     if (!metrics->start(cfg.admin.metrics_listen)) {
-      worker.shutdown_now();
-      worker.run();
+      stop_all();
       return 1;
     }
   }
@@ -199,6 +221,7 @@ int main(int argc, char** argv) {
   watchdog.start_from_env(worker.loop());
   pgmux::systemd::notify(pgmux::systemd::ready_message(cfg));
   worker.run();
+  for (auto& t : threads) t.join();
   spdlog::info("pgmux stopped");
   return 0;
 }

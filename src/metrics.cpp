@@ -263,6 +263,24 @@ void declare_families(Exposition& e) {
 
 double g_start_time = 0;  // set by MetricsServer
 
+void merge_hist(pool::LatencyHistogram& into, const pool::LatencyHistogram& from) {
+  for (size_t i = 0; i < pool::LatencyHistogram::kBuckets; ++i) into.counts[i] += from.counts[i];
+  into.sum_us += from.sum_us;
+  into.count += from.count;
+}
+
+void merge_stats(pool::PoolStats& into, const pool::PoolStats& from) {
+  for (uint64_t pool::PoolStats::*f :
+       {&pool::PoolStats::xact_count, &pool::PoolStats::query_count, &pool::PoolStats::client_bytes,
+        &pool::PoolStats::server_bytes, &pool::PoolStats::xact_us, &pool::PoolStats::query_us,
+        &pool::PoolStats::wait_us, &pool::PoolStats::waited, &pool::PoolStats::pipelined,
+        &pool::PoolStats::server_errors, &pool::PoolStats::prepared_hits, &pool::PoolStats::prepared_misses})
+    into.*f += from.*f;
+  merge_hist(into.query_hist, from.query_hist);
+  merge_hist(into.xact_hist, from.xact_hist);
+  merge_hist(into.wait_hist, from.wait_hist);
+}
+
 }  // namespace
 
 std::string render(const Worker& w) {
@@ -280,7 +298,7 @@ std::string render(const Worker& w) {
 
   std::unordered_map<std::string, uint64_t> client_states;
   std::unordered_map<const pool::Pool*, uint64_t> active_clients;
-  w.for_each_client([&](const ClientConnection& c) {
+  for (const Worker* x : w.all()) x->for_each_client([&](const ClientConnection& c) {
     ++client_states[client_state_name(c.state())];
     using S = ClientConnection::State;
     if (c.state() == S::idle || c.state() == S::syncing || c.state() == S::linked) {
@@ -297,18 +315,30 @@ std::string render(const Worker& w) {
     e.sample("pgmux_clients_by_state", labels({{"state", "other"}}), it->second);
 
   std::unordered_map<std::string, uint64_t> server_states;
-  w.for_each_server([&](const ServerConnection& s) { ++server_states[server_state_name(s.state())]; });
+  for (const Worker* x : w.all())
+    x->for_each_server([&](const ServerConnection& s) { ++server_states[server_state_name(s.state())]; });
   for (const char* s : kServerStates)
     e.sample("pgmux_server_connections", labels({{"state", s}}), server_states[s]);
   if (auto it = server_states.find("other"); it != server_states.end())
     e.sample("pgmux_server_connections", labels({{"state", "other"}}), it->second);
-  e.sample("pgmux_io_buffers", "", uint64_t{io_buffers_outstanding()});
+  uint64_t io_buffers = 0;
+  for (const Worker* x : w.all()) io_buffers += x->io_buffers_in_use();
+  e.sample("pgmux_io_buffers", "", io_buffers);
 
   // --- pools -------------------------------------------------------------------
   std::unordered_map<const conf::DatabaseConfig*, const RouteState*> routes;
   w.for_each_route([&](const RouteState& r) { routes[r.db] = &r; });
 
-  w.for_each_pool([&](const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig& db) {
+  // Every worker has its own pool of a key: one series is their sum.
+  struct Agg {
+    pool::PoolCounts n;
+    uint64_t active = 0;
+    int pool_size = 0;
+    pool::Duration max_wait{0};
+    pool::PoolStats st;
+  };
+  std::map<std::string, Agg> pools;  // by label set, in a stable order
+  for (const Worker* x : w.all()) x->for_each_pool([&](const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig& db) {
     if (key.health) return;  // the health checker's pool of one: internal
     std::string backend;
     std::string role = "primary";
@@ -324,19 +354,32 @@ std::string render(const Worker& w) {
     }
     const std::string l =
         labels({{"database", key.database}, {"user", key.user}, {"backend", backend}, {"role", role}});
+    Agg& a = pools[l];
     const pool::PoolCounts n = p.counts();
+    a.n.waiting_welcome += n.waiting_welcome;
+    a.n.waiting_server += n.waiting_server;
+    a.n.active += n.active;
+    a.n.idle += n.idle;
+    a.n.connecting += n.connecting;
+    a.n.resetting += n.resetting;
     auto it = active_clients.find(&p);
-    e.sample("pgmux_pool_client_connections", with(l, "state", "active"),
-             uint64_t{it == active_clients.end() ? 0 : it->second});
+    a.active += it == active_clients.end() ? 0 : it->second;
+    a.pool_size = p.settings().pool_size;
+    a.max_wait = std::max(a.max_wait, p.max_wait());
+    merge_stats(a.st, p.stats);
+  });
+  for (const auto& [l, a] : pools) {
+    const pool::PoolCounts& n = a.n;
+    e.sample("pgmux_pool_client_connections", with(l, "state", "active"), a.active);
     e.sample("pgmux_pool_client_connections", with(l, "state", "waiting"),
              uint64_t{n.waiting_welcome + n.waiting_server});
     e.sample("pgmux_pool_server_connections", with(l, "state", "active"), uint64_t{n.active});
     e.sample("pgmux_pool_server_connections", with(l, "state", "idle"), uint64_t{n.idle});
     e.sample("pgmux_pool_server_connections", with(l, "state", "connecting"), uint64_t{n.connecting});
     e.sample("pgmux_pool_server_connections", with(l, "state", "resetting"), uint64_t{n.resetting});
-    e.sample("pgmux_pool_size", l, uint64_t(p.settings().pool_size));
-    e.sample("pgmux_pool_max_wait_seconds", l, double(p.max_wait().count()) / 1e3);
-    const pool::PoolStats& st = p.stats;
+    e.sample("pgmux_pool_size", l, uint64_t(a.pool_size));
+    e.sample("pgmux_pool_max_wait_seconds", l, double(a.max_wait.count()) / 1e3);
+    const pool::PoolStats& st = a.st;
     e.sample("pgmux_transactions_total", l, st.xact_count);
     e.sample("pgmux_queries_total", l, st.query_count);
     e.sample("pgmux_received_bytes_total", l, st.client_bytes);
@@ -351,7 +394,7 @@ std::string render(const Worker& w) {
     e.histogram("pgmux_query_duration_seconds", l, st.query_hist);
     e.histogram("pgmux_transaction_duration_seconds", l, st.xact_hist);
     e.histogram("pgmux_wait_duration_seconds", l, st.wait_hist);
-  });
+  }
 
   // --- backends of routed databases -------------------------------------------
   w.for_each_route([&](const RouteState& r) {
@@ -817,7 +860,11 @@ void MetricsServer::handle_data(Conn* c, const char* data, size_t n) {
   const bool head_only = parsed.status == ParseStatus::ok && parsed.request.method == "HEAD";
   HttpResponse r;
   try {
-    r = respond(parsed, worker_.shutting_down(), [this] { return render(worker_); });
+    r = respond(parsed, worker_.shutting_down(), [this] {
+      std::string text;
+      worker_.hub().read_all(&worker_, [&] { text = render(worker_); });
+      return text;
+    });
   } catch (const std::exception& e) {
     // Never let a failure while rendering escape a libuv callback.
     spdlog::warn("metrics: cannot answer {}: {}", c->peer, e.what());

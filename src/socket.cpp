@@ -64,6 +64,7 @@ IoBufferPtr acquire_io_buffer() {
 }
 
 size_t io_buffers_outstanding() { return t_free.outstanding; }
+const size_t* io_buffers_outstanding_counter() { return &t_free.outstanding; }
 
 struct Socket::WriteReq {
   uv_write_t req;

@@ -47,6 +47,9 @@ struct IoBufferReturn {
 using IoBufferPtr = std::unique_ptr<IoBuffer, IoBufferReturn>;
 IoBufferPtr acquire_io_buffer();
 size_t io_buffers_outstanding();  // for tests and stats
+// The calling thread's count of buffers in use (read by another thread only
+// while this one is parked, see Hub::read_all).
+const size_t* io_buffers_outstanding_counter();
 
 class Socket;
 

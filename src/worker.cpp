@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -117,7 +118,7 @@ class Listener {
         for (;;) {
           int c = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
           if (c < 0) break;
-          adopt(c);
+          adopt_drained(c);
         }
       }
     }
@@ -148,28 +149,74 @@ class Listener {
       spdlog::error("accept on {} failed: {}", self->addr_.text, uv_strerror(status));
       return;
     }
-    auto* c = new ClientConnection(self->worker_,
-                                   self->addr_.is_unix ? Socket::Kind::pipe : Socket::Kind::tcp);
-    if (c->socket().accept_from(server) != 0) {
-      c->close(CloseReason::client_gone);
+    const Socket::Kind kind = self->addr_.is_unix ? Socket::Kind::pipe : Socket::Kind::tcp;
+    Worker& w = self->worker_;
+    const size_t target = w.hub().pick_worker();
+    if (target == w.index()) {
+      auto* c = new ClientConnection(w, kind);
+      if (c->socket().accept_from(server) != 0) {
+        c->close(CloseReason::client_gone);
+        return;
+      }
+      begin(w, c);
       return;
     }
-    self->begin(c);
+    // Another worker serves it: the socket goes there as a bare fd (a
+    // duplicate; the handle that accepted it closes its own).
+    auto* tmp = new StreamHandle;
+    std::memset(tmp, 0, sizeof *tmp);
+    if (self->addr_.is_unix) uv_pipe_init(w.loop(), &tmp->pipe, 0);
+    else uv_tcp_init(w.loop(), &tmp->tcp);
+    int fd = -1;
+    uv_os_fd_t afd;
+    if (uv_accept(server, &tmp->stream) == 0 && uv_fileno(&tmp->handle, &afd) == 0)
+      fd = ::fcntl(afd, F_DUPFD_CLOEXEC, 0);
+    uv_close(&tmp->handle, [](uv_handle_t* h) { delete reinterpret_cast<StreamHandle*>(h); });
+    if (fd < 0) {
+      spdlog::error("accept on {} failed: {}", self->addr_.text, std::strerror(errno));
+      w.hub().worker(target).load.fetch_sub(1, std::memory_order_relaxed);
+      return;
+    }
+    hand_over(w.hub().worker(target), fd, kind, false);
   }
 
-  void adopt(int fd) {
-    auto* c = new ClientConnection(worker_, Socket::Kind::tcp);
+  // A client socket accepted on one worker, served by `to`.
+  // `drained`: accepted while draining, served even if `to` is shutting
+  // down by the time it takes it.
+  static void hand_over(Worker& to, int fd, Socket::Kind kind, bool drained) {
+    auto owned = std::make_shared<OwnedFd>(fd);
+    to.post([owned, kind, drained](Worker& w) { adopt(w, owned->release(), kind, drained); });
+  }
+
+  struct OwnedFd {
+    explicit OwnedFd(int f) : fd(f) {}
+    ~OwnedFd() {
+      if (fd >= 0) ::close(fd);  // the worker stopped before taking it
+    }
+    int release() { return std::exchange(fd, -1); }
+    int fd;
+  };
+
+  static void adopt(Worker& w, int fd, Socket::Kind kind, bool drained) {
+    auto* c = new ClientConnection(w, kind);
     if (c->socket().adopt(fd) != 0) {
       ::close(fd);
       c->close(CloseReason::client_gone);
       return;
     }
-    // Accepted while draining: served like any client already here.
-    c->start();
+    if (drained) c->start();
+    else begin(w, c);
   }
 
-  void begin(ClientConnection* c) {
-    if (worker_.shutting_down_) {
+  // Accepted while draining: served like any client already here.
+  void adopt_drained(int fd) {
+    const size_t target = worker_.hub().pick_worker();
+    if (target == worker_.index()) adopt(worker_, fd, Socket::Kind::tcp, true);
+    else hand_over(worker_.hub().worker(target), fd, Socket::Kind::tcp, true);
+  }
+
+  static void begin(Worker& w, ClientConnection* c) {
+    if (w.shutting_down_) {
       c->close(CloseReason::shutdown);
       return;
     }
@@ -253,9 +300,17 @@ bool load_config_files(const conf::Config& c, ConfigFiles& out, std::string& err
   return true;
 }
 
-Worker::Worker(std::shared_ptr<const conf::Config> config, ConfigFiles files)
-    : config_(std::move(config)), files_(std::move(files)), auth_query_(std::make_unique<AuthQuery>(*this)) {
+Worker::Worker(Hub& hub, size_t index, std::shared_ptr<const conf::Config> config, ConfigFiles files)
+    : hub_(hub),
+      index_(index),
+      config_(std::move(config)),
+      files_(std::move(files)),
+      auth_query_(std::make_unique<AuthQuery>(*this)) {
   uv_loop_init(&loop_);
+  uv_async_init(&loop_, &inbox_async_, on_inbox);
+  inbox_async_.data = this;
+  // The inbox alone does not keep the loop running (run() closes it).
+  uv_unref(reinterpret_cast<uv_handle_t*>(&inbox_async_));
   uv_timer_init(&loop_, &tick_timer_);
   tick_timer_.data = this;
   uv_check_init(&loop_, &serve_check_);
@@ -273,7 +328,7 @@ Worker::~Worker() {
 }
 
 bool Worker::start() {
-  for (const auto& a : config_->listen) {
+  for (const auto& a : index_ == 0 ? config_->listen : std::vector<conf::ListenAddr>{}) {
     auto l = std::make_unique<Listener>(*this, a);
     bool ok = l->start();
     listeners_.push_back(std::move(l));
@@ -345,7 +400,59 @@ void Worker::backend_checked(RouteState& route, size_t backend,
   }
 }
 
-int Worker::run() { return uv_run(&loop_, UV_RUN_DEFAULT); }
+int Worker::run() {
+  io_buffers_ = io_buffers_outstanding_counter();
+  int rc = uv_run(&loop_, UV_RUN_DEFAULT);
+  close_inbox();
+  uv_close(reinterpret_cast<uv_handle_t*>(&inbox_async_), nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  return rc;
+}
+
+void Worker::post(std::function<void(Worker&)> fn) {
+  std::lock_guard lk(inbox_mu_);
+  if (inbox_closed_) return;
+  inbox_.push_back(std::move(fn));
+  uv_async_send(&inbox_async_);
+}
+
+bool Worker::ask_park() {
+  std::lock_guard lk(inbox_mu_);
+  if (inbox_closed_) return false;
+  park_asked_.store(true);
+  uv_async_send(&inbox_async_);
+  return true;
+}
+
+void Worker::park_if_asked() {
+  if (park_asked_.exchange(false)) hub_.park();
+}
+
+void Worker::on_inbox(uv_async_t* h) {
+  auto* w = static_cast<Worker*>(h->data);
+  w->park_if_asked();
+  std::vector<std::function<void(Worker&)>> work;
+  {
+    std::lock_guard lk(w->inbox_mu_);
+    work.swap(w->inbox_);
+  }
+  for (auto& fn : work) {
+    fn(*w);
+    w->park_if_asked();  // a long batch must not hold a reader up
+  }
+}
+
+// The loop has ended: nothing runs here any more. A reader waiting for
+// this worker to park counts it as parked.
+void Worker::close_inbox() {
+  std::vector<std::function<void(Worker&)>> dropped;
+  {
+    std::lock_guard lk(inbox_mu_);
+    inbox_closed_ = true;
+    dropped.swap(inbox_);
+  }
+  if (park_asked_.exchange(false)) hub_.park_gone();
+}
 
 void Worker::on_tick(uv_timer_t* t) { static_cast<Worker*>(t->data)->tick(); }
 
@@ -405,7 +512,7 @@ void Worker::tick() {
     while (ClientConnection* c = logging_in_.front()) {
       if (now - c->login_started() < login_timeout) break;
       auto e = proto::fatal_error(proto::sqlstate::kProtocolViolation, "client_login_timeout");
-      logging_in_.remove(c);
+      end_login(c);
       c->close(CloseReason::login_timeout, &e);
     }
   }
@@ -417,13 +524,15 @@ void Worker::tick() {
   if (!delayed_closes_.empty()) run_delayed_closes();
   auth_query_->tick(now, config_->client_login_timeout);
   if (!admin_waits_.empty()) check_admin_waits();
-  maybe_log_stats(now);
+  if (index_ == 0) maybe_log_stats(now);
   if (shutdown_request_) {
     int r = shutdown_request_;
     shutdown_request_ = 0;
     spdlog::info("admin console: SHUTDOWN{}", r == 2 ? " WAIT_FOR_CLIENTS" : "");
-    if (r == 2) shutdown_gracefully(/*wait_for_clients=*/true);
-    else shutdown_now();
+    hub_.broadcast(this, [r](Worker& w) {
+      if (r == 2) w.shutdown_gracefully(/*wait_for_clients=*/true);
+      else w.shutdown_now();
+    });
     return;
   }
   if (++ticks_ % 5 == 0) check_client_timeouts();
@@ -433,10 +542,17 @@ void Worker::tick() {
 // max_db_connections / max_user_connections span pools: a pool whose
 // clients wait while the shared limit is taken by idle servers of another
 // pool gets a slot by closing one of those idle servers.
+//
+// Across workers (pool_size included: every worker's pool of a key shares
+// it) the same happens at once rather than at the tick: see slot_wanted and
+// give_slot_away. The tick only repeats a want that no worker could serve
+// yet, and gives up idle servers that are wanted.
 void Worker::balance_shared_limits() {
+  const bool many = hub_.size() > 1;
   for (auto& [key, entry] : pools_) {
     pool::Pool& starved = *entry.pool;
     if (!starved.starved_by_shared_limit()) continue;
+    if (many && starved.key_limit()) slot_wanted(starved);
     for (auto& [okey, other] : pools_) {
       pool::Pool& donor = *other.pool;
       if (&donor == &starved) continue;
@@ -449,6 +565,83 @@ void Worker::balance_shared_limits() {
         break;
     }
   }
+  if (many) give_idle_slots(nullptr);
+}
+
+namespace {
+constexpr const char* kSlotGiven = "freeing a slot for another worker's clients (shared connection limit)";
+uint64_t worker_bit(size_t index) { return uint64_t(1) << (index % 64); }
+}  // namespace
+
+void Worker::slot_wanted(pool::Pool& p) {
+  const uint64_t mine = worker_bit(index_);
+  for (pool::SharedLimit* l : {p.key_limit(), p.db_limit(), p.user_limit()}) {
+    if (!l) continue;
+    const bool full = l == p.key_limit() ? p.key_total() >= size_t(p.settings().pool_size) : l->full();
+    // Set once per want: under load every queued client comes here, and
+    // only reads the bit.
+    if (!full || (l->wanted.load(std::memory_order_relaxed) & mine)) continue;
+    l->wanted.fetch_or(mine, std::memory_order_relaxed);
+    for (Worker* w : all())
+      if (w != this) w->post([l](Worker& x) { x.give_idle_slots(l); });
+  }
+}
+
+// Withdrawn at once, or another worker would close a server for clients
+// that no longer wait (another of this worker's pools under a shared
+// db/user limit that still waits sets it again).
+void Worker::slot_unwanted(pool::Pool& p) {
+  const uint64_t mine = worker_bit(index_);
+  for (pool::SharedLimit* l : {p.key_limit(), p.db_limit(), p.user_limit()})
+    if (l && (l->wanted.load(std::memory_order_relaxed) & mine)) l->wanted.fetch_and(~mine, std::memory_order_relaxed);
+}
+
+bool Worker::give_slot_away(pool::Pool& p, pool::PoolServer* s) {
+  const uint64_t mine = worker_bit(index_);
+  for (pool::SharedLimit* l : {p.key_limit(), p.db_limit(), p.user_limit()}) {
+    if (!l || !(l->wanted.load(std::memory_order_relaxed) & ~mine)) continue;
+    s->pool_close(kSlotGiven);
+    hand_slot(l);
+    return true;
+  }
+  return false;
+}
+
+void Worker::give_idle_slots(pool::SharedLimit* only) {
+  const uint64_t mine = worker_bit(index_);
+  for (auto& [key, entry] : pools_) {
+    pool::Pool& donor = *entry.pool;
+    if (key.health) continue;
+    for (pool::SharedLimit* l : {donor.key_limit(), donor.db_limit(), donor.user_limit()}) {
+      if (!l || (only && l != only)) continue;
+      auto c = donor.counts();
+      if (c.idle == 0 || c.waiting_server > 0 || c.waiting_welcome > 0) break;
+      if (!(l->wanted.load(std::memory_order_relaxed) & ~mine)) continue;
+      if (donor.close_one_idle(kSlotGiven)) hand_slot(l);
+    }
+  }
+}
+
+// A slot of `l` was just freed here: the first other worker that wants one
+// is told to open a server now.
+void Worker::hand_slot(pool::SharedLimit* l) {
+  const uint64_t mine = worker_bit(index_);
+  uint64_t w = l->wanted.load(std::memory_order_relaxed);
+  uint64_t pick = 0;
+  do {
+    const uint64_t others = w & ~mine;
+    if (!others) return;
+    pick = others & (~others + 1);  // lowest set bit
+  } while (!l->wanted.compare_exchange_weak(w, w & ~pick, std::memory_order_relaxed));
+  size_t j = 0;
+  while (!(pick & (uint64_t(1) << j))) ++j;
+  for (size_t i = j; i < hub_.size(); i += 64)
+    hub_.worker(i).post([l](Worker& x) {
+      for (auto& [key, entry] : x.pools_) {
+        pool::Pool& p = *entry.pool;
+        if (p.key_limit() == l || p.db_limit() == l || p.user_limit() == l) p.open_for_waiters();
+      }
+    });
 }
 
 // client_idle_timeout, idle_transaction_timeout and query_timeout, with the
@@ -496,6 +689,10 @@ pool::PoolSettings Worker::settings_for(const PoolKey& key, const conf::Database
   pool::PoolSettings s;
   s.pool_size = cfg.effective_pool_size(db);
   s.min_pool_size = db.min_pool_size.value_or(cfg.min_pool_size);
+  // pool_size and reserve_pool_size bound every worker's pools of a key
+  // together (Hub::key_limit); min_pool_size is shared out among them.
+  if (const size_t n = hub_.size(); n > 1)
+    s.min_pool_size = int(size_t(s.min_pool_size) / n + (index_ < size_t(s.min_pool_size) % n ? 1 : 0));
   s.reserve_pool_size = db.reserve_pool_size.value_or(cfg.reserve_pool_size);
   // Client pools only: the waiters of the others are not clients.
   s.server_pipelining = !key.auth && !key.health && db.server_pipelining.value_or(cfg.server_pipelining);
@@ -585,11 +782,15 @@ pool::Pool& Worker::pool_for(const PoolKey& key, const conf::DatabaseConfig& db,
   if (key.health) {
     e.pool = std::make_unique<pool::Pool>(key.database, key.user, s, *this);
   } else {
-    auto& dbl = db_limits_[key.database];
+    auto& dbl = hub_.db_limit(key.database);
     dbl.max = cfg.effective_max_db_connections(&db);
-    auto& ul = user_limits_[key.user];
+    auto& ul = hub_.user_limit(key.user);
     ul.max = cfg.effective_max_user_connections(key.user);
-    e.pool = std::make_unique<pool::Pool>(key.database, key.user, s, *this, &dbl, &ul);
+    // Every worker's pool of this key counts against one pool_size.
+    pool::SharedLimit* kl = nullptr;
+    if (hub_.size() > 1)
+      kl = &hub_.key_limit(key.database + '\0' + key.user + '\0' + std::to_string(key.backend));
+    e.pool = std::make_unique<pool::Pool>(key.database, key.user, s, *this, &dbl, &ul, kl);
   }
   e.pool->set_backend(key.backend, key.health, key.auth);
   if (key.health)
@@ -629,19 +830,24 @@ bool Worker::open_server(pool::Pool& pool, proto::ErrorFields& error) {
 }
 
 bool Worker::accept_more_clients() const {
-  return counted_clients_ < size_t(config_->max_client_conn);
+  return client_count() < size_t(config_->max_client_conn);
 }
-void Worker::count_client(ClientConnection*) { ++counted_clients_; }
-void Worker::uncount_client(ClientConnection*) { --counted_clients_; }
+void Worker::count_client(ClientConnection*) { hub_.clients.fetch_add(1, std::memory_order_relaxed); }
+void Worker::uncount_client(ClientConnection*) { hub_.clients.fetch_sub(1, std::memory_order_relaxed); }
 
 void Worker::client_started(ClientConnection* c) {
   clients_.push_back(c);
   logging_in_.push_back(c);
+  hub_.logins.fetch_add(1, std::memory_order_relaxed);
 }
 
-void Worker::client_logged_in(ClientConnection* c) {
-  if (logging_in_.contains(c)) logging_in_.remove(c);
+void Worker::end_login(ClientConnection* c) {
+  if (!logging_in_.contains(c)) return;
+  logging_in_.remove(c);
+  hub_.logins.fetch_sub(1, std::memory_order_relaxed);
 }
+
+void Worker::client_logged_in(ClientConnection* c) { end_login(c); }
 
 void Worker::close_later(ClientConnection* c, pool::TimePoint when, CloseReason reason,
                          proto::ErrorFields error) {
@@ -667,8 +873,9 @@ void Worker::client_finished(ClientConnection* c) {
     delayed_closes_.erase(std::remove_if(delayed_closes_.begin(), delayed_closes_.end(),
                                          [&](const DelayedClose& d) { return d.client == c; }),
                           delayed_closes_.end());
-  if (logging_in_.contains(c)) logging_in_.remove(c);
+  end_login(c);
   if (clients_.contains(c)) clients_.remove(c);
+  load.fetch_sub(1, std::memory_order_relaxed);
   if (shutting_down_) maybe_finish_shutdown();
 }
 
@@ -678,9 +885,13 @@ void Worker::server_finished(ServerConnection* s) {
 }
 
 void Worker::register_cancel_key(ClientConnection* c, uint32_t& pid, uint32_t& key) {
+  // pid % workers names the worker, so a cancel request arriving on any
+  // worker finds its client's.
+  const uint32_t n = uint32_t(hub_.size());
   do {
     pid = auth::random_u32() & 0x7fffffffu;
-  } while (pid == 0 || cancel_keys_.count(pid));
+    pid = pid - pid % n + uint32_t(index_);
+  } while (pid == 0 || pid > 0x7fffffffu || cancel_keys_.count(pid));
   key = auth::random_u32();
   cancel_keys_[pid] = {c, key};
 }
@@ -688,6 +899,10 @@ void Worker::register_cancel_key(ClientConnection* c, uint32_t& pid, uint32_t& k
 void Worker::unregister_cancel_key(uint32_t pid) { cancel_keys_.erase(pid); }
 
 void Worker::handle_cancel(uint32_t pid, uint32_t key) {
+  if (const size_t owner = pid % hub_.size(); owner != index_) {
+    hub_.worker(owner).post([pid, key](Worker& w) { w.handle_cancel(pid, key); });
+    return;
+  }
   auto it = cancel_keys_.find(pid);
   uint32_t expected = it == cancel_keys_.end() ? ~key : it->second.second;
   std::string_view a(reinterpret_cast<const char*>(&expected), 4);
@@ -786,7 +1001,8 @@ bool Worker::reload(std::string* error) {
     std::string log_error;
     if (!setup_logging(cfg->log, log_error)) return refuse(log_error);
   }
-  apply_config(std::move(cfg), std::move(files));
+  std::shared_ptr<const conf::Config> shared = std::move(cfg);
+  hub_.broadcast(this, [shared, files](Worker& w) { w.apply_config(shared, files); });
   spdlog::info("reload: {} applied ({} databases{})", config_->source, config_->databases.size(),
                userlist() ? ", " + std::to_string(userlist()->users.size()) + " users" : "");
   return true;
@@ -799,7 +1015,7 @@ bool Worker::set_setting(std::string_view key, std::string_view value, std::stri
     return false;
   }
   spdlog::info("admin console: SET {} = {}", key, value);
-  apply_config(r.config, files_);
+  hub_.broadcast(this, [cfg = r.config, files = files_](Worker& w) { w.apply_config(cfg, files); });
   return true;
 }
 
@@ -854,12 +1070,16 @@ void Worker::apply_config(std::shared_ptr<const conf::Config> cfg, ConfigFiles f
     }
     follow_entry(e, key, *db);
   }
-  for (auto& [name, limit] : db_limits_) limit.max = c.effective_max_db_connections(c.find_database(name));
-  for (auto& [name, limit] : user_limits_) limit.max = c.effective_max_user_connections(name);
+  hub_.for_each_db_limit([&](const std::string& name, pool::SharedLimit& limit) {
+    limit.max = c.effective_max_db_connections(c.find_database(name));
+  });
+  hub_.for_each_user_limit([&](const std::string& name, pool::SharedLimit& limit) {
+    limit.max = c.effective_max_user_connections(name);
+  });
   for (const auto& [name, db] : c.databases)
-    if (!old->databases.count(name)) spdlog::info("reload: database {} added", name);
+    if (index_ == 0 && !old->databases.count(name)) spdlog::info("reload: database {} added", name);
   for (const auto& [name, db] : old->databases)
-    if (!c.databases.count(name)) spdlog::info("reload: database {} removed: new logins refused", name);
+    if (index_ == 0 && !c.databases.count(name)) spdlog::info("reload: database {} removed: new logins refused", name);
   drop_retired_pools();
 }
 
@@ -905,7 +1125,8 @@ void Worker::drop_retired_pools() {
 void Worker::pause(const std::string& db) {
   if (db.empty()) paused_all_ = true;
   else paused_dbs_.insert(db);
-  spdlog::info("PAUSE {}: new transactions wait until RESUME", db.empty() ? "(all)" : db);
+  if (index_ == 0)  // every worker runs it; one line says so
+    spdlog::info("PAUSE {}: new transactions wait until RESUME", db.empty() ? "(all)" : db);
 }
 
 void Worker::resume(const std::string& db) {
@@ -915,7 +1136,8 @@ void Worker::resume(const std::string& db) {
   } else {
     paused_dbs_.erase(db);
   }
-  spdlog::info("RESUME {}", db.empty() ? "(all)" : db);
+  if (index_ == 0)  // every worker runs it; one line says so
+    spdlog::info("RESUME {}", db.empty() ? "(all)" : db);
   std::vector<ClientConnection*> go;
   for (ClientConnection* c : parked_)
     if (!is_paused(c->database())) go.push_back(c);
@@ -933,13 +1155,17 @@ void Worker::maybe_log_stats(pool::TimePoint now) {
     return;
   }
   if (stats_primed_ && now - stats_at_ < period) return;
-  log_stats(*this, stats_last_, std::chrono::duration<double>(now - stats_at_).count(), stats_primed_);
+  hub_.read_all(this, [&] {
+    log_stats(*this, stats_last_, std::chrono::duration<double>(now - stats_at_).count(), stats_primed_);
+  });
   stats_at_ = now;
   stats_primed_ = true;
 }
 
 void Worker::invalidate_plans(const std::string& dbname, const std::string& seen_by) {
-  prepared_.retire_all();
+  // Every worker: a client's re-prepare on another worker must not land on
+  // that worker's copy from before the change either.
+  hub_.broadcast(this, [](Worker& w) { w.prepared_.retire_all(); });
   spdlog::info("{}: a prepared statement's result type changed on database \"{}\" (cached plan must not change "
                "result type); statements prepared from now on get new server names",
                seen_by, dbname);
@@ -947,12 +1173,14 @@ void Worker::invalidate_plans(const std::string& dbname, const std::string& seen
 
 void Worker::disable(const std::string& db) {
   disabled_dbs_.insert(db);
-  spdlog::info("DISABLE {}: new logins are refused until ENABLE", db);
+  if (index_ == 0)  // every worker runs it; one line says so
+    spdlog::info("DISABLE {}: new logins are refused until ENABLE", db);
 }
 
 void Worker::enable(const std::string& db) {
   disabled_dbs_.erase(db);
-  spdlog::info("ENABLE {}", db);
+  if (index_ == 0)  // every worker runs it; one line says so
+    spdlog::info("ENABLE {}", db);
 }
 
 void Worker::park(ClientConnection* c) {
@@ -966,8 +1194,9 @@ void Worker::unpark(ClientConnection* c) {
 void Worker::reconnect(const std::string& db) {
   for (auto& [key, entry] : pools_)
     if (!key.health && matches(*entry.db, key, db)) entry.pool->reconnect();
-  spdlog::info("RECONNECT {}: server connections are replaced as they are released",
-               db.empty() ? "(all)" : db);
+  if (index_ == 0)  // every worker runs it; one line says so
+    spdlog::info("RECONNECT {}: server connections are replaced as they are released",
+                 db.empty() ? "(all)" : db);
 }
 
 void Worker::kill_database(const std::string& db) {
@@ -999,7 +1228,10 @@ bool Worker::kill_client(uint64_t id) {
 }
 
 void Worker::admin_wait(ClientConnection* c, std::string tag, std::string db) {
-  admin_waits_.push_back({c, std::move(tag), std::move(db)});
+  auto pending = std::make_shared<std::atomic<int>>(int(hub_.size() - 1));
+  for (Worker* w : all())
+    if (w != this) w->post([pending](Worker&) { pending->fetch_sub(1); });
+  admin_waits_.push_back({c, std::move(tag), std::move(db), std::move(pending)});
   check_admin_waits();
 }
 
@@ -1009,24 +1241,37 @@ void Worker::admin_wait_cancel(ClientConnection* c) {
                      admin_waits_.end());
 }
 
+bool Worker::admin_wait_ready(const std::string& tag, const std::string& db) const {
+  for (const auto& [key, entry] : pools_) {
+    if (key.health || !matches(*entry.db, key, db)) continue;
+    const pool::Pool& p = *entry.pool;
+    if (tag == "PAUSE") {
+      auto c = p.counts();
+      if (c.active > 0 || c.resetting > 0) return false;
+    } else if (p.has_old_servers()) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void Worker::check_admin_waits() {
   std::vector<AdminWait> done;
   for (auto it = admin_waits_.begin(); it != admin_waits_.end();) {
-    bool ready = true;
-    for (auto& [key, entry] : pools_) {
-      if (key.health || !matches(*entry.db, key, it->db)) continue;
-      pool::Pool& p = *entry.pool;
-      if (it->tag == "PAUSE") {
-        auto c = p.counts();
-        if (c.active > 0 || c.resetting > 0) ready = false;
-      } else if (p.has_old_servers()) {
-        ready = false;
-      }
-    }
+    // Every other worker has taken the command (PAUSE, RECONNECT) that
+    // came before this wait: its inbox is in order.
+    bool ready = it->pending->load() == 0;
+    if (ready)
+      hub_.read_all(this, [&] {
+        for (Worker* w : all())
+          if (!w->admin_wait_ready(it->tag, it->db)) ready = false;
+      });
     if (ready) {
       if (it->tag == "PAUSE")
-        for (auto& [key, entry] : pools_)
-          if (!key.health && matches(*entry.db, key, it->db)) entry.pool->close_idle("PAUSE");
+        hub_.broadcast(this, [db = it->db](Worker& w) {
+          for (auto& [key, entry] : w.pools_)
+            if (!key.health && w.matches(*entry.db, key, db)) entry.pool->close_idle("PAUSE");
+        });
       done.push_back(std::move(*it));
       it = admin_waits_.erase(it);
     } else {
@@ -1041,10 +1286,11 @@ void Worker::shutdown_gracefully(bool wait_for_clients) {
   shutting_down_ = true;
   wait_for_clients_ = wait_for_clients;
   shutdown_deadline_ = now() + config_->shutdown_timeout;
-  spdlog::info("shutting down: no new connections; {}, up to {}",
-               wait_for_clients ? "waiting for clients to disconnect"
-                                : "running transactions finish, idle clients are closed",
-               conf::format_duration(config_->shutdown_timeout));
+  if (index_ == 0)  // every worker runs it; one line says so
+    spdlog::info("shutting down: no new connections; {}, up to {}",
+                 wait_for_clients ? "waiting for clients to disconnect"
+                                  : "running transactions finish, idle clients are closed",
+                 conf::format_duration(config_->shutdown_timeout));
   for (auto& l : listeners_) l->stop(/*drain=*/true);
   // Routing keeps its last view of the backends while clients drain; the
   // checkers' connections would only hold the shutdown up.
@@ -1095,7 +1341,10 @@ void Worker::shutdown_now() {
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&serve_check_),
                          reinterpret_cast<uv_handle_t*>(&serve_idle_)})
     if (!uv_is_closing(h)) uv_close(h, nullptr);
-  if (on_stopped) on_stopped();
+  if (!reported_stop_) {
+    reported_stop_ = true;
+    hub_.worker_stopped();
+  }
 }
 
 void Worker::set_keepalive(Socket& s, const std::string& who) const {

@@ -3,8 +3,10 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <set>
 #include <memory>
 #include <string>
@@ -24,6 +26,7 @@
 #include "src/auth_query.hpp"
 #include "src/client.hpp"
 #include "src/health.hpp"
+#include "src/hub.hpp"
 #include "src/prepared.hpp"
 #include "src/server.hpp"
 #include "src/tls.hpp"
@@ -78,10 +81,25 @@ bool load_config_files(const conf::Config& c, ConfigFiles& out, std::string& err
 
 class Worker : public pool::Connector {
  public:
-  Worker(std::shared_ptr<const conf::Config> config, ConfigFiles files);
+  // Worker `index` of `hub` (index 0 owns the listeners).
+  Worker(Hub& hub, size_t index, std::shared_ptr<const conf::Config> config, ConfigFiles files);
   ~Worker() override;
 
   uv_loop_t* loop() { return &loop_; }
+  Hub& hub() const { return hub_; }
+  size_t index() const { return index_; }
+  // Every worker of the process, this one included. Another worker's state
+  // may be read only inside hub().read_all.
+  const std::vector<Worker*>& all() const { return hub_.workers(); }
+  // Runs fn on this worker's thread, soon (thread-safe). Dropped if the
+  // worker has stopped.
+  void post(std::function<void(Worker&)> fn);
+  // Hub::read_all asks this worker to park; false if it has stopped.
+  bool ask_park();
+  // Parks now if a read_all asked (a worker waiting for its own turn).
+  void park_if_asked();
+  // Clients sent to this worker and not yet gone (Hub::pick_worker).
+  std::atomic<int64_t> load{0};
   // TLS contexts in force ([tls] towards clients, [server_tls] towards
   // servers); null when that side does not use TLS.
   const std::shared_ptr<const tls::Context>& client_tls() const { return files_.client_tls; }
@@ -92,9 +110,10 @@ class Worker : public pool::Connector {
   void set_keepalive(Socket& s, const std::string& who) const;
   const auth::Userlist* userlist() const { return files_.userlist.get(); }
 
-  // Binds every configured listen address; false (with a logged reason) if
-  // any fails.
+  // Binds every configured listen address (the first worker only); false
+  // (with a logged reason) if any fails.
   bool start();
+  // Runs the loop until the worker has stopped.
   int run();
   // Graceful (SIGTERM): stop accepting; running transactions finish, idle
   // clients are closed; everything left is closed at shutdown_timeout.
@@ -104,11 +123,12 @@ class Worker : public pool::Connector {
   // Immediate: close everything and stop the loop.
   void shutdown_now();
   // SIGHUP / RELOAD: re-read the config file and the userlist and apply
-  // them without dropping clients. An invalid new config is refused (false,
-  // with the reason logged and in `error`); the old one stays in force.
+  // them (on every worker) without dropping clients. An invalid new config
+  // is refused (false, with the reason logged and in `error`); the old one
+  // stays in force.
   bool reload(std::string* error = nullptr);
   // Console SET: the config with one [pgmux] setting changed, applied like a
-  // reload (until the next reload re-reads the file).
+  // reload (until the next reload re-reads the file), on every worker.
   bool set_setting(std::string_view key, std::string_view value, std::string& error);
 
   // --- used by connections ----------------------------------------------
@@ -132,8 +152,8 @@ class Worker : public pool::Connector {
   void backend_checked(RouteState& route, size_t backend,
                        const std::vector<pool::RouterEvent>& events);
   bool accept_more_clients() const;
-  // Clients between accept and the end of their login.
-  size_t logins_in_progress() const { return logging_in_.size(); }
+  // Clients between accept and the end of their login (every worker's).
+  size_t logins_in_progress() const { return size_t(std::max<int64_t>(0, hub_.logins.load(std::memory_order_relaxed))); }
   // Closes `c` with `error` at `when` (auth_failure_delay); forgotten if the
   // client is closed before.
   void close_later(ClientConnection* c, pool::TimePoint when, CloseReason reason, proto::ErrorFields error);
@@ -161,6 +181,9 @@ class Worker : public pool::Connector {
   pool::TimePoint now() const override { return pool::Clock::now(); }
   void defer_serve(pool::Pool& pool) override;
   void forget_pool(pool::Pool& pool) override;
+  void slot_wanted(pool::Pool& pool) override;
+  void slot_unwanted(pool::Pool& pool) override;
+  bool give_slot_away(pool::Pool& pool, pool::PoolServer* s) override;
 
   // --- introspection (admin console, metrics) -----------------------------
   // f(const PoolKey&, const pool::Pool&, const conf::DatabaseConfig&)
@@ -183,7 +206,10 @@ class Worker : public pool::Connector {
     for (const auto& [name, r] : routes_) f(*r);
   }
   bool shutting_down() const { return shutting_down_; }
-  size_t client_count() const { return counted_clients_; }
+  // I/O buffers this worker's thread holds (metrics).
+  size_t io_buffers_in_use() const { return io_buffers_ ? *io_buffers_ : 0; }
+  // Clients counted against max_client_conn, over every worker.
+  size_t client_count() const { return size_t(std::max<int64_t>(0, hub_.clients.load(std::memory_order_relaxed))); }
   pool::TimePoint started_at() const { return started_at_; }
 
   // --- admin console commands ----------------------------------------------
@@ -205,12 +231,15 @@ class Worker : public pool::Connector {
   void kill_database(const std::string& db);
   bool kill_client(uint64_t id);
   void request_shutdown(bool wait_for_clients) { shutdown_request_ = wait_for_clients ? 2 : 1; }
+  // PAUSE / WAIT_CLOSE: this worker's pools of `db` ("" = all) are done
+  // (no busy server for PAUSE, no server from before RECONNECT otherwise).
+  bool admin_wait_ready(const std::string& tag, const std::string& db) const;
   // PAUSE and WAIT_CLOSE answer once their condition holds (checked every
   // tick); the client gets admin_done(tag).
   void admin_wait(ClientConnection* c, std::string tag, std::string db);
   void admin_wait_cancel(ClientConnection* c);
 
-  uint64_t next_id() { return ++last_id_; }
+  uint64_t next_id() { return hub_.next_id(); }
   // The same number for the same set of session parameters (names compared
   // without case), never 0: a server synced to one set needs no SET for
   // another client with the same set (ServerConnection::link_sync).
@@ -223,20 +252,33 @@ class Worker : public pool::Connector {
   // What the pools of each database that were dropped after a reload did
   // (the stats line's totals only grow).
   const std::map<std::string, PoolTotals, std::less<>>& dropped_totals() const { return dropped_totals_; }
-  // Called once everything is closed after a shutdown (closes signal handles
-  // so the loop can end).
-  std::function<void()> on_stopped;
 
  private:
   static void on_tick(uv_timer_t* t);
   void tick();
   void check_client_timeouts();
   void balance_shared_limits();
+  // Closes idle servers under limits (`only`, or any) that other workers
+  // want a slot of, and hands each slot over (hand_slot).
+  void give_idle_slots(pool::SharedLimit* only);
+  void hand_slot(pool::SharedLimit* l);
   uint64_t ticks_ = 0;
   void maybe_finish_shutdown();
 
+  Hub& hub_;
+  const size_t index_;
   uv_loop_t loop_{};
   uv_timer_t tick_timer_{};
+  uv_async_t inbox_async_{};
+  std::mutex inbox_mu_;
+  std::vector<std::function<void(Worker&)>> inbox_;
+  bool inbox_closed_ = false;
+  std::atomic<bool> park_asked_{false};
+  static void on_inbox(uv_async_t* h);
+  void close_inbox();
+  bool reported_stop_ = false;
+  const size_t* io_buffers_ = nullptr;  // the loop thread's counter
+  void end_login(ClientConnection* c);
   // Pools whose released servers serve queued clients after this loop
   // turn's I/O callbacks (see defer_serve).
   uv_check_t serve_check_{};
@@ -273,16 +315,13 @@ class Worker : public pool::Connector {
   void apply_config(std::shared_ptr<const conf::Config> cfg, ConfigFiles files);
   void drop_retired_pools();
   bool retired_pools_ = false;
-  std::map<std::string, pool::SharedLimit, std::less<>> db_limits_, user_limits_;
   std::map<std::string, auth::ScramKeys, std::less<>> scram_keys_;
   std::map<std::string, std::pair<std::string, auth::ScramVerifier>, std::less<>> plain_verifiers_;
   std::unordered_map<uint32_t, std::pair<ClientConnection*, uint32_t>> cancel_keys_;
   pool::List<ClientConnection, &ClientConnection::all_hook> clients_;
   pool::List<ClientConnection, &ClientConnection::login_hook> logging_in_;  // FIFO by start
   pool::List<ServerConnection, &ServerConnection::all_hook> servers_;
-  size_t counted_clients_ = 0;  // against max_client_conn
   PreparedRegistry prepared_;
-  uint64_t last_id_ = 0;
   std::unordered_map<std::string, uint64_t> param_sets_;
   uint64_t last_param_set_ = 0;
   bool shutting_down_ = false;
@@ -312,6 +351,7 @@ class Worker : public pool::Connector {
   struct AdminWait {
     ClientConnection* client;
     std::string tag, db;
+    std::shared_ptr<std::atomic<int>> pending;  // other workers yet to see the wait
   };
   std::vector<AdminWait> admin_waits_;
   int shutdown_request_ = 0;  // 1 = now, 2 = wait for clients (SHUTDOWN from the console)

@@ -476,6 +476,10 @@ Pgmux::Pgmux(PgmuxConfig config) {
     std::string cfg = "[pgmux]\nlisten = [\"" + config.listen_host + ":" + std::to_string(port_) + "\", \"unix:" +
                       unix_socket_path() + "\"]\n";
     if (!contains(config.pgmux, "shutdown_timeout")) cfg += "shutdown_timeout = \"2s\"\n";
+    // PGMUX_TEST_WORKERS=N runs every test's pgmux with N workers (unless
+    // the test sets its own).
+    if (const char* w = std::getenv("PGMUX_TEST_WORKERS"); w && *w && !contains(config.pgmux, "workers"))
+      cfg += std::string("workers = ") + w + "\n";
     cfg += substitute(config.pgmux, dir_, port_);
     if (!cfg.empty() && cfg.back() != '\n') cfg += '\n';
     cfg += "\n" + substitute(config.rest, dir_, port_);

@@ -12,6 +12,7 @@
 
 #include <libpq-fe.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -364,5 +365,54 @@ bool wait_until(Pred pred, std::chrono::milliseconds timeout, std::chrono::milli
     std::this_thread::sleep_for(step);
   }
 }
+
+// Counts client backends matching `where` in pg_stat_activity every 10 ms
+// (direct superuser connection) and remembers the maximum.
+class BackendMonitor {
+ public:
+  explicit BackendMonitor(std::string where)
+      : where_(std::move(where)), thread_([this] { run(); }) {}
+  ~BackendMonitor() { stop(); }
+  void stop() {
+    done_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  int max() const { return max_.load(); }
+  int samples() const { return samples_.load(); }
+  const std::string& error() const { return error_; }  // after stop()
+
+ private:
+  void run() {
+    Conn su = connect_raw(conninfo_);
+    if (PQstatus(su.get()) != CONNECTION_OK) {
+      error_ = PQerrorMessage(su.get());
+      return;
+    }
+    const std::string sql =
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND (" +
+        where_ + ")";
+    while (!done_.load()) {
+      auto r = try_exec(su.get(), sql);
+      if (!r.ok) {
+        error_ = r.message;
+        return;
+      }
+      int n = std::stoi(r.rows.at(0).at(0));
+      int prev = max_.load();
+      while (n > prev && !max_.compare_exchange_weak(prev, n)) {
+      }
+      ++samples_;
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+
+  std::string where_;
+  std::string conninfo_ = superuser_conninfo();
+  std::atomic<bool> done_{false};
+  std::atomic<int> max_{0};
+  std::atomic<int> samples_{0};
+  std::string error_;
+  std::thread thread_;  // last
+};
 
 }  // namespace it

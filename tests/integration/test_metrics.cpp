@@ -828,6 +828,40 @@ TEST_CASE("metrics: /health answers 503 during a graceful shutdown", "[metrics]"
   mux.expect_clean_log();
 }
 
+// With two workers each has its own pool of a key: one series, their sum.
+TEST_CASE("metrics: two workers' pools of one key are one series, their sum", "[metrics][workers]") {
+  const int mport = free_port();
+  Pgmux mux(metrics_config(mport, "workers = 2\n", database_section("app")));
+  REQUIRE(wait_metrics(mport));
+  Conn a = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  Conn b = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  for (PGconn* c : {a.get(), b.get()}) {
+    exec(c, "BEGIN");
+    exec(c, "SELECT 1");
+  }
+  Scrape busy = scrape(mport);
+  INFO(joined(busy.errors));
+  CHECK(busy.errors.empty());
+  CHECK(busy.one("pgmux_pool_server_connections", {{"database", "app"}, {"state", "active"}}) == 2.0);
+  CHECK(busy.one("pgmux_pool_client_connections", {{"database", "app"}, {"state", "active"}}) == 2.0);
+  CHECK(busy.one("pgmux_client_connections") == 2.0);
+  CHECK(busy.one("pgmux_clients_by_state", {{"state", "linked"}}) == 2.0);
+  for (PGconn* c : {a.get(), b.get()}) exec(c, "COMMIT");
+  Scrape after = scrape(mport);
+  CHECK(after.errors.empty());
+  CHECK(after.one("pgmux_transactions_total", {{"database", "app"}}) == 2.0);
+  CHECK(after.one("pgmux_pool_server_connections", {{"database", "app"}, {"state", "idle"}}) == 2.0);
+  // Both workers did have a pool (SHOW POOLS has a row for each).
+  Conn admin = connect(mux.conninfo("pgmux", "admin", "admin_pw"));
+  Result pools(PQexec(admin.get(), "SHOW POOLS"));
+  REQUIRE(PQresultStatus(pools.get()) == PGRES_TUPLES_OK);
+  CHECK(PQntuples(pools.get()) == 2);
+  a.reset();
+  b.reset();
+  admin.reset();
+  mux.finish();
+}
+
 // ---------------------------------------------------------------------------
 // 4. A routed database: backends, roles, lag; pools labelled by role.
 

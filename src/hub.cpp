@@ -1,0 +1,115 @@
+#include "src/hub.hpp"
+
+#include <thread>
+
+#include "src/worker.hpp"
+
+namespace pgmux {
+
+void Hub::broadcast(Worker* self, const std::function<void(Worker&)>& fn) {
+  if (self) fn(*self);
+  for (Worker* w : workers_)
+    if (w != self) w->post(fn);
+}
+
+void Hub::read_all(Worker* self, const std::function<void()>& fn) {
+  if (workers_.size() <= 1) {
+    fn();
+    return;
+  }
+  // Another worker may be reading all: while we wait for our turn, we must
+  // still park when it asks, or both would wait for ever.
+  while (!read_mu_.try_lock()) {
+    if (self) self->park_if_asked();
+    std::this_thread::yield();
+  }
+  {
+    std::lock_guard lk(park_mu_);
+    ++round_;
+    parked_ = 0;
+  }
+  size_t expected = 0;
+  for (Worker* w : workers_)
+    if (w != self && w->ask_park()) ++expected;
+  {
+    std::unique_lock lk(park_mu_);
+    park_cv_.wait(lk, [&] { return parked_ >= expected; });
+  }
+  struct Release {
+    Hub& h;
+    ~Release() {
+      {
+        std::lock_guard lk(h.park_mu_);
+        h.released_ = h.round_;
+      }
+      h.park_cv_.notify_all();
+      h.read_mu_.unlock();
+    }
+  } release{*this};
+  fn();
+}
+
+void Hub::park() {
+  std::unique_lock lk(park_mu_);
+  const uint64_t round = round_;
+  ++parked_;
+  park_cv_.notify_all();
+  park_cv_.wait(lk, [&] { return released_ >= round; });
+}
+
+void Hub::park_gone() {
+  {
+    std::lock_guard lk(park_mu_);
+    ++parked_;
+  }
+  park_cv_.notify_all();
+}
+
+size_t Hub::pick_worker() {
+  const size_t n = workers_.size();
+  if (n == 1) {
+    workers_[0]->load.fetch_add(1, std::memory_order_relaxed);
+    return 0;
+  }
+  const size_t start = rr_.fetch_add(1, std::memory_order_relaxed) % n;
+  size_t best = start;
+  int64_t best_load = workers_[start]->load.load(std::memory_order_relaxed);
+  for (size_t k = 1; k < n; ++k) {
+    size_t i = (start + k) % n;
+    int64_t l = workers_[i]->load.load(std::memory_order_relaxed);
+    if (l < best_load) {
+      best = i;
+      best_load = l;
+    }
+  }
+  workers_[best]->load.fetch_add(1, std::memory_order_relaxed);
+  return best;
+}
+
+pool::SharedLimit& Hub::limit(LimitMap& m, const std::string& name) {
+  std::lock_guard lk(limits_mu_);
+  auto& p = m[name];
+  if (!p) p = std::make_unique<pool::SharedLimit>();
+  return *p;
+}
+
+void Hub::for_each_db_limit(const std::function<void(const std::string&, pool::SharedLimit&)>& f) {
+  std::lock_guard lk(limits_mu_);
+  for (auto& [name, l] : db_limits_) f(name, *l);
+}
+
+void Hub::for_each_user_limit(const std::function<void(const std::string&, pool::SharedLimit&)>& f) {
+  std::lock_guard lk(limits_mu_);
+  for (auto& [name, l] : user_limits_) f(name, *l);
+}
+
+void Hub::worker_stopped() {
+  if (stopped_.fetch_add(1) + 1 != workers_.size()) return;
+  // The first worker's loop holds the process's handles (signals, metrics):
+  // they close there.
+  workers_[0]->post([this](Worker&) {
+    if (on_all_stopped) on_all_stopped();
+  });
+}
+
+}  // namespace pgmux

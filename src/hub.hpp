@@ -1,0 +1,102 @@
+// What the workers of one pgmux process share: the list of workers, the
+// limits that span them (atomics, see pool::SharedLimit), ids, and the two
+// ways one worker reaches the others.
+//
+// - Worker::post runs a function on another worker's thread (a queue and a
+//   uv_async per worker). Everything that changes a worker's state goes
+//   this way: console commands, reload, shutdown, cancel requests, accepted
+//   client sockets.
+// - read_all runs a function while every other worker is parked (blocked
+//   in its inbox callback, between two loop callbacks), so it may read any
+//   worker's connections and pools: SHOW commands, metrics, the stats line.
+//   It must not change them (another thread's loop is not ours to touch).
+//
+// With one worker both are direct calls, and nothing here costs anything on
+// the forwarding path: a worker reads only its own state there.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "pool/pool.hpp"
+
+namespace pgmux {
+
+class Worker;
+
+class Hub {
+ public:
+  Hub() = default;
+  Hub(const Hub&) = delete;
+  Hub& operator=(const Hub&) = delete;
+
+  // Workers register in index order before any loop runs.
+  void add(Worker* w) { workers_.push_back(w); }
+  size_t size() const { return workers_.size(); }
+  Worker& worker(size_t i) const { return *workers_[i]; }
+  const std::vector<Worker*>& workers() const { return workers_; }
+
+  // Runs fn on every worker: at once on `self` (the caller's own worker,
+  // or null), through the inbox on the others.
+  void broadcast(Worker* self, const std::function<void(Worker&)>& fn);
+  // Runs fn while every worker but `self` is parked (see above). `self`
+  // must be the calling thread's worker.
+  void read_all(Worker* self, const std::function<void()>& fn);
+
+  // The worker a new client goes to: the one with the fewest clients
+  // (round robin among equals).
+  size_t pick_worker();
+  // Client and server ids, unique in the process (C-n / S-n).
+  uint64_t next_id() { return ids_.fetch_add(1, std::memory_order_relaxed) + 1; }
+
+  // Clients counted against max_client_conn, and logins in progress
+  // (max_concurrent_logins), over every worker.
+  std::atomic<int64_t> clients{0};
+  std::atomic<int64_t> logins{0};
+
+  // Limits over every worker's pools, by database name, user name and pool
+  // key; created on first use, never freed (pools keep pointers to them).
+  pool::SharedLimit& db_limit(const std::string& db) { return limit(db_limits_, db); }
+  pool::SharedLimit& user_limit(const std::string& user) { return limit(user_limits_, user); }
+  pool::SharedLimit& key_limit(const std::string& key) { return limit(key_limits_, key); }
+  // f(name, limit) for every db / user limit (reload sets their max).
+  void for_each_db_limit(const std::function<void(const std::string&, pool::SharedLimit&)>& f);
+  void for_each_user_limit(const std::function<void(const std::string&, pool::SharedLimit&)>& f);
+
+  // --- parking (Worker's side) ---------------------------------------------
+  // The worker is parked: blocks until the read_all that asked is done.
+  void park();
+  // The worker stopped for good while asked to park: counts as parked.
+  void park_gone();
+
+  // Called once every worker has stopped (main closes the signal handles).
+  std::function<void()> on_all_stopped;
+  void worker_stopped();
+
+ private:
+  using LimitMap = std::map<std::string, std::unique_ptr<pool::SharedLimit>, std::less<>>;
+  pool::SharedLimit& limit(LimitMap& m, const std::string& name);
+  std::vector<Worker*> workers_;
+  std::atomic<uint64_t> ids_{0};
+  std::atomic<size_t> rr_{0};
+  std::mutex limits_mu_;
+  LimitMap db_limits_, user_limits_, key_limits_;
+
+  std::mutex read_mu_;  // one read_all at a time
+  std::mutex park_mu_;
+  std::condition_variable park_cv_;
+  size_t parked_ = 0;          // parked in the current round
+  uint64_t round_ = 0;         // the current read_all round
+  uint64_t released_ = 0;      // rounds up to this one are over
+  std::atomic<size_t> stopped_{0};
+};
+
+}  // namespace pgmux

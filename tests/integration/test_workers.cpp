@@ -1,0 +1,237 @@
+// More than one worker thread (`workers`): clients spread over the workers,
+// one pool_size (and max_client_conn) over all of them, a pool's servers
+// move to the worker whose clients wait, cancel requests reach the client's
+// worker, and the admin console, reload and shutdown act on every worker.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <future>
+#include <set>
+#include <thread>
+
+#include "harness.hpp"
+
+using namespace it;
+using Catch::Matchers::Contains;
+
+namespace {
+
+PgmuxConfig workers_config(int workers, std::string extra_pgmux, std::string dbs = database_section("app")) {
+  PgmuxConfig c;
+  c.pgmux = "workers = " + std::to_string(workers) + "\npool_mode = \"transaction\"\n" + extra_pgmux;
+  c.rest = auth_section("scram-sha-256") + "\n" + dbs + "\n[admin]\nusers = [\"admin\"]\n";
+  c.userlist = plaintext_userlist() + userlist_line("admin", "admin_pw");
+  return c;
+}
+
+Result query(PGconn* c, const std::string& sql) { return Result(PQexec(c, sql.c_str())); }
+
+// SHOW CLIENTS: the worker of the client whose application_name is `app`.
+std::string worker_of(PGconn* admin, const std::string& app) {
+  Result r = query(admin, "SHOW CLIENTS");
+  if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) return "error";
+  int a = PQfnumber(r.get(), "application_name"), w = PQfnumber(r.get(), "worker");
+  for (int i = 0; i < PQntuples(r.get()); ++i)
+    if (app == PQgetvalue(r.get(), i, a)) return PQgetvalue(r.get(), i, w);
+  return "none";
+}
+
+}  // namespace
+
+TEST_CASE("workers: pgbench through two workers stays within one pool_size", "[workers][pgbench]") {
+  const auto& fx = fixture();
+  ScratchDatabase db("workers");
+  db.pgbench_init();
+  Pgmux mux(workers_config(2, "default_pool_size = 5\n",
+                           database_section("bench", "dbname = \"" + db.name() + "\"\n")));
+  BackendMonitor monitor("datname = '" + db.name() + "'");
+  const std::map<std::string, std::string> env = {{"PGPASSWORD", "scram_pw"}};
+  auto rr = run_process({fx.pg_bin + "/pgbench", "-M", "prepared", "-c", "20", "-j", "2", "-t", "100", "-n", "-h",
+                         "127.0.0.1", "-p", std::to_string(mux.port()), "-U", "scram_user", "bench"},
+                        env, 60s);
+  monitor.stop();
+  INFO("pgbench output:\n" << rr.output);
+  INFO("server backends: max " << monitor.max() << " over " << monitor.samples() << " samples "
+                               << monitor.error());
+  CHECK(rr.exit_code == 0);
+  CHECK_THAT(rr.output, Contains("number of transactions actually processed: 2000/2000"));
+  CHECK_THAT(rr.output, Contains("number of failed transactions: 0 ("));
+  CHECK(monitor.error().empty());
+  CHECK(monitor.max() <= 5);
+  CHECK(monitor.max() >= 2);
+
+  // Both workers served clients, and the console adds them up.
+  Conn admin = connect(mux.conninfo("pgmux", "admin", "admin_pw"));
+  Result pools = query(admin.get(), "SHOW POOLS");
+  REQUIRE(PQresultStatus(pools.get()) == PGRES_TUPLES_OK);
+  std::set<std::string> workers;
+  int db_col = PQfnumber(pools.get(), "database"), w_col = PQfnumber(pools.get(), "worker");
+  REQUIRE(w_col >= 0);
+  for (int i = 0; i < PQntuples(pools.get()); ++i)
+    if (std::string(PQgetvalue(pools.get(), i, db_col)) == "bench") workers.insert(PQgetvalue(pools.get(), i, w_col));
+  CHECK(workers == std::set<std::string>{"0", "1"});
+  Result stats = query(admin.get(), "SHOW STATS");
+  REQUIRE(PQresultStatus(stats.get()) == PGRES_TUPLES_OK);
+  long xacts = -1;
+  for (int i = 0; i < PQntuples(stats.get()); ++i)
+    if (std::string(PQgetvalue(stats.get(), i, 0)) == "bench")
+      xacts = std::atol(PQgetvalue(stats.get(), i, PQfnumber(stats.get(), "total_xact_count")));
+  CHECK(xacts >= 2000);
+  admin.reset();
+  mux.finish();
+}
+
+TEST_CASE("workers: a pool of one serves the clients of both workers in turn", "[workers]") {
+  ScratchDatabase db("workers1");
+  Pgmux mux(workers_config(2, "default_pool_size = 1\n",
+                           database_section("one", "dbname = \"" + db.name() + "\"\n")));
+  BackendMonitor monitor("datname = '" + db.name() + "'");
+  Conn a = connect(mux.conninfo("one", "scram_user", "scram_pw", "application_name=wa"));
+  Conn b = connect(mux.conninfo("one", "scram_user", "scram_pw", "application_name=wb"));
+  Conn admin = connect(mux.conninfo("pgmux", "admin", "admin_pw"));
+  const std::string wa = worker_of(admin.get(), "wa"), wb = worker_of(admin.get(), "wb");
+  INFO("a on worker " << wa << ", b on worker " << wb);
+  REQUIRE(wa != wb);
+  // Each turn, the one server is idle on the other worker: it is closed
+  // there and opened here, well within query_wait_timeout.
+  for (int i = 0; i < 4; ++i) {
+    auto t0 = Clock::now();
+    CHECK(scalar(a.get(), "SELECT 'a" + std::to_string(i) + "'") == "a" + std::to_string(i));
+    CHECK(scalar(b.get(), "SELECT 'b" + std::to_string(i) + "'") == "b" + std::to_string(i));
+    CHECK(seconds_since(t0) < 3.0);
+  }
+  // A transaction holds the server: the other worker's client waits for it.
+  exec(a.get(), "BEGIN");
+  exec(a.get(), "SELECT 1");
+  auto waiter = std::async(std::launch::async, [&] { return try_exec(b.get(), "SELECT 'waited'"); });
+  CHECK(waiter.wait_for(600ms) == std::future_status::timeout);
+  exec(a.get(), "COMMIT");
+  REQUIRE(waiter.wait_for(5s) == std::future_status::ready);
+  auto w = waiter.get();
+  CHECK(w.ok);
+  monitor.stop();
+  INFO("server backends: max " << monitor.max() << " " << monitor.error());
+  CHECK(monitor.error().empty());
+  CHECK(monitor.max() == 1);
+  CHECK_THAT(mux.log_text(), Contains("freeing a slot for another worker's clients"));
+  a.reset();
+  b.reset();
+  admin.reset();
+  mux.finish();
+}
+
+TEST_CASE("workers: a cancel request arriving on another worker reaches the client's", "[workers][cancel]") {
+  Pgmux mux(workers_config(2, ""));
+  Conn c = connect(mux.conninfo("app", "cancel_user", "cancel_pw"));
+  REQUIRE(scalar(c.get(), "SELECT 1") == "1");
+  auto t0 = Clock::now();
+  REQUIRE(PQsendQuery(c.get(), "SELECT pg_sleep(10)") == 1);
+  std::this_thread::sleep_for(300ms);
+  // The cancel connection goes to the worker with fewer clients: the other.
+  PGcancel* cancel = PQgetCancel(c.get());
+  REQUIRE(cancel != nullptr);
+  char errbuf[256] = {0};
+  REQUIRE(PQcancel(cancel, errbuf, sizeof errbuf) == 1);
+  PQfreeCancel(cancel);
+  Result r(PQgetResult(c.get()));
+  REQUIRE(r);
+  const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
+  CHECK(std::string(state ? state : "") == "57014");
+  CHECK(seconds_since(t0) < 3.0);
+  while (Result more{PQgetResult(c.get())}) {
+  }
+  CHECK(scalar(c.get(), "SELECT 2") == "2");
+  CHECK_THAT(mux.log_text(), Contains("cancel request forwarded"));
+  c.reset();
+  mux.finish();
+}
+
+TEST_CASE("workers: max_client_conn counts the clients of every worker", "[workers]") {
+  Pgmux mux(workers_config(2, "max_client_conn = 3\n"));
+  std::vector<Conn> held;
+  for (int i = 0; i < 3; ++i) held.push_back(connect(mux.conninfo("app", "scram_user", "scram_pw")));
+  for (int i = 0; i < 2; ++i)
+    CHECK_THAT(connect_error(mux.conninfo("app", "scram_user", "scram_pw")),
+               Contains("no more connections allowed (max_client_conn)"));
+  held.pop_back();
+  CHECK(wait_until([&] {
+    Conn c = connect_raw(mux.conninfo("app", "scram_user", "scram_pw"));
+    return PQstatus(c.get()) == CONNECTION_OK;
+  }, 3s, 50ms));
+  held.clear();
+  mux.finish();
+}
+
+TEST_CASE("workers: the console, reload and shutdown act on every worker", "[workers][admin]") {
+  Pgmux mux(workers_config(2, "default_pool_size = 3\n"));
+  Conn admin = connect(mux.conninfo("pgmux", "admin", "admin_pw"));
+  Conn a = connect(mux.conninfo("app", "scram_user", "scram_pw", "application_name=ca"));
+  Conn b = connect(mux.conninfo("app", "scram_user", "scram_pw", "application_name=cb"));
+  const std::string wa = worker_of(admin.get(), "ca"), wb = worker_of(admin.get(), "cb");
+  INFO("a on worker " << wa << ", b on worker " << wb);
+  REQUIRE(wa != wb);
+  // The admin console's own worker is one of the two: whichever client is
+  // on the other one shows what crosses workers.
+  const std::string wadmin = worker_of(admin.get(), "");
+  for (int i = 0; i < 5; ++i) {
+    exec(a.get(), "SELECT 1");
+    exec(b.get(), "SELECT 1");
+  }
+
+  // PAUSE waits for a transaction open on either worker.
+  exec(b.get(), "BEGIN");
+  exec(b.get(), "SELECT 1");
+  auto paused = std::async(std::launch::async, [&] { return try_exec(admin.get(), "PAUSE app"); });
+  CHECK(paused.wait_for(700ms) == std::future_status::timeout);
+  exec(b.get(), "COMMIT");
+  REQUIRE(paused.wait_for(5s) == std::future_status::ready);
+  CHECK(paused.get().ok);
+  // Paused on both workers: new transactions wait until RESUME.
+  auto held_a = std::async(std::launch::async, [&] { return try_exec(a.get(), "SELECT 'after resume'"); });
+  CHECK(held_a.wait_for(500ms) == std::future_status::timeout);
+  exec(admin.get(), "RESUME app");
+  REQUIRE(held_a.wait_for(5s) == std::future_status::ready);
+  CHECK(held_a.get().ok);
+
+  // RELOAD: a new pool size on every worker's pools.
+  write_file(mux.config_path(), replace_all(mux.config_text(), "default_pool_size = 3", "default_pool_size = 4"));
+  exec(admin.get(), "RELOAD");
+  Result dbs = query(admin.get(), "SHOW DATABASES");
+  REQUIRE(PQresultStatus(dbs.get()) == PGRES_TUPLES_OK);
+  for (int i = 0; i < PQntuples(dbs.get()); ++i)
+    if (std::string(PQgetvalue(dbs.get(), i, 0)) == "app")
+      CHECK(std::string(PQgetvalue(dbs.get(), i, PQfnumber(dbs.get(), "pool_size"))) == "4");
+  CHECK(wait_until([&] {
+    Result p = query(admin.get(), "SHOW CONFIG");
+    for (int i = 0; p && i < PQntuples(p.get()); ++i)
+      if (std::string(PQgetvalue(p.get(), i, 0)) == "default_pool_size") return std::string(PQgetvalue(p.get(), i, 1)) == "4";
+    return false;
+  }, 2s, 50ms));
+
+  // KILL_CLIENT of the client on the other worker than the console's.
+  PGconn* victim = wa != wadmin ? a.get() : b.get();
+  const std::string victim_app = wa != wadmin ? "ca" : "cb";
+  Result clients = query(admin.get(), "SHOW CLIENTS");
+  std::string id;
+  for (int i = 0; i < PQntuples(clients.get()); ++i)
+    if (victim_app == PQgetvalue(clients.get(), i, PQfnumber(clients.get(), "application_name")))
+      id = PQgetvalue(clients.get(), i, PQfnumber(clients.get(), "id"));
+  REQUIRE(!id.empty());
+  CHECK(try_exec(admin.get(), "KILL_CLIENT " + id).ok);
+  CHECK(wait_until([&] { return !try_exec(victim, "SELECT 1").ok; }, 2s, 50ms));
+  CHECK(try_exec(admin.get(), "KILL_CLIENT 999999").sqlstate == "42704");
+
+  // SIGTERM: the transaction open on a worker finishes, then pgmux exits.
+  PGconn* other = victim == a.get() ? b.get() : a.get();
+  exec(other, "BEGIN");
+  exec(other, "SELECT 1");
+  mux.signal(SIGTERM);
+  std::this_thread::sleep_for(300ms);
+  CHECK(scalar(other, "SELECT 'finishing'") == "finishing");
+  exec(other, "COMMIT");
+  admin.reset();
+  a.reset();
+  b.reset();
+  mux.finish();
+}
