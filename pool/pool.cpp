@@ -235,11 +235,16 @@ void Pool::link(PoolServer* s, PoolClient* c) {
   s->client_ = c;
 }
 
-Duration Pool::max_wait() const {
+TimePoint Pool::oldest_wait_since() const {
   TimePoint oldest{};
   for (const List<PoolClient, &PoolClient::pool_hook>* l : {&wait_server_, &wait_welcome_})
     if (const PoolClient* c = l->front(); c && (oldest == TimePoint{} || c->wait_since_ < oldest))
       oldest = c->wait_since_;
+  return oldest;
+}
+
+Duration Pool::max_wait() const {
+  const TimePoint oldest = oldest_wait_since();
   if (oldest == TimePoint{}) return Duration{0};
   return std::chrono::duration_cast<Duration>(connector_.now() - oldest);
 }

@@ -6,6 +6,7 @@
 // without I/O or sleeps. A Pool belongs to exactly one worker loop.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -131,6 +132,9 @@ struct SharedLimit {
   // while other workers' pools may hold idle servers under it (see
   // Worker::slot_wanted).
   std::atomic<uint64_t> wanted{0};
+  // For each wanting worker, since when its oldest client waits (steady
+  // clock, ns; 0 = not wanting): the slot goes to the longest wait.
+  std::array<std::atomic<int64_t>, 64> want_since{};
   bool full() const {
     int m = max.load(std::memory_order_relaxed);
     return m > 0 && count.load(std::memory_order_relaxed) >= m;
@@ -236,6 +240,8 @@ class Pool {
   PoolStats stats;
   // Oldest waiting client's wait so far (SHOW POOLS maxwait).
   Duration max_wait() const;
+  // Since when the oldest waiting client waits (TimePoint{} if none).
+  TimePoint oldest_wait_since() const;
   // Reload: new sizes and timeouts apply at once; a pool above its new
   // size closes idle servers now and busy ones as they are released.
   void update_settings(const PoolSettings& s);

@@ -294,12 +294,15 @@ bool ClientConnection::handle_startup_packet(const proto::StartupPacket& p) {
     close(CloseReason::unsupported, &e);
     return false;
   }
-  if (!worker_.accept_more_clients()) {
+  // Counted here at once (every worker's clients count): the close path
+  // uncounts it.
+  if (!worker_.try_count_client(this)) {
     auto e = fatal_error(proto::sqlstate::kTooManyConnections,
                    "no more connections allowed (max_client_conn)");
     close(CloseReason::too_many_clients, &e);
     return false;
   }
+  counted_ = true;
   // A storm of logins (each may cost a SCRAM computation and a server
   // login) is bounded; logged-in clients are not affected.
   if (worker_.logins_in_progress() > size_t(worker_.config().max_concurrent_logins)) {
@@ -308,8 +311,6 @@ bool ClientConnection::handle_startup_packet(const proto::StartupPacket& p) {
     close(CloseReason::too_many_clients, &e);
     return false;
   }
-  worker_.count_client(this);
-  counted_ = true;
 
   for (auto& [k, v] : p.params) {
     if (k == "user" || k == "database" || k.rfind("_pq_.", 0) == 0) continue;

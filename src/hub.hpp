@@ -26,9 +26,22 @@
 #include <string>
 #include <vector>
 
+#include "auth/hba.hpp"
+#include "auth/userlist.hpp"
+#include "conf/config.hpp"
 #include "pool/pool.hpp"
+#include "src/tls.hpp"
 
 namespace pgmux {
+
+// What a config names outside itself, loaded and checked: the userlist,
+// both sides' TLS contexts, the hba rules. Startup (and --check) and reload
+// load them the same way, before anything is applied.
+struct ConfigFiles {
+  std::shared_ptr<const auth::Userlist> userlist;  // null without [auth] file
+  std::shared_ptr<const tls::Context> client_tls, server_tls;
+  std::shared_ptr<const auth::HbaRules> hba;  // [auth] type = "hba"
+};
 
 class Worker;
 
@@ -70,6 +83,16 @@ class Hub {
   // f(name, limit) for every db / user limit (reload sets their max).
   void for_each_db_limit(const std::function<void(const std::string&, pool::SharedLimit&)>& f);
   void for_each_user_limit(const std::function<void(const std::string&, pool::SharedLimit&)>& f);
+
+  // --- the config in force ---------------------------------------------------
+  // Reload and console SET run on whichever worker got them, possibly two at
+  // once: each builds on the latest config under `config_mu` and publishes
+  // it with a new version; a worker skips a config older than its own, so
+  // all end on the newest whatever order the broadcasts arrive in.
+  std::mutex config_mu;
+  uint64_t config_version = 0;                  // under config_mu
+  std::shared_ptr<const conf::Config> config;   // under config_mu
+  ConfigFiles files;                            // under config_mu
 
   // --- parking (Worker's side) ---------------------------------------------
   // The worker is parked: blocks until the read_all that asked is done.

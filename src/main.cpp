@@ -152,6 +152,8 @@ int main(int argc, char** argv) {
   // the listeners, the signal handles, the metrics endpoint and the
   // watchdog.
   pgmux::Hub hub;
+  hub.config = loaded.config;
+  hub.files = files;
   std::vector<std::unique_ptr<pgmux::Worker>> workers;
   for (int i = 0; i < cfg.workers; ++i) {
     workers.push_back(std::make_unique<pgmux::Worker>(hub, size_t(i), loaded.config, files));

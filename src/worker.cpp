@@ -198,6 +198,11 @@ class Listener {
   };
 
   static void adopt(Worker& w, int fd, Socket::Kind kind, bool drained) {
+    if (w.reported_stop_) {  // stopped while the socket was on its way
+      ::close(fd);
+      w.load.fetch_sub(1, std::memory_order_relaxed);
+      return;
+    }
     auto* c = new ClientConnection(w, kind);
     if (c->socket().adopt(fd) != 0) {
       ::close(fd);
@@ -208,11 +213,11 @@ class Listener {
     else begin(w, c);
   }
 
-  // Accepted while draining: served like any client already here.
+  // Accepted while draining: served here like any client already here
+  // (another worker may be stopping or gone by now).
   void adopt_drained(int fd) {
-    const size_t target = worker_.hub().pick_worker();
-    if (target == worker_.index()) adopt(worker_, fd, Socket::Kind::tcp, true);
-    else hand_over(worker_.hub().worker(target), fd, Socket::Kind::tcp, true);
+    worker_.load.fetch_add(1, std::memory_order_relaxed);
+    adopt(worker_, fd, Socket::Kind::tcp, true);
   }
 
   static void begin(Worker& w, ClientConnection* c) {
@@ -403,17 +408,19 @@ void Worker::backend_checked(RouteState& route, size_t backend,
 int Worker::run() {
   io_buffers_ = io_buffers_outstanding_counter();
   int rc = uv_run(&loop_, UV_RUN_DEFAULT);
+  io_buffers_ = nullptr;  // the thread's counter ends with the thread
   close_inbox();
   uv_close(reinterpret_cast<uv_handle_t*>(&inbox_async_), nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
   return rc;
 }
 
-void Worker::post(std::function<void(Worker&)> fn) {
+bool Worker::post(std::function<void(Worker&)> fn) {
   std::lock_guard lk(inbox_mu_);
-  if (inbox_closed_) return;
+  if (inbox_closed_) return false;
   inbox_.push_back(std::move(fn));
   uv_async_send(&inbox_async_);
+  return true;
 }
 
 bool Worker::ask_park() {
@@ -571,6 +578,9 @@ void Worker::balance_shared_limits() {
 namespace {
 constexpr const char* kSlotGiven = "freeing a slot for another worker's clients (shared connection limit)";
 uint64_t worker_bit(size_t index) { return uint64_t(1) << (index % 64); }
+int64_t since_ns(pool::TimePoint t) {
+  return std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+}
 }  // namespace
 
 void Worker::slot_wanted(pool::Pool& p) {
@@ -580,7 +590,10 @@ void Worker::slot_wanted(pool::Pool& p) {
     const bool full = l == p.key_limit() ? p.key_total() >= size_t(p.settings().pool_size) : l->full();
     // Set once per want: under load every queued client comes here, and
     // only reads the bit.
-    if (!full || (l->wanted.load(std::memory_order_relaxed) & mine)) continue;
+    if (!full) continue;
+    if (const pool::TimePoint t = p.oldest_wait_since(); t != pool::TimePoint{})
+      l->want_since[index_ % 64].store(since_ns(t), std::memory_order_relaxed);
+    if (l->wanted.load(std::memory_order_relaxed) & mine) continue;
     l->wanted.fetch_or(mine, std::memory_order_relaxed);
     for (Worker* w : all())
       if (w != this) w->post([l](Worker& x) { x.give_idle_slots(l); });
@@ -593,15 +606,20 @@ void Worker::slot_wanted(pool::Pool& p) {
 void Worker::slot_unwanted(pool::Pool& p) {
   const uint64_t mine = worker_bit(index_);
   for (pool::SharedLimit* l : {p.key_limit(), p.db_limit(), p.user_limit()})
-    if (l && (l->wanted.load(std::memory_order_relaxed) & mine)) l->wanted.fetch_and(~mine, std::memory_order_relaxed);
+    if (l && (l->wanted.load(std::memory_order_relaxed) & mine)) {
+      l->wanted.fetch_and(~mine, std::memory_order_relaxed);
+      l->want_since[index_ % 64].store(0, std::memory_order_relaxed);
+    }
 }
 
 bool Worker::give_slot_away(pool::Pool& p, pool::PoolServer* s) {
   const uint64_t mine = worker_bit(index_);
   for (pool::SharedLimit* l : {p.key_limit(), p.db_limit(), p.user_limit()}) {
     if (!l || !(l->wanted.load(std::memory_order_relaxed) & ~mine)) continue;
+    const int j = take_want(l);
+    if (j < 0) continue;
     s->pool_close(kSlotGiven);
-    hand_slot(l);
+    open_on(size_t(j), l);
     return true;
   }
   return false;
@@ -617,31 +635,50 @@ void Worker::give_idle_slots(pool::SharedLimit* only) {
       auto c = donor.counts();
       if (c.idle == 0 || c.waiting_server > 0 || c.waiting_welcome > 0) break;
       if (!(l->wanted.load(std::memory_order_relaxed) & ~mine)) continue;
-      if (donor.close_one_idle(kSlotGiven)) hand_slot(l);
+      // The want is taken first: two workers never both give for one.
+      const int j = take_want(l);
+      if (j < 0) continue;
+      if (donor.close_one_idle(kSlotGiven)) open_on(size_t(j), l);
+      else l->wanted.fetch_or(worker_bit(size_t(j)), std::memory_order_relaxed);  // not given: still wanted
     }
   }
 }
 
-// A slot of `l` was just freed here: the first other worker that wants one
-// is told to open a server now.
-void Worker::hand_slot(pool::SharedLimit* l) {
+// Clears the want of `l` of the other worker whose client has waited
+// longest: its index, or -1 if no other worker wants a slot.
+int Worker::take_want(pool::SharedLimit* l) {
   const uint64_t mine = worker_bit(index_);
-  uint64_t w = l->wanted.load(std::memory_order_relaxed);
-  uint64_t pick = 0;
-  do {
+  for (;;) {
+    uint64_t w = l->wanted.load(std::memory_order_relaxed);
     const uint64_t others = w & ~mine;
-    if (!others) return;
-    pick = others & (~others + 1);  // lowest set bit
-  } while (!l->wanted.compare_exchange_weak(w, w & ~pick, std::memory_order_relaxed));
-  size_t j = 0;
-  while (!(pick & (uint64_t(1) << j))) ++j;
-  for (size_t i = j; i < hub_.size(); i += 64)
-    hub_.worker(i).post([l](Worker& x) {
-      for (auto& [key, entry] : x.pools_) {
-        pool::Pool& p = *entry.pool;
-        if (p.key_limit() == l || p.db_limit() == l || p.user_limit() == l) p.open_for_waiters();
+    if (!others) return -1;
+    int best = -1;
+    int64_t best_since = 0;
+    for (int j = 0; j < 64; ++j) {
+      if (!(others & (uint64_t(1) << j))) continue;
+      int64_t since = l->want_since[size_t(j)].load(std::memory_order_relaxed);
+      if (since == 0) since = 1;  // wanting, time not known yet: oldest
+      if (best < 0 || since < best_since) {
+        best = j;
+        best_since = since;
       }
-    });
+    }
+    const uint64_t pick = uint64_t(1) << best;
+    if (l->wanted.compare_exchange_weak(w, w & ~pick, std::memory_order_relaxed)) {
+      l->want_since[size_t(best)].store(0, std::memory_order_relaxed);
+      return best;
+    }
+  }
+}
+
+// A slot of `l` was just freed here for worker `j`: it opens a server now.
+void Worker::open_on(size_t j, pool::SharedLimit* l) {
+  hub_.worker(j).post([l](Worker& x) {
+    for (auto& [key, entry] : x.pools_) {
+      pool::Pool& p = *entry.pool;
+      if (p.key_limit() == l || p.db_limit() == l || p.user_limit() == l) p.open_for_waiters();
+    }
+  });
 }
 
 // client_idle_timeout, idle_transaction_timeout and query_timeout, with the
@@ -829,10 +866,14 @@ bool Worker::open_server(pool::Pool& pool, proto::ErrorFields& error) {
   return true;
 }
 
-bool Worker::accept_more_clients() const {
-  return client_count() < size_t(config_->max_client_conn);
+bool Worker::try_count_client(ClientConnection*) {
+  const int64_t max = config_->max_client_conn;
+  int64_t n = hub_.clients.load(std::memory_order_relaxed);
+  do {
+    if (n >= max) return false;
+  } while (!hub_.clients.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+  return true;
 }
-void Worker::count_client(ClientConnection*) { hub_.clients.fetch_add(1, std::memory_order_relaxed); }
 void Worker::uncount_client(ClientConnection*) { hub_.clients.fetch_sub(1, std::memory_order_relaxed); }
 
 void Worker::client_started(ClientConnection* c) {
@@ -975,7 +1016,9 @@ bool Worker::reload(std::string* error) {
     if (error) *error = why;
     return false;
   };
-  auto loaded = conf::load_file(config_->source);
+  std::lock_guard lk(hub_.config_mu);
+  const conf::Config& now = *hub_.config;  // the latest, maybe not yet in force here
+  auto loaded = conf::load_file(now.source);
   if (!loaded.config) return refuse(loaded.error);
   // Certificates and keys are read again; connections keep the ones they
   // started with.
@@ -984,39 +1027,53 @@ bool Worker::reload(std::string* error) {
   if (!load_config_files(*loaded.config, files, files_error)) return refuse(files_error);
   auto cfg = std::make_shared<conf::Config>(*loaded.config);
   // Bound sockets and threads stay as they are until a restart.
-  if (listen_text(*cfg) != listen_text(*config_))
+  if (listen_text(*cfg) != listen_text(now))
     spdlog::warn("reload: [pgmux] listen changed ({} -> {}): takes effect after a restart",
-                 listen_text(*config_), listen_text(*cfg));
-  if (cfg->workers != config_->workers)
+                 listen_text(now), listen_text(*cfg));
+  if (cfg->workers != now.workers)
     spdlog::warn("reload: [pgmux] workers changed ({} -> {}): takes effect after a restart",
-                 config_->workers, cfg->workers);
-  if (cfg->admin.metrics_listen != config_->admin.metrics_listen)
+                 now.workers, cfg->workers);
+  if (cfg->admin.metrics_listen != now.admin.metrics_listen)
     spdlog::warn("reload: [admin] metrics_listen changed: takes effect after a restart");
-  cfg->listen = config_->listen;
-  cfg->workers = config_->workers;
-  cfg->admin.metrics_listen = config_->admin.metrics_listen;
+  cfg->listen = now.listen;
+  cfg->workers = now.workers;
+  cfg->admin.metrics_listen = now.admin.metrics_listen;
   // The log file is reopened on every reload (logrotate's copy-less
   // rotation needs that).
-  if (!cfg->log.file.empty() || !same_log(cfg->log, config_->log)) {
+  if (!cfg->log.file.empty() || !same_log(cfg->log, now.log)) {
     std::string log_error;
     if (!setup_logging(cfg->log, log_error)) return refuse(log_error);
   }
-  std::shared_ptr<const conf::Config> shared = std::move(cfg);
-  hub_.broadcast(this, [shared, files](Worker& w) { w.apply_config(shared, files); });
-  spdlog::info("reload: {} applied ({} databases{})", config_->source, config_->databases.size(),
-               userlist() ? ", " + std::to_string(userlist()->users.size()) + " users" : "");
+  spdlog::info("reload: {} applied ({} databases{})", cfg->source, cfg->databases.size(),
+               files.userlist ? ", " + std::to_string(files.userlist->users.size()) + " users" : "");
+  publish_config(std::move(cfg), std::move(files));
   return true;
 }
 
 bool Worker::set_setting(std::string_view key, std::string_view value, std::string& error) {
-  auto r = conf::apply_setting(*config_, key, value);
+  std::lock_guard lk(hub_.config_mu);
+  auto r = conf::apply_setting(*hub_.config, key, value);
   if (!r.config) {
     error = r.error;
     return false;
   }
   spdlog::info("admin console: SET {} = {}", key, value);
-  hub_.broadcast(this, [cfg = r.config, files = files_](Worker& w) { w.apply_config(cfg, files); });
+  publish_config(r.config, hub_.files);
   return true;
+}
+
+// Under hub_.config_mu.
+void Worker::publish_config(std::shared_ptr<const conf::Config> cfg, ConfigFiles files) {
+  const uint64_t version = ++hub_.config_version;
+  hub_.config = cfg;
+  hub_.files = files;
+  hub_.broadcast(this, [version, cfg, files](Worker& w) { w.take_config(version, cfg, files); });
+}
+
+void Worker::take_config(uint64_t version, std::shared_ptr<const conf::Config> cfg, ConfigFiles files) {
+  if (version <= config_version_) return;  // a newer one came first
+  config_version_ = version;
+  apply_config(std::move(cfg), std::move(files));
 }
 
 void Worker::apply_config(std::shared_ptr<const conf::Config> cfg, ConfigFiles files) {
@@ -1230,7 +1287,8 @@ bool Worker::kill_client(uint64_t id) {
 void Worker::admin_wait(ClientConnection* c, std::string tag, std::string db) {
   auto pending = std::make_shared<std::atomic<int>>(int(hub_.size() - 1));
   for (Worker* w : all())
-    if (w != this) w->post([pending](Worker&) { pending->fetch_sub(1); });
+    if (w != this && !w->post([pending](Worker&) { pending->fetch_sub(1); }))
+      pending->fetch_sub(1);  // stopped: nothing of it to wait for
   admin_waits_.push_back({c, std::move(tag), std::move(db), std::move(pending)});
   check_admin_waits();
 }

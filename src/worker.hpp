@@ -68,14 +68,6 @@ struct PoolKey {
   }
 };
 
-// What a config names outside itself, loaded and checked: the userlist,
-// both sides' TLS contexts, the hba rules. Startup (and --check) and reload
-// load them the same way, before anything is applied.
-struct ConfigFiles {
-  std::shared_ptr<const auth::Userlist> userlist;  // null without [auth] file
-  std::shared_ptr<const tls::Context> client_tls, server_tls;
-  std::shared_ptr<const auth::HbaRules> hba;  // [auth] type = "hba"
-};
 // False with the reason ("userlist /x: ...", "[tls] cert /x: ...").
 bool load_config_files(const conf::Config& c, ConfigFiles& out, std::string& error);
 
@@ -93,7 +85,8 @@ class Worker : public pool::Connector {
   const std::vector<Worker*>& all() const { return hub_.workers(); }
   // Runs fn on this worker's thread, soon (thread-safe). Dropped if the
   // worker has stopped.
-  void post(std::function<void(Worker&)> fn);
+  // False (fn dropped) if the worker has stopped.
+  bool post(std::function<void(Worker&)> fn);
   // Hub::read_all asks this worker to park; false if it has stopped.
   bool ask_park();
   // Parks now if a read_all asked (a worker waiting for its own turn).
@@ -151,13 +144,14 @@ class Worker : public pool::Connector {
   // try again at once (up) or drop their idle connections (down).
   void backend_checked(RouteState& route, size_t backend,
                        const std::vector<pool::RouterEvent>& events);
-  bool accept_more_clients() const;
+  // Counts `c` against max_client_conn (over every worker) if there is
+  // room; false if not.
+  bool try_count_client(ClientConnection* c);
   // Clients between accept and the end of their login (every worker's).
   size_t logins_in_progress() const { return size_t(std::max<int64_t>(0, hub_.logins.load(std::memory_order_relaxed))); }
   // Closes `c` with `error` at `when` (auth_failure_delay); forgotten if the
   // client is closed before.
   void close_later(ClientConnection* c, pool::TimePoint when, CloseReason reason, proto::ErrorFields error);
-  void count_client(ClientConnection* c);
   void uncount_client(ClientConnection* c);
   void client_started(ClientConnection* c);
   void client_logged_in(ClientConnection* c);
@@ -259,10 +253,17 @@ class Worker : public pool::Connector {
   void check_client_timeouts();
   void balance_shared_limits();
   // Closes idle servers under limits (`only`, or any) that other workers
-  // want a slot of, and hands each slot over (hand_slot).
+  // want a slot of, and hands each slot over (take_want, open_on).
   void give_idle_slots(pool::SharedLimit* only);
-  void hand_slot(pool::SharedLimit* l);
+  int take_want(pool::SharedLimit* l);
+  void open_on(size_t worker, pool::SharedLimit* l);
   uint64_t ticks_ = 0;
+  uint64_t config_version_ = 0;  // of the config in force (Hub::publish_config)
+  // Makes `cfg` the latest config and sends it to every worker (under
+  // hub_.config_mu).
+  void publish_config(std::shared_ptr<const conf::Config> cfg, ConfigFiles files);
+  // Takes a config published as `version`, unless a newer one is in force.
+  void take_config(uint64_t version, std::shared_ptr<const conf::Config> cfg, ConfigFiles files);
   void maybe_finish_shutdown();
 
   Hub& hub_;
