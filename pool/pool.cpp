@@ -163,7 +163,7 @@ void Pool::release(PoolServer* s) {
     s->pool_close("pool size reduced by a reload");
     return;
   }
-  if (key_limit_ && wait_server_.empty() && wait_welcome_.empty() && connector_.give_slot_away(*this, s)) return;
+  if (key_limit_ && connector_.give_slot_away(*this, s)) return;
   set_state(s, ServerState::idle);
   if (wait_server_.empty() || serve_deferred_) return;
   serve_deferred_ = true;
@@ -299,20 +299,33 @@ bool Pool::can_open(bool use_reserve) const {
 
 bool Pool::take_slot(bool use_reserve) {
   const int limit = settings_.pool_size + (use_reserve ? settings_.reserve_pool_size : 0);
+  // A slot granted to this worker first (it is already counted), then a
+  // free one. Undone in reverse if a later limit has none.
+  bool granted[3] = {false, false, false};
+  SharedLimit* limits[3] = {key_limit_, db_limit_, user_limit_};
+  auto undo = [&](int upto) {
+    for (int i = 0; i < upto; ++i) {
+      if (!limits[i]) continue;
+      if (granted[i]) limits[i]->granted[worker_ % 64].fetch_add(1, std::memory_order_relaxed);
+      else limits[i]->give();
+    }
+  };
   if (!key_limit_) {
     size_t total = connecting_.size() + idle_.size() + active_.size() + resetting_.size();
     if (total >= size_t(std::max(0, limit))) return false;
-  } else if (limit <= 0 || !key_limit_->try_take(limit)) {
-    return false;
   }
-  if (db_limit_ && !db_limit_->try_take()) {
-    if (key_limit_) key_limit_->give();
-    return false;
-  }
-  if (user_limit_ && !user_limit_->try_take()) {
-    if (key_limit_) key_limit_->give();
-    if (db_limit_) db_limit_->give();
-    return false;
+  for (int i = 0; i < 3; ++i) {
+    SharedLimit* l = limits[i];
+    if (!l) continue;
+    if (key_limit_ && l->take_grant(worker_)) {
+      granted[i] = true;
+      continue;
+    }
+    const bool ok = i == 0 ? limit > 0 && l->try_take(limit) : l->try_take();
+    if (!ok) {
+      undo(i);
+      return false;
+    }
   }
   slot_held_ = true;
   return true;

@@ -112,8 +112,8 @@ class Connector {
   virtual void slot_wanted(Pool& pool) { (void)pool; }
   // No client of `pool` waits any more.
   virtual void slot_unwanted(Pool& pool) { (void)pool; }
-  // `s` is released with no client of `pool` waiting: true if the connector
-  // closed it to give its slot to another worker's waiting client.
+  // `s` is released: true if the connector closed it to give its slot to
+  // another worker's waiting client (see Worker::give_slot_away).
   virtual bool give_slot_away(Pool& pool, PoolServer* s) {
     (void)pool;
     (void)s;
@@ -135,6 +135,28 @@ struct SharedLimit {
   // For each wanting worker, since when its oldest client waits (steady
   // clock, ns; 0 = not wanting): the slot goes to the longest wait.
   std::array<std::atomic<int64_t>, 64> want_since{};
+  // Slots given to worker (bit index) by another that closed a server for
+  // it: counted in `count`, and taken only by that worker's pools, so the
+  // giver cannot take the slot back before the receiver opens a server.
+  std::array<std::atomic<int>, 64> granted{};
+  bool take_grant(size_t worker) {
+    std::atomic<int>& g = granted[worker % 64];
+    int n = g.load(std::memory_order_relaxed);
+    while (n > 0)
+      if (g.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) return true;
+    return false;
+  }
+  // A server of a pool under this limit is about to close for `worker`:
+  // its slot stays taken, as a grant.
+  void grant(size_t worker) {
+    count.fetch_add(1, std::memory_order_relaxed);
+    granted[worker % 64].fetch_add(1, std::memory_order_relaxed);
+  }
+  // Grants `worker` did not use go back to everyone.
+  void drop_grants(size_t worker) {
+    if (int n = granted[worker % 64].exchange(0, std::memory_order_relaxed); n > 0)
+      count.fetch_sub(n, std::memory_order_relaxed);
+  }
   bool full() const {
     int m = max.load(std::memory_order_relaxed);
     return m > 0 && count.load(std::memory_order_relaxed) >= m;
@@ -348,6 +370,9 @@ class Pool {
   SharedLimit* db_limit() const { return db_limit_; }
   SharedLimit* user_limit() const { return user_limit_; }
   SharedLimit* key_limit() const { return key_limit_; }
+  // The worker this pool belongs to: slots granted to it (SharedLimit::
+  // granted) are taken first.
+  void set_worker(size_t index) { worker_ = index; }
   // Servers of this key: every worker's (key_limit) or this pool's own.
   size_t key_total() const;
 
@@ -381,6 +406,7 @@ class Pool {
   SharedLimit* user_limit_;
   SharedLimit* key_limit_;
   bool slot_held_ = false;  // take_slot succeeded, add_connecting not yet called
+  size_t worker_ = 0;
 
   List<PoolServer, &PoolServer::pool_hook> connecting_, idle_, active_, resetting_;
   List<PoolClient, &PoolClient::pool_hook> wait_welcome_, wait_server_;

@@ -304,7 +304,8 @@ void show_databases(Worker& w, std::string& out) {
   for (const auto& [name, db] : cfg.databases) {
     uint64_t current = 0;
     each_pool(w, [&](Worker&, const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig& d) {
-      if (d.name == db.name && !key.health) current += p.counts().total_servers();
+      // Every worker's pools of this entry hold the same config object.
+      if (&d == &db && !key.health) current += p.counts().total_servers();
     });
     std::string replicas;
     for (const auto& r : db.replicas) replicas += (replicas.empty() ? "" : ",") + r.host + ":" + n(r.port);

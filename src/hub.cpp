@@ -103,6 +103,12 @@ void Hub::for_each_user_limit(const std::function<void(const std::string&, pool:
   for (auto& [name, l] : user_limits_) f(name, *l);
 }
 
+void Hub::for_each_limit(const std::function<void(pool::SharedLimit&)>& f) {
+  std::lock_guard lk(limits_mu_);
+  for (LimitMap* m : {&db_limits_, &user_limits_, &key_limits_})
+    for (auto& [name, l] : *m) f(*l);
+}
+
 void Hub::worker_stopped() {
   if (stopped_.fetch_add(1) + 1 != workers_.size()) return;
   // The first worker's loop holds the process's handles (signals, metrics):

@@ -83,6 +83,8 @@ class Hub {
   // f(name, limit) for every db / user limit (reload sets their max).
   void for_each_db_limit(const std::function<void(const std::string&, pool::SharedLimit&)>& f);
   void for_each_user_limit(const std::function<void(const std::string&, pool::SharedLimit&)>& f);
+  // f(limit) for every limit of every kind.
+  void for_each_limit(const std::function<void(pool::SharedLimit&)>& f);
 
   // --- the config in force ---------------------------------------------------
   // Reload and console SET run on whichever worker got them, possibly two at

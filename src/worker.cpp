@@ -459,6 +459,8 @@ void Worker::close_inbox() {
     dropped.swap(inbox_);
   }
   if (park_asked_.exchange(false)) hub_.park_gone();
+  // Slots granted to this worker and not used go back.
+  hub_.for_each_limit([&](pool::SharedLimit& l) { l.drop_grants(index_); });
 }
 
 void Worker::on_tick(uv_timer_t* t) { static_cast<Worker*>(t->data)->tick(); }
@@ -578,6 +580,11 @@ void Worker::balance_shared_limits() {
 namespace {
 constexpr const char* kSlotGiven = "freeing a slot for another worker's clients (shared connection limit)";
 uint64_t worker_bit(size_t index) { return uint64_t(1) << (index % 64); }
+// A worker whose own clients wait too gives a slot only to a client that
+// has waited longer than its oldest by this much: under an even load every
+// worker's clients wait a little, and moving a server costs a login, so
+// only a worker left without servers for this long gets one.
+constexpr int64_t kGiveMarginNs = 500'000'000;
 int64_t since_ns(pool::TimePoint t) {
   return std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
 }
@@ -614,10 +621,12 @@ void Worker::slot_unwanted(pool::Pool& p) {
 
 bool Worker::give_slot_away(pool::Pool& p, pool::PoolServer* s) {
   const uint64_t mine = worker_bit(index_);
+  const pool::TimePoint own = p.oldest_wait_since();
   for (pool::SharedLimit* l : {p.key_limit(), p.db_limit(), p.user_limit()}) {
     if (!l || !(l->wanted.load(std::memory_order_relaxed) & ~mine)) continue;
-    const int j = take_want(l);
+    const int j = take_want(l, own == pool::TimePoint{} ? 0 : since_ns(own) - kGiveMarginNs);
     if (j < 0) continue;
+    l->grant(size_t(j));
     s->pool_close(kSlotGiven);
     open_on(size_t(j), l);
     return true;
@@ -636,17 +645,23 @@ void Worker::give_idle_slots(pool::SharedLimit* only) {
       if (c.idle == 0 || c.waiting_server > 0 || c.waiting_welcome > 0) break;
       if (!(l->wanted.load(std::memory_order_relaxed) & ~mine)) continue;
       // The want is taken first: two workers never both give for one.
-      const int j = take_want(l);
+      const int j = take_want(l, 0);
       if (j < 0) continue;
-      if (donor.close_one_idle(kSlotGiven)) open_on(size_t(j), l);
-      else l->wanted.fetch_or(worker_bit(size_t(j)), std::memory_order_relaxed);  // not given: still wanted
+      l->grant(size_t(j));
+      if (donor.close_one_idle(kSlotGiven)) {
+        open_on(size_t(j), l);
+      } else {  // not given: still wanted
+        l->granted[size_t(j)].fetch_sub(1, std::memory_order_relaxed);
+        l->give();
+        l->wanted.fetch_or(worker_bit(size_t(j)), std::memory_order_relaxed);
+      }
     }
   }
 }
 
 // Clears the want of `l` of the other worker whose client has waited
-// longest: its index, or -1 if no other worker wants a slot.
-int Worker::take_want(pool::SharedLimit* l) {
+// longest, if it waits since before `before_ns` (0: any): its index, or -1.
+int Worker::take_want(pool::SharedLimit* l, int64_t before_ns) {
   const uint64_t mine = worker_bit(index_);
   for (;;) {
     uint64_t w = l->wanted.load(std::memory_order_relaxed);
@@ -663,6 +678,7 @@ int Worker::take_want(pool::SharedLimit* l) {
         best_since = since;
       }
     }
+    if (before_ns > 0 && best_since >= before_ns) return -1;
     const uint64_t pick = uint64_t(1) << best;
     if (l->wanted.compare_exchange_weak(w, w & ~pick, std::memory_order_relaxed)) {
       l->want_since[size_t(best)].store(0, std::memory_order_relaxed);
@@ -671,14 +687,17 @@ int Worker::take_want(pool::SharedLimit* l) {
   }
 }
 
-// A slot of `l` was just freed here for worker `j`: it opens a server now.
+// A slot of `l` was just granted to worker `j` (SharedLimit::grant): it
+// opens a server with it now, and gives back what its waiters did not use.
 void Worker::open_on(size_t j, pool::SharedLimit* l) {
-  hub_.worker(j).post([l](Worker& x) {
+  const bool sent = hub_.worker(j).post([l](Worker& x) {
     for (auto& [key, entry] : x.pools_) {
       pool::Pool& p = *entry.pool;
       if (p.key_limit() == l || p.db_limit() == l || p.user_limit() == l) p.open_for_waiters();
     }
+    l->drop_grants(x.index_);
   });
+  if (!sent) l->drop_grants(j);  // stopped
 }
 
 // client_idle_timeout, idle_transaction_timeout and query_timeout, with the
@@ -830,6 +849,7 @@ pool::Pool& Worker::pool_for(const PoolKey& key, const conf::DatabaseConfig& db,
     e.pool = std::make_unique<pool::Pool>(key.database, key.user, s, *this, &dbl, &ul, kl);
   }
   e.pool->set_backend(key.backend, key.health, key.auth);
+  e.pool->set_worker(index_);
   if (key.health)
     spdlog::debug("health check pool {}/{} for {}:{} created", key.database, key.user, e.host, e.port);
   else if (db.routed())

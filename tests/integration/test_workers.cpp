@@ -235,3 +235,51 @@ TEST_CASE("workers: the console, reload and shutdown act on every worker", "[wor
   b.reset();
   mux.finish();
 }
+
+TEST_CASE("workers: a worker whose clients keep the pool busy still gives a slot to a longer wait",
+          "[workers]") {
+  ScratchDatabase db("workersfair");
+  Pgmux mux(workers_config(2, "default_pool_size = 1\nquery_wait_timeout = \"6s\"\n",
+                           database_section("one", "dbname = \"" + db.name() + "\"\n")));
+  BackendMonitor monitor("datname = '" + db.name() + "'");
+  Conn a1 = connect(mux.conninfo("one", "scram_user", "scram_pw", "application_name=a1"));
+  Conn b = connect(mux.conninfo("one", "scram_user", "scram_pw", "application_name=b"));
+  Conn a2 = connect(mux.conninfo("one", "scram_user", "scram_pw", "application_name=a2"));
+  Conn admin = connect(mux.conninfo("pgmux", "admin", "admin_pw"));
+  const std::string w1 = worker_of(admin.get(), "a1"), w2 = worker_of(admin.get(), "a2"),
+                    wb = worker_of(admin.get(), "b");
+  INFO("a1 on " << w1 << ", a2 on " << w2 << ", b on " << wb);
+  REQUIRE(w1 == w2);
+  REQUIRE(wb != w1);
+  // a1 and a2 keep their worker's one server busy: one of them always waits
+  // there, so that worker never has an idle server, nor a release with no
+  // client of its own waiting.
+  std::atomic<bool> stop{false};
+  auto loop = [&](PGconn* c) {
+    int n = 0;
+    while (!stop.load())
+      if (try_exec(c, "SELECT pg_sleep(0.005)").ok) ++n;
+    return n;
+  };
+  auto f1 = std::async(std::launch::async, loop, a1.get());
+  auto f2 = std::async(std::launch::async, loop, a2.get());
+  std::this_thread::sleep_for(300ms);
+  for (int i = 0; i < 3; ++i) {
+    auto t0 = Clock::now();
+    auto r = try_exec(b.get(), "SELECT 'b'");
+    INFO("b waited " << seconds_since(t0) << " s: " << r.message);
+    CHECK(r.ok);
+    CHECK(seconds_since(t0) < 2.0);
+  }
+  stop = true;
+  CHECK(f1.get() > 0);
+  CHECK(f2.get() > 0);
+  monitor.stop();
+  INFO("server backends: max " << monitor.max() << " " << monitor.error());
+  CHECK(monitor.max() == 1);
+  a1.reset();
+  a2.reset();
+  b.reset();
+  admin.reset();
+  mux.finish();
+}

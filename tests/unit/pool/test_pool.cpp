@@ -395,6 +395,37 @@ TEST_CASE("a key limit bounds the pools of every worker together") {
   CHECK(key.count == 0);
 }
 
+TEST_CASE("a slot granted to a worker is taken only by that worker's pools") {
+  FakeConnector c;
+  SharedLimit key;
+  std::vector<FakeClient> cl(3);
+  Pool w0("app", "alice", settings(1), c, nullptr, nullptr, &key);
+  Pool w1("app", "alice", settings(1), c, nullptr, nullptr, &key);
+  w0.set_worker(0);
+  w1.set_worker(1);
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  REQUIRE(w0.acquire(&cl[0], s, e) == Acquire::queued);
+  login_all(w0, c);
+  REQUIRE(w1.acquire(&cl[1], s, e) == Acquire::queued);  // no slot left
+  REQUIRE(w0.acquire(&cl[2], s, e) == Acquire::queued);  // waits behind cl[0]
+  // Worker 0 closes its server for worker 1: the slot stays counted, as a grant.
+  key.grant(1);
+  w0.remove(cl[0].assigned);
+  CHECK(key.count == 1);
+  w0.tick();  // its own waiter cannot take it
+  CHECK(w0.counts().total_servers() == 0);
+  w1.open_for_waiters();
+  CHECK(w1.counts().connecting == 1);
+  CHECK(key.count == 1);
+  CHECK(key.granted[1] == 0);
+  // A grant nobody used goes back to everyone.
+  key.grant(1);
+  CHECK(key.count == 2);
+  key.drop_grants(1);
+  CHECK(key.count == 1);
+}
+
 TEST_CASE("a slot is taken from every limit or from none") {
   FakeConnector c;
   SharedLimit key, db{1, 0}, user{5, 0};
