@@ -172,6 +172,9 @@ int main(int argc, char** argv) {
     for (uv_signal_t* s : {&sig.term, &sig.intr, &sig.hup})
       if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(s)))
         uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+    // Closing the handles restored the default actions: a SIGTERM while
+    // the threads are joined would kill a process that is exiting cleanly.
+    for (int signum : {SIGTERM, SIGINT, SIGHUP}) ::signal(signum, SIG_IGN);
     watchdog.close();
     if (metrics) metrics->close();
   };
