@@ -209,6 +209,12 @@ struct LatencyHistogram {
     sum_us += us;
     ++count;
   }
+  // Another histogram's samples (one pool per worker, reported as one).
+  void add(const LatencyHistogram& o) {
+    for (size_t i = 0; i < kBuckets; ++i) counts[i] += o.counts[i];
+    sum_us += o.sum_us;
+    count += o.count;
+  }
 };
 
 // What a pool did since it was created (SHOW STATS, metrics).
@@ -227,6 +233,17 @@ struct PoolStats {
   // server it landed on (hit), or pgmux had to prepare it there (miss).
   uint64_t prepared_hits = 0, prepared_misses = 0;
   LatencyHistogram query_hist, xact_hist, wait_hist;
+  // Another pool's figures (every worker's pool of a key, reported as one).
+  void add(const PoolStats& o) {
+    for (uint64_t PoolStats::*f : {&PoolStats::xact_count, &PoolStats::query_count, &PoolStats::client_bytes,
+                                   &PoolStats::server_bytes, &PoolStats::xact_us, &PoolStats::query_us,
+                                   &PoolStats::wait_us, &PoolStats::waited, &PoolStats::pipelined,
+                                   &PoolStats::server_errors, &PoolStats::prepared_hits, &PoolStats::prepared_misses})
+      this->*f += o.*f;
+    query_hist.add(o.query_hist);
+    xact_hist.add(o.xact_hist);
+    wait_hist.add(o.wait_hist);
+  }
 };
 
 enum class Acquire { assigned, queued, failed };

@@ -263,24 +263,6 @@ void declare_families(Exposition& e) {
 
 double g_start_time = 0;  // set by MetricsServer
 
-void merge_hist(pool::LatencyHistogram& into, const pool::LatencyHistogram& from) {
-  for (size_t i = 0; i < pool::LatencyHistogram::kBuckets; ++i) into.counts[i] += from.counts[i];
-  into.sum_us += from.sum_us;
-  into.count += from.count;
-}
-
-void merge_stats(pool::PoolStats& into, const pool::PoolStats& from) {
-  for (uint64_t pool::PoolStats::*f :
-       {&pool::PoolStats::xact_count, &pool::PoolStats::query_count, &pool::PoolStats::client_bytes,
-        &pool::PoolStats::server_bytes, &pool::PoolStats::xact_us, &pool::PoolStats::query_us,
-        &pool::PoolStats::wait_us, &pool::PoolStats::waited, &pool::PoolStats::pipelined,
-        &pool::PoolStats::server_errors, &pool::PoolStats::prepared_hits, &pool::PoolStats::prepared_misses})
-    into.*f += from.*f;
-  merge_hist(into.query_hist, from.query_hist);
-  merge_hist(into.xact_hist, from.xact_hist);
-  merge_hist(into.wait_hist, from.wait_hist);
-}
-
 }  // namespace
 
 std::string render(const Worker& w) {
@@ -366,7 +348,7 @@ std::string render(const Worker& w) {
     a.active += it == active_clients.end() ? 0 : it->second;
     a.pool_size = p.settings().pool_size;
     a.max_wait = std::max(a.max_wait, p.max_wait());
-    merge_stats(a.st, p.stats);
+    a.st.add(p.stats);
   });
   for (const auto& [l, a] : pools) {
     const pool::PoolCounts& n = a.n;
