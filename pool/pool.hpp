@@ -152,6 +152,11 @@ struct SharedLimit {
     count.fetch_add(1, std::memory_order_relaxed);
     granted[worker % 64].fetch_add(1, std::memory_order_relaxed);
   }
+  // A grant made for a server that could not be closed after all.
+  void ungrant(size_t worker) {
+    granted[worker % 64].fetch_sub(1, std::memory_order_relaxed);
+    give();
+  }
   // Grants `worker` did not use go back to everyone.
   void drop_grants(size_t worker) {
     if (int n = granted[worker % 64].exchange(0, std::memory_order_relaxed); n > 0)

@@ -595,11 +595,13 @@ void Worker::slot_wanted(pool::Pool& p) {
   for (pool::SharedLimit* l : {p.key_limit(), p.db_limit(), p.user_limit()}) {
     if (!l) continue;
     const bool full = l == p.key_limit() ? p.key_total() >= size_t(p.settings().pool_size) : l->full();
-    // Set once per want: under load every queued client comes here, and
-    // only reads the bit.
     if (!full) continue;
-    if (const pool::TimePoint t = p.oldest_wait_since(); t != pool::TimePoint{})
-      l->want_since[index_ % 64].store(since_ns(t), std::memory_order_relaxed);
+    // Written only when it changes: under load every queued client comes
+    // here, and then only reads.
+    if (const pool::TimePoint t = p.oldest_wait_since(); t != pool::TimePoint{}) {
+      std::atomic<int64_t>& since = l->want_since[index_ % 64];
+      if (since.load(std::memory_order_relaxed) != since_ns(t)) since.store(since_ns(t), std::memory_order_relaxed);
+    }
     if (l->wanted.load(std::memory_order_relaxed) & mine) continue;
     l->wanted.fetch_or(mine, std::memory_order_relaxed);
     for (Worker* w : all())
@@ -624,12 +626,11 @@ bool Worker::give_slot_away(pool::Pool& p, pool::PoolServer* s) {
   const pool::TimePoint own = p.oldest_wait_since();
   for (pool::SharedLimit* l : {p.key_limit(), p.db_limit(), p.user_limit()}) {
     if (!l || !(l->wanted.load(std::memory_order_relaxed) & ~mine)) continue;
-    const int j = take_want(l, own == pool::TimePoint{} ? 0 : since_ns(own) - kGiveMarginNs);
-    if (j < 0) continue;
-    l->grant(size_t(j));
-    s->pool_close(kSlotGiven);
-    open_on(size_t(j), l);
-    return true;
+    if (give_slot(l, own == pool::TimePoint{} ? 0 : since_ns(own) - kGiveMarginNs, [&] {
+          s->pool_close(kSlotGiven);
+          return true;
+        }))
+      return true;
   }
   return false;
 }
@@ -644,19 +645,26 @@ void Worker::give_idle_slots(pool::SharedLimit* only) {
       auto c = donor.counts();
       if (c.idle == 0 || c.waiting_server > 0 || c.waiting_welcome > 0) break;
       if (!(l->wanted.load(std::memory_order_relaxed) & ~mine)) continue;
-      // The want is taken first: two workers never both give for one.
-      const int j = take_want(l, 0);
-      if (j < 0) continue;
-      l->grant(size_t(j));
-      if (donor.close_one_idle(kSlotGiven)) {
-        open_on(size_t(j), l);
-      } else {  // not given: still wanted
-        l->granted[size_t(j)].fetch_sub(1, std::memory_order_relaxed);
-        l->give();
-        l->wanted.fetch_or(worker_bit(size_t(j)), std::memory_order_relaxed);
-      }
+      give_slot(l, 0, [&] { return donor.close_one_idle(kSlotGiven); });
     }
   }
+}
+
+// The want is taken first (two workers never both give for one), its
+// worker granted the slot that close() frees, and told to open a server
+// with it. If close() frees nothing, the want stands again.
+template <class Close>
+bool Worker::give_slot(pool::SharedLimit* l, int64_t before_ns, Close close) {
+  const int j = take_want(l, before_ns);
+  if (j < 0) return false;
+  l->grant(size_t(j));
+  if (!close()) {
+    l->ungrant(size_t(j));
+    l->wanted.fetch_or(worker_bit(size_t(j)), std::memory_order_relaxed);
+    return false;
+  }
+  open_on(size_t(j), l);
+  return true;
 }
 
 // Clears the want of `l` of the other worker whose client has waited
