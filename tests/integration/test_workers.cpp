@@ -37,6 +37,24 @@ std::string worker_of(PGconn* admin, const std::string& app) {
   return "none";
 }
 
+// A client whose application_name tells it apart in SHOW CLIENTS.
+Conn named_client(const Pgmux& mux, const std::string& db, const std::string& app) {
+  return connect(mux.conninfo(db, "scram_user", "scram_pw", "application_name=" + app));
+}
+
+// Two workers and a pool of one for database "one", which is a database of
+// its own whose backends `monitor` counts.
+struct OnePool {
+  explicit OnePool(std::string_view tag, const std::string& extra_pgmux = {})
+      : db(tag),
+        mux(workers_config(2, "default_pool_size = 1\n" + extra_pgmux,
+                           database_section("one", "dbname = \"" + db.name() + "\"\n"))),
+        monitor("datname = '" + db.name() + "'") {}
+  ScratchDatabase db;  // dropped last
+  Pgmux mux;
+  BackendMonitor monitor;
+};
+
 }  // namespace
 
 TEST_CASE("workers: pgbench through two workers stays within one pool_size", "[workers][pgbench]") {
@@ -83,12 +101,11 @@ TEST_CASE("workers: pgbench through two workers stays within one pool_size", "[w
 }
 
 TEST_CASE("workers: a pool of one serves the clients of both workers in turn", "[workers]") {
-  ScratchDatabase db("workers1");
-  Pgmux mux(workers_config(2, "default_pool_size = 1\n",
-                           database_section("one", "dbname = \"" + db.name() + "\"\n")));
-  BackendMonitor monitor("datname = '" + db.name() + "'");
-  Conn a = connect(mux.conninfo("one", "scram_user", "scram_pw", "application_name=wa"));
-  Conn b = connect(mux.conninfo("one", "scram_user", "scram_pw", "application_name=wb"));
+  OnePool one("workers1");
+  Pgmux& mux = one.mux;
+  BackendMonitor& monitor = one.monitor;
+  Conn a = named_client(mux, "one", "wa");
+  Conn b = named_client(mux, "one", "wb");
   Conn admin = connect(mux.conninfo("pgmux", "admin", "admin_pw"));
   const std::string wa = worker_of(admin.get(), "wa"), wb = worker_of(admin.get(), "wb");
   INFO("a on worker " << wa << ", b on worker " << wb);
@@ -166,8 +183,8 @@ TEST_CASE("workers: max_client_conn counts the clients of every worker", "[worke
 TEST_CASE("workers: the console, reload and shutdown act on every worker", "[workers][admin]") {
   Pgmux mux(workers_config(2, "default_pool_size = 3\n"));
   Conn admin = connect(mux.conninfo("pgmux", "admin", "admin_pw"));
-  Conn a = connect(mux.conninfo("app", "scram_user", "scram_pw", "application_name=ca"));
-  Conn b = connect(mux.conninfo("app", "scram_user", "scram_pw", "application_name=cb"));
+  Conn a = named_client(mux, "app", "ca");
+  Conn b = named_client(mux, "app", "cb");
   const std::string wa = worker_of(admin.get(), "ca"), wb = worker_of(admin.get(), "cb");
   INFO("a on worker " << wa << ", b on worker " << wb);
   REQUIRE(wa != wb);
@@ -238,13 +255,12 @@ TEST_CASE("workers: the console, reload and shutdown act on every worker", "[wor
 
 TEST_CASE("workers: a worker whose clients keep the pool busy still gives a slot to a longer wait",
           "[workers]") {
-  ScratchDatabase db("workersfair");
-  Pgmux mux(workers_config(2, "default_pool_size = 1\nquery_wait_timeout = \"6s\"\n",
-                           database_section("one", "dbname = \"" + db.name() + "\"\n")));
-  BackendMonitor monitor("datname = '" + db.name() + "'");
-  Conn a1 = connect(mux.conninfo("one", "scram_user", "scram_pw", "application_name=a1"));
-  Conn b = connect(mux.conninfo("one", "scram_user", "scram_pw", "application_name=b"));
-  Conn a2 = connect(mux.conninfo("one", "scram_user", "scram_pw", "application_name=a2"));
+  OnePool one("workersfair", "query_wait_timeout = \"6s\"\n");
+  Pgmux& mux = one.mux;
+  BackendMonitor& monitor = one.monitor;
+  Conn a1 = named_client(mux, "one", "a1");
+  Conn b = named_client(mux, "one", "b");
+  Conn a2 = named_client(mux, "one", "a2");
   Conn admin = connect(mux.conninfo("pgmux", "admin", "admin_pw"));
   const std::string w1 = worker_of(admin.get(), "a1"), w2 = worker_of(admin.get(), "a2"),
                     wb = worker_of(admin.get(), "b");
