@@ -97,22 +97,6 @@ std::string backend_lag(const RouteState* route, uint16_t backend) {
   return buf;
 }
 
-// Every worker's pools, clients and servers (inside Hub::read_all):
-// f(worker, ...).
-template <class F>
-void each_pool(Worker& w, F&& f) {
-  for (Worker* x : w.all())
-    x->for_each_pool([&](const PoolKey& k, const pool::Pool& p, const conf::DatabaseConfig& d) { f(*x, k, p, d); });
-}
-template <class F>
-void each_client(Worker& w, F&& f) {
-  for (Worker* x : w.all()) x->for_each_client([&](const ClientConnection& c) { f(*x, c); });
-}
-template <class F>
-void each_server(Worker& w, F&& f) {
-  for (Worker* x : w.all()) x->for_each_server([&](const ServerConnection& s) { f(*x, s); });
-}
-
 const RouteState* route_of(Worker& w, const conf::DatabaseConfig& db) {
   const RouteState* found = nullptr;
   w.for_each_route([&](const RouteState& r) {

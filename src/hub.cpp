@@ -93,20 +93,11 @@ pool::SharedLimit& Hub::limit(LimitMap& m, const std::string& name) {
   return *p;
 }
 
-void Hub::for_each_db_limit(const std::function<void(const std::string&, pool::SharedLimit&)>& f) {
+void Hub::for_each_limit(const std::function<void(LimitKind, const std::string&, pool::SharedLimit&)>& f) {
   std::lock_guard lk(limits_mu_);
-  for (auto& [name, l] : db_limits_) f(name, *l);
-}
-
-void Hub::for_each_user_limit(const std::function<void(const std::string&, pool::SharedLimit&)>& f) {
-  std::lock_guard lk(limits_mu_);
-  for (auto& [name, l] : user_limits_) f(name, *l);
-}
-
-void Hub::for_each_limit(const std::function<void(pool::SharedLimit&)>& f) {
-  std::lock_guard lk(limits_mu_);
-  for (LimitMap* m : {&db_limits_, &user_limits_, &key_limits_})
-    for (auto& [name, l] : *m) f(*l);
+  for (auto [kind, m] : {std::pair{LimitKind::db, &db_limits_}, std::pair{LimitKind::user, &user_limits_},
+                         std::pair{LimitKind::key, &key_limits_}})
+    for (auto& [name, l] : *m) f(kind, name, *l);
 }
 
 void Hub::worker_stopped() {

@@ -80,11 +80,9 @@ class Hub {
   pool::SharedLimit& db_limit(const std::string& db) { return limit(db_limits_, db); }
   pool::SharedLimit& user_limit(const std::string& user) { return limit(user_limits_, user); }
   pool::SharedLimit& key_limit(const std::string& key) { return limit(key_limits_, key); }
-  // f(name, limit) for every db / user limit (reload sets their max).
-  void for_each_db_limit(const std::function<void(const std::string&, pool::SharedLimit&)>& f);
-  void for_each_user_limit(const std::function<void(const std::string&, pool::SharedLimit&)>& f);
-  // f(limit) for every limit of every kind.
-  void for_each_limit(const std::function<void(pool::SharedLimit&)>& f);
+  // f(kind, name, limit) for every limit of every kind.
+  enum class LimitKind { db, user, key };
+  void for_each_limit(const std::function<void(LimitKind, const std::string&, pool::SharedLimit&)>& f);
 
   // --- the config in force ---------------------------------------------------
   // Reload and console SET run on whichever worker got them, possibly two at

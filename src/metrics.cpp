@@ -280,7 +280,7 @@ std::string render(const Worker& w) {
 
   std::unordered_map<std::string, uint64_t> client_states;
   std::unordered_map<const pool::Pool*, uint64_t> active_clients;
-  for (const Worker* x : w.all()) x->for_each_client([&](const ClientConnection& c) {
+  each_client(w, [&](const Worker&, const ClientConnection& c) {
     ++client_states[client_state_name(c.state())];
     using S = ClientConnection::State;
     if (c.state() == S::idle || c.state() == S::syncing || c.state() == S::linked) {
@@ -297,8 +297,7 @@ std::string render(const Worker& w) {
     e.sample("pgmux_clients_by_state", labels({{"state", "other"}}), it->second);
 
   std::unordered_map<std::string, uint64_t> server_states;
-  for (const Worker* x : w.all())
-    x->for_each_server([&](const ServerConnection& s) { ++server_states[server_state_name(s.state())]; });
+  each_server(w, [&](const Worker&, const ServerConnection& s) { ++server_states[server_state_name(s.state())]; });
   for (const char* s : kServerStates)
     e.sample("pgmux_server_connections", labels({{"state", s}}), server_states[s]);
   if (auto it = server_states.find("other"); it != server_states.end())
@@ -320,7 +319,7 @@ std::string render(const Worker& w) {
     pool::PoolStats st;
   };
   std::map<std::string, Agg> pools;  // by label set, in a stable order
-  for (const Worker* x : w.all()) x->for_each_pool([&](const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig& db) {
+  each_pool(w, [&](const Worker&, const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig& db) {
     if (key.health) return;  // the health checker's pool of one: internal
     std::string backend;
     std::string role = "primary";

@@ -460,7 +460,7 @@ void Worker::close_inbox() {
   }
   if (park_asked_.exchange(false)) hub_.park_gone();
   // Slots granted to this worker and not used go back.
-  hub_.for_each_limit([&](pool::SharedLimit& l) { l.drop_grants(index_); });
+  hub_.for_each_limit([&](Hub::LimitKind, const std::string&, pool::SharedLimit& l) { l.drop_grants(index_); });
 }
 
 void Worker::on_tick(uv_timer_t* t) { static_cast<Worker*>(t->data)->tick(); }
@@ -1155,11 +1155,9 @@ void Worker::apply_config(std::shared_ptr<const conf::Config> cfg, ConfigFiles f
     }
     follow_entry(e, key, *db);
   }
-  hub_.for_each_db_limit([&](const std::string& name, pool::SharedLimit& limit) {
-    limit.max = c.effective_max_db_connections(c.find_database(name));
-  });
-  hub_.for_each_user_limit([&](const std::string& name, pool::SharedLimit& limit) {
-    limit.max = c.effective_max_user_connections(name);
+  hub_.for_each_limit([&](Hub::LimitKind kind, const std::string& name, pool::SharedLimit& limit) {
+    if (kind == Hub::LimitKind::db) limit.max = c.effective_max_db_connections(c.find_database(name));
+    else if (kind == Hub::LimitKind::user) limit.max = c.effective_max_user_connections(name);
   });
   for (const auto& [name, db] : c.databases)
     if (index_ == 0 && !old->databases.count(name)) spdlog::info("reload: database {} added", name);

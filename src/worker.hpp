@@ -83,9 +83,8 @@ class Worker : public pool::Connector {
   // Every worker of the process, this one included. Another worker's state
   // may be read only inside hub().read_all.
   const std::vector<Worker*>& all() const { return hub_.workers(); }
-  // Runs fn on this worker's thread, soon (thread-safe). Dropped if the
-  // worker has stopped.
-  // False (fn dropped) if the worker has stopped.
+  // Runs fn on this worker's thread, soon (thread-safe). False (fn
+  // dropped) if the worker has stopped.
   bool post(std::function<void(Worker&)> fn);
   // Hub::read_all asks this worker to park; false if it has stopped.
   bool ask_park();
@@ -367,5 +366,21 @@ class Worker : public pool::Connector {
   friend class ClientConnection;
   friend class ServerConnection;
 };
+
+// Every worker's pools, clients and servers, for the admin console and
+// /metrics (inside Hub::read_all): f(worker, ...) as Worker's for_each_*.
+template <class F>
+void each_pool(const Worker& w, F&& f) {
+  for (Worker* x : w.all())
+    x->for_each_pool([&](const PoolKey& k, const pool::Pool& p, const conf::DatabaseConfig& d) { f(*x, k, p, d); });
+}
+template <class F>
+void each_client(const Worker& w, F&& f) {
+  for (Worker* x : w.all()) x->for_each_client([&](const ClientConnection& c) { f(*x, c); });
+}
+template <class F>
+void each_server(const Worker& w, F&& f) {
+  for (Worker* x : w.all()) x->for_each_server([&](const ServerConnection& s) { f(*x, s); });
+}
 
 }  // namespace pgmux

@@ -442,6 +442,20 @@ void pgbench_through_transaction_pool(const std::string& mode, int clients, int 
   if (pipelining && mode != "simple") argv.push_back("-S");
   auto rr = run_process(argv, env, 40s);
   monitor.stop();
+  // A hang explains itself: what the server side looked like, and pgmux's log.
+  std::string stuck;
+  if (rr.timed_out) {
+    auto su = superuser();
+    auto act = try_exec(su.get(),
+                        "SELECT datname, usename, state, wait_event_type, wait_event, left(query, 60) "
+                        "FROM pg_stat_activity WHERE backend_type = 'client backend'");
+    stuck = "pg_stat_activity:\n";
+    for (const auto& row : act.rows) stuck += "  " + join(row, " | ") + "\n";
+    if (!act.ok) stuck += "  (" + act.message + ")\n";
+    const std::string log = mux.log_text();
+    stuck += "pgmux log (last 6000 bytes):\n" + log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+  }
+  INFO(stuck);
   INFO("pgbench -M " << mode << (rr.timed_out ? " timed out after 40 s" : "") << ", output:\n"
                       << rr.output);
   INFO("server backends for the database: max " << monitor.max() << " over " << monitor.samples()
