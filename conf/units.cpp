@@ -143,7 +143,9 @@ std::optional<uint64_t> scale(const NumberUnit& nu, const Unit (&units)[N], uint
 
 template <size_t N>
 std::string format_exact(uint64_t n, const Unit (&units)[N], std::string_view zero_unit) {
-  if (n == 0) return "0" + std::string(zero_unit);
+  // (Appended rather than "0" + ...: GCC 12 warns -Wrestrict wrongly on
+  // operator+ with a literal at -O2, its bug 105651.)
+  if (n == 0) return std::string("0").append(zero_unit);
   // Units are listed smallest first; aliases with the same factor come after
   // the preferred spelling, so scan from the end and skip equal factors.
   for (size_t i = N; i-- > 0;) {
@@ -183,7 +185,7 @@ std::string format_duration(Duration d) {
   const auto ms = d.count();
   if (ms < 0) {
     // Not produced by the loader; formatted for completeness (not parseable).
-    return "-" + format_exact(static_cast<uint64_t>(-(ms + 1)) + 1, kDurationUnits, "s");
+    return std::string("-").append(format_exact(static_cast<uint64_t>(-(ms + 1)) + 1, kDurationUnits, "s"));
   }
   return format_exact(static_cast<uint64_t>(ms), kDurationUnits, "s");
 }
