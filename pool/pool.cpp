@@ -107,8 +107,12 @@ void Pool::set_state(PoolServer* s, ServerState st) {
     }
     s->pool_ = this;
   } else if (old != ServerState::none && st == ServerState::none) {
-    for (SharedLimit* l : {db_limit_, user_limit_, key_limit_})
-      if (l) l->give();
+    for (SharedLimit* l : {db_limit_, user_limit_, key_limit_}) {
+      if (!l) continue;
+      if (l == grant_on_close_) l->grant(grant_to_);
+      else l->give();
+    }
+    grant_on_close_ = nullptr;
     s->pool_ = nullptr;
   }
   if (st != ServerState::active) s->client_ = nullptr;

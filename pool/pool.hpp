@@ -146,17 +146,10 @@ struct SharedLimit {
       if (g.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) return true;
     return false;
   }
-  // A server of a pool under this limit is about to close for `worker`:
-  // its slot stays taken, as a grant.
-  void grant(size_t worker) {
-    count.fetch_add(1, std::memory_order_relaxed);
-    granted[worker % 64].fetch_add(1, std::memory_order_relaxed);
-  }
-  // A grant made for a server that could not be closed after all.
-  void ungrant(size_t worker) {
-    granted[worker % 64].fetch_sub(1, std::memory_order_relaxed);
-    give();
-  }
+  // A server leaving a pool under this limit keeps its slot for `worker`
+  // (Pool::grant_slot_on_close): `count` does not change on the way, so the
+  // limit never looks exceeded while the slot moves.
+  void grant(size_t worker) { granted[worker % 64].fetch_add(1, std::memory_order_relaxed); }
   // Grants `worker` did not use go back to everyone.
   void drop_grants(size_t worker) {
     if (int n = granted[worker % 64].exchange(0, std::memory_order_relaxed); n > 0)
@@ -305,6 +298,13 @@ class Pool {
   void release(PoolServer* s);
   // The server is gone (closed, died, not reusable); any state.
   void remove(PoolServer* s);
+  // The next server to leave this pool hands its slot of `l` (one of its
+  // limits) to worker `worker`'s pools as a grant instead of freeing it
+  // (another worker's clients wait for it); nullptr: no longer.
+  void grant_slot_on_close(SharedLimit* l, size_t worker = 0) {
+    grant_on_close_ = l;
+    grant_to_ = worker;
+  }
 
   // --- clients --------------------------------------------------------------
   bool welcome_ready() const { return have_welcome_; }
@@ -428,6 +428,8 @@ class Pool {
   SharedLimit* user_limit_;
   SharedLimit* key_limit_;
   bool slot_held_ = false;  // take_slot succeeded, add_connecting not yet called
+  SharedLimit* grant_on_close_ = nullptr;  // see grant_slot_on_close
+  size_t grant_to_ = 0;
   size_t worker_ = 0;
 
   List<PoolServer, &PoolServer::pool_hook> connecting_, idle_, active_, resetting_;

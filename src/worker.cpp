@@ -585,6 +585,12 @@ uint64_t worker_bit(size_t index) { return uint64_t(1) << (index % 64); }
 // worker's clients wait a little, and moving a server costs a login, so
 // only a worker left without servers for this long gets one.
 constexpr int64_t kGiveMarginNs = 500'000'000;
+// A worker none of whose clients wait gives an idle server only to a client
+// that has waited this long: under a steady load each worker is often
+// without a waiter for a moment while the other's clients wait a moment,
+// and moving a server then (a close, a new server login) is pure loss; a
+// worker that really lacks servers waits this long more.
+constexpr int64_t kIdleGiveNs = 100'000'000;
 int64_t since_ns(pool::TimePoint t) {
   return std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
 }
@@ -626,7 +632,7 @@ bool Worker::give_slot_away(pool::Pool& p, pool::PoolServer* s) {
   const pool::TimePoint own = p.oldest_wait_since();
   for (pool::SharedLimit* l : {p.key_limit(), p.db_limit(), p.user_limit()}) {
     if (!l || !(l->wanted.load(std::memory_order_relaxed) & ~mine)) continue;
-    if (give_slot(l, own == pool::TimePoint{} ? 0 : since_ns(own) - kGiveMarginNs, [&] {
+    if (give_slot(p, l, own == pool::TimePoint{} ? since_ns(now()) - kIdleGiveNs : since_ns(own) - kGiveMarginNs, [&] {
           s->pool_close(kSlotGiven);
           return true;
         }))
@@ -645,21 +651,24 @@ void Worker::give_idle_slots(pool::SharedLimit* only) {
       auto c = donor.counts();
       if (c.idle == 0 || c.waiting_server > 0 || c.waiting_welcome > 0) break;
       if (!(l->wanted.load(std::memory_order_relaxed) & ~mine)) continue;
-      give_slot(l, 0, [&] { return donor.close_one_idle(kSlotGiven); });
+      give_slot(donor, l, since_ns(now()) - kIdleGiveNs, [&] { return donor.close_one_idle(kSlotGiven); });
     }
   }
 }
 
 // The want is taken first (two workers never both give for one), its
-// worker granted the slot that close() frees, and told to open a server
-// with it. If close() frees nothing, the want stands again.
+// worker granted the slot of the server close() takes out of `p` (the
+// slot is never free in between, so no other worker can take it and no
+// count goes above the limit), and told to open a server with it. If
+// close() closes nothing, the want stands again.
 template <class Close>
-bool Worker::give_slot(pool::SharedLimit* l, int64_t before_ns, Close close) {
+bool Worker::give_slot(pool::Pool& p, pool::SharedLimit* l, int64_t before_ns, Close close) {
   const int j = take_want(l, before_ns);
   if (j < 0) return false;
-  l->grant(size_t(j));
-  if (!close()) {
-    l->ungrant(size_t(j));
+  p.grant_slot_on_close(l, size_t(j));
+  const bool closed = close();
+  p.grant_slot_on_close(nullptr);
+  if (!closed) {
     l->wanted.fetch_or(worker_bit(size_t(j)), std::memory_order_relaxed);
     return false;
   }

@@ -256,7 +256,7 @@ class Worker : public pool::Connector {
   void give_idle_slots(pool::SharedLimit* only);
   int take_want(pool::SharedLimit* l, int64_t before_ns);
   template <class Close>
-  bool give_slot(pool::SharedLimit* l, int64_t before_ns, Close close);
+  bool give_slot(pool::Pool& p, pool::SharedLimit* l, int64_t before_ns, Close close);
   void open_on(size_t worker, pool::SharedLimit* l);
   uint64_t ticks_ = 0;
   uint64_t config_version_ = 0;  // of the config in force (Hub::publish_config)

@@ -100,6 +100,35 @@ TEST_CASE("workers: pgbench through two workers stays within one pool_size", "[w
   mux.finish();
 }
 
+// Under an even load each worker is often without a waiting client for a
+// moment while the other's clients wait a moment: servers must not move
+// between the workers then (each move is a close and a new server login;
+// they once moved several times a second and halved the throughput), and
+// a slot on its way must not make a pool look over its size.
+TEST_CASE("workers: under an even load servers stay with their worker", "[workers][pgbench]") {
+  const auto& fx = fixture();
+  ScratchDatabase db("workers");
+  db.pgbench_init();
+  Pgmux mux(workers_config(2, "default_pool_size = 10\n",
+                           database_section("bench", "dbname = \"" + db.name() + "\"\n")));
+  const std::map<std::string, std::string> env = {{"PGPASSWORD", "scram_pw"}};
+  auto rr = run_process({fx.pg_bin + "/pgbench", "-S", "-M", "extended", "-c", "30", "-j", "2", "-T", "5", "-n",
+                         "-h", "127.0.0.1", "-p", std::to_string(mux.port()), "-U", "scram_user", "bench"},
+                        env, 60s);
+  INFO("pgbench output:\n" << rr.output);
+  CHECK(rr.exit_code == 0);
+  CHECK_THAT(rr.output, Contains("number of failed transactions: 0 ("));
+  const std::string log = mux.log_text();
+  size_t moves = 0;
+  for (size_t at = log.find("freeing a slot for another worker"); at != std::string::npos;
+       at = log.find("freeing a slot for another worker", at + 1))
+    ++moves;
+  INFO(moves << " servers closed for the other worker");
+  CHECK(moves <= 8);
+  CHECK_FALSE(contains(log, "pool size reduced by a reload"));
+  mux.finish();
+}
+
 TEST_CASE("workers: a pool of one serves the clients of both workers in turn", "[workers]") {
   OnePool one("workers1");
   Pgmux& mux = one.mux;

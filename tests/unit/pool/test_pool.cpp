@@ -409,21 +409,60 @@ TEST_CASE("a slot granted to a worker is taken only by that worker's pools") {
   login_all(w0, c);
   REQUIRE(w1.acquire(&cl[1], s, e) == Acquire::queued);  // no slot left
   REQUIRE(w0.acquire(&cl[2], s, e) == Acquire::queued);  // waits behind cl[0]
-  // Worker 0 closes its server for worker 1: the slot stays counted, as a grant.
-  key.grant(1);
+  // Worker 0 closes its server for worker 1: the slot stays counted, as a
+  // grant, and the count never goes above the limit on the way.
+  w0.grant_slot_on_close(&key, 1);
+  CHECK(key.count == 1);
   w0.remove(cl[0].assigned);
   CHECK(key.count == 1);
+  CHECK(key.granted[1] == 1);
   w0.tick();  // its own waiter cannot take it
   CHECK(w0.counts().total_servers() == 0);
   w1.open_for_waiters();
   CHECK(w1.counts().connecting == 1);
   CHECK(key.count == 1);
   CHECK(key.granted[1] == 0);
+  // Only the next server to leave gives its slot so.
+  login_all(w1, c);
+  w1.remove(cl[1].assigned);
+  CHECK(key.count == 0);
+  CHECK(key.granted[1] == 0);
   // A grant nobody used goes back to everyone.
-  key.grant(1);
-  CHECK(key.count == 2);
-  key.drop_grants(1);
+  REQUIRE(w0.counts().waiting_server == 1);
+  w0.tick();
+  login_all(w0, c);
+  w0.grant_slot_on_close(&key, 1);
+  w0.remove(cl[2].assigned);
   CHECK(key.count == 1);
+  key.drop_grants(1);
+  CHECK(key.count == 0);
+}
+
+// A slot moving to another worker never makes the pool look over its size:
+// a release in the meantime keeps its server (it was closed as if a reload
+// had shrunk the pool).
+TEST_CASE("a slot on its way to another worker does not close a released server") {
+  FakeConnector c;
+  SharedLimit key;
+  std::vector<FakeClient> cl(3);
+  Pool w0("app", "alice", settings(2), c, nullptr, nullptr, &key);
+  Pool w1("app", "alice", settings(2), c, nullptr, nullptr, &key);
+  w0.set_worker(0);
+  w1.set_worker(1);
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  REQUIRE(w0.acquire(&cl[0], s, e) == Acquire::queued);
+  login_all(w0, c);
+  REQUIRE(w1.acquire(&cl[1], s, e) == Acquire::queued);
+  login_all(w1, c);
+  REQUIRE(key.count == 2);
+  w0.grant_slot_on_close(&key, 1);  // w0's server is about to close for worker 1
+  w1.release(cl[1].assigned);       // meanwhile, on worker 1
+  CHECK(w1.counts().idle == 1);
+  CHECK(key.count == 2);
+  w0.remove(cl[0].assigned);
+  CHECK(key.count == 2);
+  CHECK(key.granted[1] == 1);
 }
 
 TEST_CASE("a slot is taken from every limit or from none") {
