@@ -33,7 +33,6 @@ using Value = toml::basic_value<toml::discard_comments, std::unordered_map, std:
 constexpr int64_t kIntMax = std::numeric_limits<int>::max();
 constexpr uint64_t kMinPacketSize = 1024;
 constexpr uint64_t kMaxPacketSize = 0x7fffffff;  // the wire length field is an int32
-constexpr int64_t kMaxWorkers = 1024;
 constexpr size_t kMaxUnixPath = 107;  // sizeof(sockaddr_un::sun_path) - 1
 
 // ---------------------------------------------------------------- helpers --
@@ -739,7 +738,8 @@ void read_pgmux(Table& t, Config& c) {
 
   int workers = c.workers;
   t.integer("workers", workers, 0, kMaxWorkers);
-  if (workers == 0) workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (workers == 0)
+    workers = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, kMaxWorkers);
   c.workers = workers;
 
   t.boolean("so_reuseport", c.so_reuseport);

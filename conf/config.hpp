@@ -19,6 +19,10 @@
 
 namespace pgmux::conf {
 
+// Worker threads at most: the limits shared by workers keep a bit and a
+// slot per worker (pool::SharedLimit).
+inline constexpr int kMaxWorkers = 64;
+
 using Duration = std::chrono::milliseconds;
 
 enum class PoolMode { session, transaction, statement };
@@ -156,7 +160,7 @@ struct Config {
   std::string source;  // file path (or origin name) it was loaded from
 
   std::vector<ListenAddr> listen;  // default: 127.0.0.1:6432
-  int workers = 1;                 // 0 = one per core (resolved at load)
+  int workers = 1;                 // 0 = one per core, at most kMaxWorkers (resolved at load)
   // SO_REUSEPORT on TCP listeners: a new pgmux can bind the same address
   // while the old one drains (zero-downtime restart).
   bool so_reuseport = false;

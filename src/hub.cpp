@@ -6,6 +6,8 @@
 
 namespace pgmux {
 
+static_assert(conf::kMaxWorkers <= 64, "pool::SharedLimit keeps one want bit and one grant slot per worker, 64 of each");
+
 void Hub::broadcast(Worker* self, const std::function<void(Worker&)>& fn) {
   if (self) fn(*self);
   for (Worker* w : workers_)

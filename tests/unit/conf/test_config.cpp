@@ -823,7 +823,7 @@ TEST_CASE("integer edge values", "[conf][load]") {
   CHECK(ok("[pgmux]\ndefault_pool_size = 1\n" + kMin)->default_pool_size == 1);
   CHECK(ok("[pgmux]\nmax_client_conn = 1_000\n" + kMin)->max_client_conn == 1000);
   CHECK(ok("[pgmux]\nmax_client_conn = 0x10\n" + kMin)->max_client_conn == 16);
-  CHECK(ok("[pgmux]\nworkers = 1024\n" + kMin)->workers == 1024);
+  CHECK(ok("[pgmux]\nworkers = 64\n" + kMin)->workers == 64);
   CHECK(ok(kMin + "port = 1\n")->databases.at("app").port == 1);
   CHECK(ok(kMin + "port = 65535\n")->databases.at("app").port == 65535);
   CHECK(ok("[pgmux]\nmin_pool_size = 20\n" + kMin)->min_pool_size == 20);  // equal to default_pool_size
@@ -905,7 +905,7 @@ TEST_CASE("load_file errors name the file", "[conf][file]") {
     const auto file = dir.write("bad.toml", "[pgmux]\n\nworkers = -1\n");
     const auto r = load_file(file);
     CHECK_FALSE(r.config);
-    CHECK(r.error == file + ":3: [pgmux] workers: must be between 0 and 1024, got -1");
+    CHECK(r.error == file + ":3: [pgmux] workers: must be between 0 and 64, got -1");
   }
   SECTION("an empty file") {
     const auto file = dir.write("empty.toml", "");

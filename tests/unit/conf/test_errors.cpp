@@ -31,9 +31,9 @@ TEST_CASE("errors are reported in file order", "[conf][errors]") {
         "t.toml:2: [log] level: must be one of \"trace\", \"debug\", \"info\", \"warn\", \"error\", \"critical\", "
         "\"off\"; got \"loud\"");
   CHECK(err("[pgmux]\nworkers = -1\n[log]\nlevel = \"loud\"\n" + kMin) ==
-        "t.toml:2: [pgmux] workers: must be between 0 and 1024, got -1");
+        "t.toml:2: [pgmux] workers: must be between 0 and 64, got -1");
   // A problem without a line (missing [databases]) comes after the others.
-  CHECK(err("[pgmux]\n\n\nworkers = -1\n") == "t.toml:4: [pgmux] workers: must be between 0 and 1024, got -1");
+  CHECK(err("[pgmux]\n\n\nworkers = -1\n") == "t.toml:4: [pgmux] workers: must be between 0 and 64, got -1");
 }
 
 TEST_CASE("unknown keys and tables", "[conf][errors][unknown]") {
@@ -170,8 +170,8 @@ TEST_CASE("integer ranges", "[conf][errors][range]") {
         "t.toml:2: [pgmux] max_client_conn: must be >= 1, got 2147483648");  // does not fit in an int
   CHECK(err("[pgmux]\nmax_client_conn = 99999999999999999999999\n" + kMin) ==
         "t.toml:2: [pgmux] max_client_conn: must be >= 1, got 99999999999999999999999");
-  CHECK(err("[pgmux]\nworkers = -1\n" + kMin) == "t.toml:2: [pgmux] workers: must be between 0 and 1024, got -1");
-  CHECK(err("[pgmux]\nworkers = 1025\n" + kMin) == "t.toml:2: [pgmux] workers: must be between 0 and 1024, got 1025");
+  CHECK(err("[pgmux]\nworkers = -1\n" + kMin) == "t.toml:2: [pgmux] workers: must be between 0 and 64, got -1");
+  CHECK(err("[pgmux]\nworkers = 65\n" + kMin) == "t.toml:2: [pgmux] workers: must be between 0 and 64, got 65");
   for (const char* key : {"min_pool_size", "reserve_pool_size", "max_db_connections", "max_user_connections",
                           "max_prepared_statements"}) {
     CHECK(err(std::string("[pgmux]\n") + key + " = -1\n" + kMin) ==
