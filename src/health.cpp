@@ -84,18 +84,24 @@ void HealthCheck::check_result(const std::vector<std::optional<std::string>>* ro
     failed("unexpected health check answer");
     return;
   }
-  double lag = r[2] ? std::strtod(r[2]->c_str(), nullptr) : 0.0;
   in_flight_ = false;
-  auto events = route_.router.check_ok(backend_, *r[0] == "t", *lsn, lag, started_);
-  worker_.backend_checked(route_, backend_, events);
+  CheckSample sample;
+  sample.ok = true;
+  sample.in_recovery = *r[0] == "t";
+  sample.lsn = *lsn;
+  sample.lag_seconds = r[2] ? std::strtod(r[2]->c_str(), nullptr) : 0.0;
+  sample.started = started_;
+  worker_.check_done(route_, backend_, sample);
 }
 
 void HealthCheck::failed(const std::string& why) {
   leave_wait();
   if (ServerConnection* s = std::exchange(server_, nullptr)) s->abandon_check();
   in_flight_ = false;
-  auto events = route_.router.check_failed(backend_, why);
-  worker_.backend_checked(route_, backend_, events);
+  CheckSample sample;
+  sample.error = why;
+  sample.started = started_;
+  worker_.check_done(route_, backend_, sample);
 }
 
 }  // namespace pgmux

@@ -1,5 +1,6 @@
 // Backend health checks for routed databases (replicas or
-// target_session_attrs): one checker per backend polls at
+// target_session_attrs): one checker per backend (on the first worker only)
+// polls at
 // health_check_interval, with health_check_timeout, over a pooled connection
 // of its own (pool of one, separate from client traffic so a busy pool
 // cannot starve the checks), and reports to the database's Router.
@@ -30,6 +31,17 @@ struct RouteState {
   const conf::DatabaseConfig* db;
   pool::Router router;
   std::vector<std::unique_ptr<HealthCheck>> checks;  // one per backend
+};
+
+// One check's outcome. The first worker runs the checks and hands each
+// outcome to every worker's router of the database (Worker::check_done).
+struct CheckSample {
+  bool ok = false;           // else `error` says why the backend is down
+  bool in_recovery = false;  // pg_is_in_recovery()
+  uint64_t lsn = 0;
+  double lag_seconds = 0;
+  pool::TimePoint started{};
+  std::string error;
 };
 
 class HealthCheck final : public pool::PoolClient, public CheckOwner {

@@ -357,6 +357,9 @@ void Worker::start_route(const std::string& name, const conf::DatabaseConfig& db
   spdlog::info("database {}: backends {}; read_routing {}, checks every {} as \"{}\"", name, names,
                conf::to_string(db.read_routing), conf::format_duration(db.health_check_interval),
                *db.check_user());
+  // The first worker checks for all (Worker::check_done): one check
+  // connection per backend, whatever the number of workers.
+  if (index_ != 0) return;
   for (size_t i = 0; i < r.router.size(); ++i)
     r.checks.push_back(std::make_unique<HealthCheck>(*this, r, i));
 }
@@ -390,10 +393,30 @@ pool::Pool& Worker::health_pool(RouteState& route, size_t backend) {
   return pool_for(PoolKey{db.name, *db.check_user(), uint16_t(backend), true}, db, route.owner);
 }
 
-void Worker::backend_checked(RouteState& route, size_t backend,
-                             const std::vector<pool::RouterEvent>& events) {
+void Worker::check_done(RouteState& route, size_t backend, const CheckSample& sample) {
+  apply_check(route, backend, sample, true);
+  // The others find the database's route by name, and take the outcome
+  // only where that backend is the same one (a reload may be under way).
+  const std::string db = route.db->name;
+  const std::string name = route.router.backend(backend).name;
+  for (Worker* w : all()) {
+    if (w == this) continue;
+    w->post([db, name, backend, sample](Worker& x) {
+      auto it = x.routes_.find(db);
+      if (it == x.routes_.end()) return;
+      RouteState& r = *it->second;
+      if (backend < r.router.size() && r.router.backend(backend).name == name) x.apply_check(r, backend, sample, false);
+    });
+  }
+}
+
+void Worker::apply_check(RouteState& route, size_t backend, const CheckSample& sample, bool log) {
+  const auto events = sample.ok ? route.router.check_ok(backend, sample.in_recovery, sample.lsn,
+                                                        sample.lag_seconds, sample.started)
+                                : route.router.check_failed(backend, sample.error);
   const pool::BackendStatus& b = route.router.backend(backend);
   for (const auto& e : events) {
+    if (!log) break;
     const std::string& name = route.router.backend(e.backend).name;
     if (b.up) spdlog::info("database {} backend {}: {}", route.db->name, name, e.text);
     else spdlog::warn("database {} backend {}: {}", route.db->name, name, e.text);

@@ -139,10 +139,9 @@ class Worker : public pool::Connector {
   const auth::HbaRules* hba() const { return files_.hba.get(); }
   // A user's secret: the userlist's, else the last one auth_query found.
   const auth::Secret* find_secret(const std::string& user) const;
-  // A health check finished: log what changed, and let the backend's pools
-  // try again at once (up) or drop their idle connections (down).
-  void backend_checked(RouteState& route, size_t backend,
-                       const std::vector<pool::RouterEvent>& events);
+  // A health check (of the first worker) finished: this worker's router
+  // takes the outcome, and every other worker's router of the database.
+  void check_done(RouteState& route, size_t backend, const CheckSample& sample);
   // Counts `c` against max_client_conn (over every worker) if there is
   // room; false if not.
   bool try_count_client(ClientConnection* c);
@@ -255,6 +254,10 @@ class Worker : public pool::Connector {
   // want a slot of, and hands each slot over (take_want, open_on).
   void give_idle_slots(pool::SharedLimit* only);
   int take_want(pool::SharedLimit* l, int64_t before_ns);
+  // The router of `route` takes a check's outcome: what changed is logged
+  // (`log`: by the worker that ran the check), and the backend's pools try
+  // again at once (up) or drop their idle connections (down).
+  void apply_check(RouteState& route, size_t backend, const CheckSample& sample, bool log);
   template <class Close>
   bool give_slot(pool::Pool& p, pool::SharedLimit* l, int64_t before_ns, Close close);
   void open_on(size_t worker, pool::SharedLimit* l);

@@ -328,3 +328,48 @@ TEST_CASE("workers: a worker whose clients keep the pool busy still gives a slot
   admin.reset();
   mux.finish();
 }
+
+// Health and lag checks run on the first worker only, and every worker's
+// router takes their outcome: one check connection per backend, and reads
+// go to the replica from clients of every worker.
+TEST_CASE("workers: one health check per backend, whatever the number of workers", "[workers][routing]") {
+  ScratchDatabase db("hc");
+  const std::string dbs = "[databases.app]\nhost = \"127.0.0.1\"\nport = @PG_PORT@\ndbname = \"" + db.name() +
+                          "\"\nreplicas = [\"127.0.0.1:@REPLICA_PORT@\"]\nread_routing = \"explicit\"\n"
+                          "health_check_interval = \"100ms\"\nhealth_check_timeout = \"1s\"\n"
+                          "health_check_user = \"postgres\"\n";
+  Pgmux mux(workers_config(3, "default_pool_size = 2\n", dbs));
+  BackendMonitor checks("usename = 'postgres' AND datname = '" + db.name() + "'");
+  Conn admin = connect(mux.conninfo("pgmux", "admin", "admin_pw"));
+  std::vector<Conn> clients;
+  std::set<std::string> workers;
+  for (int i = 0; i < 6; ++i) {
+    const std::string app = "hc" + std::to_string(i);
+    clients.push_back(named_client(mux, "app", app));
+    workers.insert(worker_of(admin.get(), app));
+  }
+  CHECK(workers == std::set<std::string>{"0", "1", "2"});
+  for (size_t i = 0; i < clients.size(); ++i) {
+    INFO("client " << i);
+    PGconn* c = clients[i].get();
+    std::string last;
+    CHECK(wait_until(
+        [&] {
+          exec(c, "BEGIN READ ONLY");
+          last = scalar(c, "SELECT pg_is_in_recovery()");
+          exec(c, "COMMIT");
+          return last == "t";
+        },
+        5s, 50ms));
+  }
+  // Several check intervals: still one connection to the primary checks it.
+  std::this_thread::sleep_for(800ms);
+  checks.stop();
+  INFO("check connections on the primary: max " << checks.max() << " over " << checks.samples() << " samples "
+                                                << checks.error());
+  CHECK(checks.error().empty());
+  CHECK(checks.max() == 1);
+  clients.clear();
+  admin.reset();
+  mux.finish();
+}
