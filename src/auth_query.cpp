@@ -73,12 +73,19 @@ AuthQuery::Answer AuthQuery::lookup(ClientConnection* c, const conf::DatabaseCon
                                     const std::string& user, std::optional<auth::Secret>& secret) {
   const pool::TimePoint now = worker_.now();
   Key key{db.name, user};
-  if (auto it = cache_.find(key); it != cache_.end()) {
-    if (now - it->second.at < kCacheFor) {
-      secret = it->second.secret;
-      return secret ? Answer::found : Answer::not_found;
+  {
+    Hub& hub = worker_.hub();
+    std::lock_guard lk(hub.auth_cache_mu);
+    if (auto it = hub.auth_cache.find(key); it != hub.auth_cache.end()) {
+      if (now - it->second.at < kCacheFor) {
+        secret = it->second.secret;
+        // Another worker's query may have found it: server logins here
+        // with md5 or plaintext secrets need it too.
+        if (secret) known_[user] = *secret;
+        return secret ? Answer::found : Answer::not_found;
+      }
+      hub.auth_cache.erase(it);
     }
-    cache_.erase(it);
   }
   auto it = running_.find(key);
   if (it == running_.end()) {
@@ -110,9 +117,11 @@ void AuthQuery::tick(pool::TimePoint now, pool::Duration limit) {
     if (now - l->started() >= limit) late.push_back(l.get());
   for (Lookup* l : late) finished(l, Answer::failed, std::nullopt, "no answer within client_login_timeout");
   // Expired cache entries go (a storm of random user names must not grow it).
-  if (cache_.size() > 1024)
-    for (auto it = cache_.begin(); it != cache_.end();)
-      it = now - it->second.at >= kCacheFor ? cache_.erase(it) : std::next(it);
+  Hub& hub = worker_.hub();
+  std::lock_guard lk(hub.auth_cache_mu);
+  if (hub.auth_cache.size() > 1024)
+    for (auto it = hub.auth_cache.begin(); it != hub.auth_cache.end();)
+      it = now - it->second.at >= kCacheFor ? hub.auth_cache.erase(it) : std::next(it);
 }
 
 void AuthQuery::finished(Lookup* l, Answer a, std::optional<auth::Secret> secret, const std::string& error) {
@@ -124,7 +133,11 @@ void AuthQuery::finished(Lookup* l, Answer a, std::optional<auth::Secret> secret
   if (a == Answer::failed) {
     spdlog::warn("auth query for user \"{}\" (database {}) failed: {}", key.second, key.first, error);
   } else {
-    cache_[key] = Cached{secret, worker_.now()};
+    {
+      Hub& hub = worker_.hub();
+      std::lock_guard lk(hub.auth_cache_mu);
+      hub.auth_cache[key] = Hub::AuthAnswer{secret, worker_.now()};
+    }
     if (secret) known_[key.second] = *secret;
   }
   std::vector<ClientConnection*> waiters = std::move(done->waiters);

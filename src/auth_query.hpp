@@ -5,9 +5,10 @@
 //   never carry anything a client sent (a client's search_path or other
 //   startup parameter cannot change what the query reads: CVE-2025-12819
 //   class); the user name is a bound parameter, never SQL text.
-// - Concurrent lookups of one user share one query, and answers (found or
-//   not) are cached for kCacheFor, so a connection storm costs one query per
-//   user and period.
+// - Concurrent lookups of one user on a worker share one query, and answers
+//   (found or not) are cached for kCacheFor in a cache all workers share
+//   (Hub::auth_cache), so a connection storm costs one query per user and
+//   period (one per worker at most when they ask at the same moment).
 // - A NULL secret (the default query's answer for an expired VALID UNTIL) is
 //   "no such user".
 #pragma once
@@ -52,15 +53,10 @@ class AuthQuery {
  private:
   class Lookup;
   friend class Lookup;
-  struct Cached {
-    std::optional<auth::Secret> secret;
-    pool::TimePoint at;
-  };
   using Key = std::pair<std::string, std::string>;  // (database entry, user)
   void finished(Lookup* l, Answer a, std::optional<auth::Secret> secret, const std::string& error);
 
   Worker& worker_;
-  std::map<Key, Cached> cache_;
   std::map<Key, std::unique_ptr<Lookup>> running_;
   std::map<std::string, auth::Secret, std::less<>> known_;
 };

@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,16 @@ class Hub {
   // (max_concurrent_logins), over every worker.
   std::atomic<int64_t> clients{0};
   std::atomic<int64_t> logins{0};
+
+  // auth_query's answers (found or not) by (database entry, user), for all
+  // workers alike (see AuthQuery): a changed password applies on every
+  // worker at once. Logins only, never the forwarding path.
+  struct AuthAnswer {
+    std::optional<auth::Secret> secret;
+    pool::TimePoint at;
+  };
+  std::mutex auth_cache_mu;
+  std::map<std::pair<std::string, std::string>, AuthAnswer> auth_cache;  // under auth_cache_mu
 
   // Limits over every worker's pools, by database name, user name and pool
   // key; created on first use, never freed (pools keep pointers to them).
