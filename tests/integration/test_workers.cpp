@@ -333,6 +333,7 @@ TEST_CASE("workers: a worker whose clients keep the pool busy still gives a slot
 // router takes their outcome: one check connection per backend, and reads
 // go to the replica from clients of every worker.
 TEST_CASE("workers: one health check per backend, whatever the number of workers", "[workers][routing]") {
+  REQUIRE(fixture().replica_port != 0);  // pg_fixture.sh start DIR --replica (ctest's fixture has one)
   ScratchDatabase db("hc");
   const std::string dbs = "[databases.app]\nhost = \"127.0.0.1\"\nport = @PG_PORT@\ndbname = \"" + db.name() +
                           "\"\nreplicas = [\"127.0.0.1:@REPLICA_PORT@\"]\nread_routing = \"explicit\"\n"
