@@ -333,11 +333,13 @@ Worker::~Worker() {
 }
 
 bool Worker::start() {
-  for (const auto& a : index_ == 0 ? config_->listen : std::vector<conf::ListenAddr>{}) {
-    auto l = std::make_unique<Listener>(*this, a);
-    bool ok = l->start();
-    listeners_.push_back(std::move(l));
-    if (!ok) return false;
+  if (index_ == 0) {  // the first worker accepts for all
+    for (const auto& a : config_->listen) {
+      auto l = std::make_unique<Listener>(*this, a);
+      bool ok = l->start();
+      listeners_.push_back(std::move(l));
+      if (!ok) return false;
+    }
   }
   for (const auto& [name, db] : config_->databases)
     if (db.routed()) start_route(name, db);
