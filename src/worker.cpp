@@ -399,17 +399,14 @@ void Worker::check_done(RouteState& route, size_t backend, const CheckSample& sa
   apply_check(route, backend, sample, true);
   // The others find the database's route by name, and take the outcome
   // only where that backend is the same one (a reload may be under way).
-  const std::string db = route.db->name;
-  const std::string name = route.router.backend(backend).name;
-  for (Worker* w : all()) {
-    if (w == this) continue;
-    w->post([db, name, backend, sample](Worker& x) {
-      auto it = x.routes_.find(db);
-      if (it == x.routes_.end()) return;
-      RouteState& r = *it->second;
-      if (backend < r.router.size() && r.router.backend(backend).name == name) x.apply_check(r, backend, sample, false);
-    });
-  }
+  hub_.broadcast(this, [this, db = route.db->name, name = route.router.backend(backend).name, backend,
+                           sample](Worker& x) {
+    if (&x == this) return;  // applied above, to the route checked
+    auto it = x.routes_.find(db);
+    if (it == x.routes_.end()) return;
+    RouteState& r = *it->second;
+    if (backend < r.router.size() && r.router.backend(backend).name == name) x.apply_check(r, backend, sample, false);
+  });
 }
 
 void Worker::apply_check(RouteState& route, size_t backend, const CheckSample& sample, bool log) {
@@ -417,11 +414,12 @@ void Worker::apply_check(RouteState& route, size_t backend, const CheckSample& s
                                                         sample.lag_seconds, sample.started)
                                 : route.router.check_failed(backend, sample.error);
   const pool::BackendStatus& b = route.router.backend(backend);
-  for (const auto& e : events) {
-    if (!log) break;
-    const std::string& name = route.router.backend(e.backend).name;
-    if (b.up) spdlog::info("database {} backend {}: {}", route.db->name, name, e.text);
-    else spdlog::warn("database {} backend {}: {}", route.db->name, name, e.text);
+  if (log) {
+    for (const auto& e : events) {
+      const std::string& name = route.router.backend(e.backend).name;
+      if (b.up) spdlog::info("database {} backend {}: {}", route.db->name, name, e.text);
+      else spdlog::warn("database {} backend {}: {}", route.db->name, name, e.text);
+    }
   }
   for (auto& [key, entry] : pools_) {
     if (entry.db != route.db || key.backend != backend || key.health) continue;
