@@ -209,6 +209,11 @@ class Pgmux {
   int status_ = 0;
 };
 
+// pgbench `args` through `mux` to database entry `db`, as scram_user
+// (password scram_pw) over 127.0.0.1.
+ProcessResult pgbench_through(const Pgmux& mux, const std::string& db, const std::vector<std::string>& args,
+                              std::chrono::milliseconds timeout = 60s);
+
 // Log lines that must never appear (case-insensitive "crit", sanitizer
 // reports). Returns the offending lines.
 std::vector<std::string> bad_log_lines(std::string_view log);

@@ -25,6 +25,13 @@ PgmuxConfig workers_config(int workers, std::string extra_pgmux, std::string dbs
   return c;
 }
 
+// Two workers, a transaction pool of `pool_size` for database entry
+// "bench", which is `db`.
+PgmuxConfig bench_workers_config(const ScratchDatabase& db, int pool_size) {
+  return workers_config(2, "default_pool_size = " + std::to_string(pool_size) + "\n",
+                        database_section("bench", "dbname = \"" + db.name() + "\"\n"));
+}
+
 Result query(PGconn* c, const std::string& sql) { return Result(PQexec(c, sql.c_str())); }
 
 // SHOW CLIENTS: the worker of the client whose application_name is `app`.
@@ -58,16 +65,11 @@ struct OnePool {
 }  // namespace
 
 TEST_CASE("workers: pgbench through two workers stays within one pool_size", "[workers][pgbench]") {
-  const auto& fx = fixture();
   ScratchDatabase db("workers");
   db.pgbench_init();
-  Pgmux mux(workers_config(2, "default_pool_size = 5\n",
-                           database_section("bench", "dbname = \"" + db.name() + "\"\n")));
+  Pgmux mux(bench_workers_config(db, 5));
   BackendMonitor monitor("datname = '" + db.name() + "'");
-  const std::map<std::string, std::string> env = {{"PGPASSWORD", "scram_pw"}};
-  auto rr = run_process({fx.pg_bin + "/pgbench", "-M", "prepared", "-c", "20", "-j", "2", "-t", "100", "-n", "-h",
-                         "127.0.0.1", "-p", std::to_string(mux.port()), "-U", "scram_user", "bench"},
-                        env, 60s);
+  auto rr = pgbench_through(mux, "bench", {"-M", "prepared", "-c", "20", "-j", "2", "-t", "100", "-n"});
   monitor.stop();
   INFO("pgbench output:\n" << rr.output);
   INFO("server backends: max " << monitor.max() << " over " << monitor.samples() << " samples "
@@ -106,15 +108,10 @@ TEST_CASE("workers: pgbench through two workers stays within one pool_size", "[w
 // they once moved several times a second and halved the throughput), and
 // a slot on its way must not make a pool look over its size.
 TEST_CASE("workers: under an even load servers stay with their worker", "[workers][pgbench]") {
-  const auto& fx = fixture();
   ScratchDatabase db("workers");
   db.pgbench_init();
-  Pgmux mux(workers_config(2, "default_pool_size = 10\n",
-                           database_section("bench", "dbname = \"" + db.name() + "\"\n")));
-  const std::map<std::string, std::string> env = {{"PGPASSWORD", "scram_pw"}};
-  auto rr = run_process({fx.pg_bin + "/pgbench", "-S", "-M", "extended", "-c", "30", "-j", "2", "-T", "5", "-n",
-                         "-h", "127.0.0.1", "-p", std::to_string(mux.port()), "-U", "scram_user", "bench"},
-                        env, 60s);
+  Pgmux mux(bench_workers_config(db, 10));
+  auto rr = pgbench_through(mux, "bench", {"-S", "-M", "extended", "-c", "30", "-j", "2", "-T", "5", "-n"});
   INFO("pgbench output:\n" << rr.output);
   CHECK(rr.exit_code == 0);
   CHECK_THAT(rr.output, Contains("number of failed transactions: 0 ("));

@@ -395,14 +395,24 @@ TEST_CASE("a key limit bounds the pools of every worker together") {
   CHECK(key.count == 0);
 }
 
-TEST_CASE("a slot granted to a worker is taken only by that worker's pools") {
+// The pools of one (database, user) on workers 0 and 1, under the pool
+// key's shared limit, and three clients.
+struct TwoWorkers {
+  explicit TwoWorkers(int pool_size)
+      : w0("app", "alice", settings(pool_size), c, nullptr, nullptr, &key),
+        w1("app", "alice", settings(pool_size), c, nullptr, nullptr, &key) {
+    w0.set_worker(0);
+    w1.set_worker(1);
+  }
   FakeConnector c;
   SharedLimit key;
-  std::vector<FakeClient> cl(3);
-  Pool w0("app", "alice", settings(1), c, nullptr, nullptr, &key);
-  Pool w1("app", "alice", settings(1), c, nullptr, nullptr, &key);
-  w0.set_worker(0);
-  w1.set_worker(1);
+  std::vector<FakeClient> cl = std::vector<FakeClient>(3);
+  Pool w0, w1;
+};
+
+TEST_CASE("a slot granted to a worker is taken only by that worker's pools") {
+  TwoWorkers t(1);
+  auto& [c, key, cl, w0, w1] = t;
   PoolServer* s = nullptr;
   proto::ErrorFields e;
   REQUIRE(w0.acquire(&cl[0], s, e) == Acquire::queued);
@@ -442,13 +452,8 @@ TEST_CASE("a slot granted to a worker is taken only by that worker's pools") {
 // a release in the meantime keeps its server (it was closed as if a reload
 // had shrunk the pool).
 TEST_CASE("a slot on its way to another worker does not close a released server") {
-  FakeConnector c;
-  SharedLimit key;
-  std::vector<FakeClient> cl(3);
-  Pool w0("app", "alice", settings(2), c, nullptr, nullptr, &key);
-  Pool w1("app", "alice", settings(2), c, nullptr, nullptr, &key);
-  w0.set_worker(0);
-  w1.set_worker(1);
+  TwoWorkers t(2);
+  auto& [c, key, cl, w0, w1] = t;
   PoolServer* s = nullptr;
   proto::ErrorFields e;
   REQUIRE(w0.acquire(&cl[0], s, e) == Acquire::queued);
