@@ -602,11 +602,11 @@ void ScratchDatabase::pgbench_init() const {
   REQUIRE(ir.exit_code == 0);
 }
 
-ProcessResult pgbench_through(const Pgmux& mux, const std::string& db, const std::vector<std::string>& args,
+ProcessResult pgbench_through(int port, const std::string& db, const std::vector<std::string>& args,
                               std::chrono::milliseconds timeout) {
   std::vector<std::string> argv = {fixture().pg_bin + "/pgbench"};
   argv.insert(argv.end(), args.begin(), args.end());
-  for (const std::string& a : {std::string("-h"), std::string("127.0.0.1"), std::string("-p"), std::to_string(mux.port()),
+  for (const std::string& a : {std::string("-h"), std::string("127.0.0.1"), std::string("-p"), std::to_string(port),
                                std::string("-U"), std::string("scram_user"), db})
     argv.push_back(a);
   return run_process(argv, {{"PGPASSWORD", "scram_pw"}}, timeout);

@@ -209,10 +209,14 @@ class Pgmux {
   int status_ = 0;
 };
 
-// pgbench `args` through `mux` to database entry `db`, as scram_user
-// (password scram_pw) over 127.0.0.1.
-ProcessResult pgbench_through(const Pgmux& mux, const std::string& db, const std::vector<std::string>& args,
+// pgbench `args` through `mux` (or the pgmux listening on 127.0.0.1:`port`)
+// to database entry `db`, as scram_user (password scram_pw).
+ProcessResult pgbench_through(int port, const std::string& db, const std::vector<std::string>& args,
                               std::chrono::milliseconds timeout = 60s);
+inline ProcessResult pgbench_through(const Pgmux& mux, const std::string& db, const std::vector<std::string>& args,
+                                     std::chrono::milliseconds timeout = 60s) {
+  return pgbench_through(mux.port(), db, args, timeout);
+}
 
 // Log lines that must never appear (case-insensitive "crit", sanitizer
 // reports). Returns the offending lines.

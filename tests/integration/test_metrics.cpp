@@ -453,7 +453,6 @@ bool ipv6_loopback() {
 TEST_CASE("metrics: pgbench through a transaction pool, scraped while it runs", "[metrics][pgbench]") {
   const auto& fx = fixture();
   ScratchDatabase db("metrics");
-  const std::map<std::string, std::string> env = {{"PGPASSWORD", "scram_pw"}};
   db.pgbench_init();
   const int mport = free_port();
   Pgmux mux(metrics_config(mport, "default_pool_size = 5\n",
@@ -479,9 +478,8 @@ TEST_CASE("metrics: pgbench through a transaction pool, scraped while it runs", 
   ProcessResult rr;
   std::atomic<bool> done{false};
   std::thread runner([&] {
-    rr = run_process({fx.pg_bin + "/pgbench", "-M", "simple", "-c", std::to_string(clients), "-j", "2", "-T", "3",
-                      "-n", "-h", "127.0.0.1", "-p", std::to_string(mux.port()), "-U", "scram_user", "bench"},
-                     env, 40s);
+    rr = pgbench_through(mux, "bench", {"-M", "simple", "-c", std::to_string(clients), "-j", "2", "-T", "3", "-n"},
+                         40s);
     done = true;
   });
 
@@ -635,9 +633,7 @@ TEST_CASE("metrics: pgbench through a transaction pool, scraped while it runs", 
   {
     Scrape before = scrape(mport);
     CHECK(before.sum("pgmux_prepared_statements_total", bench) == 0.0);
-    auto pr = run_process({fx.pg_bin + "/pgbench", "-M", "prepared", "-c", "10", "-j", "2", "-t", "50", "-n", "-h",
-                           "127.0.0.1", "-p", std::to_string(mux.port()), "-U", "scram_user", "bench"},
-                          env, 60s);
+    auto pr = pgbench_through(mux, "bench", {"-M", "prepared", "-c", "10", "-j", "2", "-t", "50", "-n"});
     INFO(pr.output);
     REQUIRE(pr.exit_code == 0);
     Scrape s = scrape(mport);

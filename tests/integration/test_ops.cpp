@@ -25,8 +25,6 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-const std::map<std::string, std::string> kScramEnv = {{"PGPASSWORD", "scram_pw"}};
-
 std::string admin_rest() {
   return "\n[admin]\nusers = [\"admin\"]\nstats_users = [\"watcher\"]\n";
 }
@@ -38,12 +36,9 @@ std::string admin_users() {
 // pgbench through pgmux into `db` (its "bench" entry) in the background.
 std::future<ProcessResult> pgbench_async(const Pgmux& mux, const std::string& dbname,
                                          std::vector<std::string> args) {
-  const auto& fx = fixture();
-  std::vector<std::string> argv = {fx.pg_bin + "/pgbench", "-n", "-h", "127.0.0.1", "-p",
-                                   std::to_string(mux.port()), "-U", "scram_user"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  argv.push_back(dbname);
-  return std::async(std::launch::async, [argv] { return run_process(argv, kScramEnv, 60s); });
+  args.insert(args.begin(), "-n");
+  return std::async(std::launch::async,
+                    [port = mux.port(), dbname, args] { return pgbench_through(port, dbname, args); });
 }
 
 void expect_no_failures(const ProcessResult& r) {

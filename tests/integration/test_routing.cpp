@@ -283,11 +283,9 @@ TEST_CASE("routing: pgbench through auto routing, reads and writes mixed", "[rou
   Pgmux mux(routed_config(dbs));
   for (const char* mode : {"simple", "extended", "prepared"}) {
     for (bool select_only : {true, false}) {
-      std::vector<std::string> argv = {fx.pg_bin + "/pgbench", "-M", mode, "-c", "8", "-j", "2", "-t", "50", "-n",
-                                       "-h", "127.0.0.1", "-p", std::to_string(mux.port()), "-U", "scram_user",
-                                       "bench"};
-      if (select_only) argv.push_back("-S");
-      auto rr = run_process(argv, env, 60s);
+      std::vector<std::string> args = {"-M", mode, "-c", "8", "-j", "2", "-t", "50", "-n"};
+      if (select_only) args.push_back("-S");
+      auto rr = pgbench_through(mux, "bench", args);
       INFO("pgbench -M " << mode << (select_only ? " -S" : "") << ":\n" << rr.output);
       CHECK(rr.exit_code == 0);
       CHECK_THAT(rr.output, Contains("number of transactions actually processed: 400/400"));

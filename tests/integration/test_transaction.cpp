@@ -424,9 +424,7 @@ std::string copy_out(PGconn* c, const std::string& table, long& rows, long long&
 // (transaction pool of 5) into a database of its own.
 void pgbench_through_transaction_pool(const std::string& mode, int clients, int per_client,
                                       bool pipelining = false) {
-  const auto& fx = fixture();
   ScratchDatabase db("bench");
-  const std::map<std::string, std::string> env = {{"PGPASSWORD", "scram_pw"}};
   db.pgbench_init();
   Pgmux mux(tx_config(std::string("default_pool_size = 5\n") + (pipelining ? "server_pipelining = true\n" : ""),
                       database_section("bench", "dbname = \"" + db.name() + "\"\n") +
@@ -436,11 +434,10 @@ void pgbench_through_transaction_pool(const std::string& mode, int clients, int 
   // With server_pipelining: TPC-B's transactions end with END, which the
   // next waiting client can go behind when it is a simple Query; through
   // the extended protocol, -S's one-statement transactions.
-  std::vector<std::string> argv = {fx.pg_bin + "/pgbench", "-M", mode, "-c", std::to_string(clients), "-j",
-                                   "2", "-t", std::to_string(per_client), "-n", "-h", "127.0.0.1", "-p",
-                                   std::to_string(mux.port()), "-U", "scram_user", "bench"};
-  if (pipelining && mode != "simple") argv.push_back("-S");
-  auto rr = run_process(argv, env, 40s);
+  std::vector<std::string> args = {"-M", mode, "-c", std::to_string(clients), "-j", "2", "-t",
+                                   std::to_string(per_client), "-n"};
+  if (pipelining && mode != "simple") args.push_back("-S");
+  auto rr = pgbench_through(mux, "bench", args, 40s);
   monitor.stop();
   // A hang explains itself: what the server side looked like, and pgmux's log.
   std::string stuck;
