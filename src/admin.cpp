@@ -174,19 +174,33 @@ void show_pools(Worker& w, std::string& out) {
         rows);
 }
 
-void show_stats(Worker& w, std::string& out) {
+// SHOW STATS: per database the totals then the averages (totals_row's
+// order); SHOW STATS_TOTALS / STATS_AVERAGES: one half each, under
+// PgBouncer's shorter column names.
+enum class StatsPart { all, totals, averages };
+
+void show_stats(Worker& w, std::string& out, StatsPart part) {
+  constexpr size_t kHalf = 7;
   std::vector<Row> rows;
   double up = uptime_seconds(w);
   for (auto& [db, t] : totals_by_database(w)) {
     Row r = totals_row(t, up);
+    if (part == StatsPart::totals) r.resize(kHalf);
+    if (part == StatsPart::averages) r.erase(r.begin(), r.begin() + kHalf);
     r.insert(r.begin(), db);
     rows.push_back(std::move(r));
   }
-  table(out,
-        {"database", "total_xact_count", "total_query_count", "total_received", "total_sent",
-         "total_xact_time", "total_query_time", "total_wait_time", "avg_xact_count", "avg_query_count",
-         "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time", "avg_wait_time"},
-        rows);
+  if (part == StatsPart::all)
+    table(out,
+          {"database", "total_xact_count", "total_query_count", "total_received", "total_sent",
+           "total_xact_time", "total_query_time", "total_wait_time", "avg_xact_count", "avg_query_count",
+           "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time", "avg_wait_time"},
+          rows);
+  else
+    table(out,
+          {"database", "xact_count", "query_count", "bytes_received", "bytes_sent", "xact_time", "query_time",
+           "wait_time"},
+          rows);
 }
 
 void show_totals(Worker& w, std::string& out) {
@@ -423,7 +437,7 @@ void show_help(std::string& out) {
   f.message = "Console usage";
   f.detail =
       "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION|STATE\n"
-      "\tSHOW LISTS|STATS|TOTALS\n"
+      "\tSHOW LISTS|STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
       "\tPAUSE [<db>]\n\tRESUME [<db>]\n\tDISABLE <db>\n\tENABLE <db>\n\tRECONNECT [<db>]\n\tKILL <db>\n"
       "\tKILL_CLIENT <id>\n"
       "\tWAIT_CLOSE [<db>]\n\tRELOAD\n\tSET <key> = <value>\n\tSHUTDOWN [WAIT_FOR_CLIENTS]";
@@ -496,7 +510,9 @@ namespace {
 // SHOW `what` (upper case); false if unknown. Inside Hub::read_all.
 bool show(Worker& w, const std::string& what, std::string& out) {
   if (what == "POOLS") show_pools(w, out);
-  else if (what == "STATS") show_stats(w, out);
+  else if (what == "STATS") show_stats(w, out, StatsPart::all);
+  else if (what == "STATS_TOTALS") show_stats(w, out, StatsPart::totals);
+  else if (what == "STATS_AVERAGES") show_stats(w, out, StatsPart::averages);
   else if (what == "TOTALS") show_totals(w, out);
   else if (what == "CLIENTS") show_clients(w, out);
   else if (what == "SERVERS") show_servers(w, out);

@@ -78,6 +78,22 @@ TEST_CASE("admin: SHOW commands with PgBouncer's columns, on pgmux and pgbouncer
     CHECK(std::stol(cell(stats.get(), "database", "app", "total_query_count")) == 13);
     CHECK(std::stol(cell(stats.get(), "database", "app", "total_received")) > 0);
     CHECK(std::stol(cell(stats.get(), "database", "app", "total_sent")) > 0);
+    // The two halves of SHOW STATS, as PgBouncer names them (exporters
+    // query SHOW STATS_TOTALS).
+    const std::vector<std::string> half = {"database",   "xact_count", "query_count", "bytes_received",
+                                           "bytes_sent", "xact_time",  "query_time",  "wait_time"};
+    auto totals_part = query(a.get(), "SHOW STATS_TOTALS");
+    REQUIRE(PQresultStatus(totals_part.get()) == PGRES_TUPLES_OK);
+    CHECK(columns(totals_part.get()) == half);
+    CHECK(cell(totals_part.get(), "database", "app", "xact_count") == "11");
+    CHECK(cell(totals_part.get(), "database", "app", "query_count") == "13");
+    CHECK(cell(totals_part.get(), "database", "app", "bytes_received") ==
+          cell(stats.get(), "database", "app", "total_received"));
+    auto avg_part = query(a.get(), "show stats_averages;");
+    REQUIRE(PQresultStatus(avg_part.get()) == PGRES_TUPLES_OK);
+    CHECK(columns(avg_part.get()) == half);
+    CHECK(cell(avg_part.get(), "database", "app", "query_time") ==
+          cell(stats.get(), "database", "app", "avg_query_time"));
 
     auto clients = query(a.get(), "SHOW CLIENTS");
     REQUIRE(PQresultStatus(clients.get()) == PGRES_TUPLES_OK);
