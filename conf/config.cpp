@@ -743,6 +743,7 @@ void read_pgmux(Table& t, Config& c) {
   c.workers = workers;
 
   t.boolean("so_reuseport", c.so_reuseport);
+  t.integer("listen_backlog", c.listen_backlog, 1, 65535);
   t.enumeration("pool_mode", c.pool_mode, kPoolModes);
   t.integer("max_client_conn", c.max_client_conn, 1);
   const Value* dps = t.integer("default_pool_size", c.default_pool_size, 1);
@@ -1424,7 +1425,7 @@ std::string toml_value_from_sql(std::string_view v) {
 LoadResult apply_setting(const Config& base, std::string_view key, std::string_view value) {
   const std::string source = "SET " + std::string(key);
   try {
-    if (key == "listen" || key == "workers" || key == "so_reuseport")
+    if (key == "listen" || key == "workers" || key == "so_reuseport" || key == "listen_backlog")
       return {nullptr, source + ": cannot be changed while running (it takes a restart)"};
     const bool bare_key = !key.empty() && std::all_of(key.begin(), key.end(), [](char ch) {
       return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_';

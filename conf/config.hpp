@@ -164,6 +164,9 @@ struct Config {
   // SO_REUSEPORT on TCP listeners: a new pgmux can bind the same address
   // while the old one drains (zero-downtime restart).
   bool so_reuseport = false;
+  // listen(2)'s backlog on every listener (the kernel caps it at
+  // net.core.somaxconn).
+  int listen_backlog = 1024;
   PoolMode pool_mode = PoolMode::transaction;
   int max_client_conn = 10000;
   int default_pool_size = 20;

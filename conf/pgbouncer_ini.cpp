@@ -529,7 +529,6 @@ const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"suspend_timeout", "pgmux has no SUSPEND"},
     {"pkt_buf", "pgmux sizes its buffers itself"},
     {"sbuf_loopcnt", "pgmux sizes its buffers itself"},
-    {"listen_backlog", kNoEquivalent},
     {"tcp_defer_accept", kNoEquivalent},
     {"tcp_socket_buffer", kNoEquivalent},
     {"peer_id", "pgmux has no peering"},
@@ -770,6 +769,9 @@ class Converter {
     if (const Entry* e = take("server_reset_query")) b.set("server_reset_query", toml_string(e->value));
     if (const Entry* e = take("so_reuseport")) {
       b.set("so_reuseport", boolean(*e) ? "true" : "false");
+    }
+    if (const Entry* e = take("listen_backlog")) {
+      if (auto n = bounded(*e, b, 1, 65535, "pgmux takes 1 to 65535")) b.set("listen_backlog", std::to_string(*n));
     }
     if (const Entry* e = take("server_reset_query_always")) {
       b.set("server_reset_query_always", boolean(*e) ? "true" : "false");

@@ -12,6 +12,7 @@ PGMUX_DEPS=(
   python3-asyncpg python3-psycopg default-jre-headless libpostgresql-jdbc-java
   golang-go golang-github-jackc-pgx-v4-dev
   dpkg-dev systemd adduser
+  iproute2
 )
 
 pgmux_log() { echo "==> $*" >&2; }

@@ -347,6 +347,7 @@ void show_config(Worker& w, std::string& out) {
       {"listen", listen, "127.0.0.1:6432"},
       {"workers", n(uint64_t(c.workers)), n(uint64_t(d.workers))},
       {"so_reuseport", c.so_reuseport ? "1" : "0", "0"},
+      {"listen_backlog", n(uint64_t(c.listen_backlog)), n(uint64_t(d.listen_backlog))},
       {"pool_mode", std::string(conf::to_string(c.pool_mode)), std::string(conf::to_string(d.pool_mode))},
       {"max_client_conn", n(uint64_t(c.max_client_conn)), n(uint64_t(d.max_client_conn))},
       {"default_pool_size", n(uint64_t(c.default_pool_size)), n(uint64_t(d.default_pool_size))},
@@ -386,7 +387,7 @@ void show_config(Worker& w, std::string& out) {
   // [pgmux] settings other than the bound sockets can be SET on the console;
   // the rest changes with the file and RELOAD.
   for (Row& r : rows) {
-    static const char* kFixed[] = {"listen", "workers", "so_reuseport", "auth_type", "auth_file", "admin_users",
+    static const char* kFixed[] = {"listen", "workers", "so_reuseport", "listen_backlog", "auth_type", "auth_file", "admin_users",
                                    "stats_users", "metrics_listen", "log_level", "stats_period"};
     const bool fixed = std::find_if(std::begin(kFixed), std::end(kFixed),
                                     [&](const char* k) { return r[0] == k; }) != std::end(kFixed);

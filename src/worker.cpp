@@ -93,7 +93,7 @@ class Listener {
       }
       if (rc == 0) rc = uv_tcp_bind(&h_.tcp, reinterpret_cast<const sockaddr*>(&ss), 0);
     }
-    if (rc == 0) rc = uv_listen(&h_.stream, 1024, on_connection);
+    if (rc == 0) rc = uv_listen(&h_.stream, worker_.config().listen_backlog, on_connection);
     if (rc != 0) {
       spdlog::critical("cannot listen on {}: {}{}", addr_.text, uv_strerror(rc),
                        rc == UV_EADDRINUSE && !addr_.is_unix && !worker_.config().so_reuseport
@@ -1093,10 +1093,18 @@ bool Worker::reload(std::string* error) {
   if (cfg->workers != now.workers)
     spdlog::warn("reload: [pgmux] workers changed ({} -> {}): takes effect after a restart",
                  now.workers, cfg->workers);
+  if (cfg->so_reuseport != now.so_reuseport)
+    spdlog::warn("reload: [pgmux] so_reuseport changed ({} -> {}): takes effect after a restart",
+                 now.so_reuseport, cfg->so_reuseport);
+  if (cfg->listen_backlog != now.listen_backlog)
+    spdlog::warn("reload: [pgmux] listen_backlog changed ({} -> {}): takes effect after a restart",
+                 now.listen_backlog, cfg->listen_backlog);
   if (cfg->admin.metrics_listen != now.admin.metrics_listen)
     spdlog::warn("reload: [admin] metrics_listen changed: takes effect after a restart");
   cfg->listen = now.listen;
   cfg->workers = now.workers;
+  cfg->so_reuseport = now.so_reuseport;
+  cfg->listen_backlog = now.listen_backlog;
   cfg->admin.metrics_listen = now.admin.metrics_listen;
   // The log file is reopened on every reload (logrotate's copy-less
   // rotation needs that).

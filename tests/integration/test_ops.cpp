@@ -10,12 +10,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <filesystem>
-
 #include <future>
+#include <iterator>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "harness.hpp"
@@ -232,6 +234,46 @@ TEST_CASE("ops: console SET and RELOAD", "[ops][reload][admin]") {
   }
   CHECK(wait_until([&] { return scalar(c.get(), "SELECT pg_is_in_recovery()") == "f"; }, 5s));
   c.reset();
+  admin.reset();
+  mux.finish();
+}
+
+// The backlog of a listening socket, as `ss` shows it (the Send-Q of a
+// LISTEN socket): `flags` -ltn or -lx, `local` the socket's local address as
+// ss prints it (127.0.0.1:6432 or the socket path). -1 when none matches.
+long listen_backlog_of(const std::string& flags, const std::string& local) {
+  auto r = run_process({"ss", "-H", flags});
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::vector<std::string> w{std::istream_iterator<std::string>(words), {}};
+    // [netid] LISTEN recv-q send-q local ...
+    auto at = std::find(w.begin(), w.end(), "LISTEN");
+    if (at == w.end() || w.end() - at < 4 || at[3] != local) continue;
+    return std::stol(at[2]);
+  }
+  return -1;
+}
+
+TEST_CASE("ops: listen_backlog reaches every listener and takes a restart", "[ops][reload]") {
+  PgmuxConfig cfg;
+  cfg.pgmux = "listen_backlog = 37\n";
+  cfg.rest = auth_section("scram-sha-256") + "\n" + database_section("app") + admin_rest();
+  cfg.userlist = plaintext_userlist() + admin_users();
+  Pgmux mux(cfg);
+  const std::string tcp = "127.0.0.1:" + std::to_string(mux.port());
+  CHECK(listen_backlog_of("-ltn", tcp) == 37);
+  CHECK(listen_backlog_of("-lx", mux.unix_socket_path()) == 37);
+  Conn admin = connect(mux.conninfo("pgbouncer", "admin", "admin_pw"));
+  CHECK(config_value(admin.get(), "listen_backlog") == "37");
+  check_refused(admin.get(), {{"SET listen_backlog = 50", "takes a restart"}});
+  // A reload leaves the sockets alone, says so, and SHOW CONFIG keeps
+  // showing the value in force.
+  write_file(mux.config_path(), replace_all(mux.config_text(), "listen_backlog = 37", "listen_backlog = 50"));
+  exec(admin.get(), "RELOAD");
+  CHECK_THAT(mux.log_text(), Contains("listen_backlog changed (37 -> 50): takes effect after a restart"));
+  CHECK(config_value(admin.get(), "listen_backlog") == "37");
+  CHECK(listen_backlog_of("-ltn", tcp) == 37);
   admin.reset();
   mux.finish();
 }

@@ -824,6 +824,9 @@ TEST_CASE("integer edge values", "[conf][load]") {
   CHECK(ok("[pgmux]\nmax_client_conn = 1_000\n" + kMin)->max_client_conn == 1000);
   CHECK(ok("[pgmux]\nmax_client_conn = 0x10\n" + kMin)->max_client_conn == 16);
   CHECK(ok("[pgmux]\nworkers = 64\n" + kMin)->workers == 64);
+  CHECK(ok(kMin)->listen_backlog == 1024);
+  CHECK(ok("[pgmux]\nlisten_backlog = 1\n" + kMin)->listen_backlog == 1);
+  CHECK(ok("[pgmux]\nlisten_backlog = 65535\n" + kMin)->listen_backlog == 65535);
   CHECK(ok(kMin + "port = 1\n")->databases.at("app").port == 1);
   CHECK(ok(kMin + "port = 65535\n")->databases.at("app").port == 65535);
   CHECK(ok("[pgmux]\nmin_pool_size = 20\n" + kMin)->min_pool_size == 20);  // equal to default_pool_size

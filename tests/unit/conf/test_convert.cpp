@@ -370,7 +370,7 @@ TEST_CASE("convert: pool settings", "[convert]") {
   SECTION("every integer key") {
     const auto c = convert_load(with("max_client_conn = 500\ndefault_pool_size = 10\nmin_pool_size = 2\n"
                                      "reserve_pool_size = 1\nmax_db_connections = 30\nmax_user_connections = 40\n"
-                                     "max_prepared_statements = 0\nmax_packet_size = 65536\n"));
+                                     "max_prepared_statements = 0\nmax_packet_size = 65536\nlisten_backlog = 4096\n"));
     CHECK(c->max_client_conn == 500);
     CHECK(c->default_pool_size == 10);
     CHECK(c->min_pool_size == 2);
@@ -379,6 +379,7 @@ TEST_CASE("convert: pool settings", "[convert]") {
     CHECK(c->max_user_connections == 40);
     CHECK(c->max_prepared_statements == 0);
     CHECK(c->max_packet_size == 65536u);
+    CHECK(c->listen_backlog == 4096);
   }
   SECTION("strtol bases, as PgBouncer reads integers") {
     const auto toml = convert_ok(with("max_client_conn = 0x40\ndefault_pool_size = 010\n"));
@@ -388,10 +389,12 @@ TEST_CASE("convert: pool settings", "[convert]") {
     CHECK(c->default_pool_size == 8);
   }
   SECTION("values pgmux has no equivalent for") {
-    const auto toml = convert_ok(with("default_pool_size = 0\nmax_packet_size = 100\nmax_client_conn = 0\n"));
+    const auto toml = convert_ok(
+        with("default_pool_size = 0\nmax_packet_size = 100\nmax_client_conn = 0\nlisten_backlog = 100000\n"));
     CHECK(toml.find("# untranslatable: default_pool_size = 0 (") != std::string::npos);
     CHECK(toml.find("# untranslatable: max_packet_size = 100 (") != std::string::npos);
     CHECK(toml.find("# untranslatable: max_client_conn = 0 (") != std::string::npos);
+    CHECK(toml.find("# untranslatable: listen_backlog = 100000 (pgmux takes 1 to 65535)") != std::string::npos);
     ok(toml);
   }
   SECTION("min_pool_size is capped at the pool size, as PgBouncer does") {

@@ -172,6 +172,10 @@ TEST_CASE("integer ranges", "[conf][errors][range]") {
         "t.toml:2: [pgmux] max_client_conn: must be >= 1, got 99999999999999999999999");
   CHECK(err("[pgmux]\nworkers = -1\n" + kMin) == "t.toml:2: [pgmux] workers: must be between 0 and 64, got -1");
   CHECK(err("[pgmux]\nworkers = 65\n" + kMin) == "t.toml:2: [pgmux] workers: must be between 0 and 64, got 65");
+  CHECK(err("[pgmux]\nlisten_backlog = 0\n" + kMin) ==
+        "t.toml:2: [pgmux] listen_backlog: must be between 1 and 65535, got 0");
+  CHECK(err("[pgmux]\nlisten_backlog = 65536\n" + kMin) ==
+        "t.toml:2: [pgmux] listen_backlog: must be between 1 and 65535, got 65536");
   for (const char* key : {"min_pool_size", "reserve_pool_size", "max_db_connections", "max_user_connections",
                           "max_prepared_statements"}) {
     CHECK(err(std::string("[pgmux]\n") + key + " = -1\n" + kMin) ==

@@ -56,6 +56,8 @@ TEST_CASE("SET refuses what the file would refuse, naming the setting") {
   CHECK_THAT(set_err(*base, "defualt_pool_size", "5"), Contains("did you mean 'default_pool_size'"));
   CHECK_THAT(set_err(*base, "listen", "'127.0.0.1:7000'"), Contains("takes a restart"));
   CHECK_THAT(set_err(*base, "workers", "4"), Contains("takes a restart"));
+  CHECK_THAT(set_err(*base, "so_reuseport", "on"), Contains("takes a restart"));
+  CHECK_THAT(set_err(*base, "listen_backlog", "64"), Contains("takes a restart"));
   CHECK_THAT(set_err(*base, "a.b", "4"), Contains("not a setting name"));
   CHECK_THAT(set_err(*base, "", "4"), Contains("not a setting name"));
   // Values that would break the TOML text stay values.
