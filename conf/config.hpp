@@ -178,6 +178,9 @@ struct Config {
   int max_prepared_statements = 200;
   std::string server_reset_query = "DISCARD ALL";
   bool server_reset_query_always = false;
+  // Idle servers are reused oldest first (PgBouncer's server_round_robin)
+  // instead of most recently used first.
+  bool server_round_robin = false;
   // Send a waiting client's request behind another client's on a busy server
   // (transaction pooling; see README, Pooling modes).
   bool server_pipelining = false;

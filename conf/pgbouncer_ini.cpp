@@ -511,7 +511,6 @@ const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"syslog_ident", "pgmux logs to stderr (the journal under systemd) or to [log] file"},
     {"syslog_facility", "pgmux logs to stderr (the journal under systemd) or to [log] file"},
     {"log_pooler_errors", kNoEquivalent},
-    {"server_round_robin", kNoEquivalent},
     {"server_fast_close", kNoEquivalent},
     {"ignore_startup_parameters", "not needed: pgmux keeps any startup parameter a client sends"},
     {"track_extra_parameters", "not needed: pgmux keeps any startup parameter a client sends"},
@@ -775,6 +774,9 @@ class Converter {
     }
     if (const Entry* e = take("server_reset_query_always")) {
       b.set("server_reset_query_always", boolean(*e) ? "true" : "false");
+    }
+    if (const Entry* e = take("server_round_robin")) {
+      b.set("server_round_robin", boolean(*e) ? "true" : "false");
     }
     if (const Entry* e = take("server_check_query")) {
       if (e->value == "<empty>") {

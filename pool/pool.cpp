@@ -200,9 +200,9 @@ Acquire Pool::acquire(PoolClient* c, PoolServer*& out) {
   out = nullptr;
   // Waiters first: a newcomer never overtakes a queued client.
   if (!idle_.empty() && wait_server_.empty()) {
-    // LIFO: the most recently used connection is the warmest, and the
-    // least used ones age out through server_idle_timeout.
-    PoolServer* s = idle_.back();
+    // LIFO unless round_robin: the most recently used connection is the
+    // warmest, and the least used ones age out through server_idle_timeout.
+    PoolServer* s = next_idle();
     link(s, c);
     stats.wait_hist.add(0);
     out = s;
@@ -284,7 +284,7 @@ void Pool::serve_waiters() {
     PoolClient* c = wait_server_.front();
     note_waited(c->wait_since_);
     dequeue(c);
-    PoolServer* s = idle_.back();
+    PoolServer* s = next_idle();
     link(s, c);
     c->pool_server_assigned(s);
   }

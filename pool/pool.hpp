@@ -174,6 +174,10 @@ struct SharedLimit {
 struct PoolSettings {
   int pool_size = 20;
   bool server_pipelining = false;  // see ServerConnection::pipeline_slot_open
+  // Idle servers are reused oldest first rather than most recently used
+  // first (server_round_robin): the load spreads over every connection, and
+  // over the hosts behind a load-balanced address.
+  bool round_robin = false;
   int min_pool_size = 0;
   int reserve_pool_size = 0;
   Duration reserve_pool_timeout{5000};
@@ -355,6 +359,8 @@ class Pool {
   // just given up by another worker's pool).
   void open_for_waiters() { open_as_needed(); }
   bool has_idle() const { return !idle_.empty(); }
+  // The idle server the next client gets (idle_ is ordered by release).
+  PoolServer* next_idle() const { return settings_.round_robin ? idle_.front() : idle_.back(); }
   // Below its size (and the shared limits): a waiting client gets a new
   // server soon.
   bool can_grow() const { return can_open(false); }

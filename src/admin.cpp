@@ -359,6 +359,7 @@ void show_config(Worker& w, std::string& out) {
       {"max_prepared_statements", n(uint64_t(c.max_prepared_statements)), n(uint64_t(d.max_prepared_statements))},
       {"server_reset_query", c.server_reset_query, d.server_reset_query},
       {"server_reset_query_always", c.server_reset_query_always ? "1" : "0", "0"},
+      {"server_round_robin", c.server_round_robin ? "1" : "0", "0"},
       {"server_pipelining", c.server_pipelining ? "1" : "0", "0"},
       {"server_connect_timeout", dur(c.server_connect_timeout), dur(d.server_connect_timeout)},
       {"server_login_retry", dur(c.server_login_retry), dur(d.server_login_retry)},

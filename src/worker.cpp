@@ -798,6 +798,7 @@ pool::PoolSettings Worker::settings_for(const PoolKey& key, const conf::Database
   s.server_login_retry = cfg.server_login_retry;
   s.server_idle_timeout = cfg.server_idle_timeout;
   s.server_lifetime = cfg.server_lifetime;
+  s.round_robin = cfg.server_round_robin;
   if (key.auth) {
     // Lookups are short: two connections serve a login storm (answers are
     // cached and shared), and a lookup gives up with the client's login.

@@ -1198,6 +1198,39 @@ TEST_CASE("transaction: application_name follows the client", "[transaction][par
 // Clients with equal parameter sets share a server without SETs between
 // them (pgmux remembers the set a server is in sync with); any change on
 // either side must still be noticed.
+TEST_CASE("transaction: server_round_robin spreads one client's transactions over every server",
+          "[transaction][pool]") {
+  for (bool round_robin : {false, true}) {
+    DYNAMIC_SECTION("server_round_robin = " << round_robin) {
+      Pgmux mux(tx_config(std::string("default_pool_size = 3\nserver_round_robin = ") +
+                          (round_robin ? "true" : "false") + "\n"));
+      const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+      // Three transactions at once open the pool's three servers.
+      {
+        std::vector<Conn> open;
+        for (int i = 0; i < 3; ++i) {
+          open.push_back(connect(ci));
+          exec(open.back().get(), "BEGIN");
+        }
+        for (auto& o : open) exec(o.get(), "COMMIT");
+      }
+      Conn c = connect(ci);
+      std::vector<std::string> pids;
+      for (int i = 0; i < 6; ++i) pids.push_back(scalar(c.get(), "SELECT pg_backend_pid()"));
+      INFO("backend of each transaction: " << join(pids));
+      const std::set<std::string> distinct(pids.begin(), pids.end());
+      if (round_robin) {
+        CHECK(distinct.size() == 3);
+        for (size_t i = 3; i < pids.size(); ++i) CHECK(pids[i] == pids[i - 3]);  // in turn
+      } else {
+        CHECK(distinct.size() == 1);  // the most recently used, every time
+      }
+      c.reset();
+      mux.finish();
+    }
+  }
+}
+
 TEST_CASE("transaction: equal parameter sets share a server, a change is still synced",
           "[transaction][params]") {
   Pgmux mux(tx_config("default_pool_size = 1\n"));

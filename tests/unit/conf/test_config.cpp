@@ -95,6 +95,7 @@ max_user_connections = 41
 max_prepared_statements = 0
 server_reset_query = "RESET ALL"
 server_reset_query_always = true
+server_round_robin = true
 server_pipelining = true
 server_check_query = ""
 server_check_delay = "7s"
@@ -280,6 +281,7 @@ TEST_CASE("every key is read into its field", "[conf][load]") {
   CHECK(c->max_prepared_statements == 0);
   CHECK(c->server_reset_query == "RESET ALL");
   CHECK(c->server_reset_query_always);
+  CHECK(c->server_round_robin);
   CHECK(c->server_pipelining);
   CHECK(c->server_check_query.empty());
   CHECK(c->server_check_delay == 7s);
@@ -400,6 +402,7 @@ TEST_CASE("absent keys keep their defaults", "[conf][defaults]") {
   CHECK(c->max_prepared_statements == 200);
   CHECK(c->server_reset_query == "DISCARD ALL");
   CHECK_FALSE(c->server_reset_query_always);
+  CHECK_FALSE(c->server_round_robin);
   CHECK_FALSE(c->server_pipelining);
   CHECK(c->server_check_query == "SELECT 1");
   CHECK(c->server_check_delay == 30s);

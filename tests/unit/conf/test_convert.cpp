@@ -176,7 +176,7 @@ TEST_CASE("convert: the sample pgbouncer.ini", "[convert]") {
   CHECK(r.toml.find("# unsupported: datestyle = ISO") != std::string::npos);
   CHECK(r.toml.find("# unsupported: timezone = UTC") != std::string::npos);
   CHECK(r.toml.find("# unsupported: pidfile = /var/run/postgresql/pgbouncer.pid") != std::string::npos);
-  CHECK(r.toml.find("# unsupported: server_round_robin = 1 (pgmux has no equivalent)") != std::string::npos);
+  CHECK(c->server_round_robin);
   CHECK(r.toml.find("# unsupported: pkt_buf = 4096") != std::string::npos);
   CHECK(has_line(r.toml, "so_reuseport = false"));
   CHECK(has_line(r.toml, "tcp_keepalive = true"));
@@ -407,9 +407,10 @@ TEST_CASE("convert: pool settings", "[convert]") {
   }
   SECTION("queries and booleans") {
     const auto c = convert_load(with("server_reset_query =\nserver_reset_query_always = on\n"
-                                     "server_check_query = SELECT 2\n"));
+                                     "server_check_query = SELECT 2\nserver_round_robin = 1\n"));
     CHECK(c->server_reset_query.empty());
     CHECK(c->server_reset_query_always);
+    CHECK(c->server_round_robin);
     CHECK(c->server_check_query == "SELECT 2");
     const auto toml = convert_ok(with("server_check_query = <empty>\n"));
     CHECK(toml.find("# untranslatable: server_check_query = <empty> (") != std::string::npos);

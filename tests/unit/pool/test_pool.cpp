@@ -109,6 +109,42 @@ TEST_CASE("acquire takes an idle server, LIFO, and release returns it") {
   CHECK(s->state() == ServerState::active);
 }
 
+TEST_CASE("round_robin: idle servers are reused oldest first") {
+  FakeConnector c;
+  PoolSettings st = settings(3);
+  st.round_robin = true;
+  Pool p("app", "alice", st, c);
+  FakeClient a, b, d, late1, late2, late3;
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  for (FakeClient* x : {&a, &b, &d}) REQUIRE(p.acquire(x, s, e) == Acquire::queued);
+  login_all(p, c);
+  PoolServer* first = a.assigned;
+  PoolServer* second = b.assigned;
+  PoolServer* third = d.assigned;
+  p.release(first);
+  p.release(second);
+  p.release(third);
+  REQUIRE(p.acquire(&late1, s, e) == Acquire::assigned);
+  CHECK(s == first);  // released longest ago
+  p.release(s);       // now the most recent: last in line
+  REQUIRE(p.acquire(&late2, s, e) == Acquire::assigned);
+  CHECK(s == second);
+  REQUIRE(p.acquire(&late3, s, e) == Acquire::assigned);
+  CHECK(s == third);
+  FakeClient waiter;
+  REQUIRE(p.acquire(&waiter, s, e) == Acquire::assigned);  // `first`, idle again
+  CHECK(s == first);
+  // Waiters still go first come, first served, each with the server released.
+  FakeClient queued1, queued2;
+  REQUIRE(p.acquire(&queued1, s, e) == Acquire::queued);
+  REQUIRE(p.acquire(&queued2, s, e) == Acquire::queued);
+  p.release(third);
+  CHECK(queued1.assigned == third);
+  p.release(second);
+  CHECK(queued2.assigned == second);
+}
+
 TEST_CASE("clients beyond pool_size wait in FIFO order") {
   FakeConnector c;
   Pool p("app", "alice", settings(2), c);
