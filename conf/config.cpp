@@ -756,6 +756,7 @@ void read_pgmux(Table& t, Config& c) {
   t.string("server_reset_query", c.server_reset_query);
   t.boolean("server_reset_query_always", c.server_reset_query_always);
   t.boolean("server_round_robin", c.server_round_robin);
+  t.boolean("application_name_add_host", c.application_name_add_host);
   t.boolean("server_pipelining", c.server_pipelining);
   t.string("server_check_query", c.server_check_query);
   t.duration("server_check_delay", c.server_check_delay);

@@ -181,6 +181,9 @@ struct Config {
   // Idle servers are reused oldest first (PgBouncer's server_round_robin)
   // instead of most recently used first.
   bool server_round_robin = false;
+  // A client's application_name gets " - <address>:<port>" appended at
+  // login (PgBouncer's application_name_add_host).
+  bool application_name_add_host = false;
   // Send a waiting client's request behind another client's on a busy server
   // (transaction pooling; see README, Pooling modes).
   bool server_pipelining = false;

@@ -515,7 +515,6 @@ const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"ignore_startup_parameters", "not needed: pgmux keeps any startup parameter a client sends"},
     {"track_extra_parameters", "not needed: pgmux keeps any startup parameter a client sends"},
     {"disable_pqexec", kNoEquivalent},
-    {"application_name_add_host", kNoEquivalent},
     {"conffile", "not needed: pgmux --config names the file"},
     {"service_name", "Windows only"},
     {"job_name", "Windows only"},
@@ -775,8 +774,8 @@ class Converter {
     if (const Entry* e = take("server_reset_query_always")) {
       b.set("server_reset_query_always", boolean(*e) ? "true" : "false");
     }
-    if (const Entry* e = take("server_round_robin")) {
-      b.set("server_round_robin", boolean(*e) ? "true" : "false");
+    for (const char* key : {"server_round_robin", "application_name_add_host"}) {
+      if (const Entry* e = take(key)) b.set(key, boolean(*e) ? "true" : "false");
     }
     if (const Entry* e = take("server_check_query")) {
       if (e->value == "<empty>") {

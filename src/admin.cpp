@@ -360,6 +360,7 @@ void show_config(Worker& w, std::string& out) {
       {"server_reset_query", c.server_reset_query, d.server_reset_query},
       {"server_reset_query_always", c.server_reset_query_always ? "1" : "0", "0"},
       {"server_round_robin", c.server_round_robin ? "1" : "0", "0"},
+      {"application_name_add_host", c.application_name_add_host ? "1" : "0", "0"},
       {"server_pipelining", c.server_pipelining ? "1" : "0", "0"},
       {"server_connect_timeout", dur(c.server_connect_timeout), dur(d.server_connect_timeout)},
       {"server_login_retry", dur(c.server_login_retry), dur(d.server_login_retry)},

@@ -330,6 +330,14 @@ bool ClientConnection::handle_startup_packet(const proto::StartupPacket& p) {
     }
     set_param(desired_, k, v);
   }
+  // PgBouncer's application_name_add_host: where the client came from, in
+  // pg_stat_activity and PostgreSQL's logs (%a). Only at login: a later SET
+  // application_name is the client's own.
+  if (worker_.config().application_name_add_host && !is_admin_database(database_)) {
+    const std::string* app = find_param(desired_, "application_name");
+    set_param(desired_, "application_name",
+              (app && !app->empty() ? *app : std::string("app")) + " - " + socket_.peer_name());
+  }
   begin_auth();
   return state_ == State::auth;
 }

@@ -1195,6 +1195,46 @@ TEST_CASE("transaction: application_name follows the client", "[transaction][par
   mux.finish();
 }
 
+// The client's own end of its TCP connection as "127.0.0.1:port".
+std::string local_address(PGconn* c) {
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  if (getsockname(PQsocket(c), reinterpret_cast<sockaddr*>(&a), &len) != 0) return "?";
+  return "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+}
+
+TEST_CASE("transaction: application_name_add_host tells where each client came from",
+          "[transaction][params]") {
+  PgmuxConfig cfg = tx_config("default_pool_size = 1\napplication_name_add_host = true\n",
+                              "[admin]\nusers = [\"admin\"]\n");
+  cfg.userlist += userlist_line("admin", "admin_pw");
+  Pgmux mux(cfg);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  Conn a = connect(ci + " application_name=billing");
+  Conn b = connect(ci);  // sends none: "app", as PgBouncer names it
+  const std::string a_name = "billing - " + local_address(a.get());
+  const std::string b_name = "app - " + local_address(b.get());
+  CHECK(param(a.get(), "application_name") == a_name);
+  // One server for both: each transaction sees its own client's name, and
+  // so does pg_stat_activity while it runs.
+  for (int i = 0; i < 3; ++i) {
+    CHECK(scalar(a.get(), "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()") ==
+          a_name);
+    CHECK(scalar(b.get(), "SHOW application_name") == b_name);
+  }
+  // A later SET is the client's own business.
+  exec(a.get(), "SET application_name = 'billing-batch'");
+  CHECK(scalar(a.get(), "SHOW application_name") == "billing-batch");
+  CHECK(scalar(b.get(), "SHOW application_name") == b_name);
+  // The console has no server: its name stays as sent.
+  Conn admin = connect(mux.conninfo("pgmux", "admin", "admin_pw", "application_name=ops"));
+  CHECK(param(admin.get(), "application_name") == "ops");
+  a.reset();
+  b.reset();
+  admin.reset();
+  mux.finish();
+}
+
 // Clients with equal parameter sets share a server without SETs between
 // them (pgmux remembers the set a server is in sync with); any change on
 // either side must still be noticed.

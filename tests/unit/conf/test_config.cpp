@@ -96,6 +96,7 @@ max_prepared_statements = 0
 server_reset_query = "RESET ALL"
 server_reset_query_always = true
 server_round_robin = true
+application_name_add_host = true
 server_pipelining = true
 server_check_query = ""
 server_check_delay = "7s"
@@ -282,6 +283,7 @@ TEST_CASE("every key is read into its field", "[conf][load]") {
   CHECK(c->server_reset_query == "RESET ALL");
   CHECK(c->server_reset_query_always);
   CHECK(c->server_round_robin);
+  CHECK(c->application_name_add_host);
   CHECK(c->server_pipelining);
   CHECK(c->server_check_query.empty());
   CHECK(c->server_check_delay == 7s);
@@ -403,6 +405,7 @@ TEST_CASE("absent keys keep their defaults", "[conf][defaults]") {
   CHECK(c->server_reset_query == "DISCARD ALL");
   CHECK_FALSE(c->server_reset_query_always);
   CHECK_FALSE(c->server_round_robin);
+  CHECK_FALSE(c->application_name_add_host);
   CHECK_FALSE(c->server_pipelining);
   CHECK(c->server_check_query == "SELECT 1");
   CHECK(c->server_check_delay == 30s);

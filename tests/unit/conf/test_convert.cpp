@@ -407,10 +407,12 @@ TEST_CASE("convert: pool settings", "[convert]") {
   }
   SECTION("queries and booleans") {
     const auto c = convert_load(with("server_reset_query =\nserver_reset_query_always = on\n"
-                                     "server_check_query = SELECT 2\nserver_round_robin = 1\n"));
+                                     "server_check_query = SELECT 2\nserver_round_robin = 1\n"
+                                     "application_name_add_host = 1\n"));
     CHECK(c->server_reset_query.empty());
     CHECK(c->server_reset_query_always);
     CHECK(c->server_round_robin);
+    CHECK(c->application_name_add_host);
     CHECK(c->server_check_query == "SELECT 2");
     const auto toml = convert_ok(with("server_check_query = <empty>\n"));
     CHECK(toml.find("# untranslatable: server_check_query = <empty> (") != std::string::npos);
