@@ -153,6 +153,15 @@ void show_pools(Worker& w, std::string& out) {
     const pool::Pool* p = c.server() ? c.server()->pool() : c.home_pool();
     if (p) ++active[p];
   });
+  // Cancel requests in flight (sv_active_cancel, as PgBouncer counts its
+  // cancel connections) and servers held until theirs are answered
+  // (sv_being_canceled; they sit in the resetting list, sv_tested).
+  std::map<const pool::Pool*, uint64_t> cancels, held;
+  each_server(w, [&](Worker&, const ServerConnection& s) {
+    if (!s.pool()) return;
+    cancels[s.pool()] += s.cancels_in_flight();
+    held[s.pool()] += s.held_for_cancel();
+  });
   std::vector<Row> rows;
   each_pool(w, [&](Worker& x, const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig& db) {
     if (key.health) return;
@@ -162,7 +171,8 @@ void show_pools(Worker& w, std::string& out) {
     conf::PoolMode mode = db.pool_mode.value_or(w.config().pool_mode);
     uint64_t wait_us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(wait).count());
     rows.push_back({key.database, key.user, n(active[&p]), n(c.waiting_server + c.waiting_welcome), "0", "0",
-                    n(c.active), "0", "0", n(c.idle), "0", n(c.resetting), n(c.connecting),
+                    n(c.active), n(cancels[&p]), n(held[&p]), n(c.idle), "0", n(c.resetting - held[&p]),
+                    n(c.connecting),
                     n(wait_us / 1000000), n(wait_us % 1000000), std::string(conf::to_string(mode)),
                     backend_name(route, db, key.backend), backend_role(route, key.backend),
                     backend_lag(route, key.backend), n(uint64_t(x.index()))});

@@ -1097,6 +1097,7 @@ bool ServerConnection::pipeline_slot_open() const {
   // COMMIT, ROLLBACK... alone, and no setting changed in the block (SET
   // LOCAL goes back at its end, after the queued client was found in sync).
   return state_ == State::linked && client_ && !next_ && !next_gone_ && !handoff_ && pending_z_ == 1 &&
+         cancels_in_flight_ == 0 &&
          !unsynced_ && last_segment_safe_ &&
          (tx_status_ == 'I' || (tx_status_ == 'T' && last_segment_ends_tx_ && !param_status_since_idle_)) &&
          !retry_armed_ && !in_copy_in_ &&
@@ -1239,6 +1240,7 @@ void ServerConnection::release_to_pool() {
     read_paused_ = false;
     socket_.read_start();
   }
+  if (hold_for_cancel()) return;
   const conf::Config& cfg = worker_.config();
   if (cfg.server_reset_query_always && !cfg.server_reset_query.empty()) {
     if (pool()) pool()->begin_reset(this);
@@ -1335,6 +1337,7 @@ void ServerConnection::unlink_client(bool responses_tracked) {
 }
 
 void ServerConnection::after_client_left() {
+  if (held_for_cancel_ || hold_for_cancel()) return;
   std::deque<std::string> q;
   if (tx_status_ != 'I') q.push_back("ROLLBACK");
   const conf::Config& cfg = worker_.config();
@@ -1348,6 +1351,31 @@ void ServerConnection::after_client_left() {
   }
   if (pool() && PoolServer::state() != pool::ServerState::resetting) pool()->begin_reset(this);
   run_internal(std::move(q), kPurposeReset);
+}
+
+// True when the connection may not serve anyone now because of a cancel
+// request (see cancel_sent): held until cancel_done, or closed.
+bool ServerConnection::hold_for_cancel() {
+  if (cancel_unanswered_) {
+    close("a cancel request to it went unanswered: its signal may still come");
+    return true;
+  }
+  if (cancels_in_flight_ == 0) return false;
+  held_for_cancel_ = true;
+  // Between clients: nothing is owed, so anything the server says now
+  // (a notice, its own end) is read as while draining.
+  state_ = State::draining;
+  if (pool() && PoolServer::state() != pool::ServerState::resetting) pool()->begin_reset(this);
+  spdlog::debug("{} held until PostgreSQL has answered its cancel request", name_);
+  return true;
+}
+
+void ServerConnection::cancel_done(bool answered) {
+  if (cancels_in_flight_ > 0) --cancels_in_flight_;
+  if (!answered) cancel_unanswered_ = true;
+  if (cancels_in_flight_ > 0 || !held_for_cancel_ || state_ == State::closing) return;
+  held_for_cancel_ = false;
+  after_client_left();  // rolls back / resets as needed, then back to the pool
 }
 
 // ---------------------------------------------------------------------------

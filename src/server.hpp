@@ -166,6 +166,17 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   bool fill_pipeline_slot();
   // A cancel request of the queued client: sent when its request runs.
   void cancel_when_next_runs() { cancel_next_ = true; }
+  // CancelRequests for this backend on their way (Worker's CancelSender).
+  // PostgreSQL signals a backend twice for one (its process, then its
+  // process group), and the second signal can land after the cancelled
+  // statement ended, cancelling whatever the backend runs next. It has
+  // landed once PostgreSQL closed the cancel connection: until then the
+  // connection serves nobody else (held, in the pool's resetting list), and
+  // it is closed rather than reused if that never came (`answered` false).
+  void cancel_sent() { ++cancels_in_flight_; }
+  void cancel_done(bool answered);
+  unsigned cancels_in_flight() const { return cancels_in_flight_; }
+  bool held_for_cancel() const { return held_for_cancel_; }
   // query_timeout for the statement of a current client that left with
   // another queued behind it (nobody else checks it).
   void check_orphan_timeout(uint64_t now_ms, uint64_t query_ms);
@@ -308,6 +319,10 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   bool next_gone_ = false;   // the queued client left: its answers have no reader
   bool cancel_next_ = false; // the queued client asked to cancel
   bool orphan_cancelled_ = false;  // check_orphan_timeout sent its cancel
+  uint16_t cancels_in_flight_ = 0;   // see cancel_sent
+  bool held_for_cancel_ = false;     // waiting for them before it serves again
+  bool cancel_unanswered_ = false;   // one was never answered
+  bool hold_for_cancel();
   void both_left();
   proto::PipelineKind vetted_ = proto::PipelineKind::unsafe;  // of the next Parse / Bind / Query
   bool segment_safe_ = true; // every one sent since the last Sync was vetted

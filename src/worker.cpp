@@ -239,27 +239,45 @@ class Listener {
 
 // ---------------------------------------------------------------------------
 // Cancel requests go to the server on a fresh connection, with the server's
-// own key, like libpq does; nothing is read back.
+// own key, like libpq does. PostgreSQL answers nothing and closes the
+// connection once it has signalled the backend; until then the server
+// connection is not handed to another client (ServerConnection::cancel_sent).
 
 class CancelSender final : public SocketOwner {
  public:
-  CancelSender(Worker& w, const std::string& host, uint16_t port, uint32_t pid, uint32_t key)
-      : socket_(w.loop(), (!host.empty() && host[0] == '/') ? Socket::Kind::pipe : Socket::Kind::tcp,
+  CancelSender(Worker& w, ServerConnection* s)
+      : server(s),
+        started_ms(uv_now(w.loop())),
+        worker_(w),
+        socket_(w.loop(), (!s->host().empty() && s->host()[0] == '/') ? Socket::Kind::pipe : Socket::Kind::tcp,
                 this) {
-    proto::cancel_request(packet_, pid, key);
+    s->cancel_sent();
+    proto::cancel_request(packet_, s->backend_pid(), s->backend_key());
     if (socket_.kind() == Socket::Kind::pipe) {
-      socket_.connect_unix(host + "/.s.PGSQL." + std::to_string(port));
+      socket_.connect_unix(s->host() + "/.s.PGSQL." + std::to_string(s->port()));
       return;
     }
     sockaddr_storage ss{};
-    int rc = uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&ss));
-    if (rc != 0) rc = uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&ss));
+    int rc = uv_ip4_addr(s->host().c_str(), s->port(), reinterpret_cast<sockaddr_in*>(&ss));
+    if (rc != 0) rc = uv_ip6_addr(s->host().c_str(), s->port(), reinterpret_cast<sockaddr_in6*>(&ss));
     if (rc == 0) rc = socket_.connect(reinterpret_cast<const sockaddr*>(&ss));
     if (rc != 0) {
-      spdlog::warn("cancel: cannot connect to {}:{}: {}", host, port, uv_strerror(rc));
+      spdlog::warn("cancel: cannot connect to {}:{}: {}", s->host(), s->port(), uv_strerror(rc));
       socket_.close();
     }
   }
+
+  // No answer in time (Worker::expire_cancels): given up.
+  void expire() {
+    if (sent_ && !answered_)
+      spdlog::warn("cancel: no answer from {}:{} in time; {} will be closed instead of reused",
+                   server ? server->host() : "?", server ? server->port() : 0, server ? server->name() : "its server");
+    abandon();
+  }
+  void abandon() { socket_.close(); }
+
+  ServerConnection* server;  // nullptr once it is gone (Worker::server_finished)
+  const uint64_t started_ms;
 
  private:
   void on_connected(Socket&, int status) override {
@@ -268,17 +286,44 @@ class CancelSender final : public SocketOwner {
       socket_.close();
       return;
     }
+    sent_ = true;
     socket_.write(std::move(packet_));
-    socket_.close_after_flush();
+    if (socket_.read_start() != 0) socket_.close();
   }
   void on_read(Socket&, IoBufferPtr, size_t) override {}
-  void on_read_end(Socket&, int) override { socket_.close(); }
-  void on_write_error(Socket&, int) override { socket_.close(); }
-  void on_closed(Socket&) override { delete this; }
+  // PostgreSQL closed it: the backend has been signalled.
+  void on_read_end(Socket&, int) override {
+    answered_ = true;
+    socket_.close();
+  }
+  // Not delivered, so nothing will land.
+  void on_write_error(Socket&, int) override {
+    sent_ = false;
+    socket_.close();
+  }
+  void on_closed(Socket&) override {
+    worker_.cancel_finished(this);
+    if (server) server->cancel_done(!sent_ || answered_);
+    delete this;
+  }
 
+  Worker& worker_;
   Socket socket_;
   std::string packet_;
+  bool sent_ = false;
+  bool answered_ = false;
 };
+
+void Worker::cancel_finished(CancelSender* c) { std::erase(cancels_, c); }
+
+// Cancel requests PostgreSQL has not answered within server_connect_timeout
+// (15 s when that is off) are given up.
+void Worker::expire_cancels(uint64_t now_ms) {
+  const auto limit = config_->server_connect_timeout.count() > 0 ? uint64_t(config_->server_connect_timeout.count())
+                                                                  : uint64_t(15000);
+  for (CancelSender* c : std::vector<CancelSender*>(cancels_))
+    if (now_ms - c->started_ms >= limit) c->expire();
+}
 
 // ---------------------------------------------------------------------------
 
@@ -554,6 +599,7 @@ void Worker::tick() {
   balance_shared_limits();
   if (retired_pools_ && ticks_ % 10 == 0) drop_retired_pools();
   if (!delayed_closes_.empty()) run_delayed_closes();
+  if (!cancels_.empty()) expire_cancels(uv_now(&loop_));
   auth_query_->tick(now, config_->client_login_timeout);
   if (!admin_waits_.empty()) check_admin_waits();
   if (index_ == 0) maybe_log_stats(now);
@@ -983,6 +1029,8 @@ void Worker::client_finished(ClientConnection* c) {
 
 void Worker::server_finished(ServerConnection* s) {
   if (servers_.contains(s)) servers_.remove(s);
+  for (CancelSender* c : cancels_)
+    if (c->server == s) c->server = nullptr;
   if (shutting_down_) maybe_finish_shutdown();
 }
 
@@ -1032,7 +1080,7 @@ void Worker::handle_cancel(uint32_t pid, uint32_t key) {
 }
 
 void Worker::cancel_server_query(ServerConnection* s) {
-  new CancelSender(*this, s->host(), s->port(), s->backend_pid(), s->backend_key());
+  cancels_.push_back(new CancelSender(*this, s));
 }
 
 void Worker::remember_scram_keys(const std::string& user, const auth::ScramKeys& keys) {
@@ -1461,6 +1509,7 @@ void Worker::shutdown_now() {
   std::vector<ServerConnection*> servers;
   for (ServerConnection* s = servers_.front(); s; s = decltype(servers_)::next(s)) servers.push_back(s);
   for (ServerConnection* s : servers) s->close("shutdown");
+  for (CancelSender* c : std::vector<CancelSender*>(cancels_)) c->abandon();
   if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&tick_timer_)))
     uv_close(reinterpret_cast<uv_handle_t*>(&tick_timer_), nullptr);
   for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&serve_check_),

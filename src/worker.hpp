@@ -34,6 +34,7 @@
 namespace pgmux {
 
 class Listener;
+class CancelSender;
 
 // Why a connection ends: decides the log line, what the peer is told, and
 // whether a linked server connection may be reused.
@@ -160,6 +161,7 @@ class Worker : public pool::Connector {
   void handle_cancel(uint32_t pid, uint32_t key);
   // Cancels whatever the server is running (its own key, new connection).
   void cancel_server_query(ServerConnection* s);
+  void cancel_finished(CancelSender* c);
   void server_finished(ServerConnection* s);
   // SCRAM keys recovered from a client's login, for pass-through.
   void remember_scram_keys(const std::string& user, const auth::ScramKeys& keys);
@@ -326,6 +328,8 @@ class Worker : public pool::Connector {
   pool::List<ClientConnection, &ClientConnection::all_hook> clients_;
   pool::List<ClientConnection, &ClientConnection::login_hook> logging_in_;  // FIFO by start
   pool::List<ServerConnection, &ServerConnection::all_hook> servers_;
+  std::vector<CancelSender*> cancels_;  // in flight
+  void expire_cancels(uint64_t now_ms);
   PreparedRegistry prepared_;
   std::unordered_map<std::string, uint64_t> param_sets_;
   uint64_t last_param_set_ = 0;
