@@ -1139,21 +1139,17 @@ bool Worker::reload(std::string* error) {
   if (listen_text(*cfg) != listen_text(now))
     spdlog::warn("reload: [pgmux] listen changed ({} -> {}): takes effect after a restart",
                  listen_text(now), listen_text(*cfg));
-  if (cfg->workers != now.workers)
-    spdlog::warn("reload: [pgmux] workers changed ({} -> {}): takes effect after a restart",
-                 now.workers, cfg->workers);
-  if (cfg->so_reuseport != now.so_reuseport)
-    spdlog::warn("reload: [pgmux] so_reuseport changed ({} -> {}): takes effect after a restart",
-                 now.so_reuseport, cfg->so_reuseport);
-  if (cfg->listen_backlog != now.listen_backlog)
-    spdlog::warn("reload: [pgmux] listen_backlog changed ({} -> {}): takes effect after a restart",
-                 now.listen_backlog, cfg->listen_backlog);
+  auto keep_running = [](const char* key, auto& loaded, const auto& running) {
+    if (loaded != running)
+      spdlog::warn("reload: [pgmux] {} changed ({} -> {}): takes effect after a restart", key, running, loaded);
+    loaded = running;
+  };
+  keep_running("workers", cfg->workers, now.workers);
+  keep_running("so_reuseport", cfg->so_reuseport, now.so_reuseport);
+  keep_running("listen_backlog", cfg->listen_backlog, now.listen_backlog);
   if (cfg->admin.metrics_listen != now.admin.metrics_listen)
     spdlog::warn("reload: [admin] metrics_listen changed: takes effect after a restart");
   cfg->listen = now.listen;
-  cfg->workers = now.workers;
-  cfg->so_reuseport = now.so_reuseport;
-  cfg->listen_backlog = now.listen_backlog;
   cfg->admin.metrics_listen = now.admin.metrics_listen;
   // The log file is reopened on every reload (logrotate's copy-less
   // rotation needs that).

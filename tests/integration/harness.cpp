@@ -763,6 +763,13 @@ void Pgmux::finish() {
 
 Conn connect_raw(const std::string& conninfo) { return Conn(PQconnectdb(conninfo.c_str())); }
 
+int local_port(PGconn* c) {
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  REQUIRE(::getsockname(PQsocket(c), reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  return ntohs(a.sin_port);
+}
+
 Conn connect(const std::string& conninfo) {
   Conn c = connect_raw(conninfo);
   INFO("conninfo: " << conninfo);

@@ -238,6 +238,8 @@ using Rows = std::vector<std::vector<std::string>>;  // NULL reads as ""
 
 // No assertions (thread-safe): returns the connection whatever its status.
 Conn connect_raw(const std::string& conninfo);
+// The client's own port of its TCP connection (REQUIREs getsockname).
+int local_port(PGconn* c);
 // REQUIREs CONNECTION_OK (message includes PQerrorMessage).
 Conn connect(const std::string& conninfo);
 // REQUIREs failure; returns PQerrorMessage (trailing whitespace trimmed).

@@ -35,6 +35,16 @@ std::string admin_users() {
   return userlist_line("admin", "admin_pw") + userlist_line("watcher", "watch_pw");
 }
 
+// Database `app` (SCRAM, the fixture's users) and the console's users, with
+// `pgmux` as the [pgmux] lines.
+PgmuxConfig console_config(std::string pgmux) {
+  PgmuxConfig cfg;
+  cfg.pgmux = std::move(pgmux);
+  cfg.rest = auth_section("scram-sha-256") + "\n" + database_section("app") + admin_rest();
+  cfg.userlist = plaintext_userlist() + admin_users();
+  return cfg;
+}
+
 // pgbench through pgmux into `db` (its "bench" entry) in the background.
 std::future<ProcessResult> pgbench_async(const Pgmux& mux, const std::string& dbname,
                                          std::vector<std::string> args) {
@@ -176,11 +186,7 @@ TEST_CASE("ops: SIGHUP reload under pgbench load: sizes, databases, log level, u
 }
 
 TEST_CASE("ops: console SET and RELOAD", "[ops][reload][admin]") {
-  PgmuxConfig cfg;
-  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 2\n";
-  cfg.rest = auth_section("scram-sha-256") + "\n" + database_section("app") + admin_rest();
-  cfg.userlist = plaintext_userlist() + admin_users();
-  Pgmux mux(cfg);
+  Pgmux mux(console_config("pool_mode = \"transaction\"\ndefault_pool_size = 2\n"));
   Conn admin = connect(mux.conninfo("pgbouncer", "admin", "admin_pw"));
   Result ok(PQexec(admin.get(), "SET default_pool_size = 5"));
   CHECK(PQresultStatus(ok.get()) == PGRES_COMMAND_OK);
@@ -256,11 +262,7 @@ long listen_backlog_of(const std::string& flags, const std::string& local) {
 }
 
 TEST_CASE("ops: listen_backlog reaches every listener and takes a restart", "[ops][reload]") {
-  PgmuxConfig cfg;
-  cfg.pgmux = "listen_backlog = 37\n";
-  cfg.rest = auth_section("scram-sha-256") + "\n" + database_section("app") + admin_rest();
-  cfg.userlist = plaintext_userlist() + admin_users();
-  Pgmux mux(cfg);
+  Pgmux mux(console_config("listen_backlog = 37\n"));
   const std::string tcp = "127.0.0.1:" + std::to_string(mux.port());
   CHECK(listen_backlog_of("-ltn", tcp) == 37);
   CHECK(listen_backlog_of("-lx", mux.unix_socket_path()) == 37);
@@ -441,13 +443,6 @@ std::optional<SockOpts> pgmux_socket(int pid, int peer_port) {
   }
   ::close(pidfd);
   return found;
-}
-
-int local_port(PGconn* c) {
-  sockaddr_in a{};
-  socklen_t len = sizeof a;
-  REQUIRE(getsockname(PQsocket(c), reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  return ntohs(a.sin_port);
 }
 
 // pgmux's socket towards this client, and one of its sockets towards
