@@ -839,16 +839,22 @@ QueryOutcome try_exec(PGconn* conn, const std::string& sql) {
   out.ok = out.status == PGRES_TUPLES_OK || out.status == PGRES_COMMAND_OK ||
            out.status == PGRES_EMPTY_QUERY;
   out.cmd_status = PQcmdStatus(last.get());
-  int nrows = PQntuples(last.get());
-  int ncols = PQnfields(last.get());
-  out.rows.reserve(static_cast<size_t>(nrows));
+  out.rows = rows_of(last.get());
+  return out;
+}
+
+Rows rows_of(const PGresult* r) {
+  const int nrows = PQntuples(r);
+  const int ncols = PQnfields(r);
+  Rows rows;
+  rows.reserve(static_cast<size_t>(nrows));
   for (int i = 0; i < nrows; ++i) {
     std::vector<std::string> row;
     row.reserve(static_cast<size_t>(ncols));
-    for (int j = 0; j < ncols; ++j) row.emplace_back(PQgetvalue(last.get(), i, j));
-    out.rows.push_back(std::move(row));
+    for (int j = 0; j < ncols; ++j) row.emplace_back(PQgetvalue(r, i, j));
+    rows.push_back(std::move(row));
   }
-  return out;
+  return rows;
 }
 
 Rows exec(PGconn* conn, const std::string& sql) {

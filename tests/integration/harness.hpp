@@ -256,6 +256,8 @@ struct QueryOutcome {
   Rows rows;
   std::string cmd_status;
 };
+// A result's rows as text (no assertions, thread-safe).
+Rows rows_of(const PGresult* r);
 // No assertions (thread-safe).
 QueryOutcome try_exec(PGconn* conn, const std::string& sql);
 // REQUIREs success; returns the rows.

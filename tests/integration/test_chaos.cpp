@@ -79,15 +79,6 @@ void expect_rows(const Rows& got, const Rows& want, const std::string& what) {
   if (got != want) throw Failure{what + ": got " + show(got) + ", expected " + show(want)};
 }
 
-Rows rows_of(PGresult* r) {
-  Rows rows;
-  for (int i = 0; i < PQntuples(r); ++i) {
-    rows.emplace_back();
-    for (int j = 0; j < PQnfields(r); ++j) rows.back().emplace_back(PQgetvalue(r, i, j));
-  }
-  return rows;
-}
-
 std::string sqlstate_of(PGresult* r) {
   const char* s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
   return s ? s : "";

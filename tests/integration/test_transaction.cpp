@@ -189,11 +189,7 @@ QueryOutcome outcome(PGconn* conn, PGresult* r) {
   out.message = trim(PQresultErrorMessage(r));
   if (!out.ok && out.message.empty()) out.message = trim(PQerrorMessage(conn));
   out.cmd_status = PQcmdStatus(r);
-  for (int i = 0; i < PQntuples(r); ++i) {
-    std::vector<std::string> row;
-    for (int j = 0; j < PQnfields(r); ++j) row.emplace_back(PQgetvalue(r, i, j));
-    out.rows.push_back(std::move(row));
-  }
+  out.rows = rows_of(r);
   return out;
 }
 
