@@ -761,6 +761,7 @@ void read_pgmux(Table& t, Config& c) {
   t.string("server_check_query", c.server_check_query);
   t.duration("server_check_delay", c.server_check_delay);
   t.duration("server_connect_timeout", c.server_connect_timeout);
+  t.duration("cancel_wait_timeout", c.cancel_wait_timeout);
   t.duration("server_login_retry", c.server_login_retry);
   t.duration("server_idle_timeout", c.server_idle_timeout);
   t.duration("server_lifetime", c.server_lifetime);

@@ -190,6 +190,10 @@ struct Config {
   std::string server_check_query = "SELECT 1";  // empty string = disabled
   Duration server_check_delay = std::chrono::seconds(30);
   Duration server_connect_timeout = std::chrono::seconds(15);
+  // A cancel request PostgreSQL has not taken (connected, sent, connection
+  // closed by PostgreSQL) within this is given up, and the server it was for
+  // is closed instead of reused. 0 = wait as long as it takes.
+  Duration cancel_wait_timeout = std::chrono::seconds(10);
   Duration server_login_retry = std::chrono::seconds(15);
   Duration server_idle_timeout = std::chrono::minutes(10);
   Duration server_lifetime = std::chrono::hours(1);

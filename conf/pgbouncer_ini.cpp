@@ -530,7 +530,6 @@ const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"tcp_defer_accept", kNoEquivalent},
     {"tcp_socket_buffer", kNoEquivalent},
     {"peer_id", "pgmux has no peering"},
-    {"cancel_wait_timeout", kNoEquivalent},
     {"transaction_timeout", kNoEquivalent},
     {"query_wait_notify", kNoEquivalent},
     {"login_notify_message", kNoEquivalent},
@@ -787,6 +786,11 @@ class Converter {
     }
     duration("server_check_delay", b);
     duration("server_connect_timeout", b);
+    if (const Entry* e = take("cancel_wait_timeout")) {
+      b.note("cancel_wait_timeout: PgBouncer bounds the wait before a cancel is sent; pgmux bounds it until "
+             "PostgreSQL has taken the cancel, then closes that server instead of reusing it");
+      duration(*e, b);
+    }
     duration("server_login_retry", b);
     duration("server_idle_timeout", b);
     if (const Entry* e = take("server_lifetime")) {

@@ -373,6 +373,7 @@ void show_config(Worker& w, std::string& out) {
       {"application_name_add_host", c.application_name_add_host ? "1" : "0", "0"},
       {"server_pipelining", c.server_pipelining ? "1" : "0", "0"},
       {"server_connect_timeout", dur(c.server_connect_timeout), dur(d.server_connect_timeout)},
+      {"cancel_wait_timeout", dur(c.cancel_wait_timeout), dur(d.cancel_wait_timeout)},
       {"server_login_retry", dur(c.server_login_retry), dur(d.server_login_retry)},
       {"server_idle_timeout", dur(c.server_idle_timeout), dur(d.server_idle_timeout)},
       {"server_lifetime", dur(c.server_lifetime), dur(d.server_lifetime)},

@@ -316,11 +316,11 @@ class CancelSender final : public SocketOwner {
 
 void Worker::cancel_finished(CancelSender* c) { std::erase(cancels_, c); }
 
-// Cancel requests PostgreSQL has not answered within server_connect_timeout
-// (15 s when that is off) are given up.
+// Cancel requests PostgreSQL has not answered within cancel_wait_timeout
+// are given up.
 void Worker::expire_cancels(uint64_t now_ms) {
-  const auto limit = config_->server_connect_timeout.count() > 0 ? uint64_t(config_->server_connect_timeout.count())
-                                                                  : uint64_t(15000);
+  if (config_->cancel_wait_timeout.count() <= 0) return;
+  const auto limit = uint64_t(config_->cancel_wait_timeout.count());
   for (CancelSender* c : std::vector<CancelSender*>(cancels_))
     if (now_ms - c->started_ms >= limit) c->expire();
 }

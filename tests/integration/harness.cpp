@@ -1042,4 +1042,105 @@ std::string error_field(std::string_view payload, char field) {
   return {};
 }
 
+// ---------------------------------------------------------------------------
+// TcpRelay
+
+TcpRelay::TcpRelay(const std::string& host, int port, Options options)
+    : host_(host), port_(port), options_(options) {
+  listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(listen_fd_, 64) == 0) {
+    socklen_t len = sizeof a;
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    listen_port_ = ntohs(a.sin_port);
+  }
+  acceptor_ = std::thread([this] { accept_loop(); });
+}
+
+TcpRelay::~TcpRelay() {
+  ::shutdown(listen_fd_, SHUT_RDWR);
+  ::close(listen_fd_);
+  acceptor_.join();
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+    threads.swap(threads_);
+  }
+  for (auto& t : threads) t.join();
+  for (int fd : fds_) ::close(fd);
+}
+
+void TcpRelay::track(int fd) {
+  std::lock_guard<std::mutex> lock(mu_);
+  fds_.push_back(fd);
+  if (stopping_) ::shutdown(fd, SHUT_RDWR);  // opened while the destructor runs
+}
+
+void TcpRelay::accept_loop() {
+  for (;;) {
+    int c = ::accept(listen_fd_, nullptr, nullptr);
+    if (c < 0) return;
+    int one = 1;
+    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    track(c);
+    std::lock_guard<std::mutex> lock(mu_);
+    threads_.emplace_back([this, c] { serve(c); });
+  }
+}
+
+void TcpRelay::serve(int c) {
+  if (options_.hold_cancels) {
+    // A CancelRequest: length 16, code 80877102.
+    unsigned char head[8];
+    if (::recv(c, head, sizeof head, MSG_PEEK | MSG_WAITALL) != ssize_t(sizeof head)) return;
+    const uint32_t len = uint32_t(head[0]) << 24 | uint32_t(head[1]) << 16 | uint32_t(head[2]) << 8 | head[3];
+    const uint32_t code = uint32_t(head[4]) << 24 | uint32_t(head[5]) << 16 | uint32_t(head[6]) << 8 | head[7];
+    if (len == 16 && code == 80877102) {
+      ++cancels_held_;
+      char buf[256];
+      while (::read(c, buf, sizeof buf) > 0) {
+      }
+      return;  // closed by the destructor
+    }
+  }
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  track(s);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port_));
+  inet_pton(AF_INET, host_.c_str(), &a.sin_addr);
+  if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::shutdown(c, SHUT_RDWR);
+    return;
+  }
+  std::thread to_server([c, s] { pump(c, s, false); });
+  pump(s, c, options_.dribble);
+  to_server.join();
+}
+
+void TcpRelay::pump(int from, int to, bool dribble) {
+  char buf[65536];
+  size_t step = 0;
+  for (;;) {
+    ssize_t n = ::read(from, buf, sizeof buf);
+    if (n <= 0) break;
+    for (ssize_t i = 0; i < n;) {
+      ssize_t k = dribble ? std::min<ssize_t>(n - i, 1 + ssize_t(step++ % 3)) : n - i;
+      if (::send(to, buf + i, size_t(k), MSG_NOSIGNAL) != k) {
+        ::shutdown(from, SHUT_RDWR);
+        return;
+      }
+      i += k;
+      if (dribble && step % 8 == 0) std::this_thread::sleep_for(20us);
+    }
+  }
+  ::shutdown(to, SHUT_WR);
+}
+
 }  // namespace it

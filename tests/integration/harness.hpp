@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -358,6 +359,43 @@ class RawSocket {
   bool read_exact(std::string& out, size_t n, Clock::time_point deadline);
   int fd_ = -1;
   std::string buffered_;
+};
+
+// A TCP relay on loopback between pgmux and PostgreSQL (a network fault
+// put in, not a mock: everything it passes is PostgreSQL's). `dribble`
+// passes the server's bytes on one to three at a time; `hold_cancels`
+// takes CancelRequest connections and neither forwards nor closes them, as
+// a PostgreSQL that never answers a cancel would (until the relay ends).
+class TcpRelay {
+ public:
+  struct Options {
+    bool dribble = false;
+    bool hold_cancels = false;
+  };
+  TcpRelay(const std::string& host, int port, Options options);
+  ~TcpRelay();
+  TcpRelay(const TcpRelay&) = delete;
+  TcpRelay& operator=(const TcpRelay&) = delete;
+  int port() const { return listen_port_; }
+  int cancels_held() const { return cancels_held_.load(); }
+
+ private:
+  void accept_loop();
+  void serve(int client);
+  void track(int fd);
+  static void pump(int from, int to, bool dribble);
+
+  std::string host_;
+  int port_;
+  Options options_;
+  int listen_fd_ = -1;
+  int listen_port_ = 0;
+  std::atomic<int> cancels_held_{0};
+  std::mutex mu_;
+  std::vector<int> fds_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+  std::thread acceptor_;  // last
 };
 
 // Wire-format builders.

@@ -1497,6 +1497,95 @@ TEST_CASE("transaction: a cancel request never cancels the next client's stateme
   mux.finish();
 }
 
+// A cancel PostgreSQL never answers (a relay between pgmux and PostgreSQL
+// takes cancel connections and holds them open) is given up after
+// cancel_wait_timeout; the server it was for is closed, not reused, since
+// the signal could still land on the next client's statement.
+TEST_CASE("transaction: a cancel PostgreSQL never answers is given up after cancel_wait_timeout",
+          "[transaction][cancel][timeout]") {
+  TcpRelay relay(fixture().pg_host, fixture().pg_port, {.hold_cancels = true});
+  REQUIRE(relay.port() > 0);
+  PgmuxConfig cfg = trust_tx_config(1, "[databases.app]\nhost = \"127.0.0.1\"\nport = " +
+                                           std::to_string(relay.port()) + "\n\n[admin]\nusers = [\"admin\"]\n");
+  cfg.pgmux += "cancel_wait_timeout = \"1s\"\n";
+  cfg.userlist += userlist_line("admin", "");
+  Pgmux mux(cfg);
+  Watchdog wd(60s);
+  const std::string ci = mux.conninfo("app", "trust_user");
+  Conn console = connect(mux.conninfo("pgmux", "admin"));
+  auto pools = [&](const char* column) {
+    Result r(PQexec(console.get(), "SHOW POOLS"));
+    const int col = PQfnumber(r.get(), column), db = PQfnumber(r.get(), "database");
+    for (int i = 0; col >= 0 && i < PQntuples(r.get()); ++i)
+      if (std::string(PQgetvalue(r.get(), i, db)) == "app") return std::string(PQgetvalue(r.get(), i, col));
+    return std::string("no row");
+  };
+  auto cancel = [](PGconn* c) {
+    PGcancel* k = PQgetCancel(c);
+    char errbuf[256];
+    const int ok = PQcancel(k, errbuf, sizeof errbuf);
+    PQfreeCancel(k);
+    return ok;
+  };
+  auto outcome = [](PGconn* c) {
+    std::string states;
+    while (PGresult* r = PQgetResult(c)) {
+      const char* s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      states += s ? s : (PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "ok");
+      PQclear(r);
+    }
+    return states;
+  };
+  Conn a = connect(ci);
+  Conn b = connect(ci);
+  const std::string pid1 = scalar(a.get(), "SELECT pg_backend_pid()");
+
+  // 1. The statement ends before the timeout: its server is held (not given
+  //    to B, which waits) until the cancel is given up, then closed; B gets
+  //    a new server.
+  REQUIRE(PQsendQuery(a.get(), "SELECT 'slept' FROM pg_sleep(0.4)") == 1);
+  std::this_thread::sleep_for(100ms);
+  const auto t0 = Clock::now();
+  CHECK(cancel(a.get()) == 1);
+  CHECK(wait_until([&] { return relay.cancels_held() == 1; }, 5s, 10ms));
+  CHECK(outcome(a.get()) == "slept");  // ran to its end: the cancel never reached PostgreSQL
+  REQUIRE(PQsendQuery(b.get(), "SELECT pg_backend_pid()") == 1);
+  CHECK(wait_until([&] { return pools("cl_waiting") == "1"; }, 2s, 10ms));
+  CHECK(pools("sv_being_canceled") == "1");
+  CHECK(pools("sv_active_cancel") == "1");
+  const std::string pid2 = outcome(b.get());
+  const double waited = seconds_since(t0);
+  INFO("B's backend " << pid2 << " after " << waited << " s (A's was " << pid1 << ")");
+  CHECK(pid2 != pid1);
+  CHECK(pid2.find_first_not_of("0123456789") == std::string::npos);
+  CHECK(waited >= 0.9);
+  CHECK(waited < 4.0);
+  CHECK(pools("sv_being_canceled") == "0");
+  CHECK(pools("sv_active_cancel") == "0");
+  CHECK(contains(mux.log_text(), "cancel: no answer from"));
+
+  // 2. The statement outlives the timeout: it runs to its end and its client
+  //    gets the answer; the server is closed when the transaction ends.
+  REQUIRE(PQsendQuery(a.get(), "SELECT pg_backend_pid() FROM pg_sleep(1.6)") == 1);
+  std::this_thread::sleep_for(100ms);
+  CHECK(cancel(a.get()) == 1);
+  CHECK(wait_until([&] { return relay.cancels_held() == 2; }, 5s, 10ms));
+  const std::string pid3 = outcome(a.get());
+  CHECK(pid3 == pid2);
+  const std::string pid4 = scalar(a.get(), "SELECT pg_backend_pid()");
+  CHECK(pid4 != pid3);
+  auto su = superuser();
+  CHECK(wait_until([&] { return scalar(su.get(), "SELECT count(*) FROM pg_stat_activity WHERE pid IN (" + pid1 +
+                                                     ", " + pid3 + ")") == "0"; },
+                   5s, 50ms));
+  CHECK(pools("sv_active_cancel") == "0");
+  CHECK_FALSE(wd.fired());
+  a.reset();
+  b.reset();
+  console.reset();
+  mux.finish();
+}
+
 TEST_CASE("transaction: query_timeout", "[transaction][timeout]") {
   Pgmux mux(tx_config("default_pool_size = 1\nquery_timeout = \"1s\"\n"));
   const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
@@ -3134,89 +3223,8 @@ TEST_CASE("transaction: SQL commands through named portals, over 64 KiB and with
 //      pgmux reads its messages in pieces, also where it hides answers and
 //      inserts its own (re-prepares, pgmux's own errors, SQL commands).
 
-namespace {
-
-class DribbleProxy {
- public:
-  DribbleProxy(const std::string& host, int port) : host_(host), port_(port) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(listen_fd_, 16) == 0) {
-      socklen_t len = sizeof a;
-      getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
-      listen_port_ = ntohs(a.sin_port);
-    }
-    acceptor_ = std::thread([this] { accept_loop(); });
-  }
-  ~DribbleProxy() {
-    ::shutdown(listen_fd_, SHUT_RDWR);
-    ::close(listen_fd_);
-    acceptor_.join();
-    std::lock_guard<std::mutex> lock(mu_);
-    for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
-    for (auto& t : pumps_) t.join();
-    for (int fd : fds_) ::close(fd);
-  }
-  int port() const { return listen_port_; }
-
- private:
-  void accept_loop() {
-    for (;;) {
-      int c = ::accept(listen_fd_, nullptr, nullptr);
-      if (c < 0) return;
-      int s = ::socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(static_cast<uint16_t>(port_));
-      inet_pton(AF_INET, host_.c_str(), &a.sin_addr);
-      if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        ::close(c);
-        ::close(s);
-        continue;
-      }
-      int one = 1;
-      setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      std::lock_guard<std::mutex> lock(mu_);
-      fds_.push_back(c);
-      fds_.push_back(s);
-      pumps_.emplace_back([c, s] { pump(c, s, false); });
-      pumps_.emplace_back([c, s] { pump(s, c, true); });
-    }
-  }
-  static void pump(int from, int to, bool dribble) {
-    char buf[65536];
-    size_t step = 0;
-    for (;;) {
-      ssize_t n = ::read(from, buf, sizeof buf);
-      if (n <= 0) break;
-      for (ssize_t i = 0; i < n;) {
-        ssize_t k = dribble ? std::min<ssize_t>(n - i, 1 + ssize_t(step++ % 3)) : n - i;
-        if (::send(to, buf + i, size_t(k), MSG_NOSIGNAL) != k) return;
-        i += k;
-        if (dribble && step % 8 == 0) std::this_thread::sleep_for(20us);
-      }
-    }
-    ::shutdown(to, SHUT_WR);
-  }
-
-  std::string host_;
-  int port_;
-  int listen_fd_ = -1;
-  int listen_port_ = 0;
-  std::mutex mu_;
-  std::vector<int> fds_;
-  std::vector<std::thread> pumps_;
-  std::thread acceptor_;  // last
-};
-
-}  // namespace
-
 TEST_CASE("transaction: the server's answers read in pieces", "[transaction][pipeline]") {
-  DribbleProxy proxy(fixture().pg_host, fixture().pg_port);
+  TcpRelay proxy(fixture().pg_host, fixture().pg_port, {.dribble = true});
   REQUIRE(proxy.port() > 0);
   Pgmux mux(trust_tx_config(1, "[databases.app]\nhost = \"127.0.0.1\"\nport = " +
                                     std::to_string(proxy.port()) + "\n"));

@@ -101,6 +101,7 @@ server_pipelining = true
 server_check_query = ""
 server_check_delay = "7s"
 server_connect_timeout = "3s"
+cancel_wait_timeout = "0s"
 server_login_retry = "2s"
 server_idle_timeout = "1h"
 server_lifetime = "2d"
@@ -211,6 +212,7 @@ TEST_CASE("the DESIGN.md example loads with the documented values", "[conf][load
   CHECK(c->max_prepared_statements == 200);
   CHECK(c->server_reset_query == "DISCARD ALL");
   CHECK(c->server_connect_timeout == 15s);
+  CHECK(c->cancel_wait_timeout == 10s);
   CHECK(c->server_idle_timeout == 10min);
   CHECK(c->server_lifetime == 1h);
   CHECK(c->query_timeout == 0s);
@@ -288,6 +290,7 @@ TEST_CASE("every key is read into its field", "[conf][load]") {
   CHECK(c->server_check_query.empty());
   CHECK(c->server_check_delay == 7s);
   CHECK(c->server_connect_timeout == 3s);
+  CHECK(c->cancel_wait_timeout == 0s);
   CHECK(c->server_login_retry == 2s);
   CHECK(c->server_idle_timeout == 1h);
   CHECK(c->server_lifetime == 48h);
