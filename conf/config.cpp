@@ -752,6 +752,8 @@ void read_pgmux(Table& t, Config& c) {
   t.duration("reserve_pool_timeout", c.reserve_pool_timeout);
   t.integer("max_db_connections", c.max_db_connections, 0);
   t.integer("max_user_connections", c.max_user_connections, 0);
+  t.integer("max_db_client_connections", c.max_db_client_connections, 0);
+  t.integer("max_user_client_connections", c.max_user_client_connections, 0);
   t.integer("max_prepared_statements", c.max_prepared_statements, 0);
   t.string("server_reset_query", c.server_reset_query);
   t.boolean("server_reset_query_always", c.server_reset_query_always);
@@ -916,6 +918,7 @@ void read_database(Table& t, const std::string& name, Config& c) {
   const Value* mps = t.integer("min_pool_size", db.min_pool_size, 0);
   t.integer("reserve_pool_size", db.reserve_pool_size, 0);
   t.integer("max_db_connections", db.max_db_connections, 0);
+  t.integer("max_db_client_connections", db.max_db_client_connections, 0);
   t.boolean("server_pipelining", db.server_pipelining);
   t.string("connect_query", db.connect_query);
   t.string_list("replicas", [&](const Value& e, const std::string& s) {
@@ -1043,6 +1046,7 @@ void read_users(Ctx& ctx, const Value* section, Config& c) {
     u.name = name;
     t.enumeration("pool_mode", u.pool_mode, kPoolModes);
     t.integer("max_user_connections", u.max_user_connections, 0);
+    t.integer("max_user_client_connections", u.max_user_client_connections, 0);
     t.finish();
     c.users.emplace(name, std::move(u));
   }

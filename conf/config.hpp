@@ -87,6 +87,7 @@ struct DatabaseConfig {
   std::optional<int> min_pool_size;
   std::optional<int> reserve_pool_size;
   std::optional<int> max_db_connections;
+  std::optional<int> max_db_client_connections;
   std::optional<bool> server_pipelining;
   std::string connect_query;  // run once on each new server connection
   std::vector<HostPort> replicas;
@@ -118,6 +119,7 @@ struct UserConfig {
   std::string name;
   std::optional<PoolMode> pool_mode;
   std::optional<int> max_user_connections;
+  std::optional<int> max_user_client_connections;
 };
 
 struct AuthConfig {
@@ -175,6 +177,10 @@ struct Config {
   Duration reserve_pool_timeout = std::chrono::seconds(5);
   int max_db_connections = 0;
   int max_user_connections = 0;
+  // Logged-in clients per database (the name clients ask for) and per
+  // login user, over every worker; 0 = unlimited.
+  int max_db_client_connections = 0;
+  int max_user_client_connections = 0;
   int max_prepared_statements = 200;
   std::string server_reset_query = "DISCARD ALL";
   bool server_reset_query_always = false;
@@ -235,6 +241,10 @@ struct Config {
   // max_user_connections for server user `user`; 0 = unlimited.
   int effective_max_db_connections(const DatabaseConfig* db) const;
   int effective_max_user_connections(std::string_view user) const;
+  // max_db_client_connections for `db` (nullptr: no entry) and
+  // max_user_client_connections for login user `user`; 0 = unlimited.
+  int effective_max_db_client_connections(const DatabaseConfig* db) const;
+  int effective_max_user_client_connections(std::string_view user) const;
 };
 
 struct LoadResult {

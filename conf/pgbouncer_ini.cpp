@@ -533,8 +533,6 @@ const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"transaction_timeout", kNoEquivalent},
     {"query_wait_notify", kNoEquivalent},
     {"login_notify_message", kNoEquivalent},
-    {"max_db_client_connections", kNoEquivalent},
-    {"max_user_client_connections", kNoEquivalent},
     {"scram_iterations", kNoEquivalent},
     {"auth_ident_file", kNoEquivalent},
     {"auth_dbname", kNoEquivalent},
@@ -758,7 +756,8 @@ class Converter {
       }
       if (reserve_timeout) duration(*reserve_timeout, b);
     }
-    for (const char* key : {"max_db_connections", "max_user_connections", "max_prepared_statements"}) {
+    for (const char* key : {"max_db_connections", "max_user_connections", "max_db_client_connections",
+                            "max_user_client_connections", "max_prepared_statements"}) {
       if (const Entry* e = take(key)) {
         if (auto n = bounded(*e, b, 0, INT32_MAX, "must not be negative")) b.set(key, std::to_string(*n));
       }
@@ -1038,7 +1037,7 @@ class Converter {
   void convert_database(const std::string& name, const Entry& e, Block& b) {
     const std::string where = "[databases] " + name;
     std::optional<std::string> host, dbname, user, password, pool_mode, connect_query, target;
-    std::optional<int> port, pool_size, min_pool_size, reserve, max_db;
+    std::optional<int> port, pool_size, min_pool_size, reserve, max_db, max_db_clients;
     std::vector<std::string> comments;
     auto count = [&](const Pair& p, int64_t min, std::string_view why) -> std::optional<int> {
       const auto n = parse_decimal(p.value);
@@ -1078,6 +1077,8 @@ class Converter {
         }
       } else if (k == "max_db_connections") {
         max_db = count(p, 0, "must not be negative");
+      } else if (k == "max_db_client_connections") {
+        max_db_clients = count(p, 0, "must not be negative");
       } else if (k == "pool_mode") {
         const auto v = lower(p.value);
         if (v != "session" && v != "transaction" && v != "statement") {
@@ -1157,6 +1158,7 @@ class Converter {
     if (min_pool_size) b.set("min_pool_size", std::to_string(*min_pool_size));
     if (reserve) b.set("reserve_pool_size", std::to_string(*reserve));
     if (max_db) b.set("max_db_connections", std::to_string(*max_db));
+    if (max_db_clients) b.set("max_db_client_connections", std::to_string(*max_db_clients));
     if (connect_query) b.set("connect_query", toml_string(*connect_query));
     if (target && user) {
       b.set("target_session_attrs", toml_string(*target));
@@ -1186,7 +1188,7 @@ class Converter {
       const std::string where = "[users] " + name;
       Block b;
       std::optional<std::string> pool_mode;
-      std::optional<int> max_conn;
+      std::optional<int> max_conn, max_clients;
       std::vector<std::string> comments;
       for (const auto& p : parse_connstr(e, where)) {
         if (p.key == "pool_mode") {
@@ -1196,17 +1198,18 @@ class Converter {
                              quoted(p.value));
           }
           pool_mode = v;
-        } else if (p.key == "max_user_connections") {
+        } else if (p.key == "max_user_connections" || p.key == "max_user_client_connections") {
+          auto& out = p.key == "max_user_connections" ? max_conn : max_clients;
           const auto n = parse_decimal(p.value);
-          if (!n) fail(e.line, where + ": max_user_connections: expected an integer, got " + quoted(p.value));
+          if (!n) fail(e.line, where + ": " + p.key + ": expected an integer, got " + quoted(p.value));
           if (*n >= 0 && *n <= INT32_MAX) {
-            max_conn = static_cast<int>(*n);
+            out = static_cast<int>(*n);
           } else {
-            max_conn.reset();  // PgBouncer: negative = not set
+            out.reset();  // PgBouncer: negative = not set
           }
         } else if (p.key == "pool_size" || p.key == "reserve_pool_size" || p.key == "query_timeout" ||
                    p.key == "idle_transaction_timeout" || p.key == "client_idle_timeout" ||
-                   p.key == "max_user_client_connections" || p.key == "query_wait_timeout" ||
+                   p.key == "query_wait_timeout" ||
                    p.key == "transaction_timeout") {
           comments.push_back(unsupported(p.key, p.value, "pgmux has no per-user " + p.key));
         } else {
@@ -1215,6 +1218,7 @@ class Converter {
       }
       if (pool_mode) b.set("pool_mode", toml_string(*pool_mode));
       if (max_conn) b.set("max_user_connections", std::to_string(*max_conn));
+      if (max_clients) b.set("max_user_client_connections", std::to_string(*max_clients));
       for (auto& c : comments) b.comment(c);
       users_.emplace_back(name, std::move(b));
     }

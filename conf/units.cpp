@@ -217,6 +217,15 @@ int Config::effective_max_db_connections(const DatabaseConfig* db) const {
   return db ? db->max_db_connections.value_or(max_db_connections) : max_db_connections;
 }
 
+int Config::effective_max_db_client_connections(const DatabaseConfig* db) const {
+  return db ? db->max_db_client_connections.value_or(max_db_client_connections) : max_db_client_connections;
+}
+
+int Config::effective_max_user_client_connections(std::string_view user) const {
+  const UserConfig* uc = find_user(user);
+  return (uc && uc->max_user_client_connections) ? *uc->max_user_client_connections : max_user_client_connections;
+}
+
 int Config::effective_max_user_connections(std::string_view user) const {
   const UserConfig* uc = find_user(user);
   return (uc && uc->max_user_connections) ? *uc->max_user_connections : max_user_connections;

@@ -322,24 +322,45 @@ void show_databases(Worker& w, std::string& out) {
                     n(uint64_t(db.reserve_pool_size.value_or(cfg.reserve_pool_size))),
                     db.pool_mode ? std::string(conf::to_string(*db.pool_mode)) : "",
                     n(uint64_t(cfg.effective_max_db_connections(&db))), n(current),
-                    w.is_paused(name) ? "1" : "0", w.is_disabled(name) ? "1" : "0", replicas, std::string(conf::to_string(db.read_routing))});
+                    n(uint64_t(cfg.effective_max_db_client_connections(&db))),
+                    n(uint64_t(w.hub().clients_of_database(name))), w.is_paused(name) ? "1" : "0", w.is_disabled(name) ? "1" : "0", replicas, std::string(conf::to_string(db.read_routing))});
   }
   table(out,
         {"name", "host", "port", "database", "force_user", "pool_size", "min_pool_size", "reserve_pool",
-         "pool_mode", "max_connections", "current_connections", "paused", "disabled", "replicas",
+         "pool_mode", "max_connections", "current_connections", "max_client_connections",
+         "current_client_connections", "paused", "disabled", "replicas",
          "read_routing"},
         rows);
 }
 
 void show_users(Worker& w, std::string& out) {
+  const conf::Config& cfg = w.config();
   std::map<std::string, std::string> users;
   if (const auth::Userlist* ul = w.userlist())
     for (const auto& [u, s] : ul->users) users[u];
-  for (const auto& [u, uc] : w.config().users)
+  for (const auto& [u, uc] : cfg.users)
     users[u] = uc.pool_mode ? std::string(conf::to_string(*uc.pool_mode)) : "";
+  // Users with server connections or logged-in clients (auth_query's, or
+  // any under trust) are listed too.
+  std::map<std::string, uint64_t> servers;  // by server user
+  each_pool(w, [&](Worker&, const PoolKey& key, const pool::Pool& p, const conf::DatabaseConfig&) {
+    if (!key.health) servers[key.user] += p.counts().total_servers();
+  });
+  const auto clients = w.hub().clients_by_user();
+  for (const auto& [u, count] : servers) users[u];
+  for (const auto& [u, count] : clients) users[u];
   std::vector<Row> rows;
-  for (auto& [u, m] : users) rows.push_back({u, m});
-  table(out, {"name", "pool_mode"}, rows);
+  for (auto& [u, m] : users) {
+    const auto s = servers.find(u);
+    const auto c = clients.find(u);
+    rows.push_back({u, m, n(uint64_t(cfg.effective_max_user_connections(u))), n(s == servers.end() ? 0 : s->second),
+                    n(uint64_t(cfg.effective_max_user_client_connections(u))),
+                    n(uint64_t(c == clients.end() ? 0 : c->second))});
+  }
+  table(out,
+        {"name", "pool_mode", "max_user_connections", "current_connections", "max_user_client_connections",
+         "current_client_connections"},
+        rows);
 }
 
 void show_config(Worker& w, std::string& out) {
@@ -366,6 +387,9 @@ void show_config(Worker& w, std::string& out) {
       {"reserve_pool_timeout", dur(c.reserve_pool_timeout), dur(d.reserve_pool_timeout)},
       {"max_db_connections", n(uint64_t(c.max_db_connections)), n(uint64_t(d.max_db_connections))},
       {"max_user_connections", n(uint64_t(c.max_user_connections)), n(uint64_t(d.max_user_connections))},
+      {"max_db_client_connections", n(uint64_t(c.max_db_client_connections)), n(uint64_t(d.max_db_client_connections))},
+      {"max_user_client_connections", n(uint64_t(c.max_user_client_connections)),
+       n(uint64_t(d.max_user_client_connections))},
       {"max_prepared_statements", n(uint64_t(c.max_prepared_statements)), n(uint64_t(d.max_prepared_statements))},
       {"server_reset_query", c.server_reset_query, d.server_reset_query},
       {"server_reset_query_always", c.server_reset_query_always ? "1" : "0", "0"},

@@ -575,6 +575,27 @@ void ClientConnection::auth_succeeded() {
     close(CloseReason::disabled, &e);
     return;
   }
+  // Per-database and per-user client limits count logged-in clients (after
+  // the password, as PostgreSQL's own connection limits); the admin console
+  // is not a database's client.
+  if (db) {
+    const conf::Config& cfg = worker_.config();
+    const int max_db = cfg.effective_max_db_client_connections(db);
+    const int max_user = cfg.effective_max_user_client_connections(user_);
+    const Hub::LoginRefusal refused = worker_.hub().count_login(database_, max_db, user_, max_user);
+    if (refused != Hub::LoginRefusal::none) {
+      const bool by_db = refused == Hub::LoginRefusal::db;
+      spdlog::warn("C-{} login refused: {} \"{}\" has {} clients (max_{}_client_connections)", id_,
+                   by_db ? "database" : "user", by_db ? database_ : user_, by_db ? max_db : max_user,
+                   by_db ? "db" : "user");
+      auto e = proto::fatal_error(proto::sqlstate::kTooManyConnections,
+                                  std::string("client connections exceeded (max_") + (by_db ? "db" : "user") +
+                                      "_client_connections)");
+      close(CloseReason::too_many_clients, &e);
+      return;
+    }
+    login_counted_ = true;
+  }
   auth_.reset();
   if (is_admin_database(database_)) {
     admin_ = std::make_unique<AdminState>();
@@ -2485,6 +2506,10 @@ void ClientConnection::close(CloseReason reason, const proto::ErrorFields* error
   if (counted_) {
     worker_.uncount_client(this);
     counted_ = false;
+  }
+  if (login_counted_) {
+    worker_.hub().uncount_login(database_, user_);
+    login_counted_ = false;
   }
   bool quiet = reason == CloseReason::cancel_request ||
                (was == State::startup && user_.empty() && reason == CloseReason::client_gone);

@@ -293,6 +293,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   uint64_t params_id_ = 0;  // params_id(), 0 = to compute (desired_ changed)
   uint32_t cancel_pid_ = 0, cancel_key_ = 0;
   bool counted_ = false;  // counted against max_client_conn
+  bool login_counted_ = false;  // in Hub::count_login (database_, user_)
   bool in_forward_managed_ = false;  // see forward_to_server
   bool delivery_failed_ = false;     // a write to the client failed: closing
   void delivery_failed();

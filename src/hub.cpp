@@ -67,6 +67,36 @@ void Hub::park_gone() {
   park_cv_.notify_all();
 }
 
+Hub::LoginRefusal Hub::count_login(const std::string& db, int max_db, const std::string& user, int max_user) {
+  std::lock_guard lk(login_counts_mu_);
+  auto d = db_clients_.find(db);
+  auto u = user_clients_.find(user);
+  if (max_db > 0 && d != db_clients_.end() && d->second >= max_db) return LoginRefusal::db;
+  if (max_user > 0 && u != user_clients_.end() && u->second >= max_user) return LoginRefusal::user;
+  ++db_clients_[db];
+  ++user_clients_[user];
+  return LoginRefusal::none;
+}
+
+void Hub::uncount_login(const std::string& db, const std::string& user) {
+  std::lock_guard lk(login_counts_mu_);
+  for (auto [m, key] : {std::pair{&db_clients_, &db}, std::pair{&user_clients_, &user}}) {
+    auto it = m->find(*key);
+    if (it != m->end() && --it->second <= 0) m->erase(it);
+  }
+}
+
+int64_t Hub::clients_of_database(const std::string& db) {
+  std::lock_guard lk(login_counts_mu_);
+  auto it = db_clients_.find(db);
+  return it == db_clients_.end() ? 0 : it->second;
+}
+
+std::map<std::string, int64_t, std::less<>> Hub::clients_by_user() {
+  std::lock_guard lk(login_counts_mu_);
+  return user_clients_;
+}
+
 size_t Hub::pick_worker() {
   const size_t n = workers_.size();
   if (n == 1) {

@@ -76,6 +76,16 @@ class Hub {
   std::atomic<int64_t> clients{0};
   std::atomic<int64_t> logins{0};
 
+  // Logged-in clients by database (the name a client asked for) and by
+  // login user, over every worker. Counts `db` and `user` unless that would
+  // pass max_db (0 = no limit) or max_user: then counts nothing and returns
+  // the setting that refused. Login and close paths only.
+  enum class LoginRefusal { none, db, user };
+  LoginRefusal count_login(const std::string& db, int max_db, const std::string& user, int max_user);
+  void uncount_login(const std::string& db, const std::string& user);
+  int64_t clients_of_database(const std::string& db);
+  std::map<std::string, int64_t, std::less<>> clients_by_user();
+
   // auth_query's answers (found or not) by (database entry, user), for all
   // workers alike (see AuthQuery): a changed password applies on every
   // worker at once. Logins only, never the forwarding path.
@@ -123,6 +133,8 @@ class Hub {
   std::atomic<size_t> rr_{0};
   std::mutex limits_mu_;
   LimitMap db_limits_, user_limits_, key_limits_;
+  std::mutex login_counts_mu_;
+  std::map<std::string, int64_t, std::less<>> db_clients_, user_clients_;  // under login_counts_mu_
 
   std::mutex read_mu_;  // one read_all at a time
   std::mutex park_mu_;

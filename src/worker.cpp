@@ -24,7 +24,7 @@ const char* to_string(CloseReason r) {
     case CloseReason::login_timeout: return "client_login_timeout";
     case CloseReason::auth_failed: return "authentication failed";
     case CloseReason::protocol_violation: return "protocol violation";
-    case CloseReason::too_many_clients: return "max_client_conn reached";
+    case CloseReason::too_many_clients: return "connection limit";
     case CloseReason::wait_failed: return "no server available";
     case CloseReason::server_gone: return "server connection lost";
     case CloseReason::shutdown: return "shutdown";

@@ -44,7 +44,7 @@ enum class CloseReason {
   login_timeout,        // client_login_timeout
   auth_failed,          // wrong password / unknown user / unknown database
   protocol_violation,   // malformed packet from the client
-  too_many_clients,     // max_client_conn
+  too_many_clients,     // max_client_conn, max_concurrent_logins, max_{db,user}_client_connections
   wait_failed,          // query_wait_timeout or server login failing
   server_gone,          // linked server died
   shutdown,             // pgmux shutting down

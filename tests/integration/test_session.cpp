@@ -354,6 +354,86 @@ TEST_CASE("session: max_client_conn", "[session][limits]") {
   mux.finish();
 }
 
+// max_db_client_connections / max_user_client_connections: logged-in
+// clients per database and per login user, counted over both workers; a
+// refused login counts nowhere; the console shows the counts and its SET
+// raises a limit at once.
+TEST_CASE("session: max_db_client_connections and max_user_client_connections", "[session][limits][workers]") {
+  PgmuxConfig cfg;
+  cfg.pgmux = "workers = 2\npool_mode = \"transaction\"\nmax_db_client_connections = 3\n";
+  cfg.rest = auth_section("trust") + "\n" + database_section("app", "user = \"trust_user\"\n") + "\n" +
+             database_section("small", "dbname = \"app\"\nuser = \"trust_user\"\nmax_db_client_connections = 1\n") +
+             "\n[users.bob]\nmax_user_client_connections = 2\n\n[admin]\nusers = [\"admin\"]\n";
+  cfg.userlist = userlist_line("alice", "") + userlist_line("bob", "") + userlist_line("admin", "");
+  Pgmux mux(cfg);
+  Conn console = connect(mux.conninfo("pgmux", "admin"));
+  auto cell = [&](const char* show, const std::string& row, const char* column) {
+    Result r(PQexec(console.get(), show));
+    const int col = PQfnumber(r.get(), column), key = PQfnumber(r.get(), "name");
+    for (int i = 0; col >= 0 && key >= 0 && i < PQntuples(r.get()); ++i)
+      if (row == PQgetvalue(r.get(), i, key)) return std::string(PQgetvalue(r.get(), i, col));
+    return std::string("no such cell");
+  };
+  auto login = [&](const char* db, const char* user) {
+    Conn c = connect(mux.conninfo(db, user));
+    CHECK(scalar(c.get(), "SELECT 1") == "1");
+    return c;
+  };
+  std::vector<Conn> alice, bob;
+  alice.push_back(login("app", "alice"));
+  alice.push_back(login("app", "alice"));
+  bob.push_back(login("small", "bob"));
+  bob.push_back(login("app", "bob"));  // app 3 of 3, bob 2 of 2
+
+  CHECK_THAT(connect_error(mux.conninfo("app", "alice")),
+             Contains("client connections exceeded (max_db_client_connections)"));
+  CHECK_THAT(connect_error(mux.conninfo("small", "bob")),
+             Contains("client connections exceeded (max_db_client_connections)"));
+  {  // On the wire: FATAL 53300, as max_client_conn.
+    auto s = RawSocket::connect_tcp(mux.port());
+    REQUIRE(s.valid());
+    s.send(startup_packet({{"user", "alice"}, {"database", "app"}}));
+    auto m = s.read_message(3s);
+    REQUIRE(m.has_value());
+    REQUIRE(m->type == 'E');
+    CHECK(error_field(m->payload, 'C') == "53300");
+    CHECK(error_field(m->payload, 'S') == "FATAL");
+  }
+  CHECK(cell("SHOW DATABASES", "app", "max_client_connections") == "3");
+  CHECK(cell("SHOW DATABASES", "app", "current_client_connections") == "3");
+  CHECK(cell("SHOW DATABASES", "small", "max_client_connections") == "1");
+  CHECK(cell("SHOW DATABASES", "small", "current_client_connections") == "1");
+  CHECK(cell("SHOW USERS", "bob", "max_user_client_connections") == "2");
+  CHECK(cell("SHOW USERS", "bob", "current_client_connections") == "2");
+  CHECK(cell("SHOW USERS", "alice", "max_user_client_connections") == "0");
+  CHECK(cell("SHOW USERS", "alice", "current_client_connections") == "2");
+  CHECK(cell("SHOW USERS", "trust_user", "current_connections") != "0");  // the server user's connections
+
+  // A place in app: bob is still at his own limit, alice gets in.
+  alice.pop_back();
+  CHECK(wait_until([&] { return cell("SHOW DATABASES", "app", "current_client_connections") == "2"; }, 3s, 20ms));
+  CHECK_THAT(connect_error(mux.conninfo("app", "bob")),
+             Contains("client connections exceeded (max_user_client_connections)"));
+  alice.push_back(login("app", "alice"));
+
+  // The console's SET applies to the next login.
+  Result set(PQexec(console.get(), "SET max_db_client_connections = 4"));
+  CHECK(PQresultStatus(set.get()) == PGRES_COMMAND_OK);
+  alice.push_back(login("app", "alice"));
+  CHECK(cell("SHOW DATABASES", "app", "current_client_connections") == "4");
+  CHECK(contains(mux.log_text(), "login refused: user \"bob\" has 2 clients (max_user_client_connections)"));
+
+  alice.clear();
+  bob.clear();
+  CHECK(wait_until([&] {
+    return cell("SHOW DATABASES", "app", "current_client_connections") == "0" &&
+           cell("SHOW DATABASES", "small", "current_client_connections") == "0" &&
+           cell("SHOW USERS", "bob", "current_client_connections") == "0";
+  }, 3s, 20ms));
+  console.reset();
+  mux.finish();
+}
+
 // Logins in progress are bounded (max_concurrent_logins); logged-in clients
 // do not count.
 TEST_CASE("session: max_concurrent_logins", "[session][limits]") {

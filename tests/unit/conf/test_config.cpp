@@ -92,6 +92,8 @@ reserve_pool_size = 3
 reserve_pool_timeout = "250ms"
 max_db_connections = 40
 max_user_connections = 41
+max_db_client_connections = 400
+max_user_client_connections = 410
 max_prepared_statements = 0
 server_reset_query = "RESET ALL"
 server_reset_query_always = true
@@ -166,6 +168,7 @@ pool_size = 11
 min_pool_size = 4
 reserve_pool_size = 5
 max_db_connections = 60
+max_db_client_connections = 300
 server_pipelining = true
 connect_query = "SET search_path = app"
 replicas = ["10.0.0.2:5433", "[::1]:5434", "replica.internal", "/var/run/postgresql:5435"]
@@ -184,6 +187,7 @@ max_replica_lag = "16MB"
 [users.alice]
 pool_mode = "session"
 max_user_connections = 5
+max_user_client_connections = 50
 
 [users.bob]
 max_user_connections = 0
@@ -209,6 +213,8 @@ TEST_CASE("the DESIGN.md example loads with the documented values", "[conf][load
   CHECK(c->reserve_pool_timeout == 5s);
   CHECK(c->max_db_connections == 0);
   CHECK(c->max_user_connections == 0);
+  CHECK(c->max_db_client_connections == 0);
+  CHECK(c->max_user_client_connections == 0);
   CHECK(c->max_prepared_statements == 200);
   CHECK(c->server_reset_query == "DISCARD ALL");
   CHECK(c->server_connect_timeout == 15s);
@@ -281,6 +287,10 @@ TEST_CASE("every key is read into its field", "[conf][load]") {
   CHECK(c->reserve_pool_timeout == 250ms);
   CHECK(c->max_db_connections == 40);
   CHECK(c->max_user_connections == 41);
+  CHECK(c->max_db_client_connections == 400);
+  CHECK(c->max_user_client_connections == 410);
+  CHECK(c->effective_max_db_client_connections(nullptr) == 400);
+  CHECK(c->effective_max_user_client_connections("nobody") == 410);
   CHECK(c->max_prepared_statements == 0);
   CHECK(c->server_reset_query == "RESET ALL");
   CHECK(c->server_reset_query_always);
@@ -352,6 +362,8 @@ TEST_CASE("every key is read into its field", "[conf][load]") {
   CHECK(app.min_pool_size == std::optional<int>(4));
   CHECK(app.reserve_pool_size == std::optional<int>(5));
   CHECK(app.max_db_connections == std::optional<int>(60));
+  CHECK(app.max_db_client_connections == std::optional<int>(300));
+  CHECK(c->effective_max_db_client_connections(&app) == 300);
   CHECK(app.server_pipelining == std::optional<bool>(true));
   CHECK(app.connect_query == "SET search_path = app");
   REQUIRE(app.replicas.size() == 4);
@@ -382,6 +394,9 @@ TEST_CASE("every key is read into its field", "[conf][load]") {
   REQUIRE(c->users.size() == 2);
   CHECK(c->users.at("alice").pool_mode == std::optional<PoolMode>(PoolMode::session));
   CHECK(c->users.at("alice").max_user_connections == std::optional<int>(5));
+  CHECK(c->users.at("alice").max_user_client_connections == std::optional<int>(50));
+  CHECK(c->effective_max_user_client_connections("alice") == 50);
+  CHECK_FALSE(c->users.at("bob").max_user_client_connections);
   CHECK_FALSE(c->users.at("bob").pool_mode);
   CHECK(c->users.at("bob").max_user_connections == std::optional<int>(0));
 }

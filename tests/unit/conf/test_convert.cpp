@@ -149,6 +149,7 @@ TEST_CASE("convert: the sample pgbouncer.ini", "[convert]") {
   CHECK(reports.password == "s3cr'et pw");
   CHECK(reports.pool_mode == PoolMode::session);
   CHECK(reports.max_db_connections == 10);
+  CHECK(reports.max_db_client_connections == 25);
   CHECK(reports.connect_query == "SET search_path = reporting, public");
   const auto& v2 = db(*c, "app.v2");
   CHECK(v2.dbname == "app2");
@@ -169,6 +170,8 @@ TEST_CASE("convert: the sample pgbouncer.ini", "[convert]") {
   REQUIRE(c->find_user("etl"));
   CHECK_FALSE(c->find_user("etl")->pool_mode);
   CHECK(c->find_user("etl")->max_user_connections == 3);
+  CHECK(c->find_user("etl")->max_user_client_connections == 9);
+  CHECK_FALSE(c->find_user("batch")->max_user_client_connections);
 
   // What did not convert is listed.
   CHECK(has_line(r.toml, "# unsupported: client_encoding = UTF8 (pgmux sets no per-database startup parameters; "
@@ -371,6 +374,7 @@ TEST_CASE("convert: pool settings", "[convert]") {
   SECTION("every integer key") {
     const auto c = convert_load(with("max_client_conn = 500\ndefault_pool_size = 10\nmin_pool_size = 2\n"
                                      "reserve_pool_size = 1\nmax_db_connections = 30\nmax_user_connections = 40\n"
+                                     "max_db_client_connections = 300\nmax_user_client_connections = 400\n"
                                      "max_prepared_statements = 0\nmax_packet_size = 65536\nlisten_backlog = 4096\n"));
     CHECK(c->max_client_conn == 500);
     CHECK(c->default_pool_size == 10);
@@ -378,6 +382,8 @@ TEST_CASE("convert: pool settings", "[convert]") {
     CHECK(c->reserve_pool_size == 1);
     CHECK(c->max_db_connections == 30);
     CHECK(c->max_user_connections == 40);
+    CHECK(c->max_db_client_connections == 300);
+    CHECK(c->max_user_client_connections == 400);
     CHECK(c->max_prepared_statements == 0);
     CHECK(c->max_packet_size == 65536u);
     CHECK(c->listen_backlog == 4096);
