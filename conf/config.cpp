@@ -772,6 +772,7 @@ void read_pgmux(Table& t, Config& c) {
   t.duration("client_idle_timeout", c.client_idle_timeout);
   t.duration("client_login_timeout", c.client_login_timeout);
   t.duration("idle_transaction_timeout", c.idle_transaction_timeout);
+  t.duration("transaction_timeout", c.transaction_timeout);
   t.duration("shutdown_timeout", c.shutdown_timeout);
   uint64_t packet = c.max_packet_size;
   t.bytes("max_packet_size", packet, kMinPacketSize, kMaxPacketSize);

@@ -208,6 +208,10 @@ struct Config {
   Duration client_idle_timeout{0};
   Duration client_login_timeout = std::chrono::seconds(60);
   Duration idle_transaction_timeout{0};
+  // A client's transaction (or statement outside one) running longer is
+  // ended: the client is closed, its statement cancelled, the server rolled
+  // back (PgBouncer's transaction_timeout). 0 = off.
+  Duration transaction_timeout{0};
   Duration shutdown_timeout = std::chrono::seconds(30);
   uint32_t max_packet_size = 64u * 1024u * 1024u;  // cap on one message's length
   int max_startup_params = 64;

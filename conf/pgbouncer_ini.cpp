@@ -530,7 +530,6 @@ const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"tcp_defer_accept", kNoEquivalent},
     {"tcp_socket_buffer", kNoEquivalent},
     {"peer_id", "pgmux has no peering"},
-    {"transaction_timeout", kNoEquivalent},
     {"query_wait_notify", kNoEquivalent},
     {"login_notify_message", kNoEquivalent},
     {"scram_iterations", kNoEquivalent},
@@ -807,6 +806,7 @@ class Converter {
     duration("client_idle_timeout", b);
     duration("client_login_timeout", b);
     duration("idle_transaction_timeout", b);
+    duration("transaction_timeout", b);
     if (const Entry* e = take("tcp_keepalive")) b.set("tcp_keepalive", boolean(*e) ? "true" : "false");
     for (const char* key : {"tcp_keepidle", "tcp_keepintvl"}) {  // seconds
       if (const Entry* e = take(key)) {

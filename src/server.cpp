@@ -764,7 +764,10 @@ void ServerConnection::forward_copy(const std::string& data) {
 // answered; with status 'I', one transaction over.
 void ServerConnection::count_ready() {
   pool::Pool* p = pool();
-  if (!p) return;
+  if (!p) {
+    if (tx_status_ == 'I') xact_start_ns_ = 0;  // transaction_timeout reads it
+    return;
+  }
   const uint64_t now = uv_hrtime();
   pool::PoolStats& st = p->stats;
   if (query_start_ns_) {

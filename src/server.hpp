@@ -246,6 +246,9 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
     synced_with_ = {};
   }
   char tx_status() const { return tx_status_; }
+  // uv_hrtime() when the current client's transaction (or statement outside
+  // one) began on this server; 0 between transactions.
+  uint64_t xact_start_ns() const { return xact_start_ns_; }
   // Transaction pooling: give the connection back if nothing is in flight
   // (after requests pgmux answered itself).
   void maybe_release();

@@ -786,15 +786,17 @@ void Worker::open_on(size_t j, pool::SharedLimit* l) {
   if (!sent) l->drop_grants(j);  // stopped
 }
 
-// client_idle_timeout, idle_transaction_timeout and query_timeout, with the
-// messages PgBouncer users know.
+// client_idle_timeout, idle_transaction_timeout, query_timeout and
+// transaction_timeout, with the messages PgBouncer users know.
 void Worker::check_client_timeouts() {
   const conf::Config& cfg = *config_;
   uint64_t idle_ms = uint64_t(cfg.client_idle_timeout.count());
   uint64_t idle_tx_ms = uint64_t(cfg.idle_transaction_timeout.count());
   uint64_t query_ms = uint64_t(cfg.query_timeout.count());
-  if (!idle_ms && !idle_tx_ms && !query_ms) return;
+  uint64_t xact_ns = uint64_t(cfg.transaction_timeout.count()) * 1000000u;
+  if (!idle_ms && !idle_tx_ms && !query_ms && !xact_ns) return;
   uint64_t now_ms = uv_now(&loop_);
+  uint64_t now_ns = xact_ns ? uv_hrtime() : 0;
   std::vector<std::pair<ClientConnection*, const char*>> doomed;
   for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c)) {
     auto st = c->state();
@@ -805,6 +807,10 @@ void Worker::check_client_timeouts() {
     // still has query_timeout.
     if (linked && s->linked_client() != c) {
       if (query_ms) s->check_orphan_timeout(now_ms, query_ms);
+      continue;
+    }
+    if (linked && xact_ns && s->xact_start_ns() && now_ns - s->xact_start_ns() >= xact_ns) {
+      doomed.emplace_back(c, "transaction_timeout");
       continue;
     }
     if (linked && s->busy()) {

@@ -1670,6 +1670,87 @@ TEST_CASE("transaction: client_idle_timeout", "[transaction][timeout]") {
   mux.finish();
 }
 
+// transaction_timeout bounds a whole transaction (and a statement outside
+// one), busy or idle; short transactions one after another are not hit.
+TEST_CASE("transaction: transaction_timeout", "[transaction][timeout]") {
+  Pgmux mux(tx_config("transaction_timeout = \"1s\"\n"));
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  const std::string table = "xt_" + unique_suffix();
+  auto direct = connect(direct_conninfo("app", "scram_user", "scram_pw"));
+  exec(direct.get(), "CREATE TABLE " + table + " (id int)");
+  auto su = superuser("app");
+  auto gone_or_idle = [&](const std::string& pid) {
+    std::string state;
+    const bool ok = wait_until(
+        [&] {
+          state = scalar(su.get(), "SELECT coalesce((SELECT state FROM pg_stat_activity WHERE pid = " + pid +
+                                       "), 'gone')");
+          return state == "gone" || state == "idle";
+        },
+        3s, 50ms);
+    INFO("backend " << pid << ": " << state);
+    return ok;
+  };
+
+  // Many short transactions over 2.5 s: never ended.
+  auto steady = connect(ci);
+  std::string steady_error;
+  std::jthread steady_thread([&] {
+    auto t0 = Clock::now();
+    while (seconds_since(t0) < 2.5 && steady_error.empty()) {
+      for (const char* sql : {"BEGIN", "SELECT 1", "COMMIT"}) {
+        auto r = try_exec(steady.get(), sql);
+        if (!r.ok) steady_error = std::string(sql) + ": " + r.message;
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+
+  // A transaction kept busy (never idle for long) past 1 s is ended anyway.
+  auto busy = connect(ci);
+  exec(busy.get(), "BEGIN");
+  exec(busy.get(), "INSERT INTO " + table + " VALUES (1)");
+  const std::string pid = scalar(busy.get(), "SELECT pg_backend_pid()");
+  const auto t0 = Clock::now();
+  QueryOutcome r;
+  while (seconds_since(t0) < 5) {
+    r = try_exec(busy.get(), "SELECT pg_sleep(0.2)");
+    if (!r.ok) break;
+  }
+  const double after = seconds_since(t0);
+  INFO("ended after " << after << " s: " << describe_outcome(r));
+  CHECK_FALSE(r.ok);
+  CHECK(contains(r.message, "transaction_timeout"));
+  if (!r.sqlstate.empty()) CHECK(r.sqlstate == "08P01");
+  CHECK(after >= 0.7);
+  CHECK(after < 3.0);
+  busy.reset();
+  CHECK(gone_or_idle(pid));
+  CHECK(scalar(direct.get(), "SELECT count(*) FROM " + table) == "0");  // rolled back
+
+  // A single statement outside a transaction block is bounded too: it is
+  // cancelled on PostgreSQL.
+  auto slow = connect(ci);
+  const std::string slow_pid = scalar(slow.get(), "SELECT pg_backend_pid()");
+  const auto t1 = Clock::now();
+  auto s = try_exec(slow.get(), "SELECT pg_sleep(10)");
+  const double took = seconds_since(t1);
+  INFO("pg_sleep(10): " << describe_outcome(s) << " after " << took << " s");
+  CHECK_FALSE(s.ok);
+  CHECK(contains(s.message, "transaction_timeout"));
+  CHECK(took < 3.0);
+  slow.reset();
+  CHECK(gone_or_idle(slow_pid));
+
+  steady_thread.join();
+  INFO("steady client: " << steady_error);
+  CHECK(steady_error.empty());
+  steady.reset();
+  direct.reset();
+  su.reset();
+  mux.finish();
+}
+
 TEST_CASE("transaction: idle_transaction_timeout", "[transaction][timeout]") {
   Pgmux mux(tx_config("idle_transaction_timeout = \"1s\"\n"));
   const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");

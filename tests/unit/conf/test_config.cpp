@@ -104,6 +104,7 @@ server_check_query = ""
 server_check_delay = "7s"
 server_connect_timeout = "3s"
 cancel_wait_timeout = "0s"
+transaction_timeout = "5min"
 server_login_retry = "2s"
 server_idle_timeout = "1h"
 server_lifetime = "2d"
@@ -219,6 +220,7 @@ TEST_CASE("the DESIGN.md example loads with the documented values", "[conf][load
   CHECK(c->server_reset_query == "DISCARD ALL");
   CHECK(c->server_connect_timeout == 15s);
   CHECK(c->cancel_wait_timeout == 10s);
+  CHECK(c->transaction_timeout == 0s);
   CHECK(c->server_idle_timeout == 10min);
   CHECK(c->server_lifetime == 1h);
   CHECK(c->query_timeout == 0s);
@@ -301,6 +303,7 @@ TEST_CASE("every key is read into its field", "[conf][load]") {
   CHECK(c->server_check_delay == 7s);
   CHECK(c->server_connect_timeout == 3s);
   CHECK(c->cancel_wait_timeout == 0s);
+  CHECK(c->transaction_timeout == 5min);
   CHECK(c->server_login_retry == 2s);
   CHECK(c->server_idle_timeout == 1h);
   CHECK(c->server_lifetime == 48h);
