@@ -1048,6 +1048,14 @@ void read_users(Ctx& ctx, const Value* section, Config& c) {
     t.enumeration("pool_mode", u.pool_mode, kPoolModes);
     t.integer("max_user_connections", u.max_user_connections, 0);
     t.integer("max_user_client_connections", u.max_user_client_connections, 0);
+    t.integer("pool_size", u.pool_size, 1);
+    t.integer("reserve_pool_size", u.reserve_pool_size, 0);
+    for (auto [key, out] : {std::pair{"query_timeout", &u.query_timeout},
+                            std::pair{"idle_transaction_timeout", &u.idle_transaction_timeout},
+                            std::pair{"client_idle_timeout", &u.client_idle_timeout},
+                            std::pair{"transaction_timeout", &u.transaction_timeout}}) {
+      if (auto d = t.raw_duration(key, t.take(key))) *out = *d;
+    }
     t.finish();
     c.users.emplace(name, std::move(u));
   }

@@ -120,6 +120,18 @@ struct UserConfig {
   std::optional<PoolMode> pool_mode;
   std::optional<int> max_user_connections;
   std::optional<int> max_user_client_connections;
+  // Pools whose server user this is (over the database's and the global
+  // values), as PgBouncer 1.24+.
+  std::optional<int> pool_size;
+  std::optional<int> reserve_pool_size;
+  // Clients that logged in as this user (over the global values).
+  std::optional<Duration> query_timeout;
+  std::optional<Duration> idle_transaction_timeout;
+  std::optional<Duration> client_idle_timeout;
+  std::optional<Duration> transaction_timeout;
+  bool has_timeouts() const {
+    return query_timeout || idle_transaction_timeout || client_idle_timeout || transaction_timeout;
+  }
 };
 
 struct AuthConfig {

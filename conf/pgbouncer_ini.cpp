@@ -1207,10 +1207,29 @@ class Converter {
           } else {
             out.reset();  // PgBouncer: negative = not set
           }
-        } else if (p.key == "pool_size" || p.key == "reserve_pool_size" || p.key == "query_timeout" ||
-                   p.key == "idle_transaction_timeout" || p.key == "client_idle_timeout" ||
-                   p.key == "query_wait_timeout" ||
-                   p.key == "transaction_timeout") {
+        } else if (p.key == "pool_size" || p.key == "reserve_pool_size") {
+          const auto n = parse_decimal(p.value);
+          if (!n) fail(e.line, where + ": " + p.key + ": expected an integer, got " + quoted(p.value));
+          const int64_t min = p.key == "pool_size" ? 1 : 0;
+          if (*n >= min && *n <= INT32_MAX) {
+            b.set(p.key, std::to_string(*n));
+          } else if (*n >= 0) {
+            comments.push_back(untranslatable(p.key, p.value, "pgmux pools need at least 1 server connection"));
+          }  // negative: not set, as PgBouncer reads it
+        } else if (p.key == "query_timeout" || p.key == "idle_transaction_timeout" ||
+                   p.key == "client_idle_timeout" || p.key == "transaction_timeout") {
+          if (!p.value.empty() && p.value[0] == '-') continue;  // PgBouncer: negative = not set
+          const auto s = parse_seconds(p.value);
+          if (!s) {
+            fail(e.line, where + ": " + p.key + ": expected a number of seconds such as \"15\" or \"0.5\", got " +
+                             quoted(p.value));
+          }
+          if (s->value.count() == 0) continue;  // PgBouncer: 0 = the global value
+          if (s->rounded)
+            b.note(p.key + " = " + p.value + " is rounded to " + format_duration(s->value) +
+                   " (pgmux counts milliseconds)");
+          b.set(p.key, toml_string(format_duration(s->value)));
+        } else if (p.key == "query_wait_timeout") {
           comments.push_back(unsupported(p.key, p.value, "pgmux has no per-user " + p.key));
         } else {
           comments.push_back(unsupported(p.key, p.value, "unknown PgBouncer user setting"));

@@ -335,11 +335,10 @@ void show_databases(Worker& w, std::string& out) {
 
 void show_users(Worker& w, std::string& out) {
   const conf::Config& cfg = w.config();
-  std::map<std::string, std::string> users;
+  std::map<std::string, const conf::UserConfig*> users;
   if (const auth::Userlist* ul = w.userlist())
     for (const auto& [u, s] : ul->users) users[u];
-  for (const auto& [u, uc] : cfg.users)
-    users[u] = uc.pool_mode ? std::string(conf::to_string(*uc.pool_mode)) : "";
+  for (const auto& [u, uc] : cfg.users) users[u] = &uc;
   // Users with server connections or logged-in clients (auth_query's, or
   // any under trust) are listed too.
   std::map<std::string, uint64_t> servers;  // by server user
@@ -350,16 +349,20 @@ void show_users(Worker& w, std::string& out) {
   for (const auto& [u, count] : servers) users[u];
   for (const auto& [u, count] : clients) users[u];
   std::vector<Row> rows;
-  for (auto& [u, m] : users) {
+  auto opt = [](const std::optional<int>& v) { return v ? n(uint64_t(*v)) : std::string(); };
+  for (auto& [u, uc] : users) {
     const auto s = servers.find(u);
     const auto c = clients.find(u);
-    rows.push_back({u, m, n(uint64_t(cfg.effective_max_user_connections(u))), n(s == servers.end() ? 0 : s->second),
+    rows.push_back({u, uc ? opt(uc->pool_size) : "", uc ? opt(uc->reserve_pool_size) : "",
+                    uc && uc->pool_mode ? std::string(conf::to_string(*uc->pool_mode)) : "",
+                    n(uint64_t(cfg.effective_max_user_connections(u))), n(s == servers.end() ? 0 : s->second),
                     n(uint64_t(cfg.effective_max_user_client_connections(u))),
                     n(uint64_t(c == clients.end() ? 0 : c->second))});
   }
+  // PgBouncer 1.24's columns.
   table(out,
-        {"name", "pool_mode", "max_user_connections", "current_connections", "max_user_client_connections",
-         "current_client_connections"},
+        {"name", "pool_size", "reserve_pool_size", "pool_mode", "max_user_connections", "current_connections",
+         "max_user_client_connections", "current_client_connections"},
         rows);
 }
 

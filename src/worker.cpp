@@ -794,11 +794,26 @@ void Worker::check_client_timeouts() {
   uint64_t idle_tx_ms = uint64_t(cfg.idle_transaction_timeout.count());
   uint64_t query_ms = uint64_t(cfg.query_timeout.count());
   uint64_t xact_ns = uint64_t(cfg.transaction_timeout.count()) * 1000000u;
-  if (!idle_ms && !idle_tx_ms && !query_ms && !xact_ns) return;
+  // [users.NAME] timeouts override these for clients logged in as NAME.
+  const bool per_user = std::any_of(cfg.users.begin(), cfg.users.end(),
+                                    [](const auto& u) { return u.second.has_timeouts(); });
+  if (!idle_ms && !idle_tx_ms && !query_ms && !xact_ns && !per_user) return;
+  const uint64_t base_idle_ms = idle_ms, base_idle_tx_ms = idle_tx_ms, base_query_ms = query_ms,
+                 base_xact_ns = xact_ns;
   uint64_t now_ms = uv_now(&loop_);
-  uint64_t now_ns = xact_ns ? uv_hrtime() : 0;
+  uint64_t now_ns = uv_hrtime();
   std::vector<std::pair<ClientConnection*, const char*>> doomed;
   for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c)) {
+    if (per_user) {
+      const conf::UserConfig* u = c->user().empty() ? nullptr : cfg.find_user(c->user());
+      auto ms = [&](const std::optional<conf::Duration>& d, uint64_t base) {
+        return d ? uint64_t(d->count()) : base;
+      };
+      idle_ms = u ? ms(u->client_idle_timeout, base_idle_ms) : base_idle_ms;
+      idle_tx_ms = u ? ms(u->idle_transaction_timeout, base_idle_tx_ms) : base_idle_tx_ms;
+      query_ms = u ? ms(u->query_timeout, base_query_ms) : base_query_ms;
+      xact_ns = u ? ms(u->transaction_timeout, base_xact_ns / 1000000u) * 1000000u : base_xact_ns;
+    }
     auto st = c->state();
     ServerConnection* s = c->server();
     bool linked = st == ClientConnection::State::linked && s;
@@ -835,13 +850,16 @@ void Worker::check_client_timeouts() {
 pool::PoolSettings Worker::settings_for(const PoolKey& key, const conf::DatabaseConfig& db) const {
   const conf::Config& cfg = *config_;
   pool::PoolSettings s;
-  s.pool_size = cfg.effective_pool_size(db);
-  s.min_pool_size = db.min_pool_size.value_or(cfg.min_pool_size);
+  // [users.NAME] pool_size / reserve_pool_size of the server user come first.
+  const conf::UserConfig* uc = cfg.users.empty() ? nullptr : cfg.find_user(key.user);
+  s.pool_size = uc && uc->pool_size ? *uc->pool_size : cfg.effective_pool_size(db);
+  s.min_pool_size = std::min(db.min_pool_size.value_or(cfg.min_pool_size), s.pool_size);
   // pool_size and reserve_pool_size bound every worker's pools of a key
   // together (Hub::key_limit); min_pool_size is shared out among them.
   if (const size_t n = hub_.size(); n > 1)
     s.min_pool_size = int(size_t(s.min_pool_size) / n + (index_ < size_t(s.min_pool_size) % n ? 1 : 0));
-  s.reserve_pool_size = db.reserve_pool_size.value_or(cfg.reserve_pool_size);
+  s.reserve_pool_size =
+      uc && uc->reserve_pool_size ? *uc->reserve_pool_size : db.reserve_pool_size.value_or(cfg.reserve_pool_size);
   // Client pools only: the waiters of the others are not clients.
   s.server_pipelining = !key.auth && !key.health && db.server_pipelining.value_or(cfg.server_pipelining);
   s.reserve_pool_timeout = cfg.reserve_pool_timeout;

@@ -121,6 +121,10 @@ TEST_CASE("admin: SHOW commands with PgBouncer's columns, on pgmux and pgbouncer
     CHECK(cell(lists.get(), "list", "pools", "items") == "1");
     auto users = query(a.get(), "SHOW USERS");
     CHECK(cell(users.get(), "name", "scram_user", "pool_mode").empty());
+    CHECK(columns(users.get()) ==
+          std::vector<std::string>{"name", "pool_size", "reserve_pool_size", "pool_mode", "max_user_connections",
+                                   "current_connections", "max_user_client_connections",
+                                   "current_client_connections"});
     auto totals = query(a.get(), "SHOW TOTALS");
     CHECK(std::stol(cell(totals.get(), "name", "total_xact_count", "value")) == 11);
     auto state = query(a.get(), "SHOW STATE");

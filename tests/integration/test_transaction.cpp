@@ -1751,6 +1751,70 @@ TEST_CASE("transaction: transaction_timeout", "[transaction][timeout]") {
   mux.finish();
 }
 
+// [users.NAME] pool_size (of pools whose server user is NAME) and the
+// client timeouts (of clients logged in as NAME) override the global ones.
+TEST_CASE("transaction: per-user pool_size and timeouts", "[transaction][timeout][limits]") {
+  PgmuxConfig cfg;
+  cfg.pgmux = "pool_mode = \"transaction\"\ndefault_pool_size = 5\n";
+  cfg.rest = auth_section("trust") + "\n" + database_section("app", "user = \"trust_user\"\n") +
+             "\n[users.alice]\nquery_timeout = \"1s\"\n\n[users.carol]\nclient_idle_timeout = \"1s\"\n"
+             "\n[users.trust_user]\npool_size = 2\n\n[admin]\nusers = [\"admin\"]\n";
+  for (const char* u : {"alice", "bob", "carol", "trust_user", "admin"}) cfg.userlist += userlist_line(u, "");
+  Pgmux mux(cfg);
+  Watchdog wd(60s);
+  Conn console = connect(mux.conninfo("pgmux", "admin"));
+  auto cell = [&](const char* show, const char* key_col, const std::string& row, const char* column) {
+    Result r(PQexec(console.get(), show));
+    const int col = PQfnumber(r.get(), column), key = PQfnumber(r.get(), key_col);
+    for (int i = 0; col >= 0 && key >= 0 && i < PQntuples(r.get()); ++i)
+      if (row == PQgetvalue(r.get(), i, key)) return std::string(PQgetvalue(r.get(), i, col));
+    return std::string("no such cell");
+  };
+
+  // pool_size 2 for the server user trust_user, not default_pool_size 5.
+  Conn b1 = connect(mux.conninfo("app", "bob")), b2 = connect(mux.conninfo("app", "bob")),
+       b3 = connect(mux.conninfo("app", "bob"));
+  exec(b1.get(), "BEGIN");
+  exec(b2.get(), "BEGIN");
+  REQUIRE(PQsendQuery(b3.get(), "SELECT 3") == 1);
+  CHECK(wait_until([&] { return cell("SHOW POOLS", "user", "trust_user", "cl_waiting") == "1"; }, 3s, 20ms));
+  CHECK(cell("SHOW POOLS", "user", "trust_user", "sv_active") == "2");
+  CHECK(cell("SHOW USERS", "name", "trust_user", "pool_size") == "2");
+  CHECK(cell("SHOW USERS", "name", "bob", "pool_size").empty());
+  exec(b1.get(), "COMMIT");
+  Result third(PQgetResult(b3.get()));
+  CHECK(PQresultStatus(third.get()) == PGRES_TUPLES_OK);
+  while (PGresult* r = PQgetResult(b3.get())) PQclear(r);
+  exec(b2.get(), "COMMIT");
+
+  // alice's query_timeout is 1 s; bob has none.
+  Conn alice = connect(mux.conninfo("app", "alice"));
+  const auto t0 = Clock::now();
+  auto slow = try_exec(alice.get(), "SELECT pg_sleep(5)");
+  INFO("alice: " << describe_outcome(slow) << " after " << seconds_since(t0) << " s");
+  CHECK_FALSE(slow.ok);
+  CHECK(contains(slow.message, "query_timeout"));
+  CHECK(seconds_since(t0) < 3.0);
+  CHECK(try_exec(b1.get(), "SELECT pg_sleep(1.6)").ok);
+
+  // carol's idle connection is closed after 1 s; bob's stays.
+  Conn carol = connect(mux.conninfo("app", "carol"));
+  CHECK(scalar(carol.get(), "SELECT 1") == "1");
+  std::this_thread::sleep_for(1800ms);
+  auto idle = try_exec(carol.get(), "SELECT 1");
+  CHECK_FALSE(idle.ok);
+  CHECK(contains(idle.message, "client_idle_timeout"));
+  CHECK(scalar(b2.get(), "SELECT 1") == "1");
+  CHECK_FALSE(wd.fired());
+  alice.reset();
+  carol.reset();
+  b1.reset();
+  b2.reset();
+  b3.reset();
+  console.reset();
+  mux.finish();
+}
+
 TEST_CASE("transaction: idle_transaction_timeout", "[transaction][timeout]") {
   Pgmux mux(tx_config("idle_transaction_timeout = \"1s\"\n"));
   const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");

@@ -189,6 +189,12 @@ max_replica_lag = "16MB"
 pool_mode = "session"
 max_user_connections = 5
 max_user_client_connections = 50
+pool_size = 3
+reserve_pool_size = 1
+query_timeout = "30s"
+idle_transaction_timeout = "2min"
+client_idle_timeout = 0
+transaction_timeout = "1h"
 
 [users.bob]
 max_user_connections = 0
@@ -400,6 +406,16 @@ TEST_CASE("every key is read into its field", "[conf][load]") {
   CHECK(c->users.at("alice").max_user_client_connections == std::optional<int>(50));
   CHECK(c->effective_max_user_client_connections("alice") == 50);
   CHECK_FALSE(c->users.at("bob").max_user_client_connections);
+  const auto& alice = c->users.at("alice");
+  CHECK(alice.pool_size == std::optional<int>(3));
+  CHECK(alice.reserve_pool_size == std::optional<int>(1));
+  CHECK(alice.query_timeout == std::optional<Duration>(30s));
+  CHECK(alice.idle_transaction_timeout == std::optional<Duration>(2min));
+  CHECK(alice.client_idle_timeout == std::optional<Duration>(0s));
+  CHECK(alice.transaction_timeout == std::optional<Duration>(1h));
+  CHECK(alice.has_timeouts());
+  CHECK_FALSE(c->users.at("bob").has_timeouts());
+  CHECK_FALSE(c->users.at("bob").pool_size);
   CHECK_FALSE(c->users.at("bob").pool_mode);
   CHECK(c->users.at("bob").max_user_connections == std::optional<int>(0));
 }

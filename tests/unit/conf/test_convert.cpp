@@ -172,6 +172,11 @@ TEST_CASE("convert: the sample pgbouncer.ini", "[convert]") {
   CHECK(c->find_user("etl")->max_user_connections == 3);
   CHECK(c->find_user("etl")->max_user_client_connections == 9);
   CHECK_FALSE(c->find_user("batch")->max_user_client_connections);
+  CHECK(c->find_user("batch")->pool_size == 4);
+  CHECK_FALSE(c->find_user("batch")->reserve_pool_size);  // -1: not set
+  CHECK(c->find_user("batch")->query_timeout == std::optional<Duration>(60s));
+  CHECK_FALSE(c->find_user("batch")->idle_transaction_timeout);  // 0: the global value
+  CHECK(c->find_user("batch")->transaction_timeout == std::optional<Duration>(250ms));
 
   // What did not convert is listed.
   CHECK(has_line(r.toml, "# unsupported: client_encoding = UTF8 (pgmux sets no per-database startup parameters; "
@@ -656,11 +661,12 @@ TEST_CASE("convert: database connection strings", "[convert]") {
 
 TEST_CASE("convert: [users], [peers] and unknown settings", "[convert]") {
   const auto toml = convert_ok(with(
-      "unknown_thing = 5\n[users]\nbob = pool_mode=transaction max_user_connections=2 pool_size=4\n"
+      "unknown_thing = 5\n[users]\nbob = pool_mode=transaction max_user_connections=2 query_wait_timeout=4\n"
       "[peers]\n1 = host=/tmp/pgbouncer1\n"));
   CHECK(toml.find("# unsupported: unknown_thing = 5 (unknown PgBouncer setting; pgmux has no equivalent)") !=
         std::string::npos);
-  CHECK(toml.find("# unsupported: pool_size = 4 (pgmux has no per-user pool_size)") != std::string::npos);
+  CHECK(toml.find("# unsupported: query_wait_timeout = 4 (pgmux has no per-user query_wait_timeout)") !=
+        std::string::npos);
   CHECK(toml.find("# unsupported: [peers] 1 = host=/tmp/pgbouncer1 (pgmux has no peering)") != std::string::npos);
   const auto c = ok(toml);
   REQUIRE(c->find_user("bob"));

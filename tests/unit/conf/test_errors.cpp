@@ -56,7 +56,8 @@ TEST_CASE("unknown keys and tables", "[conf][errors][unknown]") {
         "t.toml:6: unknown key 'prot' in [databases.\"*\"] (did you mean 'port'?)");
   CHECK(err(kMin + "[users.alice]\npool_mod = \"session\"\n") ==
         "t.toml:6: unknown key 'pool_mod' in [users.alice] (did you mean 'pool_mode'?)");
-  CHECK(err(kMin + "[users.alice]\npool_size = 3\n") == "t.toml:6: unknown key 'pool_size' in [users.alice]");
+  CHECK(err(kMin + "[users.alice]\nmin_pool_size = 3\n") == "t.toml:6: unknown key 'min_pool_size' in [users.alice]");
+  CHECK(err(kMin + "[users.alice]\npool_size = 0\n") == "t.toml:6: [users.alice] pool_size: must be >= 1, got 0");
   // A nested table is an unknown key too; the line is the table header's.
   CHECK(err(kMin + "[databases.app.extra]\nx = 1\n") == "t.toml:5: unknown key 'extra' in [databases.app]");
   // Inline table: the line of the key inside it.
