@@ -843,6 +843,21 @@ QueryOutcome try_exec(PGconn* conn, const std::string& sql) {
   return out;
 }
 
+std::string show_cell(PGconn* console, const std::string& show, const std::string& key_column,
+                      const std::string& key, const std::string& column) {
+  PGresult* r = PQexec(console, show.c_str());
+  std::string out = "no such cell";
+  const int col = PQfnumber(r, column.c_str()), k = PQfnumber(r, key_column.c_str());
+  for (int i = 0; col >= 0 && k >= 0 && i < PQntuples(r); ++i) {
+    if (key == PQgetvalue(r, i, k)) {
+      out = PQgetvalue(r, i, col);
+      break;
+    }
+  }
+  PQclear(r);
+  return out;
+}
+
 Rows rows_of(const PGresult* r) {
   const int nrows = PQntuples(r);
   const int ncols = PQnfields(r);

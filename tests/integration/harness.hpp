@@ -259,6 +259,11 @@ struct QueryOutcome {
 };
 // A result's rows as text (no assertions, thread-safe).
 Rows rows_of(const PGresult* r);
+// One cell of a console command's answer (`show`, e.g. "SHOW POOLS"): the
+// `column` of the first row whose `key_column` is `key`; "no such cell"
+// when there is none.
+std::string show_cell(PGconn* console, const std::string& show, const std::string& key_column,
+                      const std::string& key, const std::string& column);
 // No assertions (thread-safe).
 QueryOutcome try_exec(PGconn* conn, const std::string& sql);
 // REQUIREs success; returns the rows.

@@ -368,11 +368,7 @@ TEST_CASE("session: max_db_client_connections and max_user_client_connections", 
   Pgmux mux(cfg);
   Conn console = connect(mux.conninfo("pgmux", "admin"));
   auto cell = [&](const char* show, const std::string& row, const char* column) {
-    Result r(PQexec(console.get(), show));
-    const int col = PQfnumber(r.get(), column), key = PQfnumber(r.get(), "name");
-    for (int i = 0; col >= 0 && key >= 0 && i < PQntuples(r.get()); ++i)
-      if (row == PQgetvalue(r.get(), i, key)) return std::string(PQgetvalue(r.get(), i, col));
-    return std::string("no such cell");
+    return show_cell(console.get(), show, "name", row, column);
   };
   auto login = [&](const char* db, const char* user) {
     Conn c = connect(mux.conninfo(db, user));

@@ -1513,13 +1513,7 @@ TEST_CASE("transaction: a cancel PostgreSQL never answers is given up after canc
   Watchdog wd(60s);
   const std::string ci = mux.conninfo("app", "trust_user");
   Conn console = connect(mux.conninfo("pgmux", "admin"));
-  auto pools = [&](const char* column) {
-    Result r(PQexec(console.get(), "SHOW POOLS"));
-    const int col = PQfnumber(r.get(), column), db = PQfnumber(r.get(), "database");
-    for (int i = 0; col >= 0 && i < PQntuples(r.get()); ++i)
-      if (std::string(PQgetvalue(r.get(), i, db)) == "app") return std::string(PQgetvalue(r.get(), i, col));
-    return std::string("no row");
-  };
+  auto pools = [&](const char* column) { return show_cell(console.get(), "SHOW POOLS", "database", "app", column); };
   auto cancel = [](PGconn* c) {
     PGcancel* k = PQgetCancel(c);
     char errbuf[256];
@@ -1764,11 +1758,7 @@ TEST_CASE("transaction: per-user pool_size and timeouts", "[transaction][timeout
   Watchdog wd(60s);
   Conn console = connect(mux.conninfo("pgmux", "admin"));
   auto cell = [&](const char* show, const char* key_col, const std::string& row, const char* column) {
-    Result r(PQexec(console.get(), show));
-    const int col = PQfnumber(r.get(), column), key = PQfnumber(r.get(), key_col);
-    for (int i = 0; col >= 0 && key >= 0 && i < PQntuples(r.get()); ++i)
-      if (row == PQgetvalue(r.get(), i, key)) return std::string(PQgetvalue(r.get(), i, col));
-    return std::string("no such cell");
+    return show_cell(console.get(), show, key_col, row, column);
   };
 
   // pool_size 2 for the server user trust_user, not default_pool_size 5.
