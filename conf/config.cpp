@@ -774,6 +774,7 @@ void read_pgmux(Table& t, Config& c) {
   t.duration("idle_transaction_timeout", c.idle_transaction_timeout);
   t.duration("transaction_timeout", c.transaction_timeout);
   t.duration("shutdown_timeout", c.shutdown_timeout);
+  t.duration("autodb_idle_timeout", c.autodb_idle_timeout);
   uint64_t packet = c.max_packet_size;
   t.bytes("max_packet_size", packet, kMinPacketSize, kMaxPacketSize);
   c.max_packet_size = static_cast<uint32_t>(packet);

@@ -225,6 +225,9 @@ struct Config {
   // back (PgBouncer's transaction_timeout). 0 = off.
   Duration transaction_timeout{0};
   Duration shutdown_timeout = std::chrono::seconds(30);
+  // Pools of database names the "*" entry serves are dropped (their idle
+  // servers closed) once no client has used them for this long. 0 = never.
+  Duration autodb_idle_timeout = std::chrono::hours(1);
   uint32_t max_packet_size = 64u * 1024u * 1024u;  // cap on one message's length
   int max_startup_params = 64;
   int max_concurrent_logins = 1000;

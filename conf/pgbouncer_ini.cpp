@@ -518,7 +518,6 @@ const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"conffile", "not needed: pgmux --config names the file"},
     {"service_name", "Windows only"},
     {"job_name", "Windows only"},
-    {"autodb_idle_timeout", kNoEquivalent},
     {"pool_idle_timeout", kNoEquivalent},
     {"dns_max_ttl", kNoEquivalent},
     {"dns_nxdomain_ttl", kNoEquivalent},
@@ -807,6 +806,7 @@ class Converter {
     duration("client_login_timeout", b);
     duration("idle_transaction_timeout", b);
     duration("transaction_timeout", b);
+    duration("autodb_idle_timeout", b);
     if (const Entry* e = take("tcp_keepalive")) b.set("tcp_keepalive", boolean(*e) ? "true" : "false");
     for (const char* key : {"tcp_keepidle", "tcp_keepintvl"}) {  // seconds
       if (const Entry* e = take(key)) {

@@ -411,6 +411,7 @@ void show_config(Worker& w, std::string& out) {
       {"idle_transaction_timeout", dur(c.idle_transaction_timeout), dur(d.idle_transaction_timeout)},
       {"transaction_timeout", dur(c.transaction_timeout), dur(d.transaction_timeout)},
       {"shutdown_timeout", dur(c.shutdown_timeout), dur(d.shutdown_timeout)},
+      {"autodb_idle_timeout", dur(c.autodb_idle_timeout), dur(d.autodb_idle_timeout)},
       {"max_packet_size", n(c.max_packet_size), n(d.max_packet_size)},
       {"tcp_keepalive", c.tcp_keepalive ? "1" : "0", d.tcp_keepalive ? "1" : "0"},
       {"tcp_keepidle", dur(c.tcp_keepidle), dur(d.tcp_keepidle)},

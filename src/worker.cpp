@@ -598,6 +598,7 @@ void Worker::tick() {
     for (auto& c : r->checks) c->tick(now);
   balance_shared_limits();
   if (retired_pools_ && ticks_ % 10 == 0) drop_retired_pools();
+  if (ticks_ % 10 == 5) drop_idle_auto_pools(uv_now(&loop_));
   if (!delayed_closes_.empty()) run_delayed_closes();
   if (!cancels_.empty()) expire_cancels(uv_now(&loop_));
   auth_query_->tick(now, config_->client_login_timeout);
@@ -1307,6 +1308,53 @@ void Worker::drop_retired_pools() {
     }
     spdlog::info("pool {}/{} closed: unused since a reload retired it", key.database, key.user);
     if (!key.health) dropped_totals_[key.database].add(PoolTotals(e.pool->stats));  // the stats line's totals only grow
+    it = pools_.erase(it);
+  }
+}
+
+// autodb_idle_timeout: a pool of a database name the "*" entry serves goes
+// once no client of that name (logged in on any worker, Hub::count_login)
+// has used it for that long: its idle servers are closed and the pool
+// dropped, so a pooler serving many databases does not keep a pool for
+// every name it ever saw.
+void Worker::drop_idle_auto_pools(uint64_t now_ms) {
+  const uint64_t limit = uint64_t(config_->autodb_idle_timeout.count());
+  if (!limit) return;
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    const PoolKey& key = it->first;
+    PoolEntry& e = it->second;
+    if (e.retired || key.health || !e.db || e.db->name != "*") {
+      ++it;
+      continue;
+    }
+    const pool::PoolCounts n = e.pool->counts();
+    if (n.waiting_server || n.waiting_welcome || n.active || n.connecting ||
+        hub_.clients_of_database(key.database) > 0) {
+      e.unused_since_ms = 0;
+      ++it;
+      continue;
+    }
+    if (!e.unused_since_ms) e.unused_since_ms = now_ms;
+    if (now_ms - e.unused_since_ms < limit) {
+      ++it;
+      continue;
+    }
+    // A client on its way out still points at its pool until its socket
+    // has closed (SHOW CLIENTS reads it): only a pool nobody points at goes.
+    bool referenced = false;
+    for (ClientConnection* c = clients_.front(); c && !referenced; c = decltype(clients_)::next(c))
+      referenced = c->home_pool() == e.pool.get();
+    if (referenced) {
+      ++it;
+      continue;
+    }
+    e.pool->close_idle("autodb_idle_timeout: no client of the database for that long");
+    if (e.pool->counts().total_servers() > 0) {  // resetting: next time
+      ++it;
+      continue;
+    }
+    spdlog::info("pool {}/{} dropped: no client for autodb_idle_timeout", key.database, key.user);
+    dropped_totals_[key.database].add(PoolTotals(e.pool->stats));  // the stats line's totals only grow
     it = pools_.erase(it);
   }
 }

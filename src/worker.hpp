@@ -308,6 +308,7 @@ class Worker : public pool::Connector {
     // A reload removed its database entry (or moved its clients to another
     // pool): it serves the clients it has and goes when they are gone.
     bool retired = false;
+    uint64_t unused_since_ms = 0;  // pools of the "*" entry: see drop_idle_auto_pools
   };
   std::map<PoolKey, PoolEntry> pools_;
   std::map<std::string, std::shared_ptr<RouteState>, std::less<>> routes_;  // by entry name
@@ -321,6 +322,7 @@ class Worker : public pool::Connector {
   void retire_route(std::map<std::string, std::shared_ptr<RouteState>, std::less<>>::iterator it);
   void apply_config(std::shared_ptr<const conf::Config> cfg, ConfigFiles files);
   void drop_retired_pools();
+  void drop_idle_auto_pools(uint64_t now_ms);
   bool retired_pools_ = false;
   std::map<std::string, auth::ScramKeys, std::less<>> scram_keys_;
   std::map<std::string, std::pair<std::string, auth::ScramVerifier>, std::less<>> plain_verifiers_;

@@ -430,6 +430,47 @@ TEST_CASE("session: max_db_client_connections and max_user_client_connections", 
   mux.finish();
 }
 
+// autodb_idle_timeout: the pool of a name the "*" entry serves stays while
+// a client uses it, and goes (its servers closed) once none has for that
+// long; the name works again afterwards.
+TEST_CASE("session: autodb_idle_timeout drops pools of names the \"*\" entry serves", "[session][limits]") {
+  ScratchDatabase db("autodb");
+  PgmuxConfig cfg;
+  cfg.pgmux = "pool_mode = \"transaction\"\nautodb_idle_timeout = \"1s\"\n";
+  cfg.rest = auth_section("scram-sha-256") + "\n" + database_section("\"*\"") +
+             "\n[admin]\nusers = [\"admin\"]\n";
+  cfg.userlist = plaintext_userlist() + userlist_line("admin", "admin_pw");
+  Pgmux mux(cfg);
+  Conn console = connect(mux.conninfo("pgmux", "admin", "admin_pw"));
+  auto su = superuser();
+  auto backends = [&] {
+    return scalar(su.get(), "SELECT count(*) FROM pg_stat_activity WHERE datname = '" + db.name() + "'");
+  };
+  auto pool_listed = [&] { return show_cell(console.get(), "SHOW POOLS", "database", db.name(), "pool_mode") != "no such cell"; };
+  const std::string ci = mux.conninfo(db.name(), "scram_user", "scram_pw");
+  {
+    Conn c = connect(ci);
+    CHECK(scalar(c.get(), "SELECT current_database()") == db.name());
+    std::this_thread::sleep_for(2500ms);  // idle, but logged in: the pool stays
+    CHECK(pool_listed());
+    CHECK(backends() == "1");
+    CHECK(scalar(c.get(), "SELECT 1") == "1");
+  }
+  const auto t0 = Clock::now();
+  CHECK(wait_until([&] { return !pool_listed(); }, 6s, 50ms));
+  INFO("pool gone after " << seconds_since(t0) << " s");
+  CHECK(seconds_since(t0) >= 0.9);
+  CHECK(wait_until([&] { return backends() == "0"; }, 3s, 50ms));
+  CHECK(contains(mux.log_text(), "dropped: no client for autodb_idle_timeout"));
+  Conn again = connect(ci);
+  CHECK(scalar(again.get(), "SELECT current_database()") == db.name());
+  CHECK(pool_listed());
+  again.reset();
+  console.reset();
+  su.reset();
+  mux.finish();
+}
+
 // Logins in progress are bounded (max_concurrent_logins); logged-in clients
 // do not count.
 TEST_CASE("session: max_concurrent_logins", "[session][limits]") {
