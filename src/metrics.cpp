@@ -223,6 +223,10 @@ void declare_families(Exposition& e) {
   e.family("pgmux_client_connections", MT::gauge, "Client connections counted against max_client_conn");
   e.family("pgmux_max_client_connections", MT::gauge, "The max_client_conn setting");
   e.family("pgmux_clients_by_state", MT::gauge, "Client connections by connection state");
+  e.family("pgmux_database_client_connections", MT::gauge,
+           "Logged-in clients of the database entry (counted against max_db_client_connections)");
+  e.family("pgmux_database_max_client_connections", MT::gauge,
+           "The database entry's max_db_client_connections (0 = unlimited)");
   e.family("pgmux_server_connections", MT::gauge,
            "Server connections by connection state (health checkers' own included)");
   e.family("pgmux_io_buffers", MT::gauge, "16 KiB I/O buffers held by connections with data in flight");
@@ -277,6 +281,11 @@ std::string render(const Worker& w) {
   e.sample("pgmux_shutting_down", "", uint64_t{w.shutting_down() ? 1u : 0u});
   e.sample("pgmux_client_connections", "", uint64_t{w.client_count()});
   e.sample("pgmux_max_client_connections", "", uint64_t(cfg.max_client_conn));
+  for (const auto& [name, db] : cfg.databases) {
+    const std::string l = labels({{"database", name}});
+    e.sample("pgmux_database_client_connections", l, uint64_t(w.hub().clients_of_database(name)));
+    e.sample("pgmux_database_max_client_connections", l, uint64_t(cfg.effective_max_db_client_connections(&db)));
+  }
 
   std::unordered_map<std::string, uint64_t> client_states;
   std::unordered_map<const pool::Pool*, uint64_t> active_clients;

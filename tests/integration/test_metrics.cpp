@@ -488,7 +488,7 @@ TEST_CASE("metrics: pgbench through a transaction pool, scraped while it runs", 
   int during = 0;
   std::vector<std::string> errors;
   double last_xact = 0;
-  double max_servers = 0, max_clients = 0, max_pool_clients = 0, max_busy = 0;
+  double max_servers = 0, max_clients = 0, max_pool_clients = 0, max_busy = 0, max_db_clients = 0;
   while (!done) {
     Scrape s = scrape(mport);
     if (done) break;  // only count scrapes entirely inside the run
@@ -502,6 +502,7 @@ TEST_CASE("metrics: pgbench through a transaction pool, scraped while it runs", 
                                         {{"database", "bench"}, {"state", "active"}}));
     max_pool_clients = std::max(max_pool_clients, s.sum("pgmux_pool_client_connections", bench));
     max_clients = std::max(max_clients, s.one("pgmux_client_connections").value_or(-1));
+    max_db_clients = std::max(max_db_clients, s.one("pgmux_database_client_connections", bench).value_or(-1));
     std::this_thread::sleep_for(100ms);
   }
   runner.join();
@@ -521,6 +522,8 @@ TEST_CASE("metrics: pgbench through a transaction pool, scraped while it runs", 
   CHECK(max_clients <= clients + 1);  // pgbench's own setup connection at the start
   CHECK(max_clients >= 1);
   CHECK(max_pool_clients <= clients + 1);
+  CHECK(max_db_clients >= 1);
+  CHECK(max_db_clients <= clients + 1);
 
   // After the run, once pgbench's connections are gone.
   REQUIRE(wait_until([&] { return scrape(mport).one("pgmux_client_connections") == 0.0; }, 5s));
@@ -571,6 +574,8 @@ TEST_CASE("metrics: pgbench through a transaction pool, scraped while it runs", 
   CHECK(s.one("pgmux_pool_max_wait_seconds", bench) == 0.0);
   CHECK(s.one("pgmux_server_connections", {{"state", "idle"}}) == idle);
   CHECK(s.sum("pgmux_clients_by_state") == 0.0);
+  CHECK(s.one("pgmux_database_client_connections", bench) == 0.0);
+  CHECK(s.one("pgmux_database_max_client_connections", bench) == 0.0);
 
   // The admin console tells the same story (SHOW STATS / SHOW POOLS).
   {
