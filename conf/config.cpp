@@ -769,6 +769,7 @@ void read_pgmux(Table& t, Config& c) {
   t.duration("server_lifetime", c.server_lifetime);
   t.duration("query_timeout", c.query_timeout);
   t.duration("query_wait_timeout", c.query_wait_timeout);
+  t.duration("query_wait_notify", c.query_wait_notify);
   t.duration("client_idle_timeout", c.client_idle_timeout);
   t.duration("client_login_timeout", c.client_login_timeout);
   t.duration("idle_transaction_timeout", c.idle_transaction_timeout);

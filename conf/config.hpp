@@ -217,6 +217,9 @@ struct Config {
   Duration server_lifetime = std::chrono::hours(1);
   Duration query_timeout{0};
   Duration query_wait_timeout = std::chrono::minutes(2);
+  // A client that has waited this long for a server gets a NOTICE saying it
+  // is queued (once per wait; PgBouncer 1.25's default). 0 = never.
+  Duration query_wait_notify = std::chrono::seconds(5);
   Duration client_idle_timeout{0};
   Duration client_login_timeout = std::chrono::seconds(60);
   Duration idle_transaction_timeout{0};

@@ -529,7 +529,6 @@ const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"tcp_defer_accept", kNoEquivalent},
     {"tcp_socket_buffer", kNoEquivalent},
     {"peer_id", "pgmux has no peering"},
-    {"query_wait_notify", kNoEquivalent},
     {"login_notify_message", kNoEquivalent},
     {"scram_iterations", kNoEquivalent},
     {"auth_ident_file", kNoEquivalent},
@@ -802,6 +801,7 @@ class Converter {
     }
     duration("query_timeout", b);
     duration("query_wait_timeout", b);
+    duration("query_wait_notify", b);
     duration("client_idle_timeout", b);
     duration("client_login_timeout", b);
     duration("idle_transaction_timeout", b);

@@ -255,6 +255,7 @@ Duration Pool::max_wait() const {
 
 void Pool::enqueue(PoolClient* c, ClientWait w) {
   c->wait_ = w;
+  c->wait_noticed_ = false;
   c->wait_since_ = connector_.now();
   c->wait_pool_ = this;
   (w == ClientWait::welcome ? wait_welcome_ : wait_server_).push_back(c);
@@ -402,6 +403,19 @@ void Pool::tick() {
         dequeue(c);
         c->pool_wait_failed(e);
       }
+    }
+  }
+
+  // query_wait_notify: the longest waiters are at the front.
+  if (settings_.query_wait_notify.count() > 0) {
+    std::vector<PoolClient*> due;
+    for (PoolClient* c = wait_server_.front(); c; c = decltype(wait_server_)::next(c)) {
+      if (now - c->wait_since_ < settings_.query_wait_notify) break;
+      if (!c->wait_noticed_) due.push_back(c);
+    }
+    for (PoolClient* c : due) {
+      c->wait_noticed_ = true;
+      c->pool_wait_notice();
     }
   }
 

@@ -80,6 +80,8 @@ class PoolClient {
   virtual void pool_server_assigned(PoolServer* server) = 0;
   // Waiting failed (timeout, server login failing): the error to send.
   virtual void pool_wait_failed(const proto::ErrorFields& error) = 0;
+  // Waited query_wait_notify for a server (once per wait): tell the client.
+  virtual void pool_wait_notice() {}
 
   ClientWait waiting() const { return wait_; }
   TimePoint wait_since() const { return wait_since_; }
@@ -90,6 +92,7 @@ class PoolClient {
  private:
   friend class Pool;
   ClientWait wait_ = ClientWait::none;
+  bool wait_noticed_ = false;  // pool_wait_notice sent for this wait
   TimePoint wait_since_{};
   Pool* wait_pool_ = nullptr;
 };
@@ -182,6 +185,7 @@ struct PoolSettings {
   int reserve_pool_size = 0;
   Duration reserve_pool_timeout{5000};
   Duration query_wait_timeout{120000};  // 0 = wait forever
+  Duration query_wait_notify{5000};     // 0 = no notice
   Duration server_connect_timeout{15000};
   Duration server_login_retry{15000};
   Duration server_idle_timeout{600000};  // 0 = never

@@ -406,6 +406,7 @@ void show_config(Worker& w, std::string& out) {
       {"server_lifetime", dur(c.server_lifetime), dur(d.server_lifetime)},
       {"query_timeout", dur(c.query_timeout), dur(d.query_timeout)},
       {"query_wait_timeout", dur(c.query_wait_timeout), dur(d.query_wait_timeout)},
+      {"query_wait_notify", dur(c.query_wait_notify), dur(d.query_wait_notify)},
       {"client_idle_timeout", dur(c.client_idle_timeout), dur(d.client_idle_timeout)},
       {"client_login_timeout", dur(c.client_login_timeout), dur(d.client_login_timeout)},
       {"idle_transaction_timeout", dur(c.idle_transaction_timeout), dur(d.idle_transaction_timeout)},

@@ -980,6 +980,20 @@ void ClientConnection::pool_wait_failed(const proto::ErrorFields& error) {
   close(CloseReason::wait_failed, &e);
 }
 
+// query_wait_notify: a NoticeResponse may come between any two messages, and
+// nothing else goes to a waiting client.
+void ClientConnection::pool_wait_notice() {
+  proto::ErrorFields n;
+  n.severity = "NOTICE";
+  n.sqlstate = "00000";
+  n.message = "no server connection is available yet: this client waits in the queue";
+  n.detail = "waited query_wait_notify (" + conf::format_duration(worker_.config().query_wait_notify) +
+             "); query_wait_timeout ends the wait";
+  std::string out;
+  proto::notice_response(out, n);
+  send(std::move(out));
+}
+
 // ---------------------------------------------------------------------------
 // server_pipelining
 

@@ -159,6 +159,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   void pool_welcome_ready() override;
   void pool_server_assigned(pool::PoolServer* server) override;
   void pool_wait_failed(const proto::ErrorFields& error) override;
+  void pool_wait_notice() override;
 
   pool::ListHook<ClientConnection> all_hook;
   pool::ListHook<ClientConnection> login_hook;

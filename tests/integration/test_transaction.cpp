@@ -1410,6 +1410,47 @@ TEST_CASE("statement: transaction blocks are refused", "[transaction][statement]
 // 8. Timeouts, each with PgBouncer's error text (SQLSTATE 08P01, the client
 //    is disconnected).
 
+// query_wait_notify: a client that waits that long for a server is told
+// once (a NOTICE, then its answer as usual); a shorter wait says nothing.
+TEST_CASE("transaction: query_wait_notify", "[transaction][timeout]") {
+  Pgmux mux(tx_config("default_pool_size = 1\nquery_wait_notify = \"1s\"\n"));
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  auto a = connect(ci);
+  auto b = connect(ci);
+  std::vector<std::string> notices;
+  PQsetNoticeReceiver(
+      b.get(),
+      [](void* arg, const PGresult* res) {
+        const char* m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        static_cast<std::vector<std::string>*>(arg)->push_back(m ? m : "");
+      },
+      &notices);
+  // A short wait: nothing.
+  exec(a.get(), "BEGIN");
+  REQUIRE(PQsendQuery(b.get(), "SELECT 'short'") == 1);
+  std::this_thread::sleep_for(400ms);
+  exec(a.get(), "COMMIT");
+  Rows r1 = rows_of(Result(PQgetResult(b.get())).get());
+  while (PGresult* r = PQgetResult(b.get())) PQclear(r);
+  CHECK(r1 == Rows{{"short"}});
+  CHECK(notices.empty());
+  // A long wait: one notice, then the answer.
+  exec(a.get(), "BEGIN");
+  REQUIRE(PQsendQuery(b.get(), "SELECT 'long'") == 1);
+  std::this_thread::sleep_for(2500ms);
+  exec(a.get(), "COMMIT");
+  Rows r2 = rows_of(Result(PQgetResult(b.get())).get());
+  while (PGresult* r = PQgetResult(b.get())) PQclear(r);
+  CHECK(r2 == Rows{{"long"}});
+  REQUIRE(notices.size() == 1);
+  CHECK(contains(notices[0], "waits in the queue"));
+  CHECK(scalar(b.get(), "SELECT 1") == "1");
+  CHECK(notices.size() == 1);
+  a.reset();
+  b.reset();
+  mux.finish();
+}
+
 TEST_CASE("transaction: query_wait_timeout", "[transaction][timeout]") {
   Pgmux mux(tx_config("default_pool_size = 1\nquery_wait_timeout = \"1s\"\n"));
   const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");

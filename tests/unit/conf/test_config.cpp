@@ -106,6 +106,7 @@ server_connect_timeout = "3s"
 cancel_wait_timeout = "0s"
 transaction_timeout = "5min"
 autodb_idle_timeout = "0s"
+query_wait_notify = "0s"
 server_login_retry = "2s"
 server_idle_timeout = "1h"
 server_lifetime = "2d"
@@ -229,6 +230,7 @@ TEST_CASE("the DESIGN.md example loads with the documented values", "[conf][load
   CHECK(c->cancel_wait_timeout == 10s);
   CHECK(c->transaction_timeout == 0s);
   CHECK(c->autodb_idle_timeout == 1h);
+  CHECK(c->query_wait_notify == 5s);
   CHECK(c->server_idle_timeout == 10min);
   CHECK(c->server_lifetime == 1h);
   CHECK(c->query_timeout == 0s);
@@ -313,6 +315,7 @@ TEST_CASE("every key is read into its field", "[conf][load]") {
   CHECK(c->cancel_wait_timeout == 0s);
   CHECK(c->transaction_timeout == 5min);
   CHECK(c->autodb_idle_timeout == 0s);
+  CHECK(c->query_wait_notify == 0s);
   CHECK(c->server_login_retry == 2s);
   CHECK(c->server_idle_timeout == 1h);
   CHECK(c->server_lifetime == 48h);

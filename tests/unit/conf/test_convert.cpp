@@ -248,13 +248,14 @@ TEST_CASE("convert: durations are seconds, fractions allowed", "[convert]") {
                                    "server_login_retry = 4\nserver_idle_timeout = 5\nserver_lifetime = 6\n"
                                    "query_timeout = 7\nquery_wait_timeout = 8\nclient_idle_timeout = 9\n"
                                    "client_login_timeout = 10\nidle_transaction_timeout = 11\ncancel_wait_timeout = 12\n"
-                                   "transaction_timeout = 13\nautodb_idle_timeout = 14\n"));
+                                   "transaction_timeout = 13\nautodb_idle_timeout = 14\nquery_wait_notify = 15\n"));
   CHECK(c->reserve_pool_timeout == 1s);
   CHECK(c->server_check_delay == 2s);
   CHECK(c->server_connect_timeout == 3s);
   CHECK(c->cancel_wait_timeout == 12s);
   CHECK(c->transaction_timeout == 13s);
   CHECK(c->autodb_idle_timeout == 14s);
+  CHECK(c->query_wait_notify == 15s);
   CHECK(c->server_login_retry == 4s);
   CHECK(c->server_idle_timeout == 5s);
   CHECK(c->server_lifetime == 6s);

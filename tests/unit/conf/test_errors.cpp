@@ -245,7 +245,7 @@ TEST_CASE("durations in the file", "[conf][errors][duration]") {
   for (const char* key :
        {"reserve_pool_timeout", "server_check_delay", "server_connect_timeout", "cancel_wait_timeout", "server_login_retry",
         "server_idle_timeout", "server_lifetime", "query_timeout", "query_wait_timeout", "client_idle_timeout",
-        "client_login_timeout", "idle_transaction_timeout", "transaction_timeout", "autodb_idle_timeout", "shutdown_timeout", "auth_failure_delay",
+        "client_login_timeout", "idle_transaction_timeout", "transaction_timeout", "autodb_idle_timeout", "query_wait_notify", "shutdown_timeout", "auth_failure_delay",
         "tcp_keepidle", "tcp_keepintvl", "tcp_user_timeout"}) {
     INFO(key);
     CHECK_THAT(err(std::string("[pgmux]\n\n") + key + " = 15\n" + kMin),

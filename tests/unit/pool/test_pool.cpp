@@ -27,6 +27,8 @@ struct FakeClient : PoolClient {
   void pool_welcome_ready() override { ++welcomed; }
   void pool_server_assigned(PoolServer* s) override { assigned = s; }
   void pool_wait_failed(const proto::ErrorFields& e) override { errors.push_back(e.message); }
+  void pool_wait_notice() override { ++notices; }
+  int notices = 0;
 };
 
 struct FakeConnector : Connector {
@@ -205,6 +207,61 @@ TEST_CASE("query_wait_timeout fails waiting clients in order") {
   c.t += 2s;
   p.tick();
   CHECK(d.errors.size() == 1);
+}
+
+TEST_CASE("query_wait_notify tells each client once per wait, longest waiters first") {
+  FakeConnector c;
+  PoolSettings st = settings(1);
+  st.query_wait_timeout = 0ms;
+  st.query_wait_notify = 1000ms;
+  Pool p("app", "alice", st, c);
+  FakeClient a, b, d;
+  PoolServer* s = nullptr;
+  proto::ErrorFields e;
+  p.acquire(&a, s, e);
+  login_all(p, c);
+  PoolServer* held = s ? s : a.assigned;
+  REQUIRE(held);
+  s = nullptr;
+  p.acquire(&b, s, e);
+  c.t += 700ms;
+  p.acquire(&d, s, e);
+  c.t += 400ms;  // b waited 1.1 s, d 0.4 s
+  p.tick();
+  CHECK(b.notices == 1);
+  CHECK(d.notices == 0);
+  c.t += 700ms;  // b 1.8 s, d 1.1 s
+  p.tick();
+  CHECK(b.notices == 1);  // once per wait
+  CHECK(d.notices == 1);
+  CHECK(b.errors.empty());  // query_wait_timeout 0: no limit
+  // b gets the server; when it waits again, the clock starts over.
+  p.release(held);
+  REQUIRE(b.assigned);
+  PoolServer* bs = b.assigned;
+  p.release(bs);
+  REQUIRE(d.assigned);
+  b.assigned = nullptr;
+  s = nullptr;
+  p.acquire(&b, s, e);
+  CHECK_FALSE(s);
+  c.t += 500ms;
+  p.tick();
+  CHECK(b.notices == 1);
+  c.t += 600ms;
+  p.tick();
+  CHECK(b.notices == 2);
+  st.query_wait_notify = 0ms;  // off
+  Pool off("app", "bob", st, c);
+  FakeClient x, y;
+  s = nullptr;
+  off.acquire(&x, s, e);
+  login_all(off, c);
+  s = nullptr;
+  off.acquire(&y, s, e);
+  c.t += 10s;
+  off.tick();
+  CHECK(y.notices == 0);
 }
 
 TEST_CASE("cancel_wait removes a client from the queue") {
