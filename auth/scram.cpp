@@ -354,12 +354,12 @@ ScramServer::ScramServer(ScramVerifier verifier) : v_(std::move(verifier)) {
   }
 }
 
-ScramServer ScramServer::mock(std::string_view username) {
+ScramServer ScramServer::mock(std::string_view username, int iterations) {
   ScramServer s;
   s.mock_ = true;
   const Sha256 h = hmac_sha256(mock_secret(), username);
   s.v_.salt.assign(reinterpret_cast<const char*>(h.data()), kDefaultSaltLen);
-  s.v_.iterations = kScramDefaultIterations;
+  s.v_.iterations = iterations >= 1 ? iterations : kScramDefaultIterations;
   // Unused for success (a mock always fails) but real-looking keys keep the
   // final step's work identical to a real exchange.
   s.v_.stored_key = hmac_sha256(view(h), "StoredKey");

@@ -68,7 +68,7 @@ class ScramServer {
   // (salt derived deterministically from `username` and a per-process secret,
   // default iterations) and always fails at the final step, so nothing
   // reveals whether the user exists.
-  static ScramServer mock(std::string_view username);
+  static ScramServer mock(std::string_view username, int iterations = kScramDefaultIterations);
 
   // Channel binding data for tls-server-end-point (hash of our certificate);
   // when set, the client may use SCRAM-SHA-256-PLUS ("p=tls-server-end-point").

@@ -33,6 +33,10 @@ using Value = toml::basic_value<toml::discard_comments, std::unordered_map, std:
 constexpr int64_t kIntMax = std::numeric_limits<int>::max();
 constexpr uint64_t kMinPacketSize = 1024;
 constexpr uint64_t kMaxPacketSize = 0x7fffffff;  // the wire length field is an int32
+// SO_SNDBUF / SO_RCVBUF: the kernel doubles the value and caps it at
+// net.core.wmem_max / rmem_max; below 4kB nothing sensible happens.
+constexpr uint64_t kMinSocketBuffer = 4096;
+constexpr uint64_t kMaxSocketBuffer = 1u << 30;
 constexpr size_t kMaxUnixPath = 107;  // sizeof(sockaddr_un::sun_path) - 1
 
 // ---------------------------------------------------------------- helpers --
@@ -379,6 +383,7 @@ const std::pair<std::string_view, std::string_view> kPgBouncerNames[] = {
     {"auth_file", "'file' in [auth]"},
     {"auth_query", "'query' in [auth]"},
     {"auth_user", "'query_user' in [auth]"},
+    {"auth_dbname", "'query_database' in [auth]"},
     {"auth_hba_file", "'hba_file' in [auth]"},
     {"listen_addr", "'listen' in [pgmux], e.g. listen = [\"127.0.0.1:6432\"]"},
     {"listen_port", "'listen' in [pgmux], e.g. listen = [\"127.0.0.1:6432\"]"},
@@ -782,6 +787,9 @@ void read_pgmux(Table& t, Config& c) {
   t.integer("max_startup_params", c.max_startup_params, 1);
   t.integer("max_concurrent_logins", c.max_concurrent_logins, 1);
   t.duration("auth_failure_delay", c.auth_failure_delay);
+  // pgmux computes PBKDF2 on the worker's thread (once per user and
+  // password): the same cap as for a server that asks.
+  t.integer("scram_iterations", c.scram_iterations, 1, 1000000);
   t.boolean("tcp_keepalive", c.tcp_keepalive);
   for (auto [key, out] : {std::pair{"tcp_keepidle", &c.tcp_keepidle}, std::pair{"tcp_keepintvl", &c.tcp_keepintvl}}) {
     t.checked_duration(key, *out, [](Duration d) {
@@ -793,6 +801,18 @@ void read_pgmux(Table& t, Config& c) {
   t.integer("tcp_keepcnt", c.tcp_keepcnt, 0, 127);
   t.checked_duration("tcp_user_timeout", c.tcp_user_timeout, [](Duration d) {
     return d.count() > kIntMax ? "must be at most " + std::to_string(kIntMax) + "ms" : std::string();
+  });
+  uint64_t socket_buffer = c.tcp_socket_buffer;
+  if (const Value* v = t.bytes("tcp_socket_buffer", socket_buffer, 0, kMaxSocketBuffer);
+      v && socket_buffer != 0 && socket_buffer < kMinSocketBuffer) {
+    t.error(v, "tcp_socket_buffer",
+            "must be 0 (the system's) or at least " + format_bytes(kMinSocketBuffer) + ", got " + literal_text(*v));
+    socket_buffer = 0;
+  }
+  c.tcp_socket_buffer = static_cast<uint32_t>(socket_buffer);
+  t.checked_duration("tcp_defer_accept", c.tcp_defer_accept, [](Duration d) {
+    if (d.count() % 1000 != 0) return "must be whole seconds, got " + format_duration(d);
+    return d > std::chrono::hours(1) ? "must be at most 1h, got " + format_duration(d) : std::string();
   });
 
   if (c.min_pool_size > c.default_pool_size && (mps || dps)) {
@@ -808,20 +828,62 @@ void read_auth(Table& t, Config& c) {
   const Value* query = t.string("query", c.auth.query, /*non_empty=*/true);
   if (query) c.auth.query_set = query->is_string();
   t.string("query_user", c.auth.query_user);
+  t.string("query_database", c.auth.query_database);
   t.string("hba_file", c.auth.hba_file);
 
   const Value* at = type ? type : t.value();
-  const std::string type_text = dq(to_string(c.auth.type));
-  if ((c.auth.type == AuthType::md5 || c.auth.type == AuthType::scram_sha_256) && c.auth.file.empty() &&
-      !c.auth.query_set) {
-    t.error(at, "file", "required when type = " + type_text +
-                            " (the userlist file with \"user\" \"secret\" lines), unless query is set");
-  }
-  if (c.auth.query_set && !c.auth.query.empty() && c.auth.query_user.empty()) {
-    t.error(query, "query_user", "required when query is set (the role that runs the lookup)");
-  }
   if (c.auth.type == AuthType::hba && c.auth.hba_file.empty()) {
     t.error(at, "hba_file", "required when type = \"hba\"");
+  }
+}
+
+// [auth] against the [databases] entries: the userlist may be left out when
+// an entry has an auth_query (as in PgBouncer, the others then know no
+// user); each lookup needs a role, and the entry it runs in must exist.
+void check_auth_lookups(Ctx& ctx, const Value* auth_section, const Value* databases_section, const Config& c) {
+  auto at = [](const Value* table, std::string_view key) -> const Value* {
+    if (!table || !table->is_table()) return nullptr;
+    const auto& t = table->as_table();
+    const auto it = t.find(std::string(key));
+    return it == t.end() ? nullptr : &it->second;
+  };
+  auto db_value = [&](const std::string& name, std::string_view key) {
+    const Value* v = at(at(databases_section, name), key);
+    return v ? v : at(databases_section, name);
+  };
+  bool some_entry_looks_up = false;
+  for (const auto& [name, db] : c.databases) {
+    const AuthLookup l = c.auth_lookup(db);
+    some_entry_looks_up = some_entry_looks_up || l.enabled;
+    const std::string shown = "[databases." + key_repr(name) + "]";
+    if (l.enabled && l.user->empty()) {
+      if (db.auth_query)
+        ctx.add(db_value(name, "auth_query"), shown + " auth_query_user: required with auth_query when [auth] "
+                                                       "query_user is not set (the role that runs the lookup)");
+      else if (!db.auth_query_user)
+        ctx.add(at(auth_section, "query"),
+                "[auth] query_user: required when query is set (the role that runs the lookup)");
+    }
+    if (db.auth_query_database && !db.auth_query_database->empty()) {
+      const std::string& target = *db.auth_query_database;
+      if (target == "*" || !c.databases.count(target))
+        ctx.add(db_value(name, "auth_query_database"),
+                shown + " auth_query_database: " + dq(target) + " is not a [databases] entry" +
+                    (target == "*" ? " (name one with its own table; \"*\" stands for any name)" : ""));
+    }
+  }
+  if (!c.auth.query_database.empty() &&
+      (c.auth.query_database == "*" || !c.databases.count(c.auth.query_database))) {
+    ctx.add(at(auth_section, "query_database"),
+            "[auth] query_database: " + dq(c.auth.query_database) + " is not a [databases] entry" +
+                (c.auth.query_database == "*" ? " (name one with its own table; \"*\" stands for any name)" : ""));
+  }
+  if ((c.auth.type == AuthType::md5 || c.auth.type == AuthType::scram_sha_256) && c.auth.file.empty() &&
+      !some_entry_looks_up) {
+    const Value* type = at(auth_section, "type");
+    ctx.add(type ? type : auth_section,
+            "[auth] file: required when type = " + dq(to_string(c.auth.type)) +
+                " (the userlist file with \"user\" \"secret\" lines), unless query is set");
   }
 }
 
@@ -859,6 +921,8 @@ void read_tls(Table& t, TlsConfig& tls, bool client_side) {
     }
   }
   t.string("ciphers", tls.ciphers);
+  t.string("tls13_ciphers", tls.tls13_ciphers);
+  t.string("groups", tls.groups);
 
   const Value* at = mode ? mode : t.value();
   const std::string mode_text = dq(to_string(tls.mode));
@@ -969,6 +1033,9 @@ void read_database(Table& t, const std::string& name, Config& c) {
   t.string("health_check_password", db.health_check_password);
   t.boolean("read_your_writes", db.read_your_writes);
   t.enumeration("target_session_attrs", db.target_session_attrs, kSessionAttrs);
+  t.string("auth_query", db.auth_query, /*non_empty=*/true);
+  t.string("auth_query_user", db.auth_query_user, /*non_empty=*/true);
+  t.string("auth_query_database", db.auth_query_database);
 
   if (db.read_routing != ReadRouting::off) {
     if (db.replicas.empty()) {
@@ -1339,6 +1406,7 @@ LoadResult load(std::string_view text, const std::string& source, const std::str
     read_databases(ctx, section("databases"), c);
   }
   read_users(ctx, section("users"), c);
+  if (ctx.problems.empty()) check_auth_lookups(ctx, section("auth"), section("databases"), c);
 
   // Keys at the top level that belong to no table.
   std::vector<std::string> tables;
@@ -1440,10 +1508,16 @@ std::string toml_value_from_sql(std::string_view v) {
 
 }  // namespace
 
+bool is_restart_only(std::string_view key) {
+  static constexpr std::string_view kKeys[] = {"listen", "workers", "so_reuseport", "listen_backlog",
+                                               "tcp_defer_accept"};
+  return std::find(std::begin(kKeys), std::end(kKeys), key) != std::end(kKeys);
+}
+
 LoadResult apply_setting(const Config& base, std::string_view key, std::string_view value) {
   const std::string source = "SET " + std::string(key);
   try {
-    if (key == "listen" || key == "workers" || key == "so_reuseport" || key == "listen_backlog")
+    if (is_restart_only(key))
       return {nullptr, source + ": cannot be changed while running (it takes a restart)"};
     const bool bare_key = !key.empty() && std::all_of(key.begin(), key.end(), [](char ch) {
       return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_';

@@ -105,6 +105,13 @@ struct DatabaseConfig {
   std::optional<std::string> health_check_password;
   bool read_your_writes = true;
   std::optional<TargetSessionAttrs> target_session_attrs;
+  // auth_query for logins to this entry (PgBouncer's per-database
+  // auth_user, auth_query, auth_dbname), over [auth] query, query_user and
+  // query_database. Setting either of the first two turns the lookup on for
+  // this entry.
+  std::optional<std::string> auth_query;
+  std::optional<std::string> auth_query_user;
+  std::optional<std::string> auth_query_database;
 
   // Backends are checked and chosen per transaction (replicas or
   // target_session_attrs configured).
@@ -144,6 +151,9 @@ struct AuthConfig {
       "FROM pg_catalog.pg_shadow WHERE usename = $1";
   bool query_set = false;  // auth_query enabled when the key is present
   std::string query_user;
+  // The [databases] entry whose server runs the lookup (PgBouncer's
+  // auth_dbname); empty = the database the client asked for.
+  std::string query_database;
   std::string hba_file;
 };
 
@@ -152,6 +162,8 @@ struct TlsConfig {
   std::string cert, key, ca;
   std::string protocols = "tlsv1.2,tlsv1.3";
   std::string ciphers;  // empty = OpenSSL default
+  std::string tls13_ciphers;  // TLS 1.3 cipher suites; empty = OpenSSL default
+  std::string groups;         // key exchange groups (curves); empty = OpenSSL default
 };
 
 struct AdminConfig {
@@ -168,6 +180,15 @@ struct LogConfig {
   // A line per database with its rates and average times over the period
   // (PgBouncer's log_stats); 0 = none.
   Duration stats_period = std::chrono::seconds(60);
+};
+
+// The auth_query lookup for logins to one database entry, after its
+// overrides (Config::auth_lookup). The pointers point into the Config.
+struct AuthLookup {
+  bool enabled = false;
+  const std::string* query = nullptr;
+  const std::string* user = nullptr;      // the role that runs it
+  const std::string* database = nullptr;  // entry name; empty = the client's database
 };
 
 struct Config {
@@ -235,6 +256,10 @@ struct Config {
   int max_startup_params = 64;
   int max_concurrent_logins = 1000;
   Duration auth_failure_delay{0};
+  // PBKDF2 iterations of the SCRAM verifier pgmux makes for a user whose
+  // userlist entry is a plain password (and of the mock exchange for an
+  // unknown user).
+  int scram_iterations = 4096;
   // TCP keepalive on clients' and servers' TCP connections (applied when a
   // connection is accepted or opened). 0 = the system's value.
   bool tcp_keepalive = true;
@@ -242,6 +267,13 @@ struct Config {
   Duration tcp_keepintvl{0};     // whole seconds, up to 32767 s (TCP_KEEPINTVL)
   int tcp_keepcnt = 0;           // probes, up to 127 (TCP_KEEPCNT)
   Duration tcp_user_timeout{0};  // unacknowledged data this long closes the connection (TCP_USER_TIMEOUT)
+  // SO_SNDBUF and SO_RCVBUF of clients' and servers' TCP connections; 0 =
+  // the system's (autotuned).
+  uint32_t tcp_socket_buffer = 0;
+  // TCP_DEFER_ACCEPT on the TCP listeners (whole seconds; 0 = off): a
+  // connection is handed over when its first bytes arrive. On by default,
+  // as in PgBouncer (45 s).
+  Duration tcp_defer_accept{std::chrono::seconds(45)};
 
   AuthConfig auth;
   TlsConfig tls;                 // client side; default disable
@@ -267,7 +299,14 @@ struct Config {
   // max_user_client_connections for login user `user`; 0 = unlimited.
   int effective_max_db_client_connections(const DatabaseConfig* db) const;
   int effective_max_user_client_connections(std::string_view user) const;
+  AuthLookup auth_lookup(const DatabaseConfig& db) const;
+  // Some entry's lookup runs as `user`.
+  bool auth_lookup_runs_as(std::string_view user) const;
 };
+
+// [pgmux] settings bound when pgmux starts (sockets, threads): a reload
+// keeps the running value and says so, SET refuses them.
+bool is_restart_only(std::string_view key);
 
 struct LoadResult {
   std::shared_ptr<const Config> config;  // null on error

@@ -526,18 +526,11 @@ const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"suspend_timeout", "pgmux has no SUSPEND"},
     {"pkt_buf", "pgmux sizes its buffers itself"},
     {"sbuf_loopcnt", "pgmux sizes its buffers itself"},
-    {"tcp_defer_accept", kNoEquivalent},
-    {"tcp_socket_buffer", kNoEquivalent},
     {"peer_id", "pgmux has no peering"},
     {"login_notify_message", kNoEquivalent},
-    {"scram_iterations", kNoEquivalent},
     {"auth_ident_file", kNoEquivalent},
-    {"auth_dbname", kNoEquivalent},
     {"auth_ldap_options", "pgmux has no LDAP authentication"},
-    {"client_tls_dheparams", "pgmux uses OpenSSL's defaults"},
-    {"client_tls_ecdhcurve", "pgmux uses OpenSSL's defaults"},
-    {"client_tls13_ciphers", "pgmux uses OpenSSL's TLS 1.3 defaults"},
-    {"server_tls13_ciphers", "pgmux uses OpenSSL's TLS 1.3 defaults"},
+    {"client_tls_dheparams", "pgmux offers no DHE key exchange; ECDHE (TLS 1.2) and TLS 1.3 groups serve instead"},
 };
 
 class Converter {
@@ -822,6 +815,24 @@ class Converter {
       if (auto n = bounded(*e, b, 0, INT32_MAX, "must not be negative"))
         b.set("tcp_user_timeout", toml_string(format_duration(Duration{*n})));
     }
+    if (const Entry* e = take("scram_iterations")) {
+      if (auto n = bounded(*e, b, 1, 1000000, "pgmux accepts 1 to 1000000 (it computes them on its event loop)"))
+        b.set("scram_iterations", std::to_string(*n));
+    }
+    if (const Entry* e = take("tcp_defer_accept")) {
+      // PgBouncer: a boolean; when on it sets 45 s, pgmux's default too.
+      b.set("tcp_defer_accept", toml_string(integer(*e, b) != 0 ? "45s" : "0s"));
+    }
+    if (const Entry* e = take("tcp_socket_buffer")) {
+      const int64_t n = integer(*e, b);
+      if (n == 0) {
+        // not set: the system's buffers, as pgmux's default
+      } else if (n < 4096 || n > (int64_t(1) << 30)) {
+        b.comment(untranslatable(e->key, e->value, "pgmux accepts 4kB to 1GB (or 0: the system's)"));
+      } else {
+        b.set("tcp_socket_buffer", toml_string(format_bytes(static_cast<uint64_t>(n))));
+      }
+    }
     if (const Entry* e = take("max_packet_size")) {
       const int64_t n = integer(*e, b);
       if (n < 1024 || n > 0x7fffffff) {
@@ -866,30 +877,59 @@ class Converter {
     if (hba_file) path("hba_file", *hba_file, b);
     const Entry* user = take("auth_user");
     const Entry* query = take("auth_query");
-    const bool has_users = (file && !file->value.empty()) || (user && !user->value.empty());
+    const Entry* dbname = take("auth_dbname");
+    const bool has_users = (file && !file->value.empty()) || (user && !user->value.empty()) || any_database_auth_user();
     if (type == "hba" && !(hba_file && !hba_file->value.empty())) {
       b.note("auth_type = hba without auth_hba_file: set hba_file (pgmux refuses the configuration without it)");
     } else if ((type == "md5" || type == "scram-sha-256") && !has_users) {
       b.note("neither auth_file nor auth_user is set, so PgBouncer knows no user; pgmux needs file (or query)");
     }
     if (user && !user->value.empty()) {
+      global_auth_user_ = true;
       if (!query) {
         // PgBouncer 1.18's default does not look at VALID UNTIL
         // (CVE-2025-2291); pgmux's default returns no secret once expired.
         b.note("auth_query not set: pgmux's default query is used, which also refuses passwords past VALID UNTIL");
         b.set("query", toml_string(Config{}.auth.query));
       } else {
-        if (query->value.find("valuntil") == std::string::npos &&
-            query->value.find("rolvaliduntil") == std::string::npos)
-          b.note("this auth_query ignores VALID UNTIL: expired passwords still log in (CVE-2025-2291); "
-                 "return NULL as the secret once expired, as pgmux's default query does");
+        note_valid_until(b, query->value);
         b.set("query", toml_string(query->value));
       }
       b.set("query_user", toml_string(user->value));
     } else if (query) {
-      leftover(query->line, unsupported(query->key, query->value,
-                                        "PgBouncer uses auth_query only together with auth_user, which is not set"));
+      // Used by the databases that set auth_user (convert_database); a
+      // leftover if none does.
+      global_query_ = query;
     }
+    if (dbname && !dbname->value.empty()) {
+      if (auth_dbname_valid(dbname->value))
+        b.set("query_database", toml_string(dbname->value));
+      else
+        b.comment(untranslatable(dbname->key, dbname->value, auth_dbname_problem(dbname->value)));
+    }
+  }
+
+  void note_valid_until(Block& b, const std::string& query) {
+    if (query.find("valuntil") == std::string::npos && query.find("rolvaliduntil") == std::string::npos)
+      b.note("this auth_query ignores VALID UNTIL: expired passwords still log in (CVE-2025-2291); "
+             "return NULL as the secret once expired, as pgmux's default query does");
+  }
+
+  // auth_dbname names a [databases] entry that pgmux keeps.
+  bool auth_dbname_valid(const std::string& name) const {
+    if (name == "*" || name == "pgmux") return false;
+    return std::any_of(ini_.databases.begin(), ini_.databases.end(), [&](const Entry& e) { return e.key == name; });
+  }
+  static std::string auth_dbname_problem(const std::string& name) {
+    return name == "*" ? "pgmux needs a database entry of its own for the lookup, not the \"*\" fallback"
+                       : "no [databases] entry " + name + " (pgmux runs the lookup through a database entry)";
+  }
+
+  bool any_database_auth_user() const {
+    for (const auto& e : ini_.databases)
+      for (const auto& p : parse_connstr(e, "[databases] " + e.key))
+        if (p.key == "auth_user" && !p.value.empty()) return true;
+    return false;
   }
 
   void convert_tls() {
@@ -903,6 +943,15 @@ class Converter {
     if (const Entry* e = take("client_tls_ca_file")) path("ca", *e, tls_);
     if (const Entry* e = take("client_tls_protocols")) protocols(*e, tls_);
     if (const Entry* e = take("client_tls_ciphers")) ciphers(*e, tls_);
+    if (const Entry* e = take("client_tls13_ciphers")) tls13_ciphers(*e, tls_);
+    if (const Entry* e = take("client_tls_ecdhcurve")) {
+      const auto v = lower(e->value);
+      // auto: OpenSSL's default groups, pgmux's default too.
+      if (v == "none")
+        tls_.comment(untranslatable(e->key, e->value, "pgmux always allows ECDH key exchange (TLS 1.3 needs it)"));
+      else if (!v.empty() && v != "auto")
+        tls_.set("groups", toml_string(e->value));
+    }
 
     // Server side. PgBouncer 1.18 does not even ask servers for TLS by
     // default; pgmux (like newer PgBouncer) defaults to prefer.
@@ -917,6 +966,13 @@ class Converter {
     if (const Entry* e = take("server_tls_ca_file")) path("ca", *e, server_tls_);
     if (const Entry* e = take("server_tls_protocols")) protocols(*e, server_tls_);
     if (const Entry* e = take("server_tls_ciphers")) ciphers(*e, server_tls_);
+    if (const Entry* e = take("server_tls13_ciphers")) tls13_ciphers(*e, server_tls_);
+  }
+
+  void tls13_ciphers(const Entry& e, Block& b) {
+    const auto v = lower(e.value);
+    if (v.empty() || v == "default") return;  // OpenSSL's, as pgmux's default
+    b.set("tls13_ciphers", toml_string(e.value));
   }
 
   void protocols(const Entry& e, Block& b) {
@@ -1032,11 +1088,16 @@ class Converter {
     if (databases_.empty()) {
       top_.note("the ini defines no database; pgmux needs at least one [databases.NAME] table");
     }
+    if (global_query_ && !global_query_used_)
+      leftover(global_query_->line, unsupported(global_query_->key, global_query_->value,
+                                                "PgBouncer uses auth_query only together with auth_user, which is "
+                                                "not set"));
   }
 
   void convert_database(const std::string& name, const Entry& e, Block& b) {
     const std::string where = "[databases] " + name;
     std::optional<std::string> host, dbname, user, password, pool_mode, connect_query, target;
+    std::optional<std::string> auth_user, auth_query, auth_dbname;
     std::optional<int> port, pool_size, min_pool_size, reserve, max_db, max_db_clients;
     std::vector<std::string> comments;
     auto count = [&](const Pair& p, int64_t min, std::string_view why) -> std::optional<int> {
@@ -1097,9 +1158,11 @@ class Converter {
           comments.push_back(untranslatable(k, p.value, "pgmux knows any, read-write, read-only, prefer-standby"));
         }
       } else if (k == "auth_user") {
-        comments.push_back(untranslatable(k, p.value, "pgmux has only the global [auth] query_user"));
-      } else if (k == "auth_query" || k == "auth_dbname") {
-        comments.push_back(untranslatable(k, p.value, "pgmux has only the global [auth] query"));
+        if (!p.value.empty()) auth_user = p.value;
+      } else if (k == "auth_query") {
+        auth_query = p.value;
+      } else if (k == "auth_dbname") {
+        if (!p.value.empty()) auth_dbname = p.value;
       } else if (k == "client_encoding" || k == "datestyle" || k == "timezone" || k == "application_name") {
         comments.push_back(unsupported(k, p.value,
                                        "pgmux sets no per-database startup parameters; use ALTER DATABASE ... SET "
@@ -1170,6 +1233,34 @@ class Converter {
                                "(and health_check_password) and uncomment"));
       b.comment("target_session_attrs = " + toml_string(*target));
       b.comment("health_check_user = \"...\"");
+    }
+    // auth_query: PgBouncer runs it only for an auth_user (this entry's, or
+    // the global one).
+    if (auth_user) {
+      b.set("auth_query_user", toml_string(*auth_user));
+      if (!auth_query && !global_auth_user_) {
+        // pgmux's [auth] query is written only with a global auth_user.
+        if (global_query_) {
+          global_query_used_ = true;
+          note_valid_until(b, global_query_->value);
+          b.set("auth_query", toml_string(global_query_->value));
+        } else {
+          b.note("auth_query not set: pgmux's default query is used, which also refuses passwords past VALID UNTIL");
+        }
+      }
+    }
+    if (auth_query && (auth_user || global_auth_user_)) {
+      note_valid_until(b, *auth_query);
+      b.set("auth_query", toml_string(*auth_query));
+    } else if (auth_query) {
+      comments.push_back(unsupported("auth_query", *auth_query,
+                                     "PgBouncer uses auth_query only together with auth_user, which is not set"));
+    }
+    if (auth_dbname) {
+      if (auth_dbname_valid(*auth_dbname))
+        b.set("auth_query_database", toml_string(*auth_dbname));
+      else
+        comments.push_back(untranslatable("auth_dbname", *auth_dbname, auth_dbname_problem(*auth_dbname)));
     }
     for (auto& c : comments) b.comment(c);
   }
@@ -1296,6 +1387,9 @@ class Converter {
   bool reserve_disabled_ = false;
   bool auth_any_ = false;
   bool relative_paths_ = false;
+  bool global_auth_user_ = false;
+  const Entry* global_query_ = nullptr;  // auth_query without a global auth_user
+  bool global_query_used_ = false;
 };
 
 }  // namespace

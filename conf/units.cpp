@@ -231,4 +231,21 @@ int Config::effective_max_user_connections(std::string_view user) const {
   return (uc && uc->max_user_connections) ? *uc->max_user_connections : max_user_connections;
 }
 
+AuthLookup Config::auth_lookup(const DatabaseConfig& db) const {
+  AuthLookup l;
+  l.enabled = auth.query_set || db.auth_query || db.auth_query_user;
+  l.query = db.auth_query ? &*db.auth_query : &auth.query;
+  l.user = db.auth_query_user ? &*db.auth_query_user : &auth.query_user;
+  l.database = db.auth_query_database ? &*db.auth_query_database : &auth.query_database;
+  return l;
+}
+
+bool Config::auth_lookup_runs_as(std::string_view user) const {
+  for (const auto& [name, db] : databases) {
+    const AuthLookup l = auth_lookup(db);
+    if (l.enabled && *l.user == user) return true;
+  }
+  return false;
+}
+
 }  // namespace pgmux::conf

@@ -419,6 +419,9 @@ void show_config(Worker& w, std::string& out) {
       {"tcp_keepintvl", dur(c.tcp_keepintvl), dur(d.tcp_keepintvl)},
       {"tcp_keepcnt", n(uint64_t(c.tcp_keepcnt)), n(uint64_t(d.tcp_keepcnt))},
       {"tcp_user_timeout", dur(c.tcp_user_timeout), dur(d.tcp_user_timeout)},
+      {"tcp_socket_buffer", n(c.tcp_socket_buffer), n(d.tcp_socket_buffer)},
+      {"scram_iterations", n(uint64_t(c.scram_iterations)), n(uint64_t(d.scram_iterations))},
+      {"tcp_defer_accept", dur(c.tcp_defer_accept), dur(d.tcp_defer_accept)},
       {"auth_type", std::string(conf::to_string(c.auth.type)), std::string(conf::to_string(d.auth.type))},
       {"auth_file", c.auth.file, ""},
       {"admin_users", join(c.admin.users), ""},
@@ -430,10 +433,12 @@ void show_config(Worker& w, std::string& out) {
   // [pgmux] settings other than the bound sockets can be SET on the console;
   // the rest changes with the file and RELOAD.
   for (Row& r : rows) {
-    static const char* kFixed[] = {"listen", "workers", "so_reuseport", "listen_backlog", "auth_type", "auth_file", "admin_users",
-                                   "stats_users", "metrics_listen", "log_level", "stats_period"};
-    const bool fixed = std::find_if(std::begin(kFixed), std::end(kFixed),
-                                    [&](const char* k) { return r[0] == k; }) != std::end(kFixed);
+    // Besides the restart-only ones, these come from other tables of the file.
+    static const char* kFileOnly[] = {"auth_type", "auth_file",      "admin_users", "stats_users",
+                                      "metrics_listen", "log_level", "stats_period"};
+    const bool fixed = conf::is_restart_only(r[0]) ||
+                       std::find_if(std::begin(kFileOnly), std::end(kFileOnly),
+                                    [&](const char* k) { return r[0] == k; }) != std::end(kFileOnly);
     r.push_back(fixed ? "no" : "yes");
   }
   table(out, {"key", "value", "default", "changeable"}, rows);

@@ -89,8 +89,8 @@ AuthQuery::Answer AuthQuery::lookup(ClientConnection* c, const conf::DatabaseCon
   }
   auto it = running_.find(key);
   if (it == running_.end()) {
-    auto l = std::make_unique<Lookup>(*this, key, worker_.auth_pool(db, c->database()), worker_.config().auth.query,
-                                      now);
+    auto l = std::make_unique<Lookup>(*this, key, worker_.auth_pool(db, c->database()),
+                                      *worker_.config().auth_lookup(db).query, now);
     Lookup* raw = l.get();
     it = running_.emplace(key, std::move(l)).first;
     raw->waiters.push_back(c);

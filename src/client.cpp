@@ -98,7 +98,7 @@ void ClientConnection::start() {
   login_started_ = worker_.now();
   worker_.client_started(this);
   socket_.set_nodelay();
-  worker_.set_keepalive(socket_, "C-" + std::to_string(id_));
+  worker_.set_tcp_options(socket_, "C-" + std::to_string(id_));
   if (worker_.config().log.connections)
     spdlog::info("C-{} connection from {}", id_, socket_.peer_name());
   if (socket_.read_start() != 0) close(CloseReason::client_gone);
@@ -358,7 +358,7 @@ void ClientConnection::begin_auth() {
   std::string hba_refusal;
   const conf::AuthType type = auth_method(hba_refusal);
   // auth_query for users the userlist does not have (PgBouncer's order).
-  const bool lookup = !secret && !admin_db && db && cfg.auth.query_set && type != conf::AuthType::trust;
+  const bool lookup = !secret && !admin_db && db && cfg.auth_lookup(*db).enabled && type != conf::AuthType::trust;
   if (lookup && !auth_->looked_up) {
     std::optional<auth::Secret> found;
     // Pending from here: the answer may come before lookup() returns.
@@ -378,7 +378,8 @@ void ClientConnection::begin_auth() {
   else if (!db && !admin_db) auth_->fail_reason = "unknown database \"" + database_ + "\"";
   else if (lookup && !secret) auth_->fail_reason = "unknown user \"" + user_ + "\" (auth query)";
   else if (users && !secret) auth_->fail_reason = "unknown user \"" + user_ + "\"";
-  else if (!users && !secret && type != conf::AuthType::trust) auth_->fail_reason = "no userlist loaded";
+  else if (!users && !secret && type != conf::AuthType::trust)
+    auth_->fail_reason = "no userlist loaded, and no auth_query for this database";
   else if (type != conf::AuthType::trust && secret && secret->text.empty())
     auth_->fail_reason = "empty password in the userlist (like PostgreSQL, no password means no login)";
   else if (const auto& ctx = worker_.client_tls();
@@ -415,7 +416,9 @@ void ClientConnection::begin_auth() {
       auth_->mock = true;
     }
     if (auth_->mock) {
-      auth_->scram.emplace(auth::ScramServer::mock(user_));
+      // The count a plaintext user's verifier gets, so an unknown user
+      // looks like one.
+      auth_->scram.emplace(auth::ScramServer::mock(user_, worker_.config().scram_iterations));
     } else if (secret->kind == auth::SecretKind::scram) {
       auth_->scram.emplace(secret->scram);
       auth_->from_verifier = true;

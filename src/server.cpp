@@ -121,7 +121,7 @@ void ServerConnection::on_connected(Socket&, int status) {
     return;
   }
   socket_.set_nodelay();
-  worker_.set_keepalive(socket_, name_);
+  worker_.set_tcp_options(socket_, name_);
   state_ = State::login;
   if (socket_.read_start() != 0) {
     login_failed(server_error(proto::sqlstate::kConnectionFailure, "cannot read from server"));

@@ -324,7 +324,7 @@ void Socket::set_nodelay() {
   if (kind_ == Kind::tcp) uv_tcp_nodelay(&h_.tcp, 1);
 }
 
-const char* Socket::set_keepalive(const TcpKeepalive& k) {
+const char* Socket::set_tcp_options(const TcpOptions& k) {
   if (kind_ != Kind::tcp) return nullptr;
   uv_os_fd_t fd;
   if (uv_fileno(&h_.handle, &fd) != 0) {
@@ -341,6 +341,8 @@ const char* Socket::set_keepalive(const TcpKeepalive& k) {
     if (k.count > 0 && !set(IPPROTO_TCP, TCP_KEEPCNT, k.count)) return "TCP_KEEPCNT";
   }
   if (k.user_timeout_ms > 0 && !set(IPPROTO_TCP, TCP_USER_TIMEOUT, k.user_timeout_ms)) return "TCP_USER_TIMEOUT";
+  if (k.buffer_bytes > 0 && !set(SOL_SOCKET, SO_SNDBUF, k.buffer_bytes)) return "SO_SNDBUF";
+  if (k.buffer_bytes > 0 && !set(SOL_SOCKET, SO_RCVBUF, k.buffer_bytes)) return "SO_RCVBUF";
   return nullptr;
 }
 

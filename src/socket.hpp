@@ -25,13 +25,15 @@ namespace tls {
 class Context;
 }
 
-// TCP keepalive settings of one connection; 0 = the system's value.
-struct TcpKeepalive {
+// TCP keepalive settings and buffer sizes of one connection; 0 = the
+// system's value.
+struct TcpOptions {
   bool on = true;
   int idle_s = 0;
   int interval_s = 0;
   int count = 0;
   int user_timeout_ms = 0;  // TCP_USER_TIMEOUT, applied with keepalive on or off
+  int buffer_bytes = 0;     // SO_SNDBUF and SO_RCVBUF
 };
 
 // A fixed-size I/O buffer from the per-thread free list.
@@ -147,10 +149,10 @@ class Socket {
   // The peer's (or the local) address; false for unix sockets or errors.
   bool address(bool peer, std::string& ip, int& port) const;
   void set_nodelay();
-  // SO_KEEPALIVE with its timings, and TCP_USER_TIMEOUT (TCP sockets only;
-  // a unix socket is left as it is). The name of the first option the
+  // SO_KEEPALIVE with its timings, TCP_USER_TIMEOUT and the buffer sizes
+  // (TCP sockets only; a unix socket is left as it is). The name of the first option the
   // kernel refused (errno tells why), or nullptr.
-  const char* set_keepalive(const TcpKeepalive& k);
+  const char* set_tcp_options(const TcpOptions& k);
 
  private:
   struct WriteReq;

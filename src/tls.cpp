@@ -84,6 +84,14 @@ bool common_setup(SSL_CTX* ctx, const conf::TlsConfig& c, std::string& error) {
     error = "ciphers \"" + c.ciphers + "\": " + last_error();
     return false;
   }
+  if (!c.tls13_ciphers.empty() && !SSL_CTX_set_ciphersuites(ctx, c.tls13_ciphers.c_str())) {
+    error = "tls13_ciphers \"" + c.tls13_ciphers + "\": " + last_error();
+    return false;
+  }
+  if (!c.groups.empty() && !SSL_CTX_set1_groups_list(ctx, c.groups.c_str())) {
+    error = "groups \"" + c.groups + "\": " + last_error();
+    return false;
+  }
   // An idle connection keeps no read/write buffers.
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -92,6 +93,16 @@ class Listener {
         reuseport_ = rc == 0;
       }
       if (rc == 0) rc = uv_tcp_bind(&h_.tcp, reinterpret_cast<const sockaddr*>(&ss), 0);
+      // Accepted when the first bytes (startup packet or SSLRequest)
+      // arrive: one wakeup per login instead of two.
+      if (const auto secs = std::chrono::duration_cast<std::chrono::seconds>(worker_.config().tcp_defer_accept);
+          rc == 0 && secs.count() > 0) {
+        uv_os_fd_t fd;
+        const int value = static_cast<int>(secs.count());
+        if (uv_fileno(&h_.handle, &fd) != 0 ||
+            ::setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &value, sizeof value) != 0)
+          spdlog::warn("{}: the kernel refused TCP_DEFER_ACCEPT: {}", addr_.text, std::strerror(errno));
+      }
     }
     if (rc == 0) rc = uv_listen(&h_.stream, worker_.config().listen_backlog, on_connection);
     if (rc != 0) {
@@ -424,9 +435,15 @@ std::shared_ptr<RouteState> Worker::route_for(const conf::DatabaseConfig& db) {
 }
 
 pool::Pool& Worker::auth_pool(const conf::DatabaseConfig& db, const std::string& client_database) {
-  // Keyed by the client's database name: the lookup runs in the database the
-  // client asked for (for "*", that name reaches only this entry).
-  return pool_for(PoolKey{client_database, config_->auth.query_user, 0, true, true}, db);
+  const conf::AuthLookup l = config_->auth_lookup(db);
+  // A named entry (auth_dbname): one pool there for the lookups of every
+  // entry that names it (the loader checked that it exists).
+  if (!l.database->empty())
+    if (auto it = config_->databases.find(*l.database); it != config_->databases.end())
+      return pool_for(PoolKey{it->first, *l.user, 0, true, true}, it->second);
+  // Else keyed by the client's database name: the lookup runs in the
+  // database the client asked for (for "*", that name reaches only this entry).
+  return pool_for(PoolKey{client_database, *l.user, 0, true, true}, db);
 }
 
 const auth::Secret* Worker::find_secret(const std::string& user) const {
@@ -1120,11 +1137,13 @@ const auth::ScramKeys* Worker::scram_keys(const std::string& user) const {
 
 const auth::ScramVerifier& Worker::verifier_for_plain(const std::string& user,
                                                       const std::string& password) {
+  const int iterations = config_->scram_iterations;
   auto it = plain_verifiers_.find(user);
-  if (it != plain_verifiers_.end() && it->second.first == password) return it->second.second;
+  if (it != plain_verifiers_.end() && it->second.first == password && it->second.second.iterations == iterations)
+    return it->second.second;
   auto& slot = plain_verifiers_[user];
   slot.first = password;
-  slot.second = auth::make_scram_verifier(auth::scram_prepare_password(password));
+  slot.second = auth::make_scram_verifier(auth::scram_prepare_password(password), {}, iterations);
   return slot.second;
 }
 
@@ -1173,6 +1192,10 @@ bool Worker::reload(std::string* error) {
   keep_running("workers", cfg->workers, now.workers);
   keep_running("so_reuseport", cfg->so_reuseport, now.so_reuseport);
   keep_running("listen_backlog", cfg->listen_backlog, now.listen_backlog);
+  if (cfg->tcp_defer_accept != now.tcp_defer_accept)
+    spdlog::warn("reload: [pgmux] tcp_defer_accept changed ({} -> {}): takes effect after a restart",
+                 conf::format_duration(now.tcp_defer_accept), conf::format_duration(cfg->tcp_defer_accept));
+  cfg->tcp_defer_accept = now.tcp_defer_accept;
   if (cfg->admin.metrics_listen != now.admin.metrics_listen)
     spdlog::warn("reload: [admin] metrics_listen changed: takes effect after a restart");
   cfg->listen = now.listen;
@@ -1252,7 +1275,7 @@ void Worker::apply_config(std::shared_ptr<const conf::Config> cfg, ConfigFiles f
     else if (auto it = c.databases.find(e.db->name); it != c.databases.end()) db = &it->second;
     bool keep = db != nullptr;
     if (keep && key.backend > db->replicas.size()) keep = false;     // a replica went
-    if (keep && key.auth) keep = c.auth.query_set && c.auth.query_user == key.user;
+    if (keep && key.auth) keep = c.auth_lookup_runs_as(key.user);
     else if (keep && key.health) keep = db->routed() && *db->check_user() == key.user;
     else if (keep && db->user) keep = *db->user == key.user;          // forced server user
     else if (keep && e.db->user && *e.db->user == key.user) keep = false;  // was forced, is not
@@ -1590,15 +1613,16 @@ void Worker::shutdown_now() {
   }
 }
 
-void Worker::set_keepalive(Socket& s, const std::string& who) const {
+void Worker::set_tcp_options(Socket& s, const std::string& who) const {
   const conf::Config& c = config();
-  TcpKeepalive k;
+  TcpOptions k;
   k.on = c.tcp_keepalive;
   k.idle_s = static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(c.tcp_keepidle).count());
   k.interval_s = static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(c.tcp_keepintvl).count());
   k.count = c.tcp_keepcnt;
   k.user_timeout_ms = static_cast<int>(c.tcp_user_timeout.count());
-  if (const char* refused = s.set_keepalive(k))
+  k.buffer_bytes = static_cast<int>(c.tcp_socket_buffer);
+  if (const char* refused = s.set_tcp_options(k))
     spdlog::warn("{}: the kernel refused {}: {}", who, refused, std::strerror(errno));
 }
 

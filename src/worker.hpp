@@ -98,9 +98,9 @@ class Worker : public pool::Connector {
   const std::shared_ptr<const tls::Context>& client_tls() const { return files_.client_tls; }
   const std::shared_ptr<const tls::Context>& server_tls() const { return files_.server_tls; }
   const conf::Config& config() const { return *config_; }
-  // The [pgmux] tcp_keepalive settings on a client's or server's socket
+  // The [pgmux] tcp_keepalive and tcp_socket_buffer settings on a client's or server's socket
   // (`who` names the connection in the warning if the kernel refuses one).
-  void set_keepalive(Socket& s, const std::string& who) const;
+  void set_tcp_options(Socket& s, const std::string& who) const;
   const auth::Userlist* userlist() const { return files_.userlist.get(); }
 
   // Binds every configured listen address (the first worker only); false

@@ -175,3 +175,94 @@ TEST_CASE("auth_query: the lookup role failing gives a clear error, not a hang",
   CHECK_THAT(mux.log_text(), Contains("auth query for user"));
   mux.finish();
 }
+
+// PgBouncer's auth_dbname and per-database auth_user / auth_query: the lookup
+// function lives in one database only, and a role without superuser runs it
+// there for logins to every entry; another entry overrides the role, the
+// query and the database; an entry without a lookup knows only the userlist.
+TEST_CASE("auth_query: query_database and per-database auth_query_user, auth_query", "[auth_query]") {
+  Roles r;
+  const std::string lookup = "aq_lookup_" + r.suffix;
+  // Dropped after the database (which takes the role's privileges in it).
+  struct DropLookupRole {
+    std::string role;
+    ~DropLookupRole() {
+      Conn su = connect_raw(superuser_conninfo());
+      if (PQstatus(su.get()) != CONNECTION_OK) return;
+      try_exec(su.get(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '" + role + "'");
+      try_exec(su.get(), "DROP ROLE IF EXISTS " + role);
+    }
+  } drop_lookup_role{lookup};
+  ScratchDatabase authdb("aqdb");
+  {
+    Conn su = superuser();
+    exec(su.get(), "CREATE ROLE " + lookup + " LOGIN PASSWORD 'lookup_pw'");
+    exec(su.get(), "GRANT CONNECT ON DATABASE " + authdb.name() + " TO " + lookup);
+    Conn in_db = superuser(authdb.name());
+    exec(in_db.get(),
+         "CREATE FUNCTION public.pgmux_lookup(text) RETURNS TABLE (usename name, passwd text) "
+         "LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$ SELECT usename, CASE WHEN valuntil "
+         "IS NULL OR valuntil > now() THEN passwd END FROM pg_catalog.pg_shadow WHERE usename = $1 $$");
+    exec(in_db.get(), "REVOKE ALL ON FUNCTION public.pgmux_lookup(text) FROM PUBLIC");
+    exec(in_db.get(), "GRANT EXECUTE ON FUNCTION public.pgmux_lookup(text) TO " + lookup);
+  }
+  auto lookup_databases = [&](const std::string& role) {
+    Conn su = superuser();
+    return scalar(su.get(), "SELECT coalesce(string_agg(DISTINCT datname, ','), '') FROM pg_stat_activity "
+                            "WHERE usename = '" + role + "'");
+  };
+
+  SECTION("one lookup database for all entries, an entry with its own lookup") {
+    PgmuxConfig c;
+    c.pgmux = "pool_mode = \"transaction\"\n";
+    c.rest = "[auth]\ntype = \"scram-sha-256\"\nfile = \"@USERLIST@\"\nquery_user = \"" + lookup +
+             "\"\nquery = \"SELECT * FROM public.pgmux_lookup($1)\"\nquery_database = \"authdb\"\n" +
+             database_section("postgres") + database_section("authdb", "dbname = \"" + authdb.name() + "\"\n") +
+             // Its own lookup: the superuser's, with the catalog query, in
+             // the client's database (no pgmux_lookup there).
+             database_section("pg2", "dbname = \"postgres\"\nauth_query_user = \"" + r.auth +
+                                          "\"\nauth_query = \"SELECT usename, passwd FROM pg_catalog.pg_shadow "
+                                          "WHERE usename = $1\"\nauth_query_database = \"\"\n");
+    c.userlist = userlist_line(lookup, "lookup_pw") + userlist_line(r.auth, "auth_pw");
+    Pgmux mux(c);
+    {
+      Conn app = connect(mux.conninfo("postgres", r.user, "user_pw"));
+      CHECK(scalar(app.get(), "SELECT current_user || '@' || current_database()") == r.user + "@postgres");
+    }
+    // The lookup connection sits in the auth database, nowhere else.
+    CHECK(lookup_databases(lookup) == authdb.name());
+    CHECK_THAT(connect_error(mux.conninfo("postgres", r.user, "not_it")),
+               Contains("password authentication failed for user \"" + r.user + "\""));
+    CHECK_THAT(connect_error(mux.conninfo("postgres", r.old, "old_pw")),
+               Contains("password authentication failed for user \"" + r.old + "\""));
+    {
+      Conn pg2 = connect(mux.conninfo("pg2", r.user, "user_pw"));
+      CHECK(scalar(pg2.get(), "SELECT current_user") == r.user);
+    }
+    CHECK(lookup_databases(r.auth) == "postgres");
+    CHECK(lookup_databases(lookup) == authdb.name());
+    mux.finish();
+  }
+
+  SECTION("without [auth] query only the entries with auth_query_user look users up") {
+    PgmuxConfig c;
+    c.pgmux = "pool_mode = \"transaction\"\n";
+    c.rest = "[auth]\ntype = \"scram-sha-256\"\nfile = \"@USERLIST@\"\n" +
+             database_section("postgres", "auth_query_user = \"" + lookup +
+                                              "\"\nauth_query = \"SELECT * FROM public.pgmux_lookup($1)\"\n"
+                                              "auth_query_database = \"authdb\"\n") +
+             database_section("authdb", "dbname = \"" + authdb.name() + "\"\n") +
+             database_section("noq", "dbname = \"postgres\"\n");
+    c.userlist = userlist_line(lookup, "lookup_pw");
+    Pgmux mux(c);
+    {
+      Conn app = connect(mux.conninfo("postgres", r.user, "user_pw"));
+      CHECK(scalar(app.get(), "SELECT current_user") == r.user);
+    }
+    CHECK_THAT(connect_error(mux.conninfo("noq", r.user, "user_pw")),
+               Contains("password authentication failed for user \"" + r.user + "\""));
+    CHECK_THAT(mux.log_text(), Contains("unknown user \"" + r.user + "\""));
+    CHECK(lookup_databases(lookup) == authdb.name());
+    mux.finish();
+  }
+}

@@ -398,19 +398,19 @@ TEST_CASE("ops: SO_REUSEPORT handover under pgbench load with zero failed transa
 namespace {
 
 struct SockOpts {
-  int keepalive = -1, idle = -1, interval = -1, count = -1, user_timeout = -1;
+  int keepalive = -1, idle = -1, interval = -1, count = -1, user_timeout = -1, sndbuf = -1, rcvbuf = -1;
 };
 
 int sysctl_int(const std::string& name) {
   return std::stoi(trim(read_file("/proc/sys/net/ipv4/" + name)));
 }
 
-// The options of pgmux's TCP socket whose peer port is `peer_port` (a
-// client's local port, or PostgreSQL's port for a server connection).
-std::optional<SockOpts> pgmux_socket(int pid, int peer_port) {
+// Calls `f` with a copy of each of pgmux's socket descriptors until it
+// returns true.
+template <class F>
+void for_each_pgmux_socket(int pid, F f) {
   const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   REQUIRE(pidfd >= 0);
-  std::optional<SockOpts> found;
   for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
     std::error_code ec;
     const auto target = std::filesystem::read_symlink(e.path(), ec);
@@ -422,26 +422,58 @@ std::optional<SockOpts> pgmux_socket(int pid, int peer_port) {
       REQUIRE(errno != EPERM);
       continue;  // closed meanwhile
     }
-    sockaddr_storage peer{};
-    socklen_t len = sizeof peer;
-    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0 && peer.ss_family == AF_INET &&
-        ntohs(reinterpret_cast<sockaddr_in*>(&peer)->sin_port) == peer_port) {
-      SockOpts o;
-      auto get = [fd](int level, int name, int& out) {
-        socklen_t l = sizeof out;
-        REQUIRE(getsockopt(fd, level, name, &out, &l) == 0);
-      };
-      get(SOL_SOCKET, SO_KEEPALIVE, o.keepalive);
-      get(IPPROTO_TCP, TCP_KEEPIDLE, o.idle);
-      get(IPPROTO_TCP, TCP_KEEPINTVL, o.interval);
-      get(IPPROTO_TCP, TCP_KEEPCNT, o.count);
-      get(IPPROTO_TCP, TCP_USER_TIMEOUT, o.user_timeout);
-      found = o;
-    }
+    const bool done = f(fd);
     ::close(fd);
-    if (found) break;
+    if (done) break;
   }
   ::close(pidfd);
+}
+
+int int_option(int fd, int level, int name) {
+  int out = -1;
+  socklen_t l = sizeof out;
+  REQUIRE(getsockopt(fd, level, name, &out, &l) == 0);
+  return out;
+}
+
+// The options of pgmux's TCP socket whose peer port is `peer_port` (a
+// client's local port, or PostgreSQL's port for a server connection).
+std::optional<SockOpts> pgmux_socket(int pid, int peer_port) {
+  std::optional<SockOpts> found;
+  for_each_pgmux_socket(pid, [&](int fd) {
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0 || peer.ss_family != AF_INET ||
+        ntohs(reinterpret_cast<sockaddr_in*>(&peer)->sin_port) != peer_port)
+      return false;
+    SockOpts o;
+    o.keepalive = int_option(fd, SOL_SOCKET, SO_KEEPALIVE);
+    o.idle = int_option(fd, IPPROTO_TCP, TCP_KEEPIDLE);
+    o.interval = int_option(fd, IPPROTO_TCP, TCP_KEEPINTVL);
+    o.count = int_option(fd, IPPROTO_TCP, TCP_KEEPCNT);
+    o.user_timeout = int_option(fd, IPPROTO_TCP, TCP_USER_TIMEOUT);
+    o.sndbuf = int_option(fd, SOL_SOCKET, SO_SNDBUF);
+    o.rcvbuf = int_option(fd, SOL_SOCKET, SO_RCVBUF);
+    found = o;
+    return true;
+  });
+  return found;
+}
+
+// TCP_DEFER_ACCEPT of pgmux's listening socket on `port` (the kernel
+// reports it rounded up to its SYN-ACK retransmission steps).
+std::optional<int> pgmux_listener_defer(int pid, int port) {
+  std::optional<int> found;
+  for_each_pgmux_socket(pid, [&](int fd) {
+    sockaddr_storage self{};
+    socklen_t len = sizeof self;
+    if (int_option(fd, SOL_SOCKET, SO_ACCEPTCONN) != 1 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&self), &len) != 0 || self.ss_family != AF_INET ||
+        ntohs(reinterpret_cast<sockaddr_in*>(&self)->sin_port) != port)
+      return false;
+    found = int_option(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT);
+    return true;
+  });
   return found;
 }
 
@@ -516,6 +548,55 @@ TEST_CASE("ops: TCP keepalive on client and server connections", "[ops][keepaliv
     for (const SockOpts& o : {client_side, server_side}) {
       CHECK(o.keepalive == 0);
       CHECK(o.user_timeout == 4000);
+    }
+    c.reset();
+    mux.finish();
+  }
+}
+
+// tcp_defer_accept (on by default, as PgBouncer) and tcp_socket_buffer.
+TEST_CASE("ops: tcp_defer_accept hands a connection over when it speaks; tcp_socket_buffer", "[ops][keepalive]") {
+  auto silent_client_seen = [](Pgmux& mux) {
+    RawSocket raw = RawSocket::connect_tcp(mux.port());
+    REQUIRE(raw.valid());
+    sockaddr_in self{};
+    socklen_t len = sizeof self;
+    REQUIRE(getsockname(raw.fd(), reinterpret_cast<sockaddr*>(&self), &len) == 0);
+    const int port = ntohs(self.sin_port);
+    std::this_thread::sleep_for(500ms);
+    const bool seen = pgmux_socket(mux.pid(), port).has_value();
+    // Once it speaks it is served either way.
+    REQUIRE(raw.send(startup_packet({{"user", "scram_user"}, {"database", "app"}})));
+    auto m = raw.read_message(5s);
+    REQUIRE(m);
+    CHECK(m->type == 'R');
+    return seen;
+  };
+  SECTION("default: deferred; the system's buffers") {
+    Pgmux mux(session_config("scram-sha-256", plaintext_userlist()));
+    const auto defer = pgmux_listener_defer(mux.pid(), mux.port());
+    REQUIRE(defer);
+    CHECK(*defer >= 45);
+    CHECK_FALSE(silent_client_seen(mux));
+    Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+    CHECK(scalar(c.get(), "SELECT 1") == "1");
+    const auto opts = pgmux_socket(mux.pid(), local_port(c.get()));
+    REQUIRE(opts);
+    CHECK(opts->rcvbuf != 2 * 49152);
+    c.reset();
+    mux.finish();
+  }
+  SECTION("off, and 48kB buffers on both sides") {
+    Pgmux mux(session_config("scram-sha-256", plaintext_userlist(),
+                             "tcp_defer_accept = \"0s\"\ntcp_socket_buffer = \"48kB\"\n"));
+    CHECK(pgmux_listener_defer(mux.pid(), mux.port()) == 0);
+    CHECK(silent_client_seen(mux));
+    Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+    const auto [client_side, server_side] = keepalive_of(mux, c.get());
+    for (const SockOpts& o : {client_side, server_side}) {
+      // The kernel doubles what it is given (for its bookkeeping).
+      CHECK(o.sndbuf == 2 * 49152);
+      CHECK(o.rcvbuf == 2 * 49152);
     }
     c.reset();
     mux.finish();

@@ -106,6 +106,45 @@ TEST_CASE("tls: libpq and psql through pgmux: require, verify-full, wrong CA, ch
   mux.finish();
 }
 
+// [tls] tls13_ciphers and groups (PgBouncer's client_tls13_ciphers and
+// client_tls_ecdhcurve): the suite libpq ends up with, and openssl s_client
+// offering only groups pgmux refuses, then one it allows.
+TEST_CASE("tls: tls13_ciphers and groups choose the suite and the key exchange", "[tls]") {
+  Pki pki;
+  const std::string crt = pki.issue("server", "localhost", "DNS:localhost,IP:127.0.0.1");
+  Pgmux mux(tls_config("require", crt, pki.key_of(crt), {},
+                       "tls13_ciphers = \"TLS_CHACHA20_POLY1305_SHA256\"\ngroups = \"P-384:X448\"\n"));
+  {
+    Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw", "sslmode=require"));
+    CHECK(std::string(PQsslAttribute(c.get(), "protocol")) == "TLSv1.3");
+    CHECK(std::string(PQsslAttribute(c.get(), "cipher")) == "TLS_CHACHA20_POLY1305_SHA256");
+    CHECK(scalar(c.get(), "SELECT 1") == "1");
+  }
+  auto handshake = [&](const std::string& groups) {
+    return run_process({"sh", "-c",
+                        "echo | openssl s_client -starttls postgres -tls1_3 -groups " + groups +
+                            " -connect 127.0.0.1:" + std::to_string(mux.port()) + " 2>&1"},
+                       {}, 20s)
+        .output;
+  };
+  const std::string refused = handshake("X25519:P-256");
+  INFO(refused);
+  CHECK_FALSE(contains(refused, "Server Temp Key"));
+  const std::string p384 = handshake("X25519:P-384");
+  INFO(p384);
+  CHECK_THAT(p384, Contains("Server Temp Key: ECDH, secp384r1"));
+  CHECK_THAT(p384, Contains("TLS_CHACHA20_POLY1305_SHA256"));
+  mux.finish();
+  // A name OpenSSL does not know stops pgmux at start, with the reason.
+  TempDir dir;
+  write_file(dir.file("bad.toml"), "[auth]\ntype = \"trust\"\n[databases.app]\n[tls]\nmode = \"require\"\ncert = \"" +
+                                       crt + "\"\nkey = \"" + pki.key_of(crt) + "\"\ngroups = \"P-999\"\n");
+  const auto r = run_process({pgmux_bin(), "--config", dir.file("bad.toml"), "--check"}, {}, 20s);
+  INFO(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.output, Contains("groups \"P-999\""));
+}
+
 TEST_CASE("tls: mode require refuses plaintext; bytes after SSLRequest are refused", "[tls]") {
   Pki pki;
   const std::string crt = pki.issue("server", "localhost", "DNS:localhost,IP:127.0.0.1");
@@ -254,6 +293,29 @@ TEST_CASE("tls: server_tls towards a PostgreSQL with ssl = on", "[tls][server_tl
     CHECK(scalar(c.get(), ssl_query) == "t");
     c.reset();
     mux.finish();
+  }
+  {
+    // tls13_ciphers: the suite PostgreSQL reports for pgmux's connection.
+    Pgmux mux(through("127.0.0.1", "mode = \"require\"\ntls13_ciphers = \"TLS_AES_128_GCM_SHA256\"\n"));
+    Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+    CHECK(scalar(c.get(), "SELECT cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()") ==
+          "TLS_AES_128_GCM_SHA256");
+    c.reset();
+    mux.finish();
+  }
+  {
+    // groups: PostgreSQL takes only its ssl_ecdh_curve (prime256v1), so
+    // offering X25519 alone fails the handshake, with a clear error.
+    Pgmux mux(through("127.0.0.1", "mode = \"require\"\ngroups = \"X25519\"\n"));
+    const std::string err = connect_error(mux.conninfo("app", "scram_user", "scram_pw"));
+    CHECK_FALSE(err.empty());
+    CHECK_THAT(mux.log_text(), Contains("TLS"));
+    mux.finish();
+    Pgmux ok_mux(through("127.0.0.1", "mode = \"require\"\ngroups = \"X25519:P-256\"\n"));
+    Conn c = connect(ok_mux.conninfo("app", "scram_user", "scram_pw"));
+    CHECK(scalar(c.get(), ssl_query) == "t");
+    c.reset();
+    ok_mux.finish();
   }
 }
 

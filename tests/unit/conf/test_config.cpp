@@ -140,6 +140,8 @@ key = "/tls/server.key"
 ca = "/tls/root.crt"
 protocols = "tlsv1.3"
 ciphers = "HIGH:!aNULL"
+tls13_ciphers = "TLS_AES_256_GCM_SHA384"
+groups = "X25519:P-256"
 
 [server_tls]
 mode = "verify-ca"
@@ -148,6 +150,8 @@ key = "/tls/client.key"
 ca = "/tls/server-ca.crt"
 protocols = "secure"
 ciphers = "ECDHE+AESGCM"
+tls13_ciphers = "TLS_CHACHA20_POLY1305_SHA256"
+groups = "P-384"
 
 [admin]
 users = ["admin", "ops"]
@@ -348,12 +352,16 @@ TEST_CASE("every key is read into its field", "[conf][load]") {
   CHECK(c->tls.ca == "/tls/root.crt");
   CHECK(c->tls.protocols == "tlsv1.3");
   CHECK(c->tls.ciphers == "HIGH:!aNULL");
+  CHECK(c->tls.tls13_ciphers == "TLS_AES_256_GCM_SHA384");
+  CHECK(c->tls.groups == "X25519:P-256");
   CHECK(c->server_tls.mode == TlsMode::verify_ca);
   CHECK(c->server_tls.cert == "/tls/client.crt");
   CHECK(c->server_tls.key == "/tls/client.key");
   CHECK(c->server_tls.ca == "/tls/server-ca.crt");
   CHECK(c->server_tls.protocols == "secure");
   CHECK(c->server_tls.ciphers == "ECDHE+AESGCM");
+  CHECK(c->server_tls.tls13_ciphers == "TLS_CHACHA20_POLY1305_SHA256");
+  CHECK(c->server_tls.groups == "P-384");
 
   CHECK(c->admin.users == std::vector<std::string>{"admin", "ops"});
   CHECK(c->admin.stats_users == std::vector<std::string>{"monitor"});
@@ -485,6 +493,8 @@ TEST_CASE("absent keys keep their defaults", "[conf][defaults]") {
   CHECK(c->tls.ca.empty());
   CHECK(c->tls.protocols == "tlsv1.2,tlsv1.3");
   CHECK(c->tls.ciphers.empty());
+  CHECK(c->tls.tls13_ciphers.empty());
+  CHECK(c->tls.groups.empty());
   CHECK(c->server_tls.mode == TlsMode::prefer);
   CHECK(c->server_tls.cert.empty());
   CHECK(c->server_tls.protocols == "tlsv1.2,tlsv1.3");
@@ -842,6 +852,33 @@ TEST_CASE("auth.query replaces the userlist file", "[conf][auth]") {
   CHECK(c->auth.query_set);
   CHECK(c->auth.file.empty());
   CHECK(c->auth.query_user == "pgmux_auth");
+}
+
+TEST_CASE("auth lookups: per-database overrides over [auth]", "[conf][auth]") {
+  const auto c = ok("[auth]\nfile = \"u\"\nquery = \"SELECT g($1)\"\nquery_user = \"qa\"\n"
+                    "query_database = \"authdb\"\n"
+                    "[databases.app]\n[databases.authdb]\n"
+                    "[databases.own]\nauth_query = \"SELECT o($1)\"\nauth_query_user = \"qo\"\n"
+                    "auth_query_database = \"\"\n");
+  const auto app = c->auth_lookup(c->databases.at("app"));
+  CHECK(app.enabled);
+  CHECK(*app.query == "SELECT g($1)");
+  CHECK(*app.user == "qa");
+  CHECK(*app.database == "authdb");
+  const auto own = c->auth_lookup(c->databases.at("own"));
+  CHECK(own.enabled);
+  CHECK(*own.query == "SELECT o($1)");
+  CHECK(*own.user == "qo");
+  CHECK(own.database->empty());  // the client's database
+  CHECK(c->auth_lookup_runs_as("qa"));
+  CHECK(c->auth_lookup_runs_as("qo"));
+  CHECK_FALSE(c->auth_lookup_runs_as("app"));
+  // Without [auth] query, only entries with an auth_query_user look up.
+  const auto d = ok("[auth]\nfile = \"u\"\n[databases.app]\n[databases.b]\nauth_query_user = \"qb\"\n");
+  CHECK_FALSE(d->auth_lookup(d->databases.at("app")).enabled);
+  CHECK(d->auth_lookup(d->databases.at("b")).enabled);
+  CHECK(*d->auth_lookup(d->databases.at("b")).query == Config{}.auth.query);
+  CHECK_FALSE(d->auth_lookup_runs_as(""));
 }
 
 TEST_CASE("max_packet_size accepts a size string or a number of bytes", "[conf][bytes]") {

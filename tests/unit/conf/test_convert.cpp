@@ -142,6 +142,13 @@ TEST_CASE("convert: the sample pgbouncer.ini", "[convert]") {
   CHECK(app.pool_size == 40);
   CHECK(app.reserve_pool_size == 5);
   CHECK_FALSE(app.pool_mode);
+  CHECK(app.auth_query_user == "pgbouncer_auth");
+  CHECK(app.auth_query_database == "reports");
+  CHECK(c->auth_lookup(app).enabled);
+  CHECK(*c->auth_lookup(app).query == Config{}.auth.query);
+  CHECK_FALSE(c->auth_lookup(db(*c, "reports")).enabled);
+  CHECK(c->tcp_socket_buffer == 131072u);
+  CHECK(c->scram_iterations == 8192);
   const auto& reports = db(*c, "reports");
   CHECK(reports.host == "10.0.0.6");
   CHECK(reports.port == 5432);
@@ -451,6 +458,21 @@ TEST_CASE("convert: pool settings", "[convert]") {
     CHECK(toml.find("# untranslatable: tcp_user_timeout = -1 (") != std::string::npos);
     ok(toml);
   }
+  SECTION("scram_iterations") {
+    CHECK(convert_load(with("scram_iterations = 10000\n"))->scram_iterations == 10000);
+    CHECK(convert_ok(with("scram_iterations = 0\n")).find("# untranslatable: scram_iterations = 0 (") !=
+          std::string::npos);
+  }
+  SECTION("tcp_defer_accept (a boolean to PgBouncer) and tcp_socket_buffer (bytes)") {
+    auto c = convert_load(with("tcp_defer_accept = 0\ntcp_socket_buffer = 262144\n"));
+    CHECK(c->tcp_defer_accept == std::chrono::seconds(0));
+    CHECK(c->tcp_socket_buffer == 262144u);
+    c = convert_load(with("tcp_defer_accept = 1\ntcp_socket_buffer = 0\n"));
+    CHECK(c->tcp_defer_accept == std::chrono::seconds(45));
+    CHECK(c->tcp_socket_buffer == 0u);
+    CHECK(convert_ok(with("tcp_socket_buffer = 100\n")).find("# untranslatable: tcp_socket_buffer = 100 (") !=
+          std::string::npos);
+  }
   SECTION("pool_mode") {
     CHECK(convert_load(with("pool_mode = session\n"))->pool_mode == PoolMode::session);
     CHECK(convert_load(with("pool_mode = TRANSACTION\n"))->pool_mode == PoolMode::transaction);
@@ -519,14 +541,69 @@ TEST_CASE("convert: auth", "[convert]") {
   }
 }
 
+TEST_CASE("convert: auth_dbname and per-database auth_user, auth_query", "[convert][auth]") {
+  SECTION("global auth_dbname names the entry the lookup runs in") {
+    const auto c = convert_load("[databases]\napp = host=h\nauthdb = host=h dbname=pgb\n[pgbouncer]\n"
+                                "auth_file = u.txt\nauth_user = au\nauth_dbname = authdb\n");
+    CHECK(c->auth.query_database == "authdb");
+    CHECK(*c->auth_lookup(db(*c, "app")).database == "authdb");
+  }
+  SECTION("an auth_dbname that is no entry is left out") {
+    auto toml = convert_ok(with("auth_user = au\nauth_dbname = nowhere\n"));
+    CHECK(toml.find("# untranslatable: auth_dbname = nowhere (no [databases] entry nowhere") != std::string::npos);
+    CHECK(ok(toml)->auth.query_database.empty());
+    toml = convert_ok("[databases]\n* = host=h\n[pgbouncer]\nauth_type = trust\nauth_user = au\n"
+                      "auth_dbname = *\n");
+    CHECK(toml.find("# untranslatable: auth_dbname = * (pgmux needs a database entry of its own") !=
+          std::string::npos);
+  }
+  SECTION("per-database auth_user runs the global auth_query for that entry only") {
+    const auto toml = convert_ok("[databases]\napp = host=h auth_user=au auth_dbname=authdb\nauthdb = host=h\n"
+                                 "other = host=h\n[pgbouncer]\nauth_type = md5\n"
+                                 "auth_query = SELECT usename, passwd FROM lookup($1)\n");
+    CHECK(toml.find("# unsupported: auth_query") == std::string::npos);
+    CHECK(toml.find("# note: neither auth_file nor auth_user is set") == std::string::npos);
+    CHECK(toml.find("# note: this auth_query ignores VALID UNTIL") != std::string::npos);
+    const auto c = ok(toml);
+    CHECK_FALSE(c->auth.query_set);
+    const auto app = c->auth_lookup(db(*c, "app"));
+    CHECK(app.enabled);
+    CHECK(*app.user == "au");
+    CHECK(*app.query == "SELECT usename, passwd FROM lookup($1)");
+    CHECK(*app.database == "authdb");
+    CHECK_FALSE(c->auth_lookup(db(*c, "other")).enabled);
+  }
+  SECTION("per-database auth_query with the global auth_user") {
+    const auto c = convert_load("[databases]\napp = host=h auth_query='SELECT a, b FROM f($1)'\n"
+                                "[pgbouncer]\nauth_file = u.txt\nauth_user = au\n");
+    CHECK(*c->auth_lookup(db(*c, "app")).query == "SELECT a, b FROM f($1)");
+    CHECK(*c->auth_lookup(db(*c, "app")).user == "au");
+  }
+  SECTION("per-database auth_query without any auth_user is not used by PgBouncer") {
+    const auto toml = convert_ok("[databases]\napp = host=h auth_query='SELECT 1'\n[pgbouncer]\nauth_type = trust\n");
+    CHECK(toml.find("# unsupported: auth_query = SELECT 1 (PgBouncer uses auth_query only together with "
+                    "auth_user") != std::string::npos);
+    const auto c = ok(toml);
+    CHECK_FALSE(c->auth_lookup(db(*c, "app")).enabled);
+  }
+}
+
 TEST_CASE("convert: TLS", "[convert]") {
   SECTION("client side") {
     const auto toml = convert_ok(with("client_tls_sslmode = require\nclient_tls_key_file = /k.pem\n"
                                       "client_tls_cert_file = /c.pem\nclient_tls_ca_file = /ca.pem\n"
                                       "client_tls_protocols = tlsv1.2,tlsv1.3\nclient_tls_ciphers = HIGH:!aNULL\n"
-                                      "client_tls_dheparams = auto\n"));
+                                      "client_tls_dheparams = auto\nclient_tls13_ciphers = TLS_AES_256_GCM_SHA384\n"
+                                      "client_tls_ecdhcurve = secp384r1\n"));
     CHECK_FALSE(has_line_starting(toml, "# refused:"));
     CHECK(toml.find("# unsupported: client_tls_dheparams = auto (") != std::string::npos);
+    CHECK(ok(toml)->tls.tls13_ciphers == "TLS_AES_256_GCM_SHA384");
+    CHECK(ok(toml)->tls.groups == "secp384r1");
+    // auto: OpenSSL's groups, as pgmux's default; none has no equivalent.
+    CHECK(convert_load(with("client_tls_ecdhcurve = auto\n"))->tls.groups.empty());
+    const auto none = convert_ok(with("client_tls_ecdhcurve = none\n"));
+    CHECK(none.find("# untranslatable: client_tls_ecdhcurve = none (") != std::string::npos);
+    CHECK(ok(none)->tls.groups.empty());
     const auto c = ok(toml);
     CHECK(c->tls.mode == TlsMode::require);
     CHECK(c->tls.key == "/k.pem");
@@ -538,7 +615,8 @@ TEST_CASE("convert: TLS", "[convert]") {
   SECTION("server side") {
     const auto toml = convert_ok(with("server_tls_sslmode = verify-full\nserver_tls_ca_file = /ca.pem\n"
                                       "server_tls_key_file = /k.pem\nserver_tls_cert_file = /c.pem\n"
-                                      "server_tls_ciphers = fast\n"));
+                                      "server_tls_ciphers = fast\nserver_tls13_ciphers = TLS_CHACHA20_POLY1305_SHA256\n"));
+    CHECK(ok(toml)->server_tls.tls13_ciphers == "TLS_CHACHA20_POLY1305_SHA256");
     CHECK_FALSE(has_line_starting(toml, "# refused:"));
     const auto c = ok(toml);
     CHECK(c->server_tls.mode == TlsMode::verify_full);
@@ -609,10 +687,9 @@ TEST_CASE("convert: database connection strings", "[convert]") {
   }
   SECTION("what has no per-database equivalent") {
     const auto toml = convert_ok(
-        "[databases]\nx = host=a,b auth_user=au application_name=app server_lifetime=10 "
+        "[databases]\nx = host=a,b application_name=app server_lifetime=10 "
         "target_session_attrs=primary wat=1\n[pgbouncer]\nauth_type = trust\n");
     CHECK(toml.find("# untranslatable: host = a,b (") != std::string::npos);
-    CHECK(toml.find("# untranslatable: auth_user = au (") != std::string::npos);
     CHECK(toml.find("# unsupported: application_name = app (") != std::string::npos);
     CHECK(toml.find("# unsupported: server_lifetime = 10 (pgmux has no per-database server_lifetime)") !=
           std::string::npos);

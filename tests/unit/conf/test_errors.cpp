@@ -246,7 +246,7 @@ TEST_CASE("durations in the file", "[conf][errors][duration]") {
        {"reserve_pool_timeout", "server_check_delay", "server_connect_timeout", "cancel_wait_timeout", "server_login_retry",
         "server_idle_timeout", "server_lifetime", "query_timeout", "query_wait_timeout", "client_idle_timeout",
         "client_login_timeout", "idle_transaction_timeout", "transaction_timeout", "autodb_idle_timeout", "query_wait_notify", "shutdown_timeout", "auth_failure_delay",
-        "tcp_keepidle", "tcp_keepintvl", "tcp_user_timeout"}) {
+        "tcp_keepidle", "tcp_keepintvl", "tcp_user_timeout", "tcp_defer_accept"}) {
     INFO(key);
     CHECK_THAT(err(std::string("[pgmux]\n\n") + key + " = 15\n" + kMin),
                StartsWith(std::string("t.toml:3: [pgmux] ") + key + ": expected a duration string with a unit"));
@@ -278,6 +278,43 @@ TEST_CASE("TCP keepalive settings", "[conf][errors]") {
   REQUIRE(c);
   CHECK_FALSE(c->tcp_keepalive);
   CHECK(c->tcp_user_timeout == std::chrono::hours(24 * 24));
+}
+
+TEST_CASE("scram_iterations", "[conf][errors]") {
+  CHECK(ok(kMin)->scram_iterations == 4096);
+  CHECK(ok("[pgmux]\nscram_iterations = 100000\n" + kMin)->scram_iterations == 100000);
+  CHECK(err("[pgmux]\nscram_iterations = 0\n" + kMin) ==
+        "t.toml:2: [pgmux] scram_iterations: must be between 1 and 1000000, got 0");
+  CHECK(err("[pgmux]\nscram_iterations = 1000001\n" + kMin) ==
+        "t.toml:2: [pgmux] scram_iterations: must be between 1 and 1000000, got 1000001");
+}
+
+TEST_CASE("tcp_socket_buffer and tcp_defer_accept", "[conf][errors]") {
+  auto c = ok(kMin);
+  CHECK(c->tcp_socket_buffer == 0);
+  CHECK(c->tcp_defer_accept == std::chrono::seconds(45));  // PgBouncer's default
+  c = ok("[pgmux]\ntcp_socket_buffer = \"256kB\"\ntcp_defer_accept = \"0s\"\n" + kMin);
+  CHECK(c->tcp_socket_buffer == 256u * 1024u);
+  CHECK(c->tcp_defer_accept == std::chrono::seconds(0));
+  CHECK(ok("[pgmux]\ntcp_socket_buffer = 0\n" + kMin)->tcp_socket_buffer == 0);
+  CHECK(err("[pgmux]\ntcp_socket_buffer = 100\n" + kMin) ==
+        "t.toml:2: [pgmux] tcp_socket_buffer: must be 0 (the system's) or at least 4kB, got 100");
+  CHECK(err("[pgmux]\ntcp_socket_buffer = \"2GB\"\n" + kMin) ==
+        "t.toml:2: [pgmux] tcp_socket_buffer: must be between 0B and 1073741824 bytes, got \"2GB\"");
+  CHECK(err("[pgmux]\ntcp_defer_accept = \"1500ms\"\n" + kMin) ==
+        "t.toml:2: [pgmux] tcp_defer_accept: must be whole seconds, got 1500ms");
+  CHECK(err("[pgmux]\ntcp_defer_accept = \"2h\"\n" + kMin) ==
+        "t.toml:2: [pgmux] tcp_defer_accept: must be at most 1h, got 2h");
+  // Bound to the listening sockets: SET refuses it, a reload keeps the running value.
+  CHECK(is_restart_only("tcp_defer_accept"));
+  CHECK(is_restart_only("listen"));
+  CHECK_FALSE(is_restart_only("tcp_socket_buffer"));
+  const auto set = apply_setting(*ok(kMin), "tcp_defer_accept", "'10s'");
+  CHECK_FALSE(set.config);
+  CHECK(set.error == "SET tcp_defer_accept: cannot be changed while running (it takes a restart)");
+  const auto buf = apply_setting(*ok(kMin), "tcp_socket_buffer", "'1MB'");
+  REQUIRE(buf.config);
+  CHECK(buf.config->tcp_socket_buffer == 1u << 20);
 }
 
 TEST_CASE("[log] stats_period", "[conf][errors]") {
@@ -424,6 +461,27 @@ TEST_CASE("auth requirements", "[conf][errors][auth]") {
   CHECK(ok("[auth]\ntype = \"md5\"\nquery = \"SELECT 1\"\nquery_user = \"q\"\n[databases.app]\n"));
   CHECK(ok("[auth]\ntype = \"hba\"\nhba_file = \"h\"\n[databases.app]\n"));
   CHECK(ok("[auth]\ntype = \"trust\"\n[databases.app]\n"));
+}
+
+TEST_CASE("auth lookups per database entry", "[conf][errors][auth]") {
+  // The userlist may go when an entry looks users up (the others know no
+  // user then, as in PgBouncer).
+  CHECK(ok("[auth]\ntype = \"md5\"\n[databases.app]\nauth_query_user = \"q\"\n"));
+  CHECK(ok("[auth]\ntype = \"md5\"\n[databases.app]\nauth_query_user = \"q\"\n[databases.b]\n"));
+  CHECK(err("[auth]\ntype = \"md5\"\n[databases.app]\nauth_query = \"SELECT 1\"\n") ==
+        "t.toml:4: [databases.app] auth_query_user: required with auth_query when [auth] query_user is not set "
+        "(the role that runs the lookup)");
+  CHECK(ok("[auth]\ntype = \"md5\"\nquery_user = \"q\"\n[databases.app]\nauth_query = \"SELECT 1\"\n"));
+  CHECK(err(kMin + "auth_query_user = \"\"\n") == "t.toml:5: [databases.app] auth_query_user: must not be empty");
+  // The entry a lookup runs in must be one.
+  CHECK(err("[auth]\ntype = \"trust\"\nquery_database = \"nope\"\n[databases.app]\n") ==
+        "t.toml:3: [auth] query_database: \"nope\" is not a [databases] entry");
+  CHECK(err("[auth]\ntype = \"trust\"\nquery_database = \"*\"\n[databases.\"*\"]\n") ==
+        "t.toml:3: [auth] query_database: \"*\" is not a [databases] entry (name one with its own table; \"*\" "
+        "stands for any name)");
+  CHECK(err("[auth]\ntype = \"trust\"\n[databases.app]\nauth_query_database = \"authdb\"\n") ==
+        "t.toml:4: [databases.app] auth_query_database: \"authdb\" is not a [databases] entry");
+  CHECK(ok("[auth]\ntype = \"trust\"\nquery_database = \"authdb\"\n[databases.app]\n[databases.authdb]\n"));
 }
 
 TEST_CASE("TLS requirements", "[conf][errors][tls]") {
