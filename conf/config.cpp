@@ -749,6 +749,26 @@ void read_pgmux(Table& t, Config& c) {
 
   t.boolean("so_reuseport", c.so_reuseport);
   t.integer("listen_backlog", c.listen_backlog, 1, 65535);
+  if (const Value* v = t.take("unix_socket_mode")) {
+    // "0770" (octal digits) or a TOML octal integer (0o770).
+    std::optional<uint64_t> mode;
+    if (v->is_string()) {
+      const std::string& s = v->as_string().str;
+      if (!s.empty() && s.size() <= 4 && s.find_first_not_of("01234567") == std::string::npos)
+        mode = std::stoul(s, nullptr, 8);
+    } else if (v->is_integer() && v->as_integer() >= 0) {
+      mode = uint64_t(v->as_integer());
+    }
+    if (!v->is_string() && !v->is_integer())
+      t.type_error(*v, "unix_socket_mode", "an octal mode such as \"0770\"");
+    else if (!mode || *mode > 0777)
+      t.error(v, "unix_socket_mode",
+              "expected an octal mode up to 0777 such as \"0770\" (a string, or the TOML integer 0o770), got " +
+                  literal_text(*v));
+    else
+      c.unix_socket_mode = uint32_t(*mode);
+  }
+  t.string("unix_socket_group", c.unix_socket_group);
   t.enumeration("pool_mode", c.pool_mode, kPoolModes);
   t.integer("max_client_conn", c.max_client_conn, 1);
   const Value* dps = t.integer("default_pool_size", c.default_pool_size, 1);
@@ -1509,8 +1529,9 @@ std::string toml_value_from_sql(std::string_view v) {
 }  // namespace
 
 bool is_restart_only(std::string_view key) {
-  static constexpr std::string_view kKeys[] = {"listen", "workers", "so_reuseport", "listen_backlog",
-                                               "tcp_defer_accept"};
+  static constexpr std::string_view kKeys[] = {"listen",           "workers",          "so_reuseport",
+                                               "listen_backlog",   "tcp_defer_accept", "unix_socket_mode",
+                                               "unix_socket_group"};
   return std::find(std::begin(kKeys), std::end(kKeys), key) != std::end(kKeys);
 }
 

@@ -202,6 +202,10 @@ struct Config {
   // listen(2)'s backlog on every listener (the kernel caps it at
   // net.core.somaxconn).
   int listen_backlog = 1024;
+  // Permissions and group of unix socket listeners (PgBouncer's
+  // unix_socket_mode, unix_socket_group); empty group = the process's.
+  uint32_t unix_socket_mode = 0777;
+  std::string unix_socket_group;
   PoolMode pool_mode = PoolMode::transaction;
   int max_client_conn = 10000;
   int default_pool_size = 20;

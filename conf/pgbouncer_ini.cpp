@@ -505,8 +505,6 @@ constexpr std::string_view kNoEquivalent = "pgmux has no equivalent";
 const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"pidfile", "not needed: pgmux runs in the foreground; let systemd track the process"},
     {"user", "not needed: start pgmux as the intended user (systemd User=)"},
-    {"unix_socket_mode", "pgmux has no equivalent; the socket gets the umask's mode"},
-    {"unix_socket_group", kNoEquivalent},
     {"syslog", "pgmux logs to stderr (the journal under systemd) or to [log] file"},
     {"syslog_ident", "pgmux logs to stderr (the journal under systemd) or to [log] file"},
     {"syslog_facility", "pgmux logs to stderr (the journal under systemd) or to [log] file"},
@@ -756,6 +754,18 @@ class Converter {
     if (const Entry* e = take("so_reuseport")) {
       b.set("so_reuseport", boolean(*e) ? "true" : "false");
     }
+    if (const Entry* e = take("unix_socket_mode")) {
+      const int64_t n = integer(*e, b);  // "0777": octal, as PgBouncer reads it
+      if (n < 0 || n > 0777) {
+        b.comment(untranslatable(e->key, e->value, "pgmux takes a mode up to 0777"));
+      } else {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(n));
+        b.set("unix_socket_mode", toml_string(mode));
+      }
+    }
+    if (const Entry* e = take("unix_socket_group"); e && !e->value.empty())
+      b.set("unix_socket_group", toml_string(e->value));
     if (const Entry* e = take("listen_backlog")) {
       if (auto n = bounded(*e, b, 1, 65535, "pgmux takes 1 to 65535")) b.set("listen_backlog", std::to_string(*n));
     }

@@ -370,6 +370,11 @@ void show_config(Worker& w, std::string& out) {
   const conf::Config& c = w.config();
   const conf::Config d;
   auto dur = [](conf::Duration x) { return conf::format_duration(x); };
+  auto octal = [](uint32_t mode) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "%04o", mode);
+    return std::string(buf);
+  };
   auto join = [](const std::vector<std::string>& v) {
     std::string s;
     for (auto& x : v) s += (s.empty() ? "" : ",") + x;
@@ -382,6 +387,8 @@ void show_config(Worker& w, std::string& out) {
       {"workers", n(uint64_t(c.workers)), n(uint64_t(d.workers))},
       {"so_reuseport", c.so_reuseport ? "1" : "0", "0"},
       {"listen_backlog", n(uint64_t(c.listen_backlog)), n(uint64_t(d.listen_backlog))},
+      {"unix_socket_mode", octal(c.unix_socket_mode), octal(d.unix_socket_mode)},
+      {"unix_socket_group", c.unix_socket_group, ""},
       {"pool_mode", std::string(conf::to_string(c.pool_mode)), std::string(conf::to_string(d.pool_mode))},
       {"max_client_conn", n(uint64_t(c.max_client_conn)), n(uint64_t(d.max_client_conn))},
       {"default_pool_size", n(uint64_t(c.default_pool_size)), n(uint64_t(d.default_pool_size))},

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -59,8 +60,8 @@ class Listener {
       // draining while this one takes over: new clients come here now.
       ::unlink(addr_.path.c_str());
       rc = uv_pipe_bind(&h_.pipe, addr_.path.c_str());
+      if (rc == 0 && !set_socket_file_access()) return false;
       if (rc == 0) {
-        ::chmod(addr_.path.c_str(), 0777);
         struct stat st {};
         if (::stat(addr_.path.c_str(), &st) == 0) {
           bound_dev_ = st.st_dev;
@@ -115,6 +116,49 @@ class Listener {
     }
     spdlog::info("listening on {}{}", addr_.text, reuseport_ ? " (SO_REUSEPORT)" : "");
     return true;
+  }
+
+  // [pgmux] unix_socket_mode and unix_socket_group on the socket file.
+  bool set_socket_file_access() {
+    const conf::Config& c = worker_.config();
+    const char* path = addr_.path.c_str();
+    if (!c.unix_socket_group.empty()) {
+      gid_t gid = 0;
+      if (!group_id(c.unix_socket_group, gid)) {
+        spdlog::critical("cannot listen on {}: unix_socket_group \"{}\" is no group on this system", addr_.text,
+                         c.unix_socket_group);
+        ::unlink(path);
+        return false;
+      }
+      if (::chown(path, static_cast<uid_t>(-1), gid) != 0) {
+        spdlog::critical("cannot listen on {}: chown to group \"{}\": {}", addr_.text, c.unix_socket_group,
+                         std::strerror(errno));
+        ::unlink(path);
+        return false;
+      }
+    }
+    if (::chmod(path, static_cast<mode_t>(c.unix_socket_mode)) != 0) {
+      spdlog::critical("cannot listen on {}: chmod {:o}: {}", addr_.text, c.unix_socket_mode, std::strerror(errno));
+      ::unlink(path);
+      return false;
+    }
+    return true;
+  }
+
+  // A group name, or a numeric group id.
+  static bool group_id(const std::string& name, gid_t& gid) {
+    std::vector<char> buf(16384);
+    group g{};
+    group* found = nullptr;
+    if (::getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found) == 0 && found) {
+      gid = found->gr_gid;
+      return true;
+    }
+    if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos && name.size() < 10) {
+      gid = static_cast<gid_t>(std::stoul(name));
+      return true;
+    }
+    return false;
   }
 
   // `drain`: clients the kernel already queued on this socket are accepted
@@ -1196,6 +1240,8 @@ bool Worker::reload(std::string* error) {
     spdlog::warn("reload: [pgmux] tcp_defer_accept changed ({} -> {}): takes effect after a restart",
                  conf::format_duration(now.tcp_defer_accept), conf::format_duration(cfg->tcp_defer_accept));
   cfg->tcp_defer_accept = now.tcp_defer_accept;
+  keep_running("unix_socket_mode", cfg->unix_socket_mode, now.unix_socket_mode);
+  keep_running("unix_socket_group", cfg->unix_socket_group, now.unix_socket_group);
   if (cfg->admin.metrics_listen != now.admin.metrics_listen)
     spdlog::warn("reload: [admin] metrics_listen changed: takes effect after a restart");
   cfg->listen = now.listen;

@@ -3,11 +3,14 @@
 // the command line.
 #include <catch2/catch.hpp>
 
+#include <grp.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
+#include <filesystem>
 #include <latch>
 #include <mutex>
 #include <random>
@@ -889,11 +892,43 @@ TEST_CASE("session: client_login_timeout", "[session][limits]") {
 // q. Unix socket listener
 
 TEST_CASE("session: unix socket", "[session][listen]") {
-  Pgmux mux(session_config("scram-sha-256", plaintext_userlist()));
+  {
+    Pgmux mux(session_config("scram-sha-256", plaintext_userlist()));
+    auto c = connect(mux.unix_conninfo("app", "scram_user", "scram_pw"));
+    CHECK(scalar(c.get(), "SELECT current_user") == "scram_user");
+    struct stat st {};
+    REQUIRE(::stat(mux.unix_socket_path().c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0777);  // PgBouncer's default
+    c.reset();
+    mux.finish();
+  }
+  // unix_socket_mode and unix_socket_group (this process's group, which it
+  // may always give).
+  const group* g = ::getgrgid(::getegid());
+  REQUIRE(g);
+  const std::string group_name = g->gr_name;
+  Pgmux mux(session_config("scram-sha-256", plaintext_userlist(),
+                           "unix_socket_mode = \"0660\"\nunix_socket_group = \"" + group_name + "\"\n"));
+  struct stat st {};
+  REQUIRE(::stat(mux.unix_socket_path().c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0660);
+  CHECK(st.st_gid == ::getegid());
   auto c = connect(mux.unix_conninfo("app", "scram_user", "scram_pw"));
-  CHECK(scalar(c.get(), "SELECT current_user") == "scram_user");
+  CHECK(scalar(c.get(), "SELECT 1") == "1");
   c.reset();
   mux.finish();
+  // A group that does not exist stops pgmux at start, with the reason.
+  TempDir dir;
+  const auto& fx = fixture();
+  write_file(dir.file("bad.toml"), "[pgmux]\nlisten = [\"unix:" + dir.file("s.sock") +
+                                       "\"]\nunix_socket_group = \"no_such_group_pgmux\"\n[auth]\ntype = \"trust\"\n"
+                                       "[databases.app]\nhost = \"" + fx.pg_host + "\"\nport = " +
+                                       std::to_string(fx.pg_port) + "\n");
+  const auto r = run_process({pgmux_bin(), "--config", dir.file("bad.toml")}, {}, 20s);
+  INFO(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.output, Contains("unix_socket_group \"no_such_group_pgmux\" is no group"));
+  CHECK_FALSE(std::filesystem::exists(dir.file("s.sock")));
 }
 
 // ---------------------------------------------------------------------------

@@ -148,6 +148,8 @@ TEST_CASE("convert: the sample pgbouncer.ini", "[convert]") {
   CHECK(*c->auth_lookup(app).query == Config{}.auth.query);
   CHECK_FALSE(c->auth_lookup(db(*c, "reports")).enabled);
   CHECK(c->tcp_socket_buffer == 131072u);
+  CHECK(c->unix_socket_mode == 0770u);
+  CHECK(c->unix_socket_group == "postgres");
   CHECK(c->scram_iterations == 8192);
   const auto& reports = db(*c, "reports");
   CHECK(reports.host == "10.0.0.6");

@@ -280,6 +280,25 @@ TEST_CASE("TCP keepalive settings", "[conf][errors]") {
   CHECK(c->tcp_user_timeout == std::chrono::hours(24 * 24));
 }
 
+TEST_CASE("unix_socket_mode and unix_socket_group", "[conf][errors]") {
+  CHECK(ok(kMin)->unix_socket_mode == 0777u);
+  CHECK(ok(kMin)->unix_socket_group.empty());
+  CHECK(ok("[pgmux]\nunix_socket_mode = \"0770\"\nunix_socket_group = \"postgres\"\n" + kMin)->unix_socket_mode ==
+        0770u);
+  CHECK(ok("[pgmux]\nunix_socket_mode = \"700\"\n" + kMin)->unix_socket_mode == 0700u);
+  CHECK(ok("[pgmux]\nunix_socket_mode = 0o750\n" + kMin)->unix_socket_mode == 0750u);
+  CHECK(err("[pgmux]\nunix_socket_mode = 777\n" + kMin) ==
+        "t.toml:2: [pgmux] unix_socket_mode: expected an octal mode up to 0777 such as \"0770\" (a string, or the "
+        "TOML integer 0o770), got 777");
+  CHECK(err("[pgmux]\nunix_socket_mode = \"0789\"\n" + kMin) ==
+        "t.toml:2: [pgmux] unix_socket_mode: expected an octal mode up to 0777 such as \"0770\" (a string, or the "
+        "TOML integer 0o770), got \"0789\"");
+  CHECK(err("[pgmux]\nunix_socket_mode = true\n" + kMin) ==
+        "t.toml:2: [pgmux] unix_socket_mode: expected an octal mode such as \"0770\", got a boolean");
+  CHECK(is_restart_only("unix_socket_mode"));
+  CHECK(is_restart_only("unix_socket_group"));
+}
+
 TEST_CASE("scram_iterations", "[conf][errors]") {
   CHECK(ok(kMin)->scram_iterations == 4096);
   CHECK(ok("[pgmux]\nscram_iterations = 100000\n" + kMin)->scram_iterations == 100000);
