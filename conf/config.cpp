@@ -991,6 +991,44 @@ void read_log(Table& t, Config& c) {
   });
 }
 
+// [databases.X] parameters = { TimeZone = "UTC", work_mem = "64MB" }
+void read_parameters(Table& t, const Value& v, std::vector<std::pair<std::string, std::string>>& out) {
+  if (!v.is_table()) {
+    t.type_error(v, "parameters", "a table such as { TimeZone = \"UTC\" }");
+    return;
+  }
+  auto lower = [](std::string s) {
+    for (char& ch : s) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    return s;
+  };
+  std::set<std::string> seen;
+  for (const auto& [name, value] : v.as_table()) {
+    const std::string key = "parameters." + key_repr(name);
+    const bool valid_name = !name.empty() && std::all_of(name.begin(), name.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.';
+    });
+    const std::string l = lower(name);
+    if (!valid_name) {
+      t.error(&value, key, "not a parameter name (letters, digits, '_' and '.')");
+    } else if (l == "user" || l == "database" || l == "options" || l == "replication") {
+      t.error(&value, key, "is not a setting: pgmux sends " + l + " itself" +
+                               (l == "user" ? " (force the server login with user = ...)" : ""));
+    } else if (!seen.insert(l).second) {
+      t.error(&value, key, "is set twice (parameter names are case-insensitive)");
+    } else if (value.is_string()) {
+      out.emplace_back(name, value.as_string().str);
+    } else if (value.is_integer()) {
+      out.emplace_back(name, std::to_string(value.as_integer()));
+    } else if (value.is_boolean()) {
+      out.emplace_back(name, value.as_boolean() ? "on" : "off");
+    } else {
+      t.type_error(value, key, "a string (or an integer or a boolean)");
+    }
+  }
+  // The table's order is not kept: sorted, so equal settings compare equal.
+  std::sort(out.begin(), out.end());
+}
+
 void read_database(Table& t, const std::string& name, Config& c) {
   DatabaseConfig db;
   db.name = name;
@@ -1008,6 +1046,7 @@ void read_database(Table& t, const std::string& name, Config& c) {
   t.integer("max_db_client_connections", db.max_db_client_connections, 0);
   t.boolean("server_pipelining", db.server_pipelining);
   t.string("connect_query", db.connect_query);
+  if (const Value* v = t.take("parameters")) read_parameters(t, *v, db.parameters);
   t.string_list("replicas", [&](const Value& e, const std::string& s) {
     std::string why;
     auto r = parse_replica(s, why);

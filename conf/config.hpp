@@ -90,6 +90,10 @@ struct DatabaseConfig {
   std::optional<int> max_db_client_connections;
   std::optional<bool> server_pipelining;
   std::string connect_query;  // run once on each new server connection
+  // Startup parameters of this entry's server connections (PgBouncer's
+  // per-database client_encoding, datestyle, timezone, and any other GUC):
+  // the session defaults its clients get unless they set their own.
+  std::vector<std::pair<std::string, std::string>> parameters;
   std::vector<HostPort> replicas;
   ReadRouting read_routing = ReadRouting::off;
   LoadBalance load_balance = LoadBalance::least_outstanding;

@@ -1108,6 +1108,7 @@ class Converter {
     const std::string where = "[databases] " + name;
     std::optional<std::string> host, dbname, user, password, pool_mode, connect_query, target;
     std::optional<std::string> auth_user, auth_query, auth_dbname;
+    std::vector<std::pair<std::string, std::string>> parameters;
     std::optional<int> port, pool_size, min_pool_size, reserve, max_db, max_db_clients;
     std::vector<std::string> comments;
     auto count = [&](const Pair& p, int64_t min, std::string_view why) -> std::optional<int> {
@@ -1174,9 +1175,9 @@ class Converter {
       } else if (k == "auth_dbname") {
         if (!p.value.empty()) auth_dbname = p.value;
       } else if (k == "client_encoding" || k == "datestyle" || k == "timezone" || k == "application_name") {
-        comments.push_back(unsupported(k, p.value,
-                                       "pgmux sets no per-database startup parameters; use ALTER DATABASE ... SET "
-                                       "on the server or set it in the client"));
+        // The server connections' startup parameters; the last one counts.
+        std::erase_if(parameters, [&](const auto& kv) { return kv.first == k; });
+        parameters.emplace_back(k, p.value);
       } else if (k == "server_lifetime" || k == "query_wait_timeout" || k == "max_db_client_connections" ||
                  k == "load_balance_hosts") {
         comments.push_back(unsupported(k, p.value, "pgmux has no per-database " + k));
@@ -1233,6 +1234,11 @@ class Converter {
     if (max_db) b.set("max_db_connections", std::to_string(*max_db));
     if (max_db_clients) b.set("max_db_client_connections", std::to_string(*max_db_clients));
     if (connect_query) b.set("connect_query", toml_string(*connect_query));
+    if (!parameters.empty()) {
+      std::string table;
+      for (const auto& [k, v] : parameters) table += (table.empty() ? "{ " : ", ") + k + " = " + toml_string(v);
+      b.set("parameters", table + " }");
+    }
     if (target && user) {
       b.set("target_session_attrs", toml_string(*target));
     } else if (target) {

@@ -130,15 +130,18 @@ void Pool::add_connecting(PoolServer* s) {
 void Pool::server_login_ok(PoolServer* s, Params params) {
   // Versions are unique across pools, so a version names one pool's values.
   static std::atomic<uint64_t> last_welcome_version{0};
-  if (!have_welcome_ || params != welcome_) welcome_version_ = ++last_welcome_version;
-  welcome_ = std::move(params);
-  have_welcome_ = true;
+  // A server opened before reconnect(true) does not speak for the new values.
+  if (s->generation_ >= welcome_generation_) {
+    if (!have_welcome_ || params != welcome_) welcome_version_ = ++last_welcome_version;
+    welcome_ = std::move(params);
+    have_welcome_ = true;
+  }
   in_failure_ = false;
   set_state(s, ServerState::idle);
   serve_waiters();
   // Clients waiting for the welcome can finish their login now. A callback
   // may re-enter the pool (acquire), so pop one at a time.
-  while (PoolClient* c = wait_welcome_.front()) {
+  while (PoolClient* c = have_welcome_ ? wait_welcome_.front() : nullptr) {
     dequeue(c);
     c->pool_welcome_ready();
   }
@@ -466,8 +469,12 @@ void Pool::close_idle(const char* reason) {
 
 namespace pgmux::pool {
 
-void Pool::reconnect() {
+void Pool::reconnect(bool new_welcome) {
   ++generation_;
+  if (new_welcome) {
+    have_welcome_ = false;
+    welcome_generation_ = generation_;
+  }
   close_idle("RECONNECT");
 }
 

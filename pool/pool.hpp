@@ -388,8 +388,10 @@ class Pool {
   // Close every idle server (RECONNECT, shutdown).
   void close_idle(const char* reason);
   // RECONNECT: every server open now is closed (idle ones at once, the
-  // others when released); new ones are opened as needed.
-  void reconnect();
+  // others when released); new ones are opened as needed. With
+  // `new_welcome` (the servers' startup parameters changed) clients that log
+  // in from now on wait for a new server's values instead of the cached ones.
+  void reconnect(bool new_welcome = false);
   // Servers opened before the last reconnect() are still open (WAIT_CLOSE).
   bool has_old_servers() const;
   // Runs the serve that release() deferred (see Connector::defer_serve).
@@ -446,6 +448,7 @@ class Pool {
   List<PoolClient, &PoolClient::pool_hook> wait_welcome_, wait_server_;
 
   bool have_welcome_ = false;
+  uint32_t welcome_generation_ = 0;  // servers of this generation or later give the welcome
   Params welcome_;
   uint64_t welcome_version_ = 0;
   bool in_failure_ = false;  // last login failed; backoff until retry_at_

@@ -26,11 +26,14 @@ enum Purpose { kPurposeLogin = 1, kPurposeSync = 2, kPurposeReset = 3, kPurposeC
 constexpr auto server_error = &proto::fatal_error;
 }  // namespace
 
-ServerConnection::ServerConnection(Worker& w, pool::Pool&, const conf::DatabaseConfig& db,
+ServerConnection::ServerConnection(Worker& w, pool::Pool& pool, const conf::DatabaseConfig& db,
                                    std::string user, std::string dbname, std::string host,
                                    uint16_t port, std::optional<std::string> password)
     : worker_(w),
       connect_query_(db.connect_query),
+      // The entry's parameters are its clients' defaults; pgmux's own
+      // connections (health checks, auth lookups) go without them.
+      startup_params_(pool.health_check() || pool.auth_lookup() ? decltype(startup_params_){} : db.parameters),
       user_(std::move(user)),
       dbname_(std::move(dbname)),
       host_(std::move(host)),
@@ -186,7 +189,9 @@ void ServerConnection::handle_tls_answer(const uint8_t* data, size_t n) {
 
 void ServerConnection::send_startup() {
   std::string out;
-  proto::startup_message(out, {{"user", user_}, {"database", dbname_}});
+  std::vector<std::pair<std::string, std::string>> params = {{"user", user_}, {"database", dbname_}};
+  params.insert(params.end(), startup_params_.begin(), startup_params_.end());
+  proto::startup_message(out, params);
   send(std::move(out));
 }
 

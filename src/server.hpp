@@ -308,6 +308,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
 
   Worker& worker_;
   std::string connect_query_;  // a copy: a reload may free the entry it came from
+  std::vector<std::pair<std::string, std::string>> startup_params_;  // the entry's parameters (copied too)
   std::string user_, dbname_, host_, name_;
   uint16_t port_;
   std::optional<std::string> password_;  // for the server login, if known

@@ -955,9 +955,10 @@ pool::PoolSettings Worker::settings_for(const PoolKey& key, const conf::Database
 void Worker::follow_entry(PoolEntry& e, const PoolKey& key, const conf::DatabaseConfig& db) {
   PoolEntry next;
   set_target(next, key, db);
+  const bool new_parameters = db.parameters != e.db->parameters;
   const bool moved = db.name != e.db->name || next.host != e.host || next.port != e.port ||
                      next.password != e.password || db.dbname != e.db->dbname ||
-                     db.connect_query != e.db->connect_query;
+                     db.connect_query != e.db->connect_query || new_parameters;
   e.host = next.host;
   e.port = next.port;
   e.password = next.password;
@@ -968,7 +969,8 @@ void Worker::follow_entry(PoolEntry& e, const PoolKey& key, const conf::Database
   if (moved) {
     spdlog::info("pool {}/{} now connects to {}:{} as configured; its server connections are replaced",
                  key.database, key.user, e.host, e.port);
-    e.pool->reconnect();
+    // New startup parameters: new clients get the new servers' values.
+    e.pool->reconnect(new_parameters && !key.auth && !key.health);
   }
 }
 

@@ -18,6 +18,8 @@
 // ctest's timeout.
 #include <catch2/catch.hpp>
 
+#include <csignal>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1017,6 +1019,68 @@ TEST_CASE("transaction: a client killed mid-transaction leaves nothing behind",
 // ---------------------------------------------------------------------------
 // 6. Parameters follow their client: one client's SET is never seen by
 //    another, and the client keeps its settings on every server.
+
+// [databases.X] parameters: the session defaults of the entry's clients
+// (PgBouncer's per-database timezone, datestyle, client_encoding, and any
+// other setting). One server for all, so every switch of client is a sync.
+TEST_CASE("transaction: per-database parameters are the defaults of the entry's clients", "[transaction][params]") {
+  PgmuxConfig cfg;
+  cfg.pgmux = "pool_mode = \"transaction\"\n";
+  cfg.rest = auth_section("scram-sha-256") + "\n" +
+             database_section("app", "pool_size = 1\nparameters = { TimeZone = \"Pacific/Auckland\", "
+                                     "work_mem = \"12MB\", DateStyle = \"SQL, DMY\" }\n") +
+             database_section("plain", "dbname = \"app\"\n");
+  cfg.userlist = plaintext_userlist();
+  Pgmux mux(cfg);
+  const std::string q = "SELECT current_setting('TimeZone') || '|' || current_setting('work_mem') || '|' || "
+                        "current_setting('DateStyle')";
+  Conn a = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  CHECK(scalar(a.get(), q) == "Pacific/Auckland|12MB|SQL, DMY");
+  CHECK(param(a.get(), "TimeZone") == "Pacific/Auckland");  // ParameterStatus at login
+  CHECK(param(a.get(), "DateStyle") == "SQL, DMY");
+  // A client's own startup options win on the same server...
+  Conn b = connect(mux.conninfo("app", "scram_user", "scram_pw", "options='-c TimeZone=UTC -c work_mem=4MB'"));
+  CHECK(scalar(b.get(), q) == "UTC|4MB|SQL, DMY");
+  // ...and the next client is back on the entry's values.
+  CHECK(scalar(a.get(), q) == "Pacific/Auckland|12MB|SQL, DMY");
+  // A SET of one client is not seen by another; RESET goes to the entry's value.
+  exec(a.get(), "SET TimeZone = 'Asia/Tokyo'");
+  CHECK(scalar(b.get(), q) == "UTC|4MB|SQL, DMY");
+  Conn c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  CHECK(scalar(c.get(), q) == "Pacific/Auckland|12MB|SQL, DMY");
+  CHECK(scalar(a.get(), "SHOW TimeZone") == "Asia/Tokyo");
+  exec(a.get(), "RESET TimeZone");
+  CHECK(scalar(a.get(), "SHOW TimeZone") == "Pacific/Auckland");
+  CHECK(scalar(b.get(), "SHOW TimeZone") == "UTC");
+  CHECK(scalar(a.get(), "SHOW TimeZone") == "Pacific/Auckland");
+  // Another entry on the same database has the server's defaults.
+  std::string server_tz;
+  {
+    Conn direct = connect(direct_conninfo("app", "scram_user", "scram_pw"));
+    server_tz = scalar(direct.get(), "SHOW TimeZone");
+  }
+  REQUIRE(server_tz != "Pacific/Auckland");
+  {
+    Conn p = connect(mux.conninfo("plain", "scram_user", "scram_pw"));
+    CHECK(scalar(p.get(), "SHOW TimeZone") == server_tz);
+  }
+  // A reload that changes them replaces the entry's servers: new clients
+  // get the new values.
+  write_file(mux.config_path(), replace_all(mux.config_text(), "Pacific/Auckland", "Europe/Lisbon"));
+  mux.signal(SIGHUP);
+  CHECK(wait_until([&] { return contains(mux.log_text(), "its server connections are replaced"); }, 5s));
+  Conn d = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  CHECK(scalar(d.get(), "SHOW TimeZone") == "Europe/Lisbon");
+  CHECK(param(d.get(), "TimeZone") == "Europe/Lisbon");
+  // A client logged in before keeps what it was told, on the new server.
+  CHECK(scalar(c.get(), "SHOW TimeZone") == "Pacific/Auckland");
+  CHECK(scalar(d.get(), "SHOW TimeZone") == "Europe/Lisbon");
+  a.reset();
+  b.reset();
+  c.reset();
+  d.reset();
+  mux.finish();
+}
 
 TEST_CASE("transaction: SET TimeZone is never seen by another client", "[transaction][params]") {
   Pgmux mux(tx_config("default_pool_size = 2\n"));

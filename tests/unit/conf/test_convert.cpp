@@ -187,11 +187,13 @@ TEST_CASE("convert: the sample pgbouncer.ini", "[convert]") {
   CHECK_FALSE(c->find_user("batch")->idle_transaction_timeout);  // 0: the global value
   CHECK(c->find_user("batch")->transaction_timeout == std::optional<Duration>(250ms));
 
+  // Per-database startup parameters.
+  CHECK(v2.parameters == std::vector<std::pair<std::string, std::string>>{{"client_encoding", "UTF8"},
+                                                                          {"datestyle", "ISO"}});
+  CHECK(db(*c, "legacy-db").parameters == std::vector<std::pair<std::string, std::string>>{{"timezone", "UTC"}});
+  CHECK(app.parameters.empty());
+
   // What did not convert is listed.
-  CHECK(has_line(r.toml, "# unsupported: client_encoding = UTF8 (pgmux sets no per-database startup parameters; "
-                         "use ALTER DATABASE ... SET on the server or set it in the client)"));
-  CHECK(r.toml.find("# unsupported: datestyle = ISO") != std::string::npos);
-  CHECK(r.toml.find("# unsupported: timezone = UTC") != std::string::npos);
   CHECK(r.toml.find("# unsupported: pidfile = /var/run/postgresql/pgbouncer.pid") != std::string::npos);
   CHECK(c->server_round_robin);
   CHECK(r.toml.find("# unsupported: pkt_buf = 4096") != std::string::npos);
@@ -689,15 +691,20 @@ TEST_CASE("convert: database connection strings", "[convert]") {
   }
   SECTION("what has no per-database equivalent") {
     const auto toml = convert_ok(
-        "[databases]\nx = host=a,b application_name=app server_lifetime=10 "
+        "[databases]\nx = host=a,b server_lifetime=10 "
         "target_session_attrs=primary wat=1\n[pgbouncer]\nauth_type = trust\n");
     CHECK(toml.find("# untranslatable: host = a,b (") != std::string::npos);
-    CHECK(toml.find("# unsupported: application_name = app (") != std::string::npos);
     CHECK(toml.find("# unsupported: server_lifetime = 10 (pgmux has no per-database server_lifetime)") !=
           std::string::npos);
     CHECK(toml.find("# untranslatable: target_session_attrs = primary (") != std::string::npos);
     CHECK(toml.find("# unsupported: wat = 1 (unknown PgBouncer connection parameter)") != std::string::npos);
     CHECK(db(*ok(toml), "x").host == "a");
+  }
+  SECTION("startup parameters: the last one counts") {
+    const auto c = convert_load("[databases]\nx = host=a timezone=UTC application_name=app timezone='Europe/Paris'\n"
+                                "[pgbouncer]\nauth_type = trust\n");
+    CHECK(db(*c, "x").parameters ==
+          std::vector<std::pair<std::string, std::string>>{{"application_name", "app"}, {"timezone", "Europe/Paris"}});
   }
   SECTION("password without user is ignored by PgBouncer, and not echoed") {
     const auto toml = convert_ok("[databases]\nx = host=a password=hunter2\n[pgbouncer]\nauth_type = trust\n");

@@ -280,6 +280,29 @@ TEST_CASE("TCP keepalive settings", "[conf][errors]") {
   CHECK(c->tcp_user_timeout == std::chrono::hours(24 * 24));
 }
 
+TEST_CASE("[databases.X] parameters", "[conf][errors]") {
+  using P = std::vector<std::pair<std::string, std::string>>;
+  auto c = ok(kMin + "parameters = { TimeZone = \"UTC\", work_mem = \"64MB\", jit = false, "
+                     "extra_float_digits = 3, \"my.app_setting\" = \"x\" }\n");
+  // Sorted by name (the table's order is not kept).
+  CHECK(c->databases.at("app").parameters ==
+        P{{"TimeZone", "UTC"}, {"extra_float_digits", "3"}, {"jit", "off"}, {"my.app_setting", "x"}, {"work_mem", "64MB"}});
+  CHECK(ok(kMin)->databases.at("app").parameters.empty());
+  CHECK(err(kMin + "parameters = \"TimeZone=UTC\"\n") ==
+        "t.toml:5: [databases.app] parameters: expected a table such as { TimeZone = \"UTC\" }, got a string");
+  CHECK(err(kMin + "parameters = { user = \"bob\" }\n") ==
+        "t.toml:5: [databases.app] parameters.user: is not a setting: pgmux sends user itself (force the server "
+        "login with user = ...)");
+  CHECK(err(kMin + "parameters = { Database = \"x\" }\n") ==
+        "t.toml:5: [databases.app] parameters.Database: is not a setting: pgmux sends database itself");
+  CHECK(err(kMin + "parameters = { \"bad name\" = \"x\" }\n") ==
+        "t.toml:5: [databases.app] parameters.\"bad name\": not a parameter name (letters, digits, '_' and '.')");
+  CHECK_THAT(err(kMin + "parameters = { TimeZone = \"UTC\", timezone = \"GMT\" }\n"),
+             Catch::EndsWith("is set twice (parameter names are case-insensitive)"));
+  CHECK(err(kMin + "parameters = { work_mem = 1.5 }\n") ==
+        "t.toml:5: [databases.app] parameters.work_mem: expected a string (or an integer or a boolean), got a float");
+}
+
 TEST_CASE("unix_socket_mode and unix_socket_group", "[conf][errors]") {
   CHECK(ok(kMin)->unix_socket_mode == 0777u);
   CHECK(ok(kMin)->unix_socket_group.empty());

@@ -87,6 +87,46 @@ TEST_CASE("first client waits for the welcome; one connection is opened") {
   CHECK(p.wait_welcome(&late));  // cached from now on
 }
 
+TEST_CASE("reconnect(true): new logins wait for a new server's values, not an old one's") {
+  FakeConnector c;
+  Pool p("app", "alice", settings(5), c);
+  FakeClient a;
+  CHECK_FALSE(p.wait_welcome(&a));
+  FakeServer* first = c.last();
+  p.server_login_ok(first, {{"TimeZone", "Pacific/Auckland"}});
+  // A second server is on its way when the parameters change.
+  FakeClient busy;
+  PoolServer* got = nullptr;
+  REQUIRE(p.acquire(&busy, got) == Acquire::assigned);
+  FakeClient busy2;
+  REQUIRE(p.acquire(&busy2, got) == Acquire::queued);
+  FakeServer* old_connecting = c.last();
+  REQUIRE(old_connecting != first);
+  const uint64_t old_version = p.welcome_version();
+  p.reconnect(true);
+  CHECK_FALSE(p.welcome_ready());
+  FakeClient b;
+  CHECK_FALSE(p.wait_welcome(&b));
+  // The server opened before the change logs in: it does not speak for
+  // the new values.
+  p.server_login_ok(old_connecting, {{"TimeZone", "Pacific/Auckland"}});
+  CHECK_FALSE(p.welcome_ready());
+  CHECK(b.welcomed == 0);
+  // A server of the new generation does.
+  FakeServer* fresh = nullptr;
+  for (auto& s : c.servers)
+    if (s->state() == ServerState::connecting) fresh = s.get();
+  REQUIRE(fresh);
+  p.server_login_ok(fresh, {{"TimeZone", "Europe/Lisbon"}});
+  CHECK(p.welcome_ready());
+  CHECK(b.welcomed == 1);
+  CHECK(p.welcome()[0].second == "Europe/Lisbon");
+  CHECK(p.welcome_version() != old_version);
+  // A plain reconnect keeps the cached values.
+  p.reconnect();
+  CHECK(p.welcome_ready());
+}
+
 TEST_CASE("acquire takes an idle server, LIFO, and release returns it") {
   FakeConnector c;
   Pool p("app", "alice", settings(5), c);
