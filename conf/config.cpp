@@ -782,6 +782,7 @@ void read_pgmux(Table& t, Config& c) {
   t.integer("max_prepared_statements", c.max_prepared_statements, 0);
   t.string("server_reset_query", c.server_reset_query);
   t.boolean("server_reset_query_always", c.server_reset_query_always);
+  t.boolean("server_fast_close", c.server_fast_close);
   t.boolean("server_round_robin", c.server_round_robin);
   t.boolean("application_name_add_host", c.application_name_add_host);
   t.boolean("server_pipelining", c.server_pipelining);
@@ -1574,7 +1575,7 @@ bool is_restart_only(std::string_view key) {
   return std::find(std::begin(kKeys), std::end(kKeys), key) != std::end(kKeys);
 }
 
-LoadResult apply_setting(const Config& base, std::string_view key, std::string_view value) {
+static LoadResult apply_setting_as_given(const Config& base, std::string_view key, std::string_view value) {
   const std::string source = "SET " + std::string(key);
   try {
     if (is_restart_only(key))
@@ -1624,6 +1625,17 @@ LoadResult apply_setting(const Config& base, std::string_view key, std::string_v
   } catch (const std::exception& e) {
     return {nullptr, source + ": " + e.what()};
   }
+}
+
+LoadResult apply_setting(const Config& base, std::string_view key, std::string_view value) {
+  LoadResult r = apply_setting_as_given(base, key, value);
+  // PgBouncer's console takes 0 and 1 for its boolean settings.
+  if (!r.config && r.error.find("expected a boolean") != std::string::npos) {
+    const std::string_view v = value.size() == 3 && value.front() == '\'' && value.back() == '\'' ? value.substr(1, 1)
+                                                                                                : value;
+    if (v == "0" || v == "1") return apply_setting_as_given(base, key, v == "1" ? "true" : "false");
+  }
+  return r;
 }
 
 LoadResult load_file(const std::string& path) {

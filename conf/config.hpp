@@ -225,6 +225,11 @@ struct Config {
   int max_prepared_statements = 200;
   std::string server_reset_query = "DISCARD ALL";
   bool server_reset_query_always = false;
+  // Session pooling: a server due to be replaced (RECONNECT, a reload that
+  // changed its entry's connection settings) is closed, with its client, as
+  // soon as it is idle between transactions rather than at the session's
+  // end (PgBouncer's server_fast_close).
+  bool server_fast_close = false;
   // Idle servers are reused oldest first (PgBouncer's server_round_robin)
   // instead of most recently used first.
   bool server_round_robin = false;

@@ -509,7 +509,6 @@ const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"syslog_ident", "pgmux logs to stderr (the journal under systemd) or to [log] file"},
     {"syslog_facility", "pgmux logs to stderr (the journal under systemd) or to [log] file"},
     {"log_pooler_errors", kNoEquivalent},
-    {"server_fast_close", kNoEquivalent},
     {"ignore_startup_parameters", "not needed: pgmux keeps any startup parameter a client sends"},
     {"track_extra_parameters", "not needed: pgmux keeps any startup parameter a client sends"},
     {"disable_pqexec", kNoEquivalent},
@@ -772,6 +771,7 @@ class Converter {
     if (const Entry* e = take("server_reset_query_always")) {
       b.set("server_reset_query_always", boolean(*e) ? "true" : "false");
     }
+    if (const Entry* e = take("server_fast_close")) b.set("server_fast_close", boolean(*e) ? "true" : "false");
     for (const char* key : {"server_round_robin", "application_name_add_host"}) {
       if (const Entry* e = take(key)) b.set(key, boolean(*e) ? "true" : "false");
     }

@@ -375,6 +375,9 @@ class Pool {
     return s->generation_ == generation_ && !over_capacity() &&
            (settings_.server_lifetime.count() == 0 || connector_.now() - s->created_ < settings_.server_lifetime);
   }
+  // RECONNECT or a reload replaced the settings it was opened with: it is
+  // closed when released.
+  bool outdated(const PoolServer* s) const { return s->generation_ != generation_; }
   // An active server's request was answered and the pipelined client
   // queued behind it is now the one it serves.
   void hand_over(PoolServer* s, PoolClient* next) { s->client_ = next; }

@@ -403,6 +403,7 @@ void show_config(Worker& w, std::string& out) {
       {"max_prepared_statements", n(uint64_t(c.max_prepared_statements)), n(uint64_t(d.max_prepared_statements))},
       {"server_reset_query", c.server_reset_query, d.server_reset_query},
       {"server_reset_query_always", c.server_reset_query_always ? "1" : "0", "0"},
+      {"server_fast_close", c.server_fast_close ? "1" : "0", "0"},
       {"server_round_robin", c.server_round_robin ? "1" : "0", "0"},
       {"application_name_add_host", c.application_name_add_host ? "1" : "0", "0"},
       {"server_pipelining", c.server_pipelining ? "1" : "0", "0"},

@@ -36,6 +36,7 @@ const char* to_string(CloseReason r) {
     case CloseReason::timeout: return "timeout";
     case CloseReason::killed: return "killed from the admin console";
     case CloseReason::disabled: return "database disabled";
+    case CloseReason::server_outdated: return "server_fast_close";
   }
   return "?";
 }
@@ -675,7 +676,10 @@ void Worker::tick() {
     });
     return;
   }
-  if (++ticks_ % 5 == 0) check_client_timeouts();
+  if (++ticks_ % 5 == 0) {
+    check_client_timeouts();
+    if (config_->server_fast_close) close_outdated_sessions();
+  }
   if (shutting_down_) maybe_finish_shutdown();
 }
 
@@ -846,6 +850,26 @@ void Worker::open_on(size_t j, pool::SharedLimit* l) {
     l->drop_grants(x.index_);
   });
   if (!sent) l->drop_grants(j);  // stopped
+}
+
+// server_fast_close: a session client whose server is due to be replaced
+// goes with it once nothing runs and no transaction is open (running
+// transactions are never cut). The client is told, so it reconnects.
+void Worker::close_outdated_sessions() {
+  std::vector<ClientConnection*> doomed;
+  for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c)) {
+    ServerConnection* s = c->server();
+    if (c->state() != ClientConnection::State::linked || !s || c->mode() != conf::PoolMode::session ||
+        s->linked_client() != c || s->busy() || s->tx_status() != 'I')
+      continue;
+    if (const pool::Pool* p = s->pool(); p && p->outdated(s)) doomed.push_back(c);
+  }
+  for (ClientConnection* c : doomed) {
+    auto e = proto::fatal_error(proto::sqlstate::kAdminShutdown,
+                                "terminating connection: the server connection of this session was replaced "
+                                "(server_fast_close after RECONNECT or a configuration change)");
+    c->close(CloseReason::server_outdated, &e);
+  }
 }
 
 // client_idle_timeout, idle_transaction_timeout, query_timeout and

@@ -54,6 +54,7 @@ enum class CloseReason {
   timeout,              // query_timeout, client_idle_timeout, idle_transaction_timeout
   killed,               // KILL / KILL_CLIENT on the admin console
   disabled,             // login to a database DISABLEd on the admin console
+  server_outdated,      // server_fast_close: its server was due to be replaced
 };
 const char* to_string(CloseReason r);
 
@@ -251,6 +252,7 @@ class Worker : public pool::Connector {
   static void on_tick(uv_timer_t* t);
   void tick();
   void check_client_timeouts();
+  void close_outdated_sessions();
   void balance_shared_limits();
   // Closes idle servers under limits (`only`, or any) that other workers
   // want a slot of, and hands each slot over (take_want, open_on).

@@ -248,6 +248,52 @@ TEST_CASE("admin: RECONNECT and WAIT_CLOSE replace server connections; KILL_CLIE
   mux.finish();
 }
 
+// server_fast_close (session pooling): after RECONNECT an idle session goes
+// with its server at once (the client is told), a session inside a
+// transaction when it ends; without it, sessions keep their servers to the
+// end.
+TEST_CASE("admin: server_fast_close ends idle sessions whose servers RECONNECT replaces", "[admin]") {
+  Pgmux mux(admin_config("session"));
+  Conn a = connect(mux.conninfo("pgmux", "admin", "admin_pw"));
+  Conn idle = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  Conn in_tx = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  const std::string idle_pid = scalar(idle.get(), "SELECT pg_backend_pid()");
+  const std::string tx_pid = scalar(in_tx.get(), "SELECT pg_backend_pid()");
+  // Off (the default): the sessions keep their servers.
+  exec(a.get(), "RECONNECT app");
+  std::this_thread::sleep_for(800ms);
+  CHECK(scalar(idle.get(), "SELECT pg_backend_pid()") == idle_pid);
+  CHECK(scalar(in_tx.get(), "SELECT pg_backend_pid()") == tx_pid);
+  // On.
+  exec(a.get(), "SET server_fast_close = 1");
+  CHECK(show_cell(a.get(), "SHOW CONFIG", "key", "server_fast_close", "value") == "1");
+  exec(in_tx.get(), "BEGIN");
+  exec(in_tx.get(), "CREATE TEMP TABLE fast_close_t (i int)");
+  // The idle session is ended within a tick or two, with a reason.
+  CHECK(wait_until([&] { return contains(mux.log_text(), "closing (server_fast_close)"); }, 3s));
+  const auto gone = try_exec(idle.get(), "SELECT 1");
+  CHECK_FALSE(gone.ok);
+  CHECK_THAT(gone.message, Contains("server_fast_close"));
+  // The open transaction runs on, to its end.
+  std::this_thread::sleep_for(800ms);
+  CHECK(scalar(in_tx.get(), "SELECT count(*) FROM fast_close_t") == "0");
+  CHECK(scalar(in_tx.get(), "SELECT pg_backend_pid()") == tx_pid);
+  exec(in_tx.get(), "COMMIT");
+  CHECK(wait_until([&] { return !try_exec(in_tx.get(), "SELECT 1").ok; }, 3s));
+  // New sessions get new servers and stay.
+  Conn fresh = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  const std::string fresh_pid = scalar(fresh.get(), "SELECT pg_backend_pid()");
+  CHECK(fresh_pid != idle_pid);
+  CHECK(fresh_pid != tx_pid);
+  std::this_thread::sleep_for(800ms);
+  CHECK(scalar(fresh.get(), "SELECT pg_backend_pid()") == fresh_pid);
+  idle.reset();
+  in_tx.reset();
+  fresh.reset();
+  a.reset();
+  mux.finish();
+}
+
 TEST_CASE("admin: DISABLE refuses new logins to a database until ENABLE; its clients go on", "[admin]") {
   PgmuxConfig cfg = admin_config();
   cfg.rest += "\n" + database_section("app2");

@@ -462,6 +462,10 @@ TEST_CASE("convert: pool settings", "[convert]") {
     CHECK(toml.find("# untranslatable: tcp_user_timeout = -1 (") != std::string::npos);
     ok(toml);
   }
+  SECTION("server_fast_close") {
+    CHECK(convert_load(with("server_fast_close = 1\n"))->server_fast_close);
+    CHECK_FALSE(convert_load(with("server_fast_close = 0\n"))->server_fast_close);
+  }
   SECTION("scram_iterations") {
     CHECK(convert_load(with("scram_iterations = 10000\n"))->scram_iterations == 10000);
     CHECK(convert_ok(with("scram_iterations = 0\n")).find("# untranslatable: scram_iterations = 0 (") !=

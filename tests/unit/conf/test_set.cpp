@@ -83,3 +83,14 @@ TEST_CASE("SET errors stay on one line whatever the value holds") {
   CHECK_THAT(e, Contains(R"(invalid size "x 0\nrese\x00\x00\t")"));
   CHECK_THAT(set_err(*base, "query_timeout", "'5\rs'"), Contains(R"("5\rs")"));
 }
+
+TEST_CASE("SET takes 0 and 1 for boolean settings, as PgBouncer's console") {
+  auto base = ok(kMin);
+  CHECK(set_ok(*base, "server_fast_close", "1")->server_fast_close);
+  CHECK(set_ok(*base, "server_fast_close", "'1'")->server_fast_close);
+  CHECK_FALSE(set_ok(*set_ok(*base, "server_fast_close", "on"), "server_fast_close", "0")->server_fast_close);
+  CHECK(set_ok(*base, "tcp_keepalive", "0")->tcp_keepalive == false);
+  CHECK_THAT(set_err(*base, "server_fast_close", "2"), Contains("expected a boolean"));
+  // Integers stay integers for the other settings.
+  CHECK(set_ok(*base, "default_pool_size", "1")->default_pool_size == 1);
+}
