@@ -508,7 +508,8 @@ const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"syslog", "pgmux logs to stderr (the journal under systemd) or to [log] file"},
     {"syslog_ident", "pgmux logs to stderr (the journal under systemd) or to [log] file"},
     {"syslog_facility", "pgmux logs to stderr (the journal under systemd) or to [log] file"},
-    {"log_pooler_errors", kNoEquivalent},
+    {"log_pooler_errors", "pgmux always logs why it refuses or ends a client (failed logins, limits, protocol "
+                          "violations as warnings; timeouts and kills with [log] disconnections)"},
     {"ignore_startup_parameters", "not needed: pgmux keeps any startup parameter a client sends"},
     {"track_extra_parameters", "not needed: pgmux keeps any startup parameter a client sends"},
     {"disable_pqexec", kNoEquivalent},
