@@ -1046,6 +1046,10 @@ void read_database(Table& t, const std::string& name, Config& c) {
   t.integer("max_db_connections", db.max_db_connections, 0);
   t.integer("max_db_client_connections", db.max_db_client_connections, 0);
   t.boolean("server_pipelining", db.server_pipelining);
+  for (auto [key, out] : {std::pair{"server_lifetime", &db.server_lifetime},
+                          std::pair{"query_wait_timeout", &db.query_wait_timeout}}) {
+    if (auto d = t.raw_duration(key, t.take(key))) *out = *d;
+  }
   t.string("connect_query", db.connect_query);
   if (const Value* v = t.take("parameters")) read_parameters(t, *v, db.parameters);
   t.string_list("replicas", [&](const Value& e, const std::string& s) {

@@ -89,6 +89,9 @@ struct DatabaseConfig {
   std::optional<int> max_db_connections;
   std::optional<int> max_db_client_connections;
   std::optional<bool> server_pipelining;
+  // Over the [pgmux] values for this entry's pools (as PgBouncer 1.24+).
+  std::optional<Duration> server_lifetime;
+  std::optional<Duration> query_wait_timeout;
   std::string connect_query;  // run once on each new server connection
   // Startup parameters of this entry's server connections (PgBouncer's
   // per-database client_encoding, datestyle, timezone, and any other GUC):

@@ -1110,6 +1110,7 @@ class Converter {
     std::optional<std::string> host, dbname, user, password, pool_mode, connect_query, target;
     std::optional<std::string> auth_user, auth_query, auth_dbname;
     std::vector<std::pair<std::string, std::string>> parameters;
+    std::vector<std::pair<std::string, std::string>> timeouts;  // per-database durations
     std::optional<int> port, pool_size, min_pool_size, reserve, max_db, max_db_clients;
     std::vector<std::string> comments;
     auto count = [&](const Pair& p, int64_t min, std::string_view why) -> std::optional<int> {
@@ -1179,8 +1180,19 @@ class Converter {
         // The server connections' startup parameters; the last one counts.
         std::erase_if(parameters, [&](const auto& kv) { return kv.first == k; });
         parameters.emplace_back(k, p.value);
-      } else if (k == "server_lifetime" || k == "query_wait_timeout" || k == "max_db_client_connections" ||
-                 k == "load_balance_hosts") {
+      } else if (k == "server_lifetime" || k == "query_wait_timeout") {
+        const auto s = parse_seconds(p.value);
+        if (!s || (!p.value.empty() && p.value[0] == '-'))
+          fail(e.line, where + ": " + k + ": expected a number of seconds such as \"15\" or \"0.5\", got " +
+                           quoted(p.value));
+        std::erase_if(timeouts, [&](const auto& kv) { return kv.first == k; });  // the last one counts
+        if (k == "server_lifetime" && s->value.count() == 0)
+          comments.push_back(untranslatable(k, p.value,
+                                            "PgBouncer documents 0 as \"use each server connection once\"; pgmux "
+                                            "reads 0 as unlimited"));
+        else
+          timeouts.emplace_back(k, format_duration(s->value));
+      } else if (k == "max_db_client_connections" || k == "load_balance_hosts") {
         comments.push_back(unsupported(k, p.value, "pgmux has no per-database " + k));
       } else {
         comments.push_back(unsupported(k, p.value, "unknown PgBouncer connection parameter"));
@@ -1235,6 +1247,7 @@ class Converter {
     if (max_db) b.set("max_db_connections", std::to_string(*max_db));
     if (max_db_clients) b.set("max_db_client_connections", std::to_string(*max_db_clients));
     if (connect_query) b.set("connect_query", toml_string(*connect_query));
+    for (const auto& [k, v] : timeouts) b.set(k, toml_string(v));
     if (!parameters.empty()) {
       std::string table;
       for (const auto& [k, v] : parameters) table += (table.empty() ? "{ " : ", ") + k + " = " + toml_string(v);

@@ -949,12 +949,12 @@ pool::PoolSettings Worker::settings_for(const PoolKey& key, const conf::Database
   // Client pools only: the waiters of the others are not clients.
   s.server_pipelining = !key.auth && !key.health && db.server_pipelining.value_or(cfg.server_pipelining);
   s.reserve_pool_timeout = cfg.reserve_pool_timeout;
-  s.query_wait_timeout = cfg.query_wait_timeout;
+  s.query_wait_timeout = db.query_wait_timeout.value_or(cfg.query_wait_timeout);
   s.query_wait_notify = (key.auth || key.health) ? conf::Duration{0} : cfg.query_wait_notify;
   s.server_connect_timeout = cfg.server_connect_timeout;
   s.server_login_retry = cfg.server_login_retry;
   s.server_idle_timeout = cfg.server_idle_timeout;
-  s.server_lifetime = cfg.server_lifetime;
+  s.server_lifetime = db.server_lifetime.value_or(cfg.server_lifetime);
   s.round_robin = cfg.server_round_robin;
   if (key.auth) {
     // Lookups are short: two connections serve a login storm (answers are

@@ -1082,6 +1082,40 @@ TEST_CASE("transaction: per-database parameters are the defaults of the entry's 
   mux.finish();
 }
 
+// Per-database query_wait_timeout and server_lifetime (PgBouncer 1.24+)
+// over the global values.
+TEST_CASE("transaction: per-database query_wait_timeout and server_lifetime", "[transaction][limits]") {
+  PgmuxConfig cfg = tx_config("query_wait_timeout = \"30s\"\nserver_lifetime = \"1h\"\n");
+  cfg.rest += "\n" + database_section("quick", "dbname = \"app\"\npool_size = 1\nquery_wait_timeout = \"1s\"\n"
+                                               "server_lifetime = \"1s\"\n");
+  Pgmux mux(cfg);
+  Conn holder = connect(mux.conninfo("quick", "scram_user", "scram_pw"));
+  const std::string pid = scalar(holder.get(), "SELECT pg_backend_pid()");
+  exec(holder.get(), "BEGIN");  // the only server of "quick"
+  Conn waiter = connect(mux.conninfo("quick", "scram_user", "scram_pw"));
+  const auto t0 = Clock::now();
+  const auto r = try_exec(waiter.get(), "SELECT 1");
+  const double waited = seconds_since(t0);
+  CHECK_FALSE(r.ok);
+  CHECK_THAT(r.message, Contains("query_wait_timeout"));
+  CHECK(waited >= 0.8);
+  CHECK(waited < 5);  // not the global 30 s
+  exec(holder.get(), "COMMIT");
+  // Older than its 1 s lifetime when released: the next transaction gets a new one.
+  std::this_thread::sleep_for(1500ms);
+  exec(holder.get(), "SELECT 1");  // released at its end: closed now
+  CHECK(wait_until([&] { return scalar(holder.get(), "SELECT pg_backend_pid()") != pid; }, 5s));
+  // The other entry keeps the global values: its server lives on.
+  Conn app = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  const std::string app_pid = scalar(app.get(), "SELECT pg_backend_pid()");
+  std::this_thread::sleep_for(1500ms);
+  CHECK(scalar(app.get(), "SELECT pg_backend_pid()") == app_pid);
+  holder.reset();
+  waiter.reset();
+  app.reset();
+  mux.finish();
+}
+
 TEST_CASE("transaction: SET TimeZone is never seen by another client", "[transaction][params]") {
   Pgmux mux(tx_config("default_pool_size = 2\n"));
   Watchdog wd(25s);

@@ -695,14 +695,25 @@ TEST_CASE("convert: database connection strings", "[convert]") {
   }
   SECTION("what has no per-database equivalent") {
     const auto toml = convert_ok(
-        "[databases]\nx = host=a,b server_lifetime=10 "
+        "[databases]\nx = host=a,b load_balance_hosts=round-robin "
         "target_session_attrs=primary wat=1\n[pgbouncer]\nauth_type = trust\n");
     CHECK(toml.find("# untranslatable: host = a,b (") != std::string::npos);
-    CHECK(toml.find("# unsupported: server_lifetime = 10 (pgmux has no per-database server_lifetime)") !=
-          std::string::npos);
+    CHECK(toml.find("# unsupported: load_balance_hosts = round-robin (pgmux has no per-database "
+                    "load_balance_hosts)") != std::string::npos);
     CHECK(toml.find("# untranslatable: target_session_attrs = primary (") != std::string::npos);
     CHECK(toml.find("# unsupported: wat = 1 (unknown PgBouncer connection parameter)") != std::string::npos);
     CHECK(db(*ok(toml), "x").host == "a");
+  }
+  SECTION("per-database server_lifetime and query_wait_timeout (seconds)") {
+    const auto toml = convert_ok("[databases]\nx = host=a server_lifetime=600 query_wait_timeout=2.5\n"
+                                 "y = host=a server_lifetime=0\n[pgbouncer]\nauth_type = trust\n");
+    const auto c = ok(toml);
+    CHECK(db(*c, "x").server_lifetime == std::optional<Duration>(std::chrono::minutes(10)));
+    CHECK(db(*c, "x").query_wait_timeout == std::optional<Duration>(std::chrono::milliseconds(2500)));
+    CHECK(toml.find("# untranslatable: server_lifetime = 0 (") != std::string::npos);
+    CHECK_FALSE(db(*c, "y").server_lifetime);
+    CHECK_THAT(convert_err("[databases]\nx = host=a query_wait_timeout=soon\n[pgbouncer]\nauth_type = trust\n"),
+               Catch::Contains("query_wait_timeout: expected a number of seconds"));
   }
   SECTION("startup parameters: the last one counts") {
     const auto c = convert_load("[databases]\nx = host=a timezone=UTC application_name=app timezone='Europe/Paris'\n"

@@ -280,6 +280,15 @@ TEST_CASE("TCP keepalive settings", "[conf][errors]") {
   CHECK(c->tcp_user_timeout == std::chrono::hours(24 * 24));
 }
 
+TEST_CASE("[databases.X] server_lifetime and query_wait_timeout", "[conf][errors]") {
+  auto c = ok(kMin + "server_lifetime = \"10min\"\nquery_wait_timeout = \"0s\"\n");
+  CHECK(c->databases.at("app").server_lifetime == std::optional<Duration>(std::chrono::minutes(10)));
+  CHECK(c->databases.at("app").query_wait_timeout == std::optional<Duration>(Duration{0}));
+  CHECK_FALSE(ok(kMin)->databases.at("app").server_lifetime);
+  CHECK_THAT(err(kMin + "query_wait_timeout = 5\n"),
+             StartsWith("t.toml:5: [databases.app] query_wait_timeout: expected a duration string with a unit"));
+}
+
 TEST_CASE("[databases.X] parameters", "[conf][errors]") {
   using P = std::vector<std::pair<std::string, std::string>>;
   auto c = ok(kMin + "parameters = { TimeZone = \"UTC\", work_mem = \"64MB\", jit = false, "
