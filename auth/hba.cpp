@@ -370,9 +370,11 @@ std::string parse_rule(const std::vector<Field>& f, HbaRule& rule) {
     rule.method = HbaMethod::scram_sha_256;
   } else if (method == "cert") {
     rule.method = HbaMethod::cert;
+  } else if (method == "peer") {
+    rule.method = HbaMethod::peer;
   } else if (method == "password") {
     return "password (cleartext) is not supported; use scram-sha-256";
-  } else if (method == "peer" || method == "ident" || method == "gss" || method == "sspi" || method == "ldap" ||
+  } else if (method == "ident" || method == "gss" || method == "sspi" || method == "ldap" ||
              method == "radius" || method == "pam" || method == "bsd" || method == "oauth") {
     return "authentication method \"" + method + "\" is not supported by pgmux";
   } else {
@@ -385,6 +387,8 @@ std::string parse_rule(const std::vector<Field>& f, HbaRule& rule) {
   }
   if (rule.method == HbaMethod::cert && rule.type != HbaConnType::hostssl)
     return "cert authentication is only supported on hostssl lines";
+  if (rule.method == HbaMethod::peer && rule.type != HbaConnType::local)
+    return "peer authentication is only supported on local lines (unix sockets)";
 
   for (++i; i < f.size(); ++i) {
     for (const Token& tok : f[i]) {
@@ -449,6 +453,8 @@ std::string_view to_string(HbaMethod method) {
       return "scram-sha-256";
     case HbaMethod::cert:
       return "cert";
+    case HbaMethod::peer:
+      return "peer";
   }
   return "?";
 }

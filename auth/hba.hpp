@@ -30,7 +30,9 @@
 //             them too). An IPv4 rule matches only IPv4 peers and an IPv6
 //             rule only IPv6 peers, even for IPv4-mapped IPv6 peers
 //             (::ffff:1.2.3.4), as PostgreSQL documents; "all" matches both.
-//   METHOD    trust, reject, md5, scram-sha-256, cert (hostssl only)
+//   METHOD    trust, reject, md5, scram-sha-256, cert (hostssl only), peer
+//             (local only: the client process's OS user must be the user
+//             name; no map= option)
 //   OPTIONS   clientcert=verify-ca|verify-full (hostssl only; cert implies
 //             verify-full and refuses verify-ca, as in PostgreSQL)
 //
@@ -38,8 +40,8 @@
 // half-loaded access policy is worse than none):
 //   samerole/samegroup, +group, @file, /regex, include directives,
 //   samehost/samenet, host names, non-contiguous netmasks, hostgssenc and
-//   hostnogssenc, password and the methods pgmux does not implement (peer,
-//   ident, gss, sspi, ldap, radius, pam, bsd), any other option, an empty
+//   hostnogssenc, password and the methods pgmux does not implement (ident,
+//   gss, sspi, ldap, radius, pam, bsd), peer on host lines, any other option, an empty
 //   name or list element, a list where one value is expected, an
 //   unterminated quote, NUL bytes and other control characters, invalid
 //   UTF-8, records longer than 8 KiB, more than 10000 rules, and a file
@@ -61,7 +63,7 @@
 namespace pgmux::auth {
 
 enum class HbaConnType { local, host, hostssl, hostnossl };
-enum class HbaMethod { trust, reject, md5, scram_sha_256, cert };
+enum class HbaMethod { trust, reject, md5, scram_sha_256, cert, peer };
 
 // "local", "hostssl", ...; "trust", "scram-sha-256", ... (as written in the file)
 std::string_view to_string(HbaConnType type);

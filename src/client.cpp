@@ -480,9 +480,22 @@ conf::AuthType ClientConnection::auth_method(std::string& refusal) const {
       return conf::AuthType::scram_sha_256;
     }
   }
+  if (m->method == auth::HbaMethod::peer) {
+    std::string os_user;
+    if (!socket_.peer_os_user(os_user)) {
+      refusal = "peer authentication: the client's OS user is unknown" + at;
+      return conf::AuthType::scram_sha_256;
+    }
+    if (os_user != user_) {
+      refusal = "peer authentication: the client runs as OS user \"" + os_user + "\", not \"" + user_ + "\"" + at;
+      return conf::AuthType::scram_sha_256;
+    }
+    return conf::AuthType::trust;
+  }
   switch (m->method) {
     case auth::HbaMethod::trust:
     case auth::HbaMethod::cert:
+    case auth::HbaMethod::peer:
       return conf::AuthType::trust;
     case auth::HbaMethod::md5:
       return conf::AuthType::md5;

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pwd.h>
 #include <sys/socket.h>
 
 #include <openssl/err.h>
@@ -13,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "src/tls.hpp"
 
@@ -318,6 +320,21 @@ void Socket::connect_cb(uv_connect_t* req, int status) {
   self->connect_req_ = nullptr;
   if (status == UV_ECANCELED) return;
   self->owner_->on_connected(*self, status);
+}
+
+bool Socket::peer_os_user(std::string& name) const {
+  if (kind_ != Kind::pipe) return false;
+  uv_os_fd_t fd;
+  if (uv_fileno(&h_.handle, &fd) != 0) return false;
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof cred) return false;
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (::getpwuid_r(cred.uid, &pw, buf.data(), buf.size(), &found) != 0 || !found) return false;
+  name = found->pw_name;
+  return true;
 }
 
 void Socket::set_nodelay() {

@@ -148,6 +148,9 @@ class Socket {
   std::string peer_name() const;
   // The peer's (or the local) address; false for unix sockets or errors.
   bool address(bool peer, std::string& ip, int& port) const;
+  // The OS user name of the process at the other end of a unix socket
+  // (SO_PEERCRED); false for TCP or when it cannot be known.
+  bool peer_os_user(std::string& name) const;
   void set_nodelay();
   // SO_KEEPALIVE with its timings, TCP_USER_TIMEOUT and the buffer sizes
   // (TCP sockets only; a unix socket is left as it is). The name of the first option the

@@ -3,7 +3,9 @@
 // wins; reloadable; refusals look like wrong passwords.
 #include <catch2/catch.hpp>
 
+#include <pwd.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "harness.hpp"
 
@@ -84,6 +86,42 @@ TEST_CASE("hba: rules by user, database and address; first match wins; reload", 
   {
     Conn c = connect(mux.unix_conninfo("app", "md5_user"));
     CHECK(scalar(c.get(), "SELECT 1") == "1");
+  }
+  mux.finish();
+}
+
+// peer (local lines): the OS user of the process at the other end of the
+// unix socket must be the user name; no password is asked. The admin
+// console, where this process's OS user is an admin, shows it.
+TEST_CASE("hba: peer on unix sockets", "[hba]") {
+  const passwd* pw = ::getpwuid(::geteuid());
+  REQUIRE(pw);
+  const std::string me = pw->pw_name;
+  TempDir staging;
+  write_file(staging.file("pgmux_hba.conf"), "local pgmux all peer\nlocal all all scram-sha-256\n"
+                                             "host all all 127.0.0.1/32 scram-sha-256\n");
+  PgmuxConfig c = hba_config(staging.file("pgmux_hba.conf"));
+  c.rest += "\n[admin]\nusers = [\"" + me + "\", \"admin\"]\n";
+  // Listed, as every user must be when there is a userlist (PgBouncer's
+  // rule too); its password is never asked for.
+  c.userlist += userlist_line("admin", "admin_pw") + userlist_line(me, "never_asked");
+  Pgmux mux(c);
+  {
+    Conn console = connect(mux.unix_conninfo("pgmux", me));  // no password
+    CHECK_THAT(scalar(console.get(), "SHOW VERSION"), Contains("pgmux"));
+  }
+  // Another user name over the same socket: refused like a wrong password,
+  // with the reason in the log.
+  CHECK_THAT(connect_error(mux.unix_conninfo("pgmux", "admin", "admin_pw")),
+             Contains("password authentication failed for user \"admin\""));
+  CHECK_THAT(mux.log_text(), Contains("peer authentication: the client runs as OS user \"" + me + "\", not \"admin\" "
+                                      "(hba line 1)"));
+  // Other databases keep their password rule on the socket; TCP too.
+  {
+    Conn app = connect(mux.unix_conninfo("app", "scram_user", "scram_pw"));
+    CHECK(scalar(app.get(), "SELECT current_user") == "scram_user");
+    Conn tcp = connect(mux.conninfo("pgmux", "admin", "admin_pw"));
+    CHECK_THAT(scalar(tcp.get(), "SHOW VERSION"), Contains("pgmux"));
   }
   mux.finish();
 }

@@ -543,7 +543,12 @@ TEST_CASE("hba: methods", "[auth][hba]") {
 
   CHECK(parse_error("local all all password\n") ==
         "pgmux_hba.conf:1: password (cleartext) is not supported; use scram-sha-256");
-  for (const char* method : {"peer", "ident", "gss", "sspi", "ldap", "radius", "pam", "bsd", "oauth"}) {
+  CHECK(rule_of("local all all peer").method == HbaMethod::peer);
+  CHECK(parse_error("host all all all peer\n") ==
+        "pgmux_hba.conf:1: peer authentication is only supported on local lines (unix sockets)");
+  CHECK(parse_error("local all all peer map=admins\n") ==
+        "pgmux_hba.conf:1: authentication option \"map\" is not supported by pgmux");
+  for (const char* method : {"ident", "gss", "sspi", "ldap", "radius", "pam", "bsd", "oauth"}) {
     CHECK(parse_error(std::string("host all all all ") + method + "\n") ==
           std::string("pgmux_hba.conf:1: authentication method \"") + method + "\" is not supported by pgmux");
   }
