@@ -130,18 +130,23 @@ void Pool::add_connecting(PoolServer* s) {
 void Pool::server_login_ok(PoolServer* s, Params params) {
   // Versions are unique across pools, so a version names one pool's values.
   static std::atomic<uint64_t> last_welcome_version{0};
-  // A server opened before reconnect(true) does not speak for the new values.
-  if (s->generation_ >= welcome_generation_) {
-    if (!have_welcome_ || params != welcome_) welcome_version_ = ++last_welcome_version;
-    welcome_ = std::move(params);
-    have_welcome_ = true;
-  }
   in_failure_ = false;
+  if (s->generation_ != generation_) {
+    // Opened before RECONNECT or a change of its settings: it would serve
+    // with the old ones (and, after reconnect(true), give no welcome). A
+    // new one is opened in its place if anyone waits.
+    set_state(s, ServerState::idle);
+    s->pool_close("RECONNECT");
+    return;
+  }
+  if (!have_welcome_ || params != welcome_) welcome_version_ = ++last_welcome_version;
+  welcome_ = std::move(params);
+  have_welcome_ = true;
   set_state(s, ServerState::idle);
   serve_waiters();
   // Clients waiting for the welcome can finish their login now. A callback
   // may re-enter the pool (acquire), so pop one at a time.
-  while (PoolClient* c = have_welcome_ ? wait_welcome_.front() : nullptr) {
+  while (PoolClient* c = wait_welcome_.front()) {
     dequeue(c);
     c->pool_welcome_ready();
   }
@@ -471,10 +476,7 @@ namespace pgmux::pool {
 
 void Pool::reconnect(bool new_welcome) {
   ++generation_;
-  if (new_welcome) {
-    have_welcome_ = false;
-    welcome_generation_ = generation_;
-  }
+  if (new_welcome) have_welcome_ = false;
   close_idle("RECONNECT");
 }
 

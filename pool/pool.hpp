@@ -451,7 +451,6 @@ class Pool {
   List<PoolClient, &PoolClient::pool_hook> wait_welcome_, wait_server_;
 
   bool have_welcome_ = false;
-  uint32_t welcome_generation_ = 0;  // servers of this generation or later give the welcome
   Params welcome_;
   uint64_t welcome_version_ = 0;
   bool in_failure_ = false;  // last login failed; backoff until retry_at_

@@ -1198,6 +1198,12 @@ void ClientConnection::parameter_changed(std::string_view name, std::string_view
   params_id_ = 0;
 }
 
+void ClientConnection::keep_told_value(std::string_view name, std::string_view value) {
+  if (find_param(desired_, name) || read_only_parameter(name)) return;
+  set_param(desired_, name, value);
+  params_id_ = 0;
+}
+
 uint64_t ClientConnection::params_id() {
   if (params_id_ == 0) params_id_ = worker_.param_set_id(desired_);
   return params_id_;

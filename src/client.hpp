@@ -84,6 +84,10 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   void server_lost(const proto::ErrorFields& e);         // the server died
   // The server saw ParameterStatus: the client now has this value.
   void parameter_changed(std::string_view name, std::string_view value);
+  // The pool's value of `name` is about to change (its servers' startup
+  // parameters did): a client without its own value keeps the one it was
+  // told.
+  void keep_told_value(std::string_view name, std::string_view value);
   // The session parameters the client expects, name and value: the pool's
   // server values overridden by the client's own (startup, SET, options).
   template <class F>

@@ -980,6 +980,7 @@ void Worker::follow_entry(PoolEntry& e, const PoolKey& key, const conf::Database
   PoolEntry next;
   set_target(next, key, db);
   const bool new_parameters = db.parameters != e.db->parameters;
+  const std::vector<std::pair<std::string, std::string>> old_parameters = e.db->parameters;
   const bool moved = db.name != e.db->name || next.host != e.host || next.port != e.port ||
                      next.password != e.password || db.dbname != e.db->dbname ||
                      db.connect_query != e.db->connect_query || new_parameters;
@@ -990,6 +991,27 @@ void Worker::follow_entry(PoolEntry& e, const PoolKey& key, const conf::Database
   e.owner = config_;
   e.retired = false;
   e.pool->update_settings(settings_for(key, db));
+  if (new_parameters && !key.auth && !key.health && e.pool->welcome_ready()) {
+    // Clients logged in before keep the values they were told: each changed
+    // setting the servers report becomes the client's own (only those, so
+    // idle clients stay small).
+    const auto& before = old_parameters;
+    const auto& after = db.parameters;
+    std::vector<std::string> changed;
+    auto value_in = [](const std::vector<std::pair<std::string, std::string>>& list, const std::string& name) {
+      for (const auto& [k, v] : list)
+        if (param_name_equal(k, name)) return std::optional<std::string>(v);
+      return std::optional<std::string>();
+    };
+    for (const auto* list : {&before, &after})
+      for (const auto& [k, v] : *list)
+        if (value_in(before, k) != value_in(after, k)) changed.push_back(k);
+    for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c)) {
+      if (c->home_pool() != e.pool.get()) continue;
+      for (const std::string& name : changed)
+        if (const std::string* told = find_param(e.pool->welcome(), name)) c->keep_told_value(name, *told);
+    }
+  }
   if (moved) {
     spdlog::info("pool {}/{} now connects to {}:{} as configured; its server connections are replaced",
                  key.database, key.user, e.host, e.port);

@@ -1064,6 +1064,10 @@ TEST_CASE("transaction: per-database parameters are the defaults of the entry's 
     Conn p = connect(mux.conninfo("plain", "scram_user", "scram_pw"));
     CHECK(scalar(p.get(), "SHOW TimeZone") == server_tz);
   }
+  // A client that never needed a sync (logged in and queried on a server
+  // already at the entry's values).
+  Conn quiet = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  CHECK(scalar(quiet.get(), "SHOW TimeZone") == "Pacific/Auckland");
   // A reload that changes them replaces the entry's servers: new clients
   // get the new values.
   write_file(mux.config_path(), replace_all(mux.config_text(), "Pacific/Auckland", "Europe/Lisbon"));
@@ -1072,9 +1076,13 @@ TEST_CASE("transaction: per-database parameters are the defaults of the entry's 
   Conn d = connect(mux.conninfo("app", "scram_user", "scram_pw"));
   CHECK(scalar(d.get(), "SHOW TimeZone") == "Europe/Lisbon");
   CHECK(param(d.get(), "TimeZone") == "Europe/Lisbon");
-  // A client logged in before keeps what it was told, on the new server.
+  // Clients logged in before keep what they were told, on the new server
+  // (after the new values came in with d's login).
+  CHECK(scalar(quiet.get(), "SHOW TimeZone") == "Pacific/Auckland");
+  CHECK(param(quiet.get(), "TimeZone") == "Pacific/Auckland");
   CHECK(scalar(c.get(), "SHOW TimeZone") == "Pacific/Auckland");
   CHECK(scalar(d.get(), "SHOW TimeZone") == "Europe/Lisbon");
+  quiet.reset();
   a.reset();
   b.reset();
   c.reset();

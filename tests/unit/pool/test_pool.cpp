@@ -107,24 +107,45 @@ TEST_CASE("reconnect(true): new logins wait for a new server's values, not an ol
   CHECK_FALSE(p.welcome_ready());
   FakeClient b;
   CHECK_FALSE(p.wait_welcome(&b));
-  // The server opened before the change logs in: it does not speak for
-  // the new values.
+  // The server opened before the change logs in: it is closed (it would
+  // serve with the old settings) and gives no welcome.
+  const size_t opened = c.servers.size();
   p.server_login_ok(old_connecting, {{"TimeZone", "Pacific/Auckland"}});
+  CHECK(old_connecting->closes == std::vector<std::string>{"RECONNECT"});
   CHECK_FALSE(p.welcome_ready());
   CHECK(b.welcomed == 0);
-  // A server of the new generation does.
-  FakeServer* fresh = nullptr;
-  for (auto& s : c.servers)
-    if (s->state() == ServerState::connecting) fresh = s.get();
-  REQUIRE(fresh);
+  CHECK(c.servers.size() > opened);  // another one replaces it for the waiters
+  // A server of the new generation gives the welcome.
+  FakeServer* fresh = c.last();
+  REQUIRE(fresh->state() == ServerState::connecting);
   p.server_login_ok(fresh, {{"TimeZone", "Europe/Lisbon"}});
   CHECK(p.welcome_ready());
   CHECK(b.welcomed == 1);
   CHECK(p.welcome()[0].second == "Europe/Lisbon");
   CHECK(p.welcome_version() != old_version);
+  CHECK(busy2.assigned == fresh);
   // A plain reconnect keeps the cached values.
   p.reconnect();
   CHECK(p.welcome_ready());
+}
+
+TEST_CASE("reconnect(true) with the pool's only server still logging in") {
+  FakeConnector c;
+  Pool p("app", "alice", settings(1), c);
+  FakeClient a;
+  CHECK_FALSE(p.wait_welcome(&a));
+  FakeServer* first = c.last();
+  p.reconnect(true);
+  FakeClient b;
+  CHECK_FALSE(p.wait_welcome(&b));
+  p.server_login_ok(first, {{"TimeZone", "Pacific/Auckland"}});
+  CHECK(first->closes == std::vector<std::string>{"RECONNECT"});
+  REQUIRE(c.servers.size() == 2);  // its slot went to a new one
+  CHECK(a.welcomed == 0);
+  p.server_login_ok(c.last(), {{"TimeZone", "Europe/Lisbon"}});
+  CHECK(a.welcomed == 1);
+  CHECK(b.welcomed == 1);
+  CHECK(p.welcome()[0].second == "Europe/Lisbon");
 }
 
 TEST_CASE("acquire takes an idle server, LIFO, and release returns it") {
