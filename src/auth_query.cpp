@@ -72,7 +72,9 @@ AuthQuery::~AuthQuery() = default;
 AuthQuery::Answer AuthQuery::lookup(ClientConnection* c, const conf::DatabaseConfig& db,
                                     const std::string& user, std::optional<auth::Secret>& secret) {
   const pool::TimePoint now = worker_.now();
-  Key key{db.name, user};
+  const conf::AuthLookup al = worker_.config().auth_lookup(db);
+  const std::string& runs_in = al.database->empty() ? c->database() : *al.database;
+  Key key{db.name + '\x1f' + runs_in, user};
   {
     Hub& hub = worker_.hub();
     std::lock_guard lk(hub.auth_cache_mu);
@@ -81,7 +83,7 @@ AuthQuery::Answer AuthQuery::lookup(ClientConnection* c, const conf::DatabaseCon
         secret = it->second.secret;
         // Another worker's query may have found it: server logins here
         // with md5 or plaintext secrets need it too.
-        if (secret) known_[user] = *secret;
+        if (secret) remember(c->database(), user, *secret);
         return secret ? Answer::found : Answer::not_found;
       }
       hub.auth_cache.erase(it);
@@ -89,8 +91,7 @@ AuthQuery::Answer AuthQuery::lookup(ClientConnection* c, const conf::DatabaseCon
   }
   auto it = running_.find(key);
   if (it == running_.end()) {
-    auto l = std::make_unique<Lookup>(*this, key, worker_.auth_pool(db, c->database()),
-                                      *worker_.config().auth_lookup(db).query, now);
+    auto l = std::make_unique<Lookup>(*this, key, worker_.auth_pool(db, c->database()), *al.query, now);
     Lookup* raw = l.get();
     it = running_.emplace(key, std::move(l)).first;
     raw->waiters.push_back(c);
@@ -105,9 +106,18 @@ void AuthQuery::forget(ClientConnection* c) {
   for (auto& [key, l] : running_) l->waiters.erase(std::remove(l->waiters.begin(), l->waiters.end(), c), l->waiters.end());
 }
 
-const auth::Secret* AuthQuery::known(const std::string& user) const {
-  auto it = known_.find(user);
-  return it == known_.end() ? nullptr : &it->second;
+void AuthQuery::remember(const std::string& database, const std::string& user, const auth::Secret& secret) {
+  known_[{database, user}] = secret;
+  known_by_user_[user] = secret;
+}
+
+const auth::Secret* AuthQuery::known(const std::string& database, const std::string& user) const {
+  if (auto it = known_.find({database, user}); it != known_.end()) return &it->second;
+  if (database.empty()) {
+    auto it = known_by_user_.find(user);
+    return it == known_by_user_.end() ? nullptr : &it->second;
+  }
+  return nullptr;
 }
 
 void AuthQuery::tick(pool::TimePoint now, pool::Duration limit) {
@@ -131,14 +141,17 @@ void AuthQuery::finished(Lookup* l, Answer a, std::optional<auth::Secret> secret
   running_.erase(it);
   const Key& key = done->key();
   if (a == Answer::failed) {
-    spdlog::warn("auth query for user \"{}\" (database {}) failed: {}", key.second, key.first, error);
+    const auto sep = key.first.find('\x1f');
+    spdlog::warn("auth query for user \"{}\" (database entry {}, run in {}) failed: {}", key.second,
+                 key.first.substr(0, sep), key.first.substr(sep + 1), error);
   } else {
     {
       Hub& hub = worker_.hub();
       std::lock_guard lk(hub.auth_cache_mu);
       hub.auth_cache[key] = Hub::AuthAnswer{secret, worker_.now()};
     }
-    if (secret) known_[key.second] = *secret;
+    if (secret)
+      for (ClientConnection* c : done->waiters) remember(c->database(), key.second, *secret);
   }
   std::vector<ClientConnection*> waiters = std::move(done->waiters);
   done.reset();  // releases its wait / server before clients continue

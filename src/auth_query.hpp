@@ -11,6 +11,9 @@
 //   period (one per worker at most when they ask at the same moment).
 // - A NULL secret (the default query's answer for an expired VALID UNTIL) is
 //   "no such user".
+// - Answers are kept per database entry *and* per database the query ran in:
+//   for the "*" entry without query_database the client picks the latter, and
+//   an answer read there must not serve logins to another database.
 #pragma once
 
 #include <chrono>
@@ -44,21 +47,26 @@ class AuthQuery {
   Answer lookup(ClientConnection* c, const conf::DatabaseConfig& db, const std::string& user,
                 std::optional<auth::Secret>& secret);
   void forget(ClientConnection* c);
-  // The last secret any lookup found for `user` (server logins with md5 or
-  // plaintext secrets need it after the cache entry expired).
-  const auth::Secret* known(const std::string& user) const;
+  // The secret a lookup found for `user` for logins to client database
+  // `database` (server logins of that database's pools with md5 or
+  // plaintext secrets need it after the cache entry expired); else, for
+  // pgmux's own connections, the last one found for `user` anywhere.
+  const auth::Secret* known(const std::string& database, const std::string& user) const;
   // Gives up on lookups older than `limit` (client_login_timeout).
   void tick(pool::TimePoint now, pool::Duration limit);
 
  private:
   class Lookup;
   friend class Lookup;
-  using Key = std::pair<std::string, std::string>;  // (database entry, user)
+  // (database entry + '\x1f' + the database the query runs in, user)
+  using Key = std::pair<std::string, std::string>;
+  void remember(const std::string& database, const std::string& user, const auth::Secret& secret);
   void finished(Lookup* l, Answer a, std::optional<auth::Secret> secret, const std::string& error);
 
   Worker& worker_;
   std::map<Key, std::unique_ptr<Lookup>> running_;
-  std::map<std::string, auth::Secret, std::less<>> known_;
+  std::map<std::pair<std::string, std::string>, auth::Secret> known_;  // (client database, user)
+  std::map<std::string, auth::Secret, std::less<>> known_by_user_;
 };
 
 }  // namespace pgmux

@@ -550,7 +550,7 @@ bool ClientConnection::handle_auth_message(char type, proto::ByteSpan body) {
   std::string out;
   proto::auth_sasl_final(out, reply);
   send(std::move(out));
-  if (auth_->from_verifier) worker_.remember_scram_keys(user_, auth_->scram->keys());
+  if (auth_->from_verifier) worker_.remember_scram_keys(database_, user_, auth_->scram->keys());
   auth_->scram.reset();
   auth_succeeded();
   return false;

@@ -331,7 +331,9 @@ bool ServerConnection::handle_auth(proto::ByteSpan body) {
     fail("malformed authentication request from server");
     return false;
   }
-  const auth::Secret* secret = worker_.find_secret(user_);
+  const pool::Pool* p = pool();
+  const auth::Secret* secret =
+      worker_.find_secret(user_, p && !p->health_check() ? p->database() : std::string());
   std::optional<std::string> password;
   if (password_) password = *password_;
   else if (secret && secret->kind == auth::SecretKind::plain) password = secret->text;
@@ -380,7 +382,8 @@ bool ServerConnection::handle_auth(proto::ByteSpan body) {
       }
       if (password) {
         scram_.emplace(auth::ScramClient::with_password(*password));
-      } else if (const auth::ScramKeys* keys = worker_.scram_keys(user_)) {
+      } else if (const auth::ScramKeys* keys =
+                     worker_.scram_keys(p && !p->health_check() ? p->database() : std::string(), user_)) {
         scram_.emplace(auth::ScramClient::with_keys(*keys));
       } else {
         return no_credentials("SCRAM");

@@ -491,10 +491,10 @@ pool::Pool& Worker::auth_pool(const conf::DatabaseConfig& db, const std::string&
   return pool_for(PoolKey{client_database, *l.user, 0, true, true}, db);
 }
 
-const auth::Secret* Worker::find_secret(const std::string& user) const {
+const auth::Secret* Worker::find_secret(const std::string& user, const std::string& database) const {
   if (files_.userlist)
     if (const auth::Secret* s = files_.userlist->find(user)) return s;
-  return auth_query_->known(user);
+  return auth_query_->known(database, user);
 }
 
 pool::Pool& Worker::health_pool(RouteState& route, size_t backend) {
@@ -1218,13 +1218,17 @@ void Worker::cancel_server_query(ServerConnection* s) {
   cancels_.push_back(new CancelSender(*this, s));
 }
 
-void Worker::remember_scram_keys(const std::string& user, const auth::ScramKeys& keys) {
-  scram_keys_[user] = keys;
+void Worker::remember_scram_keys(const std::string& database, const std::string& user,
+                                 const auth::ScramKeys& keys) {
+  scram_keys_[{database, user}] = keys;
+  scram_keys_by_user_[user] = keys;
 }
 
-const auth::ScramKeys* Worker::scram_keys(const std::string& user) const {
-  auto it = scram_keys_.find(user);
-  return it == scram_keys_.end() ? nullptr : &it->second;
+const auth::ScramKeys* Worker::scram_keys(const std::string& database, const std::string& user) const {
+  if (auto it = scram_keys_.find({database, user}); it != scram_keys_.end()) return &it->second;
+  if (!database.empty()) return nullptr;
+  auto it = scram_keys_by_user_.find(user);
+  return it == scram_keys_by_user_.end() ? nullptr : &it->second;
 }
 
 const auth::ScramVerifier& Worker::verifier_for_plain(const std::string& user,
@@ -1436,17 +1440,23 @@ void Worker::drop_retired_pools() {
 // dropped, so a pooler serving many databases does not keep a pool for
 // every name it ever saw.
 void Worker::drop_idle_auto_pools(uint64_t now_ms) {
-  const uint64_t limit = uint64_t(config_->autodb_idle_timeout.count());
-  if (!limit) return;
+  const uint64_t configured = uint64_t(config_->autodb_idle_timeout.count());
+  // auth_query's pool for a name the "*" entry serves is made before the
+  // client has logged in: names that lead nowhere (no server logged in) go
+  // after a short while whatever autodb_idle_timeout says, or unauthenticated
+  // clients could make pgmux keep a pool per random name.
+  constexpr uint64_t kEmptyLookupPoolMs = 10000;
   for (auto it = pools_.begin(); it != pools_.end();) {
     const PoolKey& key = it->first;
     PoolEntry& e = it->second;
-    if (e.retired || key.health || !e.db || e.db->name != "*") {
+    if (e.retired || (key.health && !key.auth) || !e.db || e.db->name != "*") {
       ++it;
       continue;
     }
     const pool::PoolCounts n = e.pool->counts();
-    if (n.waiting_server || n.waiting_welcome || n.active || n.connecting ||
+    uint64_t limit = configured;
+    if (key.auth && n.total_servers() == 0) limit = limit ? std::min(limit, kEmptyLookupPoolMs) : kEmptyLookupPoolMs;
+    if (!limit || n.waiting_server || n.waiting_welcome || n.active || n.connecting ||
         hub_.clients_of_database(key.database) > 0) {
       e.unused_since_ms = 0;
       ++it;
@@ -1471,8 +1481,12 @@ void Worker::drop_idle_auto_pools(uint64_t now_ms) {
       ++it;
       continue;
     }
-    spdlog::info("pool {}/{} dropped: no client for autodb_idle_timeout", key.database, key.user);
-    dropped_totals_[key.database].add(PoolTotals(e.pool->stats));  // the stats line's totals only grow
+    if (key.auth) {
+      spdlog::info("auth query pool {}/{} dropped: unused", key.database, key.user);
+    } else {
+      spdlog::info("pool {}/{} dropped: no client for autodb_idle_timeout", key.database, key.user);
+      dropped_totals_[key.database].add(PoolTotals(e.pool->stats));  // the stats line's totals only grow
+    }
     it = pools_.erase(it);
   }
 }

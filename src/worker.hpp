@@ -140,7 +140,9 @@ class Worker : public pool::Connector {
   // The hba rules in force ([auth] type = "hba"), else null.
   const auth::HbaRules* hba() const { return files_.hba.get(); }
   // A user's secret: the userlist's, else the last one auth_query found.
-  const auth::Secret* find_secret(const std::string& user) const;
+  // `database`: the client database whose pool logs in (auth_query answers
+  // are kept per database); empty for pgmux's own connections.
+  const auth::Secret* find_secret(const std::string& user, const std::string& database) const;
   // A health check (of the first worker) finished: this worker's router
   // takes the outcome, and every other worker's router of the database.
   void check_done(RouteState& route, size_t backend, const CheckSample& sample);
@@ -164,9 +166,11 @@ class Worker : public pool::Connector {
   void cancel_server_query(ServerConnection* s);
   void cancel_finished(CancelSender* c);
   void server_finished(ServerConnection* s);
-  // SCRAM keys recovered from a client's login, for pass-through.
-  void remember_scram_keys(const std::string& user, const auth::ScramKeys& keys);
-  const auth::ScramKeys* scram_keys(const std::string& user) const;
+  // SCRAM keys recovered from a client's login to `database`, for
+  // pass-through by that database's pools (empty `database`: pgmux's own
+  // connections, which take the last keys of the user).
+  void remember_scram_keys(const std::string& database, const std::string& user, const auth::ScramKeys& keys);
+  const auth::ScramKeys* scram_keys(const std::string& database, const std::string& user) const;
   // A verifier for a plaintext userlist password, computed once.
   const auth::ScramVerifier& verifier_for_plain(const std::string& user,
                                                 const std::string& password);
@@ -326,7 +330,11 @@ class Worker : public pool::Connector {
   void drop_retired_pools();
   void drop_idle_auto_pools(uint64_t now_ms);
   bool retired_pools_ = false;
-  std::map<std::string, auth::ScramKeys, std::less<>> scram_keys_;
+  // By (client database, user): a verifier auth_query found for one
+  // database entry may not be another's; by user alone for pgmux's own
+  // connections (health checks).
+  std::map<std::pair<std::string, std::string>, auth::ScramKeys> scram_keys_;
+  std::map<std::string, auth::ScramKeys, std::less<>> scram_keys_by_user_;
   std::map<std::string, std::pair<std::string, auth::ScramVerifier>, std::less<>> plain_verifiers_;
   std::unordered_map<uint32_t, std::pair<ClientConnection*, uint32_t>> cancel_keys_;
   pool::List<ClientConnection, &ClientConnection::all_hook> clients_;

@@ -266,3 +266,59 @@ TEST_CASE("auth_query: query_database and per-database auth_query_user, auth_que
     mux.finish();
   }
 }
+
+// With the "*" entry and no query_database the client picks the database the
+// lookup runs in. An answer read in one database must not serve logins to
+// another: here a database whose lookup function forges the victim's
+// secret, then, within the cache period, a login to a database with the real
+// lookup.
+TEST_CASE("auth_query: answers read in one database never serve another", "[auth_query]") {
+  Roles r;
+  ScratchDatabase forged("aqforged"), real("aqreal");
+  std::string evil_verifier;
+  {
+    Conn su = superuser();
+    exec(su.get(), "SET password_encryption = 'scram-sha-256'");
+    exec(su.get(), "CREATE ROLE aq_tmp_" + r.suffix + " PASSWORD 'evil_pw'");
+    evil_verifier = scalar(su.get(), "SELECT rolpassword FROM pg_authid WHERE rolname = 'aq_tmp_" + r.suffix + "'");
+    for (const ScratchDatabase* d : {&forged, &real}) exec(su.get(), "GRANT CONNECT ON DATABASE " + d->name() + " TO " + r.victim);
+    Conn f = superuser(forged.name());
+    exec(f.get(), "CREATE FUNCTION public.pgmux_lookup(text) RETURNS TABLE (usename name, passwd text) LANGUAGE sql "
+                  "AS $$ SELECT $1::name, '" + evil_verifier + "'::text $$");
+    Conn g = superuser(real.name());
+    exec(g.get(), "CREATE FUNCTION public.pgmux_lookup(text) RETURNS TABLE (usename name, passwd text) LANGUAGE sql "
+                  "SECURITY DEFINER SET search_path = pg_catalog AS $$ SELECT usename, passwd FROM "
+                  "pg_catalog.pg_shadow WHERE usename = $1 $$");
+  }
+  PgmuxConfig c;
+  c.pgmux = "pool_mode = \"transaction\"\n";
+  c.rest = "[auth]\ntype = \"scram-sha-256\"\nfile = \"@USERLIST@\"\nquery_user = \"" + r.auth +
+           "\"\nquery = \"SELECT * FROM public.pgmux_lookup($1)\"\n" + database_section("\"*\"");
+  c.userlist = userlist_line(r.auth, "auth_pw");
+  Pgmux mux(c);
+  // pgmux accepts the forged password for the forged database (its lookup
+  // said so, and a pool is made for the login; PostgreSQL then refuses the
+  // server login)...
+  (void)connect_error(mux.conninfo(forged.name(), r.victim, "evil_pw"));
+  CHECK_THAT(mux.log_text(), Contains("pool " + forged.name() + "/" + r.victim + " created"));
+  // ...but not for the other database, whose own lookup runs.
+  CHECK_THAT(connect_error(mux.conninfo(real.name(), r.victim, "evil_pw")),
+             Contains("password authentication failed for user \"" + r.victim + "\""));
+  CHECK_FALSE(contains(mux.log_text(), "pool " + real.name() + "/" + r.victim + " created"));
+  CHECK_THAT(mux.log_text(), Contains("unknown user \"" + r.victim + "\" (auth query)") || Contains("login failed"));
+  // Names that lead nowhere, tried before any login: their lookup pools
+  // do not stay (10 s after their last use).
+  const std::string nowhere = "aq_nowhere_" + r.suffix;
+  for (int i = 0; i < 3; ++i)
+    (void)connect_error(mux.conninfo(nowhere + std::to_string(i), r.victim, "evil_pw"));
+  CHECK(wait_until(
+      [&] {
+        const std::string log = mux.log_text();
+        for (int i = 0; i < 3; ++i)
+          if (!contains(log, "auth query pool " + nowhere + std::to_string(i) + "/" + r.auth + " dropped: unused"))
+            return false;
+        return true;
+      },
+      20s, 250ms));
+  mux.finish();
+}
