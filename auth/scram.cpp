@@ -354,11 +354,16 @@ ScramServer::ScramServer(ScramVerifier verifier) : v_(std::move(verifier)) {
   }
 }
 
+std::string derived_salt(std::string_view username) {
+  const Sha256 h = hmac_sha256(mock_secret(), username);
+  return std::string(reinterpret_cast<const char*>(h.data()), kDefaultSaltLen);
+}
+
 ScramServer ScramServer::mock(std::string_view username, int iterations) {
   ScramServer s;
   s.mock_ = true;
   const Sha256 h = hmac_sha256(mock_secret(), username);
-  s.v_.salt.assign(reinterpret_cast<const char*>(h.data()), kDefaultSaltLen);
+  s.v_.salt = derived_salt(username);
   s.v_.iterations = iterations >= 1 ? iterations : kScramDefaultIterations;
   // Unused for success (a mock always fails) but real-looking keys keep the
   // final step's work identical to a real exchange.

@@ -59,6 +59,12 @@ struct ScramKeys {
   Sha256 server_key{};
 };
 
+// The salt pgmux gives a user: derived from the name and a per-process
+// secret, the same on every worker and across reloads. A verifier pgmux makes
+// from a plain password uses it, and so does the mock exchange of an unknown
+// user, so the two cannot be told apart by their salt.
+std::string derived_salt(std::string_view username);
+
 class ScramServer {
  public:
   // Real exchange against a stored verifier. A verifier with iterations < 1

@@ -888,6 +888,10 @@ class Converter {
     if (hba_file) path("hba_file", *hba_file, b);
     const Entry* user = take("auth_user");
     const Entry* query = take("auth_query");
+    if (query && trim(query->value).empty()) {
+      b.comment(untranslatable("auth_query", "", "an empty query; pgmux's default is used"));
+      query = nullptr;
+    }
     const Entry* dbname = take("auth_dbname");
     const bool has_users = (file && !file->value.empty()) || (user && !user->value.empty()) || any_database_auth_user();
     if (type == "hba" && !(hba_file && !hba_file->value.empty())) {
@@ -1173,7 +1177,7 @@ class Converter {
       } else if (k == "auth_user") {
         if (!p.value.empty()) auth_user = p.value;
       } else if (k == "auth_query") {
-        auth_query = p.value;
+        if (!trim(p.value).empty()) auth_query = p.value;
       } else if (k == "auth_dbname") {
         if (!p.value.empty()) auth_dbname = p.value;
       } else if (k == "client_encoding" || k == "datestyle" || k == "timezone" || k == "application_name") {

@@ -392,6 +392,15 @@ bool load_config_files(const conf::Config& c, ConfigFiles& out, std::string& err
       return false;
     }
     f.userlist = ul.list;
+    // Unknown users are answered with scram_iterations; a verifier with
+    // another count tells an observer that its user exists.
+    std::map<int, int> counts;
+    for (const auto& [name, s] : f.userlist->users)
+      if (s.kind == auth::SecretKind::scram && s.scram.iterations != c.scram_iterations) ++counts[s.scram.iterations];
+    for (const auto& [iterations, n] : counts)
+      spdlog::warn("userlist {}: {} SCRAM verifier(s) use {} iterations, [pgmux] scram_iterations is {}: an unknown "
+                   "user's login can be told from theirs (set scram_iterations = {})",
+                   c.auth.file, n, iterations, c.scram_iterations, iterations);
   }
   if (!tls::make_contexts(c, f.client_tls, f.server_tls, error)) return false;
   if (c.auth.type == conf::AuthType::hba) {
@@ -1239,7 +1248,8 @@ const auth::ScramVerifier& Worker::verifier_for_plain(const std::string& user,
     return it->second.second;
   auto& slot = plain_verifiers_[user];
   slot.first = password;
-  slot.second = auth::make_scram_verifier(auth::scram_prepare_password(password), {}, iterations);
+  slot.second =
+      auth::make_scram_verifier(auth::scram_prepare_password(password), auth::derived_salt(user), iterations);
   return slot.second;
 }
 
@@ -1340,7 +1350,12 @@ void Worker::apply_config(std::shared_ptr<const conf::Config> cfg, ConfigFiles f
   std::shared_ptr<const conf::Config> old = config_;
   config_ = std::move(cfg);
   files_ = std::move(files);
-  plain_verifiers_.clear();
+  // Verifiers made from plain passwords stay while the password does (each
+  // costs a PBKDF2 on this thread); those of users gone or changed go.
+  std::erase_if(plain_verifiers_, [&](const auto& kv) {
+    const auth::Secret* s = files_.userlist ? files_.userlist->find(kv.first) : nullptr;
+    return !s || s->kind != auth::SecretKind::plain || s->text != kv.second.first;
+  });
   const conf::Config& c = *config_;
 
   // Routing: a database whose backends are the same keeps what its checks

@@ -128,12 +128,28 @@ TEST_CASE("session: scram_iterations", "[session][auth]") {
     REQUIRE(server_first->payload.size() > 4);
     return server_first->payload.substr(4);  // after the int32 11 (SASLContinue)
   };
-  CHECK_THAT(announced("scram_user"), EndsWith(",i=10007"));
-  CHECK_THAT(announced("ghost_user"), EndsWith(",i=10007"));
+  auto salt = [](const std::string& server_first) {
+    const auto s = server_first.find(",s="), i = server_first.find(",i=");
+    return server_first.substr(s + 3, i - s - 3);
+  };
+  const std::string known = announced("scram_user"), ghost = announced("ghost_user");
+  CHECK_THAT(known, EndsWith(",i=10007"));
+  CHECK_THAT(ghost, EndsWith(",i=10007"));
+  // Salts: the same on every try for one user, known or not.
+  CHECK(salt(announced("scram_user")) == salt(known));
+  CHECK(salt(announced("ghost_user")) == salt(ghost));
+  CHECK(salt(known) != salt(ghost));
+  CHECK(salt(known).size() == salt(ghost).size());
   auto c = connect(mux.conninfo("app", "scram_user", "scram_pw"));
   CHECK(scalar(c.get(), "SELECT current_user") == "scram_user");
   c.reset();
   mux.finish();
+  // A verifier in the userlist with another count than scram_iterations is
+  // reported: an unknown user's login could be told from that user's.
+  Pgmux mixed(session_config("scram-sha-256", userlist_line("scram_user", fixture().scram_user_verifier),
+                             "scram_iterations = 10007\n"));
+  CHECK_THAT(mixed.log_text(), Contains("1 SCRAM verifier(s) use 4096 iterations, [pgmux] scram_iterations is 10007"));
+  mixed.finish();
 }
 
 // ---------------------------------------------------------------------------

@@ -679,6 +679,15 @@ TEST_CASE("mock server looks like a real one", "[auth][scram][mock]") {
   // Same shape as a real server's first message.
   const std::string real = server_first_of(ScramServer(make_scram_verifier("pw", "0123456789abcdef")));
   CHECK(real.size() == a1.size());
+  // A verifier pgmux makes from a plain password for alice has the salt
+  // alice's mock would have (derived_salt), so neither tells the other.
+  const std::string made = server_first_of(ScramServer(make_scram_verifier("pw", derived_salt("alice"))));
+  CHECK(salt_of(made) == salt_of(a1));
+  CHECK(derived_salt("alice") == derived_salt("alice"));
+  CHECK(derived_salt("alice") != derived_salt("bob"));
+  // The mock takes the configured iteration count.
+  const std::string many = server_first_of(ScramServer::mock("alice", 10007));
+  CHECK(many.substr(many.find(",i=")) == ",i=10007");
 }
 
 TEST_CASE("mock server reports malformed messages like a real one", "[auth][scram][mock]") {

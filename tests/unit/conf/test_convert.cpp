@@ -587,6 +587,13 @@ TEST_CASE("convert: auth_dbname and per-database auth_user, auth_query", "[conve
     CHECK(*c->auth_lookup(db(*c, "app")).query == "SELECT a, b FROM f($1)");
     CHECK(*c->auth_lookup(db(*c, "app")).user == "au");
   }
+  SECTION("an empty auth_query is pgmux's default") {
+    const auto c = convert_load("[databases]\napp = host=h auth_user=au\n[pgbouncer]\n"
+                                "auth_file = u.txt\nauth_query =\n");
+    CHECK(c->auth_lookup(db(*c, "app")).enabled);
+    CHECK(*c->auth_lookup(db(*c, "app")).query == Config{}.auth.query);
+    CHECK(convert_load(with("auth_user = au\nauth_query =\n"))->auth.query == Config{}.auth.query);
+  }
   SECTION("per-database auth_query without any auth_user is not used by PgBouncer") {
     const auto toml = convert_ok("[databases]\napp = host=h auth_query='SELECT 1'\n[pgbouncer]\nauth_type = trust\n");
     CHECK(toml.find("# unsupported: auth_query = SELECT 1 (PgBouncer uses auth_query only together with "
