@@ -756,8 +756,8 @@ void read_pgmux(Table& t, Config& c) {
       const std::string& s = v->as_string().str;
       if (!s.empty() && s.size() <= 4 && s.find_first_not_of("01234567") == std::string::npos)
         mode = std::stoul(s, nullptr, 8);
-    } else if (v->is_integer() && v->as_integer() >= 0) {
-      mode = uint64_t(v->as_integer());
+    } else if (v->is_integer() && v->as_integer() >= 0 && literal_text(*v).rfind("0o", 0) == 0) {
+      mode = uint64_t(v->as_integer());  // a decimal integer is no mode (777 would be 0o1411)
     }
     if (!v->is_string() && !v->is_integer())
       t.type_error(*v, "unix_socket_mode", "an octal mode such as \"0770\"");

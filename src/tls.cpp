@@ -84,9 +84,24 @@ bool common_setup(SSL_CTX* ctx, const conf::TlsConfig& c, std::string& error) {
     error = "ciphers \"" + c.ciphers + "\": " + last_error();
     return false;
   }
-  if (!c.tls13_ciphers.empty() && !SSL_CTX_set_ciphersuites(ctx, c.tls13_ciphers.c_str())) {
-    error = "tls13_ciphers \"" + c.tls13_ciphers + "\": " + last_error();
-    return false;
+  if (!c.tls13_ciphers.empty()) {
+    // OpenSSL skips the names it does not know as long as one is left:
+    // each is tried alone first, so a typo is an error, not a lost suite.
+    size_t start = 0;
+    while (start <= c.tls13_ciphers.size()) {
+      const size_t end = std::min(c.tls13_ciphers.find(':', start), c.tls13_ciphers.size());
+      const std::string one = c.tls13_ciphers.substr(start, end - start);
+      if (one.empty() || !SSL_CTX_set_ciphersuites(ctx, one.c_str())) {
+        ERR_clear_error();
+        error = "tls13_ciphers \"" + c.tls13_ciphers + "\": unknown TLS 1.3 cipher suite \"" + one + "\"";
+        return false;
+      }
+      start = end + 1;
+    }
+    if (!SSL_CTX_set_ciphersuites(ctx, c.tls13_ciphers.c_str())) {
+      error = "tls13_ciphers \"" + c.tls13_ciphers + "\": " + last_error();
+      return false;
+    }
   }
   if (!c.groups.empty() && !SSL_CTX_set1_groups_list(ctx, c.groups.c_str())) {
     error = "groups \"" + c.groups + "\": " + last_error();

@@ -143,6 +143,14 @@ TEST_CASE("tls: tls13_ciphers and groups choose the suite and the key exchange",
   INFO(r.output);
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.output, Contains("groups \"P-999\""));
+  // A misspelt suite among good ones too (OpenSSL alone would drop it).
+  write_file(dir.file("bad13.toml"), "[auth]\ntype = \"trust\"\n[databases.app]\n[tls]\nmode = \"require\"\ncert = \"" +
+                                         crt + "\"\nkey = \"" + pki.key_of(crt) +
+                                         "\"\ntls13_ciphers = \"TLS_AES_128_GCM_SHA256:TLS_AES_128_GCM_SHA265\"\n");
+  const auto r13 = run_process({pgmux_bin(), "--config", dir.file("bad13.toml"), "--check"}, {}, 20s);
+  INFO(r13.output);
+  CHECK(r13.exit_code == 1);
+  CHECK_THAT(r13.output, Contains("unknown TLS 1.3 cipher suite \"TLS_AES_128_GCM_SHA265\""));
 }
 
 TEST_CASE("tls: mode require refuses plaintext; bytes after SSLRequest are refused", "[tls]") {

@@ -322,6 +322,13 @@ TEST_CASE("unix_socket_mode and unix_socket_group", "[conf][errors]") {
   CHECK(err("[pgmux]\nunix_socket_mode = 777\n" + kMin) ==
         "t.toml:2: [pgmux] unix_socket_mode: expected an octal mode up to 0777 such as \"0770\" (a string, or the "
         "TOML integer 0o770), got 777");
+  // Decimal integers are refused even when they would fit (400 is 0o620).
+  CHECK(err("[pgmux]\nunix_socket_mode = 400\n" + kMin) ==
+        "t.toml:2: [pgmux] unix_socket_mode: expected an octal mode up to 0777 such as \"0770\" (a string, or the "
+        "TOML integer 0o770), got 400");
+  CHECK(err("[pgmux]\nunix_socket_mode = 0o1777\n" + kMin) ==
+        "t.toml:2: [pgmux] unix_socket_mode: expected an octal mode up to 0777 such as \"0770\" (a string, or the "
+        "TOML integer 0o770), got 0o1777");
   CHECK(err("[pgmux]\nunix_socket_mode = \"0789\"\n" + kMin) ==
         "t.toml:2: [pgmux] unix_socket_mode: expected an octal mode up to 0777 such as \"0770\" (a string, or the "
         "TOML integer 0o770), got \"0789\"");
