@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -274,7 +275,7 @@ bool name_matches(const std::vector<HbaName>& list, const std::string& value, co
 }
 
 bool is_unsupported_option(std::string_view name) {
-  for (std::string_view o : {"map", "clientname", "include_realm", "krb_realm", "compat_realm", "upn_username",
+  for (std::string_view o : {"clientname", "include_realm", "krb_realm", "compat_realm", "upn_username",
                              "pamservice", "pam_use_hostname", "issuer", "scope", "validator",
                              "delegate_ident_mapping"})
     if (name == o) return true;
@@ -404,6 +405,10 @@ std::string parse_rule(const std::vector<Field>& f, HbaRule& rule) {
           return "clientcert only accepts verify-full with cert authentication";
         if (rule.clientcert) return "clientcert given twice";
         rule.clientcert = value;
+      } else if (name == "map") {
+        if (value.empty()) return "empty map name";
+        if (rule.map) return "map given twice";
+        rule.map = value;
       } else if (is_unsupported_option(name)) {
         return "authentication option " + quoted(name) + " is not supported by pgmux";
       } else {
@@ -414,6 +419,9 @@ std::string parse_rule(const std::vector<Field>& f, HbaRule& rule) {
   // As in PostgreSQL: cert authentication always verifies the full chain and
   // the CN, so callers need to look at one field only.
   if (rule.method == HbaMethod::cert) rule.clientcert = "verify-full";
+  if (rule.map && rule.method != HbaMethod::peer && rule.clientcert != "verify-full")
+    return "map is only used with peer, cert or clientcert=verify-full (it maps the OS user or the certificate's "
+           "common name)";
   return {};
 }
 
@@ -480,20 +488,21 @@ std::optional<HbaMatch> HbaRules::match(const HbaRequest& request) const {
     if (rule.address && (!have_peer || !address_matches(*rule.address, peer))) continue;
     if (!name_matches(rule.databases, request.database, request.user)) continue;
     if (!name_matches(rule.users, request.user, request.user)) continue;
-    return HbaMatch{rule.method, rule.line, rule.clientcert};
+    return HbaMatch{rule.method, rule.line, rule.clientcert, rule.map};
   }
   return std::nullopt;
 }
 
-HbaLoadResult parse_hba(std::string_view text, const std::string& source) {
-  auto rules = std::make_shared<HbaRules>();
-  auto fail = [&source](int line_no, const std::string& why) {
-    return HbaLoadResult{nullptr, source + ":" + std::to_string(line_no) + ": " + why};
-  };
+namespace {
 
+// Calls on_record(first_line, fields) for every record that has a field:
+// physical lines joined while one ends in a backslash (the backslash and the
+// line break vanish, as in PostgreSQL), checked and split into fields.
+// Returns {line, reason} of the first problem (on_record's too), or {0, ""}.
+template <class F>
+std::pair<int, std::string> read_records(std::string_view text, F&& on_record) {
   // A UTF-8 byte order mark from a Windows editor is not part of line 1.
   if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
-
   int line_no = 0;
   size_t pos = 0;
   std::string record;
@@ -501,8 +510,6 @@ HbaLoadResult parse_hba(std::string_view text, const std::string& source) {
   while (pos < text.size()) {
     const int first_line = line_no + 1;
     record.clear();
-    // A record: physical lines joined while one ends in a backslash (the
-    // backslash and the line break vanish, as in PostgreSQL).
     for (;;) {
       ++line_no;
       size_t end = text.find('\n', pos);
@@ -513,22 +520,62 @@ HbaLoadResult parse_hba(std::string_view text, const std::string& source) {
       const bool continued = !line.empty() && line.back() == '\\';
       if (continued) line.remove_suffix(1);
       if (line.size() > kMaxRecord - record.size())
-        return fail(first_line, "line too long (more than " + std::to_string(kMaxRecord) + " bytes)");
+        return {first_line, "line too long (more than " + std::to_string(kMaxRecord) + " bytes)"};
       record += line;
       if (!continued || pos >= text.size()) break;
     }
-
-    if (auto err = check_bytes(record); !err.empty()) return fail(first_line, err);
+    if (auto err = check_bytes(record); !err.empty()) return {first_line, err};
     fields.clear();
-    if (auto err = tokenize(record, fields); !err.empty()) return fail(first_line, err);
+    if (auto err = tokenize(record, fields); !err.empty()) return {first_line, err};
     if (fields.empty()) continue;
-    if (rules->rules.size() == kMaxRules)
-      return fail(first_line, "too many rules (at most " + std::to_string(kMaxRules) + ")");
+    if (auto err = on_record(first_line, fields); !err.empty()) return {first_line, err};
+  }
+  return {0, {}};
+}
+
+// The whole file, at most kMaxFileSize; false with "<path>: cannot ...".
+bool read_small_file(const std::string& path, std::string& content, std::string& error) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) {
+    error = path + ": cannot open: " + std::strerror(errno);
+    return false;
+  }
+  char buf[65536];
+  for (;;) {
+    const size_t n = std::fread(buf, 1, sizeof buf, f);
+    content.append(buf, n);
+    if (content.size() > kMaxFileSize) {
+      std::fclose(f);
+      error = path + ": cannot read: larger than 16 MiB";
+      return false;
+    }
+    if (n < sizeof buf) {
+      if (std::ferror(f)) {
+        const int err = errno;
+        std::fclose(f);
+        error = path + ": cannot read: " + std::strerror(err);
+        return false;
+      }
+      break;
+    }
+  }
+  std::fclose(f);
+  return true;
+}
+
+}  // namespace
+
+HbaLoadResult parse_hba(std::string_view text, const std::string& source) {
+  auto rules = std::make_shared<HbaRules>();
+  const auto [line, error] = read_records(text, [&](int first_line, const std::vector<Field>& fields) {
+    if (rules->rules.size() == kMaxRules) return "too many rules (at most " + std::to_string(kMaxRules) + ")";
     HbaRule rule;
     rule.line = first_line;
-    if (auto err = parse_rule(fields, rule); !err.empty()) return fail(first_line, err);
+    if (auto err = parse_rule(fields, rule); !err.empty()) return err;
     rules->rules.push_back(std::move(rule));
-  }
+    return std::string();
+  });
+  if (!error.empty()) return {nullptr, source + ":" + std::to_string(line) + ": " + error};
   // PostgreSQL refuses such a file too: it would reject every connection,
   // which is never what an operator who set hba_file meant.
   if (rules->rules.empty()) return {nullptr, source + ": no rules (every connection would be rejected)"};
@@ -536,28 +583,75 @@ HbaLoadResult parse_hba(std::string_view text, const std::string& source) {
 }
 
 HbaLoadResult load_hba_file(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) return {nullptr, path + ": cannot open: " + std::strerror(errno)};
-  std::string content;
-  char buf[65536];
-  for (;;) {
-    const size_t n = std::fread(buf, 1, sizeof buf, f);
-    content.append(buf, n);
-    if (content.size() > kMaxFileSize) {
-      std::fclose(f);
-      return {nullptr, path + ": cannot read: larger than 16 MiB"};
-    }
-    if (n < sizeof buf) {
-      if (std::ferror(f)) {
-        const int err = errno;
-        std::fclose(f);
-        return {nullptr, path + ": cannot read: " + std::strerror(err)};
-      }
-      break;
-    }
-  }
-  std::fclose(f);
+  std::string content, error;
+  if (!read_small_file(path, content, error)) return {nullptr, error};
   return parse_hba(content, path);
+}
+
+// ---------------------------------------------------------------------------
+// Ident maps
+
+bool IdentMap::has_map(std::string_view name) const {
+  return std::any_of(entries.begin(), entries.end(), [&](const IdentEntry& e) { return e.map == name; });
+}
+
+bool IdentMap::allows(std::string_view map, const std::string& system_user, std::string_view database_user) const {
+  for (const IdentEntry& e : entries) {
+    if (e.map != map) continue;
+    std::string wanted = e.database_user;
+    if (e.pattern) {
+      std::smatch m;
+      if (!std::regex_search(system_user, m, *e.pattern)) continue;
+      // PostgreSQL substitutes the first parenthesized group for \1.
+      if (const size_t at = wanted.find("\\1"); at != std::string::npos) {
+        if (m.size() < 2) continue;
+        wanted.replace(at, 2, m[1].str());
+      }
+    } else if (e.system_user != system_user) {
+      continue;
+    }
+    if (e.all_users || wanted == database_user) return true;
+  }
+  return false;
+}
+
+IdentLoadResult parse_ident(std::string_view text, const std::string& source) {
+  auto map = std::make_shared<IdentMap>();
+  const auto [line, error] = read_records(text, [&](int first_line, const std::vector<Field>& fields) {
+    if (map->entries.size() == kMaxRules) return "too many lines (at most " + std::to_string(kMaxRules) + ")";
+    if (fields.size() != 3) return std::string("expected MAPNAME SYSTEM-USERNAME DATABASE-USERNAME");
+    for (const Field& f : fields)
+      if (f.size() != 1) return std::string("a list where one value is expected");
+    IdentEntry e;
+    e.line = first_line;
+    e.map = fields[0][0].text;
+    const Token& sys = fields[1][0];
+    const Token& db = fields[2][0];
+    if (!sys.quoted && !sys.text.empty() && sys.text[0] == '/') {
+      e.system_user = sys.text.substr(1);
+      try {
+        e.pattern = std::make_shared<const std::regex>(e.system_user, std::regex::ECMAScript);
+      } catch (const std::regex_error& ex) {
+        return "invalid regular expression " + quoted(e.system_user) + ": " + ex.what();
+      }
+    } else {
+      e.system_user = sys.text;
+    }
+    if (!db.quoted && (db.text == "all")) e.all_users = true;
+    else if (!db.quoted && !db.text.empty() && (db.text[0] == '+' || db.text[0] == '/'))
+      return std::string("group roles and regular expressions as DATABASE-USERNAME are not supported by pgmux");
+    e.database_user = db.text;
+    map->entries.push_back(std::move(e));
+    return std::string();
+  });
+  if (!error.empty()) return {nullptr, source + ":" + std::to_string(line) + ": " + error};
+  return {std::move(map), {}};
+}
+
+IdentLoadResult load_ident_file(const std::string& path) {
+  std::string content, error;
+  if (!read_small_file(path, content, error)) return {nullptr, error};
+  return parse_ident(content, path);
 }
 
 }  // namespace pgmux::auth

@@ -32,9 +32,10 @@
 //             (::ffff:1.2.3.4), as PostgreSQL documents; "all" matches both.
 //   METHOD    trust, reject, md5, scram-sha-256, cert (hostssl only), peer
 //             (local only: the client process's OS user must be the user
-//             name; no map= option)
+//             name, or map= says which may)
 //   OPTIONS   clientcert=verify-ca|verify-full (hostssl only; cert implies
-//             verify-full and refuses verify-ca, as in PostgreSQL)
+//             verify-full and refuses verify-ca, as in PostgreSQL);
+//             map=NAME (peer, cert, clientcert=verify-full: see IdentMap)
 //
 // Refused with an error naming the line (the whole file is refused: a
 // half-loaded access policy is worse than none):
@@ -56,6 +57,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -98,6 +100,9 @@ struct HbaRule {
   // CA trusts (verify-full: whose CN is the user name). Always "verify-full"
   // for cert; only on hostssl rules.
   std::optional<std::string> clientcert;
+  // map=NAME: the ident map that says which OS user (peer) or certificate
+  // common name (cert, clientcert=verify-full) may log in as which user.
+  std::optional<std::string> map;
   int line = 0;  // first line of the record in the file
 };
 
@@ -113,6 +118,7 @@ struct HbaMatch {
   HbaMethod method = HbaMethod::reject;
   int line = 0;
   std::optional<std::string> clientcert;  // as on the rule
+  std::optional<std::string> map;         // as on the rule
 };
 
 struct HbaRules {
@@ -135,5 +141,38 @@ HbaLoadResult parse_hba(std::string_view text, const std::string& source);
 // Errors: "<path>: cannot open: <reason>", "<path>: cannot read: <reason>",
 // or parse_hba's with the path as source.
 HbaLoadResult load_hba_file(const std::string& path);
+
+// pg_ident.conf-style user name maps ([auth] ident_file, PgBouncer's
+// auth_ident_file), for map= on peer and cert rules:
+//
+//   MAPNAME  SYSTEM-USERNAME  DATABASE-USERNAME
+//
+// SYSTEM-USERNAME is a name, or /regex (ECMAScript, searched unanchored as
+// PostgreSQL does; \1 in DATABASE-USERNAME is its first group);
+// DATABASE-USERNAME is a name or all. Same lexical rules as the hba file.
+// Refused: +group and /regex as DATABASE-USERNAME, include directives.
+struct IdentEntry {
+  std::string map;
+  std::string system_user;                    // the name, or the expression without its '/'
+  std::shared_ptr<const std::regex> pattern;  // set for /regex entries
+  std::string database_user;
+  bool all_users = false;  // DATABASE-USERNAME all
+  int line = 0;
+};
+
+struct IdentMap {
+  std::vector<IdentEntry> entries;  // in file order
+  bool has_map(std::string_view name) const;
+  // A line of `map` lets OS user / certificate name `system_user` log in
+  // as `database_user`.
+  bool allows(std::string_view map, const std::string& system_user, std::string_view database_user) const;
+};
+
+struct IdentLoadResult {
+  std::shared_ptr<const IdentMap> map;  // null on error
+  std::string error;                    // as HbaLoadResult's
+};
+IdentLoadResult parse_ident(std::string_view text, const std::string& source);
+IdentLoadResult load_ident_file(const std::string& path);
 
 }  // namespace pgmux::auth

@@ -385,6 +385,7 @@ const std::pair<std::string_view, std::string_view> kPgBouncerNames[] = {
     {"auth_user", "'query_user' in [auth]"},
     {"auth_dbname", "'query_database' in [auth]"},
     {"auth_hba_file", "'hba_file' in [auth]"},
+    {"auth_ident_file", "'ident_file' in [auth]"},
     {"listen_addr", "'listen' in [pgmux], e.g. listen = [\"127.0.0.1:6432\"]"},
     {"listen_port", "'listen' in [pgmux], e.g. listen = [\"127.0.0.1:6432\"]"},
     {"unix_socket_dir", "'listen' in [pgmux], e.g. listen = [\"unix:/run/pgmux/.s.PGSQL.6432\"]"},
@@ -851,11 +852,14 @@ void read_auth(Table& t, Config& c) {
   t.string("query_user", c.auth.query_user);
   t.string("query_database", c.auth.query_database);
   t.string("hba_file", c.auth.hba_file);
+  const Value* ident = t.string("ident_file", c.auth.ident_file);
 
   const Value* at = type ? type : t.value();
   if (c.auth.type == AuthType::hba && c.auth.hba_file.empty()) {
     t.error(at, "hba_file", "required when type = \"hba\"");
   }
+  if (!c.auth.ident_file.empty() && c.auth.type != AuthType::hba)
+    t.error(ident, "ident_file", "only used with type = \"hba\" (its map= options name the maps)");
 }
 
 // [auth] against the [databases] entries: the userlist may be left out when
@@ -1205,6 +1209,7 @@ void resolve_paths(Config& c, const fs::path& base) {
   };
   resolve(c.auth.file);
   resolve(c.auth.hba_file);
+  resolve(c.auth.ident_file);
   for (TlsConfig* tls : {&c.tls, &c.server_tls}) {
     resolve(tls->cert);
     resolve(tls->key);

@@ -162,6 +162,7 @@ struct AuthConfig {
   // auth_dbname); empty = the database the client asked for.
   std::string query_database;
   std::string hba_file;
+  std::string ident_file;  // user name maps for map= in hba_file (PgBouncer's auth_ident_file)
 };
 
 struct TlsConfig {

@@ -526,7 +526,6 @@ const std::pair<std::string_view, std::string_view> kUnsupported[] = {
     {"sbuf_loopcnt", "pgmux sizes its buffers itself"},
     {"peer_id", "pgmux has no peering"},
     {"login_notify_message", kNoEquivalent},
-    {"auth_ident_file", kNoEquivalent},
     {"auth_ldap_options", "pgmux has no LDAP authentication"},
     {"client_tls_dheparams", "pgmux offers no DHE key exchange; ECDHE (TLS 1.2) and TLS 1.3 groups serve instead"},
 };
@@ -886,6 +885,10 @@ class Converter {
     if (file) path("file", *file, b);
     const Entry* hba_file = take("auth_hba_file");
     if (hba_file) path("hba_file", *hba_file, b);
+    if (const Entry* ident = take("auth_ident_file"); ident && !ident->value.empty()) {
+      if (type == "hba") path("ident_file", *ident, b);
+      else b.comment(untranslatable(ident->key, ident->value, "only used with auth_type = hba"));
+    }
     const Entry* user = take("auth_user");
     const Entry* query = take("auth_query");
     if (query && trim(query->value).empty()) {

@@ -470,13 +470,22 @@ conf::AuthType ClientConnection::auth_method(std::string& refusal) const {
     refusal = "rejected" + at;
     return conf::AuthType::scram_sha_256;
   }
+  // With map=, the ident file says which OS users / certificate names may
+  // log in as which users; without, the name must be the user's.
+  auto name_fits = [&](const std::string& name) {
+    if (!m->map) return name == user_;
+    const auth::IdentMap* ident = worker_.ident();
+    return ident && ident->allows(*m->map, name, user_);
+  };
+  const std::string how = m->map ? " (map " + *m->map + ")" : std::string();
   if (m->clientcert) {
     if (!socket_.tls_peer_verified()) {
       refusal = "no client certificate verified by [tls] ca" + at;
       return conf::AuthType::scram_sha_256;
     }
-    if (*m->clientcert == "verify-full" && socket_.tls_peer_common_name() != user_) {
-      refusal = "client certificate common name \"" + socket_.tls_peer_common_name() + "\" is not the user" + at;
+    if (*m->clientcert == "verify-full" && !name_fits(socket_.tls_peer_common_name())) {
+      refusal = "client certificate common name \"" + socket_.tls_peer_common_name() + "\" may not log in as \"" +
+                user_ + "\"" + how + at;
       return conf::AuthType::scram_sha_256;
     }
   }
@@ -486,8 +495,9 @@ conf::AuthType ClientConnection::auth_method(std::string& refusal) const {
       refusal = "peer authentication: the client's OS user is unknown" + at;
       return conf::AuthType::scram_sha_256;
     }
-    if (os_user != user_) {
-      refusal = "peer authentication: the client runs as OS user \"" + os_user + "\", not \"" + user_ + "\"" + at;
+    if (!name_fits(os_user)) {
+      refusal = "peer authentication: the client runs as OS user \"" + os_user + "\", which may not log in as \"" +
+                user_ + "\"" + how + at;
       return conf::AuthType::scram_sha_256;
     }
     return conf::AuthType::trust;

@@ -42,6 +42,7 @@ struct ConfigFiles {
   std::shared_ptr<const auth::Userlist> userlist;  // null without [auth] file
   std::shared_ptr<const tls::Context> client_tls, server_tls;
   std::shared_ptr<const auth::HbaRules> hba;  // [auth] type = "hba"
+  std::shared_ptr<const auth::IdentMap> ident;  // [auth] ident_file
 };
 
 class Worker;

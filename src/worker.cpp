@@ -410,6 +410,29 @@ bool load_config_files(const conf::Config& c, ConfigFiles& out, std::string& err
       return false;
     }
     f.hba = h.rules;
+    if (!c.auth.ident_file.empty()) {
+      auto im = auth::load_ident_file(c.auth.ident_file);
+      if (!im.map) {
+        error = "[auth] ident_file: " + im.error;
+        return false;
+      }
+      f.ident = im.map;
+    }
+    // Every map= must name a map of the ident file (PostgreSQL finds out at
+    // the first login; a typo should not wait for one).
+    for (const auth::HbaRule& r : f.hba->rules) {
+      if (!r.map) continue;
+      if (!f.ident) {
+        error = "[auth] hba_file: " + c.auth.hba_file + ":" + std::to_string(r.line) + ": map=" + *r.map +
+                " but [auth] ident_file is not set";
+        return false;
+      }
+      if (!f.ident->has_map(*r.map)) {
+        error = "[auth] hba_file: " + c.auth.hba_file + ":" + std::to_string(r.line) + ": map \"" + *r.map +
+                "\" is not in " + c.auth.ident_file;
+        return false;
+      }
+    }
   }
   out = std::move(f);
   return true;

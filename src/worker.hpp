@@ -139,6 +139,7 @@ class Worker : public pool::Connector {
   AuthQuery& auth_query() { return *auth_query_; }
   // The hba rules in force ([auth] type = "hba"), else null.
   const auth::HbaRules* hba() const { return files_.hba.get(); }
+  const auth::IdentMap* ident() const { return files_.ident.get(); }
   // A user's secret: the userlist's, else the last one auth_query found.
   // `database`: the client database whose pool logs in (auth_query answers
   // are kept per database); empty for pgmux's own connections.

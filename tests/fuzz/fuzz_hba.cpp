@@ -8,7 +8,7 @@
 //    database and a user, no empty or '/'-leading name, an address exactly
 //    when not local, a prefix length in range with the host bits cleared,
 //    cert only on hostssl with clientcert verify-full, clientcert only on
-//    hostssl.
+//    hostssl, peer only on local, map= only with peer or verify-full.
 //  - ok => the rules written back in the format (names quoted, addresses as
 //    CIDR), when every line stays within the 8 KiB limit, parse to the same
 //    rules.
@@ -71,6 +71,7 @@ std::string format_rule(const HbaRule& r) {
   }
   out += " " + std::string(to_string(r.method));
   if (r.clientcert) out += " clientcert=" + *r.clientcert;
+  if (r.map) out += " " + pgmux::fuzz::quote("map=" + *r.map);
   return out;
 }
 
@@ -82,7 +83,7 @@ bool same_names(const std::vector<HbaName>& a, const std::vector<HbaName>& b) {
 }
 
 bool same_rule(const HbaRule& a, const HbaRule& b) {
-  if (a.type != b.type || a.method != b.method || a.clientcert != b.clientcert) return false;
+  if (a.type != b.type || a.method != b.method || a.clientcert != b.clientcert || a.map != b.map) return false;
   if (!same_names(a.databases, b.databases) || !same_names(a.users, b.users)) return false;
   if (a.address.has_value() != b.address.has_value()) return false;
   if (a.address && (a.address->family != b.address->family || a.address->network != b.address->network ||
@@ -116,6 +117,8 @@ void check_rule(const HbaRule& r) {
     FUZZ_CHECK(r.type == HbaConnType::hostssl);
     FUZZ_CHECK(*r.clientcert == "verify-ca" || *r.clientcert == "verify-full");
   }
+  if (r.method == HbaMethod::peer) FUZZ_CHECK(r.type == HbaConnType::local);
+  if (r.map) FUZZ_CHECK(!r.map->empty() && (r.method == HbaMethod::peer || r.clientcert == "verify-full"));
 }
 
 // A request the rule matches, if it can match anything at all.

@@ -114,8 +114,8 @@ TEST_CASE("hba: peer on unix sockets", "[hba]") {
   // with the reason in the log.
   CHECK_THAT(connect_error(mux.unix_conninfo("pgmux", "admin", "admin_pw")),
              Contains("password authentication failed for user \"admin\""));
-  CHECK_THAT(mux.log_text(), Contains("peer authentication: the client runs as OS user \"" + me + "\", not \"admin\" "
-                                      "(hba line 1)"));
+  CHECK_THAT(mux.log_text(), Contains("peer authentication: the client runs as OS user \"" + me +
+                                      "\", which may not log in as \"admin\" (hba line 1)"));
   // Other databases keep their password rule on the socket; TCP too.
   {
     Conn app = connect(mux.unix_conninfo("app", "scram_user", "scram_pw"));
@@ -124,6 +124,49 @@ TEST_CASE("hba: peer on unix sockets", "[hba]") {
     CHECK_THAT(scalar(tcp.get(), "SHOW VERSION"), Contains("pgmux"));
   }
   mux.finish();
+}
+
+// map= with [auth] ident_file (PgBouncer's auth_ident_file): this process's
+// OS user may log in as "admin" (a name line) and as any "ops_<me>" user (a
+// regular expression), not as itself; a map the file lacks stops pgmux.
+TEST_CASE("hba: peer with an ident map", "[hba]") {
+  const passwd* pw = ::getpwuid(::geteuid());
+  REQUIRE(pw);
+  const std::string me = pw->pw_name;
+  TempDir staging;
+  write_file(staging.file("pgmux_hba.conf"), "local pgmux all peer map=ops\nhost all all 127.0.0.1/32 scram-sha-256\n");
+  write_file(staging.file("pgmux_ident.conf"), "# MAP SYSTEM DATABASE\nops " + me + " admin\nops /^(.*)$ ops_\\1\n"
+                                               "other " + me + " " + me + "\n");
+  PgmuxConfig c = hba_config(staging.file("pgmux_hba.conf"));
+  c.rest = replace_all(c.rest, "hba_file = ", "ident_file = \"" + staging.file("pgmux_ident.conf") + "\"\nhba_file = ");
+  c.rest += "\n[admin]\nusers = [\"" + me + "\", \"admin\", \"ops_" + me + "\"]\n";
+  c.userlist += userlist_line("admin", "admin_pw") + userlist_line(me, "never_asked") +
+                userlist_line("ops_" + me, "never_asked");
+  {
+    Pgmux mux(c);
+    Conn as_admin = connect(mux.unix_conninfo("pgmux", "admin"));  // no password
+    CHECK_THAT(scalar(as_admin.get(), "SHOW VERSION"), Contains("pgmux"));
+    Conn as_ops = connect(mux.unix_conninfo("pgmux", "ops_" + me));
+    CHECK_THAT(scalar(as_ops.get(), "SHOW VERSION"), Contains("pgmux"));
+    // The map has no line for logging in as oneself.
+    CHECK_THAT(connect_error(mux.unix_conninfo("pgmux", me, "never_asked")),
+               Contains("password authentication failed for user \"" + me + "\""));
+    CHECK_THAT(mux.log_text(), Contains("which may not log in as \"" + me + "\" (map ops) (hba line 1)"));
+    as_admin.reset();
+    as_ops.reset();
+    mux.finish();
+  }
+  // A map= the ident file does not have: refused at start, with the line.
+  write_file(staging.file("pgmux_hba.conf"), "local pgmux all peer map=nosuch\n");
+  TempDir dir;
+  const auto& fx = fixture();
+  write_file(dir.file("bad.toml"), "[auth]\ntype = \"hba\"\nhba_file = \"" + staging.file("pgmux_hba.conf") +
+                                       "\"\nident_file = \"" + staging.file("pgmux_ident.conf") +
+                                       "\"\n[databases.app]\nhost = \"" + fx.pg_host + "\"\n");
+  const auto r = run_process({pgmux_bin(), "--config", dir.file("bad.toml"), "--check"}, {}, 20s);
+  INFO(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.output, Contains("pgmux_hba.conf:1: map \"nosuch\" is not in"));
 }
 
 TEST_CASE("hba: hostssl, hostnossl and cert", "[hba][tls]") {
@@ -168,6 +211,32 @@ TEST_CASE("hba: hostssl, hostnossl and cert", "[hba][tls]") {
     Conn c = connect(mux.conninfo("app", "cancel_user", "cancel_pw", "sslmode=disable"));
     CHECK(scalar(c.get(), "SELECT 1") == "1");
   }
+  mux.finish();
+}
+
+// cert with map=: a certificate whose common name is not a user name logs
+// in as the user the ident map gives it.
+TEST_CASE("hba: cert with an ident map", "[hba][tls]") {
+  Pki pki;
+  const std::string crt = pki.issue("server", "localhost", "DNS:localhost,IP:127.0.0.1");
+  const std::string client = pki.issue("client", "app-server-1.example.com", "");
+  TempDir staging;
+  write_file(staging.file("ident.conf"), "certs /^app-server-[0-9]+\\.example\\.com$ scram_user\n");
+  write_file(staging.file("pgmux_hba.conf"), "hostssl all all all cert map=certs\nhost all all all scram-sha-256\n");
+  PgmuxConfig c = hba_config(staging.file("pgmux_hba.conf"),
+                             "\n[tls]\nmode = \"prefer\"\ncert = \"" + crt + "\"\nkey = \"" + Pki::key_of(crt) +
+                                 "\"\nca = \"" + pki.ca + "\"\n");
+  c.rest = replace_all(c.rest, "hba_file = ", "ident_file = \"" + staging.file("ident.conf") + "\"\nhba_file = ");
+  Pgmux mux(c);
+  const std::string with_cert = "sslmode=require sslcert=" + client + " sslkey=" + Pki::key_of(client);
+  {
+    Conn ok = connect(mux.conninfo("app", "scram_user", "", with_cert));
+    CHECK(scalar(ok.get(), "SELECT current_user") == "scram_user");
+  }
+  CHECK_THAT(connect_error(mux.conninfo("app", "md5_user", "md5_pw", with_cert)),
+             Contains("password authentication failed for user \"md5_user\""));
+  CHECK_THAT(mux.log_text(), Contains("client certificate common name \"app-server-1.example.com\" may not log in as "
+                                      "\"md5_user\" (map certs)"));
   mux.finish();
 }
 

@@ -546,8 +546,13 @@ TEST_CASE("hba: methods", "[auth][hba]") {
   CHECK(rule_of("local all all peer").method == HbaMethod::peer);
   CHECK(parse_error("host all all all peer\n") ==
         "pgmux_hba.conf:1: peer authentication is only supported on local lines (unix sockets)");
-  CHECK(parse_error("local all all peer map=admins\n") ==
-        "pgmux_hba.conf:1: authentication option \"map\" is not supported by pgmux");
+  CHECK(rule_of("local all all peer map=admins").map == "admins");
+  CHECK(rule_of("hostssl all all all cert map=certs").map == "certs");
+  CHECK(rule_of("hostssl all all all md5 clientcert=verify-full map=certs").map == "certs");
+  CHECK(parse_error("local all all md5 map=admins\n") ==
+        "pgmux_hba.conf:1: map is only used with peer, cert or clientcert=verify-full (it maps the OS user or the "
+        "certificate's common name)");
+  CHECK(parse_error("local all all peer map=a map=b\n") == "pgmux_hba.conf:1: map given twice");
   for (const char* method : {"ident", "gss", "sspi", "ldap", "radius", "pam", "bsd", "oauth"}) {
     CHECK(parse_error(std::string("host all all all ") + method + "\n") ==
           std::string("pgmux_hba.conf:1: authentication method \"") + method + "\" is not supported by pgmux");
@@ -601,8 +606,7 @@ TEST_CASE("hba: options", "[auth][hba]") {
         "pgmux_hba.conf:1: clientcert given twice");
   CHECK(parse_error("hostssl all all all md5 clientcert\n") ==
         "pgmux_hba.conf:1: authentication option not in name=value format: \"clientcert\"");
-  CHECK(parse_error("hostssl all all all cert map=certmap\n") ==
-        "pgmux_hba.conf:1: authentication option \"map\" is not supported by pgmux");
+  CHECK(parse_error("hostssl all all all cert map=\n") == "pgmux_hba.conf:1: empty map name");
   CHECK(parse_error("hostssl all all all cert clientname=DN\n") ==
         "pgmux_hba.conf:1: authentication option \"clientname\" is not supported by pgmux");
   CHECK(parse_error("host all all all md5 ldapserver=x\n") ==
@@ -931,4 +935,45 @@ TEST_CASE("load_hba_file", "[auth][hba]") {
   r = load_hba_file(path);
   CHECK_FALSE(r.rules);
   CHECK(r.error == std::string(path) + ": cannot open: No such file or directory");
+}
+
+TEST_CASE("ident maps: names, regular expressions with \\1, all", "[auth][hba][ident]") {
+  auto r = parse_ident("# comment\n"
+                       "ops   alice      admin\n"
+                       "ops   /^(.*)@example\\.com$   \\1\n"
+                       "ops   \"/literal\" lit\n"
+                       "any   root       all\n",
+                       "ident.conf");
+  INFO(r.error);
+  REQUIRE(r.map);
+  const IdentMap& m = *r.map;
+  CHECK(m.has_map("ops"));
+  CHECK(m.has_map("any"));
+  CHECK_FALSE(m.has_map("nope"));
+  CHECK(m.allows("ops", "alice", "admin"));
+  CHECK_FALSE(m.allows("ops", "alice", "alice"));
+  CHECK_FALSE(m.allows("other", "alice", "admin"));
+  CHECK(m.allows("ops", "bob@example.com", "bob"));
+  CHECK_FALSE(m.allows("ops", "bob@example.com", "carol"));
+  CHECK_FALSE(m.allows("ops", "bob@example.org", "bob"));
+  CHECK(m.allows("ops", "/literal", "lit"));  // quoted: a name, not an expression
+  CHECK(m.allows("any", "root", "whoever"));
+  CHECK_FALSE(m.allows("any", "nobody", "whoever"));
+  CHECK(m.entries[1].line == 3);
+
+  auto err = [](std::string_view text) {
+    auto x = parse_ident(text, "ident.conf");
+    CHECK_FALSE(x.map);
+    return x.error;
+  };
+  CHECK(err("ops alice\n") == "ident.conf:1: expected MAPNAME SYSTEM-USERNAME DATABASE-USERNAME");
+  CHECK(err("ops alice admin extra\n") == "ident.conf:1: expected MAPNAME SYSTEM-USERNAME DATABASE-USERNAME");
+  CHECK(err("ops a,b admin\n") == "ident.conf:1: a list where one value is expected");
+  CHECK(err("\nops alice +admins\n") ==
+        "ident.conf:2: group roles and regular expressions as DATABASE-USERNAME are not supported by pgmux");
+  CHECK(err("ops /(unclosed admin\n").rfind("ident.conf:1: invalid regular expression \"(unclosed\"", 0) == 0);
+  // An empty file is a valid (empty) map set.
+  auto empty = parse_ident("# nothing\n", "ident.conf");
+  REQUIRE(empty.map);
+  CHECK(empty.map->entries.empty());
 }

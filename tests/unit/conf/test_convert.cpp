@@ -519,11 +519,16 @@ TEST_CASE("convert: auth", "[convert]") {
           std::string::npos);
   }
   SECTION("hba is converted") {
-    const auto toml = convert_ok(with("auth_type = hba\nauth_hba_file = /etc/pgbouncer/hba.conf\n"));
+    const auto toml = convert_ok(with("auth_type = hba\nauth_hba_file = /etc/pgbouncer/hba.conf\n"
+                                      "auth_ident_file = /etc/pgbouncer/ident.conf\n"));
     CHECK_FALSE(has_line_starting(toml, "# refused:"));
     const auto c = ok(toml);
     CHECK(c->auth.type == AuthType::hba);
     CHECK(c->auth.hba_file == "/etc/pgbouncer/hba.conf");
+    CHECK(c->auth.ident_file == "/etc/pgbouncer/ident.conf");
+    CHECK(convert_ok(with("auth_ident_file = /etc/pgbouncer/ident.conf\n"))
+              .find("# untranslatable: auth_ident_file = /etc/pgbouncer/ident.conf (only used with auth_type = hba)") !=
+          std::string::npos);
   }
   SECTION("auth_user enables the auth query") {
     const auto toml = convert_ok(with("auth_user = pgbouncer_auth\nauth_query = SELECT * FROM lookup($1)\n"));

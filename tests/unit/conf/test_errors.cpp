@@ -512,6 +512,9 @@ TEST_CASE("auth requirements", "[conf][errors][auth]") {
   CHECK(err("[auth]\ntype = \"hba\"\nfile = \"u\"\n[databases.app]\n") ==
         "t.toml:2: [auth] hba_file: required when type = \"hba\"");
   CHECK(err("[auth]\nquery = \"\"\n[databases.app]\n") == "t.toml:2: [auth] query: must not be empty");
+  CHECK(err("[auth]\ntype = \"trust\"\nident_file = \"i\"\n[databases.app]\n") ==
+        "t.toml:3: [auth] ident_file: only used with type = \"hba\" (its map= options name the maps)");
+  CHECK(ok("[auth]\ntype = \"hba\"\nhba_file = \"h\"\nident_file = \"i\"\n[databases.app]\n"));
   // Satisfied requirements.
   CHECK(ok("[auth]\ntype = \"md5\"\nfile = \"u\"\n[databases.app]\n"));
   CHECK(err("[auth]\ntype = \"md5\"\nquery = \"SELECT 1\"\n[databases.app]\n") ==
