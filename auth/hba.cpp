@@ -419,9 +419,8 @@ std::string parse_rule(const std::vector<Field>& f, HbaRule& rule) {
   // As in PostgreSQL: cert authentication always verifies the full chain and
   // the CN, so callers need to look at one field only.
   if (rule.method == HbaMethod::cert) rule.clientcert = "verify-full";
-  if (rule.map && rule.method != HbaMethod::peer && rule.clientcert != "verify-full")
-    return "map is only used with peer, cert or clientcert=verify-full (it maps the OS user or the certificate's "
-           "common name)";
+  if (rule.map && rule.method != HbaMethod::peer && rule.method != HbaMethod::cert)
+    return "map is only used with peer and cert (it maps the OS user or the certificate's common name)";
   return {};
 }
 
@@ -604,7 +603,7 @@ bool IdentMap::allows(std::string_view map, const std::string& system_user, std:
       if (!std::regex_search(system_user, m, *e.pattern)) continue;
       // PostgreSQL substitutes the first parenthesized group for \1.
       if (const size_t at = wanted.find("\\1"); at != std::string::npos) {
-        if (m.size() < 2) continue;
+        if (m.size() < 2 || !m[1].matched) continue;  // PostgreSQL: an error, so no login
         wanted.replace(at, 2, m[1].str());
       }
     } else if (e.system_user != system_user) {

@@ -1193,10 +1193,8 @@ class Converter {
           fail(e.line, where + ": " + k + ": expected a number of seconds such as \"15\" or \"0.5\", got " +
                            quoted(p.value));
         std::erase_if(timeouts, [&](const auto& kv) { return kv.first == k; });  // the last one counts
-        if (k == "server_lifetime" && s->value.count() == 0)
-          comments.push_back(untranslatable(k, p.value,
-                                            "PgBouncer documents 0 as \"use each server connection once\"; pgmux "
-                                            "reads 0 as unlimited"));
+        if (s->value.count() == 0)
+          b.note(k + " = 0 on a database is PgBouncer's \"use the global value\": left out");
         else
           timeouts.emplace_back(k, format_duration(s->value));
       } else if (k == "max_db_client_connections" || k == "load_balance_hosts") {

@@ -81,9 +81,8 @@ AuthQuery::Answer AuthQuery::lookup(ClientConnection* c, const conf::DatabaseCon
     if (auto it = hub.auth_cache.find(key); it != hub.auth_cache.end()) {
       if (now - it->second.at < kCacheFor) {
         secret = it->second.secret;
-        // Another worker's query may have found it: server logins here
-        // with md5 or plaintext secrets need it too.
-        if (secret) remember(c->database(), user, *secret);
+        // (Kept for server logins once the client's password was right:
+        // ClientConnection::auth_succeeded calls remember.)
         return secret ? Answer::found : Answer::not_found;
       }
       hub.auth_cache.erase(it);
@@ -108,16 +107,15 @@ void AuthQuery::forget(ClientConnection* c) {
 
 void AuthQuery::remember(const std::string& database, const std::string& user, const auth::Secret& secret) {
   known_[{database, user}] = secret;
-  known_by_user_[user] = secret;
+}
+
+void AuthQuery::forget_database(const std::string& database) {
+  std::erase_if(known_, [&](const auto& kv) { return kv.first.first == database; });
 }
 
 const auth::Secret* AuthQuery::known(const std::string& database, const std::string& user) const {
-  if (auto it = known_.find({database, user}); it != known_.end()) return &it->second;
-  if (database.empty()) {
-    auto it = known_by_user_.find(user);
-    return it == known_by_user_.end() ? nullptr : &it->second;
-  }
-  return nullptr;
+  auto it = known_.find({database, user});
+  return it == known_.end() ? nullptr : &it->second;
 }
 
 void AuthQuery::tick(pool::TimePoint now, pool::Duration limit) {
@@ -150,8 +148,6 @@ void AuthQuery::finished(Lookup* l, Answer a, std::optional<auth::Secret> secret
       std::lock_guard lk(hub.auth_cache_mu);
       hub.auth_cache[key] = Hub::AuthAnswer{secret, worker_.now()};
     }
-    if (secret)
-      for (ClientConnection* c : done->waiters) remember(c->database(), key.second, *secret);
   }
   std::vector<ClientConnection*> waiters = std::move(done->waiters);
   done.reset();  // releases its wait / server before clients continue

@@ -47,11 +47,15 @@ class AuthQuery {
   Answer lookup(ClientConnection* c, const conf::DatabaseConfig& db, const std::string& user,
                 std::optional<auth::Secret>& secret);
   void forget(ClientConnection* c);
-  // The secret a lookup found for `user` for logins to client database
-  // `database` (server logins of that database's pools with md5 or
-  // plaintext secrets need it after the cache entry expired); else, for
-  // pgmux's own connections, the last one found for `user` anywhere.
+  // The secret a lookup found for `user` when a login to client database
+  // `database` succeeded with it (server logins of that database's pools
+  // with md5 or plaintext secrets need it after the cache entry expired).
   const auth::Secret* known(const std::string& database, const std::string& user) const;
+  // Only after the client proved its password: an unauthenticated client
+  // must not grow or change these.
+  void remember(const std::string& database, const std::string& user, const auth::Secret& secret);
+  // The pools of `database` went (a "*" name unused for autodb_idle_timeout).
+  void forget_database(const std::string& database);
   // Gives up on lookups older than `limit` (client_login_timeout).
   void tick(pool::TimePoint now, pool::Duration limit);
 
@@ -60,13 +64,11 @@ class AuthQuery {
   friend class Lookup;
   // (database entry + '\x1f' + the database the query runs in, user)
   using Key = std::pair<std::string, std::string>;
-  void remember(const std::string& database, const std::string& user, const auth::Secret& secret);
   void finished(Lookup* l, Answer a, std::optional<auth::Secret> secret, const std::string& error);
 
   Worker& worker_;
   std::map<Key, std::unique_ptr<Lookup>> running_;
   std::map<std::pair<std::string, std::string>, auth::Secret> known_;  // (client database, user)
-  std::map<std::string, auth::Secret, std::less<>> known_by_user_;
 };
 
 }  // namespace pgmux

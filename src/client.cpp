@@ -384,7 +384,7 @@ void ClientConnection::begin_auth() {
     auth_->fail_reason = "empty password in the userlist (like PostgreSQL, no password means no login)";
   else if (const auto& ctx = worker_.client_tls();
            ctx && ctx->mode() == conf::TlsMode::verify_full && socket_.tls_established() &&
-           socket_.tls_peer_common_name() != user_)
+           socket_.tls_peer_common_name() != user_ && !auth_->cert_name_mapped)
     auth_->fail_reason = "client certificate common name \"" + socket_.tls_peer_common_name() +
                          "\" is not the user name ([tls] mode = \"verify-full\")";
   auth_->mock = !auth_->fail_reason.empty();
@@ -488,6 +488,7 @@ conf::AuthType ClientConnection::auth_method(std::string& refusal) const {
                 user_ + "\"" + how + at;
       return conf::AuthType::scram_sha_256;
     }
+    if (*m->clientcert == "verify-full" && m->map && auth_) auth_->cert_name_mapped = true;
   }
   if (m->method == auth::HbaMethod::peer) {
     std::string os_user;
@@ -585,6 +586,9 @@ void ClientConnection::auth_failed(const std::string& log_reason) {
 }
 
 void ClientConnection::auth_succeeded() {
+  // The looked-up secret served a right password: this database's server
+  // logins may use it (never before the password, see AuthQuery::remember).
+  if (auth_ && auth_->looked_up_secret) worker_.auth_query().remember(database_, user_, *auth_->looked_up_secret);
   // A reload during the password exchange may have removed the database
   // (or the admin user): checked again against the config in force now.
   const conf::DatabaseConfig* db =

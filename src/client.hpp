@@ -284,6 +284,9 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     std::optional<auth::ScramServer> scram;
     bool scram_first_done = false;
     bool from_verifier = false;  // SCRAM against a stored verifier: keys usable for pass-through
+    // An hba rule with map= checked the certificate's common name (so
+    // [tls] verify-full's name-is-the-user check does not apply).
+    bool cert_name_mapped = false;
     // auth_query: the lookup ran (its answer, when found).
     bool failing = false;  // failed; closed after auth_failure_delay
     bool looked_up = false;

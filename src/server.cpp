@@ -332,8 +332,7 @@ bool ServerConnection::handle_auth(proto::ByteSpan body) {
     return false;
   }
   const pool::Pool* p = pool();
-  const auth::Secret* secret =
-      worker_.find_secret(user_, p && !p->health_check() ? p->database() : std::string());
+  const auth::Secret* secret = worker_.find_secret(user_, p ? p->database() : std::string());
   std::optional<std::string> password;
   if (password_) password = *password_;
   else if (secret && secret->kind == auth::SecretKind::plain) password = secret->text;
@@ -382,8 +381,7 @@ bool ServerConnection::handle_auth(proto::ByteSpan body) {
       }
       if (password) {
         scram_.emplace(auth::ScramClient::with_password(*password));
-      } else if (const auth::ScramKeys* keys =
-                     worker_.scram_keys(p && !p->health_check() ? p->database() : std::string(), user_)) {
+      } else if (const auth::ScramKeys* keys = worker_.scram_keys(p ? p->database() : std::string(), user_)) {
         scram_.emplace(auth::ScramClient::with_keys(*keys));
       } else {
         return no_credentials("SCRAM");
@@ -886,6 +884,11 @@ void ServerConnection::watch_end(bool& release_point) {
     in_copy_in_ = false;
     ready_since_ms_ = uv_now(loop_);
     release_point = pending_z_ == 0 && !unsynced_;
+    // server_fast_close: an outdated session server at rest goes (with its
+    // client) after this turn's I/O, once the answer is out.
+    if (release_point && tx_status_ == 'I' && client_ && client_->mode() == conf::PoolMode::session &&
+        worker_.config().server_fast_close && pool() && pool()->outdated(this))
+      worker_.fast_close_due();
     if (!statement_uses_.empty()) {  // answered segments
       const uint64_t oldest = oldest_unanswered_segment();
       std::erase_if(statement_uses_, [&](const auto& u) { return u.first < oldest; });

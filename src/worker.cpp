@@ -674,6 +674,10 @@ void Worker::on_serve_check(uv_check_t* h) {
     p->serve_deferred();
   }
   uv_idle_stop(&w->serve_idle_);
+  if (w->fast_close_due_) {
+    w->fast_close_due_ = false;
+    w->close_outdated_sessions();
+  }
 }
 
 void Worker::tick() {
@@ -1253,14 +1257,11 @@ void Worker::cancel_server_query(ServerConnection* s) {
 void Worker::remember_scram_keys(const std::string& database, const std::string& user,
                                  const auth::ScramKeys& keys) {
   scram_keys_[{database, user}] = keys;
-  scram_keys_by_user_[user] = keys;
 }
 
 const auth::ScramKeys* Worker::scram_keys(const std::string& database, const std::string& user) const {
-  if (auto it = scram_keys_.find({database, user}); it != scram_keys_.end()) return &it->second;
-  if (!database.empty()) return nullptr;
-  auto it = scram_keys_by_user_.find(user);
-  return it == scram_keys_by_user_.end() ? nullptr : &it->second;
+  auto it = scram_keys_.find({database, user});
+  return it == scram_keys_.end() ? nullptr : &it->second;
 }
 
 const auth::ScramVerifier& Worker::verifier_for_plain(const std::string& user,
@@ -1484,6 +1485,7 @@ void Worker::drop_idle_auto_pools(uint64_t now_ms) {
   // after a short while whatever autodb_idle_timeout says, or unauthenticated
   // clients could make pgmux keep a pool per random name.
   constexpr uint64_t kEmptyLookupPoolMs = 10000;
+  std::vector<std::string> dropped;
   for (auto it = pools_.begin(); it != pools_.end();) {
     const PoolKey& key = it->first;
     PoolEntry& e = it->second;
@@ -1525,7 +1527,16 @@ void Worker::drop_idle_auto_pools(uint64_t now_ms) {
       spdlog::info("pool {}/{} dropped: no client for autodb_idle_timeout", key.database, key.user);
       dropped_totals_[key.database].add(PoolTotals(e.pool->stats));  // the stats line's totals only grow
     }
+    dropped.push_back(key.database);
     it = pools_.erase(it);
+  }
+  // Secrets kept for server logins of a name no pool serves any more go too
+  // (random "*" names must not grow them).
+  for (const std::string& name : dropped) {
+    const bool still = std::any_of(pools_.begin(), pools_.end(), [&](const auto& kv) { return kv.first.database == name; });
+    if (still) continue;
+    auth_query_->forget_database(name);
+    std::erase_if(scram_keys_, [&](const auto& kv) { return kv.first.first == name; });
   }
 }
 

@@ -99,6 +99,9 @@ class Worker : public pool::Connector {
   const std::shared_ptr<const tls::Context>& client_tls() const { return files_.client_tls; }
   const std::shared_ptr<const tls::Context>& server_tls() const { return files_.server_tls; }
   const conf::Config& config() const { return *config_; }
+  // server_fast_close: a session server due to be replaced reached the end
+  // of a transaction; its session is closed after this loop turn's I/O.
+  void fast_close_due() { fast_close_due_ = true; }
   // The [pgmux] tcp_keepalive and tcp_socket_buffer settings on a client's or server's socket
   // (`who` names the connection in the warning if the kernel refuses one).
   void set_tcp_options(Socket& s, const std::string& who) const;
@@ -141,8 +144,8 @@ class Worker : public pool::Connector {
   const auth::HbaRules* hba() const { return files_.hba.get(); }
   const auth::IdentMap* ident() const { return files_.ident.get(); }
   // A user's secret: the userlist's, else the last one auth_query found.
-  // `database`: the client database whose pool logs in (auth_query answers
-  // are kept per database); empty for pgmux's own connections.
+  // `database`: the database name of the pool that logs in (auth_query
+  // answers are kept per client database).
   const auth::Secret* find_secret(const std::string& user, const std::string& database) const;
   // A health check (of the first worker) finished: this worker's router
   // takes the outcome, and every other worker's router of the database.
@@ -168,8 +171,7 @@ class Worker : public pool::Connector {
   void cancel_finished(CancelSender* c);
   void server_finished(ServerConnection* s);
   // SCRAM keys recovered from a client's login to `database`, for
-  // pass-through by that database's pools (empty `database`: pgmux's own
-  // connections, which take the last keys of the user).
+  // pass-through by that database's pools.
   void remember_scram_keys(const std::string& database, const std::string& user, const auth::ScramKeys& keys);
   const auth::ScramKeys* scram_keys(const std::string& database, const std::string& user) const;
   // A verifier for a plaintext userlist password, computed once.
@@ -258,6 +260,7 @@ class Worker : public pool::Connector {
   void tick();
   void check_client_timeouts();
   void close_outdated_sessions();
+  bool fast_close_due_ = false;
   void balance_shared_limits();
   // Closes idle servers under limits (`only`, or any) that other workers
   // want a slot of, and hands each slot over (take_want, open_on).
@@ -332,10 +335,9 @@ class Worker : public pool::Connector {
   void drop_idle_auto_pools(uint64_t now_ms);
   bool retired_pools_ = false;
   // By (client database, user): a verifier auth_query found for one
-  // database entry may not be another's; by user alone for pgmux's own
-  // connections (health checks).
+  // database entry may not be another's. A health check pool's database is
+  // its entry's name, so an entry's checker finds the keys of its clients.
   std::map<std::pair<std::string, std::string>, auth::ScramKeys> scram_keys_;
-  std::map<std::string, auth::ScramKeys, std::less<>> scram_keys_by_user_;
   std::map<std::string, std::pair<std::string, auth::ScramVerifier>, std::less<>> plain_verifiers_;
   std::unordered_map<uint32_t, std::pair<ClientConnection*, uint32_t>> cancel_keys_;
   pool::List<ClientConnection, &ClientConnection::all_hook> clients_;

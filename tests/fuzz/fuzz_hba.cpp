@@ -8,7 +8,7 @@
 //    database and a user, no empty or '/'-leading name, an address exactly
 //    when not local, a prefix length in range with the host bits cleared,
 //    cert only on hostssl with clientcert verify-full, clientcert only on
-//    hostssl, peer only on local, map= only with peer or verify-full.
+//    hostssl, peer only on local, map= only with peer or cert.
 //  - ok => the rules written back in the format (names quoted, addresses as
 //    CIDR), when every line stays within the 8 KiB limit, parse to the same
 //    rules.
@@ -118,7 +118,7 @@ void check_rule(const HbaRule& r) {
     FUZZ_CHECK(*r.clientcert == "verify-ca" || *r.clientcert == "verify-full");
   }
   if (r.method == HbaMethod::peer) FUZZ_CHECK(r.type == HbaConnType::local);
-  if (r.map) FUZZ_CHECK(!r.map->empty() && (r.method == HbaMethod::peer || r.clientcert == "verify-full"));
+  if (r.map) FUZZ_CHECK(!r.map->empty() && (r.method == HbaMethod::peer || r.method == HbaMethod::cert));
 }
 
 // A request the rule matches, if it can match anything at all.

@@ -1158,4 +1158,10 @@ void TcpRelay::pump(int from, int to, bool dribble) {
   ::shutdown(to, SHUT_WR);
 }
 
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 }  // namespace it

@@ -262,6 +262,8 @@ Rows rows_of(const PGresult* r);
 // One cell of a console command's answer (`show`, e.g. "SHOW POOLS"): the
 // `column` of the first row whose `key_column` is `key`; "no such cell"
 // when there is none.
+// How many times `what` occurs in `text` (log lines, say).
+size_t count_of(const std::string& text, const std::string& what);
 std::string show_cell(PGconn* console, const std::string& show, const std::string& key_column,
                       const std::string& key, const std::string& column);
 // No assertions (thread-safe).

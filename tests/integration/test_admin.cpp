@@ -264,11 +264,11 @@ TEST_CASE("admin: server_fast_close ends idle sessions whose servers RECONNECT r
   std::this_thread::sleep_for(800ms);
   CHECK(scalar(idle.get(), "SELECT pg_backend_pid()") == idle_pid);
   CHECK(scalar(in_tx.get(), "SELECT pg_backend_pid()") == tx_pid);
-  // On.
-  exec(a.get(), "SET server_fast_close = 1");
-  CHECK(show_cell(a.get(), "SHOW CONFIG", "key", "server_fast_close", "value") == "1");
+  // On (the transaction opened first, so no check can find it idle).
   exec(in_tx.get(), "BEGIN");
   exec(in_tx.get(), "CREATE TEMP TABLE fast_close_t (i int)");
+  exec(a.get(), "SET server_fast_close = 1");
+  CHECK(show_cell(a.get(), "SHOW CONFIG", "key", "server_fast_close", "value") == "1");
   // The idle session is ended within a tick or two, with a reason.
   CHECK(wait_until([&] { return contains(mux.log_text(), "closing (server_fast_close)"); }, 3s));
   const auto gone = try_exec(idle.get(), "SELECT 1");
@@ -287,6 +287,18 @@ TEST_CASE("admin: server_fast_close ends idle sessions whose servers RECONNECT r
   CHECK(fresh_pid != tx_pid);
   std::this_thread::sleep_for(800ms);
   CHECK(scalar(fresh.get(), "SELECT pg_backend_pid()") == fresh_pid);
+  // A session that is inside a transaction at almost every moment still
+  // goes at the end of its first transaction after RECONNECT.
+  Conn batch = connect(mux.conninfo("app", "scram_user", "scram_pw"));
+  exec(batch.get(), "BEGIN");
+  exec(a.get(), "RECONNECT app");
+  CHECK(try_exec(batch.get(), "SELECT pg_sleep(0.6); COMMIT").ok);  // started before: runs to its end
+  const auto next = try_exec(batch.get(), "BEGIN; SELECT pg_sleep(0.6); COMMIT");
+  CHECK_FALSE(next.ok);  // the FATAL, or libpq's "closed unexpectedly" if it came in between
+  // idle, in_tx, then fresh (idle at this RECONNECT) and batch.
+  CHECK(wait_until([&] { return count_of(mux.log_text(), "closing (server_fast_close)") == 4; }, 3s));
+  batch.reset();
+  fresh.reset();
   idle.reset();
   in_tx.reset();
   fresh.reset();

@@ -305,7 +305,6 @@ TEST_CASE("auth_query: answers read in one database never serve another", "[auth
   CHECK_THAT(connect_error(mux.conninfo(real.name(), r.victim, "evil_pw")),
              Contains("password authentication failed for user \"" + r.victim + "\""));
   CHECK_FALSE(contains(mux.log_text(), "pool " + real.name() + "/" + r.victim + " created"));
-  CHECK_THAT(mux.log_text(), Contains("unknown user \"" + r.victim + "\" (auth query)") || Contains("login failed"));
   // Names that lead nowhere, tried before any login: their lookup pools
   // do not stay (10 s after their last use).
   const std::string nowhere = "aq_nowhere_" + r.suffix;

@@ -238,6 +238,15 @@ TEST_CASE("hba: cert with an ident map", "[hba][tls]") {
   CHECK_THAT(mux.log_text(), Contains("client certificate common name \"app-server-1.example.com\" may not log in as "
                                       "\"md5_user\" (map certs)"));
   mux.finish();
+  // [tls] mode = "verify-full" wants the common name to be the user; a
+  // cert rule whose map allowed the name stands in for that check.
+  c.rest = replace_all(c.rest, "mode = \"prefer\"", "mode = \"verify-full\"");
+  Pgmux strict(c);
+  {
+    Conn ok = connect(strict.conninfo("app", "scram_user", "", with_cert));
+    CHECK(scalar(ok.get(), "SELECT current_user") == "scram_user");
+  }
+  strict.finish();
 }
 
 // listen = "*" binds one dual-stack socket: IPv4 peers arrive as

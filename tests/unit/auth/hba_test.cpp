@@ -548,10 +548,11 @@ TEST_CASE("hba: methods", "[auth][hba]") {
         "pgmux_hba.conf:1: peer authentication is only supported on local lines (unix sockets)");
   CHECK(rule_of("local all all peer map=admins").map == "admins");
   CHECK(rule_of("hostssl all all all cert map=certs").map == "certs");
-  CHECK(rule_of("hostssl all all all md5 clientcert=verify-full map=certs").map == "certs");
+  // As in PostgreSQL, not on password rules (also with clientcert=verify-full).
+  CHECK(parse_error("hostssl all all all md5 clientcert=verify-full map=certs\n") ==
+        "pgmux_hba.conf:1: map is only used with peer and cert (it maps the OS user or the certificate's common name)");
   CHECK(parse_error("local all all md5 map=admins\n") ==
-        "pgmux_hba.conf:1: map is only used with peer, cert or clientcert=verify-full (it maps the OS user or the "
-        "certificate's common name)");
+        "pgmux_hba.conf:1: map is only used with peer and cert (it maps the OS user or the certificate's common name)");
   CHECK(parse_error("local all all peer map=a map=b\n") == "pgmux_hba.conf:1: map given twice");
   for (const char* method : {"ident", "gss", "sspi", "ldap", "radius", "pam", "bsd", "oauth"}) {
     CHECK(parse_error(std::string("host all all all ") + method + "\n") ==
@@ -959,6 +960,17 @@ TEST_CASE("ident maps: names, regular expressions with \\1, all", "[auth][hba][i
   CHECK(m.allows("ops", "/literal", "lit"));  // quoted: a name, not an expression
   CHECK(m.allows("any", "root", "whoever"));
   CHECK_FALSE(m.allows("any", "nobody", "whoever"));
+
+  // As PostgreSQL: the expression is searched, not anchored; only the first
+  // \1 is replaced; a \1 whose group took no part allows nothing.
+  auto more = parse_ident("part /ob x\nmulti /^(a)(b)$ \\1-\\1\nopt /^(a)?bob$ x\\1y\n", "ident.conf");
+  REQUIRE(more.map);
+  CHECK(more.map->allows("part", "robert", "x"));
+  CHECK_FALSE(more.map->allows("part", "alice", "x"));
+  CHECK(more.map->allows("multi", "ab", "a-\\1"));
+  CHECK_FALSE(more.map->allows("multi", "ab", "a-a"));
+  CHECK(more.map->allows("opt", "abob", "xay"));
+  CHECK_FALSE(more.map->allows("opt", "bob", "xy"));
   CHECK(m.entries[1].line == 3);
 
   auto err = [](std::string_view text) {

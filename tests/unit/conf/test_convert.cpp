@@ -722,7 +722,8 @@ TEST_CASE("convert: database connection strings", "[convert]") {
     const auto c = ok(toml);
     CHECK(db(*c, "x").server_lifetime == std::optional<Duration>(std::chrono::minutes(10)));
     CHECK(db(*c, "x").query_wait_timeout == std::optional<Duration>(std::chrono::milliseconds(2500)));
-    CHECK(toml.find("# untranslatable: server_lifetime = 0 (") != std::string::npos);
+    CHECK(toml.find("# note: server_lifetime = 0 on a database is PgBouncer's \"use the global value\"") !=
+          std::string::npos);
     CHECK_FALSE(db(*c, "y").server_lifetime);
     CHECK_THAT(convert_err("[databases]\nx = host=a query_wait_timeout=soon\n[pgbouncer]\nauth_type = trust\n"),
                Catch::Contains("query_wait_timeout: expected a number of seconds"));
