@@ -354,16 +354,21 @@ ScramServer::ScramServer(ScramVerifier verifier) : v_(std::move(verifier)) {
   }
 }
 
-std::string derived_salt(std::string_view username) {
-  const Sha256 h = hmac_sha256(mock_secret(), username);
-  return std::string(reinterpret_cast<const char*>(h.data()), kDefaultSaltLen);
+namespace {
+// The per-user secret behind derived_salt and the mock's keys.
+Sha256 user_secret(std::string_view username) { return hmac_sha256(mock_secret(), username); }
+std::string salt_of(const Sha256& user_secret) {
+  return std::string(reinterpret_cast<const char*>(user_secret.data()), kDefaultSaltLen);
 }
+}  // namespace
+
+std::string derived_salt(std::string_view username) { return salt_of(user_secret(username)); }
 
 ScramServer ScramServer::mock(std::string_view username, int iterations) {
   ScramServer s;
   s.mock_ = true;
-  const Sha256 h = hmac_sha256(mock_secret(), username);
-  s.v_.salt = derived_salt(username);
+  const Sha256 h = user_secret(username);
+  s.v_.salt = salt_of(h);  // derived_salt(username), without a second HMAC
   s.v_.iterations = iterations >= 1 ? iterations : kScramDefaultIterations;
   // Unused for success (a mock always fails) but real-looking keys keep the
   // final step's work identical to a real exchange.

@@ -876,6 +876,12 @@ void check_auth_lookups(Ctx& ctx, const Value* auth_section, const Value* databa
     const Value* v = at(at(databases_section, name), key);
     return v ? v : at(databases_section, name);
   };
+  // A lookup database must be an entry of its own.
+  auto check_target = [&](const Value* at_value, const std::string& where, const std::string& target) {
+    if (target.empty() || (target != "*" && c.databases.count(target))) return;
+    ctx.add(at_value, where + ": " + dq(target) + " is not a [databases] entry" +
+                          (target == "*" ? " (name one with its own table; \"*\" stands for any name)" : ""));
+  };
   bool some_entry_looks_up = false;
   for (const auto& [name, db] : c.databases) {
     const AuthLookup l = c.auth_lookup(db);
@@ -889,20 +895,10 @@ void check_auth_lookups(Ctx& ctx, const Value* auth_section, const Value* databa
         ctx.add(at(auth_section, "query"),
                 "[auth] query_user: required when query is set (the role that runs the lookup)");
     }
-    if (db.auth_query_database && !db.auth_query_database->empty()) {
-      const std::string& target = *db.auth_query_database;
-      if (target == "*" || !c.databases.count(target))
-        ctx.add(db_value(name, "auth_query_database"),
-                shown + " auth_query_database: " + dq(target) + " is not a [databases] entry" +
-                    (target == "*" ? " (name one with its own table; \"*\" stands for any name)" : ""));
-    }
+    if (db.auth_query_database)
+      check_target(db_value(name, "auth_query_database"), shown + " auth_query_database", *db.auth_query_database);
   }
-  if (!c.auth.query_database.empty() &&
-      (c.auth.query_database == "*" || !c.databases.count(c.auth.query_database))) {
-    ctx.add(at(auth_section, "query_database"),
-            "[auth] query_database: " + dq(c.auth.query_database) + " is not a [databases] entry" +
-                (c.auth.query_database == "*" ? " (name one with its own table; \"*\" stands for any name)" : ""));
-  }
+  check_target(at(auth_section, "query_database"), "[auth] query_database", c.auth.query_database);
   if ((c.auth.type == AuthType::md5 || c.auth.type == AuthType::scram_sha_256) && c.auth.file.empty() &&
       !some_entry_looks_up) {
     const Value* type = at(auth_section, "type");

@@ -501,7 +501,6 @@ conf::AuthType ClientConnection::auth_method(std::string& refusal) const {
                 user_ + "\"" + how + at;
       return conf::AuthType::scram_sha_256;
     }
-    return conf::AuthType::trust;
   }
   switch (m->method) {
     case auth::HbaMethod::trust:

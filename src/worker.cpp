@@ -1016,7 +1016,16 @@ void Worker::follow_entry(PoolEntry& e, const PoolKey& key, const conf::Database
   PoolEntry next;
   set_target(next, key, db);
   const bool new_parameters = db.parameters != e.db->parameters;
-  const std::vector<std::pair<std::string, std::string>> old_parameters = e.db->parameters;
+  // The settings whose value changed (names are case-insensitive), while
+  // e.db still points at the old entry.
+  std::vector<std::string> changed;
+  if (new_parameters)
+    for (const pool::Params* list : {&e.db->parameters, &db.parameters})
+      for (const auto& [k, v] : *list) {
+        const std::string* before = find_param(e.db->parameters, k);
+        const std::string* after = find_param(db.parameters, k);
+        if (!before || !after || *before != *after) changed.push_back(k);
+      }
   const bool moved = db.name != e.db->name || next.host != e.host || next.port != e.port ||
                      next.password != e.password || db.dbname != e.db->dbname ||
                      db.connect_query != e.db->connect_query || new_parameters;
@@ -1027,21 +1036,10 @@ void Worker::follow_entry(PoolEntry& e, const PoolKey& key, const conf::Database
   e.owner = config_;
   e.retired = false;
   e.pool->update_settings(settings_for(key, db));
-  if (new_parameters && !key.auth && !key.health && e.pool->welcome_ready()) {
+  if (!changed.empty() && !key.auth && !key.health && e.pool->welcome_ready()) {
     // Clients logged in before keep the values they were told: each changed
     // setting the servers report becomes the client's own (only those, so
     // idle clients stay small).
-    const auto& before = old_parameters;
-    const auto& after = db.parameters;
-    std::vector<std::string> changed;
-    auto value_in = [](const std::vector<std::pair<std::string, std::string>>& list, const std::string& name) {
-      for (const auto& [k, v] : list)
-        if (param_name_equal(k, name)) return std::optional<std::string>(v);
-      return std::optional<std::string>();
-    };
-    for (const auto* list : {&before, &after})
-      for (const auto& [k, v] : *list)
-        if (value_in(before, k) != value_in(after, k)) changed.push_back(k);
     for (ClientConnection* c = clients_.front(); c; c = decltype(clients_)::next(c)) {
       if (c->home_pool() != e.pool.get()) continue;
       for (const std::string& name : changed)
