@@ -1217,6 +1217,28 @@ void ClientConnection::keep_told_value(std::string_view name, std::string_view v
   params_id_ = 0;
 }
 
+void ClientConnection::settings_read(const pool::Params* read, const pool::Params& reported) {
+  if (state_ == State::syncing) state_ = State::linked;
+  if (!read) return;
+  const pool::Params& unreported = *read;
+  pool::Params next;
+  next.reserve(desired_.size() + unreported.size());
+  for (const auto& [k, v] : desired_) {
+    if (find_param(reported, k) || read_only_parameter(k)) {
+      next.emplace_back(k, v);
+    } else if (!find_param(unreported, k) && login_params_) {
+      // Not on the session now: a RESET (or SET ... TO DEFAULT). As in
+      // PostgreSQL, a startup option is what that returns to.
+      if (const std::string* at_login = find_param(*login_params_, k)) next.emplace_back(k, *at_login);
+    }
+  }
+  for (const auto& [k, v] : unreported) set_param(next, k, v);
+  if (next != desired_) {
+    desired_ = std::move(next);
+    params_id_ = 0;
+  }
+}
+
 uint64_t ClientConnection::params_id() {
   if (params_id_ == 0) params_id_ = worker_.param_set_id(desired_);
   return params_id_;

@@ -88,6 +88,14 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // parameters did): a client without its own value keeps the one it was
   // told.
   void keep_told_value(std::string_view name, std::string_view value);
+  // Transaction pooling, after a SET or RESET: the server reads what the
+  // session now holds before it is given back; input waits meanwhile.
+  void settings_pending() { state_ = State::syncing; }
+  // The read: `unreported` are the session's settings that the server does
+  // not report (those in `reported` follow ParameterStatus). They become
+  // the client's, wherever its next transactions run. nullptr: the read
+  // failed, the client keeps what it had.
+  void settings_read(const pool::Params* unreported, const pool::Params& reported);
   // The session parameters the client expects, name and value: the pool's
   // server values overridden by the client's own (startup, SET, options).
   template <class F>

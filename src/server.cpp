@@ -21,7 +21,25 @@ constexpr size_t kMaxWatchedMessage = 64 * 1024;  // ParameterStatus, ReadyForQu
 constexpr std::string_view kUnknownSetting = "\x01unknown";
 constexpr uint32_t kMaxLoginMessage = 1024 * 1024;
 
-enum Purpose { kPurposeLogin = 1, kPurposeSync = 2, kPurposeReset = 3, kPurposeCheck = 4, kPurposeServerCheck = 5 };
+enum Purpose {
+  kPurposeLogin = 1,
+  kPurposeSync = 2,
+  kPurposeReset = 3,
+  kPurposeCheck = 4,
+  kPurposeServerCheck = 5,
+  kPurposeSettings = 6,
+  kPurposeResetAll = 7,
+};
+
+// What a client's SET or RESET left in the session (transaction pooling):
+// every setting whose value came from SET (or set_config), and the role of
+// SET ROLE, which pg_settings does not list. Read when the transaction is
+// over, so a rolled-back SET, SET LOCAL and savepoints need no parsing.
+constexpr std::string_view kReadSettingsSql =
+    "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings "
+    "WHERE source OPERATOR(pg_catalog.=) 'session' "
+    "UNION ALL SELECT 'role', pg_catalog.current_setting('role') "
+    "WHERE pg_catalog.current_setting('role') OPERATOR(pg_catalog.<>) 'none'";
 
 constexpr auto server_error = &proto::fatal_error;
 }  // namespace
@@ -505,6 +523,15 @@ bool ServerConnection::handle_internal_message(char type, proto::ByteSpan body) 
       return true;
     }
     case 'D':
+      if (internal_purpose_ == kPurposeSettings) {
+        auto row = proto::parse_data_row(body);
+        if (!row || row->size() != 2 || !(*row)[0] || !(*row)[1]) {
+          fail("malformed session settings row from server");
+          return false;
+        }
+        settings_read_.emplace_back(std::string(*(*row)[0]), std::string(*(*row)[1]));
+        return true;
+      }
       if (internal_purpose_ == kPurposeCheck && !check_row_seen_) {
         auto row = proto::parse_data_row(body);
         if (!row) {
@@ -602,6 +629,7 @@ void ServerConnection::internal_done() {
     case kPurposeReset:
       if (internal_error_) {
         spdlog::warn("{} reset failed: {}", name_, internal_error_->message);
+        read_after_reset_ = false;
         close("reset query failed");
         return;
       }
@@ -613,9 +641,62 @@ void ServerConnection::internal_done() {
       // pgmux's records must say so (else a later Parse or PREPARE of the
       // same name fails with 42P05).
       reset_discards_ = false;
+      if (std::exchange(read_after_reset_, false)) {
+        read_settings();
+        return;
+      }
       state_ = State::idle;
       if (pool()) pool()->release(this);
       return;
+    case kPurposeResetAll: {
+      if (!client_) {  // the client left meanwhile
+        state_ = State::linked;
+        unlink_client();
+        return;
+      }
+      if (internal_error_) {
+        ClientConnection* c = client_;
+        client_ = nullptr;
+        state_ = State::linked;
+        c->server_sync_failed(*internal_error_);
+        unlink_client();
+        return;
+      }
+      custom_dirty_ = false;
+      std::erase_if(set_by_us_, [](const auto& kv) { return !param_name_equal(kv.first, "role"); });
+      synced_with_ = {};
+      state_ = State::linked;
+      link_sync();
+      return;
+    }
+    case kPurposeSettings: {
+      if (internal_error_) {
+        // (A client's statement_timeout of a millisecond, say.) The client
+        // goes on without its settings carried over; the connection, whose
+        // session is not known, is not reused.
+        ClientConnection* c = std::exchange(client_, nullptr);
+        spdlog::warn("{} reading the session's settings failed: {}{}", name_, internal_error_->message,
+                     c ? fmt::format(" (C-{}'s SET applies to its next transactions no more)", c->id()) : "");
+        close("reading the session's settings failed");
+        if (c) {
+          c->settings_read(nullptr, params_);
+          c->server_released();
+        }
+        return;
+      }
+      adopt_settings_read();
+      ClientConnection* c = client_;
+      state_ = State::linked;
+      if (c) {
+        c->settings_read(&set_by_us_, params_);
+        release_to_pool();
+        return;
+      }
+      // Nobody linked (the client left, or was released first).
+      state_ = State::idle;
+      if (pool()) pool()->release(this);
+      return;
+    }
     default:
       return;
   }
@@ -650,6 +731,13 @@ ServerConnection::SyncedWith ServerConnection::sync_key(ClientConnection* c) con
 
 void ServerConnection::link_sync() {
   ClientConnection* c = client_;
+  // Another client's SET may have left a custom setting (myapp.x) here,
+  // which no catalog lists: RESET ALL first, then the usual SETs. (RESET
+  // ALL leaves the role alone; a SET ROLE is in set_by_us_ from the read.)
+  if (custom_dirty_ && custom_owner_ != c->id()) {
+    run_internal({"RESET ALL"}, kPurposeResetAll);
+    return;
+  }
   // Common cases first: the server was in sync with an equal parameter set
   // before, or a client that set nothing of its own expects the pool's
   // values and the server is still at exactly those: no SET.
@@ -703,6 +791,13 @@ void ServerConnection::link_sync() {
 // the next link. DEALLOCATE ALL (in a multi-statement query, which pgmux
 // does not recognise) drops every prepared statement; DISCARD ALL too.
 void ServerConnection::note_session_command(std::string_view tag) {
+  if ((tag == "SET" || tag == "RESET") && client_mode_ != conf::PoolMode::session) {
+    settings_changed_ = true;
+    if (tag == "SET") {
+      custom_dirty_ = true;
+      custom_owner_ = client_ ? client_->id() : 0;
+    }
+  }
   if (tag == "RESET") {
     for (auto& [k, v] : set_by_us_) v = kUnknownSetting;
     synced_with_ = {};
@@ -740,6 +835,7 @@ void ServerConnection::copy_done_sent() {
 
 void ServerConnection::settings_reset_to(const pool::Params& values) {
   set_by_us_.clear();
+  custom_dirty_ = false;
   for (const auto& [k, v] : values)
     if (!read_only_parameter(k) && !find_param(params_, k)) set_param(set_by_us_, k, v);
   synced_with_ = {};
@@ -805,7 +901,10 @@ void ServerConnection::forward(IoBufferPtr buf, size_t offset, size_t n) {
 void ServerConnection::watch_header(char type, bool& release_point) {
   // Errors are read too (rare): the SQLSTATE decides a read's retry, and a
   // stale plan makes pgmux prepare its statements again.
-  watched_type_ = (type == 'Z' || type == 'S' || type == 'E' || (type == 'C' && client_)) ? type : 0;
+  watched_type_ =
+      (type == 'Z' || type == 'S' || type == 'E' || (type == 'C' && (client_ || state_ == State::draining)))
+          ? type
+          : 0;
   msg_acc_.clear();
   // The result type of a named statement a Describe asked for (the tracker
   // has not seen this message yet).
@@ -829,11 +928,13 @@ void ServerConnection::watch_header(char type, bool& release_point) {
 void ServerConnection::watch_body(proto::ByteSpan data) {
   if (!watched_type_) return;
   // A command tag matters for read-your-writes routing, or when it may
-  // change the session under pgmux (RESET, DISCARD ALL, DEALLOCATE ALL):
-  // most tags are dropped at their first byte.
+  // change the session under pgmux (SET and RESET under transaction
+  // pooling, DISCARD ALL, DEALLOCATE ALL): most tags are dropped at their
+  // first bytes ("SELECT n" at its third).
   // (The client may have left since the header: the server drains.)
-  if (watched_type_ == 'C' && msg_acc_.empty() && !data.empty() && data[0] != 'R' &&
-      data[0] != 'D' && !(client_ && client_->watches_writes())) {
+  if (watched_type_ == 'C' && msg_acc_.empty() && !data.empty() && data[0] != 'R' && data[0] != 'D' &&
+      !(data[0] == 'S' && client_mode_ != conf::PoolMode::session && (data.size() < 3 || data[2] == 'T')) &&
+      !(client_ && client_->watches_writes())) {
     watched_type_ = 0;
     return;
   }
@@ -1112,7 +1213,7 @@ bool ServerConnection::pipeline_slot_open() const {
   // LOCAL goes back at its end, after the queued client was found in sync).
   return state_ == State::linked && client_ && !next_ && !next_gone_ && !handoff_ && pending_z_ == 1 &&
          cancels_in_flight_ == 0 &&
-         !unsynced_ && last_segment_safe_ &&
+         !unsynced_ && last_segment_safe_ && !settings_changed_ &&
          (tx_status_ == 'I' || (tx_status_ == 'T' && last_segment_ends_tx_ && !param_status_since_idle_)) &&
          !retry_armed_ && !in_copy_in_ &&
          !extended_copy_in_ && client_mode_ == conf::PoolMode::transaction && pool() &&
@@ -1121,6 +1222,7 @@ bool ServerConnection::pipeline_slot_open() const {
 
 bool ServerConnection::fits_behind(ClientConnection* b) const {
   if (b->mode() != conf::PoolMode::transaction) return false;
+  if (custom_dirty_ && custom_owner_ != b->id()) return false;
   // No SET before b's request (link_sync's fast cases).
   return (synced_with_.set != 0 && synced_with_ == sync_key(b)) ||
          (!b->has_own_params() && set_by_us_.empty() && pool() == b->home_pool() &&
@@ -1247,6 +1349,17 @@ void ServerConnection::maybe_release() {
 // its session with pgmux and this connection serves someone else.
 void ServerConnection::release_to_pool() {
   ClientConnection* c = client_;
+  // A SET or RESET ran: what the session holds now is read first, for this
+  // client (its next transaction may land elsewhere) and for the next one
+  // here. The client's input waits meanwhile. Not while a cancel is in
+  // flight (it could hit the read): the records are then brought up to date
+  // without the client, after the cancel is answered.
+  if (settings_changed_ && c->state() == ClientConnection::State::linked && cancels_in_flight_ == 0 &&
+      !cancel_unanswered_) {
+    c->settings_pending();
+    read_settings();
+    return;
+  }
   client_ = nullptr;
   retry_armed_ = false;
   c->server_released();
@@ -1254,7 +1367,7 @@ void ServerConnection::release_to_pool() {
     read_paused_ = false;
     socket_.read_start();
   }
-  if (hold_for_cancel()) return;
+  if (hold_for_cancel()) return;  // after_client_left reads the settings then
   const conf::Config& cfg = worker_.config();
   if (cfg.server_reset_query_always && !cfg.server_reset_query.empty()) {
     if (pool()) pool()->begin_reset(this);
@@ -1262,8 +1375,30 @@ void ServerConnection::release_to_pool() {
     run_internal({cfg.server_reset_query}, kPurposeReset);
     return;
   }
+  if (settings_changed_) {
+    if (pool()) pool()->begin_reset(this);
+    read_settings();
+    return;
+  }
   state_ = State::idle;
   if (pool()) pool()->release(this);
+}
+
+void ServerConnection::read_settings() {
+  settings_changed_ = false;
+  settings_read_.clear();
+  run_internal({std::string(kReadSettingsSql)}, kPurposeSettings);
+}
+
+// The session's settings as read: the ones the server reports are followed
+// through ParameterStatus already; the others are what a client landing
+// here must SET or RESET (link_sync), as if pgmux had made them.
+void ServerConnection::adopt_settings_read() {
+  set_by_us_.clear();
+  for (auto& [k, v] : settings_read_)
+    if (!read_only_parameter(k) && !find_param(params_, k)) set_param(set_by_us_, k, v);
+  settings_read_.clear();
+  synced_with_ = {};
 }
 
 void ServerConnection::resume_reading() {
@@ -1325,7 +1460,8 @@ void ServerConnection::unlink_client(bool responses_tracked) {
   last_used_ms_ = uv_now(loop_);
   retry_armed_ = false;
   retry_out_.clear();
-  if (state_ == State::internal && (internal_purpose_ == kPurposeSync || internal_purpose_ == kPurposeServerCheck))
+  if (state_ == State::internal && (internal_purpose_ == kPurposeSync || internal_purpose_ == kPurposeServerCheck ||
+                                     internal_purpose_ == kPurposeSettings || internal_purpose_ == kPurposeResetAll))
     return;  // finishes later
   if (state_ != State::linked) {
     close("client left during an internal query");
@@ -1358,12 +1494,21 @@ void ServerConnection::after_client_left() {
   bool reset = client_mode_ == conf::PoolMode::session || cfg.server_reset_query_always;
   reset_discards_ = reset && !cfg.server_reset_query.empty();
   if (reset_discards_) q.push_back(cfg.server_reset_query);
-  if (q.empty()) {
+  // A SET the client made before it left (committed, or earlier in a
+  // pipeline) is still on the session unless the reset query discards it.
+  const bool read = settings_changed_ && !reset_discards_;
+  settings_changed_ = false;
+  if (q.empty() && !read) {
     state_ = State::idle;
     if (pool()) pool()->release(this);
     return;
   }
   if (pool() && PoolServer::state() != pool::ServerState::resetting) pool()->begin_reset(this);
+  if (q.empty()) {
+    read_settings();
+    return;
+  }
+  read_after_reset_ = read;
   run_internal(std::move(q), kPurposeReset);
 }
 

@@ -236,6 +236,8 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // RESET ALL, then SET of these (a client's login values), went to the
   // server: pgmux's own settings there are these only.
   void settings_reset_to(const pool::Params& values);
+  // A command tag the server sent: SET and RESET (transaction pooling)
+  // make the settings be read before the connection serves anyone else.
   void note_session_command(std::string_view tag);
   // The server ran a client's DISCARD ALL: its prepared statements and the
   // settings pgmux made are gone.
@@ -244,6 +246,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
     sql_prepared_.clear();
     set_by_us_.clear();
     synced_with_ = {};
+    custom_dirty_ = false;
   }
   char tx_status() const { return tx_status_; }
   // uv_hrtime() when the current client's transaction (or statement outside
@@ -352,7 +355,22 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   std::shared_ptr<const tls::Context> tls_ctx_;  // as when the SSLRequest went out
   proto::BackendKey key_;
   pool::Params params_;         // ParameterStatus values as the server reported
-  pool::Params set_by_us_;      // non-reported settings pgmux SET (cleared by reset)
+  // Non-reported settings on the session that are not the server's
+  // defaults: SET by pgmux for a client, or found by read_settings after a
+  // client's SET (cleared by reset).
+  pool::Params set_by_us_;
+  // A SET or RESET completed since the settings were last read (transaction
+  // pooling): they are read before the connection serves anyone else.
+  bool settings_changed_ = false;
+  bool read_after_reset_ = false;  // read them once the running reset is done
+  // A SET ran that may have made a custom setting (myapp.x), which
+  // pg_settings does not list: another client than the owner (the one that
+  // ran it; 0 = none left) gets the connection after a RESET ALL.
+  bool custom_dirty_ = false;
+  uint64_t custom_owner_ = 0;
+  pool::Params settings_read_;     // rows of the read in progress
+  void read_settings();
+  void adopt_settings_read();
   // The parameter set this server was last found in sync with: a client
   // with the same set (and the same welcome) needs no comparison. Any
   // change to params_ or set_by_us_ forgets it.

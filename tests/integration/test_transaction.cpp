@@ -1414,6 +1414,175 @@ TEST_CASE("transaction: equal parameter sets share a server, a change is still s
   mux.finish();
 }
 
+// A plain SET of a setting PostgreSQL does not report (search_path, work_mem,
+// a custom myapp.x, SET ROLE, SET SESSION CHARACTERISTICS) stays with the
+// client that made it, on whichever server its next transactions run, and
+// is never seen by another client of that server (PgBouncer leaves it on
+// the server connection for the next client).
+TEST_CASE("transaction: a SET of an unreported setting follows its client and nobody else sees it",
+          "[transaction][params]") {
+  const std::string sfx = unique_suffix();
+  const std::string schema_a = "tenant_a_" + sfx, schema_b = "tenant_b_" + sfx, role = "pgmux_role_" + sfx;
+  const std::string table = "t_" + sfx;
+  auto su = superuser("app");
+  for (const auto& [schema, v] : {std::pair{schema_a, "a"}, std::pair{schema_b, "b"}, std::pair{std::string("public"), "p"}}) {
+    if (schema != "public") exec(su.get(), "CREATE SCHEMA " + schema);
+    exec(su.get(), "CREATE TABLE " + schema + "." + table + " AS SELECT '" + v + "'::text AS v");
+    exec(su.get(), "GRANT USAGE ON SCHEMA " + schema + " TO PUBLIC");
+    exec(su.get(), "GRANT SELECT ON " + schema + "." + table + " TO PUBLIC");
+  }
+  exec(su.get(), "CREATE ROLE " + role + " NOLOGIN");
+  exec(su.get(), "GRANT " + role + " TO scram_user");
+
+  // What a session holds: its server, the tenant table its search_path
+  // finds, search_path, work_mem, a custom setting, the current user and
+  // the default isolation level.
+  const std::string q = "SELECT pg_backend_pid() || '|' || (SELECT v FROM " + table +
+                        ") || '|' || current_setting('search_path') || '|' || current_setting('work_mem') || "
+                        "'|' || coalesce(current_setting('myapp.tenant', true), '') || '|' || current_user || "
+                        "'|' || current_setting('default_transaction_isolation')";
+  auto view = [&](PGconn* c) {
+    auto r = try_exec(c, q);
+    if (!r.ok || r.rows.size() != 1 || r.rows[0].size() != 1)
+      return std::pair<std::string, std::string>{"?", "error: " + r.message};
+    const std::string row = r.rows[0][0];
+    const size_t bar = row.find('|');
+    return std::pair{row.substr(0, bar), row.substr(bar + 1)};
+  };
+  const std::string a_sets = "a|" + schema_a + ", public|7MB|a|" + role + "|repeatable read";
+  auto set_everything = [&](PGconn* c) {
+    exec(c, "SET search_path TO " + schema_a + ", public");
+    exec(c, "SET work_mem = '7MB'; SET myapp.tenant = 'a'");  // two in one query
+    exec(c, "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+    exec(c, "SET ROLE " + role);
+  };
+
+  SECTION("on another server, and not for the next client of the same one") {
+    Pgmux mux(tx_config("default_pool_size = 2\n"));
+    Watchdog wd(60s);
+    const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+    WatchedConn a(wd, ci), b(wd, ci), h(wd, ci), h2(wd, ci), h3(wd, ci);
+    for (auto* c : {&a, &b, &h, &h2, &h3}) REQUIRE_CONN(*c);
+    const std::string untouched = "p|" + scalar(b.get(), "SHOW search_path") + "|" +
+                                  scalar(b.get(), "SHOW work_mem") + "||scram_user|read committed";
+    REQUIRE(!contains(untouched, "7MB"));
+
+    // A sets everything on server X while H holds the other server, Y.
+    exec(h.get(), "BEGIN");
+    const std::string y = scalar(h.get(), "SELECT pg_backend_pid()::text");
+    set_everything(a.get());
+    const auto [x, a_seen] = view(a.get());
+    CHECK(a_seen == a_sets);
+    REQUIRE(x != y);
+    // B on X (H still holds Y): none of it.
+    const auto [bx, b_seen] = view(b.get());
+    CHECK(bx == x);
+    CHECK(b_seen == untouched);
+    exec(h.get(), "COMMIT");
+    // A on Y (H2 and H3 take both servers, the one on Y lets go): all of it.
+    exec(h2.get(), "BEGIN");
+    exec(h3.get(), "BEGIN");
+    PGconn* on_y = scalar(h2.get(), "SELECT pg_backend_pid()::text") == y ? h2.get() : h3.get();
+    PGconn* on_x = on_y == h2.get() ? h3.get() : h2.get();
+    REQUIRE(scalar(on_x, "SELECT pg_backend_pid()::text") == x);
+    exec(on_y, "COMMIT");
+    const auto [pid_y, a_on_y] = view(a.get());
+    CHECK(pid_y == y);
+    exec(on_x, "COMMIT");
+    // Except the custom setting: PostgreSQL lists those nowhere, so pgmux
+    // cannot carry it over; B's landing on X reset it there (RESET ALL).
+    CHECK(a_on_y == replace_all(a_sets, "|a|" + role, "||" + role));
+    // And through the extended protocol: a SET as Parse/Bind/Execute.
+    CHECK(exec_params(a.get(), "SET search_path TO " + schema_b, {}).ok);
+    CHECK(view(a.get()).second == "b|" + schema_b + "|7MB||" + role + "|repeatable read");
+    for (int i = 0; i < 4; ++i) CHECK(view(b.get()).second == untouched);
+    // RESET of each brings A back to the server's values, wherever it runs.
+    exec(a.get(), "RESET search_path; RESET work_mem; RESET myapp.tenant; RESET ROLE; "
+                  "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED");
+    for (int i = 0; i < 4; ++i) {
+      CHECK(view(a.get()).second == untouched);
+      CHECK(view(b.get()).second == untouched);
+    }
+    CHECK_FALSE(wd.fired());
+  }
+
+  SECTION("rolled back, SET LOCAL, startup options, a client that leaves, statement pooling") {
+    const bool statement = GENERATE(false, true);
+    Pgmux mux(tx_config("default_pool_size = 1\n", {}, statement ? "statement" : "transaction"));
+    Watchdog wd(60s);
+    const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+    WatchedConn a(wd, ci), b(wd, ci);
+    REQUIRE_CONN(a);
+    REQUIRE_CONN(b);
+    const std::string untouched = view(b.get()).second;
+    set_everything(a.get());
+    CHECK(view(a.get()).second == a_sets);
+    CHECK(view(b.get()).second == untouched);
+    const std::string a_after_b = replace_all(a_sets, "|a|" + role, "||" + role);  // custom setting reset
+    CHECK(view(a.get()).second == a_after_b);
+    if (!statement) {
+      // A SET in a transaction that rolls back (or to a savepoint) is undone;
+      // SET LOCAL ends with its transaction.
+      exec(a.get(), "BEGIN; SET search_path TO " + schema_b + "; ROLLBACK");
+      exec(a.get(), "BEGIN; SAVEPOINT s; SET work_mem = '9MB'; ROLLBACK TO s; SET LOCAL myapp.tenant = 'x'; COMMIT");
+      CHECK(view(a.get()).second == a_after_b);
+      CHECK(view(b.get()).second == untouched);
+      // An error in a multi-statement query rolls back its SET too.
+      CHECK_FALSE(try_exec(a.get(), "SET search_path TO " + schema_b + "; SELECT 1/0").ok);
+      CHECK(view(a.get()).second == a_after_b);
+    }
+    // A startup option changed by SET, then RESET: back to the option's value,
+    // as in PostgreSQL; never seen by B.
+    WatchedConn o(wd, ci + " options='-c work_mem=1234kB'");
+    REQUIRE_CONN(o);
+    CHECK(scalar(o.get(), "SHOW work_mem") == "1234kB");
+    exec(o.get(), "SET work_mem = '2MB'");
+    CHECK(scalar(o.get(), "SHOW work_mem") == "2MB");
+    CHECK(view(b.get()).second == untouched);
+    exec(o.get(), "RESET work_mem");
+    CHECK(scalar(o.get(), "SHOW work_mem") == "1234kB");
+    CHECK(view(b.get()).second == untouched);
+    CHECK(view(a.get()).second == a_after_b);
+    // A client that sends a SET and leaves before the answer (and one that
+    // leaves right after it): the next client of the server does not get it.
+    for (bool wait : {false, true}) {
+      WatchedConn d(wd, ci);
+      REQUIRE_CONN(d);
+      REQUIRE(PQsendQuery(d.get(), ("SET search_path TO " + schema_b + "; SELECT pg_sleep(0.2)").c_str()) == 1);
+      if (wait)
+        while (PGresult* r = PQgetResult(d.get())) PQclear(r);
+      d.reset();
+      CHECK(view(b.get()).second == untouched);
+    }
+    CHECK_FALSE(wd.fired());
+  }
+  SECTION("a read that fails ends that server connection, not the client") {
+    Pgmux mux(tx_config("default_pool_size = 1\n"));
+    Watchdog wd(30s);
+    const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+    WatchedConn a(wd, ci), b(wd, ci);
+    REQUIRE_CONN(a);
+    REQUIRE_CONN(b);
+    const std::string untouched = view(b.get()).second;
+    const std::string first = view(a.get()).first;
+    // The read waits for a lock on pg_settings longer than A's lock_timeout.
+    exec(su.get(), "BEGIN");
+    exec(su.get(), "LOCK TABLE pg_catalog.pg_settings IN ACCESS EXCLUSIVE MODE");
+    exec(a.get(), "SET lock_timeout = '100ms'; SET search_path TO " + schema_b);
+    std::this_thread::sleep_for(400ms);  // A has its answer; the read waits
+    exec(su.get(), "COMMIT");
+    const auto [pid, seen] = view(a.get());
+    CHECK(pid != first);  // another server connection
+    CHECK(seen == untouched);  // what A set was not carried over
+    CHECK(view(b.get()).second == untouched);
+    CHECK(contains(mux.log_text(), "reading the session's settings failed"));
+    CHECK_FALSE(wd.fired());
+  }
+  for (const std::string& schema : {schema_a, schema_b}) exec(su.get(), "DROP SCHEMA " + schema + " CASCADE");
+  exec(su.get(), "DROP TABLE public." + table);
+  exec(su.get(), "DROP ROLE " + role);
+}
+
 // ---------------------------------------------------------------------------
 // 7. Statement mode: single statements work, a transaction block is refused.
 
@@ -3791,14 +3960,18 @@ std::string send_random_op(std::mt19937& rng, DiffClient& c, bool may_begin, boo
       both([&](PGconn* p) { return send_query(p, sql); });
       return sql;
     }
-    case 8: {
-      const std::string sql = pick(2) ? "SET TimeZone = 'UTC'" : "SET TimeZone = 'Asia/Tokyo'";
+    case 8: {  // a reported parameter, or one PostgreSQL does not report (read back by pgmux)
+      static constexpr const char* kSets[] = {"SET TimeZone = 'UTC'", "SET TimeZone = 'Asia/Tokyo'",
+                                              "SET work_mem = '1234kB'", "SET work_mem = '2MB'",
+                                              "RESET work_mem", "SET LOCAL work_mem = '3MB'"};
+      const std::string sql = kSets[pick(6)];
       both([&](PGconn* p) { return send_query(p, sql); });
       return sql;
     }
     case 9: {
-      both([&](PGconn* p) { return send_query(p, "SHOW TimeZone"); });
-      return "SHOW TimeZone";
+      const std::string sql = pick(2) ? "SHOW TimeZone" : "SHOW work_mem";
+      both([&](PGconn* p) { return send_query(p, sql); });
+      return sql;
     }
     case 10: {
       const std::string sql = may_begin ? "BEGIN" : "SELECT 'no begin'";
