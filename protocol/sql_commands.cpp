@@ -1,6 +1,8 @@
 #include "protocol/sql_commands.hpp"
 
+#include <algorithm>
 #include <cctype>
+#include <initializer_list>
 
 #include "protocol/sql_lexer.hpp"
 
@@ -157,7 +159,10 @@ SqlCommand classify_sql_command(std::string_view query) {
   return cmd;
 }
 
-bool may_be_sql_command(std::string_view prefix) {
+namespace {
+// The first keyword of `prefix`, as far as it goes, is one of `words`
+// (blanks, comments, or a word cut off by the prefix's end: maybe).
+bool first_word_may_be(std::string_view prefix, std::initializer_list<std::string_view> words) {
   bool closed = true;
   const size_t i = detail::skip_space(prefix, 0, &closed);
   if (i >= prefix.size()) return true;  // blanks or an open comment: not known yet
@@ -168,12 +173,68 @@ bool may_be_sql_command(std::string_view prefix) {
   if (j == i) return false;  // a symbol, a quote, a parenthesis...
   std::string word(prefix.substr(i, j - i));
   for (char& c : word) c = char(std::tolower(static_cast<unsigned char>(c)));
-  static constexpr std::string_view kWords[] = {"prepare", "execute", "deallocate", "discard"};
-  for (std::string_view k : kWords) {
+  for (std::string_view k : words) {
     // The word may go on beyond the prefix: then it need only start a keyword.
     if (j == prefix.size() ? k.starts_with(word) : k == word) return true;
   }
   return false;
+}
+
+// A Token naming a setting part: a word as is, a "quoted" one unquoted.
+bool setting_name_part(const detail::Token& t, std::string& out) {
+  if (t.is(detail::Token::Kind::word)) {
+    out.append(t.text);
+    return true;
+  }
+  if (!t.is(detail::Token::Kind::quoted) || t.text.size() < 2 || t.text[0] != '"') return false;
+  for (size_t k = 1; k + 1 < t.text.size(); ++k) {
+    out.push_back(t.text[k]);
+    if (t.text[k] == '"') ++k;  // "" stands for one quote
+  }
+  return true;
+}
+}  // namespace
+
+bool may_need_reading(std::string_view prefix) {
+  return first_word_may_be(prefix, {"prepare", "execute", "deallocate", "discard", "set", "reset"});
+}
+
+void custom_setting_names(std::string_view query, std::vector<std::string>& out) {
+  using K = detail::Token::Kind;
+  detail::Scanner scan(query);
+  bool at_start = true;
+  for (detail::Token t = scan.next(); !t.is(K::end) && !t.is(K::error); t = scan.next()) {
+    const bool starts = at_start;
+    at_start = t.is(K::semicolon);
+    if (!starts || !(t.is_word("set") || t.is_word("reset"))) continue;
+    detail::Token n = scan.next();
+    if (t.is_word("set") && n.is_word("session")) n = scan.next();
+    if (t.is_word("set") && n.is_word("local")) continue;
+    std::string name;
+    if (!setting_name_part(n, name)) {
+      at_start = n.is(K::semicolon);
+      continue;
+    }
+    bool dotted = false;
+    for (;;) {
+      const detail::Token dot = scan.peek();
+      if (!dot.is(K::other) || dot.text != ".") break;
+      scan.next();
+      name.push_back('.');
+      if (!setting_name_part(scan.next(), name)) {
+        name.clear();
+        break;
+      }
+      dotted = true;
+    }
+    if (!dotted || name.empty()) continue;
+    for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
+    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(std::move(name));
+  }
+}
+
+bool may_be_sql_command(std::string_view prefix) {
+  return first_word_may_be(prefix, {"prepare", "execute", "deallocate", "discard"});
 }
 
 bool unfollowable_sql_command(std::string_view query) {

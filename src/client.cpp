@@ -1217,6 +1217,18 @@ void ClientConnection::keep_told_value(std::string_view name, std::string_view v
   params_id_ = 0;
 }
 
+// Custom settings (myapp.x) are in no catalog: the names this client's SET
+// and RESET statements use are read by name after its transactions
+// (ServerConnection::read_settings). A few dozen at most.
+void ClientConnection::note_custom_settings(std::string_view query) {
+  constexpr size_t kMaxCustomSettings = 64;
+  auto& names = ms().custom_settings;
+  if (names.size() < kMaxCustomSettings && proto::may_need_reading(query)) {
+    proto::custom_setting_names(query, names);
+    if (names.size() > kMaxCustomSettings) names.resize(kMaxCustomSettings);
+  }
+}
+
 void ClientConnection::settings_read(const pool::Params* read, const pool::Params& reported) {
   if (state_ == State::syncing) state_ = State::linked;
   if (!read) return;
@@ -1364,16 +1376,18 @@ std::string close_complete() {
 // else (unnamed Parse/Bind/Describe, ordinary queries) passes untouched.
 // Whether the query text starting at body[at] (as far as this read has it)
 // may be a SQL command pgmux follows (PREPARE, EXECUTE, DEALLOCATE, DISCARD
-// ALL, maybe after blanks or comments). A first byte rules most queries out.
+// ALL) or a SET / RESET whose custom setting names pgmux notes, maybe after
+// blanks or comments. A first byte rules most queries out ("SELECT" its
+// first word).
 bool may_be_sql_command_at(proto::ByteSpan body, size_t at) {
   if (at >= body.size()) return true;  // not read yet
   switch (body[at]) {
-    case 'P': case 'p': case 'E': case 'e': case 'D': case 'd':
+    case 'P': case 'p': case 'E': case 'e': case 'D': case 'd': case 'S': case 's': case 'R': case 'r':
     case ' ': case '\t': case '\r': case '\n': case '\f': case '\v': case '-': case '/': {
       const char* q = reinterpret_cast<const char*>(body.data()) + at;
       const size_t avail = body.size() - at;
       const void* end = std::memchr(q, 0, avail);
-      return proto::may_be_sql_command(
+      return proto::may_need_reading(
           std::string_view(q, end ? size_t(static_cast<const char*>(end) - q) : avail));
     }
     default:
@@ -2240,6 +2254,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         protocol_error("malformed Parse message");
         return false;
       }
+      note_custom_settings(m->query);
       if (m->statement.empty()) {
         disarm_statement();
         vetted_unnamed_ = nullptr;  // not read for server_pipelining
@@ -2414,6 +2429,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
     return true;
   };
   if (!q) return forward_query();
+  note_custom_settings(*q);
   proto::SqlCommand cmd = proto::classify_sql_command(*q);
   const bool unfollowable =
       cmd.kind == proto::SqlCommand::Kind::other && proto::unfollowable_sql_command(*q);

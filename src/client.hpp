@@ -96,6 +96,8 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // the client's, wherever its next transactions run. nullptr: the read
   // failed, the client keeps what it had.
   void settings_read(const pool::Params* unreported, const pool::Params& reported);
+  // Names of custom settings (myapp.x) this client's SET / RESET named.
+  const std::vector<std::string>* custom_settings() const { return ms_ ? &ms_->custom_settings : nullptr; }
   // The session parameters the client expects, name and value: the pool's
   // server values overridden by the client's own (startup, SET, options).
   template <class F>
@@ -237,6 +239,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
                     uint64_t client_tag = 0);
   void flush_due_responses();
   bool process_query(const std::string& body, std::string& out);
+  void note_custom_settings(std::string_view query);
   // Parse of statements a server already accepted (+ Close) + Sync while no
   // server is linked: answered by pgmux alone. False if the chunk is
   // anything else.
@@ -323,6 +326,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // (idle in a pool of 10,000) does not carry it.
   struct ManagedState {
     proto::ResponseTracker tracker;
+    std::vector<std::string> custom_settings;  // note_custom_settings
     uint64_t next_parse_tag = 1;
     char acc_type = 0;
     bool accumulating = false;

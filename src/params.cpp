@@ -113,8 +113,6 @@ std::string quote_identifier(std::string_view name) {
   return s;
 }
 
-namespace {
-// E'...': the same meaning whatever standard_conforming_strings is.
 void append_escaped_literal(std::string& s, std::string_view v) {
   s.append("E'");
   for (char c : v) {
@@ -123,7 +121,6 @@ void append_escaped_literal(std::string& s, std::string_view v) {
   }
   s.push_back('\'');
 }
-}  // namespace
 
 std::string set_statement(std::string_view name, std::string_view value) {
   // set_config takes the value as a string, exactly as a startup packet or

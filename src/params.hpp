@@ -24,6 +24,9 @@ bool read_only_parameter(std::string_view name);
 bool parse_options_string(std::string_view options,
                           std::vector<std::pair<std::string, std::string>>& out,
                           std::string& error);
+// `v` as an E'...' string literal: the same meaning whatever
+// standard_conforming_strings is.
+void append_escaped_literal(std::string& s, std::string_view v);
 // "name" quoted as an SQL identifier.
 std::string quote_identifier(std::string_view name);
 // A statement that gives `name` the value `value` as a startup packet would

@@ -1387,7 +1387,32 @@ void ServerConnection::release_to_pool() {
 void ServerConnection::read_settings() {
   settings_changed_ = false;
   settings_read_.clear();
-  run_internal({std::string(kReadSettingsSql)}, kPurposeSettings);
+  // Custom settings (myapp.x), which pg_settings leaves out, by name: the
+  // ones the client's SET and RESET statements named, and the ones it or
+  // the connection had already (a RESET of one shows as an empty value).
+  std::vector<std::string> custom;
+  auto add = [&](std::string_view name) {
+    if (name.find('.') != std::string_view::npos &&
+        std::none_of(custom.begin(), custom.end(), [&](const std::string& c) { return param_name_equal(c, name); }))
+      custom.emplace_back(name);
+  };
+  if (client_) {
+    if (const auto* named = client_->custom_settings())
+      for (const std::string& n : *named) add(n);
+    client_->for_each_param([&](const std::string& k, const std::string&) { add(k); });
+  }
+  for (const auto& [k, v] : set_by_us_) add(k);
+  std::string sql(kReadSettingsSql);
+  if (!custom.empty()) {
+    sql += " UNION ALL SELECT n, pg_catalog.current_setting(n, true) FROM pg_catalog.unnest(ARRAY[";
+    for (size_t i = 0; i < custom.size(); ++i) {
+      if (i) sql += ", ";
+      append_escaped_literal(sql, custom[i]);
+    }
+    sql += "]::pg_catalog.text[]) AS n WHERE COALESCE(pg_catalog.current_setting(n, true), '') "
+           "OPERATOR(pg_catalog.<>) ''";
+  }
+  run_internal({std::move(sql)}, kPurposeSettings);
 }
 
 // The session's settings as read: the ones the server reports are followed

@@ -579,3 +579,48 @@ TEST_CASE("transaction_exit_statement: what PostgreSQL runs in a failed transact
     CHECK_FALSE(transaction_exit_statement(q));
   }
 }
+
+TEST_CASE("custom_setting_names: the dotted names SET and RESET statements name", "[sql]") {
+  auto names = [](std::string_view q) {
+    std::vector<std::string> out;
+    custom_setting_names(q, out);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  CHECK(names("SET myapp.tenant = 'a'") == V{"myapp.tenant"});
+  CHECK(names("set session MyApp.Tenant to 42") == V{"myapp.tenant"});
+  CHECK(names("RESET app.user_id") == V{"app.user_id"});
+  CHECK(names("SET \"My\"\"App\".\"X\" = 1") == V{"my\"app.x"});
+  CHECK(names("SET a.b.c = 1") == V{"a.b.c"});
+  // Several statements, comments, and each name once.
+  CHECK(names("SET work_mem = '1MB'; /* c */ SET a.x = 1;\n-- SET b.y = 1\nset a.x = 2; RESET c.z") ==
+        V{"a.x", "c.z"});
+  // Not a SET / RESET of a custom setting, or one that ends with its transaction.
+  for (std::string_view q : {"SET LOCAL a.x = 1", "SET search_path = a.b", "SELECT 'SET a.x = 1'",
+                             "SELECT set_config('a.x', '1', false)", "SET ROLE a", "RESET ALL", "SET",
+                             "SET a.", "SET .x = 1", "SELECT 1; SELECT $$; SET a.x = 1$$",
+                             "UPDATE t SET a.x = 1", "SET TIME ZONE 'UTC'", "SET SESSION AUTHORIZATION x",
+                             "SET 'a.x' = 1", "/* unterminated SET a.x = 1"}) {
+    INFO("query: [" << q << "]");
+    CHECK(names(q).empty());
+  }
+  // PostgreSQL's grammar takes blanks around the dot; an unterminated comment after the name ends the scan.
+  CHECK(names("SET a . x = 1;") == V{"a.x"});
+  CHECK(names("SET a.x = 1 /* unterminated") == V{"a.x"});
+  // Every prefix of every query, and bytes that end mid-token, never read past the end.
+  const std::string q = "SET a.x = 'it''s'; RESET \"B\".y; SET SESSION c.z TO DEFAULT";
+  for (size_t n = 0; n <= q.size(); ++n) names(std::string_view(q).substr(0, n));
+  CHECK(names(q) == V{"a.x", "b.y", "c.z"});
+}
+
+TEST_CASE("may_need_reading: SQL commands pgmux follows, SET and RESET", "[sql]") {
+  for (std::string_view q : {"SET a.x = 1", "reset ALL", "  /* c */ set", "se", "RES", "PREPARE p AS SELECT 1",
+                             "discard all", "", " ", "-", "/* open"}) {
+    INFO("prefix: [" << q << "]");
+    CHECK(may_need_reading(q));
+  }
+  for (std::string_view q : {"SELECT 1", "settle", "resetting", "(SET", "'SET'", "SHOW a.x", "VALUES (1)"}) {
+    INFO("prefix: [" << q << "]");
+    CHECK_FALSE(may_need_reading(q));
+  }
+}
