@@ -171,11 +171,12 @@ bool first_word_may_be(std::string_view prefix, std::initializer_list<std::strin
   size_t j = i;
   while (j < prefix.size() && detail::ident_cont(prefix[j])) ++j;
   if (j == i) return false;  // a symbol, a quote, a parenthesis...
-  std::string word(prefix.substr(i, j - i));
-  for (char& c : word) c = char(std::tolower(static_cast<unsigned char>(c)));
+  const std::string_view word = prefix.substr(i, j - i);
   for (std::string_view k : words) {
     // The word may go on beyond the prefix: then it need only start a keyword.
-    if (j == prefix.size() ? k.starts_with(word) : k == word) return true;
+    if (j == prefix.size() ? word.size() <= k.size() && detail::keyword_is(word, k.substr(0, word.size()))
+                           : detail::keyword_is(word, k))
+      return true;
   }
   return false;
 }

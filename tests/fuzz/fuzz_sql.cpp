@@ -21,11 +21,15 @@
 //  - transaction_exit_statement: a lone COMMIT/ROLLBACK... (pipeline kind
 //    ends_transaction) is one; a safe query is none; a leading comment line
 //    or ';' keeps the answer.
+//  - custom_setting_names: every name has a dot, no upper-case ASCII, and
+//    appears once; a query without "set" (any case) names none; a
+//    leading comment line keeps the names.
 //  - Every predicate gives the same answer twice (no hidden state).
 #include <cctype>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "fuzz_check.hpp"
 #include "protocol/sql_commands.hpp"
@@ -42,7 +46,27 @@ bool read_only(std::string_view q, size_t& n) {
   return ro;
 }
 
+void check_custom_settings(std::string_view q) {
+  std::vector<std::string> names;
+  custom_setting_names(q, names);
+  for (size_t i = 0; i < names.size(); ++i) {
+    FUZZ_CHECK(names[i].find('.') != std::string::npos);
+    for (char c : names[i]) FUZZ_CHECK(!(c >= 'A' && c <= 'Z'));
+    for (size_t j = 0; j < i; ++j) FUZZ_CHECK(names[j] != names[i]);
+  }
+  std::string lower(q);
+  for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (lower.find("set") == std::string::npos) FUZZ_CHECK(names.empty());
+  (void)may_need_reading(q);
+  if (q.find('\n') == std::string_view::npos && q.find('\r') == std::string_view::npos) {
+    std::vector<std::string> again;
+    custom_setting_names("-- c\n" + std::string(q), again);
+    FUZZ_CHECK(again == names);
+  }
+}
+
 void check_query(std::string_view q) {
+  check_custom_settings(q);
   const SqlCommand cmd = classify_sql_command(q);
   switch (cmd.kind) {
     case SqlCommand::Kind::prepare:

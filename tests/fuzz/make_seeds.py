@@ -219,6 +219,7 @@ def sql_seeds():
         "COMMIT AND CHAIN",
         "ROLLBACK TO SAVEPOINT a",
         "SELECT set_config('TimeZone', 'UTC', false)",
+        "SET myapp.tenant = 'a'; RESET \"My\".x; set session a . b to 1; SET LOCAL c.d = 2",
     ]
     seeds = {"q%02d" % i: q.encode("latin-1") for i, q in enumerate(queries)}
     seeds["tag-select"] = b"SELECT 5"
@@ -395,7 +396,8 @@ INI_KEYS = """logfile pidfile listen_addr listen_port unix_socket_dir auth_type 
 SQL_WORDS = """SELECT select FROM WHERE INTO INSERT UPDATE DELETE MERGE WITH RECURSIVE AS VALUES TABLE SHOW
     ALL EXPLAIN ANALYZE VERBOSE FOR SHARE KEY NO BEGIN START TRANSACTION WORK ISOLATION LEVEL
     SERIALIZABLE REPEATABLE READ COMMITTED UNCOMMITTED WRITE ONLY NOT DEFERRABLE PREPARE EXECUTE
-    DEALLOCATE DISCARD COMMIT ROLLBACK END ABORT CHAIN SAVEPOINT PREPARED set_config UNION UESCAPE ; , ( ) ' '' " "" $$ $a$ E' U&' B' X' U&" \\ \\' -- /*
+    DEALLOCATE DISCARD COMMIT ROLLBACK END ABORT CHAIN SAVEPOINT PREPARED set_config UNION UESCAPE SET RESET
+    SESSION LOCAL myapp.tenant . ; , ( ) ' '' " "" $$ $a$ E' U&' B' X' U&" \\ \\' -- /*
     */ $1 ::""".split()
 TOML_WORDS = ["[pgmux]", "[auth]", "[tls]", "[server_tls]", "[admin]", "[log]", "[databases.app]",
               "[users.alice]", "[[", "]]", " = ", '"', "'", '"' * 3, "'" * 3, "{", "}", "[", "]", ",", ".",
