@@ -200,17 +200,21 @@ bool may_need_reading(std::string_view prefix) {
   return first_word_may_be(prefix, {"prepare", "execute", "deallocate", "discard", "set", "reset"});
 }
 
-void custom_setting_names(std::string_view query, std::vector<std::string>& out) {
+size_t scan_set_statements(std::string_view query, std::vector<std::string>& out) {
   using K = detail::Token::Kind;
   detail::Scanner scan(query);
   bool at_start = true;
+  size_t transaction_scoped = 0;
   for (detail::Token t = scan.next(); !t.is(K::end) && !t.is(K::error); t = scan.next()) {
     const bool starts = at_start;
     at_start = t.is(K::semicolon);
     if (!starts || !(t.is_word("set") || t.is_word("reset"))) continue;
     detail::Token n = scan.next();
     if (t.is_word("set") && n.is_word("session")) n = scan.next();
-    if (t.is_word("set") && n.is_word("local")) continue;
+    if (t.is_word("set") && (n.is_word("local") || n.is_word("transaction"))) {
+      ++transaction_scoped;
+      continue;
+    }
     std::string name;
     if (!setting_name_part(n, name)) {
       at_start = n.is(K::semicolon);
@@ -232,6 +236,7 @@ void custom_setting_names(std::string_view query, std::vector<std::string>& out)
     for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
     if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(std::move(name));
   }
+  return transaction_scoped;
 }
 
 bool may_be_sql_command(std::string_view prefix) {

@@ -34,15 +34,19 @@ bool unfollowable_sql_command(std::string_view query);
 
 // Whether a query whose first bytes are `prefix` may be one pgmux reads
 // whole under transaction pooling: a command classify_sql_command
-// recognises, or a SET / RESET (custom_setting_names).
+// recognises, or a SET / RESET (scan_set_statements).
 bool may_need_reading(std::string_view prefix);
 
-// The custom settings (a name with a dot: myapp.tenant) that the SET and
-// RESET statements of `query` name, lower-cased, added to `out` if not
-// there yet. No catalog lists them, so pgmux asks the server for these by
-// name after the transaction. SET LOCAL is left out (it ends with the
-// transaction); a statement pgmux cannot read (U&"..." names) is skipped.
-void custom_setting_names(std::string_view query, std::vector<std::string>& out);
+// The SET and RESET statements of `query`:
+//  - the custom settings (a name with a dot: myapp.tenant) they name,
+//    lower-cased, are added to `out` if not there yet. No catalog lists
+//    them, so pgmux asks the server for these by name after the
+//    transaction. SET LOCAL is left out (it ends with the transaction); a
+//    statement pgmux cannot read (U&"..." names) is skipped;
+//  - the return value counts the statements that answer with the command
+//    tag SET yet change nothing beyond their transaction: SET LOCAL and
+//    SET TRANSACTION.
+size_t scan_set_statements(std::string_view query, std::vector<std::string>& out);
 
 // What server_pipelining may queue another client's request behind:
 //  - safe: a statement that, run outside a transaction block, cannot leave

@@ -1217,16 +1217,18 @@ void ClientConnection::keep_told_value(std::string_view name, std::string_view v
   params_id_ = 0;
 }
 
-// Custom settings (myapp.x) are in no catalog: the names this client's SET
-// and RESET statements use are read by name after its transactions
-// (ServerConnection::read_settings). A few dozen at most.
-void ClientConnection::note_custom_settings(std::string_view query) {
+// The SET and RESET statements the client sends: custom settings (myapp.x)
+// are in no catalog, so the names they use are read by name after its
+// transactions (ServerConnection::read_settings), a few dozen at most; and
+// a SET LOCAL or SET TRANSACTION, whose SET tag changes nothing beyond the
+// transaction, costs no read.
+void ClientConnection::note_set_statements(std::string_view query) {
   constexpr size_t kMaxCustomSettings = 64;
+  if (!proto::may_need_reading(query)) return;
   auto& names = ms().custom_settings;
-  if (names.size() < kMaxCustomSettings && proto::may_need_reading(query)) {
-    proto::custom_setting_names(query, names);
-    if (names.size() > kMaxCustomSettings) names.resize(kMaxCustomSettings);
-  }
+  const size_t scoped = proto::scan_set_statements(query, names);
+  if (names.size() > kMaxCustomSettings) names.resize(kMaxCustomSettings);
+  if (scoped && server_) server_->expect_scoped_sets(scoped);
 }
 
 void ClientConnection::settings_read(const pool::Params* read, const pool::Params& reported) {
@@ -2254,7 +2256,7 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         protocol_error("malformed Parse message");
         return false;
       }
-      note_custom_settings(m->query);
+      note_set_statements(m->query);
       if (m->statement.empty()) {
         disarm_statement();
         vetted_unnamed_ = nullptr;  // not read for server_pipelining
@@ -2429,7 +2431,7 @@ bool ClientConnection::process_query(const std::string& body_str, std::string& o
     return true;
   };
   if (!q) return forward_query();
-  note_custom_settings(*q);
+  note_set_statements(*q);
   proto::SqlCommand cmd = proto::classify_sql_command(*q);
   const bool unfollowable =
       cmd.kind == proto::SqlCommand::Kind::other && proto::unfollowable_sql_command(*q);

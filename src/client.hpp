@@ -239,7 +239,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
                     uint64_t client_tag = 0);
   void flush_due_responses();
   bool process_query(const std::string& body, std::string& out);
-  void note_custom_settings(std::string_view query);
+  void note_set_statements(std::string_view query);
   // Parse of statements a server already accepted (+ Close) + Sync while no
   // server is linked: answered by pgmux alone. False if the chunk is
   // anything else.
@@ -326,7 +326,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   // (idle in a pool of 10,000) does not carry it.
   struct ManagedState {
     proto::ResponseTracker tracker;
-    std::vector<std::string> custom_settings;  // note_custom_settings
+    std::vector<std::string> custom_settings;  // note_set_statements
     uint64_t next_parse_tag = 1;
     char acc_type = 0;
     bool accumulating = false;

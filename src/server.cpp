@@ -7,6 +7,7 @@
 
 #include "auth/md5.hpp"
 #include "protocol/builders.hpp"
+#include "protocol/sql_commands.hpp"
 #include "protocol/sql_route.hpp"
 #include "src/client.hpp"
 #include "src/params.hpp"
@@ -29,6 +30,7 @@ enum Purpose {
   kPurposeServerCheck = 5,
   kPurposeSettings = 6,
   kPurposeResetAll = 7,
+  kPurposeBaseline = 8,
 };
 
 // What a client's SET or RESET left in the session (transaction pooling):
@@ -523,13 +525,18 @@ bool ServerConnection::handle_internal_message(char type, proto::ByteSpan body) 
       return true;
     }
     case 'D':
-      if (internal_purpose_ == kPurposeSettings) {
+      if (internal_purpose_ == kPurposeSettings || internal_purpose_ == kPurposeBaseline) {
         auto row = proto::parse_data_row(body);
         if (!row || row->size() != 2 || !(*row)[0] || !(*row)[1]) {
           fail("malformed session settings row from server");
           return false;
         }
-        settings_read_.emplace_back(std::string(*(*row)[0]), std::string(*(*row)[1]));
+        // After a SET TRANSACTION, transaction_isolation shows as set in
+        // the session: it cannot be replayed (nor need be).
+        std::string_view name = *(*row)[0];
+        if (!param_name_equal(name, "transaction_isolation") && !param_name_equal(name, "transaction_read_only") &&
+            !param_name_equal(name, "transaction_deferrable"))
+          settings_read_.emplace_back(std::string(name), std::string(*(*row)[1]));
         return true;
       }
       if (internal_purpose_ == kPurposeCheck && !check_row_seen_) {
@@ -556,13 +563,32 @@ void ServerConnection::internal_done() {
   int purpose = internal_purpose_;
   internal_purpose_ = 0;
   switch (purpose) {
-    case kPurposeLogin:
+    case kPurposeLogin: {
       if (internal_error_) {
         proto::ErrorFields e = *internal_error_;
         e.message = "connect_query failed: " + e.message;
         login_failed(e);
         return;
       }
+      // What connect_query set is where every client starts: read it, so
+      // that it is neither given to clients as their own nor RESET.
+      std::vector<std::string> custom;
+      proto::scan_set_statements(connect_query_, custom);
+      settings_read_.clear();
+      run_internal({settings_read_sql(custom)}, kPurposeBaseline);
+      return;
+    }
+    case kPurposeBaseline:
+      if (internal_error_) {
+        proto::ErrorFields e = *internal_error_;
+        e.message = "reading the settings connect_query made failed: " + e.message;
+        login_failed(e);
+        return;
+      }
+      baseline_.clear();
+      for (auto& [k, v] : settings_read_)
+        if (!read_only_parameter(k) && !find_param(params_, k)) set_param(baseline_, k, v);
+      settings_read_.clear();
       state_ = State::idle;
       if (pool()) pool()->server_login_ok(this, params_);
       return;
@@ -663,8 +689,7 @@ void ServerConnection::internal_done() {
         return;
       }
       custom_dirty_ = false;
-      std::erase_if(set_by_us_, [](const auto& kv) { return !param_name_equal(kv.first, "role"); });
-      synced_with_ = {};
+      forget_settings();
       state_ = State::linked;
       link_sync();
       return;
@@ -688,7 +713,8 @@ void ServerConnection::internal_done() {
       ClientConnection* c = client_;
       state_ = State::linked;
       if (c) {
-        c->settings_read(&set_by_us_, params_);
+        c->settings_read(&settings_own_, params_);
+        settings_own_.clear();
         release_to_pool();
         return;
       }
@@ -708,6 +734,7 @@ void ServerConnection::internal_done() {
 void ServerConnection::link(ClientConnection* c) {
   client_ = c;
   syncing_keys_.clear();
+  scoped_sets_.clear();
   query_start_ns_ = xact_start_ns_ = 0;
   client_mode_ = c->mode();
   // server_check_query: a connection idle for server_check_delay or longer
@@ -731,11 +758,13 @@ ServerConnection::SyncedWith ServerConnection::sync_key(ClientConnection* c) con
 
 void ServerConnection::link_sync() {
   ClientConnection* c = client_;
-  // Another client's SET may have left a custom setting (myapp.x) here,
-  // which no catalog lists: RESET ALL first, then the usual SETs. (RESET
-  // ALL leaves the role alone; a SET ROLE is in set_by_us_ from the read.)
+  // Another client's SET may have left a setting here that pgmux could not
+  // read (a custom myapp.x it could not name, or one pg_settings hides from
+  // the role): everything goes back first, then the usual SETs. The session
+  // user and role first (RESET ALL leaves them alone, and runs with their
+  // privileges).
   if (custom_dirty_ && custom_owner_ != c->id()) {
-    run_internal({"RESET ALL"}, kPurposeResetAll);
+    run_internal({"SET SESSION AUTHORIZATION DEFAULT; RESET ALL"}, kPurposeResetAll);
     return;
   }
   // Common cases first: the server was in sync with an equal parameter set
@@ -748,29 +777,43 @@ void ServerConnection::link_sync() {
     c->server_ready();
     return;
   }
-  std::string sql;
+  // RESETs first, then SETs, the role last: the settings are made with the
+  // pool user's privileges, not with a role another client left.
+  std::string resets, sets, role;
+  auto add = [](std::string& to, std::string stmt) {
+    if (!to.empty()) to += "; ";
+    to += stmt;
+  };
   std::vector<std::pair<std::string, std::string>> newly_set;
   c->for_each_param([&](const std::string& k, const std::string& v) {
     if (read_only_parameter(k)) return;
     const std::string* cur = find_param(params_, k);
     bool reported = cur != nullptr;
     if (!cur) cur = find_param(set_by_us_, k);
+    if (!cur) cur = find_param(baseline_, k);  // as connect_query left it
     if (cur && *cur == v) return;
-    if (!sql.empty()) sql += "; ";
-    sql += set_statement(k, v);
+    if (param_name_equal(k, "role")) {
+      if (find_param(set_by_us_, k)) add(resets, reset_statement(k));
+      role = set_statement(k, v);
+    } else {
+      add(sets, set_statement(k, v));
+    }
     if (!reported) newly_set.emplace_back(k, v);
     else syncing_keys_.push_back(k);
   });
-  // A setting pgmux made for an earlier client (a startup option the
-  // server does not report, say work_mem) that this client does not have
-  // goes back to the server's default.
-  std::vector<std::string> to_reset;
-  for (const auto& [k, v] : set_by_us_)
-    if (!c->param(k)) to_reset.push_back(k);
-  for (const std::string& k : to_reset) {
-    if (!sql.empty()) sql += "; ";
-    sql += reset_statement(k);
+  // A setting made for (or by) an earlier client that this client does not
+  // have goes back to the server's default, or to connect_query's value.
+  for (const auto& [k, v] : set_by_us_) {
+    if (c->param(k)) continue;
+    if (const std::string* b = find_param(baseline_, k)) {
+      if (v != *b) add(sets, set_statement(k, *b));
+    } else {
+      add(resets, reset_statement(k));
+    }
   }
+  std::string sql = std::move(resets);
+  if (!sets.empty()) add(sql, std::move(sets));
+  if (!role.empty()) add(sql, std::move(role));
   if (sql.empty()) {
     mark_synced(c);
     state_ = State::linked;
@@ -780,7 +823,7 @@ void ServerConnection::link_sync() {
   // Non-reported settings are remembered as SET (a failure makes the
   // whole statement roll back, and the connection is then reset anyway).
   for (auto& [k, v] : newly_set) set_param(set_by_us_, k, v);
-  std::erase_if(set_by_us_, [&](const auto& kv) { return !c->param(kv.first); });  // to_reset
+  std::erase_if(set_by_us_, [&](const auto& kv) { return !c->param(kv.first); });  // RESET or back to baseline
   synced_with_ = {};
   run_internal({sql}, kPurposeSync);
 }
@@ -791,12 +834,20 @@ void ServerConnection::link_sync() {
 // the next link. DEALLOCATE ALL (in a multi-statement query, which pgmux
 // does not recognise) drops every prepared statement; DISCARD ALL too.
 void ServerConnection::note_session_command(std::string_view tag) {
-  if ((tag == "SET" || tag == "RESET") && client_mode_ != conf::PoolMode::session) {
-    settings_changed_ = true;
-    if (tag == "SET") {
+  if (tag == "SET" && client_mode_ != conf::PoolMode::session) {
+    // A SET LOCAL or SET TRANSACTION the client sent (scoped_sets_) changes
+    // nothing beyond its transaction.
+    const uint64_t answering = oldest_unanswered_segment();
+    while (!scoped_sets_.empty() && scoped_sets_.front().first < answering) scoped_sets_.erase(scoped_sets_.begin());
+    if (!scoped_sets_.empty() && scoped_sets_.front().first == answering && scoped_sets_.front().second > 0) {
+      --scoped_sets_.front().second;
+    } else {
+      settings_changed_ = true;
       custom_dirty_ = true;
       custom_owner_ = client_ ? client_->id() : 0;
     }
+  } else if (tag == "RESET" && client_mode_ != conf::PoolMode::session) {
+    settings_changed_ = true;
   }
   if (tag == "RESET") {
     for (auto& [k, v] : set_by_us_) v = kUnknownSetting;
@@ -834,10 +885,17 @@ void ServerConnection::copy_done_sent() {
 }
 
 void ServerConnection::settings_reset_to(const pool::Params& values) {
-  set_by_us_.clear();
   custom_dirty_ = false;
+  forget_settings();
   for (const auto& [k, v] : values)
     if (!read_only_parameter(k) && !find_param(params_, k)) set_param(set_by_us_, k, v);
+}
+
+// A RESET ALL or DISCARD ALL ran: no setting of a client's is left, nor
+// what connect_query made (set again at the next link).
+void ServerConnection::forget_settings() {
+  set_by_us_.clear();
+  for (const auto& [k, v] : baseline_) set_param(set_by_us_, k, kUnknownSetting);
   synced_with_ = {};
 }
 
@@ -1351,13 +1409,12 @@ void ServerConnection::release_to_pool() {
   ClientConnection* c = client_;
   // A SET or RESET ran: what the session holds now is read first, for this
   // client (its next transaction may land elsewhere) and for the next one
-  // here. The client's input waits meanwhile. Not while a cancel is in
-  // flight (it could hit the read): the records are then brought up to date
-  // without the client, after the cancel is answered.
-  if (settings_changed_ && c->state() == ClientConnection::State::linked && cancels_in_flight_ == 0 &&
-      !cancel_unanswered_) {
+  // here. The client's input waits meanwhile. While a cancel is in flight
+  // (it could hit the read), after PostgreSQL has answered it.
+  if (settings_changed_ && c->state() == ClientConnection::State::linked && !cancel_unanswered_) {
     c->settings_pending();
-    read_settings();
+    if (cancels_in_flight_ == 0) read_settings();
+    else read_after_cancel_ = true;  // cancel_done
     return;
   }
   client_ = nullptr;
@@ -1402,6 +1459,11 @@ void ServerConnection::read_settings() {
     client_->for_each_param([&](const std::string& k, const std::string&) { add(k); });
   }
   for (const auto& [k, v] : set_by_us_) add(k);
+  for (const auto& [k, v] : baseline_) add(k);
+  run_internal({settings_read_sql(custom)}, kPurposeSettings);
+}
+
+std::string ServerConnection::settings_read_sql(const std::vector<std::string>& custom) {
   std::string sql(kReadSettingsSql);
   if (!custom.empty()) {
     sql += " UNION ALL SELECT n, pg_catalog.current_setting(n, true) FROM pg_catalog.unnest(ARRAY[";
@@ -1412,16 +1474,26 @@ void ServerConnection::read_settings() {
     sql += "]::pg_catalog.text[]) AS n WHERE COALESCE(pg_catalog.current_setting(n, true), '') "
            "OPERATOR(pg_catalog.<>) ''";
   }
-  run_internal({std::move(sql)}, kPurposeSettings);
+  return sql;
 }
 
 // The session's settings as read: the ones the server reports are followed
 // through ParameterStatus already; the others are what a client landing
 // here must SET or RESET (link_sync), as if pgmux had made them.
+// What connect_query set (baseline_) is nobody's own: a value still equal
+// to it is left out, and one a client RESET is set again at the next link.
 void ServerConnection::adopt_settings_read() {
   set_by_us_.clear();
-  for (auto& [k, v] : settings_read_)
-    if (!read_only_parameter(k) && !find_param(params_, k)) set_param(set_by_us_, k, v);
+  settings_own_.clear();
+  for (auto& [k, v] : settings_read_) {
+    if (read_only_parameter(k) || find_param(params_, k)) continue;
+    const std::string* b = find_param(baseline_, k);
+    if (b && *b == v) continue;
+    set_param(set_by_us_, k, v);
+    set_param(settings_own_, k, v);
+  }
+  for (const auto& [k, v] : baseline_)
+    if (!find_param(settings_read_, k)) set_param(set_by_us_, k, kUnknownSetting);
   settings_read_.clear();
   synced_with_ = {};
 }
@@ -1482,6 +1554,7 @@ void ServerConnection::check_orphan_timeout(uint64_t now_ms, uint64_t query_ms) 
 
 void ServerConnection::unlink_client(bool responses_tracked) {
   client_ = nullptr;
+  read_after_cancel_ = false;  // after_client_left reads the settings, once the cancel is answered
   last_used_ms_ = uv_now(loop_);
   retry_armed_ = false;
   retry_out_.clear();
@@ -1557,7 +1630,24 @@ bool ServerConnection::hold_for_cancel() {
 void ServerConnection::cancel_done(bool answered) {
   if (cancels_in_flight_ > 0) --cancels_in_flight_;
   if (!answered) cancel_unanswered_ = true;
-  if (cancels_in_flight_ > 0 || !held_for_cancel_ || state_ == State::closing) return;
+  if (cancels_in_flight_ > 0 || state_ == State::closing) return;
+  if (std::exchange(read_after_cancel_, false) && client_) {
+    if (!cancel_unanswered_) {
+      read_settings();
+      return;
+    }
+    // Its signal may still come: the connection goes, and the client on
+    // without what it SET carried over.
+    ClientConnection* c = std::exchange(client_, nullptr);
+    spdlog::warn("{} a cancel request went unanswered before the session's settings were read: C-{}'s SET "
+                 "applies to its next transactions no more",
+                 name_, c->id());
+    close("a cancel request to it went unanswered: its signal may still come");
+    c->settings_read(nullptr, params_);
+    c->server_released();
+    return;
+  }
+  if (!held_for_cancel_) return;
   held_for_cancel_ = false;
   after_client_left();  // rolls back / resets as needed, then back to the pool
 }

@@ -244,9 +244,15 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   void forget_session_state() {
     statements_.clear();
     sql_prepared_.clear();
-    set_by_us_.clear();
-    synced_with_ = {};
     custom_dirty_ = false;
+    forget_settings();
+  }
+  void forget_settings();
+  // The client sent a statement (in the request segment being sent) that
+  // answers with `n` SET tags which change nothing beyond its transaction.
+  void expect_scoped_sets(size_t n) {
+    if (!scoped_sets_.empty() && scoped_sets_.back().first == segment_) scoped_sets_.back().second += n;
+    else if (scoped_sets_.size() < 64) scoped_sets_.emplace_back(segment_, n);
   }
   char tx_status() const { return tx_status_; }
   // uv_hrtime() when the current client's transaction (or statement outside
@@ -363,14 +369,24 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // pooling): they are read before the connection serves anyone else.
   bool settings_changed_ = false;
   bool read_after_reset_ = false;  // read them once the running reset is done
-  // A SET ran that may have made a custom setting (myapp.x), which
-  // pg_settings does not list: another client than the owner (the one that
-  // ran it; 0 = none left) gets the connection after a RESET ALL.
+  bool read_after_cancel_ = false;  // ... once PostgreSQL has answered the cancels in flight
+  // A SET ran that may have made a setting the read could not see (a
+  // custom myapp.x pgmux could not name, one pg_settings hides from the
+  // role): another client than the owner (the one that ran it; 0 = none
+  // left) gets the connection after RESET ROLE and RESET ALL.
   bool custom_dirty_ = false;
   uint64_t custom_owner_ = 0;
   pool::Params settings_read_;     // rows of the read in progress
+  pool::Params settings_own_;      // ... of them, the client's own (not baseline_)
+  // What connect_query set, read after it ran: every client's starting
+  // values, neither RESET nor counted as anyone's own.
+  pool::Params baseline_;
+  // (request segment, SET tags it owes that change nothing beyond the
+  // transaction): see expect_scoped_sets.
+  std::vector<std::pair<uint64_t, size_t>> scoped_sets_;
   void read_settings();
   void adopt_settings_read();
+  static std::string settings_read_sql(const std::vector<std::string>& custom);
   // The parameter set this server was last found in sync with: a client
   // with the same set (and the same welcome) needs no comparison. Any
   // change to params_ or set_by_us_ forgets it.

@@ -21,7 +21,7 @@
 //  - transaction_exit_statement: a lone COMMIT/ROLLBACK... (pipeline kind
 //    ends_transaction) is one; a safe query is none; a leading comment line
 //    or ';' keeps the answer.
-//  - custom_setting_names: every name has a dot, no upper-case ASCII, and
+//  - scan_set_statements: every name has a dot, no upper-case ASCII, and
 //    appears once; a query without "set" (any case) names none; a
 //    leading comment line keeps the names.
 //  - Every predicate gives the same answer twice (no hidden state).
@@ -48,7 +48,7 @@ bool read_only(std::string_view q, size_t& n) {
 
 void check_custom_settings(std::string_view q) {
   std::vector<std::string> names;
-  custom_setting_names(q, names);
+  scan_set_statements(q, names);
   for (size_t i = 0; i < names.size(); ++i) {
     FUZZ_CHECK(names[i].find('.') != std::string::npos);
     for (char c : names[i]) FUZZ_CHECK(!(c >= 'A' && c <= 'Z'));
@@ -60,7 +60,7 @@ void check_custom_settings(std::string_view q) {
   (void)may_need_reading(q);
   if (q.find('\n') == std::string_view::npos && q.find('\r') == std::string_view::npos) {
     std::vector<std::string> again;
-    custom_setting_names("-- c\n" + std::string(q), again);
+    scan_set_statements("-- c\n" + std::string(q), again);
     FUZZ_CHECK(again == names);
   }
 }

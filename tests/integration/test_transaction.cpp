@@ -33,6 +33,7 @@
 #include <iostream>
 #include <latch>
 #include <mutex>
+#include <functional>
 #include <random>
 #include <set>
 #include <thread>
@@ -1610,6 +1611,141 @@ TEST_CASE("transaction: a SET of an unreported setting follows its client and no
   for (const std::string& schema : {schema_a, schema_b}) exec(su.get(), "DROP SCHEMA " + schema + " CASCADE");
   exec(su.get(), "DROP TABLE public." + table);
   exec(su.get(), "DROP ROLE " + role);
+}
+
+// A review of the settings read (ab57020) found these; each failed then.
+
+// SET TRANSACTION leaves transaction_isolation with source 'session' in
+// pg_settings: it must not become the client's (a set_config of it after
+// the sync query's snapshot fails, and ended the client on another server).
+TEST_CASE("transaction: SET TRANSACTION ISOLATION LEVEL is not carried to another server", "[transaction][params]") {
+  Pgmux mux(tx_config("default_pool_size = 2\n"));
+  Watchdog wd(30s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  WatchedConn a(wd, ci), h(wd, ci);
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(h);
+  exec(a.get(), "SET default_transaction_isolation = 'repeatable read'");
+  exec(a.get(), "BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; SET TRANSACTION READ ONLY; COMMIT");
+  const std::string x = scalar(a.get(), "SELECT pg_backend_pid()::text");
+  exec(h.get(), "BEGIN");  // H holds X (LIFO): A's next transaction runs elsewhere
+  REQUIRE(scalar(h.get(), "SELECT pg_backend_pid()::text") == x);
+  auto r = try_exec(a.get(), "SELECT current_setting('default_transaction_isolation') || ' ' || "
+                             "current_setting('transaction_read_only') || ' ' || (pg_backend_pid() <> " + x + ")");
+  INFO(r.message);
+  REQUIRE(r.ok);
+  CHECK(r.rows.at(0).at(0) == "repeatable read off true");
+  exec(h.get(), "COMMIT");
+  CHECK_FALSE(wd.fired());
+}
+
+// What connect_query SETs is where every client starts: another client's
+// SET must not make pgmux RESET it, nor RESET ALL leave it undone.
+TEST_CASE("transaction: connect_query settings survive other clients' SET and RESET", "[transaction][params]") {
+  Pgmux mux(tx_config("default_pool_size = 1\n",
+                      "connect_query = \"SET work_mem = '5MB'; SET myapp.base = 'x'\"\n"));
+  Watchdog wd(30s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  WatchedConn a(wd, ci), b(wd, ci);
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(b);
+  const std::string q = "SELECT current_setting('work_mem') || ' ' || current_setting('statement_timeout') || ' ' || "
+                        "coalesce(current_setting('myapp.base', true), '')";
+  CHECK(scalar(b.get(), q) == "5MB 0 x");
+  exec(a.get(), "SET statement_timeout = '10s'");  // a SET: RESET ALL before B gets the server
+  CHECK(scalar(a.get(), q) == "5MB 10s x");
+  CHECK(scalar(b.get(), q) == "5MB 0 x");
+  CHECK(scalar(a.get(), q) == "5MB 10s x");
+  exec(a.get(), "SET work_mem = '6MB'");
+  CHECK(scalar(b.get(), q) == "5MB 0 x");
+  CHECK(scalar(a.get(), q) == "6MB 10s x");
+  exec(a.get(), "RESET work_mem; RESET myapp.base");  // back to where the session started
+  CHECK(scalar(b.get(), q) == "5MB 0 x");
+  CHECK(scalar(a.get(), q) == "5MB 10s x");
+  CHECK_FALSE(wd.fired());
+}
+
+// A cancel in flight when the transaction with a SET ends: the read waits
+// for PostgreSQL's answer to the cancel, with the client.
+TEST_CASE("transaction: a cancel in flight does not lose the client's committed SET", "[transaction][params][cancel]") {
+  Pgmux mux(tx_config("default_pool_size = 1\n"));
+  Watchdog wd(60s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  WatchedConn a(wd, ci), b(wd, ci);
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(b);
+  const std::string b_mem = scalar(b.get(), "SHOW work_mem");
+  for (int i = 0; i < 5; ++i) {
+    const std::string mem = std::to_string(1100 + i) + "kB";
+    REQUIRE(PQsendQuery(a.get(), ("BEGIN; SET work_mem = '" + mem + "'; COMMIT; SELECT pg_sleep(0.3)").c_str()) == 1);
+    std::this_thread::sleep_for(100ms);
+    PGcancel* cn = PQgetCancel(a.get());
+    char err[256];
+    CHECK(PQcancel(cn, err, sizeof err) == 1);
+    PQfreeCancel(cn);
+    while (PGresult* r = PQgetResult(a.get())) PQclear(r);
+    INFO("iteration " << i);
+    CHECK(scalar(a.get(), "SHOW work_mem") == mem);
+    CHECK(scalar(b.get(), "SHOW work_mem") == b_mem);
+  }
+  CHECK_FALSE(wd.fired());
+}
+
+// SET LOCAL and SET TRANSACTION change nothing beyond their transaction:
+// no read after them, and no RESET ALL for the next client. A lock on
+// pg_settings shows whether a read runs.
+TEST_CASE("transaction: SET LOCAL and SET TRANSACTION cost no read", "[transaction][params]") {
+  Pgmux mux(tx_config("default_pool_size = 1\n"));
+  Watchdog wd(30s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  WatchedConn a(wd, ci), b(wd, ci);
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(b);
+  auto su = superuser("app");
+  auto after_locked = [&](const std::function<void()>& transaction) {
+    exec(su.get(), "BEGIN");
+    exec(su.get(), "LOCK TABLE pg_catalog.pg_settings IN ACCESS EXCLUSIVE MODE");
+    transaction();
+    std::jthread unlock([&] {
+      std::this_thread::sleep_for(1000ms);
+      try_exec(su.get(), "COMMIT");
+    });
+    const auto t0 = Clock::now();
+    const std::string v = scalar(b.get(), "SELECT current_setting('work_mem') || ' ' || "
+                                          "coalesce(current_setting('myapp.t', true), '')");
+    const double took = seconds_since(t0);
+    return std::pair{v, took};
+  };
+  const std::string plain = scalar(b.get(), "SHOW work_mem") + " ";
+  SECTION("simple protocol, one statement per query") {
+    auto [v, took] = after_locked([&] {
+      exec(a.get(), "BEGIN");
+      exec(a.get(), "SET LOCAL work_mem = '8MB'");
+      exec(a.get(), "SET LOCAL myapp.t = 'x'");
+      exec(a.get(), "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+      CHECK(scalar(a.get(), "SHOW work_mem") == "8MB");
+      exec(a.get(), "COMMIT");
+    });
+    CHECK(v == plain);
+    CHECK(took < 0.5);
+  }
+  SECTION("a query string of them, and the extended protocol") {
+    auto [v, took] = after_locked([&] {
+      exec(a.get(), "BEGIN");
+      exec(a.get(), "SET LOCAL work_mem = '8MB'; SET LOCAL myapp.t = 'x'");
+      CHECK(exec_params(a.get(), "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", {}).ok);
+      CHECK(exec_params(a.get(), "SET LOCAL statement_timeout = '5s'", {}).ok);
+      exec(a.get(), "COMMIT");
+    });
+    CHECK(v == plain);
+    CHECK(took < 0.5);
+  }
+  SECTION("a plain SET is read (the lock holds the next client back)") {
+    auto [v, took] = after_locked([&] { exec(a.get(), "SET work_mem = '9MB'"); });
+    CHECK(v == plain);
+    CHECK(took >= 0.5);
+  }
+  CHECK_FALSE(wd.fired());
 }
 
 // ---------------------------------------------------------------------------

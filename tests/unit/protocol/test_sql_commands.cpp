@@ -580,10 +580,10 @@ TEST_CASE("transaction_exit_statement: what PostgreSQL runs in a failed transact
   }
 }
 
-TEST_CASE("custom_setting_names: the dotted names SET and RESET statements name", "[sql]") {
+TEST_CASE("scan_set_statements: the dotted names SET and RESET statements name", "[sql]") {
   auto names = [](std::string_view q) {
     std::vector<std::string> out;
-    custom_setting_names(q, out);
+    scan_set_statements(q, out);
     return out;
   };
   using V = std::vector<std::string>;
@@ -611,6 +611,28 @@ TEST_CASE("custom_setting_names: the dotted names SET and RESET statements name"
   const std::string q = "SET a.x = 'it''s'; RESET \"B\".y; SET SESSION c.z TO DEFAULT";
   for (size_t n = 0; n <= q.size(); ++n) names(std::string_view(q).substr(0, n));
   CHECK(names(q) == V{"a.x", "b.y", "c.z"});
+}
+
+TEST_CASE("scan_set_statements: SET LOCAL and SET TRANSACTION change nothing beyond the transaction", "[sql]") {
+  auto scoped = [](std::string_view q) {
+    std::vector<std::string> out;
+    return scan_set_statements(q, out);
+  };
+  CHECK(scoped("SET LOCAL app.tenant = '42'") == 1);
+  CHECK(scoped("set local work_mem = '8MB'; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE") == 2);
+  CHECK(scoped("SET SESSION LOCAL a.b = 1") == 1);  // a syntax error for PostgreSQL: no tag comes
+  CHECK(scoped("SET TRANSACTION READ ONLY; SET work_mem = 1") == 1);
+  for (std::string_view q : {"SET work_mem = 1", "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+                             "SET ROLE x", "RESET ALL", "SELECT 1; SET LOCAL a.b = 1 -- not first?",
+                             "SET CONSTRAINTS ALL DEFERRED", "SELECT 'SET LOCAL a = 1'", "SET \"local\".x = 1"}) {
+    INFO("query: [" << q << "]");
+    // (the fifth: a SELECT first, then a SET LOCAL: the SET LOCAL counts)
+    if (q == "SELECT 1; SET LOCAL a.b = 1 -- not first?") {
+      CHECK(scoped(q) == 1);
+      continue;
+    }
+    CHECK(scoped(q) == 0);
+  }
 }
 
 TEST_CASE("may_need_reading: SQL commands pgmux follows, SET and RESET", "[sql]") {
