@@ -506,11 +506,10 @@ Pgmux::Pgmux(PgmuxConfig config) {
     fail_start("pgmux did not accept TCP connections on port " + std::to_string(port_) +
                " within 10 s");
   }
-  // The unix socket is created next to the TCP listener; give it a moment.
-  wait_until([&] {
-    struct stat st{};
-    return ::stat(unix_socket_path().c_str(), &st) == 0;
-  }, 2s);
+  // The unix socket listens just after the TCP one. Its file exists from
+  // bind on, before listen (a connection then is refused): pgmux's log line
+  // comes after listen.
+  wait_until([&] { return !alive() || contains(log_text(), "listening on unix:" + unix_socket_path()); }, 5s);
 }
 
 void Pgmux::start() {
