@@ -559,6 +559,26 @@ bool ServerConnection::handle_internal_message(char type, proto::ByteSpan body) 
   }
 }
 
+// A step of bringing the server to a linked client's settings (SETs, or
+// the RESET ALL before them) ended. False, with the connection unlinked,
+// when the client left meanwhile or the step failed (the client is told).
+bool ServerConnection::sync_step_ok() {
+  if (!client_) {
+    state_ = State::linked;
+    unlink_client();
+    return false;
+  }
+  if (internal_error_) {
+    ClientConnection* c = client_;
+    client_ = nullptr;
+    state_ = State::linked;
+    c->server_sync_failed(*internal_error_);
+    unlink_client();
+    return false;
+  }
+  return true;
+}
+
 void ServerConnection::internal_done() {
   int purpose = internal_purpose_;
   internal_purpose_ = 0;
@@ -593,19 +613,7 @@ void ServerConnection::internal_done() {
       if (pool()) pool()->server_login_ok(this, params_);
       return;
     case kPurposeSync:
-      if (!client_) {  // the client left while we were syncing
-        state_ = State::linked;
-        unlink_client();
-        return;
-      }
-      if (internal_error_) {
-        ClientConnection* c = client_;
-        client_ = nullptr;
-        state_ = State::linked;
-        c->server_sync_failed(*internal_error_);
-        unlink_client();
-        return;
-      }
+      if (!sync_step_ok()) return;
       // A SET that did not change the server's value (e.g. DateStyle 'ISO'
       // on a server at 'ISO, MDY') sends no ParameterStatus: the client's
       // spelling is equivalent to the server's, so adopt the server's, or
@@ -675,19 +683,7 @@ void ServerConnection::internal_done() {
       if (pool()) pool()->release(this);
       return;
     case kPurposeResetAll: {
-      if (!client_) {  // the client left meanwhile
-        state_ = State::linked;
-        unlink_client();
-        return;
-      }
-      if (internal_error_) {
-        ClientConnection* c = client_;
-        client_ = nullptr;
-        state_ = State::linked;
-        c->server_sync_failed(*internal_error_);
-        unlink_client();
-        return;
-      }
+      if (!sync_step_ok()) return;
       custom_dirty_ = false;
       forget_settings();
       state_ = State::linked;

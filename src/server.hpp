@@ -386,6 +386,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   std::vector<std::pair<uint64_t, size_t>> scoped_sets_;
   void read_settings();
   void adopt_settings_read();
+  bool sync_step_ok();
   static std::string settings_read_sql(const std::vector<std::string>& custom);
   // The parameter set this server was last found in sync with: a client
   // with the same set (and the same welcome) needs no comparison. Any
