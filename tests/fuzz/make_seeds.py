@@ -337,6 +337,9 @@ def config_seeds():
         "errors": b"[pgmux]\nworkers = -1\ndefualt_pool_size = 5\n[[databases]]\n",
         "durations": b"15s",
         "bytes": b"1536kB",
+        # short inputs also drive apply_setting (console SET)
+        "set-int": b"default_pool_size='5'",
+        "set-string": b"server_reset_query='SELECT ''x'''",
     }
 
 
