@@ -200,21 +200,31 @@ bool may_need_reading(std::string_view prefix) {
   return first_word_may_be(prefix, {"prepare", "execute", "deallocate", "discard", "set", "reset"});
 }
 
-size_t scan_set_statements(std::string_view query, std::vector<std::string>& out) {
+std::vector<bool> scan_set_statements(std::string_view query, std::vector<std::string>& names, size_t max_names) {
   using K = detail::Token::Kind;
   detail::Scanner scan(query);
+  std::vector<bool> set_tags;
   bool at_start = true;
-  size_t transaction_scoped = 0;
+  // A keyword, unless a '.' follows: then it starts a custom setting's
+  // name (SET local.x, SET session.x are settings PostgreSQL accepts).
+  auto keyword = [&](const detail::Token& t, std::string_view word) {
+    if (!t.is_word(word)) return false;
+    const detail::Token after = scan.peek();
+    return !(after.is(K::other) && after.text == ".");
+  };
   for (detail::Token t = scan.next(); !t.is(K::end) && !t.is(K::error); t = scan.next()) {
     const bool starts = at_start;
     at_start = t.is(K::semicolon);
     if (!starts || !(t.is_word("set") || t.is_word("reset"))) continue;
+    const bool set = t.is_word("set");
     detail::Token n = scan.next();
-    if (t.is_word("set") && n.is_word("session")) n = scan.next();
-    if (t.is_word("set") && (n.is_word("local") || n.is_word("transaction"))) {
-      ++transaction_scoped;
+    if (set && keyword(n, "session")) n = scan.next();
+    if (set && (keyword(n, "local") || keyword(n, "transaction"))) {
+      set_tags.push_back(true);
       continue;
     }
+    if (set && keyword(n, "constraints")) continue;  // its tag is SET CONSTRAINTS
+    if (set) set_tags.push_back(false);
     std::string name;
     if (!setting_name_part(n, name)) {
       at_start = n.is(K::semicolon);
@@ -232,11 +242,35 @@ size_t scan_set_statements(std::string_view query, std::vector<std::string>& out
       }
       dotted = true;
     }
-    if (!dotted || name.empty()) continue;
+    if (!dotted || name.empty() || names.size() >= max_names) continue;
     for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
-    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(std::move(name));
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
   }
-  return transaction_scoped;
+  return set_tags;
+}
+
+void set_config_names(std::string_view query, std::vector<std::string>& names, size_t max_names) {
+  using K = detail::Token::Kind;
+  detail::Scanner scan(query);
+  for (detail::Token t = scan.next(); !t.is(K::end) && !t.is(K::error); t = scan.next()) {
+    if (!t.is_word("set_config") || !scan.peek().is(K::lparen)) continue;
+    scan.next();
+    const detail::Token arg = scan.next();
+    // A plain '...' literal: '' stands for one quote.
+    if (!arg.is(K::string) || arg.text.size() < 2 || arg.text[0] != '\'') continue;
+    std::string name;
+    for (size_t k = 1; k + 1 < arg.text.size(); ++k) {
+      if (arg.text[k] == '\\') {
+        name.clear();  // its meaning depends on standard_conforming_strings: not read
+        break;
+      }
+      name.push_back(arg.text[k]);
+      if (arg.text[k] == '\'') ++k;
+    }
+    if (name.find('.') == std::string::npos || names.size() >= max_names) continue;
+    for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
+  }
 }
 
 bool may_be_sql_command(std::string_view prefix) {

@@ -39,14 +39,20 @@ bool may_need_reading(std::string_view prefix);
 
 // The SET and RESET statements of `query`:
 //  - the custom settings (a name with a dot: myapp.tenant) they name,
-//    lower-cased, are added to `out` if not there yet. No catalog lists
-//    them, so pgmux asks the server for these by name after the
-//    transaction. SET LOCAL is left out (it ends with the transaction); a
-//    statement pgmux cannot read (U&"..." names) is skipped;
-//  - the return value counts the statements that answer with the command
-//    tag SET yet change nothing beyond their transaction: SET LOCAL and
-//    SET TRANSACTION.
-size_t scan_set_statements(std::string_view query, std::vector<std::string>& out);
+//    lower-cased, are added to `names` if not there yet, up to `max_names`
+//    in all. No catalog lists them, so pgmux asks the server for these by
+//    name after the transaction. SET LOCAL is left out (it ends with the
+//    transaction); a statement pgmux cannot read (U&"..." names) is skipped;
+//  - the result has one entry per statement answered with the command tag
+//    SET, in order: true for one that changes nothing beyond its
+//    transaction (SET LOCAL, SET TRANSACTION), false for the others.
+std::vector<bool> scan_set_statements(std::string_view query, std::vector<std::string>& names,
+                                      size_t max_names = 64);
+
+// The custom settings `query` names as the first argument of a
+// set_config('myapp.x', ...) call (a plain '...' literal), added to `names`
+// as scan_set_statements does: what a connect_query may make without SET.
+void set_config_names(std::string_view query, std::vector<std::string>& names, size_t max_names = 64);
 
 // What server_pipelining may queue another client's request behind:
 //  - safe: a statement that, run outside a transaction block, cannot leave

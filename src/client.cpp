@@ -1217,18 +1217,28 @@ void ClientConnection::keep_told_value(std::string_view name, std::string_view v
   params_id_ = 0;
 }
 
-// The SET and RESET statements the client sends: custom settings (myapp.x)
+// The SET and RESET statements the client sends. Custom settings (myapp.x)
 // are in no catalog, so the names they use are read by name after its
-// transactions (ServerConnection::read_settings), a few dozen at most; and
-// a SET LOCAL or SET TRANSACTION, whose SET tag changes nothing beyond the
-// transaction, costs no read.
-void ClientConnection::note_set_statements(std::string_view query) {
-  constexpr size_t kMaxCustomSettings = 64;
+// transactions (ServerConnection::read_settings), 64 at most. And the server
+// is told, in order, which of the SET tags a simple query will answer with
+// change nothing beyond the transaction (SET LOCAL, SET TRANSACTION): those
+// cost no read. An unnamed statement holding a SET is armed, and each
+// Execute of it tells the same (arm_execute). A named one cannot be
+// followed to its Executes: from then on no SET tag of this client is taken
+// as a SET LOCAL.
+void ClientConnection::note_set_statements(std::string_view query, bool simple_query, bool named) {
   if (!proto::may_need_reading(query)) return;
-  auto& names = ms().custom_settings;
-  const size_t scoped = proto::scan_set_statements(query, names);
-  if (names.size() > kMaxCustomSettings) names.resize(kMaxCustomSettings);
-  if (scoped && server_) server_->expect_scoped_sets(scoped);
+  ManagedState& m = ms();
+  const std::vector<bool> set_tags = proto::scan_set_statements(query, m.custom_settings);
+  if (set_tags.empty()) return;
+  if (named) {
+    m.named_sets = true;
+  } else if (simple_query) {
+    if (server_)
+      for (bool scoped : set_tags) server_->expect_set_tag(scoped && !m.named_sets);
+  } else {
+    arm(ManagedState::Armed::Kind::set, 0).scoped = set_tags[0];
+  }
 }
 
 void ClientConnection::settings_read(const pool::Params* read, const pool::Params& reported) {
@@ -1748,6 +1758,11 @@ bool ClientConnection::arm_execute(const std::string& body, std::string& out) {
     return true;
   }
   ManagedState::Armed& a = *found;
+  if (a.kind == Kind::set) {
+    server_->expect_set_tag(a.scoped && !ms().named_sets);
+    send_request(out, 'E', body, Req::execute);
+    return true;
+  }
   if (a.kind == Kind::prepare) {
     if (named().stmts.count(a.name) || named().sql_stmts.count(a.name)) {
       // Defined since the Parse, or by an earlier Execute of the portal:
@@ -2256,13 +2271,16 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
         protocol_error("malformed Parse message");
         return false;
       }
-      note_set_statements(m->query);
+      if (!m->statement.empty()) note_set_statements(m->query, /*simple_query=*/false, /*named=*/true);
       if (m->statement.empty()) {
         disarm_statement();
         vetted_unnamed_ = nullptr;  // not read for server_pipelining
         proto::SqlCommand cmd = proto::classify_sql_command(m->query);
         if (cmd.kind == proto::SqlCommand::Kind::other) {
-          if (!proto::unfollowable_sql_command(m->query)) return pass(Req::parse);
+          if (!proto::unfollowable_sql_command(m->query)) {
+            note_set_statements(m->query, /*simple_query=*/false, /*named=*/false);  // arms a SET
+            return pass(Req::parse);
+          }
           // The server skips it after an error, or refuses it in a failed
           // transaction block; else pgmux refuses it.
           if (ms().tracker.skipping()) return pass(Req::parse);
@@ -2427,11 +2445,11 @@ bool ClientConnection::process_message(char type, const std::string& body_str, s
 bool ClientConnection::process_query(const std::string& body_str, std::string& out) {
   auto q = proto::parse_query(proto::as_bytes(body_str));
   auto forward_query = [&](uint64_t tag = 0) {
+    if (q) note_set_statements(*q, /*simple_query=*/true, /*named=*/false);  // as it goes, in its segment
     send_request(out, 'Q', body_str, Req::query, false, tag);
     return true;
   };
   if (!q) return forward_query();
-  note_set_statements(*q);
   proto::SqlCommand cmd = proto::classify_sql_command(*q);
   const bool unfollowable =
       cmd.kind == proto::SqlCommand::Kind::other && proto::unfollowable_sql_command(*q);

@@ -239,7 +239,7 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
                     uint64_t client_tag = 0);
   void flush_due_responses();
   bool process_query(const std::string& body, std::string& out);
-  void note_set_statements(std::string_view query);
+  void note_set_statements(std::string_view query, bool simple_query, bool named);
   // Parse of statements a server already accepted (+ Close) + Sync while no
   // server is linked: answered by pgmux alone. False if the chunk is
   // anything else.
@@ -327,6 +327,10 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
   struct ManagedState {
     proto::ResponseTracker tracker;
     std::vector<std::string> custom_settings;  // note_set_statements
+    // A named statement holds a SET: its Executes, which pgmux does not
+    // follow, answer with SET tags, so no SET tag is taken for a SET LOCAL
+    // any more (see note_set_statements).
+    bool named_sets = false;
     uint64_t next_parse_tag = 1;
     char acc_type = 0;
     bool accumulating = false;
@@ -348,7 +352,10 @@ class ClientConnection final : public SocketOwner, public pool::PoolClient {
     // ALL or PREPARE) in the unnamed statement and the portals bound to it:
     // what an Execute of such a portal carries.
     struct Armed {
-      enum class Kind : uint8_t { deallocate, prepare } kind = Kind::deallocate;
+      // set: a SET statement, whose Execute answers with a SET tag
+      // (ServerConnection::expect_set_tag).
+      enum class Kind : uint8_t { deallocate, prepare, set } kind = Kind::deallocate;
+      bool scoped = false;  // set: SET LOCAL / SET TRANSACTION
       uint64_t tag = 0;
       // deallocate: what goes, recorded (named().deallocs) as the Execute goes.
       DeallocWhat what = DeallocWhat::one;

@@ -594,6 +594,7 @@ void ServerConnection::internal_done() {
       // that it is neither given to clients as their own nor RESET.
       std::vector<std::string> custom;
       proto::scan_set_statements(connect_query_, custom);
+      proto::set_config_names(connect_query_, custom);
       settings_read_.clear();
       run_internal({settings_read_sql(custom)}, kPurposeBaseline);
       return;
@@ -730,7 +731,8 @@ void ServerConnection::internal_done() {
 void ServerConnection::link(ClientConnection* c) {
   client_ = c;
   syncing_keys_.clear();
-  scoped_sets_.clear();
+  expected_set_tags_.clear();
+  set_tags_lost_ = false;
   query_start_ns_ = xact_start_ns_ = 0;
   client_mode_ = c->mode();
   // server_check_query: a connection idle for server_check_delay or longer
@@ -831,13 +833,17 @@ void ServerConnection::link_sync() {
 // does not recognise) drops every prepared statement; DISCARD ALL too.
 void ServerConnection::note_session_command(std::string_view tag) {
   if (tag == "SET" && client_mode_ != conf::PoolMode::session) {
-    // A SET LOCAL or SET TRANSACTION the client sent (scoped_sets_) changes
-    // nothing beyond its transaction.
+    // A SET LOCAL or SET TRANSACTION the client sent (expect_set_tag)
+    // changes nothing beyond its transaction.
     const uint64_t answering = oldest_unanswered_segment();
-    while (!scoped_sets_.empty() && scoped_sets_.front().first < answering) scoped_sets_.erase(scoped_sets_.begin());
-    if (!scoped_sets_.empty() && scoped_sets_.front().first == answering && scoped_sets_.front().second > 0) {
-      --scoped_sets_.front().second;
-    } else {
+    while (!expected_set_tags_.empty() && expected_set_tags_.front().first < answering)
+      expected_set_tags_.pop_front();
+    bool scoped = false;
+    if (!expected_set_tags_.empty() && expected_set_tags_.front().first == answering) {
+      scoped = expected_set_tags_.front().second;
+      expected_set_tags_.pop_front();
+    }
+    if (!scoped) {
       settings_changed_ = true;
       custom_dirty_ = true;
       custom_owner_ = client_ ? client_->id() : 0;
@@ -1484,7 +1490,13 @@ void ServerConnection::adopt_settings_read() {
   for (auto& [k, v] : settings_read_) {
     if (read_only_parameter(k) || find_param(params_, k)) continue;
     const std::string* b = find_param(baseline_, k);
-    if (b && *b == v) continue;
+    if (b && *b == v) {
+      // At connect_query's value: the client's own only if it had another
+      // one (a startup option), which this SET replaced.
+      if (const std::string* mine = client_ ? client_->param(k) : nullptr; mine && *mine != v)
+        set_param(settings_own_, k, v);
+      continue;
+    }
     set_param(set_by_us_, k, v);
     set_param(settings_own_, k, v);
   }

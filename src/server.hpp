@@ -248,11 +248,20 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
     forget_settings();
   }
   void forget_settings();
-  // The client sent a statement (in the request segment being sent) that
-  // answers with `n` SET tags which change nothing beyond its transaction.
-  void expect_scoped_sets(size_t n) {
-    if (!scoped_sets_.empty() && scoped_sets_.back().first == segment_) scoped_sets_.back().second += n;
-    else if (scoped_sets_.size() < 64) scoped_sets_.emplace_back(segment_, n);
+  // The client is sending (in the request segment being sent) a statement
+  // that answers with a SET tag, the next one pgmux followed: `scoped` when
+  // it changes nothing beyond its transaction (SET LOCAL, SET TRANSACTION).
+  // The tags come back in the same order within the segment, and a failing
+  // statement ends the segment, so a tag is matched with the oldest entry
+  // of the segment it answers. Only a scoped one skips the read.
+  void expect_set_tag(bool scoped) {
+    if (set_tags_lost_) return;
+    if (expected_set_tags_.size() >= 256) {  // never mismatched: from now on every tag counts
+      expected_set_tags_.clear();
+      set_tags_lost_ = true;
+      return;
+    }
+    expected_set_tags_.emplace_back(segment_, scoped);
   }
   char tx_status() const { return tx_status_; }
   // uv_hrtime() when the current client's transaction (or statement outside
@@ -381,9 +390,9 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // What connect_query set, read after it ran: every client's starting
   // values, neither RESET nor counted as anyone's own.
   pool::Params baseline_;
-  // (request segment, SET tags it owes that change nothing beyond the
-  // transaction): see expect_scoped_sets.
-  std::vector<std::pair<uint64_t, size_t>> scoped_sets_;
+  // (request segment, scoped) per SET tag expected: see expect_set_tag.
+  std::deque<std::pair<uint64_t, bool>> expected_set_tags_;
+  bool set_tags_lost_ = false;
   void read_settings();
   void adopt_settings_read();
   bool sync_step_ok();

@@ -4485,3 +4485,174 @@ TEST_CASE("transaction: server_pipelining behind a slow request", "[transaction]
   b.reset();
   mux.finish();
 }
+
+// ---------------------------------------------------------------------------
+// A second review of the settings read found these; each failed on 3bb6b2f.
+namespace {
+// Runs a libpq pipeline on `c` (the sends), up to its one Sync; returns the
+// error messages seen (bounded: a broken connection ends it).
+std::vector<std::string> run_pipeline(PGconn* c, const std::function<bool(PGconn*)>& sends) {
+  std::vector<std::string> errors;
+  if (PQenterPipelineMode(c) != 1) return {"enter pipeline mode failed"};
+  if (!sends(c) || PQpipelineSync(c) != 1) return {"send failed: " + std::string(PQerrorMessage(c))};
+  for (int i = 0, nulls = 0; i < 100 && nulls < 20; ++i) {
+    PGresult* r = PQgetResult(c);
+    if (!r) {
+      ++nulls;
+      continue;
+    }
+    nulls = 0;
+    const ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_FATAL_ERROR) errors.push_back(PQresultErrorMessage(r));
+    PQclear(r);
+    if (st == PGRES_PIPELINE_SYNC) break;
+  }
+  if (PQexitPipelineMode(c) != 1) errors.push_back("exit pipeline mode failed: " + std::string(PQerrorMessage(c)));
+  return errors;
+}
+}  // namespace
+
+// "local" and "transaction" are unreserved keywords: SET local.x = ... and
+// SET SESSION transaction.x = ... are session-level custom settings, yet
+// scan_set_statements counts them as SET LOCAL / SET TRANSACTION.
+TEST_CASE("transaction: a custom setting named local.x or transaction.x is no SET LOCAL",
+          "[transaction][params]") {
+  const std::string stmt = GENERATE(std::string("SET local.tenant = 'a'"), std::string("SET SESSION local.tenant = 'a'"),
+                                    std::string("SET transaction.tenant = 'a'"));
+  const std::string name = stmt.find("local.") != std::string::npos ? "local.tenant" : "transaction.tenant";
+  Pgmux mux(tx_config("default_pool_size = 1\n"));
+  Watchdog wd(30s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  WatchedConn a(wd, ci), b(wd, ci);
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(b);
+  const std::string q = "SELECT pg_backend_pid() || ' ' || coalesce(current_setting('" + name + "', true), '')";
+  const std::string pid = scalar(b.get(), "SELECT pg_backend_pid()::text");
+  INFO(stmt);
+  exec(a.get(), stmt);
+  CHECK(scalar(a.get(), q) == pid + " a");
+  CHECK(scalar(b.get(), q) == pid + " ");  // another client: not A's setting
+  CHECK_FALSE(wd.fired());
+}
+
+// The SET LOCAL count is per request segment, not per statement executed:
+// a SET LOCAL parsed but not executed (or never reached) in the segment
+// makes a session-level SET there look scoped.
+TEST_CASE("transaction: a SET LOCAL that never runs does not hide a SET in its segment",
+          "[transaction][params]") {
+  Pgmux mux(tx_config("default_pool_size = 1\n"));
+  Watchdog wd(30s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  WatchedConn a(wd, ci), b(wd, ci);
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(b);
+  const std::string q = "SELECT pg_backend_pid() || ' ' || current_setting('work_mem')";
+  const std::string pid = scalar(b.get(), "SELECT pg_backend_pid()::text");
+  const std::string plain = scalar(b.get(), q);
+  REQUIRE(plain == pid + " 4MB");
+  SECTION("parsed (unnamed), not executed, in a pipeline") {
+    auto errors = run_pipeline(a.get(), [](PGconn* c) {
+      return PQsendPrepare(c, "", "SET LOCAL work_mem = '1MB'", 0, nullptr) == 1 &&
+             PQsendQueryParams(c, "SET work_mem = '77MB'", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
+    });
+    CHECK(errors.empty());
+  }
+  SECTION("parsed (named), not executed, in a pipeline") {
+    auto errors = run_pipeline(a.get(), [](PGconn* c) {
+      return PQsendPrepare(c, "sl", "SET LOCAL work_mem = '1MB'", 0, nullptr) == 1 &&
+             PQsendQueryParams(c, "SET work_mem = '77MB'", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
+    });
+    CHECK(errors.empty());
+  }
+  SECTION("after an error in a query string whose SET was committed") {
+    CHECK_FALSE(try_exec(a.get(), "SET work_mem = '77MB'; COMMIT; SET LOCAL work_mem = 'bogus'").ok);
+  }
+  CHECK(scalar(a.get(), q) == pid + " 77MB");  // PostgreSQL kept it
+  CHECK(scalar(b.get(), q) == plain);         // another client must not see it
+  CHECK_FALSE(wd.fired());
+}
+
+// note_set_statements runs again when a message waits for answers and is
+// read again: its SET LOCAL counts twice.
+TEST_CASE("transaction: a Parse of SET LOCAL held for answers is counted once", "[transaction][params]") {
+  Pgmux mux(tx_config("default_pool_size = 1\n"));
+  Watchdog wd(30s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  WatchedConn a(wd, ci), b(wd, ci);
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(b);
+  const std::string q = "SELECT pg_backend_pid() || ' ' || current_setting('work_mem')";
+  const std::string pid = scalar(b.get(), "SELECT pg_backend_pid()::text");
+  const std::string plain = scalar(b.get(), q);
+  auto errors = run_pipeline(a.get(), [](PGconn* c) {
+    return PQsendQueryParams(c, "DEALLOCATE ALL", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
+           PQsendPrepare(c, "sl", "SET LOCAL work_mem = '1MB'", 0, nullptr) == 1 &&
+           PQsendQueryPrepared(c, "sl", 0, nullptr, nullptr, nullptr, 0) == 1 &&
+           PQsendQueryParams(c, "SET work_mem = '77MB'", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
+  });
+  CHECK(errors.empty());
+  CHECK(scalar(a.get(), q) == pid + " 77MB");
+  CHECK(scalar(b.get(), q) == plain);
+  CHECK_FALSE(wd.fired());
+}
+
+// connect_query's custom settings are found only in its SET statements: one
+// made by set_config (or a function) is undone by the RESET ALL another
+// client's SET causes, and never set again.
+TEST_CASE("transaction: a connect_query custom setting made by set_config survives another client's SET",
+          "[transaction][params]") {
+  Pgmux mux(tx_config("default_pool_size = 1\n",
+                      "connect_query = \"SELECT pg_catalog.set_config('myapp.base', 'x', false)\"\n"));
+  Watchdog wd(30s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  WatchedConn a(wd, ci), b(wd, ci);
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(b);
+  const std::string q = "SELECT coalesce(current_setting('myapp.base', true), '')";
+  CHECK(scalar(b.get(), q) == "x");
+  exec(a.get(), "SET work_mem = '6MB'");
+  CHECK(scalar(a.get(), q) == "x");
+  CHECK(scalar(b.get(), q) == "x");
+  CHECK_FALSE(wd.fired());
+}
+
+// A client's SET to the value connect_query gave is dropped from the read
+// (equal to baseline_), and the client's startup option comes back.
+TEST_CASE("transaction: a SET to connect_query's value sticks for a client with another startup value",
+          "[transaction][params]") {
+  Pgmux mux(tx_config("default_pool_size = 1\n", "connect_query = \"SET work_mem = '5MB'\"\n"));
+  Watchdog wd(30s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  WatchedConn o(wd, ci + " options='-c work_mem=1MB'");
+  REQUIRE_CONN(o);
+  CHECK(scalar(o.get(), "SHOW work_mem") == "1MB");
+  exec(o.get(), "SET work_mem = '5MB'");
+  CHECK(scalar(o.get(), "SHOW work_mem") == "5MB");
+  CHECK_FALSE(wd.fired());
+}
+
+// scan_set_statements dedups custom names with a linear std::find per name
+// (before the cap of 64 is applied): one query string of many distinct
+// names costs quadratic time on the worker thread, and every other client
+// of the worker waits.
+TEST_CASE("transaction: a query of many custom SETs does not stall other clients", "[transaction][params]") {
+  Pgmux mux(tx_config("default_pool_size = 2\n"));
+  Watchdog wd(120s);
+  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
+  WatchedConn a(wd, ci), b(wd, ci);
+  REQUIRE_CONN(a);
+  REQUIRE_CONN(b);
+  exec(b.get(), "BEGIN");  // B holds a server of its own
+  std::string sql;
+  for (int i = 0; i < 20000; ++i) sql += "SET n" + std::to_string(i) + ".x = 1;";
+  REQUIRE(PQsendQuery(a.get(), sql.c_str()) == 1);
+  std::this_thread::sleep_for(200ms);
+  const auto t0 = Clock::now();
+  CHECK(scalar(b.get(), "SELECT 1") == "1");
+  const double took = seconds_since(t0);
+  INFO("B waited " << took << " s");
+  CHECK(took < 0.5);
+  exec(b.get(), "COMMIT");
+  while (PGresult* r = PQgetResult(a.get())) PQclear(r);
+  CHECK_FALSE(wd.fired());
+}

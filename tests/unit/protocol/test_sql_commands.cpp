@@ -613,26 +613,50 @@ TEST_CASE("scan_set_statements: the dotted names SET and RESET statements name",
   CHECK(names(q) == V{"a.x", "b.y", "c.z"});
 }
 
-TEST_CASE("scan_set_statements: SET LOCAL and SET TRANSACTION change nothing beyond the transaction", "[sql]") {
-  auto scoped = [](std::string_view q) {
+TEST_CASE("scan_set_statements: the SET tags, in order, and which change nothing beyond the transaction",
+          "[sql]") {
+  auto tags = [](std::string_view q) {
     std::vector<std::string> out;
     return scan_set_statements(q, out);
   };
-  CHECK(scoped("SET LOCAL app.tenant = '42'") == 1);
-  CHECK(scoped("set local work_mem = '8MB'; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE") == 2);
-  CHECK(scoped("SET SESSION LOCAL a.b = 1") == 1);  // a syntax error for PostgreSQL: no tag comes
-  CHECK(scoped("SET TRANSACTION READ ONLY; SET work_mem = 1") == 1);
-  for (std::string_view q : {"SET work_mem = 1", "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
-                             "SET ROLE x", "RESET ALL", "SELECT 1; SET LOCAL a.b = 1 -- not first?",
-                             "SET CONSTRAINTS ALL DEFERRED", "SELECT 'SET LOCAL a = 1'", "SET \"local\".x = 1"}) {
+  using B = std::vector<bool>;
+  CHECK(tags("SET LOCAL app.tenant = '42'") == B{true});
+  CHECK(tags("set local work_mem = '8MB'; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE") == B{true, true});
+  CHECK(tags("SET LOCAL SESSION AUTHORIZATION x") == B{true});
+  CHECK(tags("SET TRANSACTION READ ONLY; SET work_mem = 1") == B{true, false});
+  // The order PostgreSQL answers in (a failing statement ends the query).
+  CHECK(tags("SET work_mem = '77MB'; COMMIT; SET LOCAL work_mem = 'bogus'") == B{false, true});
+  CHECK(tags("SET work_mem = 1; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET ROLE x; "
+             "SET TIME ZONE 'UTC'; SET SCHEMA 'a'; SET NAMES 'UTF8'; SET SESSION AUTHORIZATION DEFAULT") ==
+        B(7, false));
+  // LOCAL, TRANSACTION, SESSION and CONSTRAINTS before a dot start a custom setting's name.
+  std::vector<std::string> names;
+  CHECK(scan_set_statements("SET local.tenant = 'a'; SET SESSION local.t = 1; SET transaction.t = 1; "
+                            "SET session.t = 1; SET constraints.t = 1",
+                            names) == B(5, false));
+  CHECK(names == std::vector<std::string>{"local.tenant", "local.t", "transaction.t", "session.t", "constraints.t"});
+  // No SET tag: SET CONSTRAINTS answers SET CONSTRAINTS, RESET answers RESET.
+  for (std::string_view q : {"SET CONSTRAINTS ALL DEFERRED", "RESET ALL", "RESET work_mem", "SELECT 1",
+                             "SELECT 'SET LOCAL a = 1'", "UPDATE t SET a = 1", ""}) {
     INFO("query: [" << q << "]");
-    // (the fifth: a SELECT first, then a SET LOCAL: the SET LOCAL counts)
-    if (q == "SELECT 1; SET LOCAL a.b = 1 -- not first?") {
-      CHECK(scoped(q) == 1);
-      continue;
-    }
-    CHECK(scoped(q) == 0);
+    CHECK(tags(q).empty());
   }
+  CHECK(tags("SELECT 1; SET LOCAL a.b = 1") == B{true});
+  // Names stop at the limit, whatever the query holds (no quadratic work).
+  std::string many;
+  for (int i = 0; i < 5000; ++i) many += "SET n" + std::to_string(i) + ".x = 1;";
+  std::vector<std::string> capped;
+  CHECK(scan_set_statements(many, capped, 64).size() == 5000);
+  CHECK(capped.size() == 64);
+}
+
+TEST_CASE("set_config_names: custom settings a connect_query makes with set_config", "[sql]") {
+  std::vector<std::string> names;
+  set_config_names("SELECT pg_catalog.set_config('myapp.base', 'x', false), set_config('App.Y', '1', false), "
+                   "set_config('work_mem', '1MB', false), set_config('it''s.x', '', false), "
+                   "set_config(E'e.x', '', false), set_config('b\\ad.x', '', false), 'set_config(''q.x'')'",
+                   names);
+  CHECK(names == std::vector<std::string>{"myapp.base", "app.y", "it's.x"});
 }
 
 TEST_CASE("may_need_reading: SQL commands pgmux follows, SET and RESET", "[sql]") {
