@@ -21,10 +21,12 @@
 //  - transaction_exit_statement: a lone COMMIT/ROLLBACK... (pipeline kind
 //    ends_transaction) is one; a safe query is none; a leading comment line
 //    or ';' keeps the answer.
-//  - scan_set_statements: every name has a dot, no upper-case ASCII, and
-//    appears once; a query without "set" (any case) names none; a
-//    leading comment line keeps the names.
+//  - scan_set_statements: at most 64 names, each with a dot, no upper-case
+//    ASCII, and each once; a query without "set" (any case) names none; a
+//    leading comment line keeps the names; no more SET tags than the
+//    semicolons allow statements. set_config_names: dotted names only.
 //  - Every predicate gives the same answer twice (no hidden state).
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <string>
@@ -48,7 +50,13 @@ bool read_only(std::string_view q, size_t& n) {
 
 void check_custom_settings(std::string_view q) {
   std::vector<std::string> names;
-  scan_set_statements(q, names);
+  const std::vector<bool> set_tags = scan_set_statements(q, names);
+  FUZZ_CHECK(names.size() <= 64);
+  // One SET tag per statement at most: no more than the semicolons allow.
+  FUZZ_CHECK(set_tags.size() <= size_t(std::count(q.begin(), q.end(), ';')) + 1);
+  std::vector<std::string> from_set_config;
+  set_config_names(q, from_set_config);
+  for (const std::string& n : from_set_config) FUZZ_CHECK(n.find('.') != std::string::npos);
   for (size_t i = 0; i < names.size(); ++i) {
     FUZZ_CHECK(names[i].find('.') != std::string::npos);
     for (char c : names[i]) FUZZ_CHECK(!(c >= 'A' && c <= 'Z'));
