@@ -10,6 +10,7 @@ void ResponseTracker::sent_slow(Request r, bool hidden, uint64_t tag, uint64_t c
     if (r != Request::sync) {
       if (tag) report(kUnprepared, tag);
       if (client_tag) report(kUnnamed, client_tag);
+      if (r == Request::query || r == Request::function_call) ++skipped_queries_;
       return;
     }
     skipping_ = false;
@@ -82,6 +83,8 @@ ResponseTracker::Action ResponseTracker::on_server_message_slow(char type) {
     // The extended request failed: the server ignores everything up to the
     // next Sync, so nothing queued before it will be answered.
     while (!empty() && (front().is_synthetic || front().req != Request::sync)) {
+      if (!front().is_synthetic && (front().req == Request::query || front().req == Request::function_call))
+        ++skipped_queries_;
       if (front().tag) report(kUnprepared, front().tag);
       if (front().client_tag) report(kUnnamed, front().client_tag);
       if (front().shape_name) report(kUnnamed, front().shape_name);

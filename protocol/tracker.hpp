@@ -143,10 +143,14 @@ class ResponseTracker {
   // Nothing in flight.
   bool empty() const { return head_ == q_.size(); }
   // Some report waits to be taken.
-  bool has_reports() const { return !reports_.empty(); }
+  bool has_reports() const { return !reports_.empty() || skipped_queries_ != 0; }
   // An error was answered and no Sync sent since: the server discards
   // requests until the next Sync.
   bool skipping() const { return skipping_; }
+  // Simple Queries (and FunctionCalls) the server skips after an error in
+  // an extended-protocol request, up to the next Sync: no ReadyForQuery
+  // comes for them. Counted since the last call.
+  size_t take_skipped_queries() { return std::exchange(skipped_queries_, 0); }
   // Something other than plain pass-through is queued (hidden or synthetic):
   // the caller must take the careful path for server output.
   bool special() const { return special_ > 0; }
@@ -215,6 +219,7 @@ class ResponseTracker {
   size_t synth_head_ = 0;
   size_t special_ = 0;
   bool skipping_ = false;  // after an error: waiting for the Sync's 'Z'
+  size_t skipped_queries_ = 0;  // take_skipped_queries
   bool copy_in_ = false;   // extended-protocol COPY FROM STDIN in progress
   // Queue positions where the client ended a COPY (CopyDone/CopyFail) before
   // the server had started it: the Syncs before such a point are ignored.

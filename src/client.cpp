@@ -1231,13 +1231,19 @@ void ClientConnection::note_set_statements(std::string_view query, bool simple_q
   ManagedState& m = ms();
   const std::vector<bool> set_tags = proto::scan_set_statements(query, m.custom_settings);
   if (set_tags.empty()) return;
+  // Where a literal ends may depend on standard_conforming_strings (or on
+  // the client encoding) when it holds a backslash: then the statements
+  // pgmux sees may not be the server's, and none is taken for a SET LOCAL.
+  const bool sure = query.find('\\') == std::string_view::npos;
   if (named) {
     m.named_sets = true;
   } else if (simple_query) {
     if (server_)
-      for (bool scoped : set_tags) server_->expect_set_tag(scoped && !m.named_sets);
+      for (bool scoped : set_tags) server_->expect_set_tag(scoped && sure && !m.named_sets);
   } else {
-    arm(ManagedState::Armed::Kind::set, 0).scoped = set_tags[0];
+    // Only a Parse right after a Sync surely runs: after an error the server
+    // skips it, and the unnamed statement it keeps is an older one.
+    arm(ManagedState::Armed::Kind::set, 0).scoped = set_tags[0] && sure && server_ && server_->after_sync();
   }
 }
 
@@ -2143,6 +2149,7 @@ void ClientConnection::send_request(std::string& out, char type, std::string_vie
   append_message(out, type, body);
   ms().tracker.sent(r, hidden, tag, client_tag);
   server_->count_request(type, hidden);
+  if (type == 'Q' || type == 'F') server_->queries_skipped(ms().tracker.take_skipped_queries());
 }
 
 // Whether the client has a statement `name` is not known yet: its Parse

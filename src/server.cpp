@@ -733,6 +733,7 @@ void ServerConnection::link(ClientConnection* c) {
   syncing_keys_.clear();
   expected_set_tags_.clear();
   set_tags_lost_ = false;
+  after_sync_ = true;
   query_start_ns_ = xact_start_ns_ = 0;
   client_mode_ = c->mode();
   // server_check_query: a connection idle for server_check_delay or longer
@@ -1066,6 +1067,7 @@ void ServerConnection::watch_end(bool& release_point) {
 // What the tracker learnt about Parses: failed or skipped ones are not on
 // the server (nor named for the client); accepted ones are proven.
 void ServerConnection::absorb_tracker_reports(proto::ResponseTracker& tracker) {
+  queries_skipped(tracker.take_skipped_queries());
   const std::vector<uint64_t> unprepared = tracker.take_unprepared();
   forget_unprepared(unprepared);
   client_->forget_failed_prepares(unprepared);

@@ -89,6 +89,8 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   void count_request(char type, bool hidden = false) {
     bool was_busy = pending_z_ > 0 || unsynced_;
     const proto::PipelineKind vetted = std::exchange(vetted_, proto::PipelineKind::unsafe);
+    if (type == 'S') after_sync_ = true;
+    else if (type != 'Q' && type != 'F') after_sync_ = false;  // a Query keeps it (it needs no Sync)
     switch (type) {
       case 'S':
         // In copy-in mode the server ignores Sync: no ReadyForQuery for it.
@@ -248,6 +250,17 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
     forget_settings();
   }
   void forget_settings();
+  // The server skips these simple Queries (an extended-protocol error came
+  // before them, and no Sync yet): they owe no ReadyForQuery, and their
+  // segments are over.
+  void queries_skipped(size_t n) {
+    if (n == 0) return;
+    pending_z_ = pending_z_ > int(n) ? pending_z_ - int(n) : 0;
+  }
+  // Nothing but simple Queries since the last Sync (or since the link): the
+  // server runs the next message whatever came before (no extended-protocol
+  // error can make it skip to a Sync).
+  bool after_sync() const { return after_sync_; }
   // The client is sending (in the request segment being sent) a statement
   // that answers with a SET tag, the next one pgmux followed: `scoped` when
   // it changes nothing beyond its transaction (SET LOCAL, SET TRANSACTION).
@@ -393,6 +406,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   // (request segment, scoped) per SET tag expected: see expect_set_tag.
   std::deque<std::pair<uint64_t, bool>> expected_set_tags_;
   bool set_tags_lost_ = false;
+  bool after_sync_ = true;  // after_sync()
   void read_settings();
   void adopt_settings_read();
   bool sync_step_ok();
