@@ -1400,3 +1400,36 @@ TEST_CASE("ResponseTracker: a client's Describe in flight, and one that fails, b
   h.server('Z');
   require_idle(h.t);
 }
+
+TEST_CASE("ResponseTracker: simple Queries the server skips after an extended-protocol error are counted",
+          "[tracker]") {
+  ResponseTracker t;
+  // Execute fails; the Query before the Sync is skipped (no 'Z' for it).
+  t.sent(R::execute);
+  t.sent(R::query);
+  t.sent(R::sync);
+  CHECK(t.take_skipped_queries() == 0);
+  t.on_server_message('E');
+  CHECK(t.has_reports());
+  CHECK(t.take_skipped_queries() == 1);
+  CHECK(t.take_skipped_queries() == 0);  // taken once
+  CHECK(t.on_server_message('Z') == Action::pass);
+  CHECK(t.empty());
+  // The error comes before the Sync is sent: Queries sent meanwhile too.
+  t.sent(R::execute);
+  t.on_server_message('E');
+  CHECK(t.skipping());
+  t.sent(R::query);
+  t.sent(R::function_call);
+  t.sent(R::bind);
+  CHECK(t.take_skipped_queries() == 2);
+  t.sent(R::sync);
+  CHECK_FALSE(t.skipping());
+  t.sent(R::query);  // after the Sync: answered
+  CHECK(t.take_skipped_queries() == 0);
+  // A simple Query's own error is no skip.
+  ResponseTracker u;
+  u.sent(R::query);
+  u.on_server_message('E');
+  CHECK(u.take_skipped_queries() == 0);
+}
