@@ -1420,6 +1420,19 @@ TEST_CASE("transaction: equal parameter sets share a server, a change is still s
 // client that made it, on whichever server its next transactions run, and
 // is never seen by another client of that server (PgBouncer leaves it on
 // the server connection for the next client).
+// Two clients of a pool, both watched (30 s unless told), for the settings tests.
+struct TwoClients {
+  Pgmux mux;
+  Watchdog wd;
+  std::string ci;
+  WatchedConn a, b;
+  explicit TwoClients(const PgmuxConfig& config, std::chrono::seconds limit = 30s)
+      : mux(config), wd(limit), ci(mux.conninfo("app", "scram_user", "scram_pw")), a(wd, ci), b(wd, ci) {
+    REQUIRE_CONN(a);
+    REQUIRE_CONN(b);
+  }
+};
+
 TEST_CASE("transaction: a SET of an unreported setting follows its client and nobody else sees it",
           "[transaction][params]") {
   const std::string sfx = unique_suffix();
@@ -1668,12 +1681,8 @@ TEST_CASE("transaction: connect_query settings survive other clients' SET and RE
 // A cancel in flight when the transaction with a SET ends: the read waits
 // for PostgreSQL's answer to the cancel, with the client.
 TEST_CASE("transaction: a cancel in flight does not lose the client's committed SET", "[transaction][params][cancel]") {
-  Pgmux mux(tx_config("default_pool_size = 1\n"));
-  Watchdog wd(60s);
-  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
-  WatchedConn a(wd, ci), b(wd, ci);
-  REQUIRE_CONN(a);
-  REQUIRE_CONN(b);
+  TwoClients two(tx_config("default_pool_size = 1\n"), 60s);
+  [[maybe_unused]] auto& [mux, wd, ci, a, b] = two;
   const std::string b_mem = scalar(b.get(), "SHOW work_mem");
   for (int i = 0; i < 5; ++i) {
     const std::string mem = std::to_string(1100 + i) + "kB";
@@ -1695,12 +1704,8 @@ TEST_CASE("transaction: a cancel in flight does not lose the client's committed 
 // no read after them, and no RESET ALL for the next client. A lock on
 // pg_settings shows whether a read runs.
 TEST_CASE("transaction: SET LOCAL and SET TRANSACTION cost no read", "[transaction][params]") {
-  Pgmux mux(tx_config("default_pool_size = 1\n"));
-  Watchdog wd(30s);
-  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
-  WatchedConn a(wd, ci), b(wd, ci);
-  REQUIRE_CONN(a);
-  REQUIRE_CONN(b);
+  TwoClients two(tx_config("default_pool_size = 1\n"));
+  [[maybe_unused]] auto& [mux, wd, ci, a, b] = two;
   auto su = superuser("app");
   auto after_locked = [&](const std::function<void()>& transaction) {
     exec(su.get(), "BEGIN");
@@ -4514,18 +4519,14 @@ std::vector<std::string> run_pipeline(PGconn* c, const std::function<bool(PGconn
 
 // "local" and "transaction" are unreserved keywords: SET local.x = ... and
 // SET SESSION transaction.x = ... are session-level custom settings, yet
-// scan_set_statements counts them as SET LOCAL / SET TRANSACTION.
+// scan_set_statements once counted them as SET LOCAL / SET TRANSACTION.
 TEST_CASE("transaction: a custom setting named local.x or transaction.x is no SET LOCAL",
           "[transaction][params]") {
   const std::string stmt = GENERATE(std::string("SET local.tenant = 'a'"), std::string("SET SESSION local.tenant = 'a'"),
                                     std::string("SET transaction.tenant = 'a'"));
   const std::string name = stmt.find("local.") != std::string::npos ? "local.tenant" : "transaction.tenant";
-  Pgmux mux(tx_config("default_pool_size = 1\n"));
-  Watchdog wd(30s);
-  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
-  WatchedConn a(wd, ci), b(wd, ci);
-  REQUIRE_CONN(a);
-  REQUIRE_CONN(b);
+  TwoClients two(tx_config("default_pool_size = 1\n"));
+  [[maybe_unused]] auto& [mux, wd, ci, a, b] = two;
   const std::string q = "SELECT pg_backend_pid() || ' ' || coalesce(current_setting('" + name + "', true), '')";
   const std::string pid = scalar(b.get(), "SELECT pg_backend_pid()::text");
   INFO(stmt);
@@ -4535,17 +4536,13 @@ TEST_CASE("transaction: a custom setting named local.x or transaction.x is no SE
   CHECK_FALSE(wd.fired());
 }
 
-// The SET LOCAL count is per request segment, not per statement executed:
-// a SET LOCAL parsed but not executed (or never reached) in the segment
-// makes a session-level SET there look scoped.
+// SET LOCAL statements were once counted per request segment, not per
+// statement executed: one parsed but not executed (or never reached) made a
+// session-level SET of the segment look scoped.
 TEST_CASE("transaction: a SET LOCAL that never runs does not hide a SET in its segment",
           "[transaction][params]") {
-  Pgmux mux(tx_config("default_pool_size = 1\n"));
-  Watchdog wd(30s);
-  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
-  WatchedConn a(wd, ci), b(wd, ci);
-  REQUIRE_CONN(a);
-  REQUIRE_CONN(b);
+  TwoClients two(tx_config("default_pool_size = 1\n"));
+  [[maybe_unused]] auto& [mux, wd, ci, a, b] = two;
   const std::string q = "SELECT pg_backend_pid() || ' ' || current_setting('work_mem')";
   const std::string pid = scalar(b.get(), "SELECT pg_backend_pid()::text");
   const std::string plain = scalar(b.get(), q);
@@ -4572,15 +4569,11 @@ TEST_CASE("transaction: a SET LOCAL that never runs does not hide a SET in its s
   CHECK_FALSE(wd.fired());
 }
 
-// note_set_statements runs again when a message waits for answers and is
-// read again: its SET LOCAL counts twice.
+// A message that waits for answers is read again: its SET LOCAL once
+// counted twice.
 TEST_CASE("transaction: a Parse of SET LOCAL held for answers is counted once", "[transaction][params]") {
-  Pgmux mux(tx_config("default_pool_size = 1\n"));
-  Watchdog wd(30s);
-  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
-  WatchedConn a(wd, ci), b(wd, ci);
-  REQUIRE_CONN(a);
-  REQUIRE_CONN(b);
+  TwoClients two(tx_config("default_pool_size = 1\n"));
+  [[maybe_unused]] auto& [mux, wd, ci, a, b] = two;
   const std::string q = "SELECT pg_backend_pid() || ' ' || current_setting('work_mem')";
   const std::string pid = scalar(b.get(), "SELECT pg_backend_pid()::text");
   const std::string plain = scalar(b.get(), q);
@@ -4596,9 +4589,9 @@ TEST_CASE("transaction: a Parse of SET LOCAL held for answers is counted once", 
   CHECK_FALSE(wd.fired());
 }
 
-// connect_query's custom settings are found only in its SET statements: one
-// made by set_config (or a function) is undone by the RESET ALL another
-// client's SET causes, and never set again.
+// connect_query's custom settings were found only in its SET statements:
+// one made by set_config was undone by the RESET ALL another client's SET
+// causes, and never set again (a function that sets one still is).
 TEST_CASE("transaction: a connect_query custom setting made by set_config survives another client's SET",
           "[transaction][params]") {
   Pgmux mux(tx_config("default_pool_size = 1\n",
@@ -4616,8 +4609,8 @@ TEST_CASE("transaction: a connect_query custom setting made by set_config surviv
   CHECK_FALSE(wd.fired());
 }
 
-// A client's SET to the value connect_query gave is dropped from the read
-// (equal to baseline_), and the client's startup option comes back.
+// A client's SET to the value connect_query gave was once dropped from the
+// read (equal to baseline_), and the client's startup option came back.
 TEST_CASE("transaction: a SET to connect_query's value sticks for a client with another startup value",
           "[transaction][params]") {
   Pgmux mux(tx_config("default_pool_size = 1\n", "connect_query = \"SET work_mem = '5MB'\"\n"));
@@ -4631,17 +4624,12 @@ TEST_CASE("transaction: a SET to connect_query's value sticks for a client with 
   CHECK_FALSE(wd.fired());
 }
 
-// scan_set_statements dedups custom names with a linear std::find per name
-// (before the cap of 64 is applied): one query string of many distinct
-// names costs quadratic time on the worker thread, and every other client
-// of the worker waits.
+// scan_set_statements once deduplicated every custom name before the cap of
+// 64 applied: a query string of many distinct names cost quadratic time on
+// the worker thread, and every other client of the worker waited.
 TEST_CASE("transaction: a query of many custom SETs does not stall other clients", "[transaction][params]") {
-  Pgmux mux(tx_config("default_pool_size = 2\n"));
-  Watchdog wd(120s);
-  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
-  WatchedConn a(wd, ci), b(wd, ci);
-  REQUIRE_CONN(a);
-  REQUIRE_CONN(b);
+  TwoClients two(tx_config("default_pool_size = 2\n"), 120s);
+  [[maybe_unused]] auto& [mux, wd, ci, a, b] = two;
   exec(b.get(), "BEGIN");  // B holds a server of its own
   std::string sql;
   for (int i = 0; i < 20000; ++i) sql += "SET n" + std::to_string(i) + ".x = 1;";
@@ -4684,16 +4672,13 @@ std::vector<std::string> run_pipeline_syncs(PGconn* c, int syncs, const std::fun
 
 // scan_set_statements reads '...' as standard_conforming_strings = on has
 // it; a session with it off takes \' as a quote inside the literal, so the
-// text pgmux scans has SET LOCALs PostgreSQL never runs, and the session
-// SET that PostgreSQL does run takes a scoped entry: no read, no RESET ALL.
+// text pgmux scanned had SET LOCALs PostgreSQL never ran, and the session
+// SET that PostgreSQL did run took a scoped entry (no read, no RESET ALL).
+// A text with a backslash now gets no SET LOCAL credit.
 TEST_CASE("transaction: a backslash in a literal with standard_conforming_strings off hides no SET",
           "[transaction][params]") {
-  Pgmux mux(tx_config("default_pool_size = 1\n"));
-  Watchdog wd(30s);
-  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
-  WatchedConn a(wd, ci), b(wd, ci);
-  REQUIRE_CONN(a);
-  REQUIRE_CONN(b);
+  TwoClients two(tx_config("default_pool_size = 1\n"));
+  [[maybe_unused]] auto& [mux, wd, ci, a, b] = two;
   const std::string q = "SELECT pg_backend_pid() || ' ' || coalesce(current_setting('myapp.x', true), '')";
   const std::string pid = scalar(b.get(), "SELECT pg_backend_pid()::text");
   exec(a.get(), "SET standard_conforming_strings = off");
@@ -4708,17 +4693,13 @@ TEST_CASE("transaction: a backslash in a literal with standard_conforming_string
 }
 
 // A Parse of the unnamed statement that the server skips (an earlier error
-// in its segment) still arms it: the statement the server keeps (a
-// session SET parsed before) runs at the next Bind/Execute of "", and its
-// tag is taken for the skipped SET LOCAL's.
+// in its segment) once armed it anyway: the statement the server kept (a
+// session SET parsed before) ran at the next Bind/Execute of "", and its
+// tag was taken for the skipped SET LOCAL's.
 TEST_CASE("transaction: an unnamed SET LOCAL Parse skipped after an error is no SET LOCAL",
           "[transaction][params]") {
-  Pgmux mux(tx_config("default_pool_size = 1\n"));
-  Watchdog wd(30s);
-  const std::string ci = mux.conninfo("app", "scram_user", "scram_pw");
-  WatchedConn a(wd, ci), b(wd, ci);
-  REQUIRE_CONN(a);
-  REQUIRE_CONN(b);
+  TwoClients two(tx_config("default_pool_size = 1\n"));
+  [[maybe_unused]] auto& [mux, wd, ci, a, b] = two;
   const std::string q = "SELECT pg_backend_pid() || ' ' || coalesce(current_setting('myapp.x', true), '')";
   const std::string pid = scalar(b.get(), "SELECT pg_backend_pid()::text");
   auto errors = run_pipeline_syncs(a.get(), 3, [](PGconn* c) {
@@ -4741,7 +4722,7 @@ TEST_CASE("transaction: an unnamed SET LOCAL Parse skipped after an error is no 
 
 // PostgreSQL ignores a simple Query that comes after a failed
 // extended-protocol message and before the Sync (no ReadyForQuery for it);
-// ServerConnection::count_request counted one: pending_z_ stays 1 too many.
+// pgmux once counted one owed, so the server was never released.
 TEST_CASE("transaction: a Query the server skips after an extended-protocol error is not owed",
           "[transaction][params]") {
   Pgmux mux(trust_tx_config(1));
