@@ -39,7 +39,10 @@ void ResponseTracker::synthetic(std::string message, uint64_t client_tag) {
 }
 
 void ResponseTracker::sent_failing(Request r) {
-  if (skipping_ && r != Request::sync) return;  // the server discards it anyway
+  if (skipping_ && r != Request::sync) {  // the server discards it anyway
+    if (r == Request::query || r == Request::function_call) ++skipped_queries_;
+    return;
+  }
   Entry e;
   e.req = r;
   e.hide_error = true;

@@ -162,6 +162,7 @@ class ResponseTracker {
     reports_.clear();
     special_ = 0;
     skipping_ = false;
+    skipped_queries_ = 0;
     copy_in_ = false;  // else the next exchange's Syncs would be ignored
     copy_ends_.clear();
   }

@@ -1539,6 +1539,7 @@ void ClientConnection::forward_managed(IoBufferPtr buf, size_t offset, size_t n)
       }
       if (pipelining_on()) vet_for_pipelining(t, after, piece.body_length);
       server_->count_request(t);
+      server_->note_skipping(m.tracker);
       if (named_ && !named_->held.empty()) {
         leave_raw();
         out += named_->held;
@@ -2087,6 +2088,7 @@ void ClientConnection::fail_on_server(std::string& out, bool simple) {
     append_message(out, 'Q', "pgmux: fail the transaction\0"sv);
     ms().tracker.sent_failing(Req::query);
     server_->count_request('Q');
+    server_->note_skipping(ms().tracker);
     return;
   }
   // Bind: portal "", statement "pgmux.fail", no formats, parameters or result formats.
@@ -2149,7 +2151,7 @@ void ClientConnection::send_request(std::string& out, char type, std::string_vie
   append_message(out, type, body);
   ms().tracker.sent(r, hidden, tag, client_tag);
   server_->count_request(type, hidden);
-  if (type == 'Q' || type == 'F') server_->queries_skipped(ms().tracker.take_skipped_queries());
+  server_->note_skipping(ms().tracker);
 }
 
 // Whether the client has a statement `name` is not known yet: its Parse

@@ -865,6 +865,7 @@ void ServerConnection::note_session_command(std::string_view tag) {
 
 void ServerConnection::copy_in_started() {
   in_copy_in_ = true;
+  after_sync_ = false;  // a Parse now is refused (a protocol violation in COPY)
   if (!last_was_execute_) return;
   int ignored = syncs_since_execute_;
   if (copy_ignored_syncs_.empty()) {
@@ -1067,7 +1068,7 @@ void ServerConnection::watch_end(bool& release_point) {
 // What the tracker learnt about Parses: failed or skipped ones are not on
 // the server (nor named for the client); accepted ones are proven.
 void ServerConnection::absorb_tracker_reports(proto::ResponseTracker& tracker) {
-  queries_skipped(tracker.take_skipped_queries());
+  note_skipping(tracker);
   const std::vector<uint64_t> unprepared = tracker.take_unprepared();
   forget_unprepared(unprepared);
   client_->forget_failed_prepares(unprepared);

@@ -89,7 +89,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   void count_request(char type, bool hidden = false) {
     bool was_busy = pending_z_ > 0 || unsynced_;
     const proto::PipelineKind vetted = std::exchange(vetted_, proto::PipelineKind::unsafe);
-    if (type == 'S') after_sync_ = true;
+    if (type == 'S') after_sync_ = !extended_copy_in_;  // (ignored in copy-in mode)
     else if (type != 'Q' && type != 'F') after_sync_ = false;  // a Query keeps it (it needs no Sync)
     switch (type) {
       case 'S':
@@ -250,12 +250,15 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
     forget_settings();
   }
   void forget_settings();
-  // The server skips these simple Queries (an extended-protocol error came
-  // before them, and no Sync yet): they owe no ReadyForQuery, and their
-  // segments are over.
-  void queries_skipped(size_t n) {
-    if (n == 0) return;
-    pending_z_ = pending_z_ > int(n) ? pending_z_ - int(n) : 0;
+  // After an error in an extended-protocol request the server skips
+  // everything up to the next Sync, simple Queries included: those owe no
+  // ReadyForQuery (their segments are over), and until the client's Sync
+  // is sent the connection is not at rest, whatever came since (a Query
+  // would have ended the extended-protocol run otherwise).
+  void note_skipping(proto::ResponseTracker& tracker) {
+    if (const size_t n = tracker.take_skipped_queries())
+      pending_z_ = pending_z_ > int(n) ? pending_z_ - int(n) : 0;
+    if (tracker.skipping()) unsynced_ = true;
   }
   // Nothing but simple Queries since the last Sync (or since the link): the
   // server runs the next message whatever came before (no extended-protocol

@@ -4739,7 +4739,7 @@ TEST_CASE("transaction: a Query the server skips after an extended-protocol erro
   auto ra = read_replies(a, true, 0, 3s);
   CHECK(ra.types == "TDCZ");
   // The Query sent after the error has come (pgmux knows the server skips).
-  a.send(execute_msg("nope") + msg('H', ""));
+  a.send(execute_msg("nope") + flush_msg());
   CHECK(read_replies(a, false, 1, 3s).types == "E");
   a.send(msg('Q', cstr("SELECT 5")) + sync_msg());
   CHECK(read_replies(a).types == "Z");
@@ -4750,5 +4750,60 @@ TEST_CASE("transaction: a Query the server skips after an extended-protocol erro
   auto rb2 = read_replies(b, true, 0, 5s);
   INFO("after A left: " << rb2.types);
   CHECK(rb2.types == "TDCZ");
+  CHECK_FALSE(wd.fired());
+}
+
+// A fourth review found these in b3cd464 (a Query counted as skipped left
+// the connection looking at rest while PostgreSQL still skipped to a
+// Sync; a Query that pgmux forwarded untouched was not counted at all).
+TEST_CASE("transaction: a skipped Query does not release a server still skipping to a Sync",
+          "[transaction][params]") {
+  Pgmux mux(trust_tx_config(1));
+  Watchdog wd(40s);
+  auto a = raw_login(mux.port());
+  auto b = raw_login(mux.port());
+  a.send(execute_msg("nope") + flush_msg());
+  CHECK(read_replies(a, false, 1, 3s).types == "E");
+  a.send(msg('Q', cstr("SET work_mem = '2MB'")));  // skipped by PostgreSQL: no answer
+  std::this_thread::sleep_for(300ms);
+  b.send(msg('Q', cstr("SELECT 2")));
+  std::this_thread::sleep_for(300ms);
+  a.send(sync_msg());
+  auto ra = read_replies(a, true, 0, 3s);
+  INFO("A: " << ra.types);
+  CHECK(ra.types == "Z");
+  auto rb = read_replies(b, true, 0, 3s);
+  INFO("B: " << rb.types << " " << join(rb.errors));
+  CHECK(rb.types == "TDCZ");
+  CHECK_FALSE(wd.fired());
+}
+
+TEST_CASE("transaction: a client leaving after a skipped Query leaves no skipping server in the pool",
+          "[transaction][params]") {
+  const bool inspected = GENERATE(false, true);  // a Query pgmux reads, or one it forwards untouched
+  const std::string query = inspected ? "SET work_mem = '2MB'" : "SELECT 5";
+  Pgmux mux(trust_tx_config(1));
+  Watchdog wd(40s);
+  {
+    auto a = raw_login(mux.port());
+    a.send(execute_msg("nope") + msg('Q', cstr(query)));  // the error comes with the Query sent
+    CHECK(read_replies(a, false, 1, 3s).types == "E");
+    std::this_thread::sleep_for(200ms);
+    a.close();
+  }
+  {
+    auto a = raw_login(mux.port());
+    a.send(execute_msg("nope") + flush_msg());  // the Query comes after the error
+    CHECK(read_replies(a, false, 1, 3s).types == "E");
+    a.send(msg('Q', cstr(query)));
+    std::this_thread::sleep_for(300ms);
+    a.close();
+  }
+  std::this_thread::sleep_for(300ms);
+  auto b = raw_login(mux.port());
+  b.send(msg('Q', cstr("SELECT 4")));
+  auto rb = read_replies(b, true, 0, 5s);
+  INFO("B: " << rb.types << " " << join(rb.errors));
+  CHECK(rb.types == "TDCZ");
   CHECK_FALSE(wd.fired());
 }
