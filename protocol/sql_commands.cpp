@@ -194,6 +194,12 @@ bool setting_name_part(const detail::Token& t, std::string& out) {
   }
   return true;
 }
+// A custom setting's name, lower-cased, once, while fewer than `max` are known.
+void add_custom_name(std::vector<std::string>& names, std::string name, size_t max) {
+  if (name.empty() || names.size() >= max) return;
+  for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
+}
 }  // namespace
 
 bool may_need_reading(std::string_view prefix) {
@@ -242,9 +248,7 @@ std::vector<bool> scan_set_statements(std::string_view query, std::vector<std::s
       }
       dotted = true;
     }
-    if (!dotted || name.empty() || names.size() >= max_names) continue;
-    for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
-    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
+    if (dotted) add_custom_name(names, std::move(name), max_names);
   }
   return set_tags;
 }
@@ -267,9 +271,7 @@ void set_config_names(std::string_view query, std::vector<std::string>& names, s
       name.push_back(arg.text[k]);
       if (arg.text[k] == '\'') ++k;
     }
-    if (name.find('.') == std::string::npos || names.size() >= max_names) continue;
-    for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
-    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(std::move(name));
+    if (name.find('.') != std::string::npos) add_custom_name(names, std::move(name), max_names);
   }
 }
 

@@ -2,6 +2,13 @@
 
 namespace pgmux::proto {
 
+namespace {
+// A simple Query or FunctionCall: answered up to its own ReadyForQuery.
+bool simple_statement(ResponseTracker::Request r) {
+  return r == ResponseTracker::Request::query || r == ResponseTracker::Request::function_call;
+}
+}  // namespace
+
 void ResponseTracker::sent_slow(Request r, bool hidden, uint64_t tag, uint64_t client_tag) {
   if (copy_in_ && r == Request::sync) return;  // ignored by the server in copy-in mode
   if (skipping_) {
@@ -10,7 +17,7 @@ void ResponseTracker::sent_slow(Request r, bool hidden, uint64_t tag, uint64_t c
     if (r != Request::sync) {
       if (tag) report(kUnprepared, tag);
       if (client_tag) report(kUnnamed, client_tag);
-      if (r == Request::query || r == Request::function_call) ++skipped_queries_;
+      if (simple_statement(r)) ++skipped_queries_;
       return;
     }
     skipping_ = false;
@@ -40,7 +47,7 @@ void ResponseTracker::synthetic(std::string message, uint64_t client_tag) {
 
 void ResponseTracker::sent_failing(Request r) {
   if (skipping_ && r != Request::sync) {  // the server discards it anyway
-    if (r == Request::query || r == Request::function_call) ++skipped_queries_;
+    if (simple_statement(r)) ++skipped_queries_;
     return;
   }
   Entry e;
@@ -86,8 +93,7 @@ ResponseTracker::Action ResponseTracker::on_server_message_slow(char type) {
     // The extended request failed: the server ignores everything up to the
     // next Sync, so nothing queued before it will be answered.
     while (!empty() && (front().is_synthetic || front().req != Request::sync)) {
-      if (!front().is_synthetic && (front().req == Request::query || front().req == Request::function_call))
-        ++skipped_queries_;
+      if (!front().is_synthetic && simple_statement(front().req)) ++skipped_queries_;
       if (front().tag) report(kUnprepared, front().tag);
       if (front().client_tag) report(kUnnamed, front().client_tag);
       if (front().shape_name) report(kUnnamed, front().shape_name);

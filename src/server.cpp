@@ -693,17 +693,9 @@ void ServerConnection::internal_done() {
     }
     case kPurposeSettings: {
       if (internal_error_) {
-        // (A client's statement_timeout of a millisecond, say.) The client
-        // goes on without its settings carried over; the connection, whose
-        // session is not known, is not reused.
-        ClientConnection* c = std::exchange(client_, nullptr);
-        spdlog::warn("{} reading the session's settings failed: {}{}", name_, internal_error_->message,
-                     c ? fmt::format(" (C-{}'s SET applies to its next transactions no more)", c->id()) : "");
-        close("reading the session's settings failed");
-        if (c) {
-          c->settings_read(nullptr, params_);
-          c->server_released();
-        }
+        // (A lock outlasting the client's own lock_timeout, say.)
+        settings_lost("reading the session's settings failed: " + internal_error_->message,
+                      "reading the session's settings failed");
         return;
       }
       adopt_settings_read();
@@ -1485,6 +1477,20 @@ std::string ServerConnection::settings_read_sql(const std::vector<std::string>& 
 // The session's settings as read: the ones the server reports are followed
 // through ParameterStatus already; the others are what a client landing
 // here must SET or RESET (link_sync), as if pgmux had made them.
+// The session's settings cannot be read: the connection, whose session is
+// not known, is closed, and the linked client goes on without what it SET
+// carried over to its next transactions.
+void ServerConnection::settings_lost(const std::string& why, const char* close_reason) {
+  ClientConnection* c = std::exchange(client_, nullptr);
+  spdlog::warn("{} {}{}", name_, why,
+               c ? fmt::format(" (C-{}'s SET applies to its next transactions no more)", c->id()) : "");
+  close(close_reason);
+  if (c) {
+    c->settings_read(nullptr, params_);
+    c->server_released();
+  }
+}
+
 // What connect_query set (baseline_) is nobody's own: a value still equal
 // to it is left out, and one a client RESET is set again at the next link.
 void ServerConnection::adopt_settings_read() {
@@ -1647,15 +1653,9 @@ void ServerConnection::cancel_done(bool answered) {
       read_settings();
       return;
     }
-    // Its signal may still come: the connection goes, and the client on
-    // without what it SET carried over.
-    ClientConnection* c = std::exchange(client_, nullptr);
-    spdlog::warn("{} a cancel request went unanswered before the session's settings were read: C-{}'s SET "
-                 "applies to its next transactions no more",
-                 name_, c->id());
-    close("a cancel request to it went unanswered: its signal may still come");
-    c->settings_read(nullptr, params_);
-    c->server_released();
+    // Its signal may still come.
+    settings_lost("a cancel request went unanswered before the session's settings were read",
+                  "a cancel request to it went unanswered: its signal may still come");
     return;
   }
   if (!held_for_cancel_) return;

@@ -413,6 +413,7 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   void read_settings();
   void adopt_settings_read();
   bool sync_step_ok();
+  void settings_lost(const std::string& why, const char* close_reason);
   static std::string settings_read_sql(const std::vector<std::string>& custom);
   // The parameter set this server was last found in sync with: a client
   // with the same set (and the same welcome) needs no comparison. Any
