@@ -484,8 +484,17 @@ bool known_tls_protocols(std::string_view s) {
 struct Block {
   std::vector<std::string> lines;
 
+  // A key given twice (PgBouncer reads "query_timeout=1 query_timeout=2"
+  // in a [users] line as the last one) is written once, with the last value:
+  // TOML refuses a key defined twice.
   void set(std::string_view key, const std::string& toml_value) {
-    lines.push_back(std::string(key) + " = " + toml_value);
+    std::string line = std::string(key) + " = " + toml_value;
+    for (std::string& l : lines)
+      if (l.size() > key.size() + 3 && l.compare(0, key.size(), key) == 0 && l.compare(key.size(), 3, " = ") == 0) {
+        l = std::move(line);
+        return;
+      }
+    lines.push_back(std::move(line));
   }
   void comment(const std::string& text) { lines.push_back("# " + comment_safe(text)); }
   void note(const std::string& text) { comment("note: " + text); }
