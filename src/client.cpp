@@ -1356,7 +1356,7 @@ void ClientConnection::forward_to_server(IoBufferPtr buf, size_t offset, size_t 
         close(CloseReason::client_terminate);
         return;
       }
-      server_->count_request(piece.type);
+      server_->count_untracked_request(piece.type);
     }
     if (piece.kind == proto::StreamFramer::Kind::need_more) break;
     pos += piece.consumed;

@@ -228,6 +228,9 @@ void ServerConnection::on_read(Socket&, IoBufferPtr buf, size_t n) {
       size_t used = 0;
       if (!scan_server_bytes(proto::ByteSpan(buf->data, n), release_point, used)) return;
       if (in_copy_in_) close("client left during COPY");
+      // An error: PostgreSQL discards everything up to a Sync that will
+      // never come.
+      else if (unsynced_) close("client left with a failed extended-protocol request");
       else if (pending_z_ == 0 && framer_.at_boundary()) after_client_left();
       return;
     }
@@ -949,6 +952,26 @@ void ServerConnection::forward(IoBufferPtr buf, size_t offset, size_t n) {
   if (rc != 0) fail("write to server failed");
 }
 
+void ServerConnection::count_untracked_request(char type) {
+  using Req = proto::ResponseTracker::Request;
+  count_request(type);
+  switch (type) {
+    case 'Q': untracked_.sent(Req::query); break;
+    case 'S': untracked_.sent(Req::sync); break;
+    case 'F': untracked_.sent(Req::function_call); break;
+    case 'E': untracked_.sent(Req::execute); break;
+    case 'P': untracked_.sent(Req::parse); break;
+    case 'B': untracked_.sent(Req::bind); break;
+    // (a portal's Describe is answered as a statement's, without the
+    // ParameterDescription: its body need not be read)
+    case 'D': untracked_.sent(Req::describe_stmt); break;
+    case 'C': untracked_.sent(Req::close); break;
+    case 'c': case 'f': untracked_.copy_in_finished(); break;
+    default: return;
+  }
+  note_skipping(untracked_);
+}
+
 // Bookkeeping on every server message while forwarding, shared by the plain
 // and the rewriting path: ReadyForQuery (transaction status, what is still
 // owed), ParameterStatus (the client's view follows), COPY IN.
@@ -1048,7 +1071,11 @@ void ServerConnection::watch_end(bool& release_point) {
       const uint64_t oldest = oldest_unanswered_segment();
       std::erase_if(statement_uses_, [&](const auto& u) { return u.first < oldest; });
     }
-    if (release_point) copy_ignored_syncs_.clear();  // no COPY can start now
+    if (release_point) {
+      copy_ignored_syncs_.clear();  // no COPY can start now
+      // Nothing is in flight: no older request can take an answer.
+      if (!untracked_.empty()) untracked_.clear();
+    }
   } else if (auto ps = proto::parse_parameter_status(body)) {
     param_status_since_idle_ = true;
     note_parameter(ps->name, ps->value);
@@ -1092,6 +1119,9 @@ bool ServerConnection::scan_server_bytes(proto::ByteSpan chunk, bool& release_po
         tracker.on_server_message(piece.type);
         if (piece.type == 'E' || piece.type == '1' || tracker.has_reports())
           absorb_tracker_reports(tracker);
+      } else if (!untracked_.empty()) {  // (also while draining: no client)
+        untracked_.on_server_message(piece.type);
+        if (untracked_.has_reports()) note_skipping(untracked_);
       }
     } else {
       watch_body(piece.data);

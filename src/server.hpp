@@ -137,6 +137,12 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
       if (!xact_start_ns_) xact_start_ns_ = query_start_ns_;
     }
   }
+  // A request of a client whose messages pgmux forwards untouched, with no
+  // response tracker of its own (max_prepared_statements = 0, or session
+  // pooling): the connection's own tracker follows them, so that a simple
+  // Query PostgreSQL skips after an extended-protocol error is not counted
+  // as owed (see note_skipping).
+  void count_untracked_request(char type);
   // ReadyForQuery messages the server still owes.
   int owed_ready() const { return pending_z_; }
 
@@ -430,6 +436,10 @@ class ServerConnection final : public SocketOwner, public pool::PoolServer {
   char tx_status_ = 'I';
   int pending_z_ = 0;        // ReadyForQuery messages still owed to the client
   bool unsynced_ = false;    // extended-protocol messages sent since the last Sync
+  // Follows the requests of untracked clients (count_untracked_request);
+  // empty whenever none is in flight, and the connection is at rest only
+  // then.
+  proto::ResponseTracker untracked_;
   bool reset_discards_ = false;  // the running reset includes server_reset_query
   uint64_t segment_ = 0;         // Syncs and simple Queries sent so far
   bool read_paused_ = false;

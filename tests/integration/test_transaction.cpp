@@ -4178,8 +4178,12 @@ std::string send_random_op(std::mt19937& rng, DiffClient& c, bool may_begin, boo
 TEST_CASE("transaction: random pipelines answer as PostgreSQL does", "[transaction][pipeline][diff]") {
   // PGMUX_DIFF_TRACE=1 prints every step and its answer, and logs at debug.
   const bool trace = getenv("PGMUX_DIFF_TRACE") != nullptr;
-  Pgmux mux(tx_config("default_pool_size = 2\nmax_prepared_statements = 3\n",
-                      trace ? "[log]\nlevel = \"debug\"\n" : ""));
+  // Session pooling forwards everything untouched: the connection's own
+  // response tracker follows the pipelines (skipped Queries after errors).
+  const bool session = GENERATE(false, true);
+  INFO((session ? "session pooling" : "transaction pooling"));
+  Pgmux mux(tx_config(session ? "default_pool_size = 5\n" : "default_pool_size = 2\nmax_prepared_statements = 3\n",
+                      trace ? "[log]\nlevel = \"debug\"\n" : "", session ? "session" : "transaction"));
   Watchdog wd(120s);
   const std::string via_mux = mux.conninfo("app", "scram_user", "scram_pw");
   const std::string direct = direct_conninfo("app", "scram_user", "scram_pw");
@@ -4723,9 +4727,22 @@ TEST_CASE("transaction: an unnamed SET LOCAL Parse skipped after an error is no 
 // PostgreSQL ignores a simple Query that comes after a failed
 // extended-protocol message and before the Sync (no ReadyForQuery for it);
 // pgmux once counted one owed, so the server was never released.
+namespace {
+// The skipped-Query tests run with the response tracker of a managed client
+// (prepared statements on) and without (max_prepared_statements = 0).
+PgmuxConfig skip_test_config(bool managed, const char* mode = "transaction") {
+  PgmuxConfig cfg = trust_tx_config(1);
+  cfg.pgmux = std::string("pool_mode = \"") + mode + "\"\ndefault_pool_size = 1\n" +
+              (managed ? "" : "max_prepared_statements = 0\n");
+  return cfg;
+}
+}  // namespace
+
 TEST_CASE("transaction: a Query the server skips after an extended-protocol error is not owed",
           "[transaction][params]") {
-  Pgmux mux(trust_tx_config(1));
+  const bool managed = GENERATE(true, false);
+  INFO("max_prepared_statements " << (managed ? "200" : "0"));
+  Pgmux mux(skip_test_config(managed));
   Watchdog wd(30s);
   auto a = raw_login(mux.port());
   a.send(execute_msg("nope") + msg('Q', cstr("SELECT 1")) + sync_msg());
@@ -4758,7 +4775,9 @@ TEST_CASE("transaction: a Query the server skips after an extended-protocol erro
 // Sync; a Query that pgmux forwarded untouched was not counted at all).
 TEST_CASE("transaction: a skipped Query does not release a server still skipping to a Sync",
           "[transaction][params]") {
-  Pgmux mux(trust_tx_config(1));
+  const bool managed = GENERATE(true, false);
+  INFO("max_prepared_statements " << (managed ? "200" : "0"));
+  Pgmux mux(skip_test_config(managed));
   Watchdog wd(40s);
   auto a = raw_login(mux.port());
   auto b = raw_login(mux.port());
@@ -4782,7 +4801,9 @@ TEST_CASE("transaction: a client leaving after a skipped Query leaves no skippin
           "[transaction][params]") {
   const bool inspected = GENERATE(false, true);  // a Query pgmux reads, or one it forwards untouched
   const std::string query = inspected ? "SET work_mem = '2MB'" : "SELECT 5";
-  Pgmux mux(trust_tx_config(1));
+  const int variant = GENERATE(0, 1, 2);  // managed, max_prepared_statements = 0, session pooling
+  INFO((variant == 0 ? "managed" : variant == 1 ? "max_prepared_statements = 0" : "session pooling"));
+  Pgmux mux(skip_test_config(variant == 0, variant == 2 ? "session" : "transaction"));
   Watchdog wd(40s);
   {
     auto a = raw_login(mux.port());
